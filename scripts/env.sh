@@ -1,0 +1,19 @@
+# Sourced by every project script: where the cache lives and how cargo finds libtorch.
+# Source it yourself (`. scripts/env.sh`) to run cargo by hand with the same settings.
+RELPRUNE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export RELPRUNE_ROOT
+export RELPRUNE_CACHE="${RELPRUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/relprune}"
+export RELPRUNE_VENV="${RELPRUNE_VENV:-$RELPRUNE_CACHE/venv}"
+export RELPRUNE_PYTHON="$RELPRUNE_VENV/bin/python"
+export RELPRUNE_SPAM_DIR="${RELPRUNE_SPAM_DIR:-$RELPRUNE_CACHE/data/spam-assassin}"
+# Builds live outside the clone so a fresh clone reuses them (CI caches this folder).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RELPRUNE_CACHE/target}"
+if [ -n "${LIBTORCH:-}" ]; then
+  # A user's own libtorch: torch-sys links against $LIBTORCH/lib, build.rs embeds it as rpath.
+  unset LIBTORCH_USE_PYTORCH
+else
+  # libtorch from the venv's torch wheel; torch-sys runs `python` when VIRTUAL_ENV is set.
+  export LIBTORCH_USE_PYTORCH=1
+  export VIRTUAL_ENV="$RELPRUNE_VENV"
+  export PATH="$RELPRUNE_VENV/bin:$PATH"
+fi

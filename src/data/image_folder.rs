@@ -1,0 +1,135 @@
+//! Image folders with one sub-folder per class (the ImageNet / torchvision `ImageFolder`
+//! layout), decoded lazily per batch with the standard ImageNet preprocessing: resize the
+//! shorter side to 256, centre-crop 224, scale to [0, 1], normalise per channel.
+
+use super::{permutation, Batch, Dataset, Splits, Subset};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::Tensor;
+
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+/// Files of an image folder and their labels (class = sorted sub-folder index).
+pub struct ImageFolder {
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    labels: Vec<i64>,
+    class_names: Vec<String>,
+    resize: u32,
+    crop: u32,
+}
+
+impl ImageFolder {
+    /// Scans `root/<class>/<image>`; classes are the sub-folders in sorted order.
+    pub fn open(root: &Path, resize: u32, crop: u32) -> Result<Self> {
+        let not_found = |hint: &str| Error::DataNotFound { what: "image folder".into(), path: root.into(), hint: hint.into() };
+        let entries = std::fs::read_dir(root).map_err(|_| not_found("give a folder with one sub-folder of images per class"))?;
+        let mut class_dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        class_dirs.sort();
+        let mut files = Vec::new();
+        let mut labels = Vec::new();
+        let mut class_names = Vec::new();
+        for (label, dir) in class_dirs.iter().enumerate() {
+            class_names.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            let mut imgs: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(Error::io("list", dir))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().map(|e| EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str())).unwrap_or(false)
+                })
+                .collect();
+            imgs.sort();
+            labels.extend(std::iter::repeat_n(label as i64, imgs.len()));
+            files.extend(imgs);
+        }
+        if class_names.len() < 2 || files.is_empty() {
+            return Err(not_found("need at least two class sub-folders holding .jpg/.jpeg/.png images"));
+        }
+        Ok(ImageFolder { root: root.into(), files, labels, class_names, resize, crop })
+    }
+
+    fn load(&self, path: &Path) -> Result<Vec<f32>> {
+        let img = image::open(path)
+            .map_err(|e| Error::CorruptData { what: "image".into(), path: path.into(), reason: e.to_string() })?
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        let (nw, nh) = if w <= h {
+            (self.resize, (self.resize as u64 * h as u64 / w as u64) as u32)
+        } else {
+            ((self.resize as u64 * w as u64 / h as u64) as u32, self.resize)
+        };
+        let img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
+        let c = self.crop.min(nw).min(nh);
+        let left = ((nw - c) as f64 / 2.0).round() as u32;
+        let top = ((nh - c) as f64 / 2.0).round() as u32;
+        let img = image::imageops::crop_imm(&img, left, top, c, c).to_image();
+        let plane = (c * c) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, px) in img.pixels().enumerate() {
+            for ch in 0..3 {
+                out[ch * plane + i] = (px[ch] as f32 / 255.0 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Dataset for ImageFolder {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+    fn labels(&self) -> &[i64] {
+        &self.labels
+    }
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    fn batch(&self, indices: &[usize]) -> Result<Batch> {
+        let mut data = Vec::with_capacity(indices.len() * 3 * (self.crop * self.crop) as usize);
+        for &i in indices {
+            data.extend(self.load(&self.files[i])?);
+        }
+        let c = self.crop as i64;
+        let x = Tensor::from_slice(&data).reshape([indices.len() as i64, 3, c, c]);
+        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
+        Ok(Batch { inputs: vec![x], labels: Tensor::from_slice(&labels) })
+    }
+    fn describe(&self) -> String {
+        format!("image folder {} ({} images, {} classes)", self.root.display(), self.files.len(), self.class_names.len())
+    }
+}
+
+/// Splits for an image-folder dataset at `root`:
+/// - `root/train` gives the references; `root/val` the validation split and `root/test` the
+///   test split when present;
+/// - without `root/test`, `root/val` is halved by a fixed seed into validation and test, so
+///   hyperparameters are never chosen on the split that is reported.
+pub fn load_splits(root: &Path) -> Result<Splits> {
+    let train = root.join("train");
+    let val = root.join("val");
+    if !train.is_dir() || !val.is_dir() {
+        return Err(Error::DataNotFound {
+            what: "image folder splits".into(),
+            path: root.into(),
+            hint: "expected `train/` and `val/` (and optionally `test/`) each with one sub-folder per class".into(),
+        });
+    }
+    let train: Arc<dyn Dataset> = Arc::new(ImageFolder::open(&train, 256, 224)?);
+    let val_ds: Arc<dyn Dataset> = Arc::new(ImageFolder::open(&val, 256, 224)?);
+    let test_dir = root.join("test");
+    let (val, test) = if test_dir.is_dir() {
+        (Subset::all(val_ds), Subset::all(Arc::new(ImageFolder::open(&test_dir, 256, 224)?)))
+    } else {
+        let perm = permutation(val_ds.len(), super::fashion_mnist::SPLIT_SEED);
+        let half = perm.len() / 2;
+        let (mut a, mut b) = (perm[..half].to_vec(), perm[half..].to_vec());
+        a.sort_unstable();
+        b.sort_unstable();
+        (Subset { data: val_ds.clone(), indices: a }, Subset { data: val_ds, indices: b })
+    };
+    Ok(Splits { train: Subset::all(train), val, test })
+}

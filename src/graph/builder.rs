@@ -1,0 +1,71 @@
+//! Incremental construction of graphs, used by the model builders.
+
+use super::{init, Graph, GraphSpec, InputKind, Node, NodeId, Op, ParamStore, GRAPH_FORMAT};
+use crate::error::Result;
+use std::collections::BTreeMap;
+
+/// Appends nodes in topological order; parameter keys default to `<node name>.<role>`.
+#[derive(Default)]
+pub struct GraphBuilder {
+    nodes: Vec<Node>,
+    inputs: Vec<NodeId>,
+    ignored_keys: Vec<String>,
+}
+
+impl GraphBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a graph input.
+    pub fn input(&mut self, name: &str, kind: InputKind) -> NodeId {
+        let id = self.add(name, Op::Input(kind), &[]);
+        self.inputs.push(id);
+        id
+    }
+
+    /// Adds a node whose parameters are keyed `<name>.<role>`.
+    pub fn add(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId]) -> NodeId {
+        self.add_keyed(name, op, inputs, &[])
+    }
+
+    /// Adds a node, with explicit store keys for some parameter roles (e.g. torchvision's packed
+    /// `in_proj_weight`), the others keyed `<name>.<role>`.
+    pub fn add_keyed(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId], keys: &[(&str, &str)]) -> NodeId {
+        let name = name.into();
+        let mut params = BTreeMap::new();
+        for ps in op.param_specs() {
+            let key = keys
+                .iter()
+                .find(|(role, _)| *role == ps.role)
+                .map(|(_, k)| k.to_string())
+                .unwrap_or_else(|| format!("{name}.{}", ps.role));
+            params.insert(ps.role.to_string(), key);
+        }
+        self.nodes.push(Node { name, op, inputs: inputs.to_vec(), params });
+        self.nodes.len() - 1
+    }
+
+    /// Declares weight-file keys (exact, or prefixes ending in `*`) that this graph does not use.
+    pub fn ignore_keys(&mut self, patterns: &[&str]) {
+        self.ignored_keys.extend(patterns.iter().map(|p| p.to_string()));
+    }
+
+    /// Finishes the graph with `output` as its result, parameters initialised as PyTorch's
+    /// layer defaults from a seeded generator.
+    pub fn finish(self, output: NodeId, seed: u64) -> Result<Graph> {
+        let spec = GraphSpec {
+            format: GRAPH_FORMAT,
+            nodes: self.nodes,
+            inputs: self.inputs,
+            output,
+            ignored_keys: self.ignored_keys,
+        };
+        let mut params = ParamStore::default();
+        let mut rng = crate::util::rng(seed);
+        for node in &spec.nodes {
+            init::pytorch_default(node, &mut params, &mut rng);
+        }
+        Graph::new(spec, params)
+    }
+}

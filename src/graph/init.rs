@@ -1,0 +1,86 @@
+//! Parameter initialisation from a seeded generator, matching PyTorch's layer defaults (and the
+//! torchvision model-specific schemes builders ask for).
+
+use super::{Graph, Node, NodeId, Op, ParamKind, ParamStore};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+fn uniform(rng: &mut ChaCha8Rng, shape: &[i64], bound: f64) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..=bound) as f32).collect();
+    Tensor::from_slice(&v).reshape(shape)
+}
+
+/// Standard normal samples (Box–Muller), scaled by `std`.
+pub fn normal(rng: &mut ChaCha8Rng, shape: &[i64], std: f64) -> Tensor {
+    let n = shape.iter().product::<i64>() as usize;
+    let mut v = Vec::with_capacity(n + 1);
+    while v.len() < n {
+        let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        v.push((r * t.cos() * std) as f32);
+        v.push((r * t.sin() * std) as f32);
+    }
+    v.truncate(n);
+    Tensor::from_slice(&v).reshape(shape)
+}
+
+fn fan_in(op: &Op) -> i64 {
+    match op {
+        Op::Conv2d(c) => c.in_channels / c.groups * c.kernel[0] * c.kernel[1],
+        Op::Linear { in_features, .. } => *in_features,
+        _ => 1,
+    }
+}
+
+/// Initialises one node's tensors as the corresponding `torch.nn` layer does.
+pub fn pytorch_default(node: &Node, params: &mut ParamStore, rng: &mut ChaCha8Rng) {
+    for ps in node.op.param_specs() {
+        let Some(key) = node.params.get(ps.role) else { continue };
+        let shape = ps.shape.as_slice();
+        let t = match (&node.op, ps.role) {
+            (Op::Conv2d(_) | Op::Linear { .. }, _) => uniform(rng, shape, 1.0 / (fan_in(&node.op) as f64).sqrt()),
+            (Op::BatchNorm2d { .. }, "weight" | "running_var") => Tensor::ones(shape, (Kind::Float, tch::Device::Cpu)),
+            (Op::BatchNorm2d { .. }, "num_batches_tracked") => Tensor::zeros(shape, (Kind::Int64, tch::Device::Cpu)),
+            (Op::LayerNorm { .. }, "weight") => Tensor::ones(shape, (Kind::Float, tch::Device::Cpu)),
+            (Op::Embedding { .. }, _) => normal(rng, shape, 1.0),
+            (Op::PositionEmbedding { .. } | Op::SegmentEmbedding { .. }, _) => normal(rng, shape, 0.02),
+            _ => Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu)),
+        };
+        debug_assert!(ps.kind != ParamKind::Optional || ps.role == "num_batches_tracked");
+        params.insert(key.clone(), t);
+    }
+}
+
+/// torchvision's ResNet/VGG conv scheme: Kaiming normal, fan-out, ReLU gain; zero bias.
+pub fn kaiming_normal_fan_out(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng) {
+    let node = graph.node(id).clone();
+    if let Op::Conv2d(c) = &node.op {
+        let fan_out = c.out_channels * c.kernel[0] * c.kernel[1];
+        let std = (2.0 / fan_out as f64).sqrt();
+        set(graph, &node, "weight", normal(rng, &node.op.param_specs()[0].shape, std));
+        if c.bias {
+            set(graph, &node, "bias", Tensor::zeros([c.out_channels], (Kind::Float, tch::Device::Cpu)));
+        }
+    }
+}
+
+/// Normal(0, std) weights and zero bias for a Linear node (torchvision VGG classifier: 0.01).
+pub fn normal_linear(graph: &mut Graph, id: NodeId, std: f64, rng: &mut ChaCha8Rng) {
+    let node = graph.node(id).clone();
+    if let Op::Linear { in_features, out_features, bias } = node.op {
+        set(graph, &node, "weight", normal(rng, &[out_features, in_features], std));
+        if bias {
+            set(graph, &node, "bias", Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
+        }
+    }
+}
+
+fn set(graph: &mut Graph, node: &Node, role: &str, t: Tensor) {
+    if let Some(key) = node.params.get(role) {
+        graph.params_mut().insert(key.clone(), t);
+    }
+}

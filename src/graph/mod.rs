@@ -1,0 +1,385 @@
+//! The model representation: a DAG of typed layers ([`Op`]) with named parameters.
+//!
+//! Nodes are stored in topological order, so a forward pass is a single sweep and a reverse
+//! sweep visits every consumer before its producers. Parameters live in one store keyed by
+//! their torchvision / Hugging Face names, so a PyTorch `state_dict()` saved as safetensors
+//! loads directly.
+
+mod builder;
+mod forward;
+pub mod init;
+mod params;
+pub mod stats;
+
+pub mod op;
+
+pub use builder::GraphBuilder;
+pub use op::{Conv2d, InputKind, Op, ParamKind, ParamSpec};
+pub use params::ParamStore;
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::Tensor;
+
+/// Index of a node in its graph (its position in topological order).
+pub type NodeId = usize;
+
+/// Whether layers behave as in training (batch statistics, dropout) or inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Eval,
+    Train,
+}
+
+/// One layer of the graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Unique name, the parameter prefix in PyTorch naming (e.g. `layer1.0.conv1`).
+    pub name: String,
+    pub op: Op,
+    /// Producers of this node's inputs, in the order the op expects them.
+    pub inputs: Vec<NodeId>,
+    /// Parameter role (e.g. `weight`) → key in the parameter store.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+}
+
+/// The structure of a graph without its tensors: what `graph.json` files hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphSpec {
+    /// Format version of this description.
+    pub format: u32,
+    pub nodes: Vec<Node>,
+    pub inputs: Vec<NodeId>,
+    pub output: NodeId,
+    /// Keys found in PyTorch weight files that this graph knowingly does not use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_keys: Vec<String>,
+}
+
+/// Current version of [`GraphSpec`]'s JSON form.
+pub const GRAPH_FORMAT: u32 = 1;
+
+/// A network: nodes in topological order and their parameters.
+pub struct Graph {
+    spec: GraphSpec,
+    params: ParamStore,
+}
+
+impl Graph {
+    /// Builds a graph from a description and a parameter store, checking that every node's
+    /// parameters exist with the right shapes and that node references are topological.
+    pub fn new(spec: GraphSpec, params: ParamStore) -> Result<Self> {
+        validate_structure(&spec)?;
+        let g = Graph { spec, params };
+        g.check_params(Path::new("<memory>"))?;
+        Ok(g)
+    }
+
+    /// Nodes in topological order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.spec.nodes
+    }
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.spec.nodes[id]
+    }
+    /// Input nodes, in the order [`Graph::forward`] takes its tensors.
+    pub fn inputs(&self) -> &[NodeId] {
+        &self.spec.inputs
+    }
+    pub fn output(&self) -> NodeId {
+        self.spec.output
+    }
+    pub fn spec(&self) -> &GraphSpec {
+        &self.spec
+    }
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+    pub fn params_mut(&mut self) -> &mut ParamStore {
+        &mut self.params
+    }
+    /// Finds a node by name.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.spec.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// The tensor bound to `role` of node `id`, if the node has that parameter.
+    pub fn param(&self, id: NodeId, role: &str) -> Option<&Tensor> {
+        self.spec.nodes[id].params.get(role).and_then(|k| self.params.get(k))
+    }
+
+    /// Like [`Graph::param`] but an error naming the node when absent.
+    pub fn require_param(&self, id: NodeId, role: &str) -> Result<&Tensor> {
+        self.param(id, role).ok_or_else(|| {
+            let n = &self.spec.nodes[id];
+            Error::invalid(format!("node `{}` ({}) has no parameter `{role}`", n.name, n.op.kind_name()))
+        })
+    }
+
+    /// For every node, the nodes that consume its output.
+    pub fn consumers(&self) -> Vec<Vec<NodeId>> {
+        let mut c = vec![Vec::new(); self.spec.nodes.len()];
+        for (id, n) in self.spec.nodes.iter().enumerate() {
+            for &i in &n.inputs {
+                c[i].push(id);
+            }
+        }
+        c
+    }
+
+    /// The input kinds in order (shapes and dtypes the forward pass expects).
+    pub fn input_kinds(&self) -> Vec<&InputKind> {
+        self.spec
+            .inputs
+            .iter()
+            .map(|&i| match &self.spec.nodes[i].op {
+                Op::Input(k) => k,
+                _ => unreachable!("validated: inputs are Input nodes"),
+            })
+            .collect()
+    }
+
+    /// Number of output classes (the last dimension of the output), from the op feeding it.
+    pub fn num_outputs(&self) -> Option<i64> {
+        match &self.spec.nodes[self.spec.output].op {
+            Op::Linear { out_features, .. } => Some(*out_features),
+            _ => None,
+        }
+    }
+
+    /// Loads parameters from a safetensors file (PyTorch `state_dict` names). Every parameter
+    /// the graph needs must be present with the right shape; keys the graph does not know are
+    /// an error unless listed in the spec's `ignored_keys`.
+    pub fn load_safetensors(&mut self, path: &Path) -> Result<()> {
+        let loaded = ParamStore::read_safetensors(path)?;
+        let mut next = self.params.clone_shallow();
+        let used = self.bind(&loaded, &mut next, path)?;
+        let unknown: Vec<&String> = loaded
+            .keys()
+            .filter(|k| !used.contains(*k) && !self.spec.ignored_keys.iter().any(|p| key_matches(p, k)))
+            .collect();
+        if !unknown.is_empty() {
+            let shown: Vec<_> = unknown.iter().take(5).collect();
+            return Err(Error::invalid(format!(
+                "weights file {} has {} parameter(s) this architecture does not use, e.g. {:?}; \
+                 check the architecture (e.g. depth, classes, batch norm) matches the weights",
+                path.display(),
+                unknown.len(),
+                shown
+            )));
+        }
+        self.params = next;
+        Ok(())
+    }
+
+    /// Writes all parameters (and buffers) to a safetensors file, atomically.
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        self.params.write_safetensors(path)
+    }
+
+    /// Saves the structure (`graph.json`) next to nothing else; see [`Graph::save`].
+    pub fn save_spec(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&self.spec).map_err(Error::json("graph description"))?;
+        crate::util::write_atomic(path, &json)
+    }
+
+    /// Saves a graph as a description (`<dir>/graph.json`) plus weights (`<dir>/model.safetensors`).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+        self.save_safetensors(&dir.join("model.safetensors"))?;
+        self.save_spec(&dir.join("graph.json"))
+    }
+
+    /// Loads a graph written by [`Graph::save`]; the weights must match the description.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let spec_path = dir.join("graph.json");
+        let text = std::fs::read(&spec_path).map_err(Error::io("read graph description", &spec_path))?;
+        let spec: GraphSpec =
+            serde_json::from_slice(&text).map_err(Error::json(spec_path.display().to_string()))?;
+        if spec.format != GRAPH_FORMAT {
+            crate::bail!(
+                "{} has graph format {}, this relprune reads format {GRAPH_FORMAT}",
+                spec_path.display(),
+                spec.format
+            );
+        }
+        validate_structure(&spec)?;
+        let weights = dir.join("model.safetensors");
+        let loaded = ParamStore::read_safetensors(&weights)?;
+        let mut g = Graph { spec, params: ParamStore::default() };
+        let mut store = ParamStore::default();
+        let used = g.bind(&loaded, &mut store, &weights)?;
+        if used.len() != loaded.len() {
+            crate::bail!(
+                "{} holds {} tensors but {} describes only {}; the description does not match its weights file",
+                weights.display(),
+                loaded.len(),
+                spec_path.display(),
+                used.len()
+            );
+        }
+        g.params = store;
+        Ok(g)
+    }
+
+    /// Copies every tensor the spec needs from `loaded` into `into`, checking shapes.
+    fn bind(&self, loaded: &ParamStore, into: &mut ParamStore, path: &Path) -> Result<Vec<String>> {
+        let mut used = Vec::new();
+        for node in &self.spec.nodes {
+            for ps in node.op.param_specs() {
+                let Some(key) = node.params.get(ps.role) else { continue };
+                match loaded.get(key) {
+                    Some(t) => {
+                        if t.size() != ps.shape {
+                            return Err(Error::ParamShape {
+                                path: path.to_path_buf(),
+                                name: key.clone(),
+                                expected: ps.shape,
+                                found: t.size(),
+                            });
+                        }
+                        let t = if ps.kind == ParamKind::Optional { t.shallow_clone() } else { t.to_kind(tch::Kind::Float) };
+                        into.insert(key.clone(), t);
+                        used.push(key.clone());
+                    }
+                    None if ps.kind == ParamKind::Optional => {}
+                    None => {
+                        return Err(Error::MissingParam {
+                            path: path.to_path_buf(),
+                            name: key.clone(),
+                            expected: ps.shape,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(used)
+    }
+
+    /// Checks that the store holds every parameter of every node, with the right shape.
+    pub fn check_params(&self, origin: &Path) -> Result<()> {
+        let mut tmp = ParamStore::default();
+        self.bind(&self.params, &mut tmp, origin).map(|_| ())
+    }
+
+    /// Total number of trainable parameters (weights and biases, not running statistics).
+    pub fn num_parameters(&self) -> i64 {
+        let mut total = 0;
+        for node in &self.spec.nodes {
+            for ps in node.op.param_specs() {
+                if ps.kind == ParamKind::Weight && node.params.contains_key(ps.role) {
+                    total += ps.shape.iter().product::<i64>();
+                }
+            }
+        }
+        total
+    }
+
+    /// Replaces the structure and parameters at once (used by surgery and canonizers).
+    pub fn replace(&mut self, spec: GraphSpec, params: ParamStore) -> Result<()> {
+        let g = Graph::new(spec, params)?;
+        *self = g;
+        Ok(())
+    }
+
+    /// A deep copy: new tensors, same values.
+    pub fn deep_clone(&self) -> Graph {
+        Graph { spec: self.spec.clone(), params: self.params.deep_clone() }
+    }
+
+    /// Marks all trainable parameters as requiring gradients (or not).
+    pub fn set_requires_grad(&mut self, on: bool) {
+        for node in &self.spec.nodes {
+            for ps in node.op.param_specs() {
+                if ps.kind != ParamKind::Weight {
+                    continue;
+                }
+                if let Some(key) = node.params.get(ps.role) {
+                    if let Some(t) = self.params.get_mut(key) {
+                        let detached = t.detach().set_requires_grad(on);
+                        *t = detached;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Trainable parameter tensors (for optimisers), in a stable order.
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for node in &self.spec.nodes {
+            for ps in node.op.param_specs() {
+                if ps.kind == ParamKind::Weight {
+                    if let Some(key) = node.params.get(ps.role) {
+                        if let Some(t) = self.params.get(key) {
+                            out.push((key.clone(), t.shallow_clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `pattern` is an exact key, or a prefix ending in `*`.
+fn key_matches(pattern: &str, key: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => pattern == key,
+    }
+}
+
+fn validate_structure(spec: &GraphSpec) -> Result<()> {
+    let n = spec.nodes.len();
+    if n == 0 {
+        crate::bail!("the graph has no nodes");
+    }
+    let mut names = std::collections::HashSet::new();
+    for (id, node) in spec.nodes.iter().enumerate() {
+        if !names.insert(node.name.as_str()) {
+            crate::bail!("two nodes are named `{}`; node names must be unique", node.name);
+        }
+        for &i in &node.inputs {
+            if i >= id {
+                crate::bail!(
+                    "node `{}` reads node {i}, which does not come before it; nodes must be in topological order",
+                    node.name
+                );
+            }
+        }
+        let arity_ok = match &node.op {
+            Op::Input(_) => node.inputs.is_empty(),
+            Op::Add => node.inputs.len() >= 2,
+            Op::Attention { packed: true, .. } => matches!(node.inputs.len(), 1 | 2),
+            Op::Attention { packed: false, .. } => matches!(node.inputs.len(), 3 | 4),
+            Op::MeanPool => matches!(node.inputs.len(), 1 | 2),
+            _ => node.inputs.len() == 1,
+        };
+        if !arity_ok {
+            crate::bail!(
+                "node `{}` ({}) has {} input(s), which this layer kind does not accept",
+                node.name,
+                node.op.kind_name(),
+                node.inputs.len()
+            );
+        }
+        if let Op::Attention { heads, head_dim, .. } = node.op {
+            if heads < 0 || head_dim <= 0 {
+                crate::bail!("attention node `{}` has {heads} heads of dimension {head_dim}", node.name);
+            }
+        }
+    }
+    for &i in &spec.inputs {
+        if i >= n || !matches!(spec.nodes[i].op, Op::Input(_)) {
+            crate::bail!("graph input {i} is not an input node");
+        }
+    }
+    if spec.output >= n {
+        crate::bail!("graph output {} is not a node", spec.output);
+    }
+    Ok(())
+}

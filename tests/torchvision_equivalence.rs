@@ -1,0 +1,33 @@
+//! relprune's graphs compute what torchvision's models compute, on the same weights.
+
+mod common;
+
+use relprune::graph::Mode;
+use relprune::models::Architecture;
+
+fn check(arch: &str) {
+    let dir = common::oracle("torchvision_logits.py", &["--arch", arch, "--batch", "2"]);
+    let mut g = Architecture::parse(arch).unwrap().build(0).unwrap();
+    g.load_safetensors(&dir.join("model.safetensors")).unwrap();
+    let io = dir.join("io.safetensors");
+    let x = common::read_tensor(&io, "x");
+    let y = common::read_tensor(&io, "y");
+    let ours = tch::no_grad(|| g.forward(&[x], Mode::Eval)).unwrap();
+    let err = common::rel_err(&ours, &y);
+    assert!(err < 1e-4, "{arch}: relative error {err:e} exceeds 1e-4");
+}
+
+#[test]
+fn resnet18_matches_torchvision() {
+    check("resnet18");
+}
+
+#[test]
+fn resnet50_matches_torchvision() {
+    check("resnet50");
+}
+
+#[test]
+fn vgg16_bn_matches_torchvision() {
+    check("vgg16_bn");
+}
