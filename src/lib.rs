@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod graph;
 pub mod models;
 pub mod runtime;
+pub mod train;
 pub mod util;
 
 pub use error::{Error, Result};

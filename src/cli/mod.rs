@@ -4,6 +4,7 @@
 mod common;
 mod demo;
 mod info;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Command {
     Info(info::InfoArgs),
     /// The bundled demonstration on Fashion-MNIST.
     Demo(demo::DemoArgs),
+    /// The model zoo: list, train and evaluate bundled models.
+    Zoo(zoo::ZooArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -38,5 +41,6 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(a) => info::run(a, &out),
         Command::Demo(a) => demo::run(a, &out),
+        Command::Zoo(a) => zoo::run(a, &out),
     }
 }

@@ -45,6 +45,12 @@ pub struct Subset {
     pub indices: Vec<usize>,
 }
 
+impl std::fmt::Debug for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subset({} of {})", self.indices.len(), self.data.describe())
+    }
+}
+
 impl Subset {
     /// All samples of `data`.
     pub fn all(data: Arc<dyn Dataset>) -> Self {

@@ -175,6 +175,19 @@ impl Graph {
         Ok(())
     }
 
+    /// Like [`Graph::load_safetensors`], but keys the graph does not use are handed to
+    /// `extra` instead of being an error (used for checkpoints that also hold optimiser state).
+    pub fn load_safetensors_with_extra(&mut self, path: &Path, mut extra: impl FnMut(&str, &Tensor)) -> Result<()> {
+        let loaded = ParamStore::read_safetensors(path)?;
+        let mut next = self.params.clone_shallow();
+        let used = self.bind(&loaded, &mut next, path)?;
+        for (k, t) in loaded.iter().filter(|(k, _)| !used.contains(*k)) {
+            extra(k, t);
+        }
+        self.params = next;
+        Ok(())
+    }
+
     /// Writes all parameters (and buffers) to a safetensors file, atomically.
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
         self.params.write_safetensors(path)

@@ -6,6 +6,7 @@
 
 pub mod resnet;
 pub mod vgg;
+pub mod zoo;
 
 pub use resnet::{ResNetConfig, Stem};
 pub use vgg::{VggConfig, VggStyle};
@@ -156,10 +157,22 @@ pub struct LoadedModel {
     pub origin: String,
 }
 
-/// Loads a model from `spec`: a folder written by `relprune prune` / [`Graph::save`]
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadedModel({}, {}, {} nodes)", self.name, self.origin, self.graph.nodes().len())
+    }
+}
+
+/// Loads a model from `spec`: a zoo name, a folder written by `relprune prune` / [`Graph::save`]
 /// (`graph.json` + `model.safetensors`), or an architecture (`resnet18`, …) with optional
 /// `weights` (random initialisation from `seed` without).
 pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> Result<LoadedModel> {
+    if zoo::is_zoo_name(spec) {
+        if weights.is_some() {
+            crate::bail!("{spec} is a zoo model with its own weights; drop --weights");
+        }
+        return Ok(zoo::load(spec)?.0);
+    }
     let path = std::path::Path::new(spec);
     if path.join("graph.json").is_file() {
         if weights.is_some() {

@@ -1,0 +1,132 @@
+//! `relprune zoo`: list, train and evaluate the models relprune ships.
+
+use super::common::{progress, DataArgs, Output};
+use clap::{Args, Subcommand};
+use relprune::models::zoo;
+use relprune::train::{EpochRecord, TrainObserver};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ZooArgs {
+    #[command(subcommand)]
+    command: ZooCommand,
+}
+
+#[derive(Subcommand)]
+enum ZooCommand {
+    /// List the zoo models and their measured accuracies.
+    List,
+    /// Train a zoo model from its committed recipe (resumes an interrupted run).
+    Train {
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Folder for checkpoints and resume state (default: $RELPRUNE_CACHE/zoo-work/NAME).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// Measure a zoo model's accuracy and compare it with its manifest.
+    Eval {
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+struct Bars {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl TrainObserver for Bars {
+    fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        self.bar = Some(progress(batches as u64, &format!("epoch {}", epoch + 1)));
+    }
+    fn batch_done(&mut self, batch: usize, loss: f64) {
+        if let Some(b) = &self.bar {
+            b.set_position(batch as u64 + 1);
+            if batch % 20 == 0 {
+                b.set_message(format!("loss {loss:.3}"));
+            }
+        }
+    }
+    fn epoch_done(&mut self, r: &EpochRecord) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "epoch {:>3}: train loss {:.4}, val accuracy {:.2} %, {:.0} s",
+            r.epoch + 1,
+            r.train_loss,
+            100.0 * r.val_accuracy,
+            r.seconds
+        );
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("RELPRUNE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/relprune"))
+}
+
+pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
+    match args.command {
+        ZooCommand::List => {
+            let mut rows = Vec::new();
+            for e in zoo::ZOO {
+                let m = zoo::manifest(e.name).ok();
+                out.say(format!(
+                    "{:<18} {:<10} {}",
+                    e.name,
+                    m.as_ref().map(|m| format!("{:.2} %", 100.0 * m.measured.test_accuracy)).unwrap_or_else(|| "untrained".into()),
+                    e.description
+                ));
+                rows.push(serde_json::json!({
+                    "name": e.name, "description": e.description,
+                    "test_accuracy": m.as_ref().map(|m| m.measured.test_accuracy),
+                }));
+            }
+            out.emit(&rows)
+        }
+        ZooCommand::Train { name, data, work_dir } => {
+            zoo::entry(&name)?;
+            let splits = data.load()?;
+            let work = work_dir.unwrap_or_else(|| cache_dir().join("zoo-work").join(&name));
+            out.say(format!("training {name}; checkpoints in {}", work.display()));
+            let m = zoo::train(&name, &splits, &work, &mut Bars { bar: None })?;
+            out.say(format!(
+                "{name}: best epoch {} of {}, val {:.2} %, test {:.2} % ({} / {}), {:.0} s of training",
+                m.training.best_epoch + 1,
+                m.training.history.len(),
+                100.0 * m.measured.val_accuracy,
+                100.0 * m.measured.test_accuracy,
+                m.measured.test_correct,
+                m.measured.test_samples,
+                m.training.wall_seconds
+            ));
+            out.emit(&m)
+        }
+        ZooCommand::Eval { name, data } => {
+            let (model, manifest) = zoo::load(&name)?;
+            let splits = data.load()?;
+            let measured = zoo::measure(&model.graph, &splits)?;
+            let same = measured == manifest.measured;
+            out.say(format!(
+                "{name}: val {:.2} % (manifest {:.2} %), test {:.2} % (manifest {:.2} %), first {} test images: {} correct (manifest {}) — {}",
+                100.0 * measured.val_accuracy,
+                100.0 * manifest.measured.val_accuracy,
+                100.0 * measured.test_accuracy,
+                100.0 * manifest.measured.test_accuracy,
+                measured.check_samples,
+                measured.check_correct,
+                manifest.measured.check_correct,
+                if same { "reproduced" } else { "DIFFERS from the manifest" }
+            ));
+            out.emit(&serde_json::json!({ "name": name, "measured": measured, "manifest": manifest.measured, "reproduced": same }))?;
+            if !same {
+                anyhow::bail!("measured accuracy differs from the manifest of {name}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The model zoo: models relprune trains itself on data that installs offline, committed as
+//! small safetensors files with a manifest each. Loading a zoo model never trains or downloads.
+
+use super::{Architecture, LoadedModel};
+use crate::data::fashion_mnist;
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::train::{Augment, Optimizer, TrainConfig, TrainReport};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Environment variable overriding where zoo models are read from and written to.
+pub const ZOO_ENV: &str = "RELPRUNE_ZOO";
+
+/// Test samples (the first n of the test split) whose correct count the manifest pins exactly.
+pub const CHECK_SAMPLES: usize = 1000;
+
+/// Which data a zoo model is trained and evaluated on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZooData {
+    FashionMnist,
+}
+
+/// How a zoo model is made: architecture, data and training recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub architecture: Architecture,
+    pub data: ZooData,
+    pub train: TrainConfig,
+}
+
+/// A zoo model's name, description and recipe.
+pub struct ZooEntry {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub recipe: fn() -> Recipe,
+}
+
+fn fmnist_augment() -> Augment {
+    Augment { crop_padding: 2, hflip: true, fill: -fashion_mnist::MEAN / fashion_mnist::STD }
+}
+
+fn resnet18_recipe() -> Recipe {
+    Recipe {
+        architecture: Architecture::parse("cifar_resnet18:width=16,in=1,size=28,classes=10").expect("valid"),
+        data: ZooData::FashionMnist,
+        train: TrainConfig {
+            epochs: 12,
+            batch_size: 128,
+            optimizer: Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+            warmup_epochs: 0.5,
+            label_smoothing: 0.0,
+            augment: fmnist_augment(),
+            seed: 0,
+            val_samples: 0,
+        },
+    }
+}
+
+fn vgg16bn_recipe() -> Recipe {
+    Recipe {
+        architecture: Architecture::parse("cifar_vgg16_bn:width=32,hidden=256,dropout=0.3,in=1,size=28,classes=10")
+            .expect("valid"),
+        data: ZooData::FashionMnist,
+        train: TrainConfig {
+            epochs: 12,
+            batch_size: 128,
+            optimizer: Optimizer::Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+            warmup_epochs: 0.5,
+            label_smoothing: 0.0,
+            augment: fmnist_augment(),
+            seed: 0,
+            val_samples: 0,
+        },
+    }
+}
+
+/// Every zoo model.
+pub const ZOO: &[ZooEntry] = &[
+    ZooEntry {
+        name: "fmnist-resnet18",
+        description: "CIFAR-style ResNet-18 (3×3 stem, no max-pool, base width 16) on Fashion-MNIST",
+        recipe: resnet18_recipe,
+    },
+    ZooEntry {
+        name: "fmnist-vgg16bn",
+        description: "CIFAR-style VGG-16 with BatchNorm (13 convs, base width 32, two hidden FC layers of 256) on Fashion-MNIST",
+        recipe: vgg16bn_recipe,
+    },
+];
+
+/// Finds a zoo entry by name.
+pub fn entry(name: &str) -> Result<&'static ZooEntry> {
+    ZOO.iter().find(|e| e.name == name).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown zoo model `{name}`; known: {}",
+            ZOO.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+/// Whether `name` is a zoo model.
+pub fn is_zoo_name(name: &str) -> bool {
+    ZOO.iter().any(|e| e.name == name)
+}
+
+/// The zoo folder: `$RELPRUNE_ZOO`, else `zoo/` in the source tree this binary was built from.
+pub fn zoo_dir() -> PathBuf {
+    std::env::var_os(ZOO_ENV).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo"))
+}
+
+/// Accuracy figures a manifest records.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Measured {
+    pub val_accuracy: f64,
+    pub test_accuracy: f64,
+    pub test_correct: i64,
+    pub test_samples: usize,
+    /// Correct predictions among the first [`CHECK_SAMPLES`] test samples (pinned by tests).
+    pub check_correct: i64,
+    pub check_samples: usize,
+}
+
+/// Everything known about a trained zoo model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub description: String,
+    pub recipe: Recipe,
+    pub parameters: i64,
+    pub weights_file: String,
+    pub weights_sha256: String,
+    pub training: TrainReport,
+    pub measured: Measured,
+    /// Machine and thread count the training ran on.
+    pub hardware: String,
+    pub relprune_version: String,
+}
+
+/// Paths of a zoo model's files.
+pub fn paths(name: &str) -> (PathBuf, PathBuf) {
+    let dir = zoo_dir().join(name);
+    (dir.join("model.safetensors"), dir.join("manifest.json"))
+}
+
+/// Reads a zoo model's manifest.
+pub fn manifest(name: &str) -> Result<Manifest> {
+    entry(name)?;
+    let (_, mpath) = paths(name);
+    if !mpath.is_file() {
+        return Err(Error::DataNotFound {
+            what: format!("zoo model `{name}`"),
+            path: mpath,
+            hint: format!("train it with `relprune zoo train {name}`, or set {ZOO_ENV} to the zoo folder"),
+        });
+    }
+    crate::util::read_json(&mpath)
+}
+
+/// Loads a trained zoo model, checking its weights against the manifest's checksum.
+pub fn load(name: &str) -> Result<(LoadedModel, Manifest)> {
+    let m = manifest(name)?;
+    let (wpath, _) = paths(name);
+    let sum = crate::util::sha256_file(&wpath)?;
+    if sum != m.weights_sha256 {
+        return Err(Error::CorruptData {
+            what: format!("zoo model `{name}`"),
+            path: wpath,
+            reason: format!(
+                "weights checksum {sum} does not match the manifest's {}; restore the file (git checkout) or retrain",
+                m.weights_sha256
+            ),
+        });
+    }
+    let mut graph: Graph = m.recipe.architecture.build(0)?;
+    graph.load_safetensors(&wpath)?;
+    Ok((LoadedModel { graph, name: name.to_string(), origin: format!("zoo {}", wpath.display()) }, m))
+}
+
+/// One line describing this machine, for manifests and benchmark reports.
+pub fn hardware_line() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cpu}, {} cores, {} libtorch threads",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        tch::get_num_threads()
+    )
+}
+
+/// Measures the figures a manifest records: validation and test accuracy, and the exact
+/// correct count on the first [`CHECK_SAMPLES`] test samples.
+pub fn measure(graph: &Graph, splits: &crate::data::Splits) -> Result<Measured> {
+    use crate::evaluate::{count_correct, EvalOptions};
+    let opts = EvalOptions::default();
+    let val_correct = count_correct(graph, &splits.val, &opts, &mut |_| {})?;
+    let test_correct = count_correct(graph, &splits.test, &opts, &mut |_| {})?;
+    let check = splits.test.head(CHECK_SAMPLES);
+    let check_correct = count_correct(graph, &check, &opts, &mut |_| {})?;
+    Ok(Measured {
+        val_accuracy: val_correct as f64 / splits.val.len() as f64,
+        test_accuracy: test_correct as f64 / splits.test.len() as f64,
+        test_correct,
+        test_samples: splits.test.len(),
+        check_correct,
+        check_samples: check.len(),
+    })
+}
+
+/// Trains zoo model `name` from its recipe (resuming from `work_dir` after an interruption),
+/// measures it, and writes `model.safetensors` then `manifest.json` into the zoo folder, each
+/// atomically. The manifest carries the weights' checksum, so a crash between the two writes
+/// is detected on load.
+pub fn train(
+    name: &str,
+    splits: &crate::data::Splits,
+    work_dir: &Path,
+    observer: &mut dyn crate::train::TrainObserver,
+) -> Result<Manifest> {
+    let e = entry(name)?;
+    let recipe = (e.recipe)();
+    let mut graph = recipe.architecture.build(recipe.train.seed)?;
+    let report = crate::train::train(&mut graph, splits, &recipe.train, work_dir, observer)?;
+    let measured = measure(&graph, splits)?;
+    let (wpath, mpath) = paths(name);
+    graph.save_safetensors(&wpath)?;
+    let manifest = Manifest {
+        name: name.to_string(),
+        description: e.description.to_string(),
+        parameters: graph.num_parameters(),
+        weights_file: "model.safetensors".into(),
+        weights_sha256: crate::util::sha256_file(&wpath)?,
+        recipe,
+        training: report,
+        measured,
+        hardware: hardware_line(),
+        relprune_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    crate::util::write_json_atomic(&mpath, &manifest)?;
+    Ok(manifest)
+}

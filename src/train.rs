@@ -1,0 +1,307 @@
+//! Training a graph with tch's autograd: seeded, resumable, checkpointing the best
+//! validation accuracy. Used to build the model zoo on the data that installs offline.
+
+use crate::data::{Splits, Subset};
+use crate::error::{Error, Result};
+use crate::evaluate::{accuracy, EvalOptions};
+use crate::graph::{Graph, Mode};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{Kind, Reduction, Tensor};
+
+/// The optimiser and its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Optimizer {
+    /// SGD with (Nesterov) momentum, PyTorch semantics.
+    Sgd { lr: f64, momentum: f64, nesterov: bool, weight_decay: f64 },
+    /// AdamW (decoupled weight decay), PyTorch semantics.
+    AdamW { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64 },
+}
+
+/// Light augmentation for small images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// Random crop after padding each side by this many pixels (0: off).
+    pub crop_padding: i64,
+    /// Random horizontal flip with probability 1/2.
+    pub hflip: bool,
+    /// Value of padded pixels, in the normalised input space (black after normalisation).
+    pub fill: f64,
+}
+
+/// A complete, seeded training recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: Optimizer,
+    /// Epochs of linear learning-rate warm-up before the cosine decay to zero.
+    pub warmup_epochs: f64,
+    pub label_smoothing: f64,
+    pub augment: Augment,
+    pub seed: u64,
+    /// Validation samples used to pick the best epoch (0: the whole split).
+    pub val_samples: usize,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_accuracy: f64,
+    pub seconds: f64,
+}
+
+/// What a finished training run reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub best_val_accuracy: f64,
+    pub wall_seconds: f64,
+}
+
+/// Saved after every epoch so an interrupted run resumes where it stopped.
+#[derive(Serialize, Deserialize)]
+struct ResumeState {
+    config: TrainConfig,
+    history: Vec<EpochRecord>,
+    best_epoch: usize,
+    best_val_accuracy: f64,
+}
+
+/// Progress notifications during training.
+pub trait TrainObserver {
+    fn epoch_started(&mut self, _epoch: usize, _batches: usize) {}
+    fn batch_done(&mut self, _batch: usize, _loss: f64) {}
+    fn epoch_done(&mut self, _record: &EpochRecord) {}
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+impl TrainObserver for Silent {}
+
+struct OptimState {
+    step: i64,
+    /// Momentum buffers (SGD) or first moments (AdamW), then second moments (AdamW).
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl TrainConfig {
+    fn check(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            crate::bail!("epochs and batch size must be positive");
+        }
+        let lr = match self.optimizer {
+            Optimizer::Sgd { lr, .. } | Optimizer::AdamW { lr, .. } => lr,
+        };
+        if !(lr > 0.0 && lr.is_finite()) {
+            crate::bail!("learning rate must be positive, got {lr}");
+        }
+        Ok(())
+    }
+
+    fn lr_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
+        let base = match self.optimizer {
+            Optimizer::Sgd { lr, .. } | Optimizer::AdamW { lr, .. } => lr,
+        };
+        let total = (self.epochs * steps_per_epoch) as f64;
+        let warm = self.warmup_epochs * steps_per_epoch as f64;
+        let s = step as f64;
+        if s < warm {
+            base * (s + 1.0) / warm
+        } else {
+            0.5 * base * (1.0 + (std::f64::consts::PI * (s - warm) / (total - warm).max(1.0)).cos())
+        }
+    }
+}
+
+/// Files a run keeps in its work folder.
+pub struct TrainPaths {
+    /// Best weights so far (by validation accuracy).
+    pub best: PathBuf,
+    /// Weights after the last finished epoch, with optimiser state, for resuming.
+    pub last: PathBuf,
+    pub state: PathBuf,
+}
+
+impl TrainPaths {
+    pub fn in_dir(dir: &Path) -> Self {
+        TrainPaths {
+            best: dir.join("best.safetensors"),
+            last: dir.join("last.safetensors"),
+            state: dir.join("train-state.json"),
+        }
+    }
+}
+
+/// Trains `graph` in place on `splits.train`, choosing the best epoch on `splits.val`; on
+/// return `graph` holds the best weights. Each epoch's end is checkpointed atomically in
+/// `work_dir`; calling again with the same config resumes after the last finished epoch.
+pub fn train(
+    graph: &mut Graph,
+    splits: &Splits,
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainReport> {
+    cfg.check()?;
+    std::fs::create_dir_all(work_dir).map_err(Error::io("create directory", work_dir))?;
+    let paths = TrainPaths::in_dir(work_dir);
+    let params = graph.trainable();
+    let mut opt = OptimState {
+        step: 0,
+        m: params.iter().map(|(_, p)| p.zeros_like()).collect(),
+        v: params.iter().map(|(_, p)| p.zeros_like()).collect(),
+    };
+    let mut history: Vec<EpochRecord> = Vec::new();
+    let (mut best_epoch, mut best_val) = (0usize, -1.0f64);
+
+    if paths.state.is_file() && paths.last.is_file() {
+        let st: ResumeState = crate::util::read_json(&paths.state)?;
+        if st.config != *cfg {
+            crate::bail!(
+                "{} holds an interrupted run with a different recipe; delete the folder to start over",
+                work_dir.display()
+            );
+        }
+        graph.load_safetensors_with_extra(&paths.last, |k, t| {
+            if let Some(i) = k.strip_prefix("optim.m.").and_then(|i| i.parse::<usize>().ok()) {
+                tch::no_grad(|| opt.m[i].copy_(t));
+            } else if let Some(i) = k.strip_prefix("optim.v.").and_then(|i| i.parse::<usize>().ok()) {
+                tch::no_grad(|| opt.v[i].copy_(t));
+            } else if k == "optim.step" {
+                opt.step = t.int64_value(&[]);
+            }
+        })?;
+        history = st.history;
+        best_epoch = st.best_epoch;
+        best_val = st.best_val_accuracy;
+    }
+
+    graph.set_requires_grad(true);
+    let params = graph.trainable();
+    let val: Subset = if cfg.val_samples > 0 { splits.val.head(cfg.val_samples) } else { splits.val.clone() };
+    let n_train = splits.train.len();
+    let steps_per_epoch = n_train.div_ceil(cfg.batch_size);
+
+    for epoch in history.len()..cfg.epochs {
+        let t0 = std::time::Instant::now();
+        // Dropout draws from libtorch's generator: seed it per epoch so a resumed run matches.
+        tch::manual_seed(crate::util::derive_seed(cfg.seed, &format!("torch/{epoch}")) as i64);
+        let order = crate::data::permutation(n_train, crate::util::derive_seed(cfg.seed, &format!("epoch/{epoch}")));
+        let mut aug_rng = crate::util::rng(crate::util::derive_seed(cfg.seed, &format!("augment/{epoch}")));
+        observer.epoch_started(epoch, steps_per_epoch);
+        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            let idx: Vec<usize> = chunk.iter().map(|&i| splits.train.indices[i]).collect();
+            let batch = splits.train.data.batch(&idx)?;
+            let mut inputs = batch.inputs;
+            if inputs[0].kind() == Kind::Float && inputs[0].dim() == 4 {
+                inputs[0] = augment(&inputs[0], &cfg.augment, &mut aug_rng)?;
+            }
+            let logits = graph.forward(&inputs, Mode::Train)?;
+            let loss = logits.f_cross_entropy_loss(&batch.labels, None::<Tensor>, Reduction::Mean, -100, cfg.label_smoothing)?;
+            let lv = loss.double_value(&[]);
+            if !lv.is_finite() {
+                crate::bail!("training diverged at epoch {epoch}, batch {b} (loss {lv}); lower the learning rate");
+            }
+            let grads = Tensor::f_run_backward(&[&loss], &params.iter().map(|(_, p)| p).collect::<Vec<_>>(), false, false)?;
+            let lr = cfg.lr_at(epoch * steps_per_epoch + b, steps_per_epoch);
+            step(&cfg.optimizer, lr, &params, &grads, &mut opt)?;
+            loss_sum += lv * chunk.len() as f64;
+            seen += chunk.len();
+            observer.batch_done(b, lv);
+        }
+        let val_acc = accuracy(graph, &val, &EvalOptions::default())?;
+        let record = EpochRecord { epoch, train_loss: loss_sum / seen as f64, val_accuracy: val_acc, seconds: t0.elapsed().as_secs_f64() };
+        observer.epoch_done(&record);
+        history.push(record);
+        if val_acc > best_val {
+            best_val = val_acc;
+            best_epoch = epoch;
+            graph.save_safetensors(&paths.best)?;
+        }
+        save_resume(graph, &opt, &paths)?;
+        crate::util::write_json_atomic(
+            &paths.state,
+            &ResumeState { config: cfg.clone(), history: history.clone(), best_epoch, best_val_accuracy: best_val },
+        )?;
+    }
+    graph.set_requires_grad(false);
+    graph.load_safetensors(&paths.best)?;
+    // Summed over epochs, so time spent before a resume counts too.
+    let wall: f64 = history.iter().map(|r| r.seconds).sum();
+    Ok(TrainReport { history, best_epoch, best_val_accuracy: best_val, wall_seconds: wall })
+}
+
+fn save_resume(graph: &Graph, opt: &OptimState, paths: &TrainPaths) -> Result<()> {
+    let mut store = graph.params().clone_shallow();
+    for (i, t) in opt.m.iter().enumerate() {
+        store.insert(format!("optim.m.{i}"), t.shallow_clone());
+    }
+    for (i, t) in opt.v.iter().enumerate() {
+        store.insert(format!("optim.v.{i}"), t.shallow_clone());
+    }
+    store.insert("optim.step".into(), Tensor::from(opt.step));
+    store.write_safetensors(&paths.last)
+}
+
+/// One optimiser step on every parameter.
+fn step(o: &Optimizer, lr: f64, params: &[(String, Tensor)], grads: &[Tensor], st: &mut OptimState) -> Result<()> {
+    st.step += 1;
+    tch::no_grad(|| -> Result<()> {
+        for (i, ((_, p), g)) in params.iter().zip(grads).enumerate() {
+            // No weight decay on biases and normalisation parameters (1-D tensors).
+            let decays = p.dim() > 1;
+            let mut p = p.shallow_clone();
+            match *o {
+                Optimizer::Sgd { momentum, nesterov, weight_decay, .. } => {
+                    let g = if decays && weight_decay > 0.0 { g.f_add(&p.f_mul_scalar(weight_decay)?)? } else { g.shallow_clone() };
+                    let buf = &mut st.m[i];
+                    let _ = buf.f_mul_scalar_(momentum)?.f_add_(&g)?;
+                    let d = if nesterov { g.f_add(&buf.f_mul_scalar(momentum)?)? } else { buf.shallow_clone() };
+                    let _ = p.f_sub_(&d.f_mul_scalar(lr)?)?;
+                }
+                Optimizer::AdamW { beta1, beta2, eps, weight_decay, .. } => {
+                    if decays && weight_decay > 0.0 {
+                        let _ = p.f_mul_scalar_(1.0 - lr * weight_decay)?;
+                    }
+                    let _ = st.m[i].f_mul_scalar_(beta1)?.f_add_(&g.f_mul_scalar(1.0 - beta1)?)?;
+                    let _ = st.v[i].f_mul_scalar_(beta2)?.f_add_(&g.f_mul(g)?.f_mul_scalar(1.0 - beta2)?)?;
+                    let bc1 = 1.0 - beta1.powi(st.step as i32);
+                    let bc2 = 1.0 - beta2.powi(st.step as i32);
+                    let denom = st.v[i].f_div_scalar(bc2)?.f_sqrt()?.f_add_scalar(eps)?;
+                    let _ = p.f_sub_(&st.m[i].f_div(&denom)?.f_mul_scalar(lr / bc1)?)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Random crop with padding and horizontal flip, per sample.
+fn augment(x: &Tensor, a: &Augment, rng: &mut rand_chacha::ChaCha8Rng) -> Result<Tensor> {
+    if a.crop_padding == 0 && !a.hflip {
+        return Ok(x.shallow_clone());
+    }
+    let s = x.size();
+    let (h, w, p) = (s[2], s[3], a.crop_padding);
+    let padded = if p > 0 { x.f_sub_scalar(a.fill)?.f_constant_pad_nd([p, p, p, p])?.f_add_scalar(a.fill)? } else { x.shallow_clone() };
+    let mut out = Vec::with_capacity(s[0] as usize);
+    for i in 0..s[0] {
+        let (dy, dx) = if p > 0 { (rng.random_range(0..=2 * p), rng.random_range(0..=2 * p)) } else { (0, 0) };
+        let mut img = padded.f_get(i)?.f_narrow(1, dy, h)?.f_narrow(2, dx, w)?;
+        if a.hflip && rng.random::<bool>() {
+            img = img.f_flip([2])?;
+        }
+        out.push(img);
+    }
+    Ok(Tensor::f_stack(&out, 0)?)
+}
