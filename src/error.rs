@@ -40,6 +40,10 @@ pub enum Error {
     #[error("tensor operation failed: {0}")]
     Torch(#[from] tch::TchError),
 
+    /// A long-running job was stopped on request; its state is saved for resuming.
+    #[error("{0}")]
+    Interrupted(String),
+
     /// JSON (de)serialisation failed.
     #[error("invalid JSON in {context}: {source}")]
     Json { context: String, #[source] source: serde_json::Error },

@@ -49,3 +49,117 @@ pub fn accuracy(graph: &Graph, split: &Subset, opts: &EvalOptions) -> Result<f64
     let correct = count_correct(graph, split, opts, &mut |_| {})?;
     Ok(correct as f64 / split.len() as f64)
 }
+
+/// Summary figures of an accuracy-vs-rate curve (METHOD.md §5).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CurveSummary {
+    /// Mean accuracy over the rate grid (the paper's objective, 0..1).
+    pub a_pr: f64,
+    /// Trapezoidal area under accuracy over the rate axis (what the paper's code printed).
+    pub auc_trapezoid: f64,
+    /// Highest rate up to which every accuracy is ≥ 95 % of the unpruned accuracy.
+    pub top_pr_95: f64,
+    /// Highest rate up to which every accuracy is within 1 point of the unpruned accuracy.
+    pub top_pr_1pt: f64,
+}
+
+/// Accuracy at each pruning rate.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Curve {
+    pub rates: Vec<f64>,
+    pub accuracies: Vec<f64>,
+    /// Components removed at each rate.
+    pub pruned: Vec<usize>,
+    pub unpruned_accuracy: f64,
+    /// 1 / number of classes of the task.
+    pub chance: f64,
+    /// Index of the first rate filled with chance instead of measured, when stopped early.
+    pub filled_from: Option<usize>,
+    pub summary: CurveSummary,
+}
+
+/// Summary of accuracies `acc` at `rates` relative to `unpruned`.
+pub fn summarize(rates: &[f64], acc: &[f64], unpruned: f64) -> CurveSummary {
+    let a_pr = acc.iter().sum::<f64>() / acc.len() as f64;
+    let auc = rates.windows(2).zip(acc.windows(2)).map(|(r, a)| (r[1] - r[0]) * (a[0] + a[1]) / 2.0).sum();
+    let top = |ok: &dyn Fn(f64) -> bool| {
+        let mut best = 0.0;
+        for (r, a) in rates.iter().zip(acc) {
+            if !ok(*a) {
+                break;
+            }
+            best = *r;
+        }
+        best
+    };
+    CurveSummary {
+        a_pr,
+        auc_trapezoid: auc,
+        top_pr_95: top(&|a| a >= 0.95 * unpruned - 1e-12),
+        top_pr_1pt: top(&|a| a >= unpruned - 0.01 - 1e-12),
+    }
+}
+
+/// Options of a curve measurement.
+#[derive(Clone, Debug)]
+pub struct CurveOptions {
+    pub rates: Vec<f64>,
+    pub eval: EvalOptions,
+    /// Stop once two consecutive rates are at chance (≤ chance + 1 point) and fill the rest
+    /// with chance.
+    pub stop_at_chance: bool,
+}
+
+/// Measures accuracy at every rate, pruning the ranked components by masks (restored after
+/// each rate). `progress(rate_index)` is called after each rate.
+pub fn accuracy_curve(
+    graph: &mut Graph,
+    comps: &crate::components::ComponentSet,
+    ranking: &crate::ranking::Ranking,
+    split: &Subset,
+    opts: &CurveOptions,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<Curve> {
+    if split.is_empty() {
+        crate::bail!("the evaluation split is empty (after class restriction?)");
+    }
+    if opts.rates.is_empty() {
+        crate::bail!("no pruning rates given");
+    }
+    let classes = match &opts.eval.classes {
+        Some(c) => c.classes().len(),
+        None => graph.num_outputs().unwrap_or(1) as usize,
+    };
+    let chance = 1.0 / classes as f64;
+    let mut accuracies = Vec::with_capacity(opts.rates.len());
+    let mut pruned = Vec::with_capacity(opts.rates.len());
+    let mut unpruned = None;
+    let mut filled_from = None;
+    let mut at_chance = 0;
+    for (i, &rate) in opts.rates.iter().enumerate() {
+        let sel = ranking.selection(rate)?;
+        pruned.push(sel.len());
+        if filled_from.is_some() {
+            accuracies.push(chance);
+            continue;
+        }
+        let acc = if sel.is_empty() {
+            *unpruned.get_or_insert(accuracy(graph, split, &opts.eval)?)
+        } else {
+            let guard = crate::masking::apply_mask(graph, comps, sel)?;
+            accuracy(&guard, split, &opts.eval)?
+        };
+        accuracies.push(acc);
+        progress(i, acc);
+        at_chance = if acc <= chance + 0.01 { at_chance + 1 } else { 0 };
+        if opts.stop_at_chance && at_chance >= 2 && i + 1 < opts.rates.len() {
+            filled_from = Some(i + 1);
+        }
+    }
+    let unpruned = match unpruned {
+        Some(u) => u,
+        None => accuracy(graph, split, &opts.eval)?,
+    };
+    let summary = summarize(&opts.rates, &accuracies, unpruned);
+    Ok(Curve { rates: opts.rates.clone(), accuracies, pruned, unpruned_accuracy: unpruned, chance, filled_from, summary })
+}

@@ -4,11 +4,15 @@
 //! The pipeline, one module per step: [`graph`] (model representation) → [`models`] (builders)
 //! → [`data`] (datasets, splits, reference samples).
 
+pub mod attribution;
+pub mod components;
 pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod graph;
+pub mod masking;
 pub mod models;
+pub mod ranking;
 pub mod runtime;
 pub mod train;
 pub mod util;

@@ -80,6 +80,10 @@ pub trait TrainObserver {
     fn epoch_started(&mut self, _epoch: usize, _batches: usize) {}
     fn batch_done(&mut self, _batch: usize, _loss: f64) {}
     fn epoch_done(&mut self, _record: &EpochRecord) {}
+    /// Asked after each epoch's checkpoint; `true` stops the run (it can be resumed).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that does nothing.
@@ -233,6 +237,14 @@ pub fn train(
             &paths.state,
             &ResumeState { config: cfg.clone(), history: history.clone(), best_epoch, best_val_accuracy: best_val },
         )?;
+        if epoch + 1 < cfg.epochs && observer.should_stop() {
+            graph.set_requires_grad(false);
+            return Err(Error::Interrupted(format!(
+                "training stopped after epoch {}; run the same command again to resume from {}",
+                epoch + 1,
+                work_dir.display()
+            )));
+        }
     }
     graph.set_requires_grad(false);
     graph.load_safetensors(&paths.best)?;

@@ -209,7 +209,7 @@ fn check_input(name: &str, kind: &InputKind, t: &Tensor) -> Result<()> {
     let size = t.size();
     let ok = match kind {
         InputKind::Image { channels, height, width } => {
-            size.len() == 4 && size[1..] == [*channels, *height, *width] && t.kind() == Kind::Float
+            size.len() == 4 && size[1..] == [*channels, *height, *width] && t.is_floating_point()
         }
         InputKind::TokenIds { max_len } | InputKind::AttentionMask { max_len } => {
             size.len() == 2 && size[1] <= *max_len && t.kind() == Kind::Int64
@@ -285,7 +285,8 @@ pub(crate) fn key_mask_bias(mask: &Tensor, kind: Kind) -> Result<Tensor> {
 }
 
 pub(crate) fn attention_probs(q: &Tensor, k: &Tensor, mask: Option<&Tensor>, heads: i64, head_dim: i64) -> Result<Tensor> {
-    Ok(attention_scores(q, k, mask, heads, head_dim)?.f_softmax(-1, Kind::Float)?)
+    let scores = attention_scores(q, k, mask, heads, head_dim)?;
+    Ok(scores.f_softmax(-1, scores.kind())?)
 }
 
 /// probs (B, H, T, T) · v → (B, T, H·dh).
@@ -296,11 +297,11 @@ pub(crate) fn attention_output(probs: &Tensor, v: &Tensor, heads: i64, head_dim:
 /// Mean over tokens, counting only unmasked ones when a (B, T) mask is given.
 pub(crate) fn mean_pool(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     match mask {
-        None => Ok(x.f_mean_dim(1, false, Kind::Float)?),
+        None => Ok(x.f_mean_dim(1, false, x.kind())?),
         Some(m) => {
-            let m = m.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
-            let num = x.f_mul(&m)?.f_sum_dim_intlist(1, false, Kind::Float)?;
-            let den = m.f_sum_dim_intlist(1, false, Kind::Float)?.f_clamp_min(1e-9)?;
+            let m = m.f_to_kind(x.kind())?.f_unsqueeze(-1)?;
+            let num = x.f_mul(&m)?.f_sum_dim_intlist(1, false, x.kind())?;
+            let den = m.f_sum_dim_intlist(1, false, x.kind())?.f_clamp_min(1e-9)?;
             Ok(num.f_div(&den)?)
         }
     }

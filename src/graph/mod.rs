@@ -298,6 +298,19 @@ impl Graph {
         Ok(())
     }
 
+    /// Converts every floating-point parameter to `kind` (e.g. `Kind::Double` for exact
+    /// comparisons with an oracle).
+    pub fn set_kind(&mut self, kind: tch::Kind) {
+        let keys: Vec<String> = self.params.keys().cloned().collect();
+        for k in keys {
+            let t = self.params.get(&k).expect("key exists");
+            if t.is_floating_point() {
+                let c = t.to_kind(kind);
+                self.params.insert(k, c);
+            }
+        }
+    }
+
     /// A deep copy: new tensors, same values.
     pub fn deep_clone(&self) -> Graph {
         Graph { spec: self.spec.clone(), params: self.params.deep_clone() }

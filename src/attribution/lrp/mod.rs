@@ -1,0 +1,307 @@
+//! Layer-wise Relevance Propagation: one explicit reverse sweep over the graph per batch
+//! yields the relevance at every node's output.
+//!
+//! Conventions (zennit's, the oracle for CNNs): relevance is the quantity propagated, so the
+//! relevance at a tensor is what arrives there (it is not multiplied by the activation again).
+//! Linear layers use the rule of their depth group ([`rules`]); BatchNorm, activations and
+//! dropout pass relevance through unchanged; residual additions and average pooling split it
+//! in proportion to the summands (zennit `Norm`, stabiliser 1e-6); max-pooling routes it to the
+//! maximum (the gradient); flattening reshapes it. With `batch_norm: merge` (default, zennit's
+//! `SequentialMergeBatchNorm` canonizer) a BatchNorm directly after a conv is folded into the
+//! conv's weights before the conv's rule is applied — computed on the fly, the graph is never
+//! modified.
+
+pub mod affine;
+mod attention;
+mod canonize;
+pub mod rules;
+
+pub use attention::SoftmaxRule;
+pub use rules::Rule;
+
+use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
+use crate::components::{depth_groups, ComponentSet, DepthGroup};
+use crate::data::Batch;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Mode, NodeId, Op};
+use affine::{Affine, AffineKind};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// One rule per depth group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRules {
+    pub low: Rule,
+    pub mid: Rule,
+    pub high: Rule,
+    pub fc: Rule,
+}
+
+impl GroupRules {
+    /// The same rule everywhere.
+    pub fn all(rule: Rule) -> Self {
+        GroupRules { low: rule.clone(), mid: rule.clone(), high: rule.clone(), fc: rule }
+    }
+    pub fn get(&self, g: DepthGroup) -> &Rule {
+        match g {
+            DepthGroup::Low => &self.low,
+            DepthGroup::Mid => &self.mid,
+            DepthGroup::High => &self.high,
+            DepthGroup::Fc => &self.fc,
+        }
+    }
+    pub fn set(&mut self, g: DepthGroup, rule: Rule) {
+        match g {
+            DepthGroup::Low => self.low = rule,
+            DepthGroup::Mid => self.mid = rule,
+            DepthGroup::High => self.high = rule,
+            DepthGroup::Fc => self.fc = rule,
+        }
+    }
+
+    /// Parses `all=epsilon` / `low=epsilon,mid=gamma:0.25,high=zplus,fc=epsilon:1e-3`; groups
+    /// not named keep the rules of `base`.
+    pub fn parse(text: &str, base: GroupRules) -> Result<Self> {
+        let mut out = base;
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (group, rule) = item
+                .split_once('=')
+                .ok_or_else(|| Error::invalid(format!("`{item}` is not GROUP=RULE (groups: low, mid, high, fc, all)")))?;
+            let rule = Rule::parse(rule)?;
+            match group.trim() {
+                "all" => out = GroupRules::all(rule),
+                g => out.set(g.parse()?, rule),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn check(&self) -> Result<()> {
+        DepthGroup::ALL.iter().try_for_each(|g| self.get(*g).check())
+    }
+
+    pub fn label(&self) -> String {
+        format!("low={},mid={},high={},fc={}", self.low.label(), self.mid.label(), self.high.label(), self.fc.label())
+    }
+}
+
+/// Relevance that starts the backward sweep at the output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialRelevance {
+    /// One-hot of the true class (value 1).
+    #[default]
+    OneHot,
+    /// One-hot of the true class times its logit.
+    Logit,
+}
+
+/// How BatchNorm is treated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchNormTreatment {
+    /// Fold a BatchNorm that directly follows a conv into the conv (zennit's canonizer).
+    #[default]
+    Merge,
+    /// Leave BatchNorm as a separate pass-through layer.
+    Pass,
+}
+
+/// Everything that defines an LRP variant (plain data, shared by CLI, rules files and the optimiser).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrpConfig {
+    pub rules: GroupRules,
+    /// How relevance passes the attention softmax (transformers only).
+    #[serde(default)]
+    pub softmax: SoftmaxRule,
+    #[serde(default)]
+    pub initial: InitialRelevance,
+    #[serde(default)]
+    pub batch_norm: BatchNormTreatment,
+    /// Stabiliser of the proportional split at additions and average pools.
+    #[serde(default = "default_stabilizer")]
+    pub stabilizer: f64,
+}
+
+fn default_stabilizer() -> f64 {
+    rules::STABILIZER
+}
+
+impl LrpConfig {
+    pub fn new(rules: GroupRules) -> Self {
+        LrpConfig {
+            rules,
+            softmax: SoftmaxRule::default(),
+            initial: InitialRelevance::default(),
+            batch_norm: BatchNormTreatment::default(),
+            stabilizer: default_stabilizer(),
+        }
+    }
+    pub fn check(&self) -> Result<()> {
+        self.rules.check()?;
+        if !(self.stabilizer > 0.0 && self.stabilizer.is_finite()) {
+            crate::bail!("stabilizer must be positive, got {}", self.stabilizer);
+        }
+        Ok(())
+    }
+}
+
+/// The LRP criterion: relevance at each component's read point, summed per unit.
+pub struct Lrp {
+    pub config: LrpConfig,
+    pub label: String,
+}
+
+impl LatentAttribution for Lrp {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+    fn attribute(&self, graph: &Graph, comps: &ComponentSet, batch: &Batch) -> Result<Vec<Tensor>> {
+        let mut keep = vec![false; graph.nodes().len()];
+        for l in &comps.layers {
+            keep[l.read_at] = true;
+        }
+        let rel = relevances(graph, &batch.inputs, &batch.labels, &self.config, &keep)?;
+        let mask = token_mask(graph, batch);
+        comps
+            .layers
+            .iter()
+            .map(|l| {
+                let r = rel[l.read_at].as_ref().ok_or_else(|| {
+                    Error::invalid(format!("no relevance reaches layer `{}` (is it connected to the output?)", l.name))
+                })?;
+                unit_values(r, l, mask, Reduce::Sum)
+            })
+            .collect()
+    }
+}
+
+fn add_into(slot: &mut Option<Tensor>, r: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(prev) => prev.f_add(&r)?,
+        None => r,
+    });
+    Ok(())
+}
+
+/// Runs the forward pass and the LRP sweep; returns, for every node with `keep[id]`, the
+/// relevance at its output (None where no relevance arrives). `labels` select the target class.
+pub fn relevances(
+    graph: &Graph,
+    inputs: &[Tensor],
+    labels: &Tensor,
+    config: &LrpConfig,
+    keep: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    config.check()?;
+    tch::no_grad(|| -> Result<Vec<Option<Tensor>>> {
+        let outs = graph.forward_all(inputs, Mode::Eval)?;
+        let logits = &outs[graph.output()];
+        if logits.dim() != 2 {
+            crate::bail!("LRP needs a (batch, classes) output, the model gives {:?}", logits.size());
+        }
+        let mut init = one_hot(labels, logits.size()[1], logits.kind())?;
+        if config.initial == InitialRelevance::Logit {
+            init = init.f_mul(logits)?;
+        }
+        let groups = depth_groups(graph);
+        let consumers = graph.consumers();
+        let n = graph.nodes().len();
+        let mut rel: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        let mut kept: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        rel[graph.output()] = Some(init);
+        for id in (0..n).rev() {
+            let Some(r) = rel[id].take() else { continue };
+            if keep[id] {
+                kept[id] = Some(r.shallow_clone());
+            }
+            let node = graph.node(id);
+            let xs: Vec<&Tensor> = node.inputs.iter().map(|&i| &outs[i]).collect();
+            let ins = propagate_node(graph, id, &xs, &outs[id], &r, config, &groups, &consumers).map_err(|e| Error::Node {
+                node: node.name.clone(),
+                op: node.op.kind_name().into(),
+                message: format!("LRP: {e}"),
+            })?;
+            for (&i, ri) in node.inputs.iter().zip(ins) {
+                if let Some(ri) = ri {
+                    add_into(&mut rel[i], ri)?;
+                }
+            }
+        }
+        Ok(kept)
+    })
+}
+
+/// Relevance at each input of node `id` (None for inputs that receive none, e.g. masks).
+#[allow(clippy::too_many_arguments)]
+fn propagate_node(
+    graph: &Graph,
+    id: NodeId,
+    xs: &[&Tensor],
+    out: &Tensor,
+    r: &Tensor,
+    config: &LrpConfig,
+    groups: &[Option<DepthGroup>],
+    consumers: &[Vec<NodeId>],
+) -> Result<Vec<Option<Tensor>>> {
+    let node = graph.node(id);
+    let one = |t: Tensor| Ok(vec![Some(t)]);
+    match &node.op {
+        Op::Input(_) => Ok(vec![]),
+        Op::Conv2d(c) => {
+            let kind = AffineKind::Conv(c.clone());
+            let (weight, bias) = match canonize::following_batchnorm(graph, id, consumers) {
+                Some(bn) if config.batch_norm == BatchNormTreatment::Merge => canonize::merge_batchnorm(graph, id, bn)?,
+                _ => (graph.require_param(id, "weight")?.shallow_clone(), graph.param(id, "bias").map(|b| b.shallow_clone())),
+            };
+            let rule = config.rules.get(groups[id].expect("conv has a group"));
+            one(rule.apply(&Affine { kind: &kind, weight, bias }, xs[0], r)?)
+        }
+        Op::Linear { .. } => {
+            let kind = AffineKind::Linear;
+            let layer = Affine {
+                kind: &kind,
+                weight: graph.require_param(id, "weight")?.shallow_clone(),
+                bias: graph.param(id, "bias").map(|b| b.shallow_clone()),
+            };
+            let rule = config.rules.get(groups[id].expect("linear has a group"));
+            one(rule.apply(&layer, xs[0], r)?)
+        }
+        // Elementwise layers and BatchNorm: pass-through (merged BatchNorm is the identity).
+        Op::BatchNorm2d { .. } | Op::Relu | Op::Gelu { .. } | Op::Tanh | Op::Dropout { .. } => one(r.shallow_clone()),
+        Op::Flatten { .. } => one(r.f_reshape(xs[0].size())?),
+        Op::MaxPool2d { kernel, stride, padding, ceil_mode } => {
+            one(vjp(xs[0], r, |x| Ok(x.f_max_pool2d(kernel, stride, padding, [1, 1], *ceil_mode)?))?)
+        }
+        Op::AvgPool2d { kernel, stride, padding } => one(norm_rule(xs[0], out, r, config.stabilizer, |x| {
+            Ok(x.f_avg_pool2d(kernel, stride, padding, false, true, None)?)
+        })?),
+        Op::AdaptiveAvgPool2d { output } => {
+            one(norm_rule(xs[0], out, r, config.stabilizer, |x| Ok(x.f_adaptive_avg_pool2d(output)?))?)
+        }
+        Op::Add => {
+            let s = r.f_div(&rules::stabilize(out, config.stabilizer)?)?;
+            xs.iter().map(|x| Ok(Some(x.f_mul(&s)?))).collect()
+        }
+        _ => attention::propagate(graph, id, xs, out, r, config),
+    }
+}
+
+/// zennit's `Norm` rule for a parameter-free linear map f: R_in = x · fᵀ(R / stab(f(x))).
+fn norm_rule(x: &Tensor, z: &Tensor, r: &Tensor, eps: f64, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let s = r.f_div(&rules::stabilize(z, eps)?)?;
+    Ok(x.f_mul(&vjp(x, &s, f)?)?)
+}
+
+/// Vector–Jacobian product: the gradient of ⟨f(x), g⟩ with respect to x.
+pub(crate) fn vjp(x: &Tensor, g: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    tch::with_grad(|| {
+        let x = x.detach().set_requires_grad(true);
+        let y = f(&x)?;
+        let dot = y.f_mul(&g.detach())?.f_sum(y.kind())?;
+        let grads = Tensor::f_run_backward(&[&dot], &[&x], false, false)?;
+        Ok(grads.into_iter().next().expect("one gradient"))
+    })
+}

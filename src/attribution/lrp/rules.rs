@@ -1,0 +1,152 @@
+//! LRP rules for linear layers, numerically as in zennit 0.5.1 (`zennit.rules`): each rule
+//! maps the relevance at a layer's output to relevance at its input. A rule acts on one layer.
+
+use super::affine::{AffineKind, Affine};
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// A rule for Conv2d / Linear layers, with its parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rule {
+    /// LRP-ε: R_i = x_i Σ_j w_ji R_j / (z_j + ε·sign z_j).
+    Epsilon {
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+    },
+    /// Generalised LRP-γ (positive and negative inputs), weights w + γ·w⁺. Without `gamma`,
+    /// the paper's defaults: 0.25 on convolutions, 0.05 on linear layers.
+    Gamma {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gamma: Option<f64>,
+    },
+    /// z⁺ (= α1β0, the rule of Yeom et al.).
+    Zplus,
+    /// LRP-αβ with α − β = 1.
+    Alphabeta { alpha: f64, beta: f64 },
+}
+
+pub fn default_epsilon() -> f64 {
+    1e-6
+}
+
+/// Stabiliser of every rule but ε (zennit's default).
+pub const STABILIZER: f64 = 1e-6;
+
+impl Rule {
+    /// Parses `epsilon[:ε]`, `gamma[:γ]`, `zplus`, `alphabeta[:α:β]` (default 2:1).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut parts = text.trim().split(':');
+        let name = parts.next().unwrap_or("").to_ascii_lowercase();
+        let nums: Vec<f64> = parts
+            .map(|p| p.trim().parse::<f64>().map_err(|_| crate::Error::invalid(format!("`{p}` in rule `{text}` is not a number"))))
+            .collect::<Result<_>>()?;
+        let rule = match (name.as_str(), nums.as_slice()) {
+            ("epsilon" | "eps", []) => Rule::Epsilon { epsilon: default_epsilon() },
+            ("epsilon" | "eps", [e]) => Rule::Epsilon { epsilon: *e },
+            ("gamma", []) => Rule::Gamma { gamma: None },
+            ("gamma", [g]) => Rule::Gamma { gamma: Some(*g) },
+            ("zplus" | "z+" | "alpha1beta0", []) => Rule::Zplus,
+            ("alphabeta" | "alpha2beta1", []) => Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
+            ("alphabeta", [a, b]) => Rule::Alphabeta { alpha: *a, beta: *b },
+            _ => crate::bail!(
+                "unknown rule `{text}`; use epsilon[:ε], gamma[:γ], zplus or alphabeta[:α:β] (e.g. gamma:0.25, alphabeta:2:1)"
+            ),
+        };
+        rule.check()?;
+        Ok(rule)
+    }
+
+    /// Rejects impossible parameters.
+    pub fn check(&self) -> Result<()> {
+        match *self {
+            Rule::Epsilon { epsilon } if !(epsilon > 0.0 && epsilon.is_finite()) => {
+                crate::bail!("epsilon must be positive and finite, got {epsilon}")
+            }
+            Rule::Gamma { gamma: Some(g) } if !(g >= 0.0 && g.is_finite()) => {
+                crate::bail!("gamma must be non-negative and finite, got {g}")
+            }
+            Rule::Alphabeta { alpha, beta } if alpha < 0.0 || beta < 0.0 || (alpha - beta - 1.0).abs() > 1e-9 => {
+                crate::bail!("alphabeta needs α ≥ 0, β ≥ 0 and α − β = 1 (conservation), got α={alpha}, β={beta}")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Short text form (as parsed by [`Rule::parse`]).
+    pub fn label(&self) -> String {
+        match self {
+            Rule::Epsilon { epsilon } => format!("epsilon:{epsilon:e}"),
+            Rule::Gamma { gamma: Some(g) } => format!("gamma:{g}"),
+            Rule::Gamma { gamma: None } => "gamma".into(),
+            Rule::Zplus => "zplus".into(),
+            Rule::Alphabeta { alpha, beta } => format!("alphabeta:{alpha}:{beta}"),
+        }
+    }
+
+    /// Relevance at the input `x` of `layer` given relevance `r` at its output.
+    pub fn apply(&self, layer: &Affine, x: &Tensor, r: &Tensor) -> Result<Tensor> {
+        let k = layer.kind;
+        let (w, b) = (&layer.weight, layer.bias.as_ref());
+        let size = x.size();
+        match *self {
+            Rule::Epsilon { epsilon } => {
+                let z = k.forward(x, w, b)?;
+                let s = r.f_div(&stabilize(&z, epsilon)?)?;
+                Ok(x.f_mul(&k.backward(&s, w, &size)?)?)
+            }
+            Rule::Zplus => {
+                let (xp, xn) = (x.f_clamp_min(0.0)?, x.f_clamp_max(0.0)?);
+                let (wp, wn) = (w.f_clamp_min(0.0)?, w.f_clamp_max(0.0)?);
+                let bp = b.map(|b| b.f_clamp_min(0.0)).transpose()?;
+                let z = k.forward(&xp, &wp, bp.as_ref())?.f_add(&k.forward(&xn, &wn, None)?)?;
+                let s = r.f_div(&stabilize(&z, STABILIZER)?)?;
+                Ok(xp.f_mul(&k.backward(&s, &wp, &size)?)?.f_add(&xn.f_mul(&k.backward(&s, &wn, &size)?)?)?)
+            }
+            Rule::Alphabeta { alpha, beta } => {
+                let (xp, xn) = (x.f_clamp_min(0.0)?, x.f_clamp_max(0.0)?);
+                let (wp, wn) = (w.f_clamp_min(0.0)?, w.f_clamp_max(0.0)?);
+                let bp = b.map(|b| b.f_clamp_min(0.0)).transpose()?;
+                let bn = b.map(|b| b.f_clamp_max(0.0)).transpose()?;
+                let zp = k.forward(&xp, &wp, bp.as_ref())?.f_add(&k.forward(&xn, &wn, None)?)?;
+                let zn = k.forward(&xp, &wn, bn.as_ref())?.f_add(&k.forward(&xn, &wp, None)?)?;
+                let sp = r.f_div(&stabilize(&zp, STABILIZER)?)?;
+                let sn = r.f_div(&stabilize(&zn, STABILIZER)?)?;
+                let pos = xp.f_mul(&k.backward(&sp, &wp, &size)?)?.f_add(&xn.f_mul(&k.backward(&sp, &wn, &size)?)?)?;
+                let neg = xp.f_mul(&k.backward(&sn, &wn, &size)?)?.f_add(&xn.f_mul(&k.backward(&sn, &wp, &size)?)?)?;
+                Ok(pos.f_mul_scalar(alpha)?.f_sub(&neg.f_mul_scalar(beta)?)?)
+            }
+            Rule::Gamma { gamma } => {
+                let g = gamma.unwrap_or(match k {
+                    AffineKind::Conv(_) => 0.25,
+                    AffineKind::Linear => 0.05,
+                });
+                let (xp, xn) = (x.f_clamp_min(0.0)?, x.f_clamp_max(0.0)?);
+                let gp = |t: &Tensor| -> Result<Tensor> { Ok(t.f_add(&t.f_clamp_min(0.0)?.f_mul_scalar(g)?)?) };
+                let gn = |t: &Tensor| -> Result<Tensor> { Ok(t.f_add(&t.f_clamp_max(0.0)?.f_mul_scalar(g)?)?) };
+                let (wgp, wgn) = (gp(w)?, gn(w)?);
+                let bgp = b.map(gp).transpose()?;
+                let bgn = b.map(gn).transpose()?;
+                let o0 = k.forward(&xp, &wgp, bgp.as_ref())?;
+                let o1 = k.forward(&xn, &wgn, None)?;
+                let o2 = k.forward(&xp, &wgn, bgn.as_ref())?;
+                let o3 = k.forward(&xn, &wgp, None)?;
+                let o4 = k.forward(x, w, b)?;
+                let gpos = r.f_mul(&o4.f_gt(0.0)?)?.f_div(&stabilize(&o0.f_add(&o1)?, STABILIZER)?)?;
+                let gneg = r.f_mul(&o4.f_lt(0.0)?)?.f_div(&stabilize(&o2.f_add(&o3)?, STABILIZER)?)?;
+                let mut out = xp.f_mul(&k.backward(&gpos, &wgp, &size)?)?;
+                out = out.f_add(&xn.f_mul(&k.backward(&gpos, &wgn, &size)?)?)?;
+                out = out.f_add(&xp.f_mul(&k.backward(&gneg, &wgn, &size)?)?)?;
+                out = out.f_add(&xn.f_mul(&k.backward(&gneg, &wgp, &size)?)?)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// z + ε·sign(z), with sign(0) = +1 (zennit's `stabilize`).
+pub fn stabilize(z: &Tensor, eps: f64) -> Result<Tensor> {
+    let sign = z.f_ge(0.0)?.f_to_kind(z.kind())?.f_mul_scalar(2.0)?.f_sub_scalar(1.0)?;
+    Ok(z.f_add(&sign.f_mul_scalar(eps)?)?)
+}

@@ -1,0 +1,215 @@
+//! Criteria as plain data: what `--criterion`, rules files and the optimiser all speak.
+
+use super::gradient::{Activation, Gradient, Taylor};
+use super::integrated_gradients::IntegratedGradients;
+use super::lrp::{GroupRules, Lrp, LrpConfig, Rule};
+use super::random::Random;
+use super::weight::{WeightMagnitude, WeightNorm};
+use super::{Criterion, PerSample};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A fully specified criterion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "criterion", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CriterionSpec {
+    /// Layer-wise Relevance Propagation with per-depth-group rules.
+    Lrp {
+        /// Preset this configuration came from, for reports (e.g. `lrp-epsilon`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        lrp: LrpConfig,
+        /// |R| per sample before summing (true), or signed R.
+        #[serde(default = "yes")]
+        absolute: bool,
+    },
+    /// Seeded uniform random scores.
+    Random {
+        #[serde(default)]
+        seed: u64,
+    },
+    /// L1 / L2 norm of each unit's weights.
+    Weight {
+        #[serde(default)]
+        norm: WeightNorm,
+    },
+    /// Mean |activation|.
+    Activation,
+    /// Gradient of the true-class logit.
+    Gradient {
+        #[serde(default = "yes")]
+        absolute: bool,
+    },
+    /// |activation × gradient|.
+    Taylor {
+        #[serde(default = "yes")]
+        absolute: bool,
+    },
+    /// Integrated Gradients with a zero baseline at the latent read points.
+    IntegratedGradients {
+        #[serde(default = "twenty")]
+        steps: usize,
+        #[serde(default = "yes")]
+        absolute: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+fn twenty() -> usize {
+    20
+}
+
+/// Names accepted by [`CriterionSpec::from_name`].
+pub const CRITERION_NAMES: &[&str] = &[
+    "lrp",
+    "lrp-epsilon",
+    "lrp-zplus",
+    "lrp-faithful",
+    "lrp-epsilon-plus",
+    "lrp-alpha2beta1",
+    "random",
+    "weight",
+    "weight-l2",
+    "activation",
+    "gradient",
+    "taylor",
+    "integrated-gradients",
+];
+
+/// The default comparison: the LRP presets and every baseline.
+pub const DEFAULT_COMPARISON: &[&str] = &[
+    "lrp-epsilon",
+    "lrp-zplus",
+    "lrp-faithful",
+    "random",
+    "weight",
+    "activation",
+    "gradient",
+    "taylor",
+    "integrated-gradients",
+];
+
+fn lrp(label: &str, rules: GroupRules) -> CriterionSpec {
+    CriterionSpec::Lrp { label: Some(label.into()), lrp: LrpConfig::new(rules), absolute: true }
+}
+
+impl CriterionSpec {
+    /// A named criterion. For `lrp`, `rules` (`low=epsilon,mid=gamma:0.25,…`, or a rules file)
+    /// sets the rules, starting from ε everywhere; the presets take no `rules`. `seed` seeds
+    /// the random baseline.
+    pub fn from_name(name: &str, rules: Option<&str>, seed: u64) -> Result<Self> {
+        let eps = || Rule::Epsilon { epsilon: super::lrp::rules::default_epsilon() };
+        if rules.is_some() && name != "lrp" {
+            crate::bail!("--rules only applies to `--criterion lrp` (got `{name}`)");
+        }
+        Ok(match name {
+            "lrp" => match rules {
+                Some(r) if Path::new(r).is_file() => Self::from_file(Path::new(r))?,
+                Some(r) => {
+                    let rules = GroupRules::parse(r, GroupRules::all(eps()))?;
+                    CriterionSpec::Lrp { label: None, lrp: LrpConfig::new(rules), absolute: true }
+                }
+                None => lrp("lrp-epsilon", GroupRules::all(eps())),
+            },
+            "lrp-epsilon" => lrp(name, GroupRules::all(eps())),
+            "lrp-zplus" => lrp(name, GroupRules::all(Rule::Zplus)),
+            // Input-faithful composite (zennit EpsilonGammaBox without the box rule, which acts only
+            // on the input layer and so cannot change component scores): γ in the deep groups
+            // (0.25 on convs, 0.05 on linear layers), ε on the classifier.
+            "lrp-faithful" => {
+                let mut r = GroupRules::all(Rule::Gamma { gamma: None });
+                r.fc = eps();
+                lrp(name, r)
+            }
+            // zennit EpsilonPlus: z+ in the deep groups, ε on the classifier.
+            "lrp-epsilon-plus" => {
+                let mut r = GroupRules::all(Rule::Zplus);
+                r.fc = eps();
+                lrp(name, r)
+            }
+            "lrp-alpha2beta1" => {
+                let mut r = GroupRules::all(Rule::Alphabeta { alpha: 2.0, beta: 1.0 });
+                r.fc = eps();
+                lrp(name, r)
+            }
+            "random" => CriterionSpec::Random { seed },
+            "weight" => CriterionSpec::Weight { norm: WeightNorm::L1 },
+            "weight-l2" => CriterionSpec::Weight { norm: WeightNorm::L2 },
+            "activation" => CriterionSpec::Activation,
+            "gradient" => CriterionSpec::Gradient { absolute: true },
+            "taylor" => CriterionSpec::Taylor { absolute: true },
+            "integrated-gradients" | "ig" => CriterionSpec::IntegratedGradients { steps: 20, absolute: true },
+            other => crate::bail!("unknown criterion `{other}`; known: {}", CRITERION_NAMES.join(", ")),
+        })
+    }
+
+    /// Reads a criterion (typically an LRP rules file written by `relprune optimize`) from
+    /// JSON or YAML. Unknown keys are errors.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
+        let spec: CriterionSpec = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(Error::json(path.display().to_string()))?
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|e| Error::invalid(format!("invalid rules file {}: {e}", path.display())))?
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Writes this criterion as YAML (or JSON for a `.json` path), atomically.
+    pub fn to_file(&self, path: &Path) -> Result<()> {
+        if path.extension().is_some_and(|e| e == "json") {
+            return crate::util::write_json_atomic(path, self);
+        }
+        let text = serde_yaml_ng::to_string(self).map_err(|e| Error::invalid(format!("cannot write YAML: {e}")))?;
+        crate::util::write_atomic(path, text.as_bytes())
+    }
+
+    /// Rejects impossible parameters.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            CriterionSpec::Lrp { lrp, .. } => lrp.check(),
+            CriterionSpec::IntegratedGradients { steps: 0, .. } => crate::bail!("integrated gradients needs at least one step"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Name for tables and plots.
+    pub fn label(&self) -> String {
+        match self {
+            CriterionSpec::Lrp { label: Some(l), .. } => l.clone(),
+            CriterionSpec::Lrp { lrp, absolute, .. } => {
+                format!("lrp[{}{}]", lrp.rules.label(), if *absolute { "" } else { ",signed" })
+            }
+            CriterionSpec::Random { .. } => "random".into(),
+            CriterionSpec::Weight { norm: WeightNorm::L1 } => "weight".into(),
+            CriterionSpec::Weight { norm: WeightNorm::L2 } => "weight-l2".into(),
+            CriterionSpec::Activation => "activation".into(),
+            CriterionSpec::Gradient { .. } => "gradient".into(),
+            CriterionSpec::Taylor { .. } => "taylor".into(),
+            CriterionSpec::IntegratedGradients { .. } => "integrated-gradients".into(),
+        }
+    }
+
+    /// The executable criterion; sample-based ones process `batch_size` references at a time.
+    pub fn build(&self, batch_size: usize) -> Result<Box<dyn Criterion>> {
+        self.check()?;
+        let b = batch_size.max(1);
+        Ok(match self.clone() {
+            CriterionSpec::Lrp { lrp, absolute, .. } => {
+                Box::new(PerSample { inner: Lrp { config: lrp, label: self.label() }, absolute, batch_size: b })
+            }
+            CriterionSpec::Random { seed } => Box::new(Random { seed }),
+            CriterionSpec::Weight { norm } => Box::new(WeightMagnitude { norm }),
+            CriterionSpec::Activation => Box::new(PerSample { inner: Activation, absolute: true, batch_size: b }),
+            CriterionSpec::Gradient { absolute } => Box::new(PerSample { inner: Gradient, absolute, batch_size: b }),
+            CriterionSpec::Taylor { absolute } => Box::new(PerSample { inner: Taylor, absolute, batch_size: b }),
+            CriterionSpec::IntegratedGradients { steps, absolute } => {
+                Box::new(PerSample { inner: IntegratedGradients { steps }, absolute, batch_size: b })
+            }
+        })
+    }
+}
