@@ -1,9 +1,11 @@
 //! LRP relevances per filter equal zennit's (0.5.1) on identical weights and inputs.
 //!
-//! Both sides compute in float64, so the comparison is tight: per layer,
-//! max |ours − zennit| ≤ 1e-6 · max |zennit|. (In float32 the two agree to about 1e-3: relevance
-//! passes ~20 divisions by stabilised pre-activations whose rounding differs between libtorch's
-//! autograd and our transposed convolutions.)
+//! Exact cases compute in float64 on both sides, with one change to zennit: a merged BatchNorm
+//! becomes exactly the identity (stock zennit sets its running variance to 1 and so leaves a
+//! factor 1/√(1 + 1e-5) in the canonised forward pass, which relprune, merging on the fly, does
+//! not have). Tolerance there: per layer, max |ours − zennit| ≤ 1e-6 · max |zennit|.
+//! Stock zennit in float32 agrees to 5e-3 (the BatchNorm factor above plus float32 rounding
+//! through ~20 divisions by stabilised pre-activations).
 
 mod common;
 
@@ -14,7 +16,6 @@ use relprune::data::Batch;
 use relprune::graph::{Graph, Op};
 use relprune::models::Architecture;
 
-const TOL: f64 = 1e-6;
 
 /// JSON map module name → rule for the oracle, from our own depth groups.
 fn rules_json(g: &Graph, rules: &GroupRules) -> String {
@@ -37,6 +38,9 @@ struct Case<'a> {
     rules: GroupRules,
     batch_norm: BatchNormTreatment,
     initial: InitialRelevance,
+    /// float64 and an exactly-identity merged BatchNorm (tolerance 1e-6), or stock zennit in
+    /// float32 (tolerance 5e-3).
+    exact: bool,
 }
 
 fn check(case: Case) {
@@ -45,8 +49,10 @@ fn check(case: Case) {
     let rules = rules_json(&g, &case.rules);
     let size = case.size.to_string();
     let inc = case.in_channels.to_string();
-    let mut args =
-        vec!["--model", case.arch, "--rules", &rules, "--size", &size, "--in-channels", &inc, "--batch", "3", "--double", "--exact-merge"];
+    let mut args = vec!["--model", case.arch, "--rules", &rules, "--size", &size, "--in-channels", &inc, "--batch", "3"];
+    if case.exact {
+        args.extend(["--double", "--exact-merge"]);
+    }
     let wpath;
     if let Some(w) = &case.weights {
         wpath = w.to_string_lossy().into_owned();
@@ -63,7 +69,10 @@ fn check(case: Case) {
         Some(w) => g.load_safetensors(w).unwrap(),
         None => g.load_safetensors(&dir.join("model.safetensors")).unwrap(),
     }
-    g.set_kind(tch::Kind::Double);
+    if case.exact {
+        g.set_kind(tch::Kind::Double);
+    }
+    let tol = if case.exact { 1e-6 } else { 5e-3 };
     let io = dir.join("io.safetensors");
     let batch = Batch { inputs: vec![common::read_tensor(&io, "x")], labels: common::read_tensor(&io, "labels") };
     let mut config = LrpConfig::new(case.rules.clone());
@@ -74,7 +83,7 @@ fn check(case: Case) {
     for (l, r) in comps.layers.iter().zip(&ours) {
         let theirs = common::read_tensor(&io, &format!("R.{}", l.name));
         let err = common::rel_err(r, &theirs);
-        assert!(err <= TOL, "{} {}: layer {} relative error {err:e}", case.arch, case.rules.label(), l.name);
+        assert!(err <= tol, "{} {}: layer {} relative error {err:e}", case.arch, case.rules.label(), l.name);
     }
 }
 
@@ -100,6 +109,7 @@ fn case(arch: &str, rules: GroupRules) -> Case<'_> {
         rules,
         batch_norm: BatchNormTreatment::Merge,
         initial: InitialRelevance::OneHot,
+        exact: true,
     }
 }
 
@@ -135,4 +145,18 @@ fn vgg16_bn_epsilon() {
 #[test]
 fn vgg16_bn_mixed_rules_per_group() {
     check(case("vgg16_bn:size=64", mixed()));
+}
+
+#[test]
+fn vgg16_bn_epsilon_stock_zennit_float32() {
+    let mut c = case("vgg16_bn:size=64", GroupRules::all(eps()));
+    c.exact = false;
+    check(c);
+}
+
+#[test]
+fn resnet18_mixed_stock_zennit_float32() {
+    let mut c = case("resnet18:size=64", mixed());
+    c.exact = false;
+    check(c);
 }

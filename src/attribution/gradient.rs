@@ -7,7 +7,7 @@ use crate::components::ComponentSet;
 use crate::data::Batch;
 use crate::error::Result;
 use crate::graph::{Graph, Mode, Op};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Activations and gradients of the target logit at each layer's read point.
 pub struct LatentGrads {

@@ -120,7 +120,8 @@ pub struct LrpConfig {
     pub initial: InitialRelevance,
     #[serde(default)]
     pub batch_norm: BatchNormTreatment,
-    /// Stabiliser of the proportional split at additions and average pools.
+    /// Stabiliser of the z⁺, γ and αβ rules and of the proportional split at additions and
+    /// average pools (zennit composites' `stabilizer`).
     #[serde(default = "default_stabilizer")]
     pub stabilizer: f64,
 }
@@ -257,7 +258,7 @@ fn propagate_node(
                 _ => (graph.require_param(id, "weight")?.shallow_clone(), graph.param(id, "bias").map(|b| b.shallow_clone())),
             };
             let rule = config.rules.get(groups[id].expect("conv has a group"));
-            one(rule.apply(&Affine { kind: &kind, weight, bias }, xs[0], r)?)
+            one(rule.apply(&Affine { kind: &kind, weight, bias }, xs[0], r, config.stabilizer)?)
         }
         Op::Linear { .. } => {
             let kind = AffineKind::Linear;
@@ -267,7 +268,7 @@ fn propagate_node(
                 bias: graph.param(id, "bias").map(|b| b.shallow_clone()),
             };
             let rule = config.rules.get(groups[id].expect("linear has a group"));
-            one(rule.apply(&layer, xs[0], r)?)
+            one(rule.apply(&layer, xs[0], r, config.stabilizer)?)
         }
         // Elementwise layers and BatchNorm: pass-through (merged BatchNorm is the identity).
         Op::BatchNorm2d { .. } | Op::Relu | Op::Gelu { .. } | Op::Tanh | Op::Dropout { .. } => one(r.shallow_clone()),

@@ -31,7 +31,7 @@ pub fn default_epsilon() -> f64 {
     1e-6
 }
 
-/// Stabiliser of every rule but ε (zennit's default).
+/// Default stabiliser of every rule but ε, and of the proportional splits (zennit's default).
 pub const STABILIZER: f64 = 1e-6;
 
 impl Rule {
@@ -85,8 +85,9 @@ impl Rule {
         }
     }
 
-    /// Relevance at the input `x` of `layer` given relevance `r` at its output.
-    pub fn apply(&self, layer: &Affine, x: &Tensor, r: &Tensor) -> Result<Tensor> {
+    /// Relevance at the input `x` of `layer` given relevance `r` at its output; `stabilizer`
+    /// is added (with the sign of the denominator) by every rule but ε.
+    pub fn apply(&self, layer: &Affine, x: &Tensor, r: &Tensor, stabilizer: f64) -> Result<Tensor> {
         let k = layer.kind;
         let (w, b) = (&layer.weight, layer.bias.as_ref());
         let size = x.size();
@@ -101,7 +102,7 @@ impl Rule {
                 let (wp, wn) = (w.f_clamp_min(0.0)?, w.f_clamp_max(0.0)?);
                 let bp = b.map(|b| b.f_clamp_min(0.0)).transpose()?;
                 let z = k.forward(&xp, &wp, bp.as_ref())?.f_add(&k.forward(&xn, &wn, None)?)?;
-                let s = r.f_div(&stabilize(&z, STABILIZER)?)?;
+                let s = r.f_div(&stabilize(&z, stabilizer)?)?;
                 Ok(xp.f_mul(&k.backward(&s, &wp, &size)?)?.f_add(&xn.f_mul(&k.backward(&s, &wn, &size)?)?)?)
             }
             Rule::Alphabeta { alpha, beta } => {
@@ -111,8 +112,8 @@ impl Rule {
                 let bn = b.map(|b| b.f_clamp_max(0.0)).transpose()?;
                 let zp = k.forward(&xp, &wp, bp.as_ref())?.f_add(&k.forward(&xn, &wn, None)?)?;
                 let zn = k.forward(&xp, &wn, bn.as_ref())?.f_add(&k.forward(&xn, &wp, None)?)?;
-                let sp = r.f_div(&stabilize(&zp, STABILIZER)?)?;
-                let sn = r.f_div(&stabilize(&zn, STABILIZER)?)?;
+                let sp = r.f_div(&stabilize(&zp, stabilizer)?)?;
+                let sn = r.f_div(&stabilize(&zn, stabilizer)?)?;
                 let pos = xp.f_mul(&k.backward(&sp, &wp, &size)?)?.f_add(&xn.f_mul(&k.backward(&sp, &wn, &size)?)?)?;
                 let neg = xp.f_mul(&k.backward(&sn, &wn, &size)?)?.f_add(&xn.f_mul(&k.backward(&sn, &wp, &size)?)?)?;
                 Ok(pos.f_mul_scalar(alpha)?.f_sub(&neg.f_mul_scalar(beta)?)?)
@@ -133,8 +134,8 @@ impl Rule {
                 let o2 = k.forward(&xp, &wgn, bgn.as_ref())?;
                 let o3 = k.forward(&xn, &wgp, None)?;
                 let o4 = k.forward(x, w, b)?;
-                let gpos = r.f_mul(&o4.f_gt(0.0)?)?.f_div(&stabilize(&o0.f_add(&o1)?, STABILIZER)?)?;
-                let gneg = r.f_mul(&o4.f_lt(0.0)?)?.f_div(&stabilize(&o2.f_add(&o3)?, STABILIZER)?)?;
+                let gpos = r.f_mul(&o4.f_gt(0.0)?)?.f_div(&stabilize(&o0.f_add(&o1)?, stabilizer)?)?;
+                let gneg = r.f_mul(&o4.f_lt(0.0)?)?.f_div(&stabilize(&o2.f_add(&o3)?, stabilizer)?)?;
                 let mut out = xp.f_mul(&k.backward(&gpos, &wgp, &size)?)?;
                 out = out.f_add(&xn.f_mul(&k.backward(&gpos, &wgn, &size)?)?)?;
                 out = out.f_add(&xp.f_mul(&k.backward(&gneg, &wgn, &size)?)?)?;
