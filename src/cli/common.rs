@@ -99,3 +99,119 @@ pub fn thousands(n: i64) -> String {
         out
     }
 }
+
+/// The task and curve settings shared by `curve`, `compare` and `optimize`.
+#[derive(Args, Clone, Debug)]
+pub struct TaskArgs {
+    /// Which components to prune (default: filters for CNNs, neurons for transformers).
+    #[arg(long, value_enum)]
+    pub component: Option<relprune::components::ComponentKind>,
+    /// Restrict the task to K classes drawn by --seed (the paper's 3-class tasks).
+    #[arg(long, value_name = "K")]
+    pub classes: Option<usize>,
+    /// Seed of the class draw, the reference draw and the random criterion.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Reference samples per class (from the train split).
+    #[arg(long, default_value_t = 10)]
+    pub refs_per_class: usize,
+    /// Split to measure accuracy on.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: relprune::data::SplitName,
+    /// Evaluate on the first N samples of the (class-filtered) split; 0 = all.
+    #[arg(long, default_value_t = 2000)]
+    pub eval_samples: usize,
+    /// Pruning rates: start:stop:step (inclusive) or a list.
+    #[arg(long, default_value = "0:0.95:0.05")]
+    pub rates: String,
+    /// Stop once two consecutive rates are at chance and fill the rest with chance.
+    #[arg(long)]
+    pub stop_at_chance: bool,
+    /// Prune the most relevant components first (a sanity check) instead of the least.
+    #[arg(long)]
+    pub most_relevant_first: bool,
+    /// Samples per batch for attribution.
+    #[arg(long, default_value_t = 64)]
+    pub attribution_batch: usize,
+    /// Samples per batch for evaluation.
+    #[arg(long, default_value_t = 256)]
+    pub eval_batch: usize,
+}
+
+impl TaskArgs {
+    pub fn task_spec(&self) -> relprune::experiment::TaskSpec {
+        relprune::experiment::TaskSpec {
+            classes: self.classes,
+            seed: self.seed,
+            refs_per_class: self.refs_per_class,
+            split: self.split,
+            eval_samples: self.eval_samples,
+        }
+    }
+    pub fn run_options(&self) -> anyhow::Result<relprune::experiment::RunOptions> {
+        Ok(relprune::experiment::RunOptions {
+            rates: relprune::ranking::parse_rates(&self.rates)?,
+            stop_at_chance: self.stop_at_chance,
+            order: if self.most_relevant_first {
+                relprune::ranking::PruneOrder::MostRelevantFirst
+            } else {
+                relprune::ranking::PruneOrder::LeastRelevantFirst
+            },
+            attribution_batch: self.attribution_batch,
+            eval_batch: self.eval_batch,
+        })
+    }
+    pub fn kind(&self, graph: &relprune::graph::Graph) -> relprune::components::ComponentKind {
+        self.component.unwrap_or_else(|| relprune::components::ComponentSet::default_kind(graph))
+    }
+}
+
+/// Runs one criterion with a progress bar over the rates.
+pub fn run_with_progress(
+    graph: &mut relprune::graph::Graph,
+    comps: &relprune::components::ComponentSet,
+    task: &relprune::experiment::Task,
+    spec: &relprune::attribution::CriterionSpec,
+    opts: &relprune::experiment::RunOptions,
+) -> anyhow::Result<relprune::experiment::CurveResult> {
+    use relprune::experiment::Stage;
+    let pb = progress(opts.rates.len() as u64, &spec.label());
+    pb.set_message(format!("{}: scoring", spec.label()));
+    let r = relprune::experiment::run_criterion(graph, comps, task, spec, opts, &mut |s| match s {
+        Stage::Scoring => {}
+        Stage::Rate { index, rate, accuracy } => {
+            pb.set_position(index as u64 + 1);
+            pb.set_message(format!("{}: {rate:.2} → {:.1}%", spec.label(), 100.0 * accuracy));
+        }
+    });
+    pb.finish_and_clear();
+    Ok(r?)
+}
+
+/// A table of curve summaries.
+pub fn summary_table(results: &[relprune::experiment::CurveResult]) -> String {
+    let mut s = format!(
+        "{:<28} {:>7} {:>7} {:>8} {:>8} {:>9} {:>9}\n",
+        "criterion", "A_PR", "AUC", "Top-PR", "≤1pt", "score s", "curve s"
+    );
+    for r in results {
+        let c = &r.curve.summary;
+        s += &format!(
+            "{:<28} {:>7.4} {:>7.4} {:>8.2} {:>8.2} {:>9.2} {:>9.2}\n",
+            r.criterion, c.a_pr, c.auc_trapezoid, c.top_pr_95, c.top_pr_1pt, r.timings.scoring_seconds, r.timings.curve_seconds
+        );
+    }
+    s
+}
+
+/// The per-rate table of one curve.
+pub fn rate_table(r: &relprune::experiment::CurveResult) -> String {
+    let mut s = format!("{:>6} {:>8} {:>9}\n", "rate", "pruned", "accuracy");
+    for ((rate, acc), n) in r.curve.rates.iter().zip(&r.curve.accuracies).zip(&r.curve.pruned) {
+        s += &format!("{rate:>6.2} {n:>8} {:>8.2}%\n", 100.0 * acc);
+    }
+    if let Some(i) = r.curve.filled_from {
+        s += &format!("(stopped at chance: rates from {:.2} filled with chance {:.1}%)\n", r.curve.rates[i], 100.0 * r.curve.chance);
+    }
+    s
+}

@@ -2,6 +2,8 @@
 //! the library.
 
 mod common;
+mod components;
+mod curve;
 mod demo;
 mod info;
 mod zoo;
@@ -26,6 +28,12 @@ pub struct Cli {
 enum Command {
     /// Show a model's layers, parameter count and MACs.
     Info(info::InfoArgs),
+    /// List a model's prunable components per layer and depth group.
+    Components(components::ComponentsArgs),
+    /// Prune by one criterion at a grid of rates and measure the accuracy curve.
+    Curve(curve::CurveArgs),
+    /// Compare criteria on the same references and evaluation samples.
+    Compare(curve::CompareArgs),
     /// The bundled demonstration on Fashion-MNIST.
     Demo(demo::DemoArgs),
     /// The model zoo: list, train and evaluate bundled models.
@@ -40,6 +48,9 @@ pub fn run() -> anyhow::Result<()> {
     let out = common::Output { json: cli.json };
     match cli.command {
         Command::Info(a) => info::run(a, &out),
+        Command::Components(a) => components::run(a, &out),
+        Command::Curve(a) => curve::run_curve(a, &out),
+        Command::Compare(a) => curve::run_compare(a, &out),
         Command::Demo(a) => demo::run(a, &out),
         Command::Zoo(a) => zoo::run(a, &out),
     }

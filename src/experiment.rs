@@ -1,0 +1,166 @@
+//! One pruning experiment end to end: task (class subset, reference samples, evaluation split)
+//! → scores → global ranking → accuracy curve. The CLI, the optimiser and the benchmarks all
+//! go through here.
+
+use crate::attribution::{CriterionSpec, Scores};
+use crate::components::{ComponentKind, ComponentSet};
+use crate::data::{select_references, ClassSubset, SplitName, Splits, Subset};
+use crate::error::Result;
+use crate::evaluate::{accuracy_curve, Curve, CurveOptions, EvalOptions};
+use crate::graph::Graph;
+use crate::ranking::{PruneOrder, Ranking};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// What is fixed for an experiment: the task and the data it is scored and measured on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Restrict the task to this many classes, drawn by `seed` (None: all classes).
+    pub classes: Option<usize>,
+    /// Seed of the class draw, the reference draw and the random criterion.
+    pub seed: u64,
+    pub refs_per_class: usize,
+    /// Split the accuracy is measured on.
+    pub split: SplitName,
+    /// Evaluate on the first n samples of the (class-filtered) split; 0 = all.
+    pub eval_samples: usize,
+}
+
+impl Default for TaskSpec {
+    fn default() -> Self {
+        TaskSpec { classes: None, seed: 0, refs_per_class: 10, split: SplitName::Test, eval_samples: 2000 }
+    }
+}
+
+/// A prepared task.
+pub struct Task {
+    pub spec: TaskSpec,
+    pub classes: Option<ClassSubset>,
+    /// Reference samples (from the train split).
+    pub refs: Subset,
+    /// Evaluation samples (filtered to the task's classes).
+    pub eval: Subset,
+}
+
+impl Task {
+    /// Draws the classes and references and cuts the evaluation split.
+    pub fn prepare(splits: &Splits, num_classes: i64, spec: &TaskSpec) -> Result<Task> {
+        let classes = match spec.classes {
+            Some(k) if k as i64 == num_classes => None,
+            Some(k) => Some(ClassSubset::random(k, num_classes, spec.seed)?),
+            None => None,
+        };
+        let refs = select_references(&splits.train, spec.refs_per_class, spec.seed, classes.as_ref())?;
+        let mut eval = splits.get(spec.split).clone();
+        if let Some(c) = &classes {
+            eval = c.filter(&eval);
+        }
+        if spec.eval_samples > 0 {
+            eval = eval.head(spec.eval_samples);
+        }
+        if eval.is_empty() {
+            crate::bail!("the {:?} split has no samples of the task's classes", spec.split);
+        }
+        Ok(Task { spec: spec.clone(), classes, refs, eval })
+    }
+
+    pub fn eval_options(&self, batch_size: usize) -> EvalOptions {
+        EvalOptions { batch_size, classes: self.classes.clone() }
+    }
+}
+
+/// Settings of a curve run beyond the task.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub rates: Vec<f64>,
+    pub stop_at_chance: bool,
+    pub order: PruneOrder,
+    /// Samples per batch for attribution.
+    pub attribution_batch: usize,
+    /// Samples per batch for evaluation.
+    pub eval_batch: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            rates: crate::ranking::default_rates(),
+            stop_at_chance: false,
+            order: PruneOrder::default(),
+            attribution_batch: 64,
+            eval_batch: 256,
+        }
+    }
+}
+
+/// Wall-clock seconds of the two stages.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Timings {
+    pub scoring_seconds: f64,
+    pub curve_seconds: f64,
+}
+
+/// One criterion's outcome.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CurveResult {
+    pub criterion: String,
+    pub spec: CriterionSpec,
+    pub component: ComponentKind,
+    pub components: usize,
+    pub curve: Curve,
+    pub timings: Timings,
+}
+
+/// Progress of a run.
+pub enum Stage {
+    Scoring,
+    Rate { index: usize, rate: f64, accuracy: f64 },
+}
+
+/// Scores every component of `comps` with `spec` on the task's references.
+pub fn score(graph: &Graph, comps: &ComponentSet, task: &Task, spec: &CriterionSpec, batch: usize) -> Result<Scores> {
+    let criterion = spec.build(batch)?;
+    criterion.score(graph, comps, &task.refs)
+}
+
+/// Scores, ranks and measures the curve for one criterion.
+pub fn run_criterion(
+    graph: &mut Graph,
+    comps: &ComponentSet,
+    task: &Task,
+    spec: &CriterionSpec,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<CurveResult> {
+    progress(Stage::Scoring);
+    let t0 = Instant::now();
+    let scores = score(graph, comps, task, spec, opts.attribution_batch)?;
+    let scoring_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let curve = measure_curve(graph, comps, &scores, task, opts, progress)?;
+    Ok(CurveResult {
+        criterion: spec.label(),
+        spec: spec.clone(),
+        component: comps.kind,
+        components: comps.total,
+        curve,
+        timings: Timings { scoring_seconds, curve_seconds: t1.elapsed().as_secs_f64() },
+    })
+}
+
+/// The accuracy curve for given scores.
+pub fn measure_curve(
+    graph: &mut Graph,
+    comps: &ComponentSet,
+    scores: &Scores,
+    task: &Task,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<Curve> {
+    let ranking = Ranking::new(scores, opts.order);
+    let copts = CurveOptions { rates: opts.rates.clone(), eval: task.eval_options(opts.eval_batch), stop_at_chance: opts.stop_at_chance };
+    accuracy_curve(graph, comps, &ranking, &task.eval, &copts, &mut |index, accuracy| {
+        progress(Stage::Rate { index, rate: opts.rates[index], accuracy })
+    })
+}

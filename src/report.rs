@@ -1,0 +1,177 @@
+//! Reports: line plots (PNG) of accuracy curves and optimisation histories.
+
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn ensure_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// One line of a plot.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line plot with a legend.
+pub struct LinePlot<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub x_range: (f64, f64),
+    pub y_range: (f64, f64),
+    pub series: &'a [Series],
+    /// Optional horizontal reference line (label, y).
+    pub reference: Option<(&'a str, f64)>,
+}
+
+fn plot_err(e: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("cannot draw plot: {e}"))
+}
+
+/// Draws `plot` into a PNG file (written atomically).
+pub fn line_plot(path: &Path, plot: &LinePlot) -> Result<()> {
+    ensure_font();
+    crate::util::with_atomic_path(path, |tmp| {
+        // plotters picks the encoder from the extension, so give the temporary file one.
+        let tmp_png = tmp.with_extension("png");
+        {
+            let root = BitMapBackend::new(&tmp_png, (960, 640)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(plot.title, ("sans-serif", 22))
+                .margin(16)
+                .x_label_area_size(44)
+                .y_label_area_size(56)
+                .build_cartesian_2d(plot.x_range.0..plot.x_range.1, plot.y_range.0..plot.y_range.1)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc(plot.x_label)
+                .y_desc(plot.y_label)
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_err)?;
+            if let Some((label, y)) = plot.reference {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(plot.x_range.0, y), (plot.x_range.1, y)],
+                        ShapeStyle::from(&BLACK.mix(0.4)).stroke_width(1),
+                    ))
+                    .map_err(plot_err)?
+                    .label(label)
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.mix(0.4)));
+            }
+            for (i, s) in plot.series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(s.points.iter().copied(), ShapeStyle::from(&color).stroke_width(2)))
+                    .map_err(plot_err)?
+                    .label(s.label.clone())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], ShapeStyle::from(&color).stroke_width(2)));
+                chart
+                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, ShapeStyle::from(&color).filled())))
+                    .map_err(plot_err)?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 14))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(plot_err)?;
+            root.present().map_err(plot_err)?;
+        }
+        std::fs::rename(&tmp_png, tmp).map_err(Error::io("move", tmp))
+    })
+}
+
+/// Context recorded with every result file.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RunHeader {
+    pub model: String,
+    pub model_origin: String,
+    pub data: String,
+    pub task: crate::experiment::TaskSpec,
+    /// Classes of the task when restricted.
+    pub classes: Option<Vec<i64>>,
+    pub references: usize,
+    pub eval_samples: usize,
+    pub hardware: String,
+    pub versions: serde_json::Value,
+    /// Seconds since the Unix epoch when the run finished.
+    pub finished_unix: u64,
+}
+
+impl RunHeader {
+    pub fn new(model: &crate::models::LoadedModel, task: &crate::experiment::Task) -> Self {
+        RunHeader {
+            model: model.name.clone(),
+            model_origin: model.origin.clone(),
+            data: task.eval.data.describe(),
+            task: task.spec.clone(),
+            classes: task.classes.as_ref().map(|c| c.classes().to_vec()),
+            references: task.refs.len(),
+            eval_samples: task.eval.len(),
+            hardware: crate::models::zoo::hardware_line(),
+            versions: serde_json::to_value(crate::runtime::version_info()).unwrap_or_default(),
+            finished_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        }
+    }
+}
+
+/// A set of curves with their context: the content of `curve.json` / `compare.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CurvesReport {
+    pub header: RunHeader,
+    pub results: Vec<crate::experiment::CurveResult>,
+}
+
+/// Writes `<dir>/<stem>.json` and `<dir>/<stem>.png` (accuracy vs. rate, one line per result).
+pub fn write_curves(dir: &Path, stem: &str, report: &CurvesReport) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    let json = dir.join(format!("{stem}.json"));
+    let png = dir.join(format!("{stem}.png"));
+    let series: Vec<Series> = report
+        .results
+        .iter()
+        .map(|r| Series {
+            label: format!("{} (A_PR {:.3})", r.criterion, r.curve.summary.a_pr),
+            points: r.curve.rates.iter().copied().zip(r.curve.accuracies.iter().copied()).collect(),
+        })
+        .collect();
+    let max_rate = report.results.iter().flat_map(|r| r.curve.rates.iter().copied()).fold(0.0, f64::max);
+    let unpruned = report.results.first().map(|r| r.curve.unpruned_accuracy).unwrap_or(1.0);
+    let kind = report.results.first().map(|r| r.component.to_string()).unwrap_or_default();
+    let title = format!(
+        "{} — {} pruned ({}, {} eval samples)",
+        report.header.model,
+        kind,
+        match &report.header.classes {
+            Some(c) => format!("classes {c:?}"),
+            None => "all classes".into(),
+        },
+        report.header.eval_samples
+    );
+    line_plot(
+        &png,
+        &LinePlot {
+            title: &title,
+            x_label: "pruning rate",
+            y_label: "top-1 accuracy",
+            x_range: (0.0, max_rate.max(0.05)),
+            y_range: (0.0, 1.0),
+            series: &series,
+            reference: Some(("unpruned", unpruned)),
+        },
+    )?;
+    crate::util::write_json_atomic(&json, report)?;
+    Ok((json, png))
+}
