@@ -173,7 +173,9 @@ impl ComponentSet {
         for (id, n) in graph.nodes().iter().enumerate() {
             let (count, head_dim, group) = match (&n.op, kind) {
                 (Op::Conv2d(c), ComponentKind::Filters) => (c.out_channels as usize, None, groups[id]),
-                (Op::Linear { out_features, .. }, ComponentKind::Neurons) if feeds_only_linears(graph, &consumers, id) => {
+                (Op::Linear { out_features, .. }, ComponentKind::Neurons)
+                    if feeds_only_linears(graph, &consumers, id) =>
+                {
                     (*out_features as usize, None, groups[id])
                 }
                 (Op::Attention { heads, head_dim, .. }, ComponentKind::Heads) => {

@@ -30,7 +30,12 @@ pub enum Error {
 
     /// A file system operation failed.
     #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A tensor operation failed inside a node (usually a shape mismatch).
     #[error("node `{node}` ({op}): {message}")]
@@ -46,7 +51,11 @@ pub enum Error {
 
     /// JSON (de)serialisation failed.
     #[error("invalid JSON in {context}: {source}")]
-    Json { context: String, #[source] source: serde_json::Error },
+    Json {
+        context: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {

@@ -21,7 +21,12 @@ impl Default for EvalOptions {
 }
 
 /// Number of correct top-1 predictions on `split`, calling `progress(samples_done)` per batch.
-pub fn count_correct(graph: &Graph, split: &Subset, opts: &EvalOptions, progress: &mut dyn FnMut(usize)) -> Result<i64> {
+pub fn count_correct(
+    graph: &Graph,
+    split: &Subset,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<i64> {
     tch::no_grad(|| {
         let mut correct = 0i64;
         let mut done = 0usize;
@@ -161,5 +166,13 @@ pub fn accuracy_curve(
         None => accuracy(graph, split, &opts.eval)?,
     };
     let summary = summarize(&opts.rates, &accuracies, unpruned);
-    Ok(Curve { rates: opts.rates.clone(), accuracies, pruned, unpruned_accuracy: unpruned, chance, filled_from, summary })
+    Ok(Curve {
+        rates: opts.rates.clone(),
+        accuracies,
+        pruned,
+        unpruned_accuracy: unpruned,
+        chance,
+        filled_from,
+        summary,
+    })
 }

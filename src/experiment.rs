@@ -159,7 +159,11 @@ pub fn measure_curve(
     progress: &mut dyn FnMut(Stage),
 ) -> Result<Curve> {
     let ranking = Ranking::new(scores, opts.order);
-    let copts = CurveOptions { rates: opts.rates.clone(), eval: task.eval_options(opts.eval_batch), stop_at_chance: opts.stop_at_chance };
+    let copts = CurveOptions {
+        rates: opts.rates.clone(),
+        eval: task.eval_options(opts.eval_batch),
+        stop_at_chance: opts.stop_at_chance,
+    };
     accuracy_curve(graph, comps, &ranking, &task.eval, &copts, &mut |index, accuracy| {
         progress(Stage::Rate { index, rate: opts.rates[index], accuracy })
     })

@@ -40,7 +40,12 @@ impl Drop for MaskGuard<'_> {
 }
 
 /// Which parameter slices (key, dimension, unit indices) zero the given units of a layer.
-pub fn mask_targets(graph: &Graph, kind: ComponentKind, node: NodeId, units: &[i64]) -> Result<Vec<(String, i64, Vec<i64>)>> {
+pub fn mask_targets(
+    graph: &Graph,
+    kind: ComponentKind,
+    node: NodeId,
+    units: &[i64],
+) -> Result<Vec<(String, i64, Vec<i64>)>> {
     let n = graph.node(node);
     let key = |id: NodeId, role: &str| graph.node(id).params.get(role).cloned();
     let mut out = Vec::new();
@@ -72,7 +77,10 @@ pub fn mask_targets(graph: &Graph, kind: ComponentKind, node: NodeId, units: &[i
                 .find(|&&c| matches!(graph.node(c).op, Op::Linear { .. }))
                 .filter(|_| consumers[node].len() == 1)
                 .ok_or_else(|| {
-                    Error::invalid(format!("cannot mask heads of `{}`: its output must feed exactly one Linear projection", n.name))
+                    Error::invalid(format!(
+                        "cannot mask heads of `{}`: its output must feed exactly one Linear projection",
+                        n.name
+                    ))
                 })?;
             let cols: Vec<i64> = units.iter().flat_map(|&h| (h * head_dim)..((h + 1) * head_dim)).collect();
             out.push((key(*proj, "weight").expect("linear has weight"), 1, cols));

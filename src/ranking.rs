@@ -57,7 +57,8 @@ pub fn check_rate(rate: f64) -> Result<()> {
 pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
     let bad = |p: &str| crate::Error::invalid(format!("`{p}` in rates `{text}` is not a number"));
     let rates: Vec<f64> = if text.contains(':') {
-        let p: Vec<f64> = text.split(':').map(|s| s.trim().parse::<f64>().map_err(|_| bad(s))).collect::<Result<_>>()?;
+        let p: Vec<f64> =
+            text.split(':').map(|s| s.trim().parse::<f64>().map_err(|_| bad(s))).collect::<Result<_>>()?;
         let [start, stop, step] = p[..] else { crate::bail!("rates range `{text}` must be start:stop:step") };
         if step <= 0.0 || stop < start {
             crate::bail!("rates range `{text}` needs step > 0 and stop ≥ start");

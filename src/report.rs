@@ -74,7 +74,9 @@ pub fn line_plot(path: &Path, plot: &LinePlot) -> Result<()> {
                     .draw_series(LineSeries::new(s.points.iter().copied(), ShapeStyle::from(&color).stroke_width(2)))
                     .map_err(plot_err)?
                     .label(s.label.clone())
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], ShapeStyle::from(&color).stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 18, y)], ShapeStyle::from(&color).stroke_width(2))
+                    });
                 chart
                     .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, ShapeStyle::from(&color).filled())))
                     .map_err(plot_err)?;
@@ -122,7 +124,10 @@ impl RunHeader {
             eval_samples: task.eval.len(),
             hardware: crate::models::zoo::hardware_line(),
             versions: serde_json::to_value(crate::runtime::version_info()).unwrap_or_default(),
-            finished_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         }
     }
 }

@@ -211,12 +211,19 @@ pub fn train(
                 inputs[0] = augment(&inputs[0], &cfg.augment, &mut aug_rng)?;
             }
             let logits = graph.forward(&inputs, Mode::Train)?;
-            let loss = logits.f_cross_entropy_loss(&batch.labels, None::<Tensor>, Reduction::Mean, -100, cfg.label_smoothing)?;
+            let loss = logits.f_cross_entropy_loss(
+                &batch.labels,
+                None::<Tensor>,
+                Reduction::Mean,
+                -100,
+                cfg.label_smoothing,
+            )?;
             let lv = loss.double_value(&[]);
             if !lv.is_finite() {
                 crate::bail!("training diverged at epoch {epoch}, batch {b} (loss {lv}); lower the learning rate");
             }
-            let grads = Tensor::f_run_backward(&[&loss], &params.iter().map(|(_, p)| p).collect::<Vec<_>>(), false, false)?;
+            let grads =
+                Tensor::f_run_backward(&[&loss], &params.iter().map(|(_, p)| p).collect::<Vec<_>>(), false, false)?;
             let lr = cfg.lr_at(epoch * steps_per_epoch + b, steps_per_epoch);
             step(&cfg.optimizer, lr, &params, &grads, &mut opt)?;
             loss_sum += lv * chunk.len() as f64;
@@ -224,7 +231,12 @@ pub fn train(
             observer.batch_done(b, lv);
         }
         let val_acc = accuracy(graph, &val, &EvalOptions::default())?;
-        let record = EpochRecord { epoch, train_loss: loss_sum / seen as f64, val_accuracy: val_acc, seconds: t0.elapsed().as_secs_f64() };
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            val_accuracy: val_acc,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
         observer.epoch_done(&record);
         history.push(record);
         if val_acc > best_val {
@@ -275,7 +287,11 @@ fn step(o: &Optimizer, lr: f64, params: &[(String, Tensor)], grads: &[Tensor], s
             let mut p = p.shallow_clone();
             match *o {
                 Optimizer::Sgd { momentum, nesterov, weight_decay, .. } => {
-                    let g = if decays && weight_decay > 0.0 { g.f_add(&p.f_mul_scalar(weight_decay)?)? } else { g.shallow_clone() };
+                    let g = if decays && weight_decay > 0.0 {
+                        g.f_add(&p.f_mul_scalar(weight_decay)?)?
+                    } else {
+                        g.shallow_clone()
+                    };
                     let buf = &mut st.m[i];
                     let _ = buf.f_mul_scalar_(momentum)?.f_add_(&g)?;
                     let d = if nesterov { g.f_add(&buf.f_mul_scalar(momentum)?)? } else { buf.shallow_clone() };
@@ -305,7 +321,11 @@ fn augment(x: &Tensor, a: &Augment, rng: &mut rand_chacha::ChaCha8Rng) -> Result
     }
     let s = x.size();
     let (h, w, p) = (s[2], s[3], a.crop_padding);
-    let padded = if p > 0 { x.f_sub_scalar(a.fill)?.f_constant_pad_nd([p, p, p, p])?.f_add_scalar(a.fill)? } else { x.shallow_clone() };
+    let padded = if p > 0 {
+        x.f_sub_scalar(a.fill)?.f_constant_pad_nd([p, p, p, p])?.f_add_scalar(a.fill)?
+    } else {
+        x.shallow_clone()
+    };
     let mut out = Vec::with_capacity(s[0] as usize);
     for i in 0..s[0] {
         let (dy, dx) = if p > 0 { (rng.random_range(0..=2 * p), rng.random_range(0..=2 * p)) } else { (0, 0) };

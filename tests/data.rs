@@ -11,9 +11,17 @@ use tch::{Kind, Tensor};
 /// each image's first pixel encodes its index so batches can be checked.
 fn write_fmnist(dir: &Path, n_train: usize, n_test: usize, gzip: bool) {
     for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
-        let imgs: Vec<u8> = (0..n).flat_map(|i| { let mut v = vec![0u8; 16]; v[0] = (i % 256) as u8; v }).collect();
+        let imgs: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                let mut v = vec![0u8; 16];
+                v[0] = (i % 256) as u8;
+                v
+            })
+            .collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        for (kind, bytes) in [("images-idx3", encode_idx(&[n, 4, 4], &imgs)), ("labels-idx1", encode_idx(&[n], &labels))] {
+        for (kind, bytes) in
+            [("images-idx3", encode_idx(&[n, 4, 4], &imgs)), ("labels-idx1", encode_idx(&[n], &labels))]
+        {
             let name = format!("{prefix}-{kind}-ubyte");
             if gzip {
                 let f = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
@@ -120,7 +128,8 @@ fn random_class_subsets_are_seeded_and_valid() {
     let a = ClassSubset::random(3, 10, 7).unwrap();
     assert_eq!(a, ClassSubset::random(3, 10, 7).unwrap());
     assert_eq!(a.classes().len(), 3);
-    let draws: std::collections::HashSet<Vec<i64>> = (0..10).map(|s| ClassSubset::random(3, 10, s).unwrap().classes().to_vec()).collect();
+    let draws: std::collections::HashSet<Vec<i64>> =
+        (0..10).map(|s| ClassSubset::random(3, 10, s).unwrap().classes().to_vec()).collect();
     assert!(draws.len() > 5, "different seeds draw different subsets");
     assert!(ClassSubset::random(11, 10, 0).is_err());
     assert!(ClassSubset::new(vec![1, 12], 10).is_err());

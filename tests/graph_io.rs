@@ -131,7 +131,9 @@ fn description_that_does_not_match_weights_is_refused() {
 #[test]
 fn parameter_counts_match_torchvision() {
     // torchvision: sum(p.numel() for p in model.parameters())
-    for (arch, n) in [("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032), ("vgg16_bn", 138_365_992)] {
+    for (arch, n) in
+        [("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032), ("vgg16_bn", 138_365_992)]
+    {
         assert_eq!(Architecture::parse(arch).unwrap().build(0).unwrap().num_parameters(), n, "{arch}");
     }
 }

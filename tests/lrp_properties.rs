@@ -89,7 +89,12 @@ fn assert_conserved(g: &Graph, cuts: &[usize], rules: GroupRules, tol: f64) {
     for &c in cuts {
         let s = per_sample_sums(rel[c].as_ref().unwrap());
         for (a, b) in s.iter().zip(&total) {
-            assert!((a - b).abs() <= tol * b.abs().max(1.0), "{}: Σ R = {a} at `{}`, {b} at the output", rules.label(), g.node(c).name);
+            assert!(
+                (a - b).abs() <= tol * b.abs().max(1.0),
+                "{}: Σ R = {a} at `{}`, {b} at the output",
+                rules.label(),
+                g.node(c).name
+            );
         }
     }
 }
@@ -136,7 +141,11 @@ fn conservation_at_block_boundaries_of_a_bias_free_resnet() {
         .nodes()
         .iter()
         .enumerate()
-        .filter(|(_, n)| matches!(n.op, Op::Input(_)) || n.name.ends_with(".relu") && !n.name.ends_with("relu1") || n.name == "flatten")
+        .filter(|(_, n)| {
+            matches!(n.op, Op::Input(_))
+                || n.name.ends_with(".relu") && !n.name.ends_with("relu1")
+                || n.name == "flatten"
+        })
         .map(|(i, _)| i)
         .collect();
     assert!(cuts.len() >= 9, "input, 8 block outputs, flatten");
@@ -167,7 +176,8 @@ fn batchnorm_merging_changes_relevance_only_where_it_should() {
     let g = Architecture::parse("cifar_resnet18:width=8,in=3,size=32,classes=5").unwrap().build(2).unwrap();
     let mut g = g;
     // Non-trivial BatchNorm statistics.
-    let keys: Vec<String> = g.params().keys().filter(|k| k.contains("bn") || k.contains("downsample.1")).cloned().collect();
+    let keys: Vec<String> =
+        g.params().keys().filter(|k| k.contains("bn") || k.contains("downsample.1")).cloned().collect();
     for k in keys {
         let t = g.params().get(&k).unwrap();
         if t.is_floating_point() {
@@ -181,7 +191,10 @@ fn batchnorm_merging_changes_relevance_only_where_it_should() {
     let last = comps.layers.len() - 1;
     assert_eq!(comps.layers[last].name, "layer4.1.conv2");
     // The top conv's relevance comes only from layers above it, where no BatchNorm is merged.
-    assert!(merged[last].allclose(&passed[last], 1e-5, 1e-7, false), "top conv must not depend on the BatchNorm treatment");
+    assert!(
+        merged[last].allclose(&passed[last], 1e-5, 1e-7, false),
+        "top conv must not depend on the BatchNorm treatment"
+    );
     // Below, the rule sees different weights (z+ of merged vs. raw conv), so relevances differ.
     assert!(!merged[0].allclose(&passed[0], 1e-3, 1e-6, false), "lower layers should depend on the treatment");
 

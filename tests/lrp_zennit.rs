@@ -16,7 +16,6 @@ use relprune::data::Batch;
 use relprune::graph::{Graph, Op};
 use relprune::models::Architecture;
 
-
 /// JSON map module name → rule for the oracle, from our own depth groups.
 fn rules_json(g: &Graph, rules: &GroupRules) -> String {
     let groups = depth_groups(g);
@@ -49,7 +48,8 @@ fn check(case: Case) {
     let rules = rules_json(&g, &case.rules);
     let size = case.size.to_string();
     let inc = case.in_channels.to_string();
-    let mut args = vec!["--model", case.arch, "--rules", &rules, "--size", &size, "--in-channels", &inc, "--batch", "3"];
+    let mut args =
+        vec!["--model", case.arch, "--rules", &rules, "--size", &size, "--in-channels", &inc, "--batch", "3"];
     if case.exact {
         args.extend(["--double", "--exact-merge"]);
     }

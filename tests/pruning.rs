@@ -35,7 +35,12 @@ fn small_vgg() -> Graph {
 }
 
 fn task(s: &Splits) -> Task {
-    Task::prepare(s, 4, &TaskSpec { classes: None, seed: 3, refs_per_class: 5, split: SplitName::Test, eval_samples: 0 }).unwrap()
+    Task::prepare(
+        s,
+        4,
+        &TaskSpec { classes: None, seed: 3, refs_per_class: 5, split: SplitName::Test, eval_samples: 0 },
+    )
+    .unwrap()
 }
 
 fn snapshot(g: &Graph) -> Vec<(String, Tensor, bool)> {
@@ -51,13 +56,24 @@ fn depth_groups_of_resnet18_and_vgg16_bn_are_three_ordered_conv_groups() {
     for arch in ["resnet18", "vgg16_bn"] {
         let g = Architecture::parse(arch).unwrap().build(0).unwrap();
         let groups = depth_groups(&g);
-        let conv_groups: Vec<DepthGroup> =
-            g.nodes().iter().enumerate().filter(|(_, n)| matches!(n.op, Op::Conv2d(_))).map(|(i, _)| groups[i].unwrap()).collect();
+        let conv_groups: Vec<DepthGroup> = g
+            .nodes()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.op, Op::Conv2d(_)))
+            .map(|(i, _)| groups[i].unwrap())
+            .collect();
         for want in [DepthGroup::Low, DepthGroup::Mid, DepthGroup::High] {
             assert!(conv_groups.contains(&want), "{arch}: no {want:?} convs");
         }
         assert!(conv_groups.windows(2).all(|w| w[0] <= w[1]), "{arch}: groups follow forward order");
-        let fc: Vec<&str> = g.nodes().iter().enumerate().filter(|(i, _)| groups[*i] == Some(DepthGroup::Fc)).map(|(_, n)| n.name.as_str()).collect();
+        let fc: Vec<&str> = g
+            .nodes()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| groups[*i] == Some(DepthGroup::Fc))
+            .map(|(_, n)| n.name.as_str())
+            .collect();
         match arch {
             "resnet18" => assert_eq!(fc, ["fc"]),
             _ => assert_eq!(fc, ["classifier.0", "classifier.3", "classifier.6"]),
@@ -71,7 +87,8 @@ fn depth_groups_of_resnet18_and_vgg16_bn_are_three_ordered_conv_groups() {
     let filters = ComponentSet::find(&vgg, ComponentKind::Filters).unwrap();
     assert_eq!(filters.layers.len(), 13);
     assert_eq!(filters.total, 4224);
-    let r18 = ComponentSet::find(&Architecture::parse("resnet18").unwrap().build(0).unwrap(), ComponentKind::Filters).unwrap();
+    let r18 = ComponentSet::find(&Architecture::parse("resnet18").unwrap().build(0).unwrap(), ComponentKind::Filters)
+        .unwrap();
     assert_eq!(r18.layers.len(), 20, "17 convs + 3 downsample convs");
     assert!(r18.layers.iter().any(|l| l.name == "layer2.0.downsample.0"));
 }
@@ -150,7 +167,10 @@ fn every_criterion_leaves_the_graph_as_it_found_it_and_is_deterministic() {
         let s1 = relprune::experiment::score(&g, &comps, &t, &spec, 7).unwrap();
         let s2 = relprune::experiment::score(&g, &comps, &t, &spec, 64).unwrap();
         for (x, y) in s1.values.iter().zip(&s2.values) {
-            assert!((x - y).abs() <= 1e-4 * x.abs().max(y.abs()).max(1e-6), "{name}: batching changed a score: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-4 * x.abs().max(y.abs()).max(1e-6),
+                "{name}: batching changed a score: {x} vs {y}"
+            );
         }
     }
 }
@@ -165,7 +185,8 @@ fn nan_scores_are_an_error_naming_the_layer() {
     let _ = tch::no_grad(|| w.get(0).get(0).fill_(f64::NAN));
     g.params_mut().insert(key, w);
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let e = relprune::experiment::score(&g, &comps, &t, &CriterionSpec::from_name("lrp-epsilon", None, 0).unwrap(), 16).unwrap_err();
+    let e = relprune::experiment::score(&g, &comps, &t, &CriterionSpec::from_name("lrp-epsilon", None, 0).unwrap(), 16)
+        .unwrap_err();
     assert!(e.to_string().contains("non-finite score"), "{e}");
 }
 
@@ -207,7 +228,15 @@ fn cli_errors_leave_no_result_files() {
     for args in [
         vec!["curve", "--model", "cifar_resnet18:width=4,in=1,size=28,classes=10", "--criterion", "lrp-bogus"],
         vec!["curve", "--model", "cifar_resnet18:width=4,in=1,size=28,classes=10", "--rates", "0,0.5,1.5"],
-        vec!["curve", "--model", "cifar_resnet18:width=4,in=1,size=28,classes=10", "--criterion", "lrp", "--rules", "mid=gama"],
+        vec![
+            "curve",
+            "--model",
+            "cifar_resnet18:width=4,in=1,size=28,classes=10",
+            "--criterion",
+            "lrp",
+            "--rules",
+            "mid=gama",
+        ],
         vec!["curve", "--model", "cifar_resnet18:width=4,in=1,size=28,classes=10", "--component", "heads"],
         vec!["curve", "--model", "cifar_resnet18:width=4,in=1,size=28,classes=10", "--refs-per-class", "0"],
     ] {

@@ -90,7 +90,8 @@ fn interrupted_training_resumes_to_the_same_weights() {
     let err = train(&mut g, &s, &config(2), d2.path(), &mut Losses(Vec::new(), Some(1))).unwrap_err();
     assert!(err.to_string().contains("resume"), "{err}");
     // No half-written files: only the finished checkpoint and state.
-    let names: Vec<String> = std::fs::read_dir(d2.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(d2.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
     let mut resumed = model();
     let r = train(&mut resumed, &s, &config(2), d2.path(), &mut Losses(Vec::new(), None)).unwrap();

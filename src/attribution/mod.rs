@@ -85,7 +85,8 @@ impl<A: LatentAttribution> Criterion for PerSample<A> {
             let attrs = self.inner.attribute(graph, components, &batch)?;
             for (layer, a) in components.layers.iter().zip(attrs) {
                 let a = if self.absolute { a.f_abs()? } else { a };
-                let sums = Vec::<f64>::try_from(a.f_to_kind(Kind::Double)?.f_sum_dim_intlist(0, false, Kind::Double)?)?;
+                let sums =
+                    Vec::<f64>::try_from(a.f_to_kind(Kind::Double)?.f_sum_dim_intlist(0, false, Kind::Double)?)?;
                 for (t, s) in totals[layer.offset..layer.offset + layer.count].iter_mut().zip(sums) {
                     *t += s;
                 }

@@ -153,7 +153,8 @@ impl CriterionSpec {
         let spec: CriterionSpec = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(Error::json(path.display().to_string()))?
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| Error::invalid(format!("invalid rules file {}: {e}", path.display())))?
+            serde_yaml_ng::from_str(&text)
+                .map_err(|e| Error::invalid(format!("invalid rules file {}: {e}", path.display())))?
         };
         spec.check()?;
         Ok(spec)
@@ -172,7 +173,9 @@ impl CriterionSpec {
     pub fn check(&self) -> Result<()> {
         match self {
             CriterionSpec::Lrp { lrp, .. } => lrp.check(),
-            CriterionSpec::IntegratedGradients { steps: 0, .. } => crate::bail!("integrated gradients needs at least one step"),
+            CriterionSpec::IntegratedGradients { steps: 0, .. } => {
+                crate::bail!("integrated gradients needs at least one step")
+            }
             _ => Ok(()),
         }
     }

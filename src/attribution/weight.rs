@@ -36,7 +36,9 @@ impl WeightMagnitude {
     }
 
     fn head_sums(&self, graph: &Graph, consumers: &[Vec<NodeId>], l: &ComponentLayer) -> Result<Tensor> {
-        let Op::Attention { heads, packed, .. } = graph.node(l.node).op else { unreachable!("heads live on attention nodes") };
+        let Op::Attention { heads, packed, .. } = graph.node(l.node).op else {
+            unreachable!("heads live on attention nodes")
+        };
         let mut total = Tensor::zeros([heads], (Kind::Double, tch::Device::Cpu));
         // Output projection: columns of each head.
         for &c in &consumers[l.node] {
@@ -45,7 +47,8 @@ impl WeightMagnitude {
             }
         }
         // q, k, v projections: rows of each head (a packed projection holds q | k | v).
-        let producers: Vec<NodeId> = graph.node(l.node).inputs.iter().take(if packed { 1 } else { 3 }).copied().collect();
+        let producers: Vec<NodeId> =
+            graph.node(l.node).inputs.iter().take(if packed { 1 } else { 3 }).copied().collect();
         for p in producers {
             if let (Op::Linear { .. }, Some(w)) = (&graph.node(p).op, graph.param(p, "weight")) {
                 let blocks = if packed { 3 * heads } else { heads };

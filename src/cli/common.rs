@@ -198,7 +198,13 @@ pub fn summary_table(results: &[relprune::experiment::CurveResult]) -> String {
         let c = &r.curve.summary;
         s += &format!(
             "{:<28} {:>7.4} {:>7.4} {:>8.2} {:>8.2} {:>9.2} {:>9.2}\n",
-            r.criterion, c.a_pr, c.auc_trapezoid, c.top_pr_95, c.top_pr_1pt, r.timings.scoring_seconds, r.timings.curve_seconds
+            r.criterion,
+            c.a_pr,
+            c.auc_trapezoid,
+            c.top_pr_95,
+            c.top_pr_1pt,
+            r.timings.scoring_seconds,
+            r.timings.curve_seconds
         );
     }
     s
@@ -211,7 +217,11 @@ pub fn rate_table(r: &relprune::experiment::CurveResult) -> String {
         s += &format!("{rate:>6.2} {n:>8} {:>8.2}%\n", 100.0 * acc);
     }
     if let Some(i) = r.curve.filled_from {
-        s += &format!("(stopped at chance: rates from {:.2} filled with chance {:.1}%)\n", r.curve.rates[i], 100.0 * r.curve.chance);
+        s += &format!(
+            "(stopped at chance: rates from {:.2} filled with chance {:.1}%)\n",
+            r.curve.rates[i],
+            100.0 * r.curve.chance
+        );
     }
     s
 }

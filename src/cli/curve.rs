@@ -60,7 +60,8 @@ pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     let opts = args.task.run_options()?;
     let mut model = args.model.load()?;
     let splits = args.data.load()?;
-    let classes = model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
+    let classes =
+        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
     let comps = ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
     out.say(format!(
@@ -82,12 +83,15 @@ pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
 }
 
 pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
-    let names: Vec<String> = args.criteria.unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
-    let specs: Vec<CriterionSpec> = names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?;
+    let names: Vec<String> =
+        args.criteria.unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
+    let specs: Vec<CriterionSpec> =
+        names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?;
     let opts = args.task.run_options()?;
     let mut model = args.model.load()?;
     let splits = args.data.load()?;
-    let classes = model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
+    let classes =
+        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
     let comps = ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
     out.say(format!(

@@ -78,7 +78,9 @@ pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
                 out.say(format!(
                     "{:<18} {:<10} {}",
                     e.name,
-                    m.as_ref().map(|m| format!("{:.2} %", 100.0 * m.measured.test_accuracy)).unwrap_or_else(|| "untrained".into()),
+                    m.as_ref()
+                        .map(|m| format!("{:.2} %", 100.0 * m.measured.test_accuracy))
+                        .unwrap_or_else(|| "untrained".into()),
                     e.description
                 ));
                 rows.push(serde_json::json!({

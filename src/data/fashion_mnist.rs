@@ -50,7 +50,13 @@ impl GreyImages {
     /// Builds a dataset from raw bytes (N·H·W) and labels.
     pub fn from_bytes(data: &[u8], n: usize, h: usize, w: usize, labels: Vec<i64>, description: String) -> Self {
         assert_eq!(data.len(), n * h * w, "image bytes must be N·H·W");
-        GreyImages { images: data.to_vec(), size: (h as i64, w as i64), labels, class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(), description }
+        GreyImages {
+            images: data.to_vec(),
+            size: (h as i64, w as i64),
+            labels,
+            class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+            description,
+        }
     }
 
     /// Image side lengths (height, width).
@@ -106,7 +112,8 @@ fn read_pair(dir: &Path, prefix: &str) -> Result<GreyImages> {
     let lab_path = find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let images = read_idx(&img_path)?;
     let labels = read_idx(&lab_path)?;
-    let bad = |path: &Path, reason: String| Error::CorruptData { what: "Fashion-MNIST".into(), path: path.into(), reason };
+    let bad =
+        |path: &Path, reason: String| Error::CorruptData { what: "Fashion-MNIST".into(), path: path.into(), reason };
     if images.dims.len() != 3 {
         return Err(bad(&img_path, format!("expected 3 dimensions (N, H, W), found {:?}", images.dims)));
     }
@@ -124,7 +131,11 @@ fn read_pair(dir: &Path, prefix: &str) -> Result<GreyImages> {
 /// Loads both files and returns the fixed splits.
 pub fn load_splits(dir: &Path) -> Result<Splits> {
     if !dir.is_dir() {
-        return Err(Error::DataNotFound { what: "Fashion-MNIST folder".into(), path: dir.into(), hint: INSTALL_HINT.into() });
+        return Err(Error::DataNotFound {
+            what: "Fashion-MNIST folder".into(),
+            path: dir.into(),
+            hint: INSTALL_HINT.into(),
+        });
     }
     let train_file: Arc<dyn Dataset> = Arc::new(read_pair(dir, "train")?);
     let test_file: Arc<dyn Dataset> = Arc::new(read_pair(dir, "t10k")?);

@@ -48,10 +48,7 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         .collect();
     let n: usize = dims.iter().product();
     if bytes.len() - header != n {
-        return Err(format!(
-            "dimensions {dims:?} need {n} bytes of data but the file holds {}",
-            bytes.len() - header
-        ));
+        return Err(format!("dimensions {dims:?} need {n} bytes of data but the file holds {}", bytes.len() - header));
     }
     Ok(IdxArray { dims, data: bytes[header..].to_vec() })
 }

@@ -25,9 +25,12 @@ pub struct ImageFolder {
 impl ImageFolder {
     /// Scans `root/<class>/<image>`; classes are the sub-folders in sorted order.
     pub fn open(root: &Path, resize: u32, crop: u32) -> Result<Self> {
-        let not_found = |hint: &str| Error::DataNotFound { what: "image folder".into(), path: root.into(), hint: hint.into() };
-        let entries = std::fs::read_dir(root).map_err(|_| not_found("give a folder with one sub-folder of images per class"))?;
-        let mut class_dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        let not_found =
+            |hint: &str| Error::DataNotFound { what: "image folder".into(), path: root.into(), hint: hint.into() };
+        let entries =
+            std::fs::read_dir(root).map_err(|_| not_found("give a folder with one sub-folder of images per class"))?;
+        let mut class_dirs: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
         class_dirs.sort();
         let mut files = Vec::new();
         let mut labels = Vec::new();
@@ -39,7 +42,9 @@ impl ImageFolder {
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
                 .filter(|p| {
-                    p.extension().map(|e| EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str())).unwrap_or(false)
+                    p.extension()
+                        .map(|e| EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str()))
+                        .unwrap_or(false)
                 })
                 .collect();
             imgs.sort();
@@ -99,7 +104,12 @@ impl Dataset for ImageFolder {
         Ok(Batch { inputs: vec![x], labels: Tensor::from_slice(&labels) })
     }
     fn describe(&self) -> String {
-        format!("image folder {} ({} images, {} classes)", self.root.display(), self.files.len(), self.class_names.len())
+        format!(
+            "image folder {} ({} images, {} classes)",
+            self.root.display(),
+            self.files.len(),
+            self.class_names.len()
+        )
     }
 }
 

@@ -53,11 +53,9 @@ impl ClassSubset {
         let mapped: Result<Vec<i64>> = v
             .iter()
             .map(|l| {
-                self.classes
-                    .iter()
-                    .position(|c| c == l)
-                    .map(|p| p as i64)
-                    .ok_or_else(|| crate::error::Error::invalid(format!("label {l} is not in the class subset {:?}", self.classes)))
+                self.classes.iter().position(|c| c == l).map(|p| p as i64).ok_or_else(|| {
+                    crate::error::Error::invalid(format!("label {l} is not in the class subset {:?}", self.classes))
+                })
             })
             .collect();
         Ok(Tensor::from_slice(&mapped?))

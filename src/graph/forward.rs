@@ -50,7 +50,8 @@ impl Graph {
                 Some(v) => v,
                 None => {
                     let node = self.node(id);
-                    let xs: Vec<&Tensor> = node.inputs.iter().map(|&i| values[i].as_ref().expect("topological")).collect();
+                    let xs: Vec<&Tensor> =
+                        node.inputs.iter().map(|&i| values[i].as_ref().expect("topological")).collect();
                     self.run_node(id, &xs, mode)?
                 }
             };
@@ -181,7 +182,9 @@ impl Graph {
                 let x = x.unwrap();
                 let t = x.size()[1];
                 if t > *max_len {
-                    crate::bail!("sequence of {t} tokens is longer than the position table ({max_len}); truncate the input");
+                    crate::bail!(
+                        "sequence of {t} tokens is longer than the position table ({max_len}); truncate the input"
+                    );
                 }
                 let w = p("weight")?;
                 let table = if *leading_one { w.f_narrow(1, 0, t)? } else { w.f_narrow(0, 0, t)?.f_unsqueeze(0)? };
@@ -268,7 +271,13 @@ pub(crate) fn merge_heads(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Attention scores before the softmax, (B, H, T, T): q·kᵀ/√dh plus the key mask bias.
-pub(crate) fn attention_scores(q: &Tensor, k: &Tensor, mask: Option<&Tensor>, heads: i64, head_dim: i64) -> Result<Tensor> {
+pub(crate) fn attention_scores(
+    q: &Tensor,
+    k: &Tensor,
+    mask: Option<&Tensor>,
+    heads: i64,
+    head_dim: i64,
+) -> Result<Tensor> {
     let q = split_heads(q, heads, head_dim)?;
     let k = split_heads(k, heads, head_dim)?;
     let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((head_dim as f64).sqrt())?;
@@ -284,7 +293,13 @@ pub(crate) fn key_mask_bias(mask: &Tensor, kind: Kind) -> Result<Tensor> {
     Ok(m.f_neg()?.f_add_scalar(1.0)?.f_mul_scalar(MASK_BIAS)?.f_unsqueeze(1)?.f_unsqueeze(1)?)
 }
 
-pub(crate) fn attention_probs(q: &Tensor, k: &Tensor, mask: Option<&Tensor>, heads: i64, head_dim: i64) -> Result<Tensor> {
+pub(crate) fn attention_probs(
+    q: &Tensor,
+    k: &Tensor,
+    mask: Option<&Tensor>,
+    heads: i64,
+    head_dim: i64,
+) -> Result<Tensor> {
     let scores = attention_scores(q, k, mask, heads, head_dim)?;
     Ok(scores.f_softmax(-1, scores.kind())?)
 }

@@ -210,8 +210,7 @@ impl Graph {
     pub fn load(dir: &Path) -> Result<Self> {
         let spec_path = dir.join("graph.json");
         let text = std::fs::read(&spec_path).map_err(Error::io("read graph description", &spec_path))?;
-        let spec: GraphSpec =
-            serde_json::from_slice(&text).map_err(Error::json(spec_path.display().to_string()))?;
+        let spec: GraphSpec = serde_json::from_slice(&text).map_err(Error::json(spec_path.display().to_string()))?;
         if spec.format != GRAPH_FORMAT {
             crate::bail!(
                 "{} has graph format {}, this relprune reads format {GRAPH_FORMAT}",
@@ -254,7 +253,11 @@ impl Graph {
                                 found: t.size(),
                             });
                         }
-                        let t = if ps.kind == ParamKind::Optional { t.shallow_clone() } else { t.to_kind(tch::Kind::Float) };
+                        let t = if ps.kind == ParamKind::Optional {
+                            t.shallow_clone()
+                        } else {
+                            t.to_kind(tch::Kind::Float)
+                        };
                         into.insert(key.clone(), t);
                         used.push(key.clone());
                     }

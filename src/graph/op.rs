@@ -22,41 +22,87 @@ pub enum InputKind {
 pub enum Op {
     Input(InputKind),
     Conv2d(Conv2d),
-    BatchNorm2d { features: i64, eps: f64, momentum: f64 },
+    BatchNorm2d {
+        features: i64,
+        eps: f64,
+        momentum: f64,
+    },
     Relu,
-    MaxPool2d { kernel: [i64; 2], stride: [i64; 2], padding: [i64; 2], ceil_mode: bool },
-    AvgPool2d { kernel: [i64; 2], stride: [i64; 2], padding: [i64; 2] },
-    AdaptiveAvgPool2d { output: [i64; 2] },
-    Linear { in_features: i64, out_features: i64, bias: bool },
-    Flatten { start_dim: i64 },
+    MaxPool2d {
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: [i64; 2],
+        ceil_mode: bool,
+    },
+    AvgPool2d {
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: [i64; 2],
+    },
+    AdaptiveAvgPool2d {
+        output: [i64; 2],
+    },
+    Linear {
+        in_features: i64,
+        out_features: i64,
+        bias: bool,
+    },
+    Flatten {
+        start_dim: i64,
+    },
     /// Elementwise sum of all inputs (residual connections).
     Add,
-    Dropout { p: f64 },
+    Dropout {
+        p: f64,
+    },
     /// LayerNorm over the last dimension.
-    LayerNorm { dim: i64, eps: f64 },
+    LayerNorm {
+        dim: i64,
+        eps: f64,
+    },
     /// GELU; `tanh` selects the tanh approximation.
-    Gelu { tanh: bool },
+    Gelu {
+        tanh: bool,
+    },
     Tanh,
     /// Scaled dot-product attention core: inputs (q, k, v) or one packed (q|k|v) input, plus an
     /// optional attention mask input. Output (B, T, heads·head_dim): the heads' outputs
     /// concatenated, before the output projection. `heads` may differ between layers after
     /// surgery; `head_dim` stays.
-    Attention { heads: i64, head_dim: i64, packed: bool },
+    Attention {
+        heads: i64,
+        head_dim: i64,
+        packed: bool,
+    },
     /// Token embedding table: ids (B, T) -> (B, T, dim).
-    Embedding { num: i64, dim: i64 },
+    Embedding {
+        num: i64,
+        dim: i64,
+    },
     /// Adds a learned position table to (B, T, dim); positions 0..T are used. The table is
     /// stored as (max_len, dim) (Hugging Face) or, with `leading_one`, as (1, max_len, dim)
     /// (torchvision's ViT `pos_embedding`).
-    PositionEmbedding { max_len: i64, dim: i64, leading_one: bool },
+    PositionEmbedding {
+        max_len: i64,
+        dim: i64,
+        leading_one: bool,
+    },
     /// Adds row 0 of a (types, dim) segment table (BERT `token_type_embeddings` for
     /// single-segment input, where every token type id is 0).
-    SegmentEmbedding { types: i64, dim: i64 },
+    SegmentEmbedding {
+        types: i64,
+        dim: i64,
+    },
     /// (B, C, H, W) -> (B, H·W, C): patches as tokens.
     PatchesToTokens,
     /// Prepends a learned class token: (B, T, D) -> (B, T+1, D).
-    ClassToken { dim: i64 },
+    ClassToken {
+        dim: i64,
+    },
     /// Selects one token: (B, T, D) -> (B, D).
-    SelectToken { index: i64 },
+    SelectToken {
+        index: i64,
+    },
     /// Mean over real tokens (mask-aware when a mask input is given): (B, T, D) -> (B, D).
     MeanPool,
 }

@@ -16,7 +16,9 @@ pub fn example_inputs(graph: &Graph, seq_len: i64) -> Vec<Tensor> {
         .input_kinds()
         .into_iter()
         .map(|k| match k {
-            InputKind::Image { channels, height, width } => Tensor::zeros([1, *channels, *height, *width], opts(Kind::Float)),
+            InputKind::Image { channels, height, width } => {
+                Tensor::zeros([1, *channels, *height, *width], opts(Kind::Float))
+            }
             InputKind::TokenIds { max_len } => Tensor::zeros([1, seq_len.min(*max_len)], opts(Kind::Int64)),
             InputKind::AttentionMask { max_len } => Tensor::ones([1, seq_len.min(*max_len)], opts(Kind::Int64)),
         })

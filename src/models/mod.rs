@@ -99,11 +99,9 @@ impl Architecture {
 
     fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
         let int = || -> Result<i64> {
-            value
-                .parse::<i64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| crate::error::Error::invalid(format!("option `{key}` needs a positive integer, got `{value}`")))
+            value.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                crate::error::Error::invalid(format!("option `{key}` needs a positive integer, got `{value}`"))
+            })
         };
         match (self, key) {
             (Architecture::Resnet(c), "classes") => c.num_classes = int()?,
@@ -116,11 +114,10 @@ impl Architecture {
             (Architecture::Vgg(c), "width") => c.width = int()?,
             (Architecture::Vgg(c), "hidden") => c.hidden = int()?,
             (Architecture::Vgg(c), "dropout") => {
-                c.dropout = value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|p| (0.0..1.0).contains(p))
-                    .ok_or_else(|| crate::error::Error::invalid(format!("dropout must be in [0, 1), got `{value}`")))?
+                c.dropout =
+                    value.parse::<f64>().ok().filter(|p| (0.0..1.0).contains(p)).ok_or_else(|| {
+                        crate::error::Error::invalid(format!("dropout must be in [0, 1), got `{value}`"))
+                    })?
             }
             (a, k) => crate::bail!(
                 "unknown option `{k}` for {}; known options: {}",
@@ -178,7 +175,11 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         if weights.is_some() {
             crate::bail!("{spec} is a saved graph folder with its own weights; drop --weights");
         }
-        return Ok(LoadedModel { graph: Graph::load(path)?, name: spec.to_string(), origin: format!("graph folder {spec}") });
+        return Ok(LoadedModel {
+            graph: Graph::load(path)?,
+            name: spec.to_string(),
+            origin: format!("graph folder {spec}"),
+        });
     }
     let arch = Architecture::parse(spec)?;
     let mut graph = arch.build(seed)?;

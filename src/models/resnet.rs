@@ -73,11 +73,7 @@ pub fn build(cfg: &ResNetConfig, seed: u64) -> Result<Graph> {
     x = bn(&mut b, "bn1", x, w);
     x = b.add("relu", Op::Relu, &[x]);
     if cfg.stem == Stem::Imagenet {
-        x = b.add(
-            "maxpool",
-            Op::MaxPool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false },
-            &[x],
-        );
+        x = b.add("maxpool", Op::MaxPool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false }, &[x]);
     }
     let mut inplanes = w;
     for (stage, &n) in blocks.iter().enumerate() {

@@ -112,11 +112,8 @@ pub fn build(cfg: &VggConfig, seed: u64) -> Result<Graph> {
         x = b.add(format!("classifier.{}", base + 1), Op::Relu, &[x]);
         x = b.add(format!("classifier.{}", base + 2), Op::Dropout { p: cfg.dropout }, &[x]);
     }
-    let out = b.add(
-        "classifier.6",
-        Op::Linear { in_features: cfg.hidden, out_features: cfg.num_classes, bias: true },
-        &[x],
-    );
+    let out =
+        b.add("classifier.6", Op::Linear { in_features: cfg.hidden, out_features: cfg.num_classes, bias: true }, &[x]);
     let mut g = b.finish(out, seed)?;
     let mut rng = crate::util::rng(crate::util::derive_seed(seed, "vgg-init"));
     for id in 0..g.nodes().len() {

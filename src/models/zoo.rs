@@ -85,7 +85,8 @@ pub const ZOO: &[ZooEntry] = &[
     },
     ZooEntry {
         name: "fmnist-vgg16bn",
-        description: "CIFAR-style VGG-16 with BatchNorm (13 convs, base width 32, two hidden FC layers of 256) on Fashion-MNIST",
+        description:
+            "CIFAR-style VGG-16 with BatchNorm (13 convs, base width 32, two hidden FC layers of 256) on Fashion-MNIST",
         recipe: vgg16bn_recipe,
     },
 ];
@@ -182,7 +183,11 @@ pub fn load(name: &str) -> Result<(LoadedModel, Manifest)> {
 pub fn hardware_line() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     format!(
         "{cpu}, {} cores, {} libtorch threads",

@@ -34,7 +34,8 @@ impl AffineKind {
             AffineKind::Conv(c) => {
                 let out = g.size();
                 let pad = |d: usize| {
-                    x_size[2 + d] - ((out[2 + d] - 1) * c.stride[d] - 2 * c.padding[d] + c.dilation[d] * (c.kernel[d] - 1) + 1)
+                    x_size[2 + d]
+                        - ((out[2 + d] - 1) * c.stride[d] - 2 * c.padding[d] + c.dilation[d] * (c.kernel[d] - 1) + 1)
                 };
                 g.f_conv_transpose2d(w, None::<&Tensor>, c.stride, c.padding, [pad(0), pad(1)], c.groups, c.dilation)?
             }

@@ -18,7 +18,9 @@ pub fn following_batchnorm(graph: &Graph, id: NodeId, consumers: &[Vec<NodeId>])
 pub fn merge_batchnorm(graph: &Graph, conv: NodeId, bn: NodeId) -> Result<(Tensor, Option<Tensor>)> {
     let Op::BatchNorm2d { eps, .. } = graph.node(bn).op else { unreachable!("checked by caller") };
     let w = graph.require_param(conv, "weight")?;
-    let scale = graph.require_param(bn, "weight")?.f_div(&graph.require_param(bn, "running_var")?.f_add_scalar(eps)?.f_sqrt()?)?;
+    let scale = graph
+        .require_param(bn, "weight")?
+        .f_div(&graph.require_param(bn, "running_var")?.f_add_scalar(eps)?.f_sqrt()?)?;
     let mean = graph.require_param(bn, "running_mean")?;
     let beta = graph.require_param(bn, "bias")?;
     let b0 = match graph.param(conv, "bias") {

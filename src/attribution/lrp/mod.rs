@@ -65,9 +65,9 @@ impl GroupRules {
     pub fn parse(text: &str, base: GroupRules) -> Result<Self> {
         let mut out = base;
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (group, rule) = item
-                .split_once('=')
-                .ok_or_else(|| Error::invalid(format!("`{item}` is not GROUP=RULE (groups: low, mid, high, fc, all)")))?;
+            let (group, rule) = item.split_once('=').ok_or_else(|| {
+                Error::invalid(format!("`{item}` is not GROUP=RULE (groups: low, mid, high, fc, all)"))
+            })?;
             let rule = Rule::parse(rule)?;
             match group.trim() {
                 "all" => out = GroupRules::all(rule),
@@ -220,10 +220,8 @@ pub fn relevances(
             }
             let node = graph.node(id);
             let xs: Vec<&Tensor> = node.inputs.iter().map(|&i| &outs[i]).collect();
-            let ins = propagate_node(graph, id, &xs, &outs[id], &r, config, &groups, &consumers).map_err(|e| Error::Node {
-                node: node.name.clone(),
-                op: node.op.kind_name().into(),
-                message: format!("LRP: {e}"),
+            let ins = propagate_node(graph, id, &xs, &outs[id], &r, config, &groups, &consumers).map_err(|e| {
+                Error::Node { node: node.name.clone(), op: node.op.kind_name().into(), message: format!("LRP: {e}") }
             })?;
             for (&i, ri) in node.inputs.iter().zip(ins) {
                 if let Some(ri) = ri {
@@ -255,7 +253,10 @@ fn propagate_node(
             let kind = AffineKind::Conv(c.clone());
             let (weight, bias) = match canonize::following_batchnorm(graph, id, consumers) {
                 Some(bn) if config.batch_norm == BatchNormTreatment::Merge => canonize::merge_batchnorm(graph, id, bn)?,
-                _ => (graph.require_param(id, "weight")?.shallow_clone(), graph.param(id, "bias").map(|b| b.shallow_clone())),
+                _ => (
+                    graph.require_param(id, "weight")?.shallow_clone(),
+                    graph.param(id, "bias").map(|b| b.shallow_clone()),
+                ),
             };
             let rule = config.rules.get(groups[id].expect("conv has a group"));
             one(rule.apply(&Affine { kind: &kind, weight, bias }, xs[0], r, config.stabilizer)?)

@@ -1,7 +1,7 @@
 //! LRP rules for linear layers, numerically as in zennit 0.5.1 (`zennit.rules`): each rule
 //! maps the relevance at a layer's output to relevance at its input. A rule acts on one layer.
 
-use super::affine::{AffineKind, Affine};
+use super::affine::{Affine, AffineKind};
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -40,7 +40,11 @@ impl Rule {
         let mut parts = text.trim().split(':');
         let name = parts.next().unwrap_or("").to_ascii_lowercase();
         let nums: Vec<f64> = parts
-            .map(|p| p.trim().parse::<f64>().map_err(|_| crate::Error::invalid(format!("`{p}` in rule `{text}` is not a number"))))
+            .map(|p| {
+                p.trim()
+                    .parse::<f64>()
+                    .map_err(|_| crate::Error::invalid(format!("`{p}` in rule `{text}` is not a number")))
+            })
             .collect::<Result<_>>()?;
         let rule = match (name.as_str(), nums.as_slice()) {
             ("epsilon" | "eps", []) => Rule::Epsilon { epsilon: default_epsilon() },

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# benchmarks/cnn_criteria: every criterion on both zoo CNNs, 10-class and 3-class tasks,
+# 5 seeds (reference draws / class subsets), test split; plus attribution and curve cost.
+# Writes results under out/bench/cnn_criteria and the section "CNN criteria" of docs/benchmarks.md.
+#   benchmarks/cnn_criteria/run.sh            full run (about 2-3 hours on 2 cores)
+#   SEEDS="0" EVAL=500 benchmarks/cnn_criteria/run.sh   a quick smoke run
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+"$root/scripts/setup.sh" --runtime
+. "$root/scripts/env.sh"
+bin="$CARGO_TARGET_DIR/release/relprune"
+out="${OUT:-$root/out/bench/cnn_criteria}"
+seeds="${SEEDS:-0 1 2 3 4}"
+eval_samples="${EVAL:-2000}"
+mkdir -p "$out"
+for model in fmnist-resnet18 fmnist-vgg16bn; do
+  for task in 10 3; do
+    for seed in $seeds; do
+      dir="$out/$model/classes$task/seed$seed"
+      if [ -f "$dir/compare.json" ]; then continue; fi   # resumable
+      echo "== $model, $task classes, seed $seed" >&2
+      "$bin" compare --model "$model" --classes "$task" --seed "$seed" --eval-samples "$eval_samples" \
+        --split test --out "$dir" > "$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
+    done
+  done
+  (cd "$root" && cargo run --release --quiet --example cost -- "$model" 10 2000) > "$out/$model/cost.json"
+done
+"$RELPRUNE_PYTHON" "$root/benchmarks/summarize.py" cnn "$out" "$root/docs/benchmarks.md" \
+  --command "benchmarks/cnn_criteria/run.sh" --settings "seeds: $seeds; eval samples: $eval_samples (test split); 10 references per class"
