@@ -5,6 +5,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod references;
 pub mod restriction;
+pub mod text;
 
 pub use references::select_references;
 pub use restriction::ClassSubset;

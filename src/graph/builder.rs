@@ -10,11 +10,17 @@ pub struct GraphBuilder {
     nodes: Vec<Node>,
     inputs: Vec<NodeId>,
     ignored_keys: Vec<String>,
+    key_prefix: String,
 }
 
 impl GraphBuilder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Prefix for the default parameter keys of nodes added from now on (e.g. `bert.`).
+    pub fn set_key_prefix(&mut self, prefix: &str) {
+        self.key_prefix = prefix.to_string();
     }
 
     /// Adds a graph input.
@@ -39,7 +45,7 @@ impl GraphBuilder {
                 .iter()
                 .find(|(role, _)| *role == ps.role)
                 .map(|(_, k)| k.to_string())
-                .unwrap_or_else(|| format!("{name}.{}", ps.role));
+                .unwrap_or_else(|| format!("{}{name}.{}", self.key_prefix, ps.role));
             params.insert(ps.role.to_string(), key);
         }
         self.nodes.push(Node { name, op, inputs: inputs.to_vec(), params });

@@ -84,3 +84,35 @@ fn set(graph: &mut Graph, node: &Node, role: &str, t: Tensor) {
         graph.params_mut().insert(key.clone(), t);
     }
 }
+
+/// Xavier-uniform weights and zero bias for a Linear node (torchvision's ViT scheme).
+pub fn xavier_uniform_linear(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng) {
+    let node = graph.node(id).clone();
+    if let Op::Linear { in_features, out_features, bias } = node.op {
+        let bound = (6.0 / (in_features + out_features) as f64).sqrt();
+        set(graph, &node, "weight", uniform(rng, &[out_features, in_features], bound));
+        if bias {
+            set(graph, &node, "bias", Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
+        }
+    }
+}
+
+/// Zeroes every parameter of a node (torchvision zero-initialises the ViT classifier).
+pub fn zero(graph: &mut Graph, id: NodeId) {
+    let node = graph.node(id).clone();
+    for ps in node.op.param_specs() {
+        set(graph, &node, ps.role, Tensor::zeros(ps.shape.as_slice(), (Kind::Float, tch::Device::Cpu)));
+    }
+}
+
+/// N(0, std) weights and zero bias for a Linear or Embedding node (BERT's scheme).
+pub fn normal_weights(graph: &mut Graph, id: NodeId, std: f64, rng: &mut ChaCha8Rng) {
+    let node = graph.node(id).clone();
+    for ps in node.op.param_specs() {
+        let t = match ps.role {
+            "weight" => normal(rng, &ps.shape, std),
+            _ => Tensor::zeros(ps.shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
+        };
+        set(graph, &node, ps.role, t);
+    }
+}

@@ -6,7 +6,7 @@
 //! loads directly.
 
 mod builder;
-mod forward;
+pub(crate) mod forward;
 pub mod init;
 mod params;
 pub mod stats;

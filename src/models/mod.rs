@@ -4,12 +4,16 @@
 //! command line as `NAME[:key=value,...]`, e.g. `resnet50`, `vgg16_bn:classes=10`,
 //! `cifar_resnet18:width=16,in=1,size=28`.
 
+pub mod bert;
 pub mod resnet;
 pub mod vgg;
+pub mod vit;
 pub mod zoo;
 
+pub use bert::{BertConfig, Pooling};
 pub use resnet::{ResNetConfig, Stem};
 pub use vgg::{VggConfig, VggStyle};
+pub use vit::VitConfig;
 
 use crate::error::Result;
 use crate::graph::Graph;
@@ -21,12 +25,15 @@ use serde::{Deserialize, Serialize};
 pub enum Architecture {
     Resnet(ResNetConfig),
     Vgg(VggConfig),
+    Vit(VitConfig),
+    Bert(BertConfig),
 }
 
 /// Architecture names accepted by [`Architecture::parse`].
 pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, resnet152, \
-    vgg11, vgg13, vgg16, vgg19 (each also with _bn), and cifar_ variants of all of them \
-    (e.g. cifar_resnet18, cifar_vgg16_bn)";
+    vgg11, vgg13, vgg16, vgg19 (each also with _bn), cifar_ variants of all of them \
+    (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \
+    bert (custom), minilm (all-MiniLM-L6-v2's shape), hf-bert:FOLDER (a Hugging Face BERT folder)";
 
 impl Architecture {
     /// Builds the graph with freshly initialised (seeded) parameters.
@@ -34,6 +41,8 @@ impl Architecture {
         match self {
             Architecture::Resnet(c) => resnet::build(c, seed),
             Architecture::Vgg(c) => vgg::build(c, seed),
+            Architecture::Vit(c) => vit::build(c, seed),
+            Architecture::Bert(c) => bert::build(c, seed),
         }
     }
 
@@ -49,6 +58,10 @@ impl Architecture {
                 c.depth,
                 if c.batch_norm { "_bn" } else { "" }
             ),
+            Architecture::Vit(c) => format!("vit(patch {}, {} layers, {} heads, width {})", c.patch_size, c.num_layers, c.num_heads, c.hidden_dim),
+            Architecture::Bert(c) => {
+                format!("bert({} layers, {} heads, width {})", c.num_hidden_layers, c.num_attention_heads, c.hidden_size)
+            }
         }
     }
 
@@ -63,7 +76,32 @@ impl Architecture {
             Some(rest) => (true, rest),
             None => (false, name),
         };
-        let mut arch = if let Some(d) = base.strip_prefix("resnet") {
+        if let Some(folder) = text.strip_prefix("hf-bert:") {
+            let cfg = BertConfig::from_hf_folder(std::path::Path::new(folder), Pooling::Cls)?;
+            return Ok(Architecture::Bert(cfg));
+        }
+        let mut arch = if let Some(c) = VitConfig::torchvision(name, 1000) {
+            Architecture::Vit(c)
+        } else if name == "vit" {
+            Architecture::Vit(VitConfig::torchvision("vit_b_16", 1000).expect("known"))
+        } else if name == "bert" || name == "minilm" {
+            let (h, l, heads, inter) = if name == "bert" { (768, 12, 12, 3072) } else { (384, 6, 12, 1536) };
+            Architecture::Bert(BertConfig {
+                vocab_size: 30522,
+                hidden_size: h,
+                num_hidden_layers: l,
+                num_attention_heads: heads,
+                intermediate_size: inter,
+                max_position_embeddings: 512,
+                type_vocab_size: 2,
+                layer_norm_eps: 1e-12,
+                hidden_act: "gelu".into(),
+                pooling: Pooling::Mean,
+                num_classes: None,
+                max_len: 512,
+                key_prefix: String::new(),
+            })
+        } else if let Some(d) = base.strip_prefix("resnet") {
             let depth: u32 = d.parse().map_err(|_| unknown(text))?;
             let mut c = ResNetConfig::torchvision(depth, 1000);
             if cifar {
@@ -98,6 +136,13 @@ impl Architecture {
     }
 
     fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
+        let prob = |value: &str| -> Result<f64> {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..1.0).contains(p))
+                .ok_or_else(|| crate::error::Error::invalid(format!("dropout must be in [0, 1), got `{value}`")))
+        };
         let int = || -> Result<i64> {
             value.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
                 crate::error::Error::invalid(format!("option `{key}` needs a positive integer, got `{value}`"))
@@ -119,12 +164,39 @@ impl Architecture {
                         crate::error::Error::invalid(format!("dropout must be in [0, 1), got `{value}`"))
                     })?
             }
+            (Architecture::Vit(c), "classes") => c.num_classes = int()?,
+            (Architecture::Vit(c), "in") => c.in_channels = int()?,
+            (Architecture::Vit(c), "size") => c.image_size = int()?,
+            (Architecture::Vit(c), "patch") => c.patch_size = int()?,
+            (Architecture::Vit(c), "layers") => c.num_layers = int()?,
+            (Architecture::Vit(c), "heads") => c.num_heads = int()?,
+            (Architecture::Vit(c), "dim") => c.hidden_dim = int()?,
+            (Architecture::Vit(c), "mlp") => c.mlp_dim = int()?,
+            (Architecture::Vit(c), "dropout") => c.dropout = prob(value)?,
+            (Architecture::Bert(c), "classes") => c.num_classes = Some(int()?),
+            (Architecture::Bert(c), "vocab") => c.vocab_size = int()?,
+            (Architecture::Bert(c), "dim") => c.hidden_size = int()?,
+            (Architecture::Bert(c), "layers") => c.num_hidden_layers = int()?,
+            (Architecture::Bert(c), "heads") => c.num_attention_heads = int()?,
+            (Architecture::Bert(c), "mlp") => c.intermediate_size = int()?,
+            (Architecture::Bert(c), "positions") => c.max_position_embeddings = int()?,
+            (Architecture::Bert(c), "max_len") => c.max_len = int()?,
+            (Architecture::Bert(c), "pooling") => {
+                c.pooling = match value {
+                    "none" => Pooling::None,
+                    "cls" => Pooling::Cls,
+                    "mean" => Pooling::Mean,
+                    v => crate::bail!("pooling must be none, cls or mean, got `{v}`"),
+                }
+            }
             (a, k) => crate::bail!(
                 "unknown option `{k}` for {}; known options: {}",
                 a.name(),
                 match a {
                     Architecture::Resnet(_) => "classes, in, size, width",
                     Architecture::Vgg(_) => "classes, in, size, width, hidden, dropout",
+                    Architecture::Vit(_) => "classes, in, size, patch, layers, heads, dim, mlp, dropout",
+                    Architecture::Bert(_) => "classes, vocab, dim, layers, heads, mlp, positions, max_len, pooling",
                 }
             ),
         }
@@ -134,6 +206,8 @@ impl Architecture {
     /// Validates without building tensors.
     fn build_check(&self) -> Result<()> {
         match self {
+            Architecture::Vit(c) => c.check(),
+            Architecture::Bert(c) => c.check(),
             Architecture::Resnet(c) if ![18, 34, 50, 101, 152].contains(&c.depth) => Err(unknown(&self.name())),
             Architecture::Vgg(c) if ![11, 13, 16, 19].contains(&c.depth) => Err(unknown(&self.name())),
             _ => Ok(()),
@@ -183,6 +257,8 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
     }
     let arch = Architecture::parse(spec)?;
     let mut graph = arch.build(seed)?;
+    let folder_weights = spec.strip_prefix("hf-bert:").map(|f| std::path::Path::new(f).join("model.safetensors"));
+    let weights = weights.or(folder_weights.as_deref());
     let origin = match weights {
         Some(w) => {
             graph.load_safetensors(w)?;

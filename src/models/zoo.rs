@@ -139,16 +139,26 @@ pub struct Manifest {
     pub relprune_version: String,
 }
 
-/// Paths of a zoo model's files.
-pub fn paths(name: &str) -> (PathBuf, PathBuf) {
-    let dir = zoo_dir().join(name);
+/// Paths of a zoo model's files (weights, manifest) in zoo folder `zoo`.
+pub fn paths_in(zoo: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let dir = zoo.join(name);
     (dir.join("model.safetensors"), dir.join("manifest.json"))
 }
 
-/// Reads a zoo model's manifest.
+/// Paths of a zoo model's files in the default zoo folder.
+pub fn paths(name: &str) -> (PathBuf, PathBuf) {
+    paths_in(&zoo_dir(), name)
+}
+
+/// Reads a zoo model's manifest from the default zoo folder.
 pub fn manifest(name: &str) -> Result<Manifest> {
+    manifest_in(&zoo_dir(), name)
+}
+
+/// Reads a zoo model's manifest from zoo folder `zoo`.
+pub fn manifest_in(zoo: &Path, name: &str) -> Result<Manifest> {
     entry(name)?;
-    let (_, mpath) = paths(name);
+    let (_, mpath) = paths_in(zoo, name);
     if !mpath.is_file() {
         return Err(Error::DataNotFound {
             what: format!("zoo model `{name}`"),
@@ -159,10 +169,16 @@ pub fn manifest(name: &str) -> Result<Manifest> {
     crate::util::read_json(&mpath)
 }
 
-/// Loads a trained zoo model, checking its weights against the manifest's checksum.
+/// Loads a trained zoo model from the default zoo folder (see [`load_in`]).
 pub fn load(name: &str) -> Result<(LoadedModel, Manifest)> {
-    let m = manifest(name)?;
-    let (wpath, _) = paths(name);
+    load_in(&zoo_dir(), name)
+}
+
+/// Loads a trained zoo model from zoo folder `zoo`, checking its weights against the
+/// manifest's checksum.
+pub fn load_in(zoo: &Path, name: &str) -> Result<(LoadedModel, Manifest)> {
+    let m = manifest_in(zoo, name)?;
+    let (wpath, _) = paths_in(zoo, name);
     let sum = crate::util::sha256_file(&wpath)?;
     if sum != m.weights_sha256 {
         return Err(Error::CorruptData {

@@ -12,11 +12,12 @@
 //! modified.
 
 pub mod affine;
-mod attention;
 mod canonize;
 pub mod rules;
+pub mod softmax;
+mod transformer;
 
-pub use attention::SoftmaxRule;
+pub use softmax::SoftmaxRule;
 pub use rules::Rule;
 
 use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
@@ -287,7 +288,7 @@ fn propagate_node(
             let s = r.f_div(&rules::stabilize(out, config.stabilizer)?)?;
             xs.iter().map(|x| Ok(Some(x.f_mul(&s)?))).collect()
         }
-        _ => attention::propagate(graph, id, xs, out, r, config),
+        _ => transformer::propagate(graph, id, xs, out, r, config),
     }
 }
 
