@@ -1,0 +1,94 @@
+//! Relevances per attention head and per MLP neuron equal LXT's (2.1, efficient mode) on a
+//! torchvision ViT and a Hugging Face BERT with the same weights.
+//!
+//! Both sides compute in float64. relprune propagates relevance explicitly and stabilises each
+//! division (here with 1e-12); LXT propagates a modified gradient and multiplies by the
+//! activation (Gradient × Input), dividing by the exact pre-activations and passing GELU as
+//! out/(in + 1e-10). The two agree up to those stabilisers: tolerance per layer
+//! max |ours − LXT| ≤ 1e-6 · max |LXT|.
+
+mod common;
+
+use relprune::attribution::lrp::{GroupRules, InitialRelevance, Lrp, LrpConfig, Rule, SoftmaxRule};
+use relprune::attribution::LatentAttribution;
+use relprune::components::{depth_groups, ComponentKind, ComponentSet};
+use relprune::data::Batch;
+use relprune::graph::{Graph, Op};
+use relprune::models::{load_model, Architecture};
+
+fn rules_json(g: &Graph, rules: &GroupRules) -> String {
+    let groups = depth_groups(g);
+    let mut map = serde_json::Map::new();
+    for (id, n) in g.nodes().iter().enumerate() {
+        if matches!(n.op, Op::Conv2d(_) | Op::Linear { .. }) {
+            map.insert(n.name.clone(), serde_json::to_value(rules.get(groups[id].unwrap())).unwrap());
+        }
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+fn config(rules: GroupRules, softmax: SoftmaxRule) -> LrpConfig {
+    let mut c = LrpConfig::new(rules);
+    c.softmax = softmax;
+    c.initial = InitialRelevance::Logit;
+    c.stabilizer = 1e-12;
+    c
+}
+
+fn compare(g: &Graph, batch: &Batch, cfg: &LrpConfig, io: &std::path::Path) {
+    for (kind, prefix) in [(ComponentKind::Heads, "H"), (ComponentKind::Neurons, "N")] {
+        let comps = ComponentSet::find(g, kind).unwrap();
+        let ours = Lrp { config: cfg.clone(), label: "t".into() }.attribute(g, &comps, batch).unwrap();
+        for (l, r) in comps.layers.iter().zip(&ours) {
+            let theirs = common::read_tensor(io, &format!("{prefix}.{}", l.name));
+            let err = common::rel_err(r, &theirs);
+            assert!(err <= 1e-6, "{:?} {kind:?} `{}`: relative error {err:e}", cfg.softmax, l.name);
+        }
+    }
+}
+
+fn vit_case(softmax: SoftmaxRule, rules: GroupRules) {
+    let arch = "vit:size=32,patch=8,layers=3,heads=4,dim=64,mlp=128,classes=10";
+    let mut g = Architecture::parse(arch).unwrap().build(0).unwrap();
+    let rj = rules_json(&g, &rules);
+    let sm = if softmax == SoftmaxRule::Cp { "cp" } else { "attn_lrp" };
+    let dir = common::oracle("lxt_relevance.py", &["--kind", "vit", "--softmax", sm, "--rules", &rj, "--double", "--stabilizer", "1e-12"]);
+    g.load_safetensors(&dir.join("model.safetensors")).unwrap();
+    g.set_kind(tch::Kind::Double);
+    let io = dir.join("io.safetensors");
+    let batch = Batch { inputs: vec![common::read_tensor(&io, "x")], labels: common::read_tensor(&io, "labels") };
+    compare(&g, &batch, &config(rules, softmax), &io);
+}
+
+fn eps() -> Rule {
+    Rule::Epsilon { epsilon: 1e-12 }
+}
+
+#[test]
+fn vit_cp_lrp_epsilon() {
+    vit_case(SoftmaxRule::Cp, GroupRules::all(eps()));
+}
+
+#[test]
+fn vit_attn_lrp_epsilon() {
+    vit_case(SoftmaxRule::AttnLrp, GroupRules::all(eps()));
+}
+
+#[test]
+fn vit_attn_lrp_mixed_rules() {
+    let rules = GroupRules { low: Rule::Gamma { gamma: Some(0.1) }, mid: eps(), high: Rule::Zplus, fc: eps() };
+    vit_case(SoftmaxRule::AttnLrp, rules);
+}
+
+#[test]
+fn bert_attn_lrp() {
+    let dir = common::oracle("lxt_relevance.py", &["--kind", "bert", "--double"]);
+    let mut m = load_model(&format!("hf-bert:{}", dir.join("hf").display()), None, 0).unwrap();
+    m.graph.set_kind(tch::Kind::Double);
+    let io = dir.join("io.safetensors");
+    let batch = Batch {
+        inputs: vec![common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask")],
+        labels: common::read_tensor(&io, "labels"),
+    };
+    compare(&m.graph, &batch, &config(GroupRules::all(eps()), SoftmaxRule::AttnLrp), &io);
+}

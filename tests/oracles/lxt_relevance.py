@@ -1,0 +1,165 @@
+"""Oracle: per-head and per-neuron relevances from LXT 2.1 (efficient mode, Gradient x Input)
+on identical weights and inputs. Runs in its own process (LXT patches classes globally).
+
+--kind vit   torchvision VisionTransformer (small, random weights). LXT's primitives are applied:
+             LayerNorm with detached std (lxt.efficient.patches.layer_norm_forward), GELU by the
+             identity rule (non_linear_forward), and multi-head attention computed explicitly with
+             lxt.efficient.rules: CP-LRP (stop_gradient on q, k, as LXT's vit_torch.cp_LRP) or
+             AttnLRP (divide_gradient on q·kᵀ and A·V, as LXT's BERT patch). Linear layers (the
+             packed in-projection made an nn.Linear) get zennit rules from --rules through
+             lxt.efficient.monkey_patch_zennit.
+--kind bert  HF BertForSequenceClassification (small, random weights), patched by
+             lxt.efficient.monkey_patch(modeling_bert) (AttnLRP); Linear layers keep the
+             gradient (LRP-0). Saved as a HF folder OUT/hf.
+
+Initial relevance: LXT's convention, the true-class logit. Writes OUT/io.safetensors with the
+inputs, labels, H.<attention node> (B, heads) summed over tokens and head dims, and
+N.<linear node> (B, units) summed over tokens.
+"""
+import argparse
+import json
+import pathlib
+
+import torch
+from safetensors.torch import save_file
+
+p = argparse.ArgumentParser()
+p.add_argument("--kind", required=True)
+p.add_argument("--softmax", default="attn_lrp")
+p.add_argument("--rules", default="{}")
+p.add_argument("--double", action="store_true")
+p.add_argument("--stabilizer", type=float, default=1e-6, help="stabiliser of the z+, gamma and alpha-beta rules")
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--out", required=True)
+a = p.parse_args()
+torch.manual_seed(a.seed)
+torch.set_num_threads(2)
+out = pathlib.Path(a.out)
+out.mkdir(parents=True, exist_ok=True)
+captured = {}
+
+
+def capture(name, t, heads=None):
+    def hook(g):
+        r = (t * g).detach()
+        if heads is None:
+            captured[f"N.{name}"] = r.sum(1) if r.dim() == 3 else r
+        else:
+            b, n, d = r.shape
+            captured[f"H.{name}"] = r.reshape(b, n, heads, d // heads).sum((1, 3))
+    t.register_hook(hook)
+
+
+def perturb(model):
+    with torch.no_grad():
+        for name, t in model.named_parameters():
+            if t.dim() == 1 and ("LayerNorm.weight" in name or name.endswith("ln_1.weight") or name.endswith("ln_2.weight")
+                                 or name.endswith("ln.weight")):
+                t.uniform_(0.5, 1.5)
+            elif t.dim() == 1:
+                t.normal_(0, 0.1)
+            elif "class_token" in name or "head" in name or "classifier" in name:
+                t.normal_(0, 0.2)
+
+
+if a.kind == "vit":
+    import torch.nn.functional as F
+    from torchvision.models import vision_transformer as tv
+    from lxt.efficient import monkey_patch_zennit
+    from lxt.efficient.patches import layer_norm_forward, non_linear_forward, patch_method
+    from lxt.efficient.rules import divide_gradient, stop_gradient
+    from zennit.composites import NameMapComposite
+    from zennit.rules import AlphaBeta, Epsilon, Gamma, ZPlus
+
+    monkey_patch_zennit()
+    patch_method(layer_norm_forward, torch.nn.LayerNorm)
+    patch_method(non_linear_forward, torch.nn.GELU, keep_original=True)
+    cp = a.softmax == "cp"
+
+    def mha_forward(self, query, key, value, need_weights=False, **kw):
+        x = query
+        b, t, d = x.shape
+        h = self.num_heads
+        q, k, v = self.in_proj(x).chunk(3, -1)
+        q, k, v = (z.reshape(b, t, h, d // h).transpose(1, 2) for z in (q, k, v))
+        if cp:
+            q, k = stop_gradient(q), stop_gradient(k)
+        scores = q @ k.transpose(-1, -2)
+        if not cp:
+            scores = divide_gradient(scores, 2)
+        probs = torch.softmax(scores / (d // h) ** 0.5, -1)
+        ctx = probs @ v
+        if not cp:
+            ctx = divide_gradient(ctx, 2)
+        ctx = ctx.transpose(1, 2).reshape(b, t, d)
+        capture(self.relprune_name, ctx, heads=h)
+        return self.out_proj(ctx), None
+
+    torch.nn.MultiheadAttention.forward = mha_forward
+    m = tv.VisionTransformer(32, 8, 3, 4, 64, 128, num_classes=10).eval()
+    perturb(m)
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.MultiheadAttention):
+            mod.relprune_name = name
+            mod.in_proj = torch.nn.Linear(64, 192)
+            mod.in_proj.weight = mod.in_proj_weight
+            mod.in_proj.bias = mod.in_proj_bias
+    save_file({k: v.contiguous() for k, v in m.state_dict().items() if ".in_proj." not in k}, str(out / "model.safetensors"))
+    if a.double:
+        m = m.double()
+    rules = json.loads(a.rules)
+
+    def make(spec, name):
+        r = spec["rule"]
+        if r == "epsilon":
+            return Epsilon(epsilon=spec.get("epsilon", 1e-6))
+        if r == "gamma":
+            return Gamma(gamma=spec.get("gamma", 0.25 if name == "conv_proj" else 0.05), stabilizer=a.stabilizer)
+        if r == "zplus":
+            return ZPlus(stabilizer=a.stabilizer)
+        return AlphaBeta(alpha=spec["alpha"], beta=spec["beta"], stabilizer=a.stabilizer)
+
+    composite = NameMapComposite([((n,), make(s, n)) for n, s in rules.items()])
+    for name, mod in m.named_modules():
+        if name.endswith("mlp.0"):
+            mod.register_forward_hook(lambda mod, i, o, name=name: capture(name, o))
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64 if a.double else torch.float32)
+    labels = torch.tensor([1, 4, 7])
+    with composite.context(m) as mm:
+        xi = x.clone().requires_grad_(True)
+        y = mm(xi)
+        y.backward(torch.nn.functional.one_hot(labels, 10).to(y.dtype))
+    tensors = {"x": x.float() if not a.double else x, "labels": labels}
+elif a.kind == "bert":
+    from transformers import BertConfig, BertForSequenceClassification
+    from transformers.models.bert import modeling_bert
+    from lxt.efficient import monkey_patch
+
+    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=40, num_labels=3, attn_implementation="eager")
+    m = BertForSequenceClassification(cfg).eval()
+    perturb(m)
+    m.save_pretrained(out / "hf", safe_serialization=True)
+    monkey_patch(modeling_bert)
+    m2 = modeling_bert.BertForSequenceClassification(cfg).eval()
+    m2.load_state_dict(m.state_dict())
+    if a.double:
+        m2 = m2.double()
+    for name, mod in m2.named_modules():
+        if name.endswith("attention.self"):
+            mod.register_forward_hook(lambda mod, i, o, name=name: capture(name.removeprefix("bert."), o[0], heads=4))
+        if name.endswith("intermediate.dense") or name.endswith("pooler.dense"):
+            mod.register_forward_hook(lambda mod, i, o, name=name: capture(name.removeprefix("bert."), o))
+    ids = torch.randint(1, 100, (3, 12))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[1, 7:] = 0
+    ids[mask == 0] = 0
+    labels = torch.tensor([0, 2, 1])
+    emb = m2.bert.embeddings.word_embeddings(ids).detach().requires_grad_(True)
+    y = m2(inputs_embeds=emb, attention_mask=mask).logits
+    y.backward(torch.nn.functional.one_hot(labels, 3).to(y.dtype))
+    tensors = {"ids": ids, "mask": mask, "labels": labels}
+else:
+    raise SystemExit(f"unknown kind {a.kind}")
+tensors.update({k: v.contiguous() for k, v in captured.items()})
+save_file(tensors, str(out / "io.safetensors"))
