@@ -85,7 +85,11 @@ pub fn clean_mail(raw: &str) -> String {
         kept.push(t);
     }
     let text = strip_html(&kept.join(" "));
-    let joined = if subject.is_empty() { text } else { format!("{subject}. {text}") };
+    let joined = match (subject.is_empty(), text.trim().is_empty()) {
+        (true, _) => text,
+        (false, true) => subject,
+        (false, false) => format!("{subject}. {text}"),
+    };
     joined.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
