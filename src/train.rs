@@ -46,6 +46,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Validation samples used to pick the best epoch (0: the whole split).
     pub val_samples: usize,
+    /// Train only the output Linear layer, on features the frozen rest of the graph computes
+    /// once (a classification head on a pretrained encoder).
+    #[serde(default)]
+    pub head_only: bool,
 }
 
 /// One epoch's figures.
@@ -157,6 +161,9 @@ pub fn train(
 ) -> Result<TrainReport> {
     cfg.check()?;
     std::fs::create_dir_all(work_dir).map_err(Error::io("create directory", work_dir))?;
+    if cfg.head_only {
+        return train_head(graph, splits, cfg, work_dir, observer);
+    }
     let paths = TrainPaths::in_dir(work_dir);
     let params = graph.trainable();
     let mut opt = OptimState {
@@ -336,4 +343,104 @@ fn augment(x: &Tensor, a: &Augment, rng: &mut rand_chacha::ChaCha8Rng) -> Result
         out.push(img);
     }
     Ok(Tensor::f_stack(&out, 0)?)
+}
+
+/// Inputs of the output layer for every sample of `split` (frozen graph, eval mode).
+fn head_features(graph: &Graph, split: &Subset, observer: &mut dyn TrainObserver) -> Result<(Tensor, Tensor)> {
+    let feat = graph.node(graph.output()).inputs[0];
+    let batches = split.len().div_ceil(64);
+    observer.epoch_started(usize::MAX, batches);
+    let mut feats = Vec::with_capacity(batches);
+    let mut labels = Vec::with_capacity(batches);
+    for (i, b) in split.batches(64).enumerate() {
+        let b = b?;
+        let outs = tch::no_grad(|| graph.forward_all(&b.inputs, Mode::Eval))?;
+        feats.push(outs[feat].shallow_clone());
+        labels.push(b.labels);
+        observer.batch_done(i, 0.0);
+    }
+    Ok((Tensor::f_cat(&feats, 0)?, Tensor::f_cat(&labels, 0)?))
+}
+
+/// Head-only training: features once (cached in the work folder), then the output Linear.
+fn train_head(
+    graph: &mut Graph,
+    splits: &Splits,
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainReport> {
+    let out = graph.output();
+    if !matches!(graph.node(out).op, crate::graph::Op::Linear { .. }) {
+        crate::bail!("head-only training needs a Linear output layer");
+    }
+    let cache = work_dir.join("features.safetensors");
+    let t0 = std::time::Instant::now();
+    let val: Subset = if cfg.val_samples > 0 { splits.val.head(cfg.val_samples) } else { splits.val.clone() };
+    let cached = crate::graph::ParamStore::read_safetensors(&cache).ok().filter(|s| {
+        s.get("train.x").is_some_and(|t| t.size()[0] == splits.train.len() as i64)
+            && s.get("val.x").is_some_and(|t| t.size()[0] == val.len() as i64)
+    });
+    let store = match cached {
+        Some(s) => s,
+        None => {
+            let (tx, ty) = head_features(graph, &splits.train, observer)?;
+            let (vx, vy) = head_features(graph, &val, observer)?;
+            let mut s = crate::graph::ParamStore::default();
+            s.insert("train.x".into(), tx);
+            s.insert("train.y".into(), ty);
+            s.insert("val.x".into(), vx);
+            s.insert("val.y".into(), vy);
+            s.write_safetensors(&cache)?;
+            s
+        }
+    };
+    let feature_seconds = t0.elapsed().as_secs_f64();
+    let (tx, ty, vx, vy) = (&store.get("train.x").unwrap(), &store.get("train.y").unwrap(), &store.get("val.x").unwrap(), &store.get("val.y").unwrap());
+    let w = graph.require_param(out, "weight")?.detach().set_requires_grad(true);
+    let b = graph.require_param(out, "bias")?.detach().set_requires_grad(true);
+    let params = vec![("weight".to_string(), w.shallow_clone()), ("bias".to_string(), b.shallow_clone())];
+    let mut opt = OptimState { step: 0, m: vec![w.zeros_like(), b.zeros_like()], v: vec![w.zeros_like(), b.zeros_like()] };
+    let n = tx.size()[0] as usize;
+    let steps_per_epoch = n.div_ceil(cfg.batch_size);
+    let mut history = Vec::new();
+    let (mut best_epoch, mut best_val, mut best) = (0, -1.0, (w.detach().copy(), b.detach().copy()));
+    for epoch in 0..cfg.epochs {
+        let t = std::time::Instant::now();
+        let order = crate::data::permutation(n, crate::util::derive_seed(cfg.seed, &format!("epoch/{epoch}")));
+        observer.epoch_started(epoch, steps_per_epoch);
+        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        for (bi, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            let logits = tx.f_index_select(0, &idx)?.f_linear(&w, Some(&b))?;
+            let loss = logits.f_cross_entropy_loss(&ty.f_index_select(0, &idx)?, None::<Tensor>, Reduction::Mean, -100, cfg.label_smoothing)?;
+            let grads = Tensor::f_run_backward(&[&loss], &[&w, &b], false, false)?;
+            step(&cfg.optimizer, cfg.lr_at(epoch * steps_per_epoch + bi, steps_per_epoch), &params, &grads, &mut opt)?;
+            loss_sum += loss.double_value(&[]) * chunk.len() as f64;
+            seen += chunk.len();
+            observer.batch_done(bi, loss.double_value(&[]));
+        }
+        let val_acc = tch::no_grad(|| -> Result<f64> {
+            let pred = vx.f_linear(&w, Some(&b))?.f_argmax(-1, false)?;
+            Ok(pred.f_eq_tensor(vy)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.double_value(&[]))
+        })?;
+        let mut seconds = t.elapsed().as_secs_f64();
+        if epoch == 0 {
+            seconds += feature_seconds;
+        }
+        let record = EpochRecord { epoch, train_loss: loss_sum / seen as f64, val_accuracy: val_acc, seconds };
+        observer.epoch_done(&record);
+        history.push(record);
+        if val_acc > best_val {
+            best_val = val_acc;
+            best_epoch = epoch;
+            best = (w.detach().copy(), b.detach().copy());
+        }
+    }
+    for (role, t) in [("weight", best.0), ("bias", best.1)] {
+        let key = graph.node(out).params[role].clone();
+        graph.params_mut().insert(key, t);
+    }
+    let wall = history.iter().map(|r| r.seconds).sum();
+    Ok(TrainReport { history, best_epoch, best_val_accuracy: best_val, wall_seconds: wall })
 }

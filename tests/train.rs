@@ -45,6 +45,7 @@ fn config(epochs: usize) -> TrainConfig {
         augment: Augment { crop_padding: 1, hflip: true, fill: 0.0 },
         seed: 11,
         val_samples: 0,
+        head_only: false,
     }
 }
 

@@ -16,11 +16,11 @@ mkdir -p "$out"
 for model in fmnist-resnet18 fmnist-vgg16bn; do
   for task in 10 3; do
     for seed in $seeds; do
-      dir="$out/$model/classes$task/seed$seed"
+      dir="$out/$model/classes$task/seed$seed"; mkdir -p "$dir"
       if [ -f "$dir/compare.json" ]; then continue; fi   # resumable
       echo "== $model, $task classes, seed $seed" >&2
       "$bin" compare --model "$model" --classes "$task" --seed "$seed" --eval-samples "$eval_samples" \
-        --split test --out "$dir" > "$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
+        --split test --out "$dir" > "$dir/log.txt" 2>&1 || { cat "$dir/log.txt" >&2; exit 1; }
     done
   done
   (cd "$root" && cargo run --release --quiet --example cost -- "$model" 10 2000) > "$out/$model/cost.json"

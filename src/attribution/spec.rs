@@ -101,6 +101,9 @@ impl CriterionSpec {
     /// sets the rules, starting from ε everywhere; the presets take no `rules`. `seed` seeds
     /// the random baseline.
     pub fn from_name(name: &str, rules: Option<&str>, seed: u64) -> Result<Self> {
+        if let Some((base, opts)) = name.split_once(':') {
+            return Self::from_name(base, rules, seed)?.with_options(opts);
+        }
         let eps = || Rule::Epsilon { epsilon: super::lrp::rules::default_epsilon() };
         if rules.is_some() && name != "lrp" {
             crate::bail!("--rules only applies to `--criterion lrp` (got `{name}`)");
@@ -144,6 +147,33 @@ impl CriterionSpec {
             "integrated-gradients" | "ig" => CriterionSpec::IntegratedGradients { steps: 20, absolute: true },
             other => crate::bail!("unknown criterion `{other}`; known: {}", CRITERION_NAMES.join(", ")),
         })
+    }
+
+    /// Applies `key=value` options separated by `;` or `,` to an LRP criterion: `softmax=` one
+    /// of attn_lrp, cp, zplus, zplus_bias; `signed` (signed instead of |R|); `initial=logit`;
+    /// `batch_norm=pass`. E.g. `lrp-epsilon:softmax=cp`.
+    pub fn with_options(mut self, opts: &str) -> Result<Self> {
+        let CriterionSpec::Lrp { label, lrp, absolute } = &mut self else {
+            crate::bail!("options `{opts}` only apply to LRP criteria");
+        };
+        for o in opts.split([';', ',']).map(str::trim).filter(|o| !o.is_empty()) {
+            match o.split_once('=').unwrap_or((o, "")) {
+                ("softmax", v) => lrp.softmax = super::lrp::SoftmaxRule::parse(v)?,
+                ("signed", "") => *absolute = false,
+                ("initial", "logit") => lrp.initial = super::lrp::InitialRelevance::Logit,
+                ("initial", "one_hot") => lrp.initial = super::lrp::InitialRelevance::OneHot,
+                ("batch_norm", "pass") => lrp.batch_norm = super::lrp::BatchNormTreatment::Pass,
+                ("batch_norm", "merge") => lrp.batch_norm = super::lrp::BatchNormTreatment::Merge,
+                _ => crate::bail!(
+                    "unknown LRP option `{o}`; use softmax=attn_lrp|cp|zplus|zplus_bias, signed, initial=one_hot|logit, \
+                     batch_norm=merge|pass"
+                ),
+            }
+        }
+        if let Some(l) = label {
+            *l = format!("{l}:{opts}");
+        }
+        Ok(self)
     }
 
     /// Reads a criterion (typically an LRP rules file written by `relprune optimize`) from

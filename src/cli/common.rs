@@ -30,8 +30,10 @@ impl ModelArgs {
 /// Which data to use.
 #[derive(Args, Clone, Debug)]
 pub struct DataArgs {
-    /// `fashion-mnist` or `imagefolder:PATH` (PATH/train, PATH/val[, PATH/test], one sub-folder per class).
-    #[arg(long, default_value = "fashion-mnist")]
+    /// `auto` (a zoo model's own data, else Fashion-MNIST), `fashion-mnist`, `spam[:TOKENIZER.json]`
+    /// (SpamAssassin, tokenised by all-MiniLM-L6-v2's tokenizer unless given) or `imagefolder:PATH`
+    /// (PATH/train, PATH/val[, PATH/test], one sub-folder per class).
+    #[arg(long, default_value = "auto")]
     pub data: String,
     /// Folder of the Fashion-MNIST IDX files (default: $RELPRUNE_FMNIST_DIR or /usr/share/datasets/fashion-mnist).
     #[arg(long)]
@@ -39,14 +41,32 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// The data for `model`: `auto` follows the model's own dataset.
+    pub fn load_for(&self, model: &LoadedModel) -> anyhow::Result<Splits> {
+        match (self.data.as_str(), model.dataset) {
+            ("auto", Some(d)) => Ok(d.splits(self.fmnist_dir.as_deref())?),
+            _ => self.load(),
+        }
+    }
+
+    /// The data named by `--data` (`auto` means Fashion-MNIST here).
     pub fn load(&self) -> anyhow::Result<Splits> {
-        if self.data == "fashion-mnist" {
+        use relprune::data::text::{spam_dir, spam_splits, TextTokenizer, SPAM_MAX_TOKENS};
+        if self.data == "fashion-mnist" || self.data == "auto" {
             return Ok(fashion_mnist::load_splits(&fashion_mnist::resolve_dir(self.fmnist_dir.as_deref()))?);
+        }
+        if let Some(rest) = self.data.strip_prefix("spam") {
+            let tok = match rest.strip_prefix(':') {
+                Some(path) => std::path::PathBuf::from(path),
+                None if rest.is_empty() => relprune::models::bert::minilm_dir()?.join("tokenizer.json"),
+                None => anyhow::bail!("unknown data `{}`; use spam or spam:TOKENIZER.json", self.data),
+            };
+            return Ok(spam_splits(&spam_dir(), &TextTokenizer::from_file(&tok, SPAM_MAX_TOKENS)?)?);
         }
         if let Some(path) = self.data.strip_prefix("imagefolder:") {
             return Ok(image_folder::load_splits(std::path::Path::new(path))?);
         }
-        anyhow::bail!("unknown data `{}`; use `fashion-mnist` or `imagefolder:PATH`", self.data)
+        anyhow::bail!("unknown data `{}`; use auto, fashion-mnist, spam[:TOKENIZER.json] or imagefolder:PATH", self.data)
     }
 }
 

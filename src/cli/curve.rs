@@ -59,7 +59,7 @@ pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     let spec = CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?;
     let opts = args.task.run_options()?;
     let mut model = args.model.load()?;
-    let splits = args.data.load()?;
+    let splits = args.data.load_for(&model)?;
     let classes =
         model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
@@ -89,7 +89,7 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
         names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?;
     let opts = args.task.run_options()?;
     let mut model = args.model.load()?;
-    let splits = args.data.load()?;
+    let splits = args.data.load_for(&model)?;
     let classes =
         model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let task = Task::prepare(&splits, classes, &args.task.task_spec())?;

@@ -30,7 +30,7 @@ const DEMO_CRITERIA: [&str; 5] = ["lrp-epsilon", "lrp-zplus", "gradient", "weigh
 pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (mut model, manifest) = zoo::load("fmnist-resnet18")?;
-    let splits = args.data.load()?;
+    let splits = args.data.load_for(&model)?;
     out.say(format!("relprune demo — {}: {}", manifest.name, manifest.description));
     out.say(format!(
         "  {} parameters, trained by `relprune zoo train` ({} epochs)",

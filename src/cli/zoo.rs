@@ -1,6 +1,6 @@
 //! `relprune zoo`: list, train and evaluate the models relprune ships.
 
-use super::common::{progress, DataArgs, Output};
+use super::common::{progress, Output};
 use clap::{Args, Subcommand};
 use relprune::models::zoo;
 use relprune::train::{EpochRecord, TrainObserver};
@@ -19,8 +19,9 @@ enum ZooCommand {
     /// Train a zoo model from its committed recipe (resumes an interrupted run).
     Train {
         name: String,
-        #[command(flatten)]
-        data: DataArgs,
+        /// Folder of the Fashion-MNIST IDX files (default: $RELPRUNE_FMNIST_DIR or Debian's folder).
+        #[arg(long)]
+        fmnist_dir: Option<PathBuf>,
         /// Folder for checkpoints and resume state (default: $RELPRUNE_CACHE/zoo-work/NAME).
         #[arg(long)]
         work_dir: Option<PathBuf>,
@@ -28,8 +29,9 @@ enum ZooCommand {
     /// Measure a zoo model's accuracy and compare it with its manifest.
     Eval {
         name: String,
-        #[command(flatten)]
-        data: DataArgs,
+        /// Folder of the Fashion-MNIST IDX files (default: $RELPRUNE_FMNIST_DIR or Debian's folder).
+        #[arg(long)]
+        fmnist_dir: Option<PathBuf>,
     },
 }
 
@@ -39,7 +41,8 @@ struct Bars {
 
 impl TrainObserver for Bars {
     fn epoch_started(&mut self, epoch: usize, batches: usize) {
-        self.bar = Some(progress(batches as u64, &format!("epoch {}", epoch + 1)));
+        let what = if epoch == usize::MAX { "features".to_string() } else { format!("epoch {}", epoch + 1) };
+        self.bar = Some(progress(batches as u64, &what));
     }
     fn batch_done(&mut self, batch: usize, loss: f64) {
         if let Some(b) = &self.bar {
@@ -90,9 +93,9 @@ pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
             }
             out.emit(&rows)
         }
-        ZooCommand::Train { name, data, work_dir } => {
-            zoo::entry(&name)?;
-            let splits = data.load()?;
+        ZooCommand::Train { name, fmnist_dir, work_dir } => {
+            let recipe = (zoo::entry(&name)?.recipe)();
+            let splits = recipe.data.splits(fmnist_dir.as_deref())?;
             let work = work_dir.unwrap_or_else(|| cache_dir().join("zoo-work").join(&name));
             out.say(format!("training {name}; checkpoints in {}", work.display()));
             let m = zoo::train(&name, &splits, &work, &mut Bars { bar: None })?;
@@ -108,9 +111,9 @@ pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
             ));
             out.emit(&m)
         }
-        ZooCommand::Eval { name, data } => {
+        ZooCommand::Eval { name, fmnist_dir } => {
             let (model, manifest) = zoo::load(&name)?;
-            let splits = data.load()?;
+            let splits = manifest.recipe.data.splits(fmnist_dir.as_deref())?;
             let measured = zoo::measure(&model.graph, &splits)?;
             let same = measured == manifest.measured;
             out.say(format!(

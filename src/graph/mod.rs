@@ -154,13 +154,38 @@ impl Graph {
     /// the graph needs must be present with the right shape; keys the graph does not know are
     /// an error unless listed in the spec's `ignored_keys`.
     pub fn load_safetensors(&mut self, path: &Path) -> Result<()> {
-        let loaded = ParamStore::read_safetensors(path)?;
+        self.load_safetensors_files(&[path])
+    }
+
+    /// Loads the tensors a file has and keeps the current values of the others (a pretrained
+    /// encoder under a freshly initialised head). Unknown keys and wrong shapes are errors.
+    pub fn load_safetensors_partial(&mut self, path: &Path) -> Result<()> {
+        self.load_files(&[path], true)
+    }
+
+    /// Like [`Graph::load_safetensors`] with the union of several files (later files win), e.g.
+    /// a pretrained encoder plus a separately trained head.
+    pub fn load_safetensors_files(&mut self, paths: &[&Path]) -> Result<()> {
+        self.load_files(paths, false)
+    }
+
+    fn load_files(&mut self, paths: &[&Path], keep_current: bool) -> Result<()> {
+        let mut loaded = if keep_current { self.params.clone_shallow() } else { ParamStore::default() };
+        let mut from_files = std::collections::HashSet::new();
+        for p in paths {
+            for (k, t) in ParamStore::read_safetensors(p)?.iter() {
+                loaded.insert(k.clone(), t.shallow_clone());
+                from_files.insert(k.clone());
+            }
+        }
+        let path = paths.last().copied().unwrap_or(Path::new("<none>"));
         let mut next = self.params.clone_shallow();
         let used = self.bind(&loaded, &mut next, path)?;
-        let unknown: Vec<&String> = loaded
-            .keys()
+        let mut unknown: Vec<&String> = from_files
+            .iter()
             .filter(|k| !used.contains(*k) && !self.spec.ignored_keys.iter().any(|p| key_matches(p, k)))
             .collect();
+        unknown.sort();
         if !unknown.is_empty() {
             let shown: Vec<_> = unknown.iter().take(5).collect();
             return Err(Error::invalid(format!(

