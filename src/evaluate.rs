@@ -116,14 +116,15 @@ pub struct CurveOptions {
 }
 
 /// Measures accuracy at every rate, pruning the ranked components by masks (restored after
-/// each rate). `progress(rate_index)` is called after each rate.
+/// each rate). `progress(rate_index, accuracy)` is called after each rate; returning
+/// `ControlFlow::Break` stops the measurement with [`crate::Error::Interrupted`].
 pub fn accuracy_curve(
     graph: &mut Graph,
     comps: &crate::components::ComponentSet,
     ranking: &crate::ranking::Ranking,
     split: &Subset,
     opts: &CurveOptions,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> std::ops::ControlFlow<()>,
 ) -> Result<Curve> {
     if split.is_empty() {
         crate::bail!("the evaluation split is empty (after class restriction?)");
@@ -155,7 +156,9 @@ pub fn accuracy_curve(
             accuracy(&guard, split, &opts.eval)?
         };
         accuracies.push(acc);
-        progress(i, acc);
+        if progress(i, acc).is_break() {
+            return Err(crate::Error::Interrupted(format!("curve stopped by the caller after rate {rate}")));
+        }
         at_chance = if acc <= chance + 0.01 { at_chance + 1 } else { 0 };
         if opts.stop_at_chance && at_chance >= 2 && i + 1 < opts.rates.len() {
             filled_from = Some(i + 1);

@@ -165,6 +165,22 @@ pub fn measure_curve(
         stop_at_chance: opts.stop_at_chance,
     };
     accuracy_curve(graph, comps, &ranking, &task.eval, &copts, &mut |index, accuracy| {
-        progress(Stage::Rate { index, rate: opts.rates[index], accuracy })
+        progress(Stage::Rate { index, rate: opts.rates[index], accuracy });
+        std::ops::ControlFlow::Continue(())
     })
+}
+
+/// Like [`measure_curve`], but `step(rate_index, accuracy)` may stop the measurement early
+/// (it then returns [`crate::Error::Interrupted`]).
+pub fn measure_curve_until(
+    graph: &mut Graph,
+    comps: &ComponentSet,
+    scores: &Scores,
+    task: &Task,
+    opts: &RunOptions,
+    step: &mut dyn FnMut(usize, f64) -> std::ops::ControlFlow<()>,
+) -> Result<Curve> {
+    let ranking = Ranking::new(scores, opts.order);
+    let copts = CurveOptions { rates: opts.rates.clone(), eval: task.eval_options(opts.eval_batch), stop_at_chance: opts.stop_at_chance };
+    accuracy_curve(graph, comps, &ranking, &task.eval, &copts, step)
 }

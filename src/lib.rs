@@ -13,6 +13,7 @@ pub mod experiment;
 pub mod graph;
 pub mod masking;
 pub mod models;
+pub mod optimize;
 pub mod ranking;
 pub mod report;
 pub mod runtime;

@@ -1,0 +1,193 @@
+//! Optimising the attribution method for pruning: a search space (plain data), samplers (TPE,
+//! a Gaussian-process optimiser, random, grid), a median pruner, an objective (A_PR on the
+//! validation split), and studies stored in SQLite or PostgreSQL so that runs resume after a
+//! crash and several workers share one study.
+//!
+//! The samplers are implemented here rather than taken from a crate: no maintained Rust crate
+//! offers TPE with categorical, conditional parameters and a shared trial history (the `tpe`
+//! crate samples one independent parameter at a time and keeps no study). The algorithms follow
+//! Optuna's defaults and are pinned by tests (`tests/optimize.rs`).
+
+mod gp;
+pub mod importance;
+pub mod objective;
+mod postgres;
+pub mod sampler;
+pub mod space;
+mod sqlite;
+pub mod storage;
+mod tpe;
+
+pub use objective::{Objective, TrialOutcome};
+pub use sampler::{Sampler, SamplerKind};
+pub use space::{Params, SearchSpace};
+pub use storage::{connect, StudyDefinition, StudyStore};
+
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
+
+/// Where a trial stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    Running,
+    Complete,
+    /// Stopped early by the pruner; its value is the last intermediate value.
+    Pruned,
+    /// The objective raised an error (recorded with its message); counts toward the budget.
+    Failed,
+    /// Its worker died; does not count toward the budget, so the study re-runs it.
+    Interrupted,
+}
+
+impl TrialState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrialState::Running => "running",
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+            TrialState::Interrupted => "interrupted",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "running" => TrialState::Running,
+            "complete" => TrialState::Complete,
+            "pruned" => TrialState::Pruned,
+            "failed" => TrialState::Failed,
+            "interrupted" => TrialState::Interrupted,
+            other => crate::bail!("unknown trial state `{other}` in storage"),
+        })
+    }
+}
+
+/// One trial of a study.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Trial {
+    pub id: i64,
+    pub number: i64,
+    pub state: TrialState,
+    pub params: Params,
+    /// The objective (A_PR on validation) when complete; the last intermediate value when pruned.
+    pub value: Option<f64>,
+    pub message: Option<String>,
+    pub worker: String,
+    pub started: i64,
+    pub finished: Option<i64>,
+    /// (step, value): the running mean accuracy after each rate.
+    pub intermediate: Vec<(i64, f64)>,
+}
+
+/// Median stopping rule: after `warmup_steps` rates, stop a trial whose running value is below
+/// the median of the completed trials' values at the same step (once `startup_trials` exist).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct MedianPruner {
+    pub startup_trials: usize,
+    pub warmup_steps: i64,
+}
+
+impl Default for MedianPruner {
+    fn default() -> Self {
+        MedianPruner { startup_trials: 5, warmup_steps: 3 }
+    }
+}
+
+impl MedianPruner {
+    pub fn should_prune(&self, step: i64, value: f64, history: &[Trial]) -> bool {
+        if step < self.warmup_steps {
+            return false;
+        }
+        let mut at: Vec<f64> = history
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| t.intermediate.iter().find(|(s, _)| *s == step).map(|(_, v)| *v))
+            .collect();
+        if at.len() < self.startup_trials {
+            return false;
+        }
+        at.sort_by(f64::total_cmp);
+        let n = at.len();
+        let median = if n % 2 == 1 { at[n / 2] } else { (at[n / 2 - 1] + at[n / 2]) / 2.0 };
+        value < median
+    }
+}
+
+/// What one worker did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    pub completed: usize,
+    pub pruned: usize,
+    pub failed: usize,
+}
+
+/// Progress callbacks of a worker.
+pub trait StudyObserver {
+    fn trial_started(&mut self, _trial: &Trial) {}
+    fn trial_finished(&mut self, _trial: &Trial, _state: TrialState, _value: Option<f64>, _best: Option<f64>) {}
+}
+
+/// Runs trials until the study holds `budget` trials (interrupted ones excluded): claims a
+/// trial (sampling its parameters with every finished trial in view), evaluates it with
+/// intermediate reports, and records the outcome. The first trial of a study evaluates
+/// `first` (the default configuration) when given, so the result is never below it.
+pub fn run_worker(
+    store: &mut StudyStore,
+    space: &SearchSpace,
+    sampler: &dyn Sampler,
+    pruner: Option<MedianPruner>,
+    objective: &mut dyn Objective,
+    budget: usize,
+    first: Option<&Params>,
+    observer: &mut dyn StudyObserver,
+) -> Result<WorkerSummary> {
+    let mut summary = WorkerSummary::default();
+    loop {
+        let mut snapshot = Vec::new();
+        let claimed = store.claim(budget, &mut |history, number| {
+            snapshot = history.to_vec();
+            match first {
+                Some(p) if number == 0 => Ok(p.clone()),
+                _ => sampler.sample(space, history, number),
+            }
+        })?;
+        let Some(trial) = claimed else { break };
+        observer.trial_started(&trial);
+        let mut report_err = None;
+        let outcome = objective.evaluate(&trial.params, &mut |step, value| {
+            if let Err(e) = store.report(trial.id, step, value) {
+                report_err = Some(e);
+                return true;
+            }
+            pruner.is_some_and(|p| p.should_prune(step, value, &snapshot))
+        });
+        if let Some(e) = report_err {
+            return Err(e);
+        }
+        let (state, value, message) = match outcome {
+            Ok(TrialOutcome::Complete(v)) => (TrialState::Complete, Some(v), None),
+            Ok(TrialOutcome::Pruned(v)) => (TrialState::Pruned, Some(v), None),
+            Err(e) => (TrialState::Failed, None, Some(e.to_string())),
+        };
+        store.finish(trial.id, state, value, message)?;
+        match state {
+            TrialState::Complete => summary.completed += 1,
+            TrialState::Pruned => summary.pruned += 1,
+            _ => summary.failed += 1,
+        }
+        let best = best_trial(&store.trials()?).and_then(|t| t.value);
+        observer.trial_finished(&trial, state, value, best);
+    }
+    Ok(summary)
+}
+
+/// The completed trial with the highest value (ties: the earliest).
+pub fn best_trial(trials: &[Trial]) -> Option<&Trial> {
+    trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.value.is_some())
+        .fold(None, |best: Option<&Trial>, t| match best {
+            Some(b) if b.value >= t.value => Some(b),
+            _ => Some(t),
+        })
+}

@@ -1,0 +1,322 @@
+//! The search space: plain data (YAML) the user can edit. Each entry is a parameter of the
+//! attribution method; a list is a categorical choice, `{log: [lo, hi]}` / `{uniform: [lo, hi]}`
+//! a continuous range, a scalar a fixed value; `when: {other: value}` makes a parameter
+//! conditional (it exists only in trials where `other` took one of the given values).
+//!
+//! ```yaml
+//! low_rule: [epsilon, gamma, zplus, alphabeta]
+//! low_epsilon: {log: [1.0e-9, 1.0], when: {low_rule: epsilon}}
+//! low_gamma: {log: [1.0e-3, 10.0], when: {low_rule: gamma}}
+//! softmax: [attn_lrp, cp, zplus, zplus_bias]
+//! absolute: [true, false]
+//! ```
+//!
+//! Known parameters: `{low,mid,high,fc}_rule` (epsilon, gamma, zplus, alphabeta = α2β1),
+//! `{group}_epsilon`, `{group}_gamma`, `softmax`, `absolute`, `initial` (one_hot, logit),
+//! `batch_norm` (merge, pass), `refs_per_class`. Anything else is rejected.
+
+use crate::attribution::lrp::{BatchNormTreatment, GroupRules, InitialRelevance, LrpConfig, Rule, SoftmaxRule};
+use crate::attribution::CriterionSpec;
+use crate::components::DepthGroup;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Parameter values of one trial.
+pub type Params = BTreeMap<String, Value>;
+
+/// Where a parameter's values come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Domain {
+    Categorical(Vec<Value>),
+    Float { low: f64, high: f64, log: bool },
+}
+
+/// One parameter of the space.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Param {
+    pub name: String,
+    pub domain: Domain,
+    /// Active only when the named (earlier) parameter takes one of these values.
+    pub when: Option<(String, Vec<Value>)>,
+}
+
+/// An ordered list of parameters (conditions refer to earlier ones).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchSpace {
+    pub params: Vec<Param>,
+}
+
+const RULES: [&str; 4] = ["epsilon", "gamma", "zplus", "alphabeta"];
+
+fn group_param(name: &str) -> Option<(DepthGroup, &str)> {
+    let (g, what) = name.split_once('_')?;
+    Some((g.parse().ok()?, what))
+}
+
+/// Checks one value of a known parameter.
+fn check_value(name: &str, v: &Value) -> Result<()> {
+    let bad = |what: &str| Err(Error::invalid(format!("search space: `{name}` takes {what}, got {v}")));
+    match group_param(name).map(|(_, w)| w).unwrap_or(name) {
+        "rule" => match v.as_str() {
+            Some(r) if RULES.contains(&r) => Ok(()),
+            _ => bad("epsilon, gamma, zplus or alphabeta"),
+        },
+        "epsilon" => match v.as_f64() {
+            Some(x) if x > 0.0 && x.is_finite() => Ok(()),
+            _ => bad("a positive number"),
+        },
+        "gamma" => match v.as_f64() {
+            Some(x) if x >= 0.0 && x.is_finite() => Ok(()),
+            _ => bad("a non-negative number"),
+        },
+        "softmax" => match v.as_str().map(SoftmaxRule::parse) {
+            Some(Ok(_)) => Ok(()),
+            _ => bad("attn_lrp, cp, zplus or zplus_bias"),
+        },
+        "absolute" => match v {
+            Value::Bool(_) => Ok(()),
+            _ => bad("true or false"),
+        },
+        "initial" => match v.as_str() {
+            Some("one_hot" | "logit") => Ok(()),
+            _ => bad("one_hot or logit"),
+        },
+        "batch_norm" => match v.as_str() {
+            Some("merge" | "pass") => Ok(()),
+            _ => bad("merge or pass"),
+        },
+        "refs_per_class" => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(()),
+            _ => bad("a positive integer"),
+        },
+        _ => Err(Error::invalid(format!(
+            "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule, {{group}}_epsilon, {{group}}_gamma, \
+             softmax, absolute, initial, batch_norm, refs_per_class"
+        ))),
+    }
+}
+
+fn is_float_param(name: &str) -> bool {
+    matches!(group_param(name).map(|(_, w)| w), Some("epsilon" | "gamma"))
+}
+
+impl SearchSpace {
+    /// Parses and validates YAML (or JSON, a subset of YAML).
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        let raw: serde_yaml_ng::Mapping =
+            serde_yaml_ng::from_str(text).map_err(|e| Error::invalid(format!("search space is not a YAML mapping: {e}")))?;
+        let mut params = Vec::new();
+        for (k, v) in raw {
+            let name = k.as_str().ok_or_else(|| Error::invalid(format!("search space key {k:?} is not a string")))?.to_string();
+            let v: Value = serde_json::to_value(&v).map_err(Error::json(format!("search space entry `{name}`")))?;
+            params.push(Self::parse_param(name, v)?);
+        }
+        let space = SearchSpace { params };
+        space.validate()?;
+        Ok(space)
+    }
+
+    fn parse_param(name: String, v: Value) -> Result<Param> {
+        let (domain, when) = match v {
+            Value::Array(choices) => (Domain::Categorical(choices), None),
+            Value::Object(map) => {
+                let mut domain = None;
+                let mut when = None;
+                for (k, val) in map {
+                    match k.as_str() {
+                        "log" | "uniform" => {
+                            let pair: Option<(f64, f64)> = val.as_array().and_then(|a| match a.as_slice() {
+                                [lo, hi] => Some((lo.as_f64()?, hi.as_f64()?)),
+                                _ => None,
+                            });
+                            let (low, high) = pair.ok_or_else(|| {
+                                Error::invalid(format!("search space: `{name}.{k}` needs [low, high]"))
+                            })?;
+                            domain = Some(Domain::Float { low, high, log: k == "log" });
+                        }
+                        "choice" => {
+                            let c = val.as_array().cloned().ok_or_else(|| {
+                                Error::invalid(format!("search space: `{name}.choice` needs a list"))
+                            })?;
+                            domain = Some(Domain::Categorical(c));
+                        }
+                        "when" => {
+                            let m = val.as_object().filter(|m| m.len() == 1).ok_or_else(|| {
+                                Error::invalid(format!("search space: `{name}.when` needs one `param: value(s)` entry"))
+                            })?;
+                            let (p, vals) = m.iter().next().expect("one entry");
+                            let vals = match vals {
+                                Value::Array(a) => a.clone(),
+                                v => vec![v.clone()],
+                            };
+                            when = Some((p.clone(), vals));
+                        }
+                        other => crate::bail!(
+                            "search space: unknown key `{other}` in `{name}`; use log, uniform, choice and when"
+                        ),
+                    }
+                }
+                let domain = domain.ok_or_else(|| Error::invalid(format!("search space: `{name}` needs log, uniform or choice")))?;
+                (domain, when)
+            }
+            scalar => (Domain::Categorical(vec![scalar]), None),
+        };
+        Ok(Param { name, domain, when })
+    }
+
+    /// Rejects unknown names, impossible values, bad ranges, dangling conditions and spaces
+    /// without a free parameter.
+    pub fn validate(&self) -> Result<()> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut free = false;
+        for p in &self.params {
+            if seen.contains(&p.name.as_str()) {
+                crate::bail!("search space: `{}` appears twice", p.name);
+            }
+            match &p.domain {
+                Domain::Categorical(c) => {
+                    if c.is_empty() {
+                        crate::bail!("search space: `{}` has no choices", p.name);
+                    }
+                    for v in c {
+                        check_value(&p.name, v)?;
+                    }
+                    free |= c.len() > 1;
+                }
+                Domain::Float { low, high, log } => {
+                    if !is_float_param(&p.name) {
+                        crate::bail!("search space: `{}` is not continuous; give a list of choices", p.name);
+                    }
+                    check_value(&p.name, &Value::from(*low))?;
+                    check_value(&p.name, &Value::from(*high))?;
+                    if !(low < high) {
+                        crate::bail!("search space: `{}` range [{low}, {high}] is empty", p.name);
+                    }
+                    if *log && *low <= 0.0 {
+                        crate::bail!("search space: `{}` log range must be positive", p.name);
+                    }
+                    free = true;
+                }
+            }
+            if let Some((other, vals)) = &p.when {
+                let Some(o) = self.params.iter().find(|q| &q.name == other).filter(|_| seen.contains(&other.as_str())) else {
+                    crate::bail!("search space: `{}` depends on `{other}`, which must be listed before it", p.name);
+                };
+                for v in vals {
+                    check_value(&o.name, v)?;
+                }
+            }
+            seen.push(&p.name);
+        }
+        if !free {
+            crate::bail!("the search space has no free parameter (every entry is fixed); nothing to optimise");
+        }
+        Ok(())
+    }
+
+    /// Whether parameter `p` is active given the values chosen so far.
+    pub fn active(p: &Param, chosen: &Params) -> bool {
+        match &p.when {
+            None => true,
+            Some((other, vals)) => chosen.get(other).is_some_and(|v| vals.contains(v)),
+        }
+    }
+
+    /// The default space: a rule per depth group with its ε / γ, |R| vs signed R, and for
+    /// transformers the softmax treatment.
+    pub fn default_for(transformer: bool) -> Self {
+        let mut yaml = String::new();
+        for g in ["low", "mid", "high", "fc"] {
+            yaml += &format!(
+                "{g}_rule: [epsilon, gamma, zplus, alphabeta]\n\
+                 {g}_epsilon: {{log: [1.0e-9, 1.0], when: {{{g}_rule: epsilon}}}}\n\
+                 {g}_gamma: {{log: [1.0e-3, 10.0], when: {{{g}_rule: gamma}}}}\n"
+            );
+        }
+        if transformer {
+            yaml += "softmax: [attn_lrp, cp, zplus, zplus_bias]\n";
+        }
+        yaml += "absolute: [true, false]\n";
+        Self::from_yaml(&yaml).expect("the default space is valid")
+    }
+
+    /// YAML text of this space (what `from_yaml` reads).
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        for p in &self.params {
+            let dom = match &p.domain {
+                Domain::Categorical(c) if c.len() == 1 => c[0].to_string(),
+                Domain::Categorical(c) => format!("[{}]", c.iter().map(|v| v.to_string().replace('"', "")).collect::<Vec<_>>().join(", ")),
+                Domain::Float { low, high, log } => format!("{}: [{low:e}, {high:e}]", if *log { "log" } else { "uniform" }),
+            };
+            out += &match (&p.domain, &p.when) {
+                (Domain::Float { .. }, Some((o, v))) => format!("{}: {{{dom}, when: {{{o}: {}}}}}\n", p.name, v[0]),
+                (Domain::Float { .. }, None) => format!("{}: {{{dom}}}\n", p.name),
+                (_, Some((o, v))) => format!("{}: {{choice: {dom}, when: {{{o}: {}}}}}\n", p.name, v[0]),
+                (_, None) => format!("{}: {dom}\n", p.name),
+            };
+        }
+        out
+    }
+
+    /// The parameters of the default configuration (LRP-ε everywhere, |R|) where the space
+    /// allows them; enqueued as a study's first trial.
+    pub fn default_params(&self) -> Params {
+        let mut p = Params::new();
+        for param in &self.params {
+            if !Self::active(param, &p) {
+                continue;
+            }
+            let want: Value = match group_param(&param.name).map(|(_, w)| w).unwrap_or(&param.name) {
+                "rule" => "epsilon".into(),
+                "epsilon" => 1e-6.into(),
+                "gamma" => 0.25.into(),
+                "softmax" => "attn_lrp".into(),
+                "absolute" => true.into(),
+                "initial" => "one_hot".into(),
+                "batch_norm" => "merge".into(),
+                _ => 10.into(),
+            };
+            let v = match &param.domain {
+                Domain::Categorical(c) => if c.contains(&want) { want } else { c[0].clone() },
+                Domain::Float { low, high, .. } => want.as_f64().unwrap_or(*low).clamp(*low, *high).into(),
+            };
+            p.insert(param.name.clone(), v);
+        }
+        p
+    }
+
+    /// The LRP criterion (and references per class, if searched) a trial's parameters describe.
+    pub fn criterion(params: &Params) -> Result<(CriterionSpec, Option<usize>)> {
+        let mut rules = GroupRules::all(Rule::Epsilon { epsilon: 1e-6 });
+        for g in DepthGroup::ALL {
+            let n = g.name();
+            let rule = match params.get(&format!("{n}_rule")).and_then(Value::as_str).unwrap_or("epsilon") {
+                "epsilon" => Rule::Epsilon { epsilon: params.get(&format!("{n}_epsilon")).and_then(Value::as_f64).unwrap_or(1e-6) },
+                "gamma" => Rule::Gamma { gamma: params.get(&format!("{n}_gamma")).and_then(Value::as_f64) },
+                "zplus" => Rule::Zplus,
+                "alphabeta" => Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
+                r => crate::bail!("unknown rule `{r}` in trial parameters"),
+            };
+            rules.set(g, rule);
+        }
+        let mut lrp = LrpConfig::new(rules);
+        if let Some(s) = params.get("softmax").and_then(Value::as_str) {
+            lrp.softmax = SoftmaxRule::parse(s)?;
+        }
+        if params.get("initial").and_then(Value::as_str) == Some("logit") {
+            lrp.initial = InitialRelevance::Logit;
+        }
+        if params.get("batch_norm").and_then(Value::as_str) == Some("pass") {
+            lrp.batch_norm = BatchNormTreatment::Pass;
+        }
+        let absolute = params.get("absolute").and_then(Value::as_bool).unwrap_or(true);
+        let refs = params.get("refs_per_class").and_then(Value::as_u64).map(|n| n as usize);
+        let spec = CriterionSpec::Lrp { label: None, lrp, absolute };
+        spec.check()?;
+        Ok((spec, refs))
+    }
+}
