@@ -14,7 +14,7 @@ need_pkgs=()
   || need_pkgs+=(dataset-fashion-mnist)
 command -v npm >/dev/null || need_pkgs+=(npm)
 if [ "$mode" != "--runtime" ]; then
-  command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_pkgs+=(postgresql)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

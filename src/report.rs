@@ -180,3 +180,45 @@ pub fn write_curves(dir: &Path, stem: &str, report: &CurvesReport) -> Result<(st
     crate::util::write_json_atomic(&json, report)?;
     Ok((json, png))
 }
+
+/// A horizontal bar chart (e.g. parameter importances), written atomically as PNG.
+pub fn bar_plot(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<()> {
+    ensure_font();
+    crate::util::with_atomic_path(path, |tmp| {
+        let tmp_png = tmp.with_extension("png");
+        {
+            let h = 120 + 32 * bars.len().max(1) as u32;
+            let root = BitMapBackend::new(&tmp_png, (960, h)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1e-9);
+            let n = bars.len().max(1) as i32;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 22))
+                .margin(16)
+                .x_label_area_size(36)
+                .y_label_area_size(220)
+                .build_cartesian_2d(0.0..max * 1.1, (0..n).into_segmented())
+                .map_err(plot_err)?;
+            let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(bars.len())
+                .y_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_err)?;
+            chart
+                .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                    let i = i as i32;
+                    Rectangle::new([(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], Palette99::pick(0).filled())
+                }))
+                .map_err(plot_err)?;
+            root.present().map_err(plot_err)?;
+        }
+        std::fs::rename(&tmp_png, tmp).map_err(Error::io("move", tmp))
+    })
+}

@@ -6,6 +6,7 @@ mod components;
 mod curve;
 mod demo;
 mod info;
+mod optimize;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,12 @@ enum Command {
     Curve(curve::CurveArgs),
     /// Compare criteria on the same references and evaluation samples.
     Compare(curve::CompareArgs),
+    /// Optimise the LRP hyperparameters for pruning (Bayesian search, resumable, distributed).
+    Optimize(optimize::OptimizeArgs),
+    /// Inspect stored optimisation studies.
+    Study(optimize::StudyArgs),
+    /// Print the default search space (YAML) to start an edited one from.
+    Space(optimize::SpaceArgs),
     /// The bundled demonstration on Fashion-MNIST.
     Demo(demo::DemoArgs),
     /// The model zoo: list, train and evaluate bundled models.
@@ -51,6 +58,9 @@ pub fn run() -> anyhow::Result<()> {
         Command::Components(a) => components::run(a, &out),
         Command::Curve(a) => curve::run_curve(a, &out),
         Command::Compare(a) => curve::run_compare(a, &out),
+        Command::Optimize(a) => optimize::run_optimize(a, &out),
+        Command::Study(a) => optimize::run_study(a, &out),
+        Command::Space(a) => optimize::run_space(a, &out),
         Command::Demo(a) => demo::run(a, &out),
         Command::Zoo(a) => zoo::run(a, &out),
     }

@@ -118,7 +118,7 @@ fn vgg16bn_recipe() -> Recipe {
 
 fn vit_recipe() -> Recipe {
     Recipe {
-        architecture: Architecture::parse("vit:size=28,patch=4,layers=6,heads=8,dim=64,mlp=256,in=1,classes=10")
+        architecture: Architecture::parse("vit:size=28,patch=7,layers=6,heads=8,dim=64,mlp=256,in=1,classes=10")
             .expect("valid"),
         data: ZooData::FashionMnist,
         train: TrainConfig {
@@ -170,7 +170,7 @@ pub const ZOO: &[ZooEntry] = &[
     },
     ZooEntry {
         name: "fmnist-vit",
-        description: "ViT (torchvision layout: patch 4, 6 layers, 8 heads, width 64, MLP 256) on Fashion-MNIST",
+        description: "ViT (torchvision layout: 7×7 patches, 6 layers, 8 heads, width 64, MLP 256) on Fashion-MNIST",
         recipe: vit_recipe,
     },
     ZooEntry {

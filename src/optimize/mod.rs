@@ -127,6 +127,7 @@ pub trait StudyObserver {
     fn trial_finished(&mut self, _trial: &Trial, _state: TrialState, _value: Option<f64>, _best: Option<f64>) {}
 }
 
+#[allow(clippy::too_many_arguments)] // each argument is one independent part of a study run
 /// Runs trials until the study holds `budget` trials (interrupted ones excluded): claims a
 /// trial (sampling its parameters with every finished trial in view), evaluates it with
 /// intermediate reports, and records the outcome. The first trial of a study evaluates

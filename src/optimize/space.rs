@@ -192,7 +192,7 @@ impl SearchSpace {
                     }
                     check_value(&p.name, &Value::from(*low))?;
                     check_value(&p.name, &Value::from(*high))?;
-                    if !(low < high) {
+                    if low.partial_cmp(high) != Some(std::cmp::Ordering::Less) {
                         crate::bail!("search space: `{}` range [{low}, {high}] is empty", p.name);
                     }
                     if *log && *low <= 0.0 {

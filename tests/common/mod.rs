@@ -80,3 +80,93 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     let scale = b.abs().max().double_value(&[]).max(1e-12);
     diff / scale
 }
+
+/// A private PostgreSQL server on loopback for the test's lifetime (Debian's binaries; as
+/// root the server runs as the `postgres` user, since PostgreSQL refuses to run as root).
+pub struct PgServer {
+    pub url: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+fn run_pg(as_postgres: bool, cmd: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    } else {
+        Command::new(cmd)
+    };
+    c.args(args).current_dir("/tmp").output().expect("run a PostgreSQL binary")
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (./run-tests installs the Debian package)")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").is_file())
+            .expect("initdb under /usr/lib/postgresql/*/bin");
+        let as_postgres = unsafe_is_root();
+        let dir = std::env::temp_dir().join(format!("relprune-pg-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if as_postgres {
+            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap().success());
+        }
+        let data = dir.join("data");
+        let o = run_pg(as_postgres, &bin.join("initdb"), &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        assert!(o.status.success(), "initdb: {}", String::from_utf8_lossy(&o.stderr));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {}", dir.display());
+        let log = dir.join("log.txt");
+        let o = run_pg(as_postgres, &bin.join("pg_ctl"), &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
+        assert!(o.status.success(), "pg_ctl start: {} {}", String::from_utf8_lossy(&o.stderr), std::fs::read_to_string(&log).unwrap_or_default());
+        PgServer { url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"), dir, bin, as_postgres }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = run_pg(self.as_postgres, &self.bin.join("pg_ctl"), &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+}
+
+/// Writes a small synthetic Fashion-MNIST folder (8×8 images; class = position of a bright bar).
+pub fn synthetic_fmnist(dir: &Path, n_train: usize, n_test: usize) {
+    use relprune::data::idx::encode_idx;
+    for (prefix, n, seed) in [("train", n_train, 1u64), ("t10k", n_test, 2)] {
+        let mut s = seed;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 33) as u8
+        };
+        let mut imgs = Vec::with_capacity(n * 64);
+        for i in 0..n {
+            let c = i % 10;
+            for y in 0..8 {
+                for x in 0..8 {
+                    let base = next() / 3;
+                    imgs.push(if (y * 8 + x) % 10 == c { base.saturating_add(160) } else { base });
+                }
+            }
+        }
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), encode_idx(&[n, 8, 8], &imgs)).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_idx(&[n], &labels)).unwrap();
+    }
+}

@@ -1,0 +1,278 @@
+//! `relprune optimize`, `relprune study show` and `relprune space`: Bayesian optimisation of
+//! the attribution method for pruning, its stored studies and search spaces.
+
+use super::common::{progress, run_with_progress, summary_table, DataArgs, ModelArgs, Output, TaskArgs};
+use super::curve::parse_criterion;
+use clap::{Args, Subcommand};
+use relprune::attribution::spec::DEFAULT_COMPARISON;
+use relprune::attribution::CriterionSpec;
+use relprune::components::{ComponentKind, ComponentSet};
+use relprune::experiment::Task;
+use relprune::optimize::objective::PruningObjective;
+use relprune::optimize::{
+    best_trial, connect, importance, run_worker, MedianPruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
+    StudyStore, Trial, TrialState,
+};
+use relprune::report::{bar_plot, line_plot, write_curves, CurvesReport, LinePlot, RunHeader, Series};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct OptimizeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    task: TaskArgs,
+    /// Search space (YAML); default: rules per depth group with ε/γ, |R| vs signed, and the softmax
+    /// treatment for transformers (`relprune space` prints it).
+    #[arg(long)]
+    space: Option<PathBuf>,
+    /// Trial budget of the study (all workers together).
+    #[arg(long, default_value_t = 30)]
+    trials: usize,
+    #[arg(long, value_enum, default_value = "tpe")]
+    sampler: SamplerKind,
+    /// Seed of the sampler (default: --seed).
+    #[arg(long)]
+    sampler_seed: Option<u64>,
+    /// Do not stop hopeless trials early (median rule).
+    #[arg(long)]
+    no_pruner: bool,
+    /// Validation samples the objective evaluates on (0 = the whole validation split).
+    #[arg(long, default_value_t = 1000)]
+    val_samples: usize,
+    /// Study storage: sqlite:PATH (default: OUT/study.sqlite) or postgresql://user@host:port/db.
+    #[arg(long)]
+    storage: Option<String>,
+    /// Study name (default: derived from model, component, classes and seed).
+    #[arg(long)]
+    study: Option<String>,
+    /// Criteria the winner is compared with on the test split ("none" to skip the report).
+    #[arg(long, value_delimiter = ',')]
+    report: Option<Vec<String>>,
+    /// Output folder: best-rules.yaml, history.png, importance.png, summary.json, test-compare.*.
+    #[arg(long, default_value = "out/optimize")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct StudyArgs {
+    #[command(subcommand)]
+    command: StudyCommand,
+}
+
+#[derive(Subcommand)]
+enum StudyCommand {
+    /// List a study's trials.
+    Show {
+        /// sqlite:PATH or postgresql://…
+        #[arg(long)]
+        storage: String,
+        #[arg(long)]
+        study: String,
+    },
+}
+
+#[derive(Args)]
+pub struct SpaceArgs {
+    /// Print the default space for transformers (adds the softmax treatment).
+    #[arg(long)]
+    transformer: bool,
+}
+
+struct Bar {
+    pb: indicatif::ProgressBar,
+}
+
+impl StudyObserver for Bar {
+    fn trial_started(&mut self, t: &Trial) {
+        self.pb.set_message(format!("trial {}", t.number));
+    }
+    fn trial_finished(&mut self, t: &Trial, state: TrialState, value: Option<f64>, best: Option<f64>) {
+        self.pb.inc(1);
+        self.pb.set_message(format!("best A_PR {:.4}", best.unwrap_or(f64::NAN)));
+        self.pb.println(format!(
+            "trial {:>3} {:<9} {}",
+            t.number,
+            state.name(),
+            value.map(|v| format!("{v:.4}")).unwrap_or_default()
+        ));
+    }
+}
+
+fn study_definition(args: &OptimizeArgs, model: &relprune::models::LoadedModel, space: &SearchSpace, kind: ComponentKind) -> StudyDefinition {
+    let mut task = args.task.task_spec();
+    task.split = relprune::data::SplitName::Val;
+    task.eval_samples = args.val_samples;
+    StudyDefinition {
+        space: space.clone(),
+        objective: serde_json::json!({
+            "model": model.name, "origin": model.origin, "component": kind, "task": task,
+            "rates": args.task.rates, "objective": "A_PR on the validation split",
+        }),
+    }
+}
+
+pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
+    let opts = args.task.run_options()?;
+    let mut model = args.model.load()?;
+    let splits = args.data.load_for(&model)?;
+    let kind = args.task.kind(&model.graph);
+    let comps = ComponentSet::find(&model.graph, kind)?;
+    let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention { .. }));
+    let space = match &args.space {
+        Some(p) => SearchSpace::from_yaml(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?)?,
+        None => SearchSpace::default_for(transformer),
+    };
+    let classes = model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
+    let study_name = args.study.clone().unwrap_or_else(|| {
+        format!("{}-{}-c{}-s{}", model.name, kind, args.task.classes.map(|c| c.to_string()).unwrap_or("all".into()), args.task.seed)
+    });
+    let storage = args.storage.clone().unwrap_or_else(|| format!("sqlite:{}", args.out.join("study.sqlite").display()));
+    let def = study_definition(&args, &model, &space, kind);
+    let mut store = StudyStore::open(connect(&storage)?, &study_name, &def)?;
+    let sampler = args.sampler.build(args.sampler_seed.unwrap_or(args.task.seed));
+    let before = store.trials()?;
+    out.say(format!(
+        "study `{study_name}` in {}: {} of {} trials done; sampler {}, {} {} of {}; objective A_PR on {} validation samples",
+        redact(&storage),
+        before.iter().filter(|t| t.state != TrialState::Interrupted && t.state != TrialState::Running).count(),
+        args.trials,
+        sampler.name(),
+        comps.total,
+        kind,
+        model.name,
+        if args.val_samples == 0 { "all".to_string() } else { args.val_samples.to_string() }
+    ));
+    let first = space.default_params();
+    {
+        let mut task = args.task.task_spec();
+        task.eval_samples = args.val_samples;
+        let mut objective = PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?;
+        let pb = progress(args.trials as u64, "optimising");
+        pb.set_position(before.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count() as u64);
+        let pruner = (!args.no_pruner).then(MedianPruner::default);
+        let summary = run_worker(&mut store, &space, sampler.as_ref(), pruner, &mut objective, args.trials, Some(&first), &mut Bar { pb: pb.clone() })?;
+        pb.finish_and_clear();
+        out.say(format!("this worker: {} complete, {} pruned, {} failed", summary.completed, summary.pruned, summary.failed));
+    }
+    let trials = store.trials()?;
+    let best = best_trial(&trials).ok_or_else(|| anyhow::anyhow!("no trial of study `{study_name}` completed; see `relprune study show`"))?;
+    let (best_spec, best_refs) = SearchSpace::criterion(&best.params)?;
+    std::fs::create_dir_all(&args.out)?;
+    let rules_path = args.out.join("best-rules.yaml");
+    best_spec.to_file(&rules_path)?;
+    out.say(format!("best: trial {} with validation A_PR {:.4}; rules written to {}", best.number, best.value.unwrap_or(0.0), rules_path.display()));
+    write_history_plot(&args.out.join("history.png"), &study_name, &trials)?;
+    let imp = importance::importances(&space, &trials);
+    bar_plot(&args.out.join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
+
+    // The result is the winner's curve on the test split next to LRP-ε and the baselines.
+    let names: Vec<String> = args.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
+    let mut test_results = Vec::new();
+    let mut test_header = None;
+    if names.first().map(String::as_str) != Some("none") {
+        let mut task_spec = args.task.task_spec();
+        task_spec.split = relprune::data::SplitName::Test;
+        if let Some(r) = best_refs {
+            task_spec.refs_per_class = r;
+        }
+        let task = Task::prepare(&splits, classes, &task_spec)?;
+        let mut specs = vec![match best_spec.clone() {
+            CriterionSpec::Lrp { lrp, absolute, .. } => CriterionSpec::Lrp { label: Some("lrp-optimised".into()), lrp, absolute },
+            s => s,
+        }];
+        for n in &names {
+            specs.push(parse_criterion(n, args.task.seed)?);
+        }
+        for s in &specs {
+            test_results.push(run_with_progress(&mut model.graph, &comps, &task, s, &opts)?);
+        }
+        test_results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
+        out.say("test split (the reported result):");
+        out.say(summary_table(&test_results));
+        let report = CurvesReport { header: RunHeader::new(&model, &task), results: test_results.clone() };
+        write_curves(&args.out, "test-compare", &report)?;
+        test_header = Some(report.header);
+    }
+    let summary = serde_json::json!({
+        "study": study_name, "storage": redact(&storage), "sampler": args.sampler, "budget": args.trials,
+        "definition": def, "best": { "trial": best.number, "validation_a_pr": best.value, "params": best.params, "criterion": best_spec },
+        "importance": imp, "trials": trials, "test": { "header": test_header, "results": test_results },
+    });
+    relprune::util::write_json_atomic(&args.out.join("summary.json"), &summary)?;
+    out.say(format!("wrote {}/{{best-rules.yaml, history.png, importance.png, summary.json, test-compare.*}}", args.out.display()));
+    out.emit(&summary)
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Result<()> {
+    let done: Vec<(f64, f64)> = trials.iter().filter(|t| t.state == TrialState::Complete).filter_map(|t| Some((t.number as f64, t.value?))).collect();
+    let pruned: Vec<(f64, f64)> = trials.iter().filter(|t| t.state == TrialState::Pruned).filter_map(|t| Some((t.number as f64, t.value?))).collect();
+    let mut best = f64::NEG_INFINITY;
+    let best_line: Vec<(f64, f64)> = done.iter().map(|&(x, y)| { best = best.max(y); (x, best) }).collect();
+    let lo = done.iter().chain(&pruned).map(|p| p.1).fold(1.0, f64::min);
+    let n = trials.iter().map(|t| t.number).max().unwrap_or(1) as f64;
+    let series = [
+        Series { label: "complete trial (A_PR on validation)".into(), points: done },
+        Series { label: "best so far".into(), points: best_line },
+        Series { label: "pruned (value when stopped)".into(), points: pruned },
+    ];
+    line_plot(path, &LinePlot {
+        title: &format!("{name}: optimisation history"),
+        x_label: "trial",
+        y_label: "A_PR (validation)",
+        x_range: (0.0, n.max(1.0)),
+        y_range: ((lo - 0.02).max(0.0), 1.0),
+        series: &series,
+        reference: None,
+    })?;
+    Ok(())
+}
+
+pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
+    match args.command {
+        StudyCommand::Show { storage, study } => {
+            let mut conn = connect(&storage)?;
+            let rows = conn.query("SELECT space, objective FROM relprune_studies WHERE name = $1", &[relprune::optimize::storage::Sql::Text(study.clone())])
+                .map_err(|_| anyhow::anyhow!("no studies in {}", redact(&storage)))?;
+            let Some(row) = rows.first() else { anyhow::bail!("no study `{study}` in {}", redact(&storage)) };
+            let text = |i: usize| match &row[i] { relprune::optimize::storage::Sql::Text(s) => s.clone(), _ => String::new() };
+            let def = StudyDefinition {
+                space: serde_json::from_str(&text(0))?,
+                objective: serde_json::from_str(&text(1))?,
+            };
+            let mut store = StudyStore::open(conn, &study, &def)?;
+            let trials = store.trials()?;
+            out.say(format!("study `{study}` ({} trials); objective {}", trials.len(), def.objective));
+            out.say(format!("{:>5} {:<11} {:>8} {:<22} {}", "trial", "state", "value", "worker", "parameters / message"));
+            for t in &trials {
+                let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out.say(format!(
+                    "{:>5} {:<11} {:>8} {:<22} {}",
+                    t.number,
+                    t.state.name(),
+                    t.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
+                    t.worker,
+                    t.message.clone().unwrap_or_else(|| params.join(" "))
+                ));
+            }
+            if let Some(b) = best_trial(&trials) {
+                out.say(format!("best: trial {} ({:.4})", b.number, b.value.unwrap_or(0.0)));
+            }
+            out.emit(&serde_json::json!({ "study": study, "definition": def, "trials": trials }))
+        }
+    }
+}
+
+pub fn run_space(args: SpaceArgs, _out: &Output) -> anyhow::Result<()> {
+    print!("{}", SearchSpace::default_for(args.transformer).to_yaml());
+    Ok(())
+}

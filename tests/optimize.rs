@@ -1,0 +1,268 @@
+//! Optimisation: samplers, studies in SQLite and PostgreSQL, resume after a kill, concurrent
+//! workers, the objective and the rules file.
+
+mod common;
+
+use relprune::attribution::CriterionSpec;
+use relprune::components::{ComponentKind, ComponentSet};
+use relprune::data::{fashion_mnist, SplitName};
+use relprune::experiment::{score, RunOptions, Task, TaskSpec};
+use relprune::models::Architecture;
+use relprune::optimize::objective::PruningObjective;
+use relprune::optimize::storage::Sql;
+use relprune::optimize::{
+    best_trial, connect, run_worker, Objective, Params, SamplerKind, SearchSpace, StudyDefinition, StudyObserver, StudyStore,
+    TrialOutcome, TrialState,
+};
+use std::process::Command;
+
+struct Quiet;
+impl StudyObserver for Quiet {}
+
+/// f = 1 − (log10 γ)²/16 − 0.3·[softmax ≠ cp] − 0.1·[not absolute]: optimum γ = 1, cp, |R|.
+struct Synthetic {
+    fail_on_zplus: bool,
+}
+impl Objective for Synthetic {
+    fn evaluate(&mut self, p: &Params, report: &mut dyn FnMut(i64, f64) -> bool) -> relprune::Result<TrialOutcome> {
+        let g = p["mid_gamma"].as_f64().unwrap();
+        let sm = p["softmax"].as_str().unwrap();
+        if self.fail_on_zplus && sm == "zplus" {
+            return Err(relprune::Error::invalid("synthetic failure for zplus"));
+        }
+        let v = 1.0 - g.log10().powi(2) / 16.0 - if sm == "cp" { 0.0 } else { 0.3 } - if p["absolute"] == true { 0.0 } else { 0.1 };
+        report(0, v);
+        Ok(TrialOutcome::Complete(v))
+    }
+}
+
+fn synthetic_space() -> SearchSpace {
+    SearchSpace::from_yaml("mid_gamma: {log: [1.0e-3, 1000.0]}\nsoftmax: [attn_lrp, cp, zplus, zplus_bias]\nabsolute: [true, false]\n").unwrap()
+}
+
+fn def(space: &SearchSpace) -> StudyDefinition {
+    StudyDefinition { space: space.clone(), objective: serde_json::json!({"synthetic": 1}) }
+}
+
+fn run_synthetic(kind: SamplerKind, trials: usize) -> Vec<relprune::optimize::Trial> {
+    let dir = tempfile::tempdir().unwrap();
+    let space = synthetic_space();
+    let mut store = StudyStore::open(connect(dir.path().join("s.sqlite").to_str().unwrap()).unwrap(), "s", &def(&space)).unwrap();
+    let sampler = kind.build(7);
+    run_worker(&mut store, &space, sampler.as_ref(), None, &mut Synthetic { fail_on_zplus: false }, trials, None, &mut Quiet).unwrap();
+    store.trials().unwrap()
+}
+
+#[test]
+fn tpe_concentrates_on_the_optimum_of_a_synthetic_objective() {
+    let tpe = run_synthetic(SamplerKind::Tpe, 60);
+    let random = run_synthetic(SamplerKind::Random, 60);
+    assert_eq!(tpe.len(), 60);
+    let last = |t: &[relprune::optimize::Trial]| t[40..].to_vec();
+    let cp_share = last(&tpe).iter().filter(|t| t.params["softmax"] == "cp").count() as f64 / 20.0;
+    assert!(cp_share >= 0.6, "TPE should mostly sample the best category late in the study: {cp_share}");
+    let mean = |t: &[relprune::optimize::Trial]| t.iter().map(|t| t.value.unwrap()).sum::<f64>() / t.len() as f64;
+    assert!(mean(&last(&tpe)) > mean(&last(&random)) + 0.1, "TPE {} vs random {}", mean(&last(&tpe)), mean(&last(&random)));
+    let best = best_trial(&tpe).unwrap();
+    assert!(best.value.unwrap() > 0.97, "best {:?}", best.params);
+    // The GP optimiser also finds the optimum region.
+    let gp = run_synthetic(SamplerKind::Gp, 30);
+    assert!(best_trial(&gp).unwrap().value.unwrap() > 0.9);
+    // Seeded: the same study twice proposes the same parameters.
+    let again = run_synthetic(SamplerKind::Tpe, 60);
+    assert!(tpe.iter().zip(&again).all(|(a, b)| a.params == b.params));
+}
+
+#[test]
+fn grid_enumerates_and_studies_record_failures() {
+    let space = SearchSpace::from_yaml("softmax: [cp, zplus]\nabsolute: [true, false]\nmid_gamma: 1.0\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("g.sqlite");
+    let mut store = StudyStore::open(connect(url.to_str().unwrap()).unwrap(), "g", &def(&space)).unwrap();
+    let s = SamplerKind::Grid.build(0);
+    let w = run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet).unwrap();
+    assert_eq!((w.completed, w.failed), (2, 2), "a failing trial is recorded and the study goes on");
+    let trials = store.trials().unwrap();
+    let mut seen: Vec<String> = trials.iter().map(|t| format!("{}{}", t.params["softmax"], t.params["absolute"])).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "each grid point exactly once");
+    let failed: Vec<_> = trials.iter().filter(|t| t.state == TrialState::Failed).collect();
+    assert!(failed.iter().all(|t| t.message.as_deref().unwrap().contains("synthetic failure")));
+    // The budget is spent: another worker does nothing; the grid cannot give a fifth point.
+    let w = run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet).unwrap();
+    assert_eq!(w.completed + w.failed + w.pruned, 0);
+    let e = run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 5, None, &mut Quiet).unwrap_err();
+    assert!(e.to_string().contains("all are tried"), "{e}");
+}
+
+#[test]
+fn bad_spaces_and_storage_are_clear_errors() {
+    for (yaml, want) in [
+        ("softmax: cp\nabsolute: true\n", "no free parameter"),
+        ("low_rule: [epsilon, gammma]\n", "epsilon, gamma, zplus or alphabeta"),
+        ("lowrule: [epsilon]\n", "unknown parameter `lowrule`"),
+        ("low_epsilon: {log: [0.0, 1.0]}\n", "positive"),
+        ("mid_gamma: {log: [1.0, 0.1]}\n", "is empty"),
+        ("mid_gamma: {logg: [1.0, 2.0]}\n", "unknown key `logg`"),
+        ("mid_epsilon: {log: [1.0e-6, 1.0], when: {mid_rule: epsilon}}\nmid_rule: [epsilon, zplus]\n", "listed before"),
+        ("absolute: {uniform: [0.0, 1.0]}\n", "not continuous"),
+    ] {
+        let e = SearchSpace::from_yaml(yaml).unwrap_err().to_string();
+        assert!(e.contains(want), "{yaml}: {e}");
+    }
+    let e = connect("ftp://example.org/x").err().unwrap().to_string();
+    assert!(e.contains("unsupported storage URL"), "{e}");
+    let e = connect("postgresql://nobody@127.0.0.1:1/none").err().unwrap().to_string();
+    assert!(e.contains("cannot reach PostgreSQL") && !e.contains("nobody"), "{e}");
+    // Reopening a study with another space is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("s.sqlite");
+    StudyStore::open(connect(url.to_str().unwrap()).unwrap(), "s", &def(&synthetic_space())).unwrap();
+    let other = SearchSpace::from_yaml("softmax: [cp, zplus]\n").unwrap();
+    let e = StudyStore::open(connect(url.to_str().unwrap()).unwrap(), "s", &def(&other)).err().unwrap().to_string();
+    assert!(e.contains("different search space"), "{e}");
+}
+
+const TINY: &str = "cifar_resnet18:width=4,in=1,size=8,classes=10";
+
+#[test]
+fn objective_is_deterministic_beats_default_and_rules_round_trip() {
+    let data = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(data.path(), 1200, 200);
+    let splits = fashion_mnist::load_splits(data.path()).unwrap();
+    let mut g = Architecture::parse(TINY).unwrap().build(3).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let task = TaskSpec { classes: None, seed: 1, refs_per_class: 3, split: SplitName::Val, eval_samples: 80 };
+    let opts = RunOptions { rates: relprune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
+    let space = SearchSpace::default_for(false);
+    let default = space.default_params();
+    {
+        let mut obj = PruningObjective::new(&mut g, comps.clone(), &splits, 10, task.clone(), opts.clone()).unwrap();
+        let a = obj.evaluate(&default, &mut |_, _| false).unwrap();
+        let b = obj.evaluate(&default, &mut |_, _| false).unwrap();
+        assert_eq!(a, b, "the objective on a fixed configuration is deterministic");
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StudyStore::open(connect(dir.path().join("o.sqlite").to_str().unwrap()).unwrap(), "o", &def(&space)).unwrap();
+        let sampler = SamplerKind::Tpe.build(0);
+        run_worker(&mut store, &space, sampler.as_ref(), None, &mut obj, 8, Some(&default), &mut Quiet).unwrap();
+        let trials = store.trials().unwrap();
+        let TrialOutcome::Complete(dv) = a else { panic!() };
+        assert_eq!(trials[0].value, Some(dv), "the first trial is the default configuration");
+        assert!(best_trial(&trials).unwrap().value.unwrap() >= dv, "never worse than the default on validation");
+    }
+    // The best configuration written as a rules file reads back identically and scores identically.
+    let (spec, _) = SearchSpace::criterion(&default).unwrap();
+    let f = tempfile::tempdir().unwrap();
+    for name in ["rules.yaml", "rules.json"] {
+        spec.to_file(&f.path().join(name)).unwrap();
+        let back = CriterionSpec::from_file(&f.path().join(name)).unwrap();
+        assert_eq!(back, spec);
+        let t = Task::prepare(&splits, 10, &task).unwrap();
+        assert_eq!(score(&g, &comps, &t, &spec, 16).unwrap(), score(&g, &comps, &t, &back, 16).unwrap());
+    }
+    let via_cli = CriterionSpec::from_name("lrp", Some(f.path().join("rules.yaml").to_str().unwrap()), 0).unwrap();
+    assert_eq!(via_cli, spec);
+    std::fs::write(f.path().join("bad.yaml"), "criterion: lrp\nlrp: {rules: {low: {rule: epsilon}, mid: {rule: epsilon}, high: {rule: epsilon}, fc: {rule: epsilon}}, softmx: cp}\n").unwrap();
+    let e = CriterionSpec::from_file(&f.path().join("bad.yaml")).unwrap_err().to_string();
+    assert!(e.contains("softmx"), "unknown keys in rules files are rejected: {e}");
+}
+
+fn optimize_cmd(data: &std::path::Path, storage: &str, out: &std::path::Path, trials: usize, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_relprune"));
+    c.args(["--threads", "1", "optimize", "--model", TINY, "--fmnist-dir"])
+        .arg(data)
+        .args(["--trials", &trials.to_string(), "--val-samples", "150", "--refs-per-class", "3", "--rates", "0:0.95:0.05"])
+        .args(["--report", "none", "--storage", storage, "--study", "shared", "--out"])
+        .arg(out)
+        .args(extra);
+    c
+}
+
+fn trial_rows(url: &str) -> Vec<(i64, String, String)> {
+    let mut conn = connect(url).unwrap();
+    conn.query("SELECT number, state, worker FROM relprune_trials ORDER BY number", &[])
+        .unwrap()
+        .into_iter()
+        .map(|r| match (&r[0], &r[1], &r[2]) {
+            (Sql::Int(n), Sql::Text(s), Sql::Text(w)) => (*n, s.clone(), w.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_study_resumes_with_every_completed_trial_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::synthetic_fmnist(&data, 1200, 200);
+    let db = tmp.path().join("study.sqlite");
+    let url = format!("sqlite:{}", db.display());
+    let mut child = optimize_cmd(&data, &url, &tmp.path().join("out"), 10, &["--sampler", "random", "--no-pruner"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while a trial is running, after at least two have completed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let rows = if db.exists() { trial_rows(&url) } else { Vec::new() };
+        let done = rows.iter().filter(|r| r.1 == "complete").count();
+        if done >= 2 && rows.iter().any(|r| r.1 == "running") {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the study finished before it could be killed");
+        assert!(std::time::Instant::now() < deadline, "no trial started");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before: Vec<_> = trial_rows(&url).into_iter().filter(|r| r.1 == "complete").collect();
+    let out = optimize_cmd(&data, &url, &tmp.path().join("out"), 10, &["--sampler", "random", "--no-pruner"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = trial_rows(&url);
+    for b in &before {
+        assert!(after.contains(b), "completed trial {b:?} kept");
+    }
+    let interrupted: Vec<_> = after.iter().filter(|r| r.1 == "interrupted").collect();
+    assert_eq!(interrupted.len(), 1, "the killed trial is marked, not lost: {after:?}");
+    assert_eq!(after.iter().filter(|r| r.1 == "complete").count(), 10, "the budget is met with completed trials");
+    assert!(tmp.path().join("out/best-rules.yaml").is_file());
+}
+
+#[test]
+fn two_workers_share_a_postgresql_study_without_losing_or_duplicating_trials() {
+    let pg = common::PgServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::synthetic_fmnist(&data, 1200, 200);
+    let budget = 9;
+    let spawn = |i: usize| {
+        optimize_cmd(&data, &pg.url, &tmp.path().join(format!("out{i}")), budget, &["--sampler", "tpe"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(0), spawn(1));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Each worker says how many trials it ran; together they ran exactly the budget.
+    let ran = |o: &std::process::Output| -> usize {
+        let s = String::from_utf8_lossy(&o.stdout);
+        let line = s.lines().find(|l| l.starts_with("this worker:")).expect("worker summary");
+        line.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse::<usize>().ok()).sum()
+    };
+    let rows = trial_rows(&pg.url);
+    assert_eq!(ran(&a) + ran(&b), budget, "{rows:?}");
+    assert_eq!(rows.len(), budget, "no trial beyond the budget, none lost");
+    let numbers: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(numbers, (0..budget as i64).collect::<Vec<_>>(), "trial numbers unique and dense");
+    assert!(rows.iter().all(|r| r.1 == "complete" || r.1 == "pruned"), "{rows:?}");
+    let workers: std::collections::HashSet<&String> = rows.iter().map(|r| &r.2).collect();
+    assert_eq!(workers.len(), 2, "both workers ran trials");
+}
