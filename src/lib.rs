@@ -7,6 +7,7 @@
 pub mod attribution;
 pub mod components;
 pub mod data;
+pub mod dependency;
 pub mod error;
 pub mod evaluate;
 pub mod experiment;
@@ -17,6 +18,7 @@ pub mod optimize;
 pub mod ranking;
 pub mod report;
 pub mod runtime;
+pub mod surgery;
 pub mod train;
 pub mod util;
 

@@ -1,0 +1,189 @@
+//! Physical pruning: the smaller graph computes exactly what the masked graph computes at the
+//! same (group-level) selection, on every supported architecture; saving and reloading keeps
+//! it; parameter counts follow the arithmetic; pruning nothing is the identity.
+
+use relprune::attribution::Scores;
+use relprune::components::{ComponentKind, ComponentSet};
+use relprune::graph::{stats, Graph, Mode};
+use relprune::masking::apply_mask;
+use relprune::models::{load_model, Architecture};
+use relprune::ranking::PruneOrder;
+use relprune::surgery::{prune, GroupRanking};
+use tch::{Kind, Tensor};
+
+fn random_scores(n: usize, seed: u64) -> Scores {
+    use rand::RngExt;
+    let mut rng = relprune::util::rng(seed);
+    Scores { values: (0..n).map(|_| rng.random::<f64>()).collect() }
+}
+
+fn inputs(g: &Graph) -> Vec<Tensor> {
+    tch::manual_seed(11);
+    stats::example_inputs(g, 12)
+        .into_iter()
+        .map(|t| match t.kind() {
+            Kind::Float => Tensor::randn([2, t.size()[1], t.size()[2], t.size()[3]], (Kind::Float, tch::Device::Cpu)),
+            _ if t.size() == [1, 12] && t.int64_value(&[0, 0]) == 0 => Tensor::randint(90, [2, 12], (Kind::Int64, tch::Device::Cpu)) + 5,
+            _ => {
+                let m = Tensor::ones([2, 12], (Kind::Int64, tch::Device::Cpu));
+                let _ = m.get(1).narrow(0, 8, 4).fill_(0);
+                m
+            }
+        })
+        .collect()
+}
+
+/// Random non-trivial BatchNorm statistics / classifier, so that equivalence is really tested.
+fn perturb(g: &mut Graph) {
+    tch::manual_seed(5);
+    let keys: Vec<String> = g.params().keys().cloned().collect();
+    for k in keys {
+        let t = g.params().get(&k).unwrap();
+        if !t.is_floating_point() {
+            continue;
+        }
+        let v = if k.ends_with("running_var") {
+            t.rand_like() + 0.5
+        } else if k.ends_with("bias") || k.ends_with("running_mean") || k.starts_with("heads.head") || k == "class_token" {
+            t.randn_like() * 0.1
+        } else {
+            t.shallow_clone()
+        };
+        g.params_mut().insert(k, v);
+    }
+}
+
+fn check(mut g: Graph, kind: ComponentKind, rate: f64) -> (Graph, Graph) {
+    perturb(&mut g);
+    let comps = ComponentSet::find(&g, kind).unwrap();
+    let ranking = GroupRanking::new(&g, &comps, &random_scores(comps.total, 3), PruneOrder::LeastRelevantFirst).unwrap();
+    let sel = ranking.selection(rate).unwrap();
+    assert!(!sel.is_empty(), "something is selected");
+    let x = inputs(&g);
+    let before = tch::no_grad(|| g.forward(&x, Mode::Eval)).unwrap();
+    let (small, report) = prune(&g, &comps, &ranking, &sel).unwrap();
+    assert!(report.removed_components <= (comps.total as f64 * rate) as usize);
+    assert!(small.num_parameters() < g.num_parameters());
+    let masked = {
+        let guard = apply_mask(&mut g, &comps, &ranking.component_indices(&comps, &sel)).unwrap();
+        tch::no_grad(|| guard.forward(&x, Mode::Eval)).unwrap()
+    };
+    let pruned = tch::no_grad(|| small.forward(&x, Mode::Eval)).unwrap();
+    let scale = masked.abs().max().double_value(&[]).max(1e-6);
+    let err = (&pruned - &masked).abs().max().double_value(&[]) / scale;
+    assert!(err < 1e-4, "{kind:?} at rate {rate}: pruned vs masked relative error {err:e}");
+    let after = tch::no_grad(|| g.forward(&x, Mode::Eval)).unwrap();
+    assert!(before.equal(&after), "the input graph is untouched");
+    (g, small)
+}
+
+#[test]
+fn resnet18_and_resnet50_filters() {
+    for arch in ["resnet18:size=64", "resnet50:size=64"] {
+        let g = Architecture::parse(arch).unwrap().build(1).unwrap();
+        for rate in [0.3, 0.6] {
+            check(g.deep_clone(), ComponentKind::Filters, rate);
+        }
+    }
+}
+
+#[test]
+fn vgg16_bn_filters_and_neurons() {
+    let g = Architecture::parse("vgg16_bn:size=32,hidden=256").unwrap().build(1).unwrap();
+    check(g.deep_clone(), ComponentKind::Filters, 0.5);
+    check(g, ComponentKind::Neurons, 0.5);
+}
+
+#[test]
+fn cifar_variants_and_zoo_cnns() {
+    for arch in ["cifar_resnet18:width=8,in=1,size=28,classes=10", "cifar_vgg11_bn:width=8,hidden=32,in=1,size=28,classes=10"] {
+        check(Architecture::parse(arch).unwrap().build(2).unwrap(), ComponentKind::Filters, 0.5);
+    }
+    for name in ["fmnist-resnet18", "fmnist-vgg16bn"] {
+        check(load_model(name, None, 0).unwrap().graph, ComponentKind::Filters, 0.5);
+    }
+}
+
+#[test]
+fn vit_heads_and_neurons() {
+    let g = Architecture::parse("vit:size=32,patch=8,layers=3,heads=4,dim=32,mlp=64,classes=10").unwrap().build(1).unwrap();
+    check(g.deep_clone(), ComponentKind::Neurons, 0.5);
+    let (_, small) = check(g.deep_clone(), ComponentKind::Heads, 0.5);
+    let heads: Vec<i64> = small.nodes().iter().filter_map(|n| match n.op { relprune::graph::Op::Attention { heads, .. } => Some(heads), _ => None }).collect();
+    assert_eq!(heads.iter().sum::<i64>(), 6, "6 of 12 heads remain: {heads:?}");
+    // A layer may lose every head and become a pure residual.
+    let (_, small) = check(g, ComponentKind::Heads, 0.95);
+    assert!(small.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention { heads: 0, .. })));
+}
+
+#[test]
+fn bert_heads_and_neurons() {
+    let arch = "bert:vocab=100,dim=32,layers=2,heads=4,mlp=64,positions=16,max_len=16,pooling=cls,classes=3";
+    let g = Architecture::parse(arch).unwrap().build(1).unwrap();
+    check(g.deep_clone(), ComponentKind::Heads, 0.5);
+    check(g, ComponentKind::Neurons, 0.5);
+}
+
+#[test]
+fn zoo_transformers() {
+    for name in ["fmnist-vit", "minilm-spam"] {
+        let g = load_model(name, None, 0).unwrap().graph;
+        check(g.deep_clone(), ComponentKind::Heads, 0.5);
+        check(g, ComponentKind::Neurons, 0.5);
+    }
+}
+
+#[test]
+fn residual_coupling_groups_and_parameter_arithmetic() {
+    let g = Architecture::parse("resnet18:size=64").unwrap().build(1).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let groups = relprune::dependency::coupled_groups(&g, &comps).unwrap();
+    let names = |i: usize| -> Vec<&str> { groups[i].members.iter().map(|&m| comps.layers[m].name.as_str()).collect() };
+    let stage1 = groups.iter().position(|gr| gr.members.iter().any(|&m| comps.layers[m].name == "conv1")).unwrap();
+    assert_eq!(names(stage1), ["conv1", "layer1.0.conv2", "layer1.1.conv2"], "the stem and layer1's residual stream are one group");
+    let stage2 = groups.iter().position(|gr| gr.members.iter().any(|&m| comps.layers[m].name == "layer2.0.downsample.0")).unwrap();
+    assert_eq!(names(stage2), ["layer2.0.conv2", "layer2.0.downsample.0", "layer2.1.conv2"]);
+    assert_eq!(groups.len(), 8 + 4, "8 inner convs alone, 4 residual streams");
+    // Removing k channels of layer1.0.conv1 (3×3, 64→64, followed by BN and conv2 64→64):
+    // 64·9·k (its rows) + 2k (BN affine) + 64·9·k (conv2's columns) parameters go.
+    let inner = groups.iter().position(|gr| names_of(&comps, gr) == ["layer1.0.conv1"]).unwrap();
+    let ranking = GroupRanking::new(&g, &comps, &random_scores(comps.total, 1), PruneOrder::LeastRelevantFirst).unwrap();
+    let sel: Vec<(usize, usize)> = (0..5).map(|u| (inner, u)).collect();
+    let (small, _) = prune(&g, &comps, &ranking, &sel).unwrap();
+    assert_eq!(g.num_parameters() - small.num_parameters(), 5 * (64 * 9 + 2 + 64 * 9));
+    // Pruning nothing is the identity.
+    let (same, r) = prune(&g, &comps, &ranking, &[]).unwrap();
+    assert_eq!(r.removed_units, 0);
+    assert_eq!(same.spec(), g.spec());
+    // Emptying a conv layer is refused, and the input graph stays as it was.
+    let all: Vec<(usize, usize)> = (0..64).map(|u| (inner, u)).collect();
+    let e = prune(&g, &comps, &ranking, &all).err().unwrap().to_string();
+    assert!(e.contains("removes every channel"), "{e}");
+}
+
+fn names_of<'a>(comps: &'a ComponentSet, g: &relprune::dependency::CoupledGroup) -> Vec<&'a str> {
+    g.members.iter().map(|&m| comps.layers[m].name.as_str()).collect()
+}
+
+#[test]
+fn pruned_model_reloads_in_a_fresh_process() {
+    let g = load_model("fmnist-resnet18", None, 0).unwrap().graph;
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let ranking = GroupRanking::new(&g, &comps, &random_scores(comps.total, 9), PruneOrder::LeastRelevantFirst).unwrap();
+    let (small, _) = prune(&g, &comps, &ranking, &ranking.selection(0.4).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    small.save(dir.path()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+        .args(["--json", "info", "--model"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["parameters"].as_i64().unwrap(), small.num_parameters());
+    let reloaded = Graph::load(dir.path()).unwrap();
+    let x = Tensor::randn([3, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
+    let a = tch::no_grad(|| small.forward(&[x.shallow_clone()], Mode::Eval)).unwrap();
+    let b = tch::no_grad(|| reloaded.forward(&[x], Mode::Eval)).unwrap();
+    assert!(a.equal(&b));
+}
