@@ -11,6 +11,7 @@ pub mod dependency;
 pub mod error;
 pub mod evaluate;
 pub mod experiment;
+pub mod export;
 pub mod graph;
 pub mod masking;
 pub mod models;

@@ -170,3 +170,10 @@ pub fn synthetic_fmnist(dir: &Path, n_train: usize, n_test: usize) {
         std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_idx(&[n], &labels)).unwrap();
     }
 }
+
+/// Runs `tests/oracles/<script>` with `args` (no caching: for inputs made by the test itself).
+pub fn run_oracle(script: &str, args: &[&str]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles").join(script);
+    let out = Command::new(python()).arg(&path).args(args).output().expect("run python oracle");
+    assert!(out.status.success(), "oracle {script} failed: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,4 @@
+//! Exporting graphs to other formats.
+
+pub mod onnx;
+mod protobuf;
