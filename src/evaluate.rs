@@ -179,3 +179,57 @@ pub fn accuracy_curve(
         summary,
     })
 }
+
+/// Forward latency of one batch.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub batch: usize,
+    pub median_ms: f64,
+    pub p10_ms: f64,
+    pub p90_ms: f64,
+    pub runs: usize,
+    pub threads: i32,
+}
+
+/// Measures eval-mode forward latency on `inputs` (one batch): `warmup` untimed runs, then the
+/// median of `runs` timed ones.
+pub fn latency(graph: &Graph, inputs: &[tch::Tensor], warmup: usize, runs: usize) -> Result<Latency> {
+    let mut times = Vec::with_capacity(runs);
+    tch::no_grad(|| -> Result<()> {
+        for i in 0..warmup + runs {
+            let t = std::time::Instant::now();
+            let _ = graph.forward(inputs, Mode::Eval)?;
+            if i >= warmup {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        Ok(())
+    })?;
+    times.sort_by(f64::total_cmp);
+    let q = |f: f64| times[((times.len() - 1) as f64 * f).round() as usize];
+    Ok(Latency {
+        batch: inputs.first().map(|t| t.size()[0] as usize).unwrap_or(0),
+        median_ms: q(0.5),
+        p10_ms: q(0.1),
+        p90_ms: q(0.9),
+        runs,
+        threads: tch::get_num_threads(),
+    })
+}
+
+/// A random input batch of `batch` samples matching the graph's inputs (token models:
+/// `seq_len` tokens, all real).
+pub fn random_inputs(graph: &Graph, batch: i64, seq_len: i64) -> Vec<tch::Tensor> {
+    crate::graph::stats::example_inputs(graph, seq_len)
+        .into_iter()
+        .map(|t| {
+            let mut s = t.size();
+            s[0] = batch;
+            match t.kind() {
+                Kind::Float => tch::Tensor::randn(s.as_slice(), (Kind::Float, tch::Device::Cpu)),
+                _ if t.int64_value(&[0, 0]) == 1 => tch::Tensor::ones(s.as_slice(), (Kind::Int64, tch::Device::Cpu)),
+                _ => tch::Tensor::randint(100, s.as_slice(), (Kind::Int64, tch::Device::Cpu)) + 1000,
+            }
+        })
+        .collect()
+}

@@ -80,6 +80,9 @@ pub struct RunOptions {
     pub attribution_batch: usize,
     /// Samples per batch for evaluation.
     pub eval_batch: usize,
+    /// Measure the curve on physically pruned graphs (group-level selection; see
+    /// [`measure_curve_physical`]) instead of masks.
+    pub physical: bool,
 }
 
 impl Default for RunOptions {
@@ -90,6 +93,7 @@ impl Default for RunOptions {
             order: PruneOrder::default(),
             attribution_batch: 64,
             eval_batch: 256,
+            physical: false,
         }
     }
 }
@@ -138,7 +142,11 @@ pub fn run_criterion(
     let scores = score(graph, comps, task, spec, opts.attribution_batch)?;
     let scoring_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let curve = measure_curve(graph, comps, &scores, task, opts, progress)?;
+    let curve = if opts.physical {
+        measure_curve_physical(graph, comps, &scores, task, opts, progress)?
+    } else {
+        measure_curve(graph, comps, &scores, task, opts, progress)?
+    };
     Ok(CurveResult {
         criterion: spec.label(),
         spec: spec.clone(),
@@ -183,4 +191,52 @@ pub fn measure_curve_until(
     let ranking = Ranking::new(scores, opts.order);
     let copts = CurveOptions { rates: opts.rates.clone(), eval: task.eval_options(opts.eval_batch), stop_at_chance: opts.stop_at_chance };
     accuracy_curve(graph, comps, &ranking, &task.eval, &copts, step)
+}
+
+/// The accuracy curve measured on physically pruned graphs (cheaper at high rates): at each
+/// rate the group-level selection of [`crate::surgery::GroupRanking`] is removed by surgery.
+/// Accuracies equal those of masking the same group-level selection.
+pub fn measure_curve_physical(
+    graph: &Graph,
+    comps: &ComponentSet,
+    scores: &Scores,
+    task: &Task,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<Curve> {
+    use crate::evaluate::{accuracy, summarize};
+    let ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+    let eval = task.eval_options(opts.eval_batch);
+    let classes = task.classes.as_ref().map(|c| c.classes().len()).unwrap_or(graph.num_outputs().unwrap_or(1) as usize);
+    let mut accuracies = Vec::new();
+    let mut pruned = Vec::new();
+    let mut unpruned = None;
+    for (index, &rate) in opts.rates.iter().enumerate() {
+        let sel = ranking.selection(rate)?;
+        let acc = if sel.is_empty() {
+            *unpruned.get_or_insert(accuracy(graph, &task.eval, &eval)?)
+        } else {
+            let (small, report) = crate::surgery::prune(graph, comps, &ranking, &sel)?;
+            pruned.push(report.removed_components);
+            accuracy(&small, &task.eval, &eval)?
+        };
+        if sel.is_empty() {
+            pruned.push(0);
+        }
+        accuracies.push(acc);
+        progress(Stage::Rate { index, rate, accuracy: acc });
+    }
+    let unpruned = match unpruned {
+        Some(u) => u,
+        None => accuracy(graph, &task.eval, &eval)?,
+    };
+    Ok(Curve {
+        summary: summarize(&opts.rates, &accuracies, unpruned),
+        rates: opts.rates.clone(),
+        accuracies,
+        pruned,
+        unpruned_accuracy: unpruned,
+        chance: 1.0 / classes as f64,
+        filled_from: None,
+    })
 }

@@ -150,6 +150,10 @@ pub struct TaskArgs {
     /// Prune the most relevant components first (a sanity check) instead of the least.
     #[arg(long)]
     pub most_relevant_first: bool,
+    /// Measure accuracy on physically pruned graphs (faster at high rates; coupled channels are
+    /// removed together, ranked by their mean score).
+    #[arg(long)]
+    pub physical: bool,
     /// Samples per batch for attribution.
     #[arg(long, default_value_t = 64)]
     pub attribution_batch: usize,
@@ -179,6 +183,7 @@ impl TaskArgs {
             },
             attribution_batch: self.attribution_batch,
             eval_batch: self.eval_batch,
+            physical: self.physical,
         })
     }
     pub fn kind(&self, graph: &relprune::graph::Graph) -> relprune::components::ComponentKind {

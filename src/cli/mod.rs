@@ -7,6 +7,7 @@ mod curve;
 mod demo;
 mod info;
 mod optimize;
+mod prune;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Curve(curve::CurveArgs),
     /// Compare criteria on the same references and evaluation samples.
     Compare(curve::CompareArgs),
+    /// Remove components physically: a smaller, faster model, saved and exported to ONNX.
+    Prune(prune::PruneArgs),
     /// Optimise the LRP hyperparameters for pruning (Bayesian search, resumable, distributed).
     Optimize(optimize::OptimizeArgs),
     /// Inspect stored optimisation studies.
@@ -58,6 +61,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Components(a) => components::run(a, &out),
         Command::Curve(a) => curve::run_curve(a, &out),
         Command::Compare(a) => curve::run_compare(a, &out),
+        Command::Prune(a) => prune::run(a, &out),
         Command::Optimize(a) => optimize::run_optimize(a, &out),
         Command::Study(a) => optimize::run_study(a, &out),
         Command::Space(a) => optimize::run_space(a, &out),

@@ -251,12 +251,11 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         if weights.is_some() {
             crate::bail!("{spec} is a saved graph folder with its own weights; drop --weights");
         }
-        return Ok(LoadedModel {
-            graph: Graph::load(path)?,
-            name: spec.to_string(),
-            origin: format!("graph folder {spec}"),
-            dataset: None,
-        });
+        // A folder written by `relprune prune` says which data its model belongs to.
+        let dataset = crate::util::read_json::<serde_json::Value>(&path.join("source.json"))
+            .ok()
+            .and_then(|v| serde_json::from_value(v.get("dataset")?.clone()).ok());
+        return Ok(LoadedModel { graph: Graph::load(path)?, name: spec.to_string(), origin: format!("graph folder {spec}"), dataset });
     }
     let arch = Architecture::parse(spec)?;
     let mut graph = arch.build(seed)?;

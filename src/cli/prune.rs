@@ -1,0 +1,144 @@
+//! `relprune prune`: a genuinely smaller model — surgery at one rate, with parameters, MACs,
+//! latency and accuracy before and after; saved as a reloadable graph folder and as ONNX.
+
+use super::common::{progress, DataArgs, ModelArgs, Output, TaskArgs};
+use clap::Args;
+use relprune::attribution::CriterionSpec;
+use relprune::components::ComponentSet;
+use relprune::evaluate::{accuracy, latency, random_inputs, Latency};
+use relprune::experiment::{score, Task};
+use relprune::graph::{stats, Graph};
+use relprune::surgery::{prune, GroupRanking, SurgeryReport};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    task: TaskArgs,
+    /// Criterion (as for `curve`), or `file:RULES.yaml` from `relprune optimize`.
+    #[arg(long, default_value = "lrp-epsilon")]
+    criterion: String,
+    /// LRP rules for `--criterion lrp`.
+    #[arg(long)]
+    rules: Option<String>,
+    /// Fraction of components to remove, in [0, 1).
+    #[arg(long)]
+    rate: f64,
+    /// Timed forward passes per latency figure (after 3 warm-up passes).
+    #[arg(long, default_value_t = 20)]
+    latency_runs: usize,
+    /// Tokens per sample for MACs and latency of token models.
+    #[arg(long, default_value_t = 128)]
+    seq_len: i64,
+    /// Output folder: model/ (graph.json + model.safetensors), model.onnx, prune.json.
+    #[arg(long, default_value = "out/prune")]
+    out: PathBuf,
+}
+
+/// Size and speed of one model.
+#[derive(Serialize)]
+pub struct Measures {
+    pub parameters: i64,
+    pub macs: i64,
+    pub latency_batch1: Latency,
+    pub latency_batch64: Latency,
+    pub accuracy: f64,
+}
+
+#[derive(Serialize)]
+struct PruneReport {
+    model: String,
+    criterion: String,
+    component: relprune::components::ComponentKind,
+    rate: f64,
+    surgery: SurgeryReport,
+    before: Measures,
+    after: Measures,
+    parameter_ratio: f64,
+    macs_ratio: f64,
+    latency_ratio_batch1: f64,
+    latency_ratio_batch64: f64,
+}
+
+pub fn measure(g: &Graph, task: &Task, seq_len: i64, runs: usize, batch: usize) -> anyhow::Result<Measures> {
+    Ok(Measures {
+        parameters: g.num_parameters(),
+        macs: stats::macs(g, seq_len)?,
+        latency_batch1: latency(g, &random_inputs(g, 1, seq_len), 3, runs)?,
+        latency_batch64: latency(g, &random_inputs(g, 64, seq_len), 3, runs.div_ceil(4).max(3))?,
+        accuracy: accuracy(g, &task.eval, &task.eval_options(batch))?,
+    })
+}
+
+pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
+    let spec = match args.criterion.strip_prefix("file:") {
+        Some(p) => CriterionSpec::from_file(std::path::Path::new(p))?,
+        None => CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?,
+    };
+    relprune::ranking::check_rate(args.rate)?;
+    let opts = args.task.run_options()?;
+    let model = args.model.load()?;
+    let splits = args.data.load_for(&model)?;
+    let classes = model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
+    let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
+    let kind = args.task.kind(&model.graph);
+    let comps = ComponentSet::find(&model.graph, kind)?;
+    let pb = progress(3, "scoring");
+    let scores = score(&model.graph, &comps, &task, &spec, opts.attribution_batch)?;
+    let ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?;
+    let sel = ranking.selection(args.rate)?;
+    let (small, surgery) = prune(&model.graph, &comps, &ranking, &sel)?;
+    pb.set_message("measuring");
+    pb.set_position(1);
+    let before = measure(&model.graph, &task, args.seq_len, args.latency_runs, opts.eval_batch)?;
+    pb.set_position(2);
+    let after = measure(&small, &task, args.seq_len, args.latency_runs, opts.eval_batch)?;
+    pb.finish_and_clear();
+    let dir = args.out.join("model");
+    small.save(&dir)?;
+    relprune::util::write_json_atomic(
+        &dir.join("source.json"),
+        &serde_json::json!({ "source": model.name, "dataset": model.dataset, "criterion": spec.label(), "rate": args.rate }),
+    )?;
+    let onnx = args.out.join("model.onnx");
+    let onnx_note = match relprune::export::onnx::export(&small, &onnx) {
+        Ok(()) => format!("{}", onnx.display()),
+        Err(e) => format!("not written: {e}"),
+    };
+    let report = PruneReport {
+        model: model.name.clone(),
+        criterion: spec.label(),
+        component: kind,
+        rate: args.rate,
+        parameter_ratio: after.parameters as f64 / before.parameters as f64,
+        macs_ratio: after.macs as f64 / before.macs as f64,
+        latency_ratio_batch1: after.latency_batch1.median_ms / before.latency_batch1.median_ms,
+        latency_ratio_batch64: after.latency_batch64.median_ms / before.latency_batch64.median_ms,
+        surgery,
+        before,
+        after,
+    };
+    relprune::util::write_json_atomic(&args.out.join("prune.json"), &report)?;
+    out.say(format!(
+        "{}: removed {} of {} {} ({} units after coupling) by {} at rate {}",
+        report.model, report.surgery.removed_components, comps.total, kind, report.surgery.removed_units, report.criterion, args.rate
+    ));
+    for name in &report.surgery.emptied {
+        out.say(format!("note: `{name}` lost all its units (its block now only adds a bias)"));
+    }
+    out.say(format!("{:<22} {:>14} {:>14} {:>8}", "", "before", "after", "ratio"));
+    let row = |what: &str, a: f64, b: f64| format!("{what:<22} {a:>14.4} {b:>14.4} {:>8.3}", b / a);
+    out.say(row("parameters (M)", report.before.parameters as f64 / 1e6, report.after.parameters as f64 / 1e6));
+    out.say(row("MACs per sample (M)", report.before.macs as f64 / 1e6, report.after.macs as f64 / 1e6));
+    out.say(row("latency batch 1 (ms)", report.before.latency_batch1.median_ms, report.after.latency_batch1.median_ms));
+    out.say(row("latency batch 64 (ms)", report.before.latency_batch64.median_ms, report.after.latency_batch64.median_ms));
+    out.say(row("accuracy", report.before.accuracy, report.after.accuracy));
+    out.say(format!("({} threads; latency = median of timed runs after warm-up)", report.before.latency_batch1.threads));
+    out.say(format!("wrote {} (reload with --model {}), ONNX: {onnx_note}, {}", dir.display(), dir.display(), args.out.join("prune.json").display()));
+    out.emit(&report)
+}
