@@ -32,7 +32,7 @@ for c in "${cases[@]}"; do
         --eval-samples 200 --refs-per-class 1 --latency-runs "$runs" --out "$d" > "$d/log.txt" 2>&1 || { cat "$d/log.txt" >&2; exit 1; }
     fi
     if [ ! -f "$d/torch_pruning.json" ]; then
-      "$RELPRUNE_PYTHON" "$root/benchmarks/physical/torch_pruning.py" "$tparch" "$comp" "$rate" "$d/torch_pruning.json" \
+      "$RELPRUNE_PYTHON" "$root/benchmarks/physical/tp_baseline.py" "$tparch" "$comp" "$rate" "$d/torch_pruning.json" \
         ${weights:+--weights "$weights"} --runs "$runs"
     fi
   done

@@ -33,7 +33,7 @@ text = f"""### Physical pruning
 Command: `benchmarks/physical/run.sh` — relprune's `prune --criterion weight` (L1 magnitude, global) vs
 Torch-Pruning 1.6.1's `MagnitudePruner` (L1, `global_pruning=True`, classifier ignored; for `neurons` only the
 MLP's first Linear layers are roots) on the same architecture at the same rate, in one run; {hardware}, median
-latency of 20 timed runs after 3 warm-up runs (batch 64: 5 runs), relprune in Rust/libtorch, Torch-Pruning in
+latency of 20 timed runs after 3 warm-up runs (batch 64: 5 runs after 1), relprune in Rust/libtorch, Torch-Pruning in
 PyTorch eager; measured {datetime.date.today().isoformat()}. Ratios are after / before. relprune's MACs count
 convolutions, linear layers and attention matmuls; Torch-Pruning's its own `count_ops_and_params`.
 

@@ -51,13 +51,15 @@ example = torch.randn(1, chans, size, size)
 
 
 def latency(model, batch):
+    # as relprune: batch 1 after 3 warm-up runs; batch 64 after 1, with a quarter of the runs (at least 3)
+    warmup, runs = (3, a.runs) if batch == 1 else (1, max(3, a.runs // 4))
     x = torch.randn(batch, chans, size, size)
     times = []
     with torch.no_grad():
-        for i in range(3 + a.runs):
+        for i in range(warmup + runs):
             t = time.perf_counter()
             model(x)
-            if i >= 3:
+            if i >= warmup:
                 times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
 
