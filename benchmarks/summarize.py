@@ -23,11 +23,12 @@ p.add_argument("doc")
 p.add_argument("--command", required=True)
 p.add_argument("--settings", required=True)
 p.add_argument("--title", default=None)
+p.add_argument("--file", default="compare.json", help="result file name to collect")
 a = p.parse_args()
 
 root = pathlib.Path(a.results)
 groups = defaultdict(list)
-for f in sorted(root.rglob("compare.json")):
+for f in sorted(root.rglob(a.file)):
     rel = f.parent.relative_to(root)
     if not rel.name.startswith("seed"):
         continue

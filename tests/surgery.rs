@@ -2,6 +2,8 @@
 //! same (group-level) selection, on every supported architecture; saving and reloading keeps
 //! it; parameter counts follow the arithmetic; pruning nothing is the identity.
 
+mod common;
+
 use relprune::attribution::Scores;
 use relprune::components::{ComponentKind, ComponentSet};
 use relprune::graph::{stats, Graph, Mode};
@@ -186,4 +188,59 @@ fn pruned_model_reloads_in_a_fresh_process() {
     let a = tch::no_grad(|| small.forward(&[x.shallow_clone()], Mode::Eval)).unwrap();
     let b = tch::no_grad(|| reloaded.forward(&[x], Mode::Eval)).unwrap();
     assert!(a.equal(&b));
+}
+
+#[test]
+fn prune_command_writes_a_reloadable_model_onnx_and_a_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::synthetic_fmnist(&data, 1200, 200);
+    let out = tmp.path().join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+        .args(["--json", "prune", "--model", "cifar_resnet18:width=8,in=1,size=8,classes=10", "--fmnist-dir"])
+        .arg(&data)
+        .args(["--criterion", "lrp-zplus", "--rate", "0.4", "--refs-per-class", "2", "--eval-samples", "50", "--latency-runs", "3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report["parameter_ratio"].as_f64().unwrap() < 1.0);
+    assert!(report["macs_ratio"].as_f64().unwrap() < 1.0);
+    assert!(report["after"]["latency_batch64"]["median_ms"].as_f64().unwrap() > 0.0);
+    for f in ["model/graph.json", "model/model.safetensors", "model.onnx", "prune.json"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    let m = load_model(out.join("model").to_str().unwrap(), None, 0).unwrap();
+    assert_eq!(m.graph.num_parameters(), report["after"]["parameters"].as_i64().unwrap());
+    // Bad rates are refused before any work.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+        .args(["prune", "--model", "cifar_resnet18:width=8,in=1,size=8,classes=10", "--rate", "1.0", "--out"])
+        .arg(tmp.path().join("nope"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("outside [0, 1)"));
+    assert!(!tmp.path().join("nope").exists());
+}
+
+#[test]
+fn physical_curve_equals_masked_curve_at_group_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(tmp.path(), 1200, 200);
+    let splits = relprune::data::fashion_mnist::load_splits(tmp.path()).unwrap();
+    let mut g = Architecture::parse("cifar_resnet18:width=8,in=1,size=8,classes=10").unwrap().build(4).unwrap();
+    perturb(&mut g);
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let task = relprune::experiment::Task::prepare(&splits, 10, &relprune::experiment::TaskSpec { refs_per_class: 2, eval_samples: 100, ..Default::default() }).unwrap();
+    let scores = random_scores(comps.total, 2);
+    let opts = relprune::experiment::RunOptions { rates: relprune::ranking::parse_rates("0:0.8:0.2").unwrap(), ..Default::default() };
+    let phys = relprune::experiment::measure_curve_physical(&g, &comps, &scores, &task, &opts, &mut |_| {}).unwrap();
+    let ranking = GroupRanking::new(&g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
+    for (i, &rate) in opts.rates.iter().enumerate() {
+        let sel = ranking.component_indices(&comps, &ranking.selection(rate).unwrap());
+        let guard = apply_mask(&mut g, &comps, &sel).unwrap();
+        let acc = relprune::evaluate::accuracy(&guard, &task.eval, &task.eval_options(256)).unwrap();
+        assert_eq!(acc, phys.accuracies[i], "rate {rate}");
+    }
 }

@@ -11,7 +11,13 @@ fn zoo_models_reproduce_their_manifests() {
     for e in ZOO {
         let (model, manifest) = zoo::load(e.name).unwrap_or_else(|err| panic!("{}: {err}", e.name));
         assert_eq!(manifest.recipe, (e.recipe)(), "{}: committed weights were trained with the current recipe", e.name);
-        assert!(manifest.measured.test_accuracy >= 0.88, "{}: {}", e.name, manifest.measured.test_accuracy);
+        // Targets of the zoo issues: ≥ 92 % for the CNNs, ≥ 88 % for the ViT; the spam head ≥ 95 %.
+        let target = match e.name {
+            "fmnist-vit" => 0.88,
+            "minilm-spam" => 0.95,
+            _ => 0.92,
+        };
+        assert!(manifest.measured.test_accuracy >= target, "{}: {}", e.name, manifest.measured.test_accuracy);
         let check = splits.test.head(CHECK_SAMPLES);
         let correct = count_correct(&model.graph, &check, &EvalOptions::default(), &mut |_| {}).unwrap();
         assert_eq!(correct, manifest.measured.check_correct, "{}: correct on the first {CHECK_SAMPLES} test images", e.name);
