@@ -78,7 +78,9 @@ pub fn channel_spaces(graph: &Graph) -> Result<ChannelSpaces> {
     for (id, node) in graph.nodes().iter().enumerate() {
         let x = node.inputs.first().copied();
         match &node.op {
-            Op::Conv2d(c) if c.groups > 1 && c.groups == c.in_channels && c.groups == c.out_channels => uf.union(x.unwrap(), id),
+            Op::Conv2d(c) if c.groups > 1 && c.groups == c.in_channels && c.groups == c.out_channels => {
+                uf.union(x.unwrap(), id)
+            }
             Op::BatchNorm2d { .. }
             | Op::Relu
             | Op::Gelu { .. }
@@ -111,13 +113,16 @@ pub fn channel_spaces(graph: &Graph) -> Result<ChannelSpaces> {
         let why = match &node.op {
             Op::Input(_) => Some("it is the graph input".to_string()),
             Op::LayerNorm { .. } => Some(format!("LayerNorm `{}` normalises over it", node.name)),
-            Op::PositionEmbedding { .. } | Op::SegmentEmbedding { .. } | Op::ClassToken { .. } | Op::Embedding { .. } => {
-                Some(format!("`{}` adds a learned table over it", node.name))
-            }
+            Op::PositionEmbedding { .. }
+            | Op::SegmentEmbedding { .. }
+            | Op::ClassToken { .. }
+            | Op::Embedding { .. } => Some(format!("`{}` adds a learned table over it", node.name)),
             Op::Conv2d(c) if c.groups > 1 && !(c.groups == c.in_channels && c.groups == c.out_channels) => {
                 Some(format!("grouped conv `{}` (groups {}) is not depthwise", node.name, c.groups))
             }
-            Op::Flatten { .. } if graph.consumers()[id].iter().any(|&c| !matches!(graph.node(c).op, Op::Linear { .. })) => {
+            Op::Flatten { .. }
+                if graph.consumers()[id].iter().any(|&c| !matches!(graph.node(c).op, Op::Linear { .. })) =>
+            {
                 Some(format!("Flatten `{}` feeds a layer other than Linear", node.name))
             }
             _ => None,
@@ -127,7 +132,12 @@ pub fn channel_spaces(graph: &Graph) -> Result<ChannelSpaces> {
         }
         if let Op::Attention { .. } = node.op {
             for &i in &node.inputs {
-                blocks(&mut uf, i, format!("it feeds attention `{}` (prune heads instead)", node.name), &mut block_reason);
+                blocks(
+                    &mut uf,
+                    i,
+                    format!("it feeds attention `{}` (prune heads instead)", node.name),
+                    &mut block_reason,
+                );
             }
         }
         if id == graph.output() {
@@ -159,7 +169,12 @@ pub struct CoupledGroup {
 /// a group; every other layer (and every attention layer's heads) is a group of its own.
 pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<CoupledGroup>> {
     if comps.kind == ComponentKind::Heads {
-        return Ok(comps.layers.iter().enumerate().map(|(i, l)| CoupledGroup { members: vec![i], units: l.count, blocked: None }).collect());
+        return Ok(comps
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| CoupledGroup { members: vec![i], units: l.count, blocked: None })
+            .collect());
     }
     let sp = channel_spaces(graph)?;
     let mut groups: Vec<(usize, CoupledGroup)> = Vec::new();
@@ -167,7 +182,9 @@ pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<Coupled
         let s = sp.space_of[l.node];
         match groups.iter_mut().find(|(gs, _)| *gs == s) {
             Some((_, g)) => g.members.push(i),
-            None => groups.push((s, CoupledGroup { members: vec![i], units: l.count, blocked: sp.blocked[l.node].clone() })),
+            None => {
+                groups.push((s, CoupledGroup { members: vec![i], units: l.count, blocked: sp.blocked[l.node].clone() }))
+            }
         }
     }
     Ok(groups.into_iter().map(|(_, g)| g).collect())

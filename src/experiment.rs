@@ -189,7 +189,11 @@ pub fn measure_curve_until(
     step: &mut dyn FnMut(usize, f64) -> std::ops::ControlFlow<()>,
 ) -> Result<Curve> {
     let ranking = Ranking::new(scores, opts.order);
-    let copts = CurveOptions { rates: opts.rates.clone(), eval: task.eval_options(opts.eval_batch), stop_at_chance: opts.stop_at_chance };
+    let copts = CurveOptions {
+        rates: opts.rates.clone(),
+        eval: task.eval_options(opts.eval_batch),
+        stop_at_chance: opts.stop_at_chance,
+    };
     accuracy_curve(graph, comps, &ranking, &task.eval, &copts, step)
 }
 

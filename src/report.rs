@@ -214,7 +214,10 @@ pub fn bar_plot(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<()> 
             chart
                 .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
                     let i = i as i32;
-                    Rectangle::new([(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], Palette99::pick(0).filled())
+                    Rectangle::new(
+                        [(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))],
+                        Palette99::pick(0).filled(),
+                    )
                 }))
                 .map_err(plot_err)?;
             root.present().map_err(plot_err)?;

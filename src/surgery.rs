@@ -34,7 +34,8 @@ impl GroupRanking {
                 continue;
             }
             for u in 0..g.units {
-                let s: f64 = g.members.iter().map(|&m| scores.values[comps.layers[m].offset + u]).sum::<f64>() / g.members.len() as f64;
+                let s: f64 = g.members.iter().map(|&m| scores.values[comps.layers[m].offset + u]).sum::<f64>()
+                    / g.members.len() as f64;
                 units.push((s, gi, u));
             }
         }
@@ -43,7 +44,11 @@ impl GroupRanking {
             let c = if order == PruneOrder::MostRelevantFirst { c.reverse() } else { c };
             c.then((a.1, a.2).cmp(&(b.1, b.2)))
         });
-        Ok(GroupRanking { groups, order: units.into_iter().map(|(_, g, u)| (g, u)).collect(), total_components: comps.total })
+        Ok(GroupRanking {
+            groups,
+            order: units.into_iter().map(|(_, g, u)| (g, u)).collect(),
+            total_components: comps.total,
+        })
     }
 
     /// The longest prefix of the order removing at most floor(N·rate) components.
@@ -65,8 +70,10 @@ impl GroupRanking {
 
     /// Global component indices of every member of the selected units (for masks).
     pub fn component_indices(&self, comps: &ComponentSet, sel: &[(usize, usize)]) -> Vec<usize> {
-        let mut v: Vec<usize> =
-            sel.iter().flat_map(|&(g, u)| self.groups[g].members.iter().map(move |&m| comps.layers[m].offset + u)).collect();
+        let mut v: Vec<usize> = sel
+            .iter()
+            .flat_map(|&(g, u)| self.groups[g].members.iter().map(move |&m| comps.layers[m].offset + u))
+            .collect();
         v.sort_unstable();
         v
     }
@@ -98,7 +105,12 @@ fn head_rows(keep: &[i64], dh: i64, offset: i64) -> Vec<i64> {
 }
 
 /// Removes the selected group units; returns a new graph (the input is not modified).
-pub fn prune(graph: &Graph, comps: &ComponentSet, ranking: &GroupRanking, sel: &[(usize, usize)]) -> Result<(Graph, SurgeryReport)> {
+pub fn prune(
+    graph: &Graph,
+    comps: &ComponentSet,
+    ranking: &GroupRanking,
+    sel: &[(usize, usize)],
+) -> Result<(Graph, SurgeryReport)> {
     let mut removed: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
     for &(g, u) in sel {
         if let Some(why) = &ranking.groups[g].blocked {
@@ -143,10 +155,18 @@ pub fn prune(graph: &Graph, comps: &ComponentSet, ranking: &GroupRanking, sel: &
                     let out_here = sp.space_of[id] == space;
                     let in_here = node.inputs.first().is_some_and(|&i| sp.space_of[i] == space);
                     match &node.op {
-                        Op::Conv2d(c) if c.groups > 1 && out_here => edits.entry(id).or_default().out_keep = Some(keep.clone()),
-                        Op::Conv2d(_) | Op::Linear { .. } if out_here => edits.entry(id).or_default().out_keep = Some(keep.clone()),
-                        Op::BatchNorm2d { .. } if out_here => edits.entry(id).or_default().out_keep = Some(keep.clone()),
-                        Op::Conv2d(_) | Op::Linear { .. } if in_here => edits.entry(id).or_default().in_keep = Some(keep.clone()),
+                        Op::Conv2d(c) if c.groups > 1 && out_here => {
+                            edits.entry(id).or_default().out_keep = Some(keep.clone())
+                        }
+                        Op::Conv2d(_) | Op::Linear { .. } if out_here => {
+                            edits.entry(id).or_default().out_keep = Some(keep.clone())
+                        }
+                        Op::BatchNorm2d { .. } if out_here => {
+                            edits.entry(id).or_default().out_keep = Some(keep.clone())
+                        }
+                        Op::Conv2d(_) | Op::Linear { .. } if in_here => {
+                            edits.entry(id).or_default().in_keep = Some(keep.clone())
+                        }
                         Op::Flatten { .. } if in_here => {
                             let block = sp.flatten_block[id].unwrap_or(1);
                             let cols: Vec<i64> = keep.iter().flat_map(|&c| (c * block)..((c + 1) * block)).collect();

@@ -396,11 +396,17 @@ fn train_head(
         }
     };
     let feature_seconds = t0.elapsed().as_secs_f64();
-    let (tx, ty, vx, vy) = (&store.get("train.x").unwrap(), &store.get("train.y").unwrap(), &store.get("val.x").unwrap(), &store.get("val.y").unwrap());
+    let (tx, ty, vx, vy) = (
+        &store.get("train.x").unwrap(),
+        &store.get("train.y").unwrap(),
+        &store.get("val.x").unwrap(),
+        &store.get("val.y").unwrap(),
+    );
     let w = graph.require_param(out, "weight")?.detach().set_requires_grad(true);
     let b = graph.require_param(out, "bias")?.detach().set_requires_grad(true);
     let params = vec![("weight".to_string(), w.shallow_clone()), ("bias".to_string(), b.shallow_clone())];
-    let mut opt = OptimState { step: 0, m: vec![w.zeros_like(), b.zeros_like()], v: vec![w.zeros_like(), b.zeros_like()] };
+    let mut opt =
+        OptimState { step: 0, m: vec![w.zeros_like(), b.zeros_like()], v: vec![w.zeros_like(), b.zeros_like()] };
     let n = tx.size()[0] as usize;
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
     let mut history = Vec::new();
@@ -413,7 +419,13 @@ fn train_head(
         for (bi, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let logits = tx.f_index_select(0, &idx)?.f_linear(&w, Some(&b))?;
-            let loss = logits.f_cross_entropy_loss(&ty.f_index_select(0, &idx)?, None::<Tensor>, Reduction::Mean, -100, cfg.label_smoothing)?;
+            let loss = logits.f_cross_entropy_loss(
+                &ty.f_index_select(0, &idx)?,
+                None::<Tensor>,
+                Reduction::Mean,
+                -100,
+                cfg.label_smoothing,
+            )?;
             let grads = Tensor::f_run_backward(&[&loss], &[&w, &b], false, false)?;
             step(&cfg.optimizer, cfg.lr_at(epoch * steps_per_epoch + bi, steps_per_epoch), &params, &grads, &mut opt)?;
             loss_sum += loss.double_value(&[]) * chunk.len() as f64;

@@ -9,9 +9,10 @@ fn small() -> Graph {
     Architecture::parse("cifar_resnet18:width=4,in=1,size=12,classes=5").unwrap().build(3).unwrap()
 }
 
+/// The same input every call (our seeded generator; libtorch's global one is shared by tests
+/// running in parallel).
 fn input() -> Tensor {
-    tch::manual_seed(0);
-    Tensor::randn([2, 1, 12, 12], (Kind::Float, tch::Device::Cpu))
+    relprune::graph::init::normal(&mut relprune::util::rng(0), &[2, 1, 12, 12], 1.0)
 }
 
 #[test]

@@ -52,7 +52,10 @@ fn vit_case(softmax: SoftmaxRule, rules: GroupRules) {
     let mut g = Architecture::parse(arch).unwrap().build(0).unwrap();
     let rj = rules_json(&g, &rules);
     let sm = if softmax == SoftmaxRule::Cp { "cp" } else { "attn_lrp" };
-    let dir = common::oracle("lxt_relevance.py", &["--kind", "vit", "--softmax", sm, "--rules", &rj, "--double", "--stabilizer", "1e-12"]);
+    let dir = common::oracle(
+        "lxt_relevance.py",
+        &["--kind", "vit", "--softmax", sm, "--rules", &rj, "--double", "--stabilizer", "1e-12"],
+    );
     g.load_safetensors(&dir.join("model.safetensors")).unwrap();
     g.set_kind(tch::Kind::Double);
     let io = dir.join("io.safetensors");

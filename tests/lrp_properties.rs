@@ -160,9 +160,9 @@ fn conservation_at_block_boundaries_of_a_bias_free_resnet() {
 }
 
 fn filter_relevances(g: &Graph, treatment: BatchNormTreatment) -> Vec<Tensor> {
-    tch::manual_seed(3);
+    // Our own seeded generator: libtorch's global one is shared by tests running in parallel.
     let batch = Batch {
-        inputs: vec![Tensor::randn([3, 3, 32, 32], (Kind::Float, tch::Device::Cpu))],
+        inputs: vec![relprune::graph::init::normal(&mut relprune::util::rng(3), &[3, 3, 32, 32], 1.0)],
         labels: Tensor::from_slice(&[1i64, 2, 3]),
     };
     let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
@@ -178,10 +178,11 @@ fn batchnorm_merging_changes_relevance_only_where_it_should() {
     // Non-trivial BatchNorm statistics.
     let keys: Vec<String> =
         g.params().keys().filter(|k| k.contains("bn") || k.contains("downsample.1")).cloned().collect();
+    let mut rng = relprune::util::rng(4);
     for k in keys {
         let t = g.params().get(&k).unwrap();
         if t.is_floating_point() {
-            let v = t.rand_like() * 0.8 + 0.6;
+            let v = relprune::graph::init::normal(&mut rng, &t.size(), 0.2).abs() + 0.6;
             g.params_mut().insert(k, v);
         }
     }

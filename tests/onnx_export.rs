@@ -24,11 +24,16 @@ fn check(g: &Graph, inputs: Vec<Tensor>) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.onnx");
     relprune::export::onnx::export(g, &model).unwrap();
-    let named: Vec<(String, Tensor)> = inputs.iter().enumerate().map(|(i, t)| (format!("in{i}"), t.shallow_clone())).collect();
+    let named: Vec<(String, Tensor)> =
+        inputs.iter().enumerate().map(|(i, t)| (format!("in{i}"), t.shallow_clone())).collect();
     Tensor::write_safetensors(&named, dir.path().join("in.safetensors")).unwrap();
     common::run_oracle(
         "onnx_run.py",
-        &[model.to_str().unwrap(), dir.path().join("in.safetensors").to_str().unwrap(), dir.path().join("out.safetensors").to_str().unwrap()],
+        &[
+            model.to_str().unwrap(),
+            dir.path().join("in.safetensors").to_str().unwrap(),
+            dir.path().join("out.safetensors").to_str().unwrap(),
+        ],
     );
     let theirs = common::read_tensor(&dir.path().join("out.safetensors"), "y");
     let ours = tch::no_grad(|| g.forward(&inputs, Mode::Eval)).unwrap();
@@ -54,7 +59,8 @@ fn pruned_resnet_and_vgg_run_in_onnxruntime() {
 
 #[test]
 fn pruned_vit_runs_in_onnxruntime() {
-    let mut g = Architecture::parse("vit:size=32,patch=8,layers=2,heads=4,dim=32,mlp=64,classes=10").unwrap().build(1).unwrap();
+    let mut g =
+        Architecture::parse("vit:size=32,patch=8,layers=2,heads=4,dim=32,mlp=64,classes=10").unwrap().build(1).unwrap();
     let w = g.params().get("heads.head.weight").unwrap().randn_like();
     g.params_mut().insert("heads.head.weight".into(), w);
     let g = pruned(&pruned(&g, ComponentKind::Heads, 0.4), ComponentKind::Neurons, 0.5);

@@ -11,8 +11,8 @@ use relprune::models::Architecture;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::storage::Sql;
 use relprune::optimize::{
-    best_trial, connect, run_worker, Objective, Params, SamplerKind, SearchSpace, StudyDefinition, StudyObserver, StudyStore,
-    TrialOutcome, TrialState,
+    best_trial, connect, run_worker, Objective, Params, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
+    StudyStore, TrialOutcome, TrialState,
 };
 use std::process::Command;
 
@@ -30,14 +30,20 @@ impl Objective for Synthetic {
         if self.fail_on_zplus && sm == "zplus" {
             return Err(relprune::Error::invalid("synthetic failure for zplus"));
         }
-        let v = 1.0 - g.log10().powi(2) / 16.0 - if sm == "cp" { 0.0 } else { 0.3 } - if p["absolute"] == true { 0.0 } else { 0.1 };
+        let v = 1.0
+            - g.log10().powi(2) / 16.0
+            - if sm == "cp" { 0.0 } else { 0.3 }
+            - if p["absolute"] == true { 0.0 } else { 0.1 };
         report(0, v);
         Ok(TrialOutcome::Complete(v))
     }
 }
 
 fn synthetic_space() -> SearchSpace {
-    SearchSpace::from_yaml("mid_gamma: {log: [1.0e-3, 1000.0]}\nsoftmax: [attn_lrp, cp, zplus, zplus_bias]\nabsolute: [true, false]\n").unwrap()
+    SearchSpace::from_yaml(
+        "mid_gamma: {log: [1.0e-3, 1000.0]}\nsoftmax: [attn_lrp, cp, zplus, zplus_bias]\nabsolute: [true, false]\n",
+    )
+    .unwrap()
 }
 
 fn def(space: &SearchSpace) -> StudyDefinition {
@@ -47,9 +53,20 @@ fn def(space: &SearchSpace) -> StudyDefinition {
 fn run_synthetic(kind: SamplerKind, trials: usize) -> Vec<relprune::optimize::Trial> {
     let dir = tempfile::tempdir().unwrap();
     let space = synthetic_space();
-    let mut store = StudyStore::open(connect(dir.path().join("s.sqlite").to_str().unwrap()).unwrap(), "s", &def(&space)).unwrap();
+    let mut store =
+        StudyStore::open(connect(dir.path().join("s.sqlite").to_str().unwrap()).unwrap(), "s", &def(&space)).unwrap();
     let sampler = kind.build(7);
-    run_worker(&mut store, &space, sampler.as_ref(), None, &mut Synthetic { fail_on_zplus: false }, trials, None, &mut Quiet).unwrap();
+    run_worker(
+        &mut store,
+        &space,
+        sampler.as_ref(),
+        None,
+        &mut Synthetic { fail_on_zplus: false },
+        trials,
+        None,
+        &mut Quiet,
+    )
+    .unwrap();
     store.trials().unwrap()
 }
 
@@ -62,7 +79,12 @@ fn tpe_concentrates_on_the_optimum_of_a_synthetic_objective() {
     let cp_share = last(&tpe).iter().filter(|t| t.params["softmax"] == "cp").count() as f64 / 20.0;
     assert!(cp_share >= 0.6, "TPE should mostly sample the best category late in the study: {cp_share}");
     let mean = |t: &[relprune::optimize::Trial]| t.iter().map(|t| t.value.unwrap()).sum::<f64>() / t.len() as f64;
-    assert!(mean(&last(&tpe)) > mean(&last(&random)) + 0.1, "TPE {} vs random {}", mean(&last(&tpe)), mean(&last(&random)));
+    assert!(
+        mean(&last(&tpe)) > mean(&last(&random)) + 0.1,
+        "TPE {} vs random {}",
+        mean(&last(&tpe)),
+        mean(&last(&random))
+    );
     let best = best_trial(&tpe).unwrap();
     assert!(best.value.unwrap() > 0.97, "best {:?}", best.params);
     // The GP optimiser also finds the optimum region.
@@ -80,19 +102,26 @@ fn grid_enumerates_and_studies_record_failures() {
     let url = dir.path().join("g.sqlite");
     let mut store = StudyStore::open(connect(url.to_str().unwrap()).unwrap(), "g", &def(&space)).unwrap();
     let s = SamplerKind::Grid.build(0);
-    let w = run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet).unwrap();
+    let w =
+        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet)
+            .unwrap();
     assert_eq!((w.completed, w.failed), (2, 2), "a failing trial is recorded and the study goes on");
     let trials = store.trials().unwrap();
-    let mut seen: Vec<String> = trials.iter().map(|t| format!("{}{}", t.params["softmax"], t.params["absolute"])).collect();
+    let mut seen: Vec<String> =
+        trials.iter().map(|t| format!("{}{}", t.params["softmax"], t.params["absolute"])).collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 4, "each grid point exactly once");
     let failed: Vec<_> = trials.iter().filter(|t| t.state == TrialState::Failed).collect();
     assert!(failed.iter().all(|t| t.message.as_deref().unwrap().contains("synthetic failure")));
     // The budget is spent: another worker does nothing; the grid cannot give a fifth point.
-    let w = run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet).unwrap();
+    let w =
+        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet)
+            .unwrap();
     assert_eq!(w.completed + w.failed + w.pruned, 0);
-    let e = run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 5, None, &mut Quiet).unwrap_err();
+    let e =
+        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 5, None, &mut Quiet)
+            .unwrap_err();
     assert!(e.to_string().contains("all are tried"), "{e}");
 }
 
@@ -143,7 +172,9 @@ fn objective_is_deterministic_beats_default_and_rules_round_trip() {
         let b = obj.evaluate(&default, &mut |_, _| false).unwrap();
         assert_eq!(a, b, "the objective on a fixed configuration is deterministic");
         let dir = tempfile::tempdir().unwrap();
-        let mut store = StudyStore::open(connect(dir.path().join("o.sqlite").to_str().unwrap()).unwrap(), "o", &def(&space)).unwrap();
+        let mut store =
+            StudyStore::open(connect(dir.path().join("o.sqlite").to_str().unwrap()).unwrap(), "o", &def(&space))
+                .unwrap();
         let sampler = SamplerKind::Tpe.build(0);
         run_worker(&mut store, &space, sampler.as_ref(), None, &mut obj, 8, Some(&default), &mut Quiet).unwrap();
         let trials = store.trials().unwrap();
@@ -168,11 +199,26 @@ fn objective_is_deterministic_beats_default_and_rules_round_trip() {
     assert!(e.contains("softmx"), "unknown keys in rules files are rejected: {e}");
 }
 
-fn optimize_cmd(data: &std::path::Path, storage: &str, out: &std::path::Path, trials: usize, extra: &[&str]) -> Command {
+fn optimize_cmd(
+    data: &std::path::Path,
+    storage: &str,
+    out: &std::path::Path,
+    trials: usize,
+    extra: &[&str],
+) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_relprune"));
     c.args(["--threads", "1", "optimize", "--model", TINY, "--fmnist-dir"])
         .arg(data)
-        .args(["--trials", &trials.to_string(), "--val-samples", "150", "--refs-per-class", "3", "--rates", "0:0.95:0.05"])
+        .args([
+            "--trials",
+            &trials.to_string(),
+            "--val-samples",
+            "150",
+            "--refs-per-class",
+            "3",
+            "--rates",
+            "0:0.95:0.05",
+        ])
         .args(["--report", "none", "--storage", storage, "--study", "shared", "--out"])
         .arg(out)
         .args(extra);
@@ -219,7 +265,9 @@ fn a_killed_study_resumes_with_every_completed_trial_kept() {
     child.kill().unwrap();
     child.wait().unwrap();
     let before: Vec<_> = trial_rows(&url).into_iter().filter(|r| r.1 == "complete").collect();
-    let out = optimize_cmd(&data, &url, &tmp.path().join("out"), 10, &["--sampler", "random", "--no-pruner"]).output().unwrap();
+    let out = optimize_cmd(&data, &url, &tmp.path().join("out"), 10, &["--sampler", "random", "--no-pruner"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let after = trial_rows(&url);
     for b in &before {

@@ -25,7 +25,9 @@ fn inputs(g: &Graph) -> Vec<Tensor> {
         .into_iter()
         .map(|t| match t.kind() {
             Kind::Float => Tensor::randn([2, t.size()[1], t.size()[2], t.size()[3]], (Kind::Float, tch::Device::Cpu)),
-            _ if t.size() == [1, 12] && t.int64_value(&[0, 0]) == 0 => Tensor::randint(90, [2, 12], (Kind::Int64, tch::Device::Cpu)) + 5,
+            _ if t.size() == [1, 12] && t.int64_value(&[0, 0]) == 0 => {
+                Tensor::randint(90, [2, 12], (Kind::Int64, tch::Device::Cpu)) + 5
+            }
             _ => {
                 let m = Tensor::ones([2, 12], (Kind::Int64, tch::Device::Cpu));
                 let _ = m.get(1).narrow(0, 8, 4).fill_(0);
@@ -46,7 +48,11 @@ fn perturb(g: &mut Graph) {
         }
         let v = if k.ends_with("running_var") {
             t.rand_like() + 0.5
-        } else if k.ends_with("bias") || k.ends_with("running_mean") || k.starts_with("heads.head") || k == "class_token" {
+        } else if k.ends_with("bias")
+            || k.ends_with("running_mean")
+            || k.starts_with("heads.head")
+            || k == "class_token"
+        {
             t.randn_like() * 0.1
         } else {
             t.shallow_clone()
@@ -58,7 +64,8 @@ fn perturb(g: &mut Graph) {
 fn check(mut g: Graph, kind: ComponentKind, rate: f64) -> (Graph, Graph) {
     perturb(&mut g);
     let comps = ComponentSet::find(&g, kind).unwrap();
-    let ranking = GroupRanking::new(&g, &comps, &random_scores(comps.total, 3), PruneOrder::LeastRelevantFirst).unwrap();
+    let ranking =
+        GroupRanking::new(&g, &comps, &random_scores(comps.total, 3), PruneOrder::LeastRelevantFirst).unwrap();
     let sel = ranking.selection(rate).unwrap();
     assert!(!sel.is_empty(), "something is selected");
     let x = inputs(&g);
@@ -98,7 +105,9 @@ fn vgg16_bn_filters_and_neurons() {
 
 #[test]
 fn cifar_variants_and_zoo_cnns() {
-    for arch in ["cifar_resnet18:width=8,in=1,size=28,classes=10", "cifar_vgg11_bn:width=8,hidden=32,in=1,size=28,classes=10"] {
+    for arch in
+        ["cifar_resnet18:width=8,in=1,size=28,classes=10", "cifar_vgg11_bn:width=8,hidden=32,in=1,size=28,classes=10"]
+    {
         check(Architecture::parse(arch).unwrap().build(2).unwrap(), ComponentKind::Filters, 0.5);
     }
     for name in ["fmnist-resnet18", "fmnist-vgg16bn"] {
@@ -108,10 +117,18 @@ fn cifar_variants_and_zoo_cnns() {
 
 #[test]
 fn vit_heads_and_neurons() {
-    let g = Architecture::parse("vit:size=32,patch=8,layers=3,heads=4,dim=32,mlp=64,classes=10").unwrap().build(1).unwrap();
+    let g =
+        Architecture::parse("vit:size=32,patch=8,layers=3,heads=4,dim=32,mlp=64,classes=10").unwrap().build(1).unwrap();
     check(g.deep_clone(), ComponentKind::Neurons, 0.5);
     let (_, small) = check(g.deep_clone(), ComponentKind::Heads, 0.5);
-    let heads: Vec<i64> = small.nodes().iter().filter_map(|n| match n.op { relprune::graph::Op::Attention { heads, .. } => Some(heads), _ => None }).collect();
+    let heads: Vec<i64> = small
+        .nodes()
+        .iter()
+        .filter_map(|n| match n.op {
+            relprune::graph::Op::Attention { heads, .. } => Some(heads),
+            _ => None,
+        })
+        .collect();
     assert_eq!(heads.iter().sum::<i64>(), 6, "6 of 12 heads remain: {heads:?}");
     // A layer may lose every head and become a pure residual.
     let (_, small) = check(g, ComponentKind::Heads, 0.95);
@@ -142,14 +159,22 @@ fn residual_coupling_groups_and_parameter_arithmetic() {
     let groups = relprune::dependency::coupled_groups(&g, &comps).unwrap();
     let names = |i: usize| -> Vec<&str> { groups[i].members.iter().map(|&m| comps.layers[m].name.as_str()).collect() };
     let stage1 = groups.iter().position(|gr| gr.members.iter().any(|&m| comps.layers[m].name == "conv1")).unwrap();
-    assert_eq!(names(stage1), ["conv1", "layer1.0.conv2", "layer1.1.conv2"], "the stem and layer1's residual stream are one group");
-    let stage2 = groups.iter().position(|gr| gr.members.iter().any(|&m| comps.layers[m].name == "layer2.0.downsample.0")).unwrap();
+    assert_eq!(
+        names(stage1),
+        ["conv1", "layer1.0.conv2", "layer1.1.conv2"],
+        "the stem and layer1's residual stream are one group"
+    );
+    let stage2 = groups
+        .iter()
+        .position(|gr| gr.members.iter().any(|&m| comps.layers[m].name == "layer2.0.downsample.0"))
+        .unwrap();
     assert_eq!(names(stage2), ["layer2.0.conv2", "layer2.0.downsample.0", "layer2.1.conv2"]);
     assert_eq!(groups.len(), 8 + 4, "8 inner convs alone, 4 residual streams");
     // Removing k channels of layer1.0.conv1 (3×3, 64→64, followed by BN and conv2 64→64):
     // 64·9·k (its rows) + 2k (BN affine) + 64·9·k (conv2's columns) parameters go.
     let inner = groups.iter().position(|gr| names_of(&comps, gr) == ["layer1.0.conv1"]).unwrap();
-    let ranking = GroupRanking::new(&g, &comps, &random_scores(comps.total, 1), PruneOrder::LeastRelevantFirst).unwrap();
+    let ranking =
+        GroupRanking::new(&g, &comps, &random_scores(comps.total, 1), PruneOrder::LeastRelevantFirst).unwrap();
     let sel: Vec<(usize, usize)> = (0..5).map(|u| (inner, u)).collect();
     let (small, _) = prune(&g, &comps, &ranking, &sel).unwrap();
     assert_eq!(g.num_parameters() - small.num_parameters(), 5 * (64 * 9 + 2 + 64 * 9));
@@ -171,7 +196,8 @@ fn names_of<'a>(comps: &'a ComponentSet, g: &relprune::dependency::CoupledGroup)
 fn pruned_model_reloads_in_a_fresh_process() {
     let g = load_model("fmnist-resnet18", None, 0).unwrap().graph;
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let ranking = GroupRanking::new(&g, &comps, &random_scores(comps.total, 9), PruneOrder::LeastRelevantFirst).unwrap();
+    let ranking =
+        GroupRanking::new(&g, &comps, &random_scores(comps.total, 9), PruneOrder::LeastRelevantFirst).unwrap();
     let (small, _) = prune(&g, &comps, &ranking, &ranking.selection(0.4).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     small.save(dir.path()).unwrap();
@@ -200,7 +226,19 @@ fn prune_command_writes_a_reloadable_model_onnx_and_a_report() {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
         .args(["--json", "prune", "--model", "cifar_resnet18:width=8,in=1,size=8,classes=10", "--fmnist-dir"])
         .arg(&data)
-        .args(["--criterion", "lrp-zplus", "--rate", "0.4", "--refs-per-class", "2", "--eval-samples", "50", "--latency-runs", "3", "--out"])
+        .args([
+            "--criterion",
+            "lrp-zplus",
+            "--rate",
+            "0.4",
+            "--refs-per-class",
+            "2",
+            "--eval-samples",
+            "50",
+            "--latency-runs",
+            "3",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -232,9 +270,17 @@ fn physical_curve_equals_masked_curve_at_group_level() {
     let mut g = Architecture::parse("cifar_resnet18:width=8,in=1,size=8,classes=10").unwrap().build(4).unwrap();
     perturb(&mut g);
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let task = relprune::experiment::Task::prepare(&splits, 10, &relprune::experiment::TaskSpec { refs_per_class: 2, eval_samples: 100, ..Default::default() }).unwrap();
+    let task = relprune::experiment::Task::prepare(
+        &splits,
+        10,
+        &relprune::experiment::TaskSpec { refs_per_class: 2, eval_samples: 100, ..Default::default() },
+    )
+    .unwrap();
     let scores = random_scores(comps.total, 2);
-    let opts = relprune::experiment::RunOptions { rates: relprune::ranking::parse_rates("0:0.8:0.2").unwrap(), ..Default::default() };
+    let opts = relprune::experiment::RunOptions {
+        rates: relprune::ranking::parse_rates("0:0.8:0.2").unwrap(),
+        ..Default::default()
+    };
     let phys = relprune::experiment::measure_curve_physical(&g, &comps, &scores, &task, &opts, &mut |_| {}).unwrap();
     let ranking = GroupRanking::new(&g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
     for (i, &rate) in opts.rates.iter().enumerate() {

@@ -5,7 +5,8 @@ use relprune::models::bert::minilm_dir;
 
 #[test]
 fn cleaning_keeps_subject_and_text_and_drops_markup() {
-    let raw = "From: a@b.c\nReceived: by x\n with y\nSubject: Cheap\n pills today\nContent-Type: multipart/alternative\n\n\
+    let raw =
+        "From: a@b.c\nReceived: by x\n with y\nSubject: Cheap\n pills today\nContent-Type: multipart/alternative\n\n\
                ------=_NextPart_000_0001\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\n\
                PGh0bWw+PGJvZHk+SGVsbG8gd29ybGQ8L2JvZHk+PC9odG1sPgoKCgoKCgoKCgo=\n\
                <html><body><p>Buy&nbsp;now &amp; save</p></body></html>\nplain   text\n";
@@ -32,7 +33,10 @@ fn spam_split_is_disjoint_deterministic_and_truncated() {
     let tok = TextTokenizer::from_file(&minilm_dir().unwrap().join("tokenizer.json"), SPAM_MAX_TOKENS).unwrap();
     let a = spam_splits(&spam_dir(), &tok).unwrap();
     let b = spam_splits(&spam_dir(), &tok).unwrap();
-    assert_eq!((a.train.indices.clone(), a.val.indices.clone(), a.test.indices.clone()), (b.train.indices, b.val.indices, b.test.indices));
+    assert_eq!(
+        (a.train.indices.clone(), a.val.indices.clone(), a.test.indices.clone()),
+        (b.train.indices, b.val.indices, b.test.indices)
+    );
     let n = a.train.len() + a.val.len() + a.test.len();
     assert_eq!(n, a.train.data.len(), "every distinct mail is in exactly one split");
     let mut all: Vec<usize> = a.train.indices.iter().chain(&a.val.indices).chain(&a.test.indices).copied().collect();
@@ -40,7 +44,8 @@ fn spam_split_is_disjoint_deterministic_and_truncated() {
     all.dedup();
     assert_eq!(all.len(), n, "splits are disjoint");
     assert!(a.val.len() * 100 / n >= 14 && a.test.len() * 100 / n >= 14);
-    let spam_share = |s: &relprune::data::Subset| (0..s.len()).filter(|&i| s.label(i) == 1).count() as f64 / s.len() as f64;
+    let spam_share =
+        |s: &relprune::data::Subset| (0..s.len()).filter(|&i| s.label(i) == 1).count() as f64 / s.len() as f64;
     assert!((spam_share(&a.test) - spam_share(&a.train)).abs() < 0.05, "the random split keeps the class balance");
     let batch = a.test.head(16).full_batch().unwrap();
     assert!(batch.inputs[0].size()[1] <= SPAM_MAX_TOKENS as i64);

@@ -15,7 +15,8 @@ fn forward(arch: &str, weights: &std::path::Path, inputs: Vec<tch::Tensor>) -> t
 
 #[test]
 fn small_vit_matches_torchvision() {
-    let dir = common::oracle("transformer_outputs.py", &["--kind", "vit", "--size", "32", "--patch", "8", "--layers", "3"]);
+    let dir =
+        common::oracle("transformer_outputs.py", &["--kind", "vit", "--size", "32", "--patch", "8", "--layers", "3"]);
     let io = dir.join("io.safetensors");
     let y = forward(
         "vit:size=32,patch=8,layers=3,heads=4,dim=64,mlp=128,classes=10",
@@ -58,8 +59,10 @@ fn hugging_face_classifier_folder_loads_directly() {
     let io = dir.join("io.safetensors");
     let folder = dir.join("hf");
     let m = load_model(&format!("hf-bert:{}", folder.display()), None, 0).unwrap();
-    let y = tch::no_grad(|| m.graph.forward(&[common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask")], Mode::Eval))
-        .unwrap();
+    let y = tch::no_grad(|| {
+        m.graph.forward(&[common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask")], Mode::Eval)
+    })
+    .unwrap();
     let err = common::rel_err(&y, &common::read_tensor(&io, "logits"));
     assert!(err < 1e-4, "relative error {err:e}");
 }
@@ -73,7 +76,9 @@ fn real_minilm_matches_sentence_transformers() {
     let tok = TextTokenizer::from_file(&folder.join("tokenizer.json"), 128).unwrap();
     let ids = common::read_tensor(&io, "ids");
     let mask = common::read_tensor(&io, "mask");
-    for (row, s) in ["Hello world, FREE money!!!", "Dear colleague, the meeting moves to Thursday at 10am.", "a"].iter().enumerate() {
+    for (row, s) in
+        ["Hello world, FREE money!!!", "Dear colleague, the meeting moves to Thursday at 10am.", "a"].iter().enumerate()
+    {
         let ours = tok.encode(s).unwrap();
         let n = ours.len() as i64;
         let theirs: Vec<i64> = Vec::try_from(ids.get(row as i64).narrow(0, 0, n)).unwrap();
@@ -91,10 +96,12 @@ fn transformer_bad_input_is_clear() {
     assert!(e.contains("5 heads do not divide the width 64"), "{e}");
     let e = Architecture::parse("bert:dim=64,heads=6").unwrap_err().to_string();
     assert!(e.contains("do not divide"), "{e}");
-    let g = Architecture::parse("bert:vocab=50,dim=32,layers=1,heads=4,mlp=64,positions=8,max_len=8,pooling=mean,classes=2")
-        .unwrap()
-        .build(0)
-        .unwrap();
+    let g = Architecture::parse(
+        "bert:vocab=50,dim=32,layers=1,heads=4,mlp=64,positions=8,max_len=8,pooling=mean,classes=2",
+    )
+    .unwrap()
+    .build(0)
+    .unwrap();
     let long = tch::Tensor::zeros([1, 9], (tch::Kind::Int64, tch::Device::Cpu));
     let e = g.forward(&[long.shallow_clone(), long.ones_like()], Mode::Eval).unwrap_err().to_string();
     assert!(e.contains("T ≤ 8"), "{e}");

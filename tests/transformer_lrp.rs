@@ -50,7 +50,8 @@ fn zplus_softmax_rules_match_a_brute_force_jacobian() {
     assert!((sum(SoftmaxRule::Zplus) - r.iter().sum::<f64>()).abs() < 1e-9);
     assert!(SoftmaxRule::Cp.apply(&xt, &s, &rt, 1e-9).unwrap().is_none());
     // AttnLRP: x ⊙ (R − s ΣR).
-    let a: Vec<f64> = Vec::try_from(SoftmaxRule::AttnLrp.apply(&xt, &s, &rt, 0.0).unwrap().unwrap().view([-1])).unwrap();
+    let a: Vec<f64> =
+        Vec::try_from(SoftmaxRule::AttnLrp.apply(&xt, &s, &rt, 0.0).unwrap().unwrap().view([-1])).unwrap();
     let sv: Vec<f64> = Vec::try_from(s.view([-1])).unwrap();
     let rs: f64 = r.iter().sum();
     for i in 0..6 {
@@ -61,7 +62,8 @@ fn zplus_softmax_rules_match_a_brute_force_jacobian() {
 /// A tiny ViT with every bias, LayerNorm shift and the position table set to zero, so that no
 /// relevance is absorbed below the class token's insertion.
 fn bias_free_vit() -> Graph {
-    let mut g = Architecture::parse("vit:size=16,patch=4,layers=2,heads=4,dim=32,mlp=64,classes=5").unwrap().build(3).unwrap();
+    let mut g =
+        Architecture::parse("vit:size=16,patch=4,layers=2,heads=4,dim=32,mlp=64,classes=5").unwrap().build(3).unwrap();
     g.set_kind(Kind::Double);
     tch::manual_seed(5);
     let keys: Vec<String> = g.params().keys().cloned().collect();
@@ -112,7 +114,11 @@ fn conservation_on_a_bias_free_vit() {
         let total = sums(rel[g.output()].as_ref().unwrap());
         for &c in &cuts {
             for (a, b) in sums(rel[c].as_ref().unwrap()).iter().zip(&total) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{softmax:?}: Σ R = {a} at `{}`, {b} at the output", g.node(c).name);
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                    "{softmax:?}: Σ R = {a} at `{}`, {b} at the output",
+                    g.node(c).name
+                );
             }
         }
     }
@@ -120,7 +126,8 @@ fn conservation_on_a_bias_free_vit() {
 
 #[test]
 fn head_mask_equals_zeroing_that_heads_attention_probabilities() {
-    let mut g = Architecture::parse("vit:size=16,patch=4,layers=2,heads=4,dim=32,mlp=64,classes=5").unwrap().build(1).unwrap();
+    let mut g =
+        Architecture::parse("vit:size=16,patch=4,layers=2,heads=4,dim=32,mlp=64,classes=5").unwrap().build(1).unwrap();
     // torchvision zero-initialises the classifier; give it weights so outputs differ.
     let w = g.params().get("heads.head.weight").unwrap().randn_like();
     g.params_mut().insert("heads.head.weight".into(), w);

@@ -1,15 +1,14 @@
 //! The zoo: every committed model loads without training or downloading and reproduces its
 //! manifest's accuracy on the first test samples exactly (to the sample count).
 
-use relprune::data::fashion_mnist;
 use relprune::evaluate::{count_correct, EvalOptions};
 use relprune::models::zoo::{self, CHECK_SAMPLES, ZOO};
 
 #[test]
 fn zoo_models_reproduce_their_manifests() {
-    let splits = fashion_mnist::load_splits(&fashion_mnist::resolve_dir(None)).expect("Fashion-MNIST (run ./run-tests)");
     for e in ZOO {
         let (model, manifest) = zoo::load(e.name).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        let splits = manifest.recipe.data.splits(None).expect("the model's data (run ./run-tests)");
         assert_eq!(manifest.recipe, (e.recipe)(), "{}: committed weights were trained with the current recipe", e.name);
         // Targets of the zoo issues: ≥ 92 % for the CNNs, ≥ 88 % for the ViT; the spam head ≥ 95 %.
         let target = match e.name {
@@ -20,7 +19,11 @@ fn zoo_models_reproduce_their_manifests() {
         assert!(manifest.measured.test_accuracy >= target, "{}: {}", e.name, manifest.measured.test_accuracy);
         let check = splits.test.head(CHECK_SAMPLES);
         let correct = count_correct(&model.graph, &check, &EvalOptions::default(), &mut |_| {}).unwrap();
-        assert_eq!(correct, manifest.measured.check_correct, "{}: correct on the first {CHECK_SAMPLES} test images", e.name);
+        assert_eq!(
+            correct, manifest.measured.check_correct,
+            "{}: correct on the first {CHECK_SAMPLES} test images",
+            e.name
+        );
         assert_eq!(model.graph.num_parameters(), manifest.parameters);
     }
 }
@@ -29,7 +32,8 @@ fn zoo_models_reproduce_their_manifests() {
 fn unknown_name_lists_the_known_ones() {
     let e = zoo::load("fmnist-resnet99").err().unwrap().to_string();
     assert!(e.contains("unknown zoo model `fmnist-resnet99`") && e.contains("fmnist-resnet18"), "{e}");
-    let e = relprune::models::load_model("fmnist-resnet18", Some(std::path::Path::new("w.safetensors")), 0).err().unwrap();
+    let e =
+        relprune::models::load_model("fmnist-resnet18", Some(std::path::Path::new("w.safetensors")), 0).err().unwrap();
     assert!(e.to_string().contains("drop --weights"), "{e}");
 }
 

@@ -66,7 +66,10 @@ impl DataArgs {
         if let Some(path) = self.data.strip_prefix("imagefolder:") {
             return Ok(image_folder::load_splits(std::path::Path::new(path))?);
         }
-        anyhow::bail!("unknown data `{}`; use auto, fashion-mnist, spam[:TOKENIZER.json] or imagefolder:PATH", self.data)
+        anyhow::bail!(
+            "unknown data `{}`; use auto, fashion-mnist, spam[:TOKENIZER.json] or imagefolder:PATH",
+            self.data
+        )
     }
 }
 

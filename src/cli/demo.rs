@@ -9,7 +9,9 @@ use relprune::evaluate::{count_correct, EvalOptions};
 use relprune::experiment::{RunOptions, Task, TaskSpec};
 use relprune::models::zoo;
 use relprune::optimize::objective::PruningObjective;
-use relprune::optimize::{best_trial, connect, run_worker, MedianPruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver, StudyStore};
+use relprune::optimize::{
+    best_trial, connect, run_worker, MedianPruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver, StudyStore,
+};
 use relprune::report::{write_curves, CurvesReport, RunHeader};
 use std::path::PathBuf;
 
@@ -104,24 +106,38 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             space: space.clone(),
             objective: serde_json::json!({"demo": manifest.name, "task": val_spec, "component": "filters"}),
         };
-        let mut store = StudyStore::open(connect(&format!("sqlite:{}", args.out.join("study.sqlite").display()))?, "demo", &def)?;
+        let mut store =
+            StudyStore::open(connect(&format!("sqlite:{}", args.out.join("study.sqlite").display()))?, "demo", &def)?;
         let pb = super::common::progress(args.trials as u64, "optimising");
         {
-            let mut objective = PruningObjective::new(&mut model.graph, comps.clone(), &splits, 10, val_spec, opts.clone())?;
+            let mut objective =
+                PruningObjective::new(&mut model.graph, comps.clone(), &splits, 10, val_spec, opts.clone())?;
             let sampler = SamplerKind::Tpe.build(0);
-            run_worker(&mut store, &space, sampler.as_ref(), Some(MedianPruner::default()), &mut objective, args.trials, Some(&space.default_params()), &mut Ticks(pb.clone()))?;
+            run_worker(
+                &mut store,
+                &space,
+                sampler.as_ref(),
+                Some(MedianPruner::default()),
+                &mut objective,
+                args.trials,
+                Some(&space.default_params()),
+                &mut Ticks(pb.clone()),
+            )?;
         }
         pb.finish_and_clear();
         let trials = store.trials()?;
         let best = best_trial(&trials).ok_or_else(|| anyhow::anyhow!("no optimisation trial completed"))?;
         let (best_spec, _) = SearchSpace::criterion(&best.params)?;
         let best_spec = match best_spec {
-            CriterionSpec::Lrp { lrp, absolute, .. } => CriterionSpec::Lrp { label: Some("lrp-optimised".into()), lrp, absolute },
+            CriterionSpec::Lrp { lrp, absolute, .. } => {
+                CriterionSpec::Lrp { label: Some("lrp-optimised".into()), lrp, absolute }
+            }
             s => s,
         };
         best_spec.to_file(&args.out.join("best-rules.yaml"))?;
         let optimised = run_with_progress(&mut model.graph, &comps, &task, &best_spec, &opts)?;
-        let eps = results.iter().find(|r| r.criterion == "lrp-epsilon").map(|r| r.curve.summary.a_pr).unwrap_or(f64::NAN);
+        let eps =
+            results.iter().find(|r| r.criterion == "lrp-epsilon").map(|r| r.curve.summary.a_pr).unwrap_or(f64::NAN);
         out.say(format!(
             "3. optimised LRP ({} trials of TPE on 500 validation images; best validation A_PR {:.4}): test A_PR {:.4} vs LRP-ε {:.4} ({:+.4})",
             trials.len(),

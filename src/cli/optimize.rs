@@ -10,8 +10,8 @@ use relprune::components::{ComponentKind, ComponentSet};
 use relprune::experiment::Task;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::{
-    best_trial, connect, importance, run_worker, MedianPruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
-    StudyStore, Trial, TrialState,
+    best_trial, connect, importance, run_worker, MedianPruner, SamplerKind, SearchSpace, StudyDefinition,
+    StudyObserver, StudyStore, Trial, TrialState,
 };
 use relprune::report::{bar_plot, line_plot, write_curves, CurvesReport, LinePlot, RunHeader, Series};
 use std::path::{Path, PathBuf};
@@ -101,7 +101,12 @@ impl StudyObserver for Bar {
     }
 }
 
-fn study_definition(args: &OptimizeArgs, model: &relprune::models::LoadedModel, space: &SearchSpace, kind: ComponentKind) -> StudyDefinition {
+fn study_definition(
+    args: &OptimizeArgs,
+    model: &relprune::models::LoadedModel,
+    space: &SearchSpace,
+    kind: ComponentKind,
+) -> StudyDefinition {
     let mut task = args.task.task_spec();
     task.split = relprune::data::SplitName::Val;
     task.eval_samples = args.val_samples;
@@ -122,12 +127,21 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     let comps = ComponentSet::find(&model.graph, kind)?;
     let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention { .. }));
     let space = match &args.space {
-        Some(p) => SearchSpace::from_yaml(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?)?,
+        Some(p) => SearchSpace::from_yaml(
+            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
+        )?,
         None => SearchSpace::default_for(transformer),
     };
-    let classes = model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
+    let classes =
+        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let study_name = args.study.clone().unwrap_or_else(|| {
-        format!("{}-{}-c{}-s{}", model.name, kind, args.task.classes.map(|c| c.to_string()).unwrap_or("all".into()), args.task.seed)
+        format!(
+            "{}-{}-c{}-s{}",
+            model.name,
+            kind,
+            args.task.classes.map(|c| c.to_string()).unwrap_or("all".into()),
+            args.task.seed
+        )
     });
     let storage = args.storage.clone().unwrap_or_else(|| format!("sqlite:{}", args.out.join("study.sqlite").display()));
     let def = study_definition(&args, &model, &space, kind);
@@ -149,27 +163,49 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     {
         let mut task = args.task.task_spec();
         task.eval_samples = args.val_samples;
-        let mut objective = PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?;
+        let mut objective =
+            PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?;
         let pb = progress(args.trials as u64, "optimising");
-        pb.set_position(before.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count() as u64);
+        pb.set_position(
+            before.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count() as u64,
+        );
         let pruner = (!args.no_pruner).then(MedianPruner::default);
-        let summary = run_worker(&mut store, &space, sampler.as_ref(), pruner, &mut objective, args.trials, Some(&first), &mut Bar { pb: pb.clone() })?;
+        let summary = run_worker(
+            &mut store,
+            &space,
+            sampler.as_ref(),
+            pruner,
+            &mut objective,
+            args.trials,
+            Some(&first),
+            &mut Bar { pb: pb.clone() },
+        )?;
         pb.finish_and_clear();
-        out.say(format!("this worker: {} complete, {} pruned, {} failed", summary.completed, summary.pruned, summary.failed));
+        out.say(format!(
+            "this worker: {} complete, {} pruned, {} failed",
+            summary.completed, summary.pruned, summary.failed
+        ));
     }
     let trials = store.trials()?;
-    let best = best_trial(&trials).ok_or_else(|| anyhow::anyhow!("no trial of study `{study_name}` completed; see `relprune study show`"))?;
+    let best = best_trial(&trials)
+        .ok_or_else(|| anyhow::anyhow!("no trial of study `{study_name}` completed; see `relprune study show`"))?;
     let (best_spec, best_refs) = SearchSpace::criterion(&best.params)?;
     std::fs::create_dir_all(&args.out)?;
     let rules_path = args.out.join("best-rules.yaml");
     best_spec.to_file(&rules_path)?;
-    out.say(format!("best: trial {} with validation A_PR {:.4}; rules written to {}", best.number, best.value.unwrap_or(0.0), rules_path.display()));
+    out.say(format!(
+        "best: trial {} with validation A_PR {:.4}; rules written to {}",
+        best.number,
+        best.value.unwrap_or(0.0),
+        rules_path.display()
+    ));
     write_history_plot(&args.out.join("history.png"), &study_name, &trials)?;
     let imp = importance::importances(&space, &trials);
     bar_plot(&args.out.join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
 
     // The result is the winner's curve on the test split next to LRP-ε and the baselines.
-    let names: Vec<String> = args.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
+    let names: Vec<String> =
+        args.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
     let mut test_results = Vec::new();
     let mut test_header = None;
     if names.first().map(String::as_str) != Some("none") {
@@ -180,7 +216,9 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         }
         let task = Task::prepare(&splits, classes, &task_spec)?;
         let mut specs = vec![match best_spec.clone() {
-            CriterionSpec::Lrp { lrp, absolute, .. } => CriterionSpec::Lrp { label: Some("lrp-optimised".into()), lrp, absolute },
+            CriterionSpec::Lrp { lrp, absolute, .. } => {
+                CriterionSpec::Lrp { label: Some("lrp-optimised".into()), lrp, absolute }
+            }
             s => s,
         }];
         for n in &names {
@@ -202,7 +240,10 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         "importance": imp, "trials": trials, "test": { "header": test_header, "results": test_results },
     });
     relprune::util::write_json_atomic(&args.out.join("summary.json"), &summary)?;
-    out.say(format!("wrote {}/{{best-rules.yaml, history.png, importance.png, summary.json, test-compare.*}}", args.out.display()));
+    out.say(format!(
+        "wrote {}/{{best-rules.yaml, history.png, importance.png, summary.json, test-compare.*}}",
+        args.out.display()
+    ));
     out.emit(&summary)
 }
 
@@ -214,10 +255,24 @@ fn redact(url: &str) -> String {
 }
 
 fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Result<()> {
-    let done: Vec<(f64, f64)> = trials.iter().filter(|t| t.state == TrialState::Complete).filter_map(|t| Some((t.number as f64, t.value?))).collect();
-    let pruned: Vec<(f64, f64)> = trials.iter().filter(|t| t.state == TrialState::Pruned).filter_map(|t| Some((t.number as f64, t.value?))).collect();
+    let done: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| Some((t.number as f64, t.value?)))
+        .collect();
+    let pruned: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Pruned)
+        .filter_map(|t| Some((t.number as f64, t.value?)))
+        .collect();
     let mut best = f64::NEG_INFINITY;
-    let best_line: Vec<(f64, f64)> = done.iter().map(|&(x, y)| { best = best.max(y); (x, best) }).collect();
+    let best_line: Vec<(f64, f64)> = done
+        .iter()
+        .map(|&(x, y)| {
+            best = best.max(y);
+            (x, best)
+        })
+        .collect();
     let lo = done.iter().chain(&pruned).map(|p| p.1).fold(1.0, f64::min);
     let n = trials.iter().map(|t| t.number).max().unwrap_or(1) as f64;
     let series = [
@@ -225,15 +280,18 @@ fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Resu
         Series { label: "best so far".into(), points: best_line },
         Series { label: "pruned (value when stopped)".into(), points: pruned },
     ];
-    line_plot(path, &LinePlot {
-        title: &format!("{name}: optimisation history"),
-        x_label: "trial",
-        y_label: "A_PR (validation)",
-        x_range: (0.0, n.max(1.0)),
-        y_range: ((lo - 0.02).max(0.0), 1.0),
-        series: &series,
-        reference: None,
-    })?;
+    line_plot(
+        path,
+        &LinePlot {
+            title: &format!("{name}: optimisation history"),
+            x_label: "trial",
+            y_label: "A_PR (validation)",
+            x_range: (0.0, n.max(1.0)),
+            y_range: ((lo - 0.02).max(0.0), 1.0),
+            series: &series,
+            reference: None,
+        },
+    )?;
     Ok(())
 }
 
@@ -241,18 +299,26 @@ pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
     match args.command {
         StudyCommand::Show { storage, study } => {
             let mut conn = connect(&storage)?;
-            let rows = conn.query("SELECT space, objective FROM relprune_studies WHERE name = $1", &[relprune::optimize::storage::Sql::Text(study.clone())])
+            let rows = conn
+                .query(
+                    "SELECT space, objective FROM relprune_studies WHERE name = $1",
+                    &[relprune::optimize::storage::Sql::Text(study.clone())],
+                )
                 .map_err(|_| anyhow::anyhow!("no studies in {}", redact(&storage)))?;
             let Some(row) = rows.first() else { anyhow::bail!("no study `{study}` in {}", redact(&storage)) };
-            let text = |i: usize| match &row[i] { relprune::optimize::storage::Sql::Text(s) => s.clone(), _ => String::new() };
-            let def = StudyDefinition {
-                space: serde_json::from_str(&text(0))?,
-                objective: serde_json::from_str(&text(1))?,
+            let text = |i: usize| match &row[i] {
+                relprune::optimize::storage::Sql::Text(s) => s.clone(),
+                _ => String::new(),
             };
+            let def =
+                StudyDefinition { space: serde_json::from_str(&text(0))?, objective: serde_json::from_str(&text(1))? };
             let mut store = StudyStore::open(conn, &study, &def)?;
             let trials = store.trials()?;
             out.say(format!("study `{study}` ({} trials); objective {}", trials.len(), def.objective));
-            out.say(format!("{:>5} {:<11} {:>8} {:<22} {}", "trial", "state", "value", "worker", "parameters / message"));
+            out.say(format!(
+                "{:>5} {:<11} {:>8} {:<22} {}",
+                "trial", "state", "value", "worker", "parameters / message"
+            ));
             for t in &trials {
                 let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 out.say(format!(

@@ -85,7 +85,8 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     let opts = args.task.run_options()?;
     let model = args.model.load()?;
     let splits = args.data.load_for(&model)?;
-    let classes = model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
+    let classes =
+        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
     let kind = args.task.kind(&model.graph);
     let comps = ComponentSet::find(&model.graph, kind)?;
@@ -127,7 +128,13 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     relprune::util::write_json_atomic(&args.out.join("prune.json"), &report)?;
     out.say(format!(
         "{}: removed {} of {} {} ({} units after coupling) by {} at rate {}",
-        report.model, report.surgery.removed_components, comps.total, kind, report.surgery.removed_units, report.criterion, args.rate
+        report.model,
+        report.surgery.removed_components,
+        comps.total,
+        kind,
+        report.surgery.removed_units,
+        report.criterion,
+        args.rate
     ));
     for name in &report.surgery.emptied {
         out.say(format!("note: `{name}` lost all its units (its block now only adds a bias)"));
@@ -137,9 +144,21 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     out.say(row("parameters (M)", report.before.parameters as f64 / 1e6, report.after.parameters as f64 / 1e6));
     out.say(row("MACs per sample (M)", report.before.macs as f64 / 1e6, report.after.macs as f64 / 1e6));
     out.say(row("latency batch 1 (ms)", report.before.latency_batch1.median_ms, report.after.latency_batch1.median_ms));
-    out.say(row("latency batch 64 (ms)", report.before.latency_batch64.median_ms, report.after.latency_batch64.median_ms));
+    out.say(row(
+        "latency batch 64 (ms)",
+        report.before.latency_batch64.median_ms,
+        report.after.latency_batch64.median_ms,
+    ));
     out.say(row("accuracy", report.before.accuracy, report.after.accuracy));
-    out.say(format!("({} threads; latency = median of timed runs after warm-up)", report.before.latency_batch1.threads));
-    out.say(format!("wrote {} (reload with --model {}), ONNX: {onnx_note}, {}", dir.display(), dir.display(), args.out.join("prune.json").display()));
+    out.say(format!(
+        "({} threads; latency = median of timed runs after warm-up)",
+        report.before.latency_batch1.threads
+    ));
+    out.say(format!(
+        "wrote {} (reload with --model {}), ONNX: {onnx_note}, {}",
+        dir.display(),
+        dir.display(),
+        args.out.join("prune.json").display()
+    ));
     out.emit(&report)
 }

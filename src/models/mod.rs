@@ -58,9 +58,15 @@ impl Architecture {
                 c.depth,
                 if c.batch_norm { "_bn" } else { "" }
             ),
-            Architecture::Vit(c) => format!("vit(patch {}, {} layers, {} heads, width {})", c.patch_size, c.num_layers, c.num_heads, c.hidden_dim),
+            Architecture::Vit(c) => format!(
+                "vit(patch {}, {} layers, {} heads, width {})",
+                c.patch_size, c.num_layers, c.num_heads, c.hidden_dim
+            ),
             Architecture::Bert(c) => {
-                format!("bert({} layers, {} heads, width {})", c.num_hidden_layers, c.num_attention_heads, c.hidden_size)
+                format!(
+                    "bert({} layers, {} heads, width {})",
+                    c.num_hidden_layers, c.num_attention_heads, c.hidden_size
+                )
             }
         }
     }
@@ -255,7 +261,12 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         let dataset = crate::util::read_json::<serde_json::Value>(&path.join("source.json"))
             .ok()
             .and_then(|v| serde_json::from_value(v.get("dataset")?.clone()).ok());
-        return Ok(LoadedModel { graph: Graph::load(path)?, name: spec.to_string(), origin: format!("graph folder {spec}"), dataset });
+        return Ok(LoadedModel {
+            graph: Graph::load(path)?,
+            name: spec.to_string(),
+            origin: format!("graph folder {spec}"),
+            dataset,
+        });
     }
     let arch = Architecture::parse(spec)?;
     let mut graph = arch.build(seed)?;

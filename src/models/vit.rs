@@ -46,9 +46,18 @@ impl VitConfig {
 
     pub fn check(&self) -> Result<()> {
         let c = self;
-        if [c.image_size, c.patch_size, c.in_channels, c.num_layers, c.num_heads, c.hidden_dim, c.mlp_dim, c.num_classes]
-            .iter()
-            .any(|&v| v < 1)
+        if [
+            c.image_size,
+            c.patch_size,
+            c.in_channels,
+            c.num_layers,
+            c.num_heads,
+            c.hidden_dim,
+            c.mlp_dim,
+            c.num_classes,
+        ]
+        .iter()
+        .any(|&v| v < 1)
         {
             crate::bail!("ViT sizes must be positive: {c:?}");
         }
@@ -56,7 +65,11 @@ impl VitConfig {
             crate::bail!("image size {} is not divisible by the patch size {}", c.image_size, c.patch_size);
         }
         if c.hidden_dim % c.num_heads != 0 {
-            crate::bail!("{} heads do not divide the width {}; choose a head count that divides it", c.num_heads, c.hidden_dim);
+            crate::bail!(
+                "{} heads do not divide the width {}; choose a head count that divides it",
+                c.num_heads,
+                c.hidden_dim
+            );
         }
         Ok(())
     }
@@ -99,7 +112,11 @@ pub fn build(cfg: &VitConfig, seed: u64) -> Result<Graph> {
             &[("weight", &in_w), ("bias", &in_b)],
         );
         y = b.add(format!("{p}.self_attention"), Op::Attention { heads: h, head_dim: d / h, packed: true }, &[y]);
-        y = b.add(format!("{p}.self_attention.out_proj"), Op::Linear { in_features: d, out_features: d, bias: true }, &[y]);
+        y = b.add(
+            format!("{p}.self_attention.out_proj"),
+            Op::Linear { in_features: d, out_features: d, bias: true },
+            &[y],
+        );
         y = b.add(format!("{p}.dropout"), Op::Dropout { p: cfg.dropout }, &[y]);
         let x1 = b.add(format!("{p}.add_1"), Op::Add, &[y, input]);
         let mut z = b.add(format!("{p}.ln_2"), Op::LayerNorm { dim: d, eps: 1e-6 }, &[x1]);

@@ -48,7 +48,8 @@ impl ZooData {
             ZooData::FashionMnist => fashion_mnist::load_splits(&fashion_mnist::resolve_dir(fmnist_dir)),
             ZooData::SpamAssassin => {
                 use crate::data::text::{spam_dir, spam_splits, TextTokenizer, SPAM_MAX_TOKENS};
-                let tok = TextTokenizer::from_file(&super::bert::minilm_dir()?.join("tokenizer.json"), SPAM_MAX_TOKENS)?;
+                let tok =
+                    TextTokenizer::from_file(&super::bert::minilm_dir()?.join("tokenizer.json"), SPAM_MAX_TOKENS)?;
                 spam_splits(&spam_dir(), &tok)
             }
         }
@@ -302,7 +303,12 @@ pub fn load_in(zoo: &Path, name: &str) -> Result<(LoadedModel, Manifest)> {
         None => graph.load_safetensors(&wpath)?,
     }
     Ok((
-        LoadedModel { graph, name: name.to_string(), origin: format!("zoo {}", wpath.display()), dataset: Some(m.recipe.data) },
+        LoadedModel {
+            graph,
+            name: name.to_string(),
+            origin: format!("zoo {}", wpath.display()),
+            dataset: Some(m.recipe.data),
+        },
         m,
     ))
 }

@@ -101,7 +101,8 @@ impl Gp {
         }
         let l = cholesky(&k, n)?;
         let alpha = solve_upper_t(&l, n, &solve_lower(&l, n, y));
-        let lml = -0.5 * y.iter().zip(&alpha).map(|(a, b)| a * b).sum::<f64>() - (0..n).map(|i| l[i * n + i].ln()).sum::<f64>();
+        let lml = -0.5 * y.iter().zip(&alpha).map(|(a, b)| a * b).sum::<f64>()
+            - (0..n).map(|i| l[i * n + i].ln()).sum::<f64>();
         Some((Gp { xs: xs.to_vec(), l, alpha, ell }, lml))
     }
 

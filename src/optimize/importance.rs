@@ -3,8 +3,8 @@
 //! continuous parameters are binned into quartiles of their observed values). Simple and
 //! model-free; interactions are not attributed.
 
-use super::{Trial, TrialState};
 use super::space::{Domain, SearchSpace};
+use super::{Trial, TrialState};
 use serde_json::Value;
 
 /// (parameter, importance in [0, 1]) sorted by importance, descending.
@@ -21,9 +21,12 @@ pub fn importances(space: &SearchSpace, trials: &[Trial]) -> Vec<(String, f64)> 
         }
         // Group label per trial ("inactive" when the parameter is absent).
         let labels: Vec<String> = match &p.domain {
-            Domain::Categorical(_) => done.iter().map(|t| t.params.get(&p.name).map(Value::to_string).unwrap_or("inactive".into())).collect(),
+            Domain::Categorical(_) => {
+                done.iter().map(|t| t.params.get(&p.name).map(Value::to_string).unwrap_or("inactive".into())).collect()
+            }
             Domain::Float { .. } => {
-                let mut vals: Vec<f64> = done.iter().filter_map(|t| t.params.get(&p.name).and_then(Value::as_f64)).collect();
+                let mut vals: Vec<f64> =
+                    done.iter().filter_map(|t| t.params.get(&p.name).and_then(Value::as_f64)).collect();
                 vals.sort_by(f64::total_cmp);
                 let q = |f: f64| vals.get(((vals.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0.0);
                 let cuts = [q(0.25), q(0.5), q(0.75)];

@@ -184,11 +184,11 @@ pub fn run_worker(
 
 /// The completed trial with the highest value (ties: the earliest).
 pub fn best_trial(trials: &[Trial]) -> Option<&Trial> {
-    trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete && t.value.is_some())
-        .fold(None, |best: Option<&Trial>, t| match best {
+    trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some()).fold(
+        None,
+        |best: Option<&Trial>, t| match best {
             Some(b) if b.value >= t.value => Some(b),
             _ => Some(t),
-        })
+        },
+    )
 }

@@ -106,11 +106,14 @@ fn is_float_param(name: &str) -> bool {
 impl SearchSpace {
     /// Parses and validates YAML (or JSON, a subset of YAML).
     pub fn from_yaml(text: &str) -> Result<Self> {
-        let raw: serde_yaml_ng::Mapping =
-            serde_yaml_ng::from_str(text).map_err(|e| Error::invalid(format!("search space is not a YAML mapping: {e}")))?;
+        let raw: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(text)
+            .map_err(|e| Error::invalid(format!("search space is not a YAML mapping: {e}")))?;
         let mut params = Vec::new();
         for (k, v) in raw {
-            let name = k.as_str().ok_or_else(|| Error::invalid(format!("search space key {k:?} is not a string")))?.to_string();
+            let name = k
+                .as_str()
+                .ok_or_else(|| Error::invalid(format!("search space key {k:?} is not a string")))?
+                .to_string();
             let v: Value = serde_json::to_value(&v).map_err(Error::json(format!("search space entry `{name}`")))?;
             params.push(Self::parse_param(name, v)?);
         }
@@ -138,9 +141,10 @@ impl SearchSpace {
                             domain = Some(Domain::Float { low, high, log: k == "log" });
                         }
                         "choice" => {
-                            let c = val.as_array().cloned().ok_or_else(|| {
-                                Error::invalid(format!("search space: `{name}.choice` needs a list"))
-                            })?;
+                            let c = val
+                                .as_array()
+                                .cloned()
+                                .ok_or_else(|| Error::invalid(format!("search space: `{name}.choice` needs a list")))?;
                             domain = Some(Domain::Categorical(c));
                         }
                         "when" => {
@@ -159,7 +163,8 @@ impl SearchSpace {
                         ),
                     }
                 }
-                let domain = domain.ok_or_else(|| Error::invalid(format!("search space: `{name}` needs log, uniform or choice")))?;
+                let domain = domain
+                    .ok_or_else(|| Error::invalid(format!("search space: `{name}` needs log, uniform or choice")))?;
                 (domain, when)
             }
             scalar => (Domain::Categorical(vec![scalar]), None),
@@ -202,7 +207,8 @@ impl SearchSpace {
                 }
             }
             if let Some((other, vals)) = &p.when {
-                let Some(o) = self.params.iter().find(|q| &q.name == other).filter(|_| seen.contains(&other.as_str())) else {
+                let Some(o) = self.params.iter().find(|q| &q.name == other).filter(|_| seen.contains(&other.as_str()))
+                else {
                     crate::bail!("search space: `{}` depends on `{other}`, which must be listed before it", p.name);
                 };
                 for v in vals {
@@ -249,8 +255,12 @@ impl SearchSpace {
         for p in &self.params {
             let dom = match &p.domain {
                 Domain::Categorical(c) if c.len() == 1 => c[0].to_string(),
-                Domain::Categorical(c) => format!("[{}]", c.iter().map(|v| v.to_string().replace('"', "")).collect::<Vec<_>>().join(", ")),
-                Domain::Float { low, high, log } => format!("{}: [{low:e}, {high:e}]", if *log { "log" } else { "uniform" }),
+                Domain::Categorical(c) => {
+                    format!("[{}]", c.iter().map(|v| v.to_string().replace('"', "")).collect::<Vec<_>>().join(", "))
+                }
+                Domain::Float { low, high, log } => {
+                    format!("{}: [{low:e}, {high:e}]", if *log { "log" } else { "uniform" })
+                }
             };
             out += &match (&p.domain, &p.when) {
                 (Domain::Float { .. }, Some((o, v))) => format!("{}: {{{dom}, when: {{{o}: {}}}}}\n", p.name, v[0]),
@@ -281,7 +291,13 @@ impl SearchSpace {
                 _ => 10.into(),
             };
             let v = match &param.domain {
-                Domain::Categorical(c) => if c.contains(&want) { want } else { c[0].clone() },
+                Domain::Categorical(c) => {
+                    if c.contains(&want) {
+                        want
+                    } else {
+                        c[0].clone()
+                    }
+                }
                 Domain::Float { low, high, .. } => want.as_f64().unwrap_or(*low).clamp(*low, *high).into(),
             };
             p.insert(param.name.clone(), v);
@@ -295,7 +311,9 @@ impl SearchSpace {
         for g in DepthGroup::ALL {
             let n = g.name();
             let rule = match params.get(&format!("{n}_rule")).and_then(Value::as_str).unwrap_or("epsilon") {
-                "epsilon" => Rule::Epsilon { epsilon: params.get(&format!("{n}_epsilon")).and_then(Value::as_f64).unwrap_or(1e-6) },
+                "epsilon" => Rule::Epsilon {
+                    epsilon: params.get(&format!("{n}_epsilon")).and_then(Value::as_f64).unwrap_or(1e-6),
+                },
                 "gamma" => Rule::Gamma { gamma: params.get(&format!("{n}_gamma")).and_then(Value::as_f64) },
                 "zplus" => Rule::Zplus,
                 "alphabeta" => Rule::Alphabeta { alpha: 2.0, beta: 1.0 },

@@ -76,7 +76,9 @@ pub fn now() -> i64 {
 
 /// This process: `host:pid`.
 pub fn worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
     format!("{host}:{}", std::process::id())
 }
 
@@ -104,8 +106,12 @@ impl StudyStore {
         let space = serde_json::to_string(&def.space).map_err(Error::json("search space"))?;
         let objective = serde_json::to_string(&def.objective).map_err(Error::json("objective"))?;
         let insert = "INSERT INTO relprune_studies (name, space, objective, created) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING";
-        conn.execute(insert, &[Sql::Text(name.into()), Sql::Text(space.clone()), Sql::Text(objective.clone()), Sql::Int(now())])?;
-        let rows = conn.query("SELECT id, space, objective FROM relprune_studies WHERE name = $1", &[Sql::Text(name.into())])?;
+        conn.execute(
+            insert,
+            &[Sql::Text(name.into()), Sql::Text(space.clone()), Sql::Text(objective.clone()), Sql::Int(now())],
+        )?;
+        let rows =
+            conn.query("SELECT id, space, objective FROM relprune_studies WHERE name = $1", &[Sql::Text(name.into())])?;
         let row = rows.first().ok_or_else(|| Error::invalid(format!("study `{name}` could not be created")))?;
         let stored_space: SearchSpace =
             serde_json::from_str(&row[1].text().unwrap_or_default()).map_err(Error::json("stored search space"))?;
@@ -127,7 +133,8 @@ impl StudyStore {
     }
 
     fn parse_trial(row: &[Sql]) -> Result<Trial> {
-        let params: Params = serde_json::from_str(&row[3].text().unwrap_or_default()).map_err(Error::json("trial parameters"))?;
+        let params: Params =
+            serde_json::from_str(&row[3].text().unwrap_or_default()).map_err(Error::json("trial parameters"))?;
         Ok(Trial {
             id: row[0].int()?,
             number: row[1].int()?,
@@ -183,7 +190,11 @@ impl StudyStore {
             if dead_here || now() - beat > self.stale_after_seconds {
                 self.conn.execute(
                     "UPDATE relprune_trials SET state = 'interrupted', message = $2, finished = $3 WHERE id = $1",
-                    &[Sql::Int(r[0].int()?), Sql::Text(format!("worker {worker} stopped during the trial")), Sql::Int(now())],
+                    &[
+                        Sql::Int(r[0].int()?),
+                        Sql::Text(format!("worker {worker} stopped during the trial")),
+                        Sql::Int(now()),
+                    ],
                 )?;
                 n += 1;
             }
@@ -248,12 +259,21 @@ impl StudyStore {
             "INSERT INTO relprune_intermediate (trial_id, step, value) VALUES ($1, $2, $3) ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
             &[Sql::Int(trial_id), Sql::Int(step), Sql::Real(value)],
         )?;
-        self.conn.execute("UPDATE relprune_trials SET heartbeat = $2 WHERE id = $1", &[Sql::Int(trial_id), Sql::Int(now())])?;
+        self.conn.execute(
+            "UPDATE relprune_trials SET heartbeat = $2 WHERE id = $1",
+            &[Sql::Int(trial_id), Sql::Int(now())],
+        )?;
         Ok(())
     }
 
     /// Finishes a trial.
-    pub fn finish(&mut self, trial_id: i64, state: TrialState, value: Option<f64>, message: Option<String>) -> Result<()> {
+    pub fn finish(
+        &mut self,
+        trial_id: i64,
+        state: TrialState,
+        value: Option<f64>,
+        message: Option<String>,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE relprune_trials SET state = $2, value = $3, message = $4, finished = $5 WHERE id = $1",
             &[Sql::Int(trial_id), Sql::Text(state.name().into()), value.into(), message.into(), Sql::Int(now())],

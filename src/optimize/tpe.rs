@@ -139,14 +139,18 @@ impl Sampler for Tpe {
             if !SearchSpace::active(param, &out) {
                 continue;
             }
-            let vals = |set: &[&Params]| -> Vec<Value> { set.iter().filter_map(|p| p.get(&param.name).cloned()).collect() };
+            let vals =
+                |set: &[&Params]| -> Vec<Value> { set.iter().filter_map(|p| p.get(&param.name).cloned()).collect() };
             let (gv, bv) = (vals(&good), vals(&bad));
             let v = match &param.domain {
                 Domain::Categorical(c) if c.len() == 1 => c[0].clone(),
                 Domain::Categorical(c) => {
                     let k = c.len() as f64;
                     let weights = |obs: &[Value]| -> Vec<f64> {
-                        let w: Vec<f64> = c.iter().map(|x| self.prior_weight / k + obs.iter().filter(|o| *o == x).count() as f64).collect();
+                        let w: Vec<f64> = c
+                            .iter()
+                            .map(|x| self.prior_weight / k + obs.iter().filter(|o| *o == x).count() as f64)
+                            .collect();
                         let s: f64 = w.iter().sum();
                         w.iter().map(|v| v / s).collect()
                     };
@@ -177,7 +181,10 @@ impl Sampler for Tpe {
                     if gv.is_empty() {
                         draw(&param.domain, &mut rng)
                     } else {
-                        let (l, g) = (Parzen::new(&obs(&gv), lo, hi, self.prior_weight), Parzen::new(&obs(&bv), lo, hi, self.prior_weight));
+                        let (l, g) = (
+                            Parzen::new(&obs(&gv), lo, hi, self.prior_weight),
+                            Parzen::new(&obs(&bv), lo, hi, self.prior_weight),
+                        );
                         let mut best = (f64::NEG_INFINITY, lo);
                         for _ in 0..self.candidates {
                             let x = l.sample(&mut rng);

@@ -116,7 +116,11 @@ impl PgServer {
             assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap().success());
         }
         let data = dir.join("data");
-        let o = run_pg(as_postgres, &bin.join("initdb"), &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        let o = run_pg(
+            as_postgres,
+            &bin.join("initdb"),
+            &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        );
         assert!(o.status.success(), "initdb: {}", String::from_utf8_lossy(&o.stderr));
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -124,8 +128,17 @@ impl PgServer {
         };
         let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {}", dir.display());
         let log = dir.join("log.txt");
-        let o = run_pg(as_postgres, &bin.join("pg_ctl"), &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
-        assert!(o.status.success(), "pg_ctl start: {} {}", String::from_utf8_lossy(&o.stderr), std::fs::read_to_string(&log).unwrap_or_default());
+        let o = run_pg(
+            as_postgres,
+            &bin.join("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"],
+        );
+        assert!(
+            o.status.success(),
+            "pg_ctl start: {} {}",
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         PgServer { url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"), dir, bin, as_postgres }
     }
 }
@@ -133,7 +146,11 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.dir.join("data");
-        let _ = run_pg(self.as_postgres, &self.bin.join("pg_ctl"), &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]);
+        let _ = run_pg(
+            self.as_postgres,
+            &self.bin.join("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

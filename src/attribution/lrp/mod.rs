@@ -17,8 +17,8 @@ pub mod rules;
 pub mod softmax;
 mod transformer;
 
-pub use softmax::SoftmaxRule;
 pub use rules::Rule;
+pub use softmax::SoftmaxRule;
 
 use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
 use crate::components::{depth_groups, ComponentSet, DepthGroup};

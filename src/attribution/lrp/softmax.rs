@@ -32,7 +32,8 @@ pub enum SoftmaxRule {
 }
 
 impl SoftmaxRule {
-    pub const ALL: [SoftmaxRule; 4] = [SoftmaxRule::AttnLrp, SoftmaxRule::Cp, SoftmaxRule::Zplus, SoftmaxRule::ZplusBias];
+    pub const ALL: [SoftmaxRule; 4] =
+        [SoftmaxRule::AttnLrp, SoftmaxRule::Cp, SoftmaxRule::Zplus, SoftmaxRule::ZplusBias];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -74,7 +74,14 @@ pub fn propagate(
 }
 
 /// Relevance at q, k, v (and none at the mask) of an attention node.
-fn attention(xs: &[&Tensor], r: &Tensor, heads: i64, dh: i64, packed: bool, config: &LrpConfig) -> Result<Vec<Option<Tensor>>> {
+fn attention(
+    xs: &[&Tensor],
+    r: &Tensor,
+    heads: i64,
+    dh: i64,
+    packed: bool,
+    config: &LrpConfig,
+) -> Result<Vec<Option<Tensor>>> {
     let eps = config.stabilizer;
     let (q, k, v, mask) = split_attention_inputs(xs, packed, heads * dh)?;
     let (qh, kh, vh) = (split_heads(&q, heads, dh)?, split_heads(&k, heads, dh)?, split_heads(&v, heads, dh)?);
