@@ -226,15 +226,20 @@ fn optimize_cmd(
 }
 
 fn trial_rows(url: &str) -> Vec<(i64, String, String)> {
-    let mut conn = connect(url).unwrap();
-    conn.query("SELECT number, state, worker FROM relprune_trials ORDER BY number", &[])
-        .unwrap()
+    try_trial_rows(url).unwrap()
+}
+
+/// The trials table, or an error while the study is still being created.
+fn try_trial_rows(url: &str) -> relprune::Result<Vec<(i64, String, String)>> {
+    let mut conn = connect(url)?;
+    Ok(conn
+        .query("SELECT number, state, worker FROM relprune_trials ORDER BY number", &[])?
         .into_iter()
         .map(|r| match (&r[0], &r[1], &r[2]) {
             (Sql::Int(n), Sql::Text(s), Sql::Text(w)) => (*n, s.clone(), w.clone()),
             other => panic!("{other:?}"),
         })
-        .collect()
+        .collect())
 }
 
 #[test]
@@ -254,7 +259,7 @@ fn a_killed_study_resumes_with_every_completed_trial_kept() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let rows = if db.exists() { trial_rows(&url) } else { Vec::new() };
+        let rows = if db.exists() { try_trial_rows(&url).unwrap_or_default() } else { Vec::new() };
         let done = rows.iter().filter(|r| r.1 == "complete").count();
         if done >= 2 && rows.iter().any(|r| r.1 == "running") {
             break;
@@ -264,7 +269,9 @@ fn a_killed_study_resumes_with_every_completed_trial_kept() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let before: Vec<_> = trial_rows(&url).into_iter().filter(|r| r.1 == "complete").collect();
+    let at_kill = trial_rows(&url);
+    let before: Vec<_> = at_kill.iter().filter(|r| r.1 == "complete").cloned().collect();
+    let running: Vec<i64> = at_kill.iter().filter(|r| r.1 == "running").map(|r| r.0).collect();
     let out = optimize_cmd(&data, &url, &tmp.path().join("out"), 10, &["--sampler", "random", "--no-pruner"])
         .output()
         .unwrap();
@@ -273,8 +280,9 @@ fn a_killed_study_resumes_with_every_completed_trial_kept() {
     for b in &before {
         assert!(after.contains(b), "completed trial {b:?} kept");
     }
-    let interrupted: Vec<_> = after.iter().filter(|r| r.1 == "interrupted").collect();
-    assert_eq!(interrupted.len(), 1, "the killed trial is marked, not lost: {after:?}");
+    let interrupted: Vec<i64> = after.iter().filter(|r| r.1 == "interrupted").map(|r| r.0).collect();
+    // (The kill lands mid-trial practically always; the assertion is exact either way.)
+    assert_eq!(interrupted, running, "the trial running at the kill is marked interrupted, not lost: {after:?}");
     assert_eq!(after.iter().filter(|r| r.1 == "complete").count(), 10, "the budget is met with completed trials");
     assert!(tmp.path().join("out/best-rules.yaml").is_file());
 }
