@@ -4,8 +4,10 @@
 //! residual additions go together, scored by the **mean** of their members' scores (so a
 //! coupled group competes with single layers on the same scale); the global ranking then takes
 //! the longest prefix of group units whose component count does not exceed floor(N·rate).
-//! A selection that would empty a conv layer is refused; MLP neurons and attention heads may
-//! all go (the block then only adds its bias to the residual stream), which the report says.
+//! A conv layer always keeps at least one channel: the ranking leaves out the most relevant unit
+//! of every filter group (and surgery refuses a selection that would empty one). MLP neurons
+//! and attention heads may all go (the block then only adds its bias to the residual stream),
+//! which the report says.
 
 use crate::attribution::Scores;
 use crate::components::{ComponentKind, ComponentSet};
