@@ -35,10 +35,21 @@ impl GroupRanking {
             if g.blocked.is_some() {
                 continue;
             }
-            for u in 0..g.units {
-                let s: f64 = g.members.iter().map(|&m| scores.values[comps.layers[m].offset + u]).sum::<f64>()
-                    / g.members.len() as f64;
-                units.push((s, gi, u));
+            let pooled: Vec<f64> = (0..g.units)
+                .map(|u| {
+                    g.members.iter().map(|&m| scores.values[comps.layers[m].offset + u]).sum::<f64>()
+                        / g.members.len() as f64
+                })
+                .collect();
+            // Filters: the group's most relevant channel is never offered (a conv keeps ≥ 1 channel).
+            let keep = match comps.kind {
+                ComponentKind::Filters => (0..g.units).max_by(|&a, &b| pooled[a].total_cmp(&pooled[b]).then(b.cmp(&a))),
+                _ => None,
+            };
+            for (u, &s) in pooled.iter().enumerate() {
+                if Some(u) != keep {
+                    units.push((s, gi, u));
+                }
             }
         }
         units.sort_by(|a, b| {
