@@ -166,13 +166,7 @@ pub fn measure_curve(
     opts: &RunOptions,
     progress: &mut dyn FnMut(Stage),
 ) -> Result<Curve> {
-    let ranking = Ranking::new(scores, opts.order);
-    let copts = CurveOptions {
-        rates: opts.rates.clone(),
-        eval: task.eval_options(opts.eval_batch),
-        stop_at_chance: opts.stop_at_chance,
-    };
-    accuracy_curve(graph, comps, &ranking, &task.eval, &copts, &mut |index, accuracy| {
+    measure_curve_until(graph, comps, scores, task, opts, &mut |index, accuracy| {
         progress(Stage::Rate { index, rate: opts.rates[index], accuracy });
         std::ops::ControlFlow::Continue(())
     })

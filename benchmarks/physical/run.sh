@@ -28,7 +28,8 @@ for c in "${cases[@]}"; do
     if [ ! -f "$d/prune.json" ]; then
       echo "== $name $comp rate $rate" >&2
       # weight magnitude (L1), the same criterion Torch-Pruning uses below; the ranking is global
-      "$bin" --threads 2 prune --model "$model" --component "$comp" --criterion weight --rate "$rate" \
+      data="auto"; [[ "$model" != fmnist-* ]] && data="none"   # random init: no data, no accuracy
+      "$bin" --threads 2 prune --model "$model" --data "$data" --component "$comp" --criterion weight --rate "$rate" \
         --eval-samples 200 --refs-per-class 1 --latency-runs "$runs" --out "$d" > "$d/log.txt" 2>&1 || { cat "$d/log.txt" >&2; exit 1; }
     fi
     if [ ! -f "$d/torch_pruning.json" ]; then

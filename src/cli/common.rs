@@ -31,8 +31,9 @@ impl ModelArgs {
 #[derive(Args, Clone, Debug)]
 pub struct DataArgs {
     /// `auto` (a zoo model's own data, else Fashion-MNIST), `fashion-mnist`, `spam[:TOKENIZER.json]`
-    /// (SpamAssassin, tokenised by all-MiniLM-L6-v2's tokenizer unless given) or `imagefolder:PATH`
-    /// (PATH/train, PATH/val[, PATH/test], one sub-folder per class).
+    /// (SpamAssassin, tokenised by all-MiniLM-L6-v2's tokenizer unless given), `imagefolder:PATH`
+    /// (PATH/train, PATH/val[, PATH/test], one sub-folder per class), or `none` (`prune` with the
+    /// weight or random criterion only: no accuracy).
     #[arg(long, default_value = "auto")]
     pub data: String,
     /// Folder of the Fashion-MNIST IDX files (default: $RELPRUNE_FMNIST_DIR or /usr/share/datasets/fashion-mnist).
@@ -65,6 +66,11 @@ impl DataArgs {
         }
         if let Some(path) = self.data.strip_prefix("imagefolder:") {
             return Ok(image_folder::load_splits(std::path::Path::new(path))?);
+        }
+        if self.data == "none" {
+            anyhow::bail!(
+                "this command needs data; `--data none` only works for `prune` with the weight or random criterion"
+            );
         }
         anyhow::bail!(
             "unknown data `{}`; use auto, fashion-mnist, spam[:TOKENIZER.json] or imagefolder:PATH",
@@ -192,6 +198,26 @@ impl TaskArgs {
     pub fn kind(&self, graph: &relprune::graph::Graph) -> relprune::components::ComponentKind {
         self.component.unwrap_or_else(|| relprune::components::ComponentSet::default_kind(graph))
     }
+}
+
+/// What every pruning command starts from: the model, its data, the task and the components.
+pub struct Setup {
+    pub model: LoadedModel,
+    pub splits: Splits,
+    pub classes: i64,
+    pub task: relprune::experiment::Task,
+    pub comps: relprune::components::ComponentSet,
+}
+
+/// Loads the model and its data, prepares the task and finds the components.
+pub fn setup(model: &ModelArgs, data: &DataArgs, task: &TaskArgs) -> anyhow::Result<Setup> {
+    let model = model.load()?;
+    let splits = data.load_for(&model)?;
+    let classes =
+        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
+    let t = relprune::experiment::Task::prepare(&splits, classes, &task.task_spec())?;
+    let comps = relprune::components::ComponentSet::find(&model.graph, task.kind(&model.graph))?;
+    Ok(Setup { model, splits, classes, task: t, comps })
 }
 
 /// Runs one criterion with a progress bar over the rates.

@@ -1,11 +1,11 @@
 //! `relprune curve` and `relprune compare`: accuracy-vs-rate curves for one or several criteria
 //! on the same references and evaluation samples.
 
-use super::common::{rate_table, run_with_progress, summary_table, DataArgs, ModelArgs, Output, TaskArgs};
+use super::common::{
+    rate_table, run_with_progress, setup, summary_table, DataArgs, ModelArgs, Output, Setup, TaskArgs,
+};
 use clap::Args;
 use relprune::attribution::spec::{CriterionSpec, DEFAULT_COMPARISON};
-use relprune::components::ComponentSet;
-use relprune::experiment::Task;
 use relprune::report::{write_curves, CurvesReport, RunHeader};
 use std::path::PathBuf;
 
@@ -58,12 +58,7 @@ pub fn parse_criterion(name: &str, seed: u64) -> anyhow::Result<CriterionSpec> {
 pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     let spec = CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?;
     let opts = args.task.run_options()?;
-    let mut model = args.model.load()?;
-    let splits = args.data.load_for(&model)?;
-    let classes =
-        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
-    let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
-    let comps = ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
+    let Setup { mut model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
     out.say(format!(
         "{}: {} {} in {} layers; {} references, {} evaluation samples",
         model.name,
@@ -88,12 +83,7 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
     let specs: Vec<CriterionSpec> =
         names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?;
     let opts = args.task.run_options()?;
-    let mut model = args.model.load()?;
-    let splits = args.data.load_for(&model)?;
-    let classes =
-        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
-    let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
-    let comps = ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
+    let Setup { mut model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
     out.say(format!(
         "{}: {} {}; {} references, {} evaluation samples; {} criteria",
         model.name,

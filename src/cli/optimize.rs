@@ -1,12 +1,12 @@
 //! `relprune optimize`, `relprune study show` and `relprune space`: Bayesian optimisation of
 //! the attribution method for pruning, its stored studies and search spaces.
 
-use super::common::{progress, run_with_progress, summary_table, DataArgs, ModelArgs, Output, TaskArgs};
+use super::common::{progress, run_with_progress, setup, summary_table, DataArgs, ModelArgs, Output, Setup, TaskArgs};
 use super::curve::parse_criterion;
 use clap::{Args, Subcommand};
 use relprune::attribution::spec::DEFAULT_COMPARISON;
 use relprune::attribution::CriterionSpec;
-use relprune::components::{ComponentKind, ComponentSet};
+use relprune::components::ComponentKind;
 use relprune::experiment::Task;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::{
@@ -121,10 +121,8 @@ fn study_definition(
 
 pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     let opts = args.task.run_options()?;
-    let mut model = args.model.load()?;
-    let splits = args.data.load_for(&model)?;
-    let kind = args.task.kind(&model.graph);
-    let comps = ComponentSet::find(&model.graph, kind)?;
+    let Setup { mut model, splits, comps, classes, .. } = setup(&args.model, &args.data, &args.task)?;
+    let kind = comps.kind;
     let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention { .. }));
     let space = match &args.space {
         Some(p) => SearchSpace::from_yaml(
@@ -132,8 +130,6 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         )?,
         None => SearchSpace::default_for(transformer),
     };
-    let classes =
-        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let study_name = args.study.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-c{}-s{}",

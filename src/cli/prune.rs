@@ -1,10 +1,9 @@
 //! `relprune prune`: a genuinely smaller model — surgery at one rate, with parameters, MACs,
 //! latency and accuracy before and after; saved as a reloadable graph folder and as ONNX.
 
-use super::common::{progress, DataArgs, ModelArgs, Output, TaskArgs};
+use super::common::{progress, setup, DataArgs, ModelArgs, Output, Setup, TaskArgs};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
-use relprune::components::ComponentSet;
 use relprune::evaluate::{accuracy, latency, random_inputs, Latency};
 use relprune::experiment::{score, Task};
 use relprune::graph::{stats, Graph};
@@ -48,7 +47,8 @@ pub struct Measures {
     pub macs: i64,
     pub latency_batch1: Latency,
     pub latency_batch64: Latency,
-    pub accuracy: f64,
+    /// On the task's evaluation samples (None with `--data none`).
+    pub accuracy: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -66,13 +66,13 @@ struct PruneReport {
     latency_ratio_batch64: f64,
 }
 
-pub fn measure(g: &Graph, task: &Task, seq_len: i64, runs: usize, batch: usize) -> anyhow::Result<Measures> {
+pub fn measure(g: &Graph, task: Option<&Task>, seq_len: i64, runs: usize, batch: usize) -> anyhow::Result<Measures> {
     Ok(Measures {
         parameters: g.num_parameters(),
         macs: stats::macs(g, seq_len)?,
         latency_batch1: latency(g, &random_inputs(g, 1, seq_len), 3, runs)?,
         latency_batch64: latency(g, &random_inputs(g, 64, seq_len), 1, (runs / 4).max(3))?,
-        accuracy: accuracy(g, &task.eval, &task.eval_options(batch))?,
+        accuracy: task.map(|t| accuracy(g, &t.eval, &t.eval_options(batch))).transpose()?,
     })
 }
 
@@ -83,23 +83,35 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     };
     relprune::ranking::check_rate(args.rate)?;
     let opts = args.task.run_options()?;
-    let model = args.model.load()?;
-    let splits = args.data.load_for(&model)?;
-    let classes =
-        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
-    let task = Task::prepare(&splits, classes, &args.task.task_spec())?;
-    let kind = args.task.kind(&model.graph);
-    let comps = ComponentSet::find(&model.graph, kind)?;
+    // `--data none`: a model without data (e.g. random weights to measure speed); only the
+    // data-free criteria (weight, random) can score it, and accuracy is not measured.
+    let (model, task, comps) = if args.data.data == "none" {
+        let model = args.model.load()?;
+        let comps = relprune::components::ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
+        (model, None, comps)
+    } else {
+        let Setup { model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
+        (model, Some(task), comps)
+    };
+    let kind = comps.kind;
     let pb = progress(3, "scoring");
-    let scores = score(&model.graph, &comps, &task, &spec, opts.attribution_batch)?;
+    let scores = match &task {
+        Some(t) => score(&model.graph, &comps, t, &spec, opts.attribution_batch)?,
+        None => match &spec {
+            CriterionSpec::Weight { .. } | CriterionSpec::Random { .. } => {
+                spec.build(opts.attribution_batch)?.score(&model.graph, &comps, &relprune::data::Subset::empty())?
+            }
+            _ => anyhow::bail!("criterion {} needs reference samples; give --data", spec.label()),
+        },
+    };
     let ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?;
     let sel = ranking.selection(args.rate)?;
     let (small, surgery) = prune(&model.graph, &comps, &ranking, &sel)?;
     pb.set_message("measuring");
     pb.set_position(1);
-    let before = measure(&model.graph, &task, args.seq_len, args.latency_runs, opts.eval_batch)?;
+    let before = measure(&model.graph, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
     pb.set_position(2);
-    let after = measure(&small, &task, args.seq_len, args.latency_runs, opts.eval_batch)?;
+    let after = measure(&small, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
     pb.finish_and_clear();
     let dir = args.out.join("model");
     small.save(&dir)?;
@@ -149,7 +161,9 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         report.before.latency_batch64.median_ms,
         report.after.latency_batch64.median_ms,
     ));
-    out.say(row("accuracy", report.before.accuracy, report.after.accuracy));
+    if let (Some(a), Some(b)) = (report.before.accuracy, report.after.accuracy) {
+        out.say(row("accuracy", a, b));
+    }
     out.say(format!(
         "({} threads; latency = median of timed runs after warm-up)",
         report.before.latency_batch1.threads

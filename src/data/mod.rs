@@ -52,7 +52,33 @@ impl std::fmt::Debug for Subset {
     }
 }
 
+/// A dataset with no samples (what data-free criteria receive as references).
+struct NoData;
+
+impl Dataset for NoData {
+    fn len(&self) -> usize {
+        0
+    }
+    fn labels(&self) -> &[i64] {
+        &[]
+    }
+    fn class_names(&self) -> &[String] {
+        &[]
+    }
+    fn batch(&self, _indices: &[usize]) -> Result<Batch> {
+        crate::bail!("no data was given")
+    }
+    fn describe(&self) -> String {
+        "no data".into()
+    }
+}
+
 impl Subset {
+    /// No samples at all.
+    pub fn empty() -> Self {
+        Subset { data: Arc::new(NoData), indices: Vec::new() }
+    }
+
     /// All samples of `data`.
     pub fn all(data: Arc<dyn Dataset>) -> Self {
         let indices = (0..data.len()).collect();

@@ -78,14 +78,15 @@ fn fmnist_augment() -> Augment {
     Augment { crop_padding: 2, hflip: true, fill: -fashion_mnist::MEAN / fashion_mnist::STD }
 }
 
-fn resnet18_recipe() -> Recipe {
+/// The CNN recipe: SGD with Nesterov momentum, 12 epochs, cosine schedule, light augmentation.
+fn fmnist_cnn_recipe(architecture: &str, lr: f64) -> Recipe {
     Recipe {
-        architecture: Architecture::parse("cifar_resnet18:width=16,in=1,size=28,classes=10").expect("valid"),
+        architecture: Architecture::parse(architecture).expect("valid"),
         data: ZooData::FashionMnist,
         train: TrainConfig {
             epochs: 12,
             batch_size: 128,
-            optimizer: Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+            optimizer: Optimizer::Sgd { lr, momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
             warmup_epochs: 0.5,
             label_smoothing: 0.0,
             augment: fmnist_augment(),
@@ -97,24 +98,12 @@ fn resnet18_recipe() -> Recipe {
     }
 }
 
+fn resnet18_recipe() -> Recipe {
+    fmnist_cnn_recipe("cifar_resnet18:width=16,in=1,size=28,classes=10", 0.1)
+}
+
 fn vgg16bn_recipe() -> Recipe {
-    Recipe {
-        architecture: Architecture::parse("cifar_vgg16_bn:width=32,hidden=256,dropout=0.3,in=1,size=28,classes=10")
-            .expect("valid"),
-        data: ZooData::FashionMnist,
-        train: TrainConfig {
-            epochs: 12,
-            batch_size: 128,
-            optimizer: Optimizer::Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
-            warmup_epochs: 0.5,
-            label_smoothing: 0.0,
-            augment: fmnist_augment(),
-            seed: 0,
-            val_samples: 0,
-            head_only: false,
-        },
-        base: None,
-    }
+    fmnist_cnn_recipe("cifar_vgg16_bn:width=32,hidden=256,dropout=0.3,in=1,size=28,classes=10", 0.05)
 }
 
 fn vit_recipe() -> Recipe {
