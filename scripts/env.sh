@@ -5,6 +5,8 @@ export RELPRUNE_ROOT
 export RELPRUNE_CACHE="${RELPRUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/relprune}"
 export RELPRUNE_VENV="${RELPRUNE_VENV:-$RELPRUNE_CACHE/venv}"
 export RELPRUNE_PYTHON="$RELPRUNE_VENV/bin/python"
+# The committed zoo of this clone (a cached binary may have been built in another clone).
+export RELPRUNE_ZOO="${RELPRUNE_ZOO:-$RELPRUNE_ROOT/zoo}"
 export RELPRUNE_SPAM_DIR="${RELPRUNE_SPAM_DIR:-$RELPRUNE_CACHE/data/spam-assassin}"
 # Builds live outside the clone so a fresh clone reuses them (CI caches this folder).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RELPRUNE_CACHE/target}"

@@ -186,9 +186,20 @@ pub fn is_zoo_name(name: &str) -> bool {
     ZOO.iter().any(|e| e.name == name)
 }
 
-/// The zoo folder: `$RELPRUNE_ZOO`, else `zoo/` in the source tree this binary was built from.
+/// The zoo folder: `$RELPRUNE_ZOO` (the launcher and scripts set it to the clone's `zoo/`), else
+/// `zoo/` of the crate cargo is running (`cargo run` / `cargo test` set `CARGO_MANIFEST_DIR` at run
+/// time), else the source tree this binary was built from. The run-time variables come first
+/// because builds live in a shared cache: a binary built in one clone may serve another.
 pub fn zoo_dir() -> PathBuf {
-    std::env::var_os(ZOO_ENV).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo"))
+    if let Some(dir) = std::env::var_os(ZOO_ENV) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR").map(|d| PathBuf::from(d).join("zoo")) {
+        if dir.join("fmnist-resnet18").is_dir() {
+            return dir;
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo")
 }
 
 /// Accuracy figures a manifest records.

@@ -17,6 +17,15 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// `tests/oracles` of the clone under test. `cargo test` sets `CARGO_MANIFEST_DIR` at run time;
+/// the compile-time value may name another clone, since builds are shared through the cache.
+pub fn oracle_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("tests/oracles")
+}
+
 fn cache_root() -> PathBuf {
     std::env::var_os("RELPRUNE_CACHE")
         .map(PathBuf::from)
@@ -28,7 +37,7 @@ fn cache_root() -> PathBuf {
 /// content and the arguments, so warm test runs do not recompute oracles.
 pub fn oracle(script: &str, args: &[&str]) -> PathBuf {
     use sha2::{Digest, Sha256};
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles").join(script);
+    let path = oracle_dir().join(script);
     let code = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut h = Sha256::new();
     h.update(&code);
@@ -190,7 +199,7 @@ pub fn synthetic_fmnist(dir: &Path, n_train: usize, n_test: usize) {
 
 /// Runs `tests/oracles/<script>` with `args` (no caching: for inputs made by the test itself).
 pub fn run_oracle(script: &str, args: &[&str]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles").join(script);
+    let path = oracle_dir().join(script);
     let out = Command::new(python()).arg(&path).args(args).output().expect("run python oracle");
     assert!(out.status.success(), "oracle {script} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
