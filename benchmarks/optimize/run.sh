@@ -11,14 +11,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="$CARGO_TARGET_DIR/release/relprune"
 out="${OUT:-$root/out/bench/optimize}"
 report="lrp-epsilon,lrp-zplus,lrp-faithful,random,weight,activation,gradient,taylor,integrated-gradients"
+# Budgets (overridable for a shorter run; the settings line of the report states what ran).
+seeds="${SEEDS:-0 1 2}"; trials="${TRIALS:-20}"; val="${VAL:-500}"; test="${TEST:-1000}"
+spam_seeds="${SPAM_SEEDS:-0 1}"; spam_trials="${SPAM_TRIALS:-10}"; spam_val="${SPAM_VAL:-100}"; spam_test="${SPAM_TEST:-150}"
 # model | component | classes | seeds | trials | validation samples | test samples
 cases=(
-  "fmnist-resnet18|filters|3|0 1 2|20|500|1000"
-  "fmnist-vgg16bn|filters|3|0 1 2|20|500|1000"
-  "fmnist-vit|heads|3|0 1 2|20|500|1000"
-  "fmnist-vit|neurons|3|0 1 2|20|500|1000"
-  "minilm-spam|heads|2|0 1|10|100|150"
-  "minilm-spam|neurons|2|0 1|10|100|150"
+  "fmnist-resnet18|filters|3|$seeds|$trials|$val|$test"
+  "fmnist-vgg16bn|filters|3|$seeds|$trials|$val|$test"
+  "fmnist-vit|heads|3|$seeds|$trials|$val|$test"
+  "fmnist-vit|neurons|3|$seeds|$trials|$val|$test"
+  "minilm-spam|heads|2|$spam_seeds|$spam_trials|$spam_val|$spam_test"
+  "minilm-spam|neurons|2|$spam_seeds|$spam_trials|$spam_val|$spam_test"
 )
 for c in "${cases[@]}"; do
   IFS='|' read -r model comp classes seeds trials val test <<<"$c"
@@ -34,7 +37,7 @@ for c in "${cases[@]}"; do
 done
 "$RELPRUNE_PYTHON" "$root/benchmarks/summarize.py" optimize "$out" "$root/docs/benchmarks.md" --file test-compare.json \
   --title "Optimised LRP vs. presets and baselines (test split)" --command "benchmarks/optimize/run.sh" \
-  --settings "TPE with the default space, median pruner; budget 20 trials on 500 validation samples (minilm-spam: 10 on 100 mails), reported on 1000 test samples (150 mails); seeds as listed"
+  --settings "TPE with the default space, median pruner; $trials trials on $val validation images, reported on $test test images, seeds $seeds; minilm-spam: $spam_trials trials on $spam_val validation mails, $spam_test test mails, seeds $spam_seeds"
 
 # Throughput: trials per hour, 1 worker vs. 2 concurrent workers (one thread each), no pruner.
 tp="$out/throughput"
