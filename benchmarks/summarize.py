@@ -90,6 +90,23 @@ if costs:
                      f"{c['lrp_epsilon_curve_seconds']:.1f} | {c['twenty_plain_evaluations_seconds']:.1f} | "
                      f"{c['curve_over_plain']:.2f} |")
     lines.append("")
+    refs = [(f.parent.name, json.loads((f.parent / "torch_reference.json").read_text()))
+            for f in costs if (f.parent / "torch_reference.json").is_file()]
+    if refs:
+        lines.append("Plain PyTorch eager on the same weights and machine (`benchmarks/cnn_criteria/torch_reference.py`, "
+                     "2 threads, `no_grad`): 20 evaluation passes over the same number of images, i.e. the least a "
+                     "plainly batched PyTorch script spends on a 20-rate curve, and a forward+backward per reference.")
+        lines.append("")
+        lines.append("| model | PyTorch 20 evaluations, batch 64 s | batch 256 s | relprune LRP-ε curve s | "
+                     "relprune curve / best PyTorch | PyTorch forward+backward s/reference |")
+        lines.append("|---|---|---|---|---|---|")
+        for model, r in refs:
+            c = json.loads((root / model / "cost.json").read_text())
+            best = min(r["twenty_evaluations_batch64_seconds"], r["twenty_evaluations_batch256_seconds"])
+            lines.append(f"| {model} | {r['twenty_evaluations_batch64_seconds']:.1f} | "
+                         f"{r['twenty_evaluations_batch256_seconds']:.1f} | {c['lrp_epsilon_curve_seconds']:.1f} | "
+                         f"{c['lrp_epsilon_curve_seconds'] / best:.2f} | {r['forward_backward_seconds_per_reference']:.5f} |")
+        lines.append("")
 
 title = a.title or a.section
 header = [

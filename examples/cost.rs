@@ -1,6 +1,6 @@
 //! Cost of attribution and of a pruning curve relative to plain passes (benchmarks/cnn_criteria).
 //!
-//! Usage: cargo run --release --example cost -- MODEL [CLASSES] [EVAL_SAMPLES]
+//! Usage: cargo run --release --example cost -- MODEL [CLASSES] [EVAL_SAMPLES] [EVAL_BATCH]
 //! Prints one JSON object: seconds per reference sample for LRP-ε and for a plain
 //! forward+backward of the same batch, and the time of a 20-rate LRP-ε curve against 20
 //! plain evaluation passes over the same samples.
@@ -56,7 +56,10 @@ fn main() -> anyhow::Result<()> {
     let (lrp_s, fb_s) = (median(t_lrp), median(t_fb));
 
     // A whole 20-rate curve vs. 20 plain evaluation passes.
-    let opts = RunOptions::default();
+    let mut opts = RunOptions::default();
+    if let Some(b) = args.get(4).and_then(|s| s.parse().ok()) {
+        opts.eval_batch = b;
+    }
     let t = Instant::now();
     let scores = score(&model.graph, &comps, &task, &lrp_spec, opts.attribution_batch)?;
     let scoring = t.elapsed().as_secs_f64();
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             "components": comps.total,
             "references": task.refs.len(),
             "eval_samples": task.eval.len(),
+            "eval_batch": opts.eval_batch,
             "lrp_seconds_per_reference": lrp_s / n,
             "forward_backward_seconds_per_reference": fb_s / n,
             "lrp_over_forward_backward": lrp_s / fb_s,

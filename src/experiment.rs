@@ -78,7 +78,8 @@ pub struct RunOptions {
     pub order: PruneOrder,
     /// Samples per batch for attribution.
     pub attribution_batch: usize,
-    /// Samples per batch for evaluation.
+    /// Samples per batch for evaluation. 64 rather than larger: on CPU, curves on the zoo ResNet
+    /// ran 1.3x faster at 64 than at 256 (activations stay in cache; `examples/cost.rs`).
     pub eval_batch: usize,
     /// Measure the curve on physically pruned graphs (group-level selection; see
     /// [`measure_curve_physical`]) instead of masks.
@@ -92,7 +93,7 @@ impl Default for RunOptions {
             stop_at_chance: false,
             order: PruneOrder::default(),
             attribution_batch: 64,
-            eval_batch: 256,
+            eval_batch: 64,
             physical: false,
         }
     }

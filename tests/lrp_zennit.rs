@@ -154,6 +154,27 @@ fn vgg16_bn_epsilon_stock_zennit_float32() {
     check(c);
 }
 
+/// The trained zoo CNNs (real BatchNorm statistics, 1-channel 28×28 inputs), with the
+/// oracle's PyTorch definition of the same architecture.
+fn zoo_case<'a>(name: &str, arch: &'a str, rules: GroupRules) -> Case<'a> {
+    let (weights, _) = relprune::models::zoo::paths(name);
+    Case { size: 28, in_channels: 1, weights: Some(weights), ..case(arch, rules) }
+}
+
+#[test]
+fn zoo_resnet18_epsilon_and_mixed_rules() {
+    let arch = "cifar_resnet18:width=16,in=1,size=28,classes=10";
+    check(zoo_case("fmnist-resnet18", arch, GroupRules::all(eps())));
+    check(zoo_case("fmnist-resnet18", arch, mixed()));
+}
+
+#[test]
+fn zoo_vgg16bn_epsilon_and_mixed_rules() {
+    let arch = "cifar_vgg16_bn:width=32,hidden=256,dropout=0.3,in=1,size=28,classes=10";
+    check(zoo_case("fmnist-vgg16bn", arch, GroupRules::all(eps())));
+    check(zoo_case("fmnist-vgg16bn", arch, mixed()));
+}
+
 #[test]
 fn resnet18_mixed_stock_zennit_float32() {
     let mut c = case("resnet18:size=64", mixed());

@@ -13,6 +13,11 @@ out="${OUT:-$root/out/bench/cnn_criteria}"
 seeds="${SEEDS:-0 1 2 3 4}"
 eval_samples="${EVAL:-2000}"
 mkdir -p "$out"
+# model | PyTorch architecture of the same weights (for the plain-PyTorch timing reference)
+declare -A arch=(
+  [fmnist-resnet18]="cifar_resnet18:width=16,in=1,size=28,classes=10"
+  [fmnist-vgg16bn]="cifar_vgg16_bn:width=32,hidden=256,dropout=0.3,in=1,size=28,classes=10"
+)
 for model in fmnist-resnet18 fmnist-vgg16bn; do
   for task in 10 3; do
     for seed in $seeds; do
@@ -23,7 +28,10 @@ for model in fmnist-resnet18 fmnist-vgg16bn; do
         --split test --out "$dir" > "$dir/log.txt" 2>&1 || { cat "$dir/log.txt" >&2; exit 1; }
     done
   done
+  # Cost: the sanity workload (10-class task, 100 references, 2000 test images, 20 rates).
   (cd "$root" && cargo run --release --quiet --example cost -- "$model" 10 2000) > "$out/$model/cost.json"
+  "$RELPRUNE_PYTHON" "$root/benchmarks/cnn_criteria/torch_reference.py" "${arch[$model]}" \
+    "$root/zoo/$model/model.safetensors" --eval 2000 --refs 100 > "$out/$model/torch_reference.json"
 done
 "$RELPRUNE_PYTHON" "$root/benchmarks/summarize.py" cnn "$out" "$root/docs/benchmarks.md" \
   --command "benchmarks/cnn_criteria/run.sh" --settings "seeds: $seeds; eval samples: $eval_samples (test split); 10 references per class"

@@ -166,8 +166,8 @@ pub struct TaskArgs {
     /// Samples per batch for attribution.
     #[arg(long, default_value_t = 64)]
     pub attribution_batch: usize,
-    /// Samples per batch for evaluation.
-    #[arg(long, default_value_t = 256)]
+    /// Samples per batch for evaluation (64 keeps CPU activations in cache).
+    #[arg(long, default_value_t = 64)]
     pub eval_batch: usize,
 }
 

@@ -34,16 +34,23 @@ fn cache_root() -> PathBuf {
 }
 
 /// Runs `tests/oracles/<script>` with `args` and `--out DIR`, caching DIR by the script's
-/// content and the arguments, so warm test runs do not recompute oracles.
+/// content, `models.py`, the arguments and the content of file arguments, so warm test runs do
+/// not recompute oracles and changed weights do.
 pub fn oracle(script: &str, args: &[&str]) -> PathBuf {
     use sha2::{Digest, Sha256};
     let path = oracle_dir().join(script);
     let code = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut h = Sha256::new();
     h.update(&code);
+    // The scripts share the model definitions in models.py.
+    h.update(std::fs::read(oracle_dir().join("models.py")).unwrap_or_default());
     for a in args {
         h.update(a.as_bytes());
         h.update([0]);
+        // A file argument (weights) keys the cache by its content, not only its path.
+        if let Ok(bytes) = std::fs::read(a) {
+            h.update(&bytes);
+        }
     }
     let key = hex::encode(h.finalize());
     let dir = cache_root().join(format!("{}-{}", script.trim_end_matches(".py"), &key[..16]));
