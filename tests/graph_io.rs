@@ -102,6 +102,8 @@ fn missing_weights_file_and_unknown_architecture() {
     let err = load_model("resnet19", None, 0).err().unwrap();
     assert!(err.to_string().contains("unknown architecture `resnet19`"), "{err}");
     assert!(err.to_string().contains("resnet18"), "the message lists known names: {err}");
+    let err = load_model("fmnist-resnt18", None, 0).err().unwrap();
+    assert!(err.to_string().contains("zoo models: fmnist-resnet18"), "a misspelt zoo name lists the zoo: {err}");
     let err = Architecture::parse("vgg16_bn:clases=3").unwrap_err();
     assert!(err.to_string().contains("unknown option `clases`"), "{err}");
 }

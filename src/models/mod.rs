@@ -268,7 +268,15 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
             dataset,
         });
     }
-    let arch = Architecture::parse(spec)?;
+    let arch = Architecture::parse(spec).map_err(|e| {
+        let zoo_names: Vec<&str> = zoo::ZOO.iter().map(|e| e.name).collect();
+        let folder = if path.is_dir() {
+            format!("; {spec} is a folder but holds no graph.json (write one with `relprune prune`)")
+        } else {
+            String::new()
+        };
+        crate::error::Error::invalid(format!("{e}; zoo models: {}{folder}", zoo_names.join(", ")))
+    })?;
     let mut graph = arch.build(seed)?;
     let folder_weights = spec.strip_prefix("hf-bert:").map(|f| std::path::Path::new(f).join("model.safetensors"));
     let weights = weights.or(folder_weights.as_deref());
