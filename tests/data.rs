@@ -204,6 +204,22 @@ fn image_folder_layout_and_preprocessing() {
     assert_eq!((s.train.len(), s.val.len() + s.test.len()), (8, 8));
     let val: std::collections::HashSet<_> = s.val.indices.iter().collect();
     assert!(s.test.indices.iter().all(|i| !val.contains(i)), "val and test halves are disjoint");
+    // With a test/ folder too: both evaluation splits are in a fixed random order, not class by
+    // class, so a prefix (--eval-samples) covers both classes.
+    for (ci, class) in ["cat", "dog"].iter().enumerate() {
+        let d = root.path().join("test").join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..4 {
+            let c = if ci == 0 { [200u8, 10, 10] } else { [10u8, 10, 200] };
+            image::RgbImage::from_pixel(300, 400 + i, image::Rgb(c)).save(d.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let s = load_splits(root.path()).unwrap();
+    assert_eq!((s.val.len(), s.test.len()), (8, 8));
+    for split in [&s.val, &s.test] {
+        let labels: std::collections::HashSet<i64> = (0..3).map(|i| split.label(i)).collect();
+        assert_eq!(labels.len(), 2, "the first 3 samples hold both classes: {:?}", split.indices);
+    }
     let e = ImageFolder::open(&root.path().join("nope"), 256, 224).err().unwrap();
     assert!(e.to_string().contains("nope"));
     let bad = root.path().join("train/cat/broken.png");
@@ -212,4 +228,19 @@ fn image_folder_layout_and_preprocessing() {
     let idx = (0..f.len()).find(|&i| f.batch(&[i]).is_err()).expect("the broken file fails");
     assert!(f.batch(&[idx]).err().unwrap().to_string().contains("broken.png"));
     let _ = Kind::Float;
+}
+
+#[test]
+fn real_fashion_mnist_prefixes_cover_every_class() {
+    // Experiments evaluate on the first n samples of a split; the installed files are in random
+    // class order, which the split keeps (see `data::Splits`).
+    let s = fashion_mnist::load_splits(&fashion_mnist::resolve_dir(None)).expect("Fashion-MNIST (run ./run-tests)");
+    assert_eq!((s.train.len(), s.val.len(), s.test.len()), (55_000, 5_000, 10_000));
+    for split in [&s.val, &s.test] {
+        let mut counts = [0usize; 10];
+        for i in 0..500 {
+            counts[split.label(i) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (25..=75).contains(&c)), "classes among the first 500: {counts:?}");
+    }
 }

@@ -47,6 +47,12 @@ fn spam_split_is_disjoint_deterministic_and_truncated() {
     let spam_share =
         |s: &relprune::data::Subset| (0..s.len()).filter(|&i| s.label(i) == 1).count() as f64 / s.len() as f64;
     assert!((spam_share(&a.test) - spam_share(&a.train)).abs() < 0.05, "the random split keeps the class balance");
+    // Experiments evaluate on a prefix (--eval-samples 150, --val-samples 100): it must hold
+    // both classes in about the split's proportion, although the corpus is stored ham first.
+    for (split, n) in [(&a.test, 150), (&a.val, 100)] {
+        let (head, all) = (spam_share(&split.head(n)), spam_share(split));
+        assert!((head - all).abs() < 0.1, "spam share of the first {n}: {head:.3}, of the split: {all:.3}");
+    }
     let batch = a.test.head(16).full_batch().unwrap();
     assert!(batch.inputs[0].size()[1] <= SPAM_MAX_TOKENS as i64);
     assert_eq!(batch.inputs[0].int64_value(&[0, 0]), 101, "[CLS] first");

@@ -143,7 +143,8 @@ pub fn load_splits(dir: &Path) -> Result<Splits> {
 }
 
 /// Splits the original train file into train and validation (one twelfth, at least one sample),
-/// by a fixed seeded permutation; the test file is the test split.
+/// by a fixed seeded permutation; the test file is the test split. The files themselves are in
+/// random class order, so sorted indices keep every prefix a random sample (see `Splits`).
 pub fn split_train_file(train_file: Arc<dyn Dataset>, test_file: Arc<dyn Dataset>) -> Splits {
     let n = train_file.len();
     let n_val = (n / 12).max(1).min(n);

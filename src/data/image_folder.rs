@@ -131,14 +131,18 @@ pub fn load_splits(root: &Path) -> Result<Splits> {
     let train: Arc<dyn Dataset> = Arc::new(ImageFolder::open(&train, 256, 224)?);
     let val_ds: Arc<dyn Dataset> = Arc::new(ImageFolder::open(&val, 256, 224)?);
     let test_dir = root.join("test");
+    // Folders list their files class by class; evaluation splits get a fixed random order so
+    // that their first n samples cover every class (see `Splits`).
+    let shuffled = |ds: Arc<dyn Dataset>| {
+        let indices = permutation(ds.len(), super::fashion_mnist::SPLIT_SEED);
+        Subset { data: ds, indices }
+    };
     let (val, test) = if test_dir.is_dir() {
-        (Subset::all(val_ds), Subset::all(Arc::new(ImageFolder::open(&test_dir, 256, 224)?)))
+        (shuffled(val_ds), shuffled(Arc::new(ImageFolder::open(&test_dir, 256, 224)?)))
     } else {
         let perm = permutation(val_ds.len(), super::fashion_mnist::SPLIT_SEED);
         let half = perm.len() / 2;
-        let (mut a, mut b) = (perm[..half].to_vec(), perm[half..].to_vec());
-        a.sort_unstable();
-        b.sort_unstable();
+        let (a, b) = (perm[..half].to_vec(), perm[half..].to_vec());
         (Subset { data: val_ds.clone(), indices: a }, Subset { data: val_ds, indices: b })
     };
     Ok(Splits { train: Subset::all(train), val, test })

@@ -94,7 +94,8 @@ impl Subset {
     pub fn label(&self, i: usize) -> i64 {
         self.data.labels()[self.indices[i]]
     }
-    /// The first `n` samples (or all when fewer).
+    /// The first `n` samples (or all when fewer). Evaluation splits are stored in a random order
+    /// (see [`Splits`]), so a head of one is a random sample of every class.
     pub fn head(&self, n: usize) -> Subset {
         Subset { data: self.data.clone(), indices: self.indices[..n.min(self.len())].to_vec() }
     }
@@ -114,6 +115,11 @@ impl Subset {
 }
 
 /// The three disjoint splits every experiment uses.
+///
+/// Validation and test are in a fixed random order, never grouped by class: experiments
+/// evaluate on their first n samples (`--eval-samples`, `--val-samples`), which must be a
+/// random sample of all classes. (Fashion-MNIST's files are already in random class order; the
+/// spam corpus and image folders are stored class by class and are shuffled with a fixed seed.)
 #[derive(Clone)]
 pub struct Splits {
     /// Where reference samples come from.

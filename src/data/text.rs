@@ -232,7 +232,10 @@ pub fn read_spam_corpus(dir: &Path) -> Result<Vec<Mail>> {
 }
 
 /// Tokenises the corpus and splits it by mail, with a fixed seed: 70 % train, 15 %
-/// validation, 15 % test.
+/// validation, 15 % test. The corpus is stored ham first, spam last: validation and test keep
+/// the permutation's order, so their first n mails are a random sample of both classes; train
+/// keeps corpus order (training and reference draws shuffle it themselves, and the committed
+/// `minilm-spam` head was trained on that order).
 pub fn spam_splits(dir: &Path, tokenizer: &TextTokenizer) -> Result<Splits> {
     let mails = read_spam_corpus(dir)?;
     let ids = mails.iter().map(|m| tokenizer.encode(&m.text)).collect::<Result<Vec<_>>>()?;
@@ -242,10 +245,8 @@ pub fn spam_splits(dir: &Path, tokenizer: &TextTokenizer) -> Result<Splits> {
     let data: Arc<dyn Dataset> = Arc::new(TokenizedTexts::new(ids, labels, vec!["ham".into(), "spam".into()], desc));
     let perm = permutation(n, SPAM_SPLIT_SEED);
     let (n_train, n_val) = (n * 70 / 100, n * 15 / 100);
-    let part = |r: std::ops::Range<usize>| {
-        let mut v = perm[r].to_vec();
-        v.sort_unstable();
-        Subset { data: data.clone(), indices: v }
-    };
-    Ok(Splits { train: part(0..n_train), val: part(n_train..n_train + n_val), test: part(n_train + n_val..n) })
+    let part = |r: std::ops::Range<usize>| Subset { data: data.clone(), indices: perm[r].to_vec() };
+    let mut train = part(0..n_train);
+    train.indices.sort_unstable();
+    Ok(Splits { train, val: part(n_train..n_train + n_val), test: part(n_train + n_val..n) })
 }
