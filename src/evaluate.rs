@@ -75,6 +75,10 @@ pub struct Curve {
     pub accuracies: Vec<f64>,
     /// Components removed at each rate.
     pub pruned: Vec<usize>,
+    /// Units removed from each component layer (in the component set's order) at each rate:
+    /// where the global ranking takes its components from.
+    #[serde(default)]
+    pub pruned_per_layer: Vec<Vec<usize>>,
     pub unpruned_accuracy: f64,
     /// 1 / number of classes of the task.
     pub chance: f64,
@@ -139,12 +143,14 @@ pub fn accuracy_curve(
     let chance = 1.0 / classes as f64;
     let mut accuracies = Vec::with_capacity(opts.rates.len());
     let mut pruned = Vec::with_capacity(opts.rates.len());
+    let mut pruned_per_layer = Vec::with_capacity(opts.rates.len());
     let mut unpruned = None;
     let mut filled_from = None;
     let mut at_chance = 0;
     for (i, &rate) in opts.rates.iter().enumerate() {
         let sel = ranking.selection(rate)?;
         pruned.push(sel.len());
+        pruned_per_layer.push(crate::ranking::units_per_layer(comps, sel));
         if filled_from.is_some() {
             accuracies.push(chance);
             continue;
@@ -173,6 +179,7 @@ pub fn accuracy_curve(
         rates: opts.rates.clone(),
         accuracies,
         pruned,
+        pruned_per_layer,
         unpruned_accuracy: unpruned,
         chance,
         filled_from,

@@ -113,8 +113,26 @@ pub struct CurveResult {
     pub spec: CriterionSpec,
     pub component: ComponentKind,
     pub components: usize,
+    /// The component layers (name, depth group, units), in the order of
+    /// [`Curve::pruned_per_layer`].
+    #[serde(default)]
+    pub layers: Vec<LayerUnits>,
     pub curve: Curve,
     pub timings: Timings,
+}
+
+/// One component layer as reports list it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LayerUnits {
+    pub name: String,
+    pub group: crate::components::DepthGroup,
+    pub units: usize,
+}
+
+impl LayerUnits {
+    pub fn of(comps: &ComponentSet) -> Vec<LayerUnits> {
+        comps.layers.iter().map(|l| LayerUnits { name: l.name.clone(), group: l.group, units: l.count }).collect()
+    }
 }
 
 /// Progress of a run.
@@ -153,6 +171,7 @@ pub fn run_criterion(
         spec: spec.clone(),
         component: comps.kind,
         components: comps.total,
+        layers: LayerUnits::of(comps),
         curve,
         timings: Timings { scoring_seconds, curve_seconds: t1.elapsed().as_secs_f64() },
     })
@@ -209,9 +228,11 @@ pub fn measure_curve_physical(
     let classes = task.classes.as_ref().map(|c| c.classes().len()).unwrap_or(graph.num_outputs().unwrap_or(1) as usize);
     let mut accuracies = Vec::new();
     let mut pruned = Vec::new();
+    let mut pruned_per_layer = Vec::new();
     let mut unpruned = None;
     for (index, &rate) in opts.rates.iter().enumerate() {
         let sel = ranking.selection(rate)?;
+        pruned_per_layer.push(crate::ranking::units_per_layer(comps, &ranking.component_indices(comps, &sel)));
         let acc = if sel.is_empty() {
             *unpruned.get_or_insert(accuracy(graph, &task.eval, &eval)?)
         } else {
@@ -234,6 +255,7 @@ pub fn measure_curve_physical(
         rates: opts.rates.clone(),
         accuracies,
         pruned,
+        pruned_per_layer,
         unpruned_accuracy: unpruned,
         chance: 1.0 / classes as f64,
         filled_from: None,

@@ -45,6 +45,17 @@ impl Ranking {
     }
 }
 
+/// Units a selection removes from each layer of `comps` (in the set's layer order).
+pub fn units_per_layer(comps: &crate::components::ComponentSet, selection: &[usize]) -> Vec<usize> {
+    let mut counts = vec![0; comps.layers.len()];
+    for &i in selection {
+        // Layers are contiguous and ordered by offset.
+        let l = comps.layers.partition_point(|layer| layer.offset + layer.count <= i);
+        counts[l] += 1;
+    }
+    counts
+}
+
 /// Rates must lie in [0, 1).
 pub fn check_rate(rate: f64) -> Result<()> {
     if !(0.0..1.0).contains(&rate) {

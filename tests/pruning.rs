@@ -218,6 +218,19 @@ fn stopping_at_chance_fills_the_rest_and_says_so() {
     let i = r.curve.filled_from.expect("stopped early");
     assert!(r.curve.accuracies[i..].iter().all(|&a| a == 0.25));
     assert_eq!(r.curve.accuracies.len(), 20);
+    // Where the global ranking takes its filters from, per layer and rate.
+    assert_eq!(r.layers.len(), comps.layers.len());
+    assert_eq!(r.curve.pruned_per_layer.len(), 20);
+    for (per_layer, &total) in r.curve.pruned_per_layer.iter().zip(&r.curve.pruned) {
+        assert_eq!(per_layer.iter().sum::<usize>(), total);
+        assert!(per_layer.iter().zip(&r.layers).all(|(&k, l)| k <= l.units));
+    }
+    let first_half: Vec<usize> = (0..comps.total / 2).collect();
+    let mut expect = vec![0; comps.layers.len()];
+    for (l, layer) in comps.layers.iter().enumerate() {
+        expect[l] = layer.count.min((comps.total / 2).saturating_sub(layer.offset));
+    }
+    assert_eq!(relprune::ranking::units_per_layer(&comps, &first_half), expect);
 }
 
 #[test]

@@ -285,6 +285,8 @@ fn physical_curve_equals_masked_curve_at_group_level() {
     let ranking = GroupRanking::new(&g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
     for (i, &rate) in opts.rates.iter().enumerate() {
         let sel = ranking.component_indices(&comps, &ranking.selection(rate).unwrap());
+        assert_eq!(phys.pruned_per_layer[i], relprune::ranking::units_per_layer(&comps, &sel), "rate {rate}");
+        assert_eq!(phys.pruned_per_layer[i].iter().sum::<usize>(), sel.len());
         let guard = apply_mask(&mut g, &comps, &sel).unwrap();
         let acc = relprune::evaluate::accuracy(&guard, &task.eval, &task.eval_options(256)).unwrap();
         assert_eq!(acc, phys.accuracies[i], "rate {rate}");

@@ -266,9 +266,29 @@ pub fn summary_table(results: &[relprune::experiment::CurveResult]) -> String {
 
 /// The per-rate table of one curve.
 pub fn rate_table(r: &relprune::experiment::CurveResult) -> String {
-    let mut s = format!("{:>6} {:>8} {:>9}\n", "rate", "pruned", "accuracy");
-    for ((rate, acc), n) in r.curve.rates.iter().zip(&r.curve.accuracies).zip(&r.curve.pruned) {
-        s += &format!("{rate:>6.2} {n:>8} {:>8.2}%\n", 100.0 * acc);
+    use relprune::components::DepthGroup;
+    // Share of each depth group's units removed: where the global ranking prunes.
+    let groups: Vec<DepthGroup> =
+        DepthGroup::ALL.into_iter().filter(|g| r.layers.iter().any(|l| l.group == *g)).collect();
+    let mut s = format!("{:>6} {:>8} {:>9}", "rate", "pruned", "accuracy");
+    for g in &groups {
+        s += &format!(" {:>6}", g.name());
+    }
+    s += "\n";
+    for (i, ((rate, acc), n)) in r.curve.rates.iter().zip(&r.curve.accuracies).zip(&r.curve.pruned).enumerate() {
+        s += &format!("{rate:>6.2} {n:>8} {:>8.2}%", 100.0 * acc);
+        if let Some(per_layer) = r.curve.pruned_per_layer.get(i) {
+            for g in &groups {
+                let (removed, units) = r
+                    .layers
+                    .iter()
+                    .zip(per_layer)
+                    .filter(|(l, _)| l.group == *g)
+                    .fold((0, 0), |(k, u), (l, &n)| (k + n, u + l.units));
+                s += &format!(" {:>5.0}%", 100.0 * removed as f64 / units.max(1) as f64);
+            }
+        }
+        s += "\n";
     }
     if let Some(i) = r.curve.filled_from {
         s += &format!(
