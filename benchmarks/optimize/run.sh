@@ -24,14 +24,15 @@ cases=(
   "minilm-spam|neurons|2|$spam_seeds|$spam_trials|$spam_val|$spam_test"
 )
 for c in "${cases[@]}"; do
-  IFS='|' read -r model comp classes seeds trials val test <<<"$c"
-  for seed in $seeds; do
+  # (own names: the budget variables above are still needed for the report's settings line)
+  IFS='|' read -r model comp classes c_seeds c_trials c_val c_test <<<"$c"
+  for seed in $c_seeds; do
     d="$out/$model/$comp/seed$seed"
     [ -f "$d/test-compare.json" ] && continue   # resumable (and the study itself resumes)
     mkdir -p "$d"
     echo "== $model $comp seed $seed" >&2
-    "$bin" optimize --model "$model" --component "$comp" --classes "$classes" --seed "$seed" --trials "$trials" \
-      --val-samples "$val" --eval-samples "$test" --report "$report" --storage "sqlite:$d/study.sqlite" --out "$d" \
+    "$bin" optimize --model "$model" --component "$comp" --classes "$classes" --seed "$seed" --trials "$c_trials" \
+      --val-samples "$c_val" --eval-samples "$c_test" --report "$report" --storage "sqlite:$d/study.sqlite" --out "$d" \
       > "$d/log.txt" 2>&1 || { cat "$d/log.txt" >&2; exit 1; }
   done
 done
