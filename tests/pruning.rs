@@ -261,3 +261,28 @@ fn cli_errors_leave_no_result_files() {
         assert!(!dir.exists(), "{args:?} left {dir:?} behind");
     }
 }
+
+#[test]
+fn criteria_rank_the_trained_zoo_resnet_differently() {
+    let (model, manifest) = relprune::models::zoo::load("fmnist-resnet18").unwrap();
+    let splits = manifest.recipe.data.splits(None).expect("Fashion-MNIST (run ./run-tests)");
+    let spec = TaskSpec { classes: Some(3), refs_per_class: 5, eval_samples: 10, ..TaskSpec::default() };
+    let t = Task::prepare(&splits, 10, &spec).unwrap();
+    let comps = ComponentSet::find(&model.graph, ComponentKind::Filters).unwrap();
+    let names = ["lrp-epsilon", "lrp-zplus", "gradient", "taylor", "activation", "weight", "random"];
+    // The 30 % each criterion would prune first.
+    let pruned: Vec<std::collections::HashSet<usize>> = names
+        .iter()
+        .map(|n| {
+            let spec = CriterionSpec::from_name(n, None, 0).unwrap();
+            let scores = relprune::experiment::score(&model.graph, &comps, &t, &spec, 16).unwrap();
+            Ranking::new(&scores, PruneOrder::LeastRelevantFirst).selection(0.3).unwrap().iter().copied().collect()
+        })
+        .collect();
+    for i in 0..names.len() {
+        for j in i + 1..names.len() {
+            let shared = pruned[i].intersection(&pruned[j]).count();
+            assert!(shared < pruned[i].len(), "{} and {} prune the same 30 %", names[i], names[j]);
+        }
+    }
+}
