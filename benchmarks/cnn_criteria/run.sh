@@ -33,5 +33,5 @@ for model in fmnist-resnet18 fmnist-vgg16bn; do
   "$RELPRUNE_PYTHON" "$root/benchmarks/cnn_criteria/torch_reference.py" "${arch[$model]}" \
     "$root/zoo/$model/model.safetensors" --eval 2000 --refs 100 > "$out/$model/torch_reference.json"
 done
-"$RELPRUNE_PYTHON" "$root/benchmarks/summarize.py" cnn "$out" "$root/docs/benchmarks.md" \
+"$RELPRUNE_PYTHON" "$root/benchmarks/summarize.py" cnn "$out" "$root/docs/benchmarks.md" --title "CNN criteria (conv filters)" \
   --command "benchmarks/cnn_criteria/run.sh" --settings "seeds: $seeds; eval samples: $eval_samples (test split); 10 references per class"
