@@ -67,6 +67,33 @@ fn pruned_vit_runs_in_onnxruntime() {
     check(&g, image(&g, 2));
 }
 
+/// Removes the `n` first components (in forward order): for heads, whole early layers.
+fn without_first(g: &Graph, kind: ComponentKind, n: usize) -> Graph {
+    let comps = ComponentSet::find(g, kind).unwrap();
+    let scores = Scores { values: (0..comps.total).map(|i| i as f64).collect() };
+    let ranking = GroupRanking::new(g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
+    let rate = (n as f64 + 0.5) / comps.total as f64;
+    let (pruned, report) = prune(g, &comps, &ranking, &ranking.selection(rate).unwrap()).unwrap();
+    assert_eq!(ComponentSet::find(&pruned, kind).unwrap().total, comps.total - n, "{report:?}");
+    pruned
+}
+
+#[test]
+fn attention_layers_without_heads_run_in_onnxruntime() {
+    // A layer that loses all its heads becomes a pure residual (plus the projection's bias);
+    // the export must keep it, for packed (ViT) and separate (BERT) Q/K/V.
+    let mut g =
+        Architecture::parse("vit:size=32,patch=8,layers=2,heads=4,dim=32,mlp=64,classes=10").unwrap().build(1).unwrap();
+    let w = g.params().get("heads.head.weight").unwrap().randn_like();
+    g.params_mut().insert("heads.head.weight".into(), w);
+    let g = without_first(&g, ComponentKind::Heads, 4);
+    check(&g, image(&g, 2));
+    let g = without_first(&load_model("minilm-spam", None, 0).unwrap().graph, ComponentKind::Heads, 12);
+    let ids = Tensor::randint(1000, [2, 10], (Kind::Int64, tch::Device::Cpu)) + 1000;
+    let mask = Tensor::ones([2, 10], (Kind::Int64, tch::Device::Cpu));
+    check(&g, vec![ids, mask]);
+}
+
 #[test]
 fn pruned_minilm_with_padding_runs_in_onnxruntime() {
     let g = load_model("minilm-spam", None, 0).unwrap().graph;

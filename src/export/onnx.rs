@@ -344,9 +344,13 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
             },
             Op::Attention { heads, head_dim, packed } => {
                 if *heads == 0 {
-                    return Err(unsupported(
-                        "an attention layer with no heads left (its output projection only adds its bias)",
-                    ));
+                    // No heads left: the context is empty, [batch, tokens, 0], as in relprune's
+                    // forward; the output projection after it then only adds its bias.
+                    let zero = b.ints("zero", &[0])?;
+                    let axis = b.ints("axis", &[2])?;
+                    let made = b.node("Slice", &[&x, &zero, &zero, &axis], &out, &[]);
+                    name.push(made);
+                    continue;
                 }
                 let w = heads * head_dim;
                 let (q, k, v) = if *packed {
