@@ -13,8 +13,9 @@ import json
 import math
 import pathlib
 import platform
-import re
 from collections import defaultdict
+
+from docsection import write_section
 
 p = argparse.ArgumentParser()
 p.add_argument("section")
@@ -120,16 +121,4 @@ header = [
     "",
 ]
 body = "\n".join(header + lines)
-doc = pathlib.Path(a.doc)
-text = doc.read_text() if doc.exists() else "# Benchmarks\n\nEvery figure here comes from a command in `benchmarks/`.\n"
-begin, end = f"<!-- BEGIN {a.section} -->", f"<!-- END {a.section} -->"
-block = f"{begin}\n{body}\n{end}"
-if begin in text:
-    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip() + "\n\n" + block + "\n"
-doc.parent.mkdir(parents=True, exist_ok=True)
-tmp = doc.with_suffix(".tmp")
-tmp.write_text(text)
-tmp.replace(doc)
-print(f"updated section {a.section} of {doc}")
+write_section(a.doc, a.section, body)

@@ -8,9 +8,10 @@ seeds). Replaces the section `vit-vs-cnn` of DOC.
 """
 import json
 import pathlib
-import re
 import sys
 from collections import defaultdict
+
+from docsection import write_section
 
 tr, cnn, doc = (pathlib.Path(p) for p in sys.argv[1:4])
 rows = []
@@ -40,11 +41,4 @@ lines = ["### Is the ViT more prunable than the CNNs?", "",
          "|---|---|---|" + "---|" * len(rates)]
 for group, kind, best, rel in rows:
     lines.append(f"| {group} | {kind} | {best} | " + " | ".join(f"{rel.get(r, float('nan')):.3f}" for r in rates) + " |")
-block = "<!-- BEGIN vit-vs-cnn -->\n" + "\n".join(lines) + "\n<!-- END vit-vs-cnn -->"
-text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-if "<!-- BEGIN vit-vs-cnn -->" in text:
-    text = re.sub(r"<!-- BEGIN vit-vs-cnn -->.*?<!-- END vit-vs-cnn -->", lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip() + "\n\n" + block + "\n"
-doc.write_text(text)
-print("updated vit-vs-cnn")
+write_section(doc, "vit-vs-cnn", "\n".join(lines))

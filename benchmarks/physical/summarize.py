@@ -2,8 +2,10 @@
 import datetime
 import json
 import pathlib
-import re
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from docsection import write_section  # noqa: E402
 
 out, doc = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 rows = []
@@ -47,9 +49,5 @@ slightly from the masked one:
 
 | model | masked curve s | physical curve s | speed-up | masked A_PR | physical A_PR |
 |---|---|---|---|---|---|
-""" + "\n".join(curves) + "\n"
-block = "<!-- BEGIN physical -->\n" + text + "<!-- END physical -->"
-t = doc.read_text() if doc.exists() else "# Benchmarks\n"
-t = re.sub(r"<!-- BEGIN physical -->.*?<!-- END physical -->", lambda _: block, t, flags=re.S) if "<!-- BEGIN physical -->" in t else t.rstrip() + "\n\n" + block + "\n"
-doc.write_text(t)
-print("updated section physical")
+""" + "\n".join(curves)
+write_section(doc, "physical", text)

@@ -2,8 +2,10 @@
 import datetime
 import json
 import pathlib
-import re
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from docsection import write_section  # noqa: E402
 
 out, doc, runs = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 rows, threads = [], ""
@@ -32,14 +34,5 @@ wired up here.
 
 | model | criterion | rate | heads removed | emptied layers | params | MACs | latency b1 | latency b64 | b64 latency / MACs | b64 ms | accuracy |
 |---|---|---|---|---|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + "\n"
-block = "<!-- BEGIN physical-heads -->\n" + text + "<!-- END physical-heads -->"
-t = doc.read_text()
-if "<!-- BEGIN physical-heads -->" in t:
-    t = re.sub(r"<!-- BEGIN physical-heads -->.*?<!-- END physical-heads -->", lambda _: block, t, flags=re.S)
-else:  # right after the filters/neurons table
-    t = t.replace("<!-- END physical -->", "<!-- END physical -->\n\n" + block, 1)
-tmp = doc.with_suffix(".tmp")
-tmp.write_text(t)
-tmp.replace(doc)
-print("updated section physical-heads")
+""" + "\n".join(rows)
+write_section(doc, "physical-heads", text, after="physical")  # right after the filters/neurons table
