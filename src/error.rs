@@ -29,7 +29,7 @@ pub enum Error {
     CorruptData { what: String, path: PathBuf, reason: String },
 
     /// A file system operation failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}: {}", io_reason(source))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -74,6 +74,15 @@ impl Error {
     pub fn json(context: impl Into<String>) -> impl FnOnce(serde_json::Error) -> Self {
         let context = context.into();
         move |source| Error::Json { context, source }
+    }
+}
+
+/// The OS reason of an I/O failure, with what to do for the common ones.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => format!("{e}; free some space or write elsewhere"),
+        std::io::ErrorKind::PermissionDenied => format!("{e}; check the permissions or write elsewhere"),
+        _ => e.to_string(),
     }
 }
 

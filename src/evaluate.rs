@@ -46,6 +46,41 @@ pub fn count_correct(
     })
 }
 
+/// Checks that the model's outputs on `inputs` are finite. A model with NaN or infinite
+/// weights would otherwise give chance-level curves that look like results; the error names
+/// the first layer whose output is not finite.
+pub fn check_finite(graph: &Graph, inputs: &[tch::Tensor]) -> Result<()> {
+    let finite = |t: &tch::Tensor| -> Result<bool> { Ok(t.f_isfinite()?.f_all()?.int64_value(&[]) == 1) };
+    tch::no_grad(|| {
+        let out = graph.forward(inputs, Mode::Eval)?;
+        if finite(&out)? {
+            return Ok(());
+        }
+        let all = graph.forward_all(inputs, Mode::Eval)?;
+        for (id, t) in all.iter().enumerate() {
+            if t.is_floating_point() && !finite(t)? {
+                let node = graph.node(id);
+                let params: Vec<&str> = node
+                    .params
+                    .values()
+                    .filter(|k| {
+                        graph.params().get(k).is_some_and(|p| p.is_floating_point() && !finite(p).unwrap_or(false))
+                    })
+                    .map(String::as_str)
+                    .collect();
+                crate::bail!(
+                    "the unpruned model's output is not finite (NaN or infinity): the first non-finite values appear at \
+                     layer `{}` ({}){}; check the weights file",
+                    node.name,
+                    node.op.kind_name(),
+                    if params.is_empty() { String::new() } else { format!(", whose parameters {} hold non-finite values", params.join(", ")) }
+                );
+            }
+        }
+        crate::bail!("the unpruned model's output is not finite (NaN or infinity); check the weights file")
+    })
+}
+
 /// Top-1 accuracy in [0, 1] on `split`.
 pub fn accuracy(graph: &Graph, split: &Subset, opts: &EvalOptions) -> Result<f64> {
     if split.is_empty() {

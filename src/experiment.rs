@@ -46,6 +46,14 @@ pub struct Task {
 impl Task {
     /// Draws the classes and references and cuts the evaluation split.
     pub fn prepare(splits: &Splits, num_classes: i64, spec: &TaskSpec) -> Result<Task> {
+        let data_classes = splits.train.data.class_names().len() as i64;
+        if data_classes != num_classes {
+            crate::bail!(
+                "the model has {num_classes} outputs but the data has {data_classes} classes ({}); give data with \
+                 the model's classes, or a model trained for this data",
+                splits.train.data.describe()
+            );
+        }
         let classes = match spec.classes {
             Some(k) if k as i64 == num_classes => None,
             Some(k) => Some(ClassSubset::random(k, num_classes, spec.seed)?),
@@ -63,6 +71,13 @@ impl Task {
             crate::bail!("the {:?} split has no samples of the task's classes", spec.split);
         }
         Ok(Task { spec: spec.clone(), classes, refs, eval })
+    }
+
+    /// Checks the unpruned model once per run on a few evaluation samples: its outputs must be
+    /// finite (see [`crate::evaluate::check_finite`]).
+    pub fn check_model(&self, graph: &Graph) -> Result<()> {
+        let batch = self.eval.head(16).full_batch()?;
+        crate::evaluate::check_finite(graph, &batch.inputs)
     }
 
     pub fn eval_options(&self, batch_size: usize) -> EvalOptions {

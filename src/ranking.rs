@@ -64,6 +64,9 @@ pub fn check_rate(rate: f64) -> Result<()> {
     Ok(())
 }
 
+/// The most rates one curve may have.
+pub const MAX_RATES: usize = 1000;
+
 /// Parses rates: `0:0.95:0.05` (start:stop:step, inclusive) or a list `0,0.1,0.3`.
 pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
     let bad = |p: &str| crate::Error::invalid(format!("`{p}` in rates `{text}` is not a number"));
@@ -71,16 +74,24 @@ pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
         let p: Vec<f64> =
             text.split(':').map(|s| s.trim().parse::<f64>().map_err(|_| bad(s))).collect::<Result<_>>()?;
         let [start, stop, step] = p[..] else { crate::bail!("rates range `{text}` must be start:stop:step") };
-        if step <= 0.0 || stop < start {
-            crate::bail!("rates range `{text}` needs step > 0 and stop ≥ start");
+        if !(step > 0.0) || !(stop >= start) || !start.is_finite() || !stop.is_finite() {
+            crate::bail!("rates range `{text}` needs finite numbers, step > 0 and stop ≥ start");
         }
-        let n = ((stop - start) / step + 1e-9).floor() as usize;
+        let n = ((stop - start) / step + 1e-9).floor();
+        // Bounded before anything is allocated: a tiny step would ask for billions of rates.
+        if n >= MAX_RATES as f64 {
+            crate::bail!("rates range `{text}` gives {n} rates; at most {MAX_RATES} are allowed");
+        }
+        let n = n as usize;
         (0..=n).map(|i| ((start + i as f64 * step) * 1e9).round() / 1e9).collect()
     } else {
         text.split(',').map(|s| s.trim().parse::<f64>().map_err(|_| bad(s))).collect::<Result<_>>()?
     };
     if rates.is_empty() {
         crate::bail!("no rates given");
+    }
+    if rates.len() > MAX_RATES {
+        crate::bail!("{} rates given; at most {MAX_RATES} are allowed", rates.len());
     }
     for w in rates.windows(2) {
         if w[1] <= w[0] {

@@ -12,20 +12,165 @@ fn tmp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// Runs `write` on a temporary sibling path, then renames it over `path`. A crash leaves the
-/// old file (or none), never a half-written one.
+/// Flushes a written file's data to the device, so a rename never exposes an empty or partial
+/// file after a power loss.
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(Error::io("flush to disk", path))
+}
+
+/// Flushes a directory's entries (the renames into it). Some file systems cannot sync a
+/// directory; that is not an error.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Runs `write` on a temporary sibling path, flushes it to disk, then renames it over `path`:
+/// temp file → fsync → rename. A crash or a full disk leaves the old file (or none), never a
+/// half-written one. Every file relprune writes goes through here.
 pub fn with_atomic_path(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
         std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     }
     let tmp = tmp_sibling(path);
-    match write(&tmp) {
-        Ok(()) => std::fs::rename(&tmp, path).map_err(Error::io("move into place", path)),
+    match write(&tmp).and_then(|()| sync_file(&tmp)) {
+        Ok(()) => {
+            std::fs::rename(&tmp, path).map_err(Error::io("move into place", path))?;
+            sync_dir(dir.unwrap_or(Path::new(".")));
+            Ok(())
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
     }
+}
+
+/// The output folder of one command run, written as a unit.
+///
+/// Files are written into a hidden staging folder inside the target (`path()`), each of them
+/// atomically; [`OutputDir::commit`] then moves them into the target. If the run fails before
+/// that (an error, a full disk, Ctrl-C), dropping the guard deletes the staging folder and the
+/// previous outputs stay untouched, so a folder never mixes files of two runs. Creating the
+/// guard checks up front that the target is a writable folder, before any work starts.
+pub struct OutputDir {
+    target: PathBuf,
+    staging: PathBuf,
+    /// The target did not exist before: a run that fails removes it again if still empty.
+    created: bool,
+}
+
+impl OutputDir {
+    /// Prefix of staging folders (a killed run may leave one behind; the next run removes it).
+    const STAGING_PREFIX: &'static str = ".relprune-partial-";
+
+    /// Creates `target` if needed and checks that files can be written there.
+    pub fn new(target: &Path) -> Result<Self> {
+        if target.exists() && !target.is_dir() {
+            crate::bail!("output folder {} is an existing file; give a folder path", target.display());
+        }
+        let created = !target.exists();
+        std::fs::create_dir_all(target).map_err(Error::io("create output folder", target))?;
+        Self::remove_dead_stagings(target);
+        let staging = target.join(format!("{}{}", Self::STAGING_PREFIX, std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        let guard = OutputDir { target: target.to_path_buf(), staging, created };
+        std::fs::create_dir(&guard.staging).map_err(Error::io("write into output folder", target))?;
+        let probe = guard.staging.join(".probe");
+        std::fs::write(&probe, b"relprune").map_err(Error::io("write into output folder", target))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(guard)
+    }
+
+    /// Staging folders of processes that no longer run (killed before they could clean up).
+    fn remove_dead_stagings(target: &Path) {
+        let Ok(entries) = std::fs::read_dir(target) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix(Self::STAGING_PREFIX) {
+                let alive = pid.parse::<u32>().is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                if !alive || pid == std::process::id().to_string() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    /// Where this run writes its files (mirrors the target's layout).
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// The folder the files end up in.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Where `relative` will be once committed (for messages).
+    pub fn final_path(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.target.join(relative)
+    }
+
+    /// Moves every staged file into the target, replacing older versions. `outputs` names
+    /// (relative paths) that this command may produce: one that this run did not produce is
+    /// removed from the target, so an old file never sits beside a new report. Top-level JSON
+    /// reports move last: a reader who sees the new report sees the files it describes.
+    pub fn commit(mut self, outputs: &[&str]) -> Result<Vec<PathBuf>> {
+        self.created = false;
+        let mut files = Vec::new();
+        collect_files(&self.staging, &mut files)?;
+        let rel = |p: &PathBuf| p.strip_prefix(&self.staging).map(Path::to_path_buf).unwrap_or_default();
+        let mut rels: Vec<PathBuf> = files.iter().map(rel).collect();
+        rels.sort_by_key(|r| (r.components().count() == 1 && r.extension().is_some_and(|e| e == "json"), r.clone()));
+        for name in outputs {
+            let r = Path::new(name);
+            if !rels.iter().any(|p| p == r || p.starts_with(r)) {
+                let old = self.target.join(r);
+                let removed = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
+                match removed {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io("remove outdated output", old)(e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut written = Vec::new();
+        for r in &rels {
+            let dest = self.target.join(r);
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+            }
+            std::fs::rename(self.staging.join(r), &dest).map_err(Error::io("move into place", &dest))?;
+            sync_dir(dest.parent().unwrap_or(&self.target));
+            written.push(dest);
+        }
+        Ok(written)
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
+        if self.created {
+            // Only succeeds when nothing else was put there (e.g. a study file).
+            let _ = std::fs::remove_dir(&self.target);
+        }
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(Error::io("list", dir))? {
+        let p = e.map_err(Error::io("list", dir))?.path();
+        if p.is_dir() {
+            collect_files(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically.

@@ -200,7 +200,7 @@ fn image_folder_layout_and_preprocessing() {
     assert_eq!(b.inputs[0].size(), vec![2, 3, 224, 224]);
     let red = b.inputs[0].double_value(&[0, 0, 100, 100]);
     assert!((red - (200.0 / 255.0 - IMAGENET_MEAN[0] as f64) / IMAGENET_STD[0] as f64).abs() < 1e-4);
-    let s = load_splits(root.path()).unwrap();
+    let s = load_splits(root.path(), Default::default()).unwrap();
     assert_eq!((s.train.len(), s.val.len() + s.test.len()), (8, 8));
     let val: std::collections::HashSet<_> = s.val.indices.iter().collect();
     assert!(s.test.indices.iter().all(|i| !val.contains(i)), "val and test halves are disjoint");
@@ -214,7 +214,7 @@ fn image_folder_layout_and_preprocessing() {
             image::RgbImage::from_pixel(300, 400 + i, image::Rgb(c)).save(d.join(format!("{i}.png"))).unwrap();
         }
     }
-    let s = load_splits(root.path()).unwrap();
+    let s = load_splits(root.path(), Default::default()).unwrap();
     assert_eq!((s.val.len(), s.test.len()), (8, 8));
     for split in [&s.val, &s.test] {
         let labels: std::collections::HashSet<i64> = (0..3).map(|i| split.label(i)).collect();

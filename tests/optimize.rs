@@ -143,7 +143,7 @@ fn bad_spaces_and_storage_are_clear_errors() {
     let e = connect("ftp://example.org/x").err().unwrap().to_string();
     assert!(e.contains("unsupported storage URL"), "{e}");
     let e = connect("postgresql://nobody@127.0.0.1:1/none").err().unwrap().to_string();
-    assert!(e.contains("cannot reach PostgreSQL") && !e.contains("nobody"), "{e}");
+    assert!(e.contains("cannot use PostgreSQL") && !e.contains("nobody"), "{e}");
     // Reopening a study with another space is refused.
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("s.sqlite");

@@ -19,7 +19,7 @@ fn grey(n: usize, seed: u64) -> Arc<dyn Dataset> {
     let mut rng = relprune::util::rng(seed);
     let bytes: Vec<u8> = (0..n * 64).map(|_| rng.random::<u8>()).collect();
     let labels = (0..n).map(|i| (i % 4) as i64).collect();
-    Arc::new(GreyImages::from_bytes(&bytes, n, 8, 8, labels, "noise".into()))
+    Arc::new(GreyImages::from_bytes(&bytes, n, 8, 8, labels, "noise".into()).unwrap())
 }
 
 fn splits() -> Splits {

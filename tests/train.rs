@@ -24,7 +24,7 @@ fn synthetic(n: usize, seed: u64) -> Arc<dyn Dataset> {
         }
         labels.push(c);
     }
-    Arc::new(GreyImages::from_bytes(&bytes, n, 8, 8, labels, "synthetic bars".into()))
+    Arc::new(GreyImages::from_bytes(&bytes, n, 8, 8, labels, "synthetic bars".into()).unwrap())
 }
 
 fn splits() -> Splits {

@@ -39,6 +39,11 @@ pub struct DataArgs {
     /// Folder of the Fashion-MNIST IDX files (default: $RELPRUNE_FMNIST_DIR or /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     pub fmnist_dir: Option<PathBuf>,
+    /// Image folders: accept class folders without images. The class keeps its index (labels
+    /// still match the model's outputs) but gets no reference samples. Without this flag an
+    /// empty class folder is an error.
+    #[arg(long)]
+    pub skip_empty_classes: bool,
 }
 
 impl DataArgs {
@@ -65,7 +70,8 @@ impl DataArgs {
             return Ok(spam_splits(&spam_dir(), &TextTokenizer::from_file(&tok, SPAM_MAX_TOKENS)?)?);
         }
         if let Some(path) = self.data.strip_prefix("imagefolder:") {
-            return Ok(image_folder::load_splits(std::path::Path::new(path))?);
+            let opts = image_folder::FolderOptions { skip_empty_classes: self.skip_empty_classes };
+            return Ok(image_folder::load_splits(std::path::Path::new(path), opts)?);
         }
         if self.data == "none" {
             anyhow::bail!(
@@ -135,20 +141,21 @@ pub struct TaskArgs {
     /// Which components to prune (default: filters for CNNs, neurons for transformers).
     #[arg(long, value_enum)]
     pub component: Option<relprune::components::ComponentKind>,
-    /// Restrict the task to K classes drawn by --seed (the paper's 3-class tasks).
-    #[arg(long, value_name = "K")]
+    /// Restrict the task to K classes drawn by --seed (the paper's 3-class tasks) [range: 2..=the
+    /// model's classes].
+    #[arg(long, value_name = "K", value_parser = super::ranges::count(2, super::ranges::MAX_COUNT))]
     pub classes: Option<usize>,
     /// Seed of the class draw, the reference draw and the random criterion.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Reference samples per class (from the train split).
-    #[arg(long, default_value_t = 10)]
+    /// Reference samples per class (from the train split) [range: 1..=100000].
+    #[arg(long, default_value_t = 10, value_parser = super::ranges::count(1, 100_000))]
     pub refs_per_class: usize,
     /// Split to measure accuracy on.
     #[arg(long, value_enum, default_value = "test")]
     pub split: relprune::data::SplitName,
-    /// Evaluate on the first N samples of the (class-filtered) split; 0 = all.
-    #[arg(long, default_value_t = 2000)]
+    /// Evaluate on the first N samples of the (class-filtered) split; 0 = all [range: 0..=10^8].
+    #[arg(long, default_value_t = 2000, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
     pub eval_samples: usize,
     /// Pruning rates: start:stop:step (inclusive) or a list.
     #[arg(long, default_value = "0:0.95:0.05")]
@@ -163,11 +170,11 @@ pub struct TaskArgs {
     /// removed together, ranked by their mean score).
     #[arg(long)]
     pub physical: bool,
-    /// Samples per batch for attribution.
-    #[arg(long, default_value_t = 64)]
+    /// Samples per batch for attribution [range: 1..=65536].
+    #[arg(long, default_value_t = 64, value_parser = super::ranges::count(1, super::ranges::MAX_BATCH))]
     pub attribution_batch: usize,
-    /// Samples per batch for evaluation (64 keeps CPU activations in cache).
-    #[arg(long, default_value_t = 64)]
+    /// Samples per batch for evaluation (64 keeps CPU activations in cache) [range: 1..=65536].
+    #[arg(long, default_value_t = 64, value_parser = super::ranges::count(1, super::ranges::MAX_BATCH))]
     pub eval_batch: usize,
 }
 
@@ -216,6 +223,7 @@ pub fn setup(model: &ModelArgs, data: &DataArgs, task: &TaskArgs) -> anyhow::Res
     let classes =
         model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
     let t = relprune::experiment::Task::prepare(&splits, classes, &task.task_spec())?;
+    t.check_model(&model.graph)?;
     let comps = relprune::components::ComponentSet::find(&model.graph, task.kind(&model.graph))?;
     Ok(Setup { model, splits, classes, task: t, comps })
 }

@@ -56,6 +56,7 @@ pub fn parse_criterion(name: &str, seed: u64) -> anyhow::Result<CriterionSpec> {
 }
 
 pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
+    let outdir = relprune::util::OutputDir::new(&args.out)?;
     let spec = CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?;
     let opts = args.task.run_options()?;
     let Setup { mut model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
@@ -72,12 +73,14 @@ pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     out.say(rate_table(&result));
     out.say(summary_table(std::slice::from_ref(&result)));
     let report = CurvesReport { header: RunHeader::new(&model, &task), results: vec![result] };
-    let (json, png) = write_curves(&args.out, "curve", &report)?;
-    out.say(format!("wrote {} and {}", json.display(), png.display()));
+    write_curves(outdir.path(), "curve", &report)?;
+    outdir.commit(&["curve.json", "curve.png"])?;
+    out.say(format!("wrote {}/curve.json and curve.png", args.out.display()));
     out.emit(&report)
 }
 
 pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
+    let outdir = relprune::util::OutputDir::new(&args.out)?;
     let names: Vec<String> =
         args.criteria.unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
     let specs: Vec<CriterionSpec> =
@@ -100,7 +103,8 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
     results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
     out.say(summary_table(&results));
     let report = CurvesReport { header: RunHeader::new(&model, &task), results };
-    let (json, png) = write_curves(&args.out, "compare", &report)?;
-    out.say(format!("wrote {} and {}", json.display(), png.display()));
+    write_curves(outdir.path(), "compare", &report)?;
+    outdir.commit(&["compare.json", "compare.png"])?;
+    out.say(format!("wrote {}/compare.json and compare.png", args.out.display()));
     out.emit(&report)
 }

@@ -19,11 +19,11 @@ use std::path::PathBuf;
 pub struct DemoArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Evaluation samples per pruning rate.
-    #[arg(long, default_value_t = 1000)]
+    /// Evaluation samples per pruning rate [range: 1..=10^8].
+    #[arg(long, default_value_t = 1000, value_parser = super::ranges::count(1, super::ranges::MAX_COUNT))]
     eval_samples: usize,
-    /// Trials of the short LRP optimisation (0 skips it).
-    #[arg(long, default_value_t = 8)]
+    /// Trials of the short LRP optimisation (0 skips it) [range: 0..=100000].
+    #[arg(long, default_value_t = 8, value_parser = super::ranges::count(0, 100_000))]
     trials: usize,
     /// Output folder for the demo's JSON, plots and study.
     #[arg(long, default_value = "out/demo")]
@@ -50,6 +50,7 @@ const DEMO_CRITERIA: [&str; 5] = ["lrp-epsilon", "lrp-zplus", "gradient", "weigh
 
 pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let outdir = relprune::util::OutputDir::new(&args.out)?;
     let (mut model, manifest) = zoo::load("fmnist-resnet18")?;
     let splits = args.data.load_for(&model)?;
     out.say(format!("relprune demo — {}: {}", manifest.name, manifest.description));
@@ -134,7 +135,7 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             }
             s => s,
         };
-        best_spec.to_file(&args.out.join("best-rules.yaml"))?;
+        best_spec.to_file(&outdir.path().join("best-rules.yaml"))?;
         let optimised = run_with_progress(&mut model.graph, &comps, &task, &best_spec, &opts)?;
         let eps =
             results.iter().find(|r| r.criterion == "lrp-epsilon").map(|r| r.curve.summary.a_pr).unwrap_or(f64::NAN);
@@ -151,11 +152,12 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     }
     results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
     let report = CurvesReport { header: RunHeader::new(&model, &task), results };
-    let (json, png) = write_curves(&args.out, "demo-curves", &report)?;
+    write_curves(outdir.path(), "demo-curves", &report)?;
+    outdir.commit(&["best-rules.yaml", "demo-curves.json", "demo-curves.png"])?;
     out.say(
         "   A_PR = mean accuracy over rates 0..0.95; Top-PR = highest rate keeping ≥ 95 % of the unpruned accuracy",
     );
-    out.say(format!("   wrote {} and {}", json.display(), png.display()));
+    out.say(format!("   wrote {}/demo-curves.json and demo-curves.png", args.out.display()));
     out.say(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     out.emit(&report)
 }

@@ -9,8 +9,8 @@ use serde::Serialize;
 pub struct InfoArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Tokens per sample for the MACs of token models.
-    #[arg(long, default_value_t = 128)]
+    /// Tokens per sample for the MACs of token models [range: 1..=the model's positions].
+    #[arg(long, default_value_t = 128, value_parser = super::ranges::size(1, 1 << 20))]
     seq_len: i64,
 }
 
@@ -35,6 +35,7 @@ struct InfoReport {
 pub fn run(args: InfoArgs, out: &Output) -> anyhow::Result<()> {
     let m = args.model.load()?;
     let g = &m.graph;
+    stats::check_seq_len(g, args.seq_len)?;
     let inputs = stats::example_inputs(g, args.seq_len);
     let values = tch::no_grad(|| g.forward_all(&inputs, Mode::Eval))?;
     let layers: Vec<LayerRow> = g

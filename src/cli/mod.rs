@@ -8,6 +8,7 @@ mod demo;
 mod info;
 mod optimize;
 mod prune;
+mod ranges;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -16,8 +17,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "relprune", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Threads for libtorch's kernels (default: all cores).
-    #[arg(long, global = true, env = "RELPRUNE_THREADS")]
+    /// Threads for libtorch's kernels (default: all cores) [range: 1..=256].
+    #[arg(long, global = true, env = "RELPRUNE_THREADS", value_parser = ranges::count(1, ranges::MAX_THREADS))]
     threads: Option<usize>,
     /// Print machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]

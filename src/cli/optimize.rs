@@ -10,8 +10,8 @@ use relprune::components::ComponentKind;
 use relprune::experiment::Task;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::{
-    best_trial, connect, importance, run_worker, MedianPruner, SamplerKind, SearchSpace, StudyDefinition,
-    StudyObserver, StudyStore, Trial, TrialState,
+    best_trial, connect, connect_existing, importance, run_worker, MedianPruner, SamplerKind, SearchSpace,
+    StudyDefinition, StudyObserver, StudyStore, Trial, TrialState,
 };
 use relprune::report::{bar_plot, line_plot, write_curves, CurvesReport, LinePlot, RunHeader, Series};
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ pub struct OptimizeArgs {
     /// treatment for transformers (`relprune space` prints it).
     #[arg(long)]
     space: Option<PathBuf>,
-    /// Trial budget of the study (all workers together).
-    #[arg(long, default_value_t = 30)]
+    /// Trial budget of the study (all workers together) [range: 1..=100000].
+    #[arg(long, default_value_t = 30, value_parser = super::ranges::count(1, 100_000))]
     trials: usize,
     #[arg(long, value_enum, default_value = "tpe")]
     sampler: SamplerKind,
@@ -39,8 +39,8 @@ pub struct OptimizeArgs {
     /// Do not stop hopeless trials early (median rule).
     #[arg(long)]
     no_pruner: bool,
-    /// Validation samples the objective evaluates on (0 = the whole validation split).
-    #[arg(long, default_value_t = 1000)]
+    /// Validation samples the objective evaluates on (0 = the whole validation split) [range: 0..=10^8].
+    #[arg(long, default_value_t = 1000, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
     val_samples: usize,
     /// Study storage: sqlite:PATH (default: OUT/study.sqlite) or postgresql://user@host:port/db.
     #[arg(long)]
@@ -120,16 +120,29 @@ fn study_definition(
 }
 
 pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
+    // Everything a run needs at its end is checked before its first trial: the output folder,
+    // the storage, the search space and the report's criteria.
+    let outdir = relprune::util::OutputDir::new(&args.out)?;
     let opts = args.task.run_options()?;
+    let names: Vec<String> =
+        args.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
+    let report_specs: Vec<CriterionSpec> = if names.first().map(String::as_str) == Some("none") {
+        Vec::new()
+    } else {
+        names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?
+    };
+    let user_space = match &args.space {
+        Some(p) => Some(SearchSpace::from_yaml(
+            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
+        )?),
+        None => None,
+    };
+    let storage = args.storage.clone().unwrap_or_else(|| format!("sqlite:{}", args.out.join("study.sqlite").display()));
+    relprune::optimize::storage::check_url(&storage)?;
     let Setup { mut model, splits, comps, classes, .. } = setup(&args.model, &args.data, &args.task)?;
     let kind = comps.kind;
     let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention { .. }));
-    let space = match &args.space {
-        Some(p) => SearchSpace::from_yaml(
-            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
-        )?,
-        None => SearchSpace::default_for(transformer),
-    };
+    let space = user_space.unwrap_or_else(|| SearchSpace::default_for(transformer));
     let study_name = args.study.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-c{}-s{}",
@@ -139,7 +152,6 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
             args.task.seed
         )
     });
-    let storage = args.storage.clone().unwrap_or_else(|| format!("sqlite:{}", args.out.join("study.sqlite").display()));
     let def = study_definition(&args, &model, &space, kind);
     let mut store = StudyStore::open(connect(&storage)?, &study_name, &def)?;
     let sampler = args.sampler.build(args.sampler_seed.unwrap_or(args.task.seed));
@@ -186,25 +198,22 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     let best = best_trial(&trials)
         .ok_or_else(|| anyhow::anyhow!("no trial of study `{study_name}` completed; see `relprune study show`"))?;
     let (best_spec, best_refs) = SearchSpace::criterion(&best.params)?;
-    std::fs::create_dir_all(&args.out)?;
-    let rules_path = args.out.join("best-rules.yaml");
-    best_spec.to_file(&rules_path)?;
+    let rules_path = outdir.final_path("best-rules.yaml");
+    best_spec.to_file(&outdir.path().join("best-rules.yaml"))?;
     out.say(format!(
         "best: trial {} with validation A_PR {:.4}; rules written to {}",
         best.number,
         best.value.unwrap_or(0.0),
         rules_path.display()
     ));
-    write_history_plot(&args.out.join("history.png"), &study_name, &trials)?;
+    write_history_plot(&outdir.path().join("history.png"), &study_name, &trials)?;
     let imp = importance::importances(&space, &trials);
-    bar_plot(&args.out.join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
+    bar_plot(&outdir.path().join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
 
     // The result is the winner's curve on the test split next to LRP-ε and the baselines.
-    let names: Vec<String> =
-        args.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
     let mut test_results = Vec::new();
     let mut test_header = None;
-    if names.first().map(String::as_str) != Some("none") {
+    if !report_specs.is_empty() {
         let mut task_spec = args.task.task_spec();
         task_spec.split = relprune::data::SplitName::Test;
         if let Some(r) = best_refs {
@@ -217,9 +226,7 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
             }
             s => s,
         }];
-        for n in &names {
-            specs.push(parse_criterion(n, args.task.seed)?);
-        }
+        specs.extend(report_specs);
         for s in &specs {
             test_results.push(run_with_progress(&mut model.graph, &comps, &task, s, &opts)?);
         }
@@ -227,7 +234,7 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         out.say("test split (the reported result):");
         out.say(summary_table(&test_results));
         let report = CurvesReport { header: RunHeader::new(&model, &task), results: test_results.clone() };
-        write_curves(&args.out, "test-compare", &report)?;
+        write_curves(outdir.path(), "test-compare", &report)?;
         test_header = Some(report.header);
     }
     let summary = serde_json::json!({
@@ -235,7 +242,15 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         "definition": def, "best": { "trial": best.number, "validation_a_pr": best.value, "params": best.params, "criterion": best_spec },
         "importance": imp, "trials": trials, "test": { "header": test_header, "results": test_results },
     });
-    relprune::util::write_json_atomic(&args.out.join("summary.json"), &summary)?;
+    relprune::util::write_json_atomic(&outdir.path().join("summary.json"), &summary)?;
+    outdir.commit(&[
+        "best-rules.yaml",
+        "history.png",
+        "importance.png",
+        "summary.json",
+        "test-compare.json",
+        "test-compare.png",
+    ])?;
     out.say(format!(
         "wrote {}/{{best-rules.yaml, history.png, importance.png, summary.json, test-compare.*}}",
         args.out.display()
@@ -294,21 +309,8 @@ fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Resu
 pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
     match args.command {
         StudyCommand::Show { storage, study } => {
-            let mut conn = connect(&storage)?;
-            let rows = conn
-                .query(
-                    "SELECT space, objective FROM relprune_studies WHERE name = $1",
-                    &[relprune::optimize::storage::Sql::Text(study.clone())],
-                )
-                .map_err(|_| anyhow::anyhow!("no studies in {}", redact(&storage)))?;
-            let Some(row) = rows.first() else { anyhow::bail!("no study `{study}` in {}", redact(&storage)) };
-            let text = |i: usize| match &row[i] {
-                relprune::optimize::storage::Sql::Text(s) => s.clone(),
-                _ => String::new(),
-            };
-            let def =
-                StudyDefinition { space: serde_json::from_str(&text(0))?, objective: serde_json::from_str(&text(1))? };
-            let mut store = StudyStore::open(conn, &study, &def)?;
+            let (mut store, def) = StudyStore::attach(connect_existing(&storage)?, &study)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", redact(&storage)))?;
             let trials = store.trials()?;
             out.say(format!("study `{study}` ({} trials); objective {}", trials.len(), def.objective));
             out.say(format!(

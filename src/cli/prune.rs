@@ -25,15 +25,15 @@ pub struct PruneArgs {
     /// LRP rules for `--criterion lrp`.
     #[arg(long)]
     rules: Option<String>,
-    /// Fraction of components to remove, in [0, 1).
-    #[arg(long)]
+    /// Fraction of components to remove [range: 0 ≤ rate < 1].
+    #[arg(long, value_parser = super::ranges::rate)]
     rate: f64,
     /// Timed forward passes for the batch-1 latency (after 3 warm-up passes); batch 64 uses a
-    /// quarter of them (at least 3) after 1 warm-up pass.
-    #[arg(long, default_value_t = 20)]
+    /// quarter of them (at least 3) after 1 warm-up pass [range: 1..=100000].
+    #[arg(long, default_value_t = 20, value_parser = super::ranges::count(1, 100_000))]
     latency_runs: usize,
-    /// Tokens per sample for MACs and latency of token models.
-    #[arg(long, default_value_t = 128)]
+    /// Tokens per sample for MACs and latency of token models [range: 1..=the model's positions].
+    #[arg(long, default_value_t = 128, value_parser = super::ranges::size(1, 1 << 20))]
     seq_len: i64,
     /// Output folder: model/ (graph.json + model.safetensors), model.onnx, prune.json.
     #[arg(long, default_value = "out/prune")]
@@ -77,6 +77,9 @@ pub fn measure(g: &Graph, task: Option<&Task>, seq_len: i64, runs: usize, batch:
 }
 
 pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
+    // Everything that can be checked is checked before any work: the output folder, the
+    // criterion, the options.
+    let outdir = relprune::util::OutputDir::new(&args.out)?;
     let spec = match args.criterion.strip_prefix("file:") {
         Some(p) => CriterionSpec::from_file(std::path::Path::new(p))?,
         None => CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?,
@@ -86,23 +89,24 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     // `--data none`: a model without data (e.g. random weights to measure speed); only the
     // data-free criteria (weight, random) can score it, and accuracy is not measured.
     let (model, task, comps) = if args.data.data == "none" {
+        if !matches!(spec, CriterionSpec::Weight { .. } | CriterionSpec::Random { .. }) {
+            anyhow::bail!("criterion {} needs reference samples; give --data", spec.label());
+        }
         let model = args.model.load()?;
+        stats::check_seq_len(&model.graph, args.seq_len)?;
+        relprune::evaluate::check_finite(&model.graph, &random_inputs(&model.graph, 2, args.seq_len))?;
         let comps = relprune::components::ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
         (model, None, comps)
     } else {
         let Setup { model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
         (model, Some(task), comps)
     };
+    stats::check_seq_len(&model.graph, args.seq_len)?;
     let kind = comps.kind;
     let pb = progress(3, "scoring");
     let scores = match &task {
         Some(t) => score(&model.graph, &comps, t, &spec, opts.attribution_batch)?,
-        None => match &spec {
-            CriterionSpec::Weight { .. } | CriterionSpec::Random { .. } => {
-                spec.build(opts.attribution_batch)?.score(&model.graph, &comps, &relprune::data::Subset::empty())?
-            }
-            _ => anyhow::bail!("criterion {} needs reference samples; give --data", spec.label()),
-        },
+        None => spec.build(opts.attribution_batch)?.score(&model.graph, &comps, &relprune::data::Subset::empty())?,
     };
     let ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?;
     let sel = ranking.selection(args.rate)?;
@@ -113,15 +117,19 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     pb.set_position(2);
     let after = measure(&small, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
     pb.finish_and_clear();
-    let dir = args.out.join("model");
-    small.save(&dir)?;
+    // All outputs are staged and moved into place together: the model, its ONNX form and the
+    // report always describe the same run.
+    let dir = outdir.final_path("model");
+    small.save(&outdir.path().join("model"))?;
     relprune::util::write_json_atomic(
-        &dir.join("source.json"),
+        &outdir.path().join("model").join("source.json"),
         &serde_json::json!({ "source": model.name, "dataset": model.dataset, "criterion": spec.label(), "rate": args.rate }),
     )?;
-    let onnx = args.out.join("model.onnx");
-    let onnx_note = match relprune::export::onnx::export(&small, &onnx) {
-        Ok(()) => format!("{}", onnx.display()),
+    let onnx_note = match relprune::export::onnx::export(&small, &outdir.path().join("model.onnx")) {
+        Ok(()) => format!("{}", outdir.final_path("model.onnx").display()),
+        // A file system failure fails the run; a model ONNX cannot express is reported and
+        // leaves no model.onnx (an older one is removed on commit).
+        Err(e @ relprune::Error::Io { .. }) => return Err(e.into()),
         Err(e) => format!("not written: {e}"),
     };
     let report = PruneReport {
@@ -137,7 +145,9 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         before,
         after,
     };
-    relprune::util::write_json_atomic(&args.out.join("prune.json"), &report)?;
+    relprune::util::write_json_atomic(&outdir.path().join("prune.json"), &report)?;
+    let report_path = outdir.final_path("prune.json");
+    outdir.commit(&["model", "model.onnx", "prune.json"])?;
     out.say(format!(
         "{}: removed {} of {} {} ({} units after coupling) by {} at rate {}",
         report.model,
@@ -172,7 +182,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         "wrote {} (reload with --model {}), ONNX: {onnx_note}, {}",
         dir.display(),
         dir.display(),
-        args.out.join("prune.json").display()
+        report_path.display()
     ));
     out.emit(&report)
 }

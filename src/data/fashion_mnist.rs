@@ -36,6 +36,18 @@ pub fn resolve_dir(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
 }
 
+/// Largest image side [`GreyImages`] accepts (a bound far above any real data set, so that
+/// products of sides never overflow).
+const MAX_SIDE: i64 = 1 << 20;
+
+/// Class names for labels `0..=max`: Fashion-MNIST's names, then `class N`. A grey-image set
+/// has as many classes as its highest label says (at least Fashion-MNIST's ten when it is
+/// Fashion-MNIST, whose files hold every class).
+fn class_names(labels: &[i64]) -> Vec<String> {
+    let n = labels.iter().copied().max().map_or(0, |m| m + 1).max(0) as usize;
+    (0..n).map(|i| CLASS_NAMES.get(i).map_or_else(|| format!("class {i}"), |s| s.to_string())).collect()
+}
+
 /// Greyscale images held in memory as bytes, normalised when batched.
 pub struct GreyImages {
     /// N·H·W bytes (plain memory, so the dataset can be shared across threads).
@@ -47,16 +59,42 @@ pub struct GreyImages {
 }
 
 impl GreyImages {
-    /// Builds a dataset from raw bytes (N·H·W) and labels.
-    pub fn from_bytes(data: &[u8], n: usize, h: usize, w: usize, labels: Vec<i64>, description: String) -> Self {
-        assert_eq!(data.len(), n * h * w, "image bytes must be N·H·W");
-        GreyImages {
-            images: data.to_vec(),
-            size: (h as i64, w as i64),
-            labels,
-            class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-            description,
+    /// Builds a dataset from raw bytes (N·H·W) and labels. Errors (never panics) when the sizes
+    /// do not fit together: N·H·W overflowing or differing from the byte count, zero-sized
+    /// images, or a label count other than N.
+    pub fn from_bytes(
+        data: &[u8],
+        n: usize,
+        h: usize,
+        w: usize,
+        labels: Vec<i64>,
+        description: String,
+    ) -> Result<Self> {
+        if h == 0 || w == 0 {
+            crate::bail!("images of {h}×{w} pixels: height and width must be at least 1");
         }
+        let side = |v: usize| i64::try_from(v).ok().filter(|&v| v <= MAX_SIDE);
+        let (Some(hi), Some(wi)) = (side(h), side(w)) else {
+            crate::bail!("images of {h}×{w} pixels: each side must be at most {MAX_SIDE}");
+        };
+        let expected = n.checked_mul(h).and_then(|v| v.checked_mul(w));
+        if expected != Some(data.len()) {
+            crate::bail!(
+                "{n} images of {h}×{w} pixels need {} bytes, got {}",
+                expected.map_or_else(|| "more than 2^64".to_string(), |e| e.to_string()),
+                data.len()
+            );
+        }
+        if labels.len() != n {
+            crate::bail!("{} labels for {n} images", labels.len());
+        }
+        Ok(GreyImages {
+            images: data.to_vec(),
+            size: (hi, wi),
+            class_names: class_names(&labels),
+            labels,
+            description,
+        })
     }
 
     /// Image side lengths (height, width).
@@ -77,10 +115,14 @@ impl Dataset for GreyImages {
     }
     fn batch(&self, indices: &[usize]) -> Result<Batch> {
         let (h, w) = self.size;
-        let plane = (h * w) as usize;
-        let mut bytes = Vec::with_capacity(indices.len() * plane);
+        let plane = (h * w) as usize; // validated in `from_bytes`: N·H·W bytes are in memory
+        let mut bytes = Vec::with_capacity(indices.len().saturating_mul(plane));
         for &i in indices {
-            bytes.extend_from_slice(&self.images[i * plane..(i + 1) * plane]);
+            let range = i.checked_mul(plane).and_then(|s| Some(s..s.checked_add(plane)?));
+            match range.and_then(|r| self.images.get(r)) {
+                Some(img) => bytes.extend_from_slice(img),
+                None => crate::bail!("sample {i} requested from {} images", self.labels.len()),
+            }
         }
         let x = Tensor::from_slice(&bytes).f_reshape([indices.len() as i64, 1, h, w])?.f_to_kind(Kind::Float)?;
         let x = x.f_div_scalar(255.0)?.f_sub_scalar(MEAN)?.f_div_scalar(STD)?;
@@ -124,8 +166,19 @@ fn read_pair(dir: &Path, prefix: &str) -> Result<GreyImages> {
         return Err(bad(&lab_path, format!("label {l} outside 0..9")));
     }
     let (n, h, w) = (images.dims[0], images.dims[1], images.dims[2]);
+    if n == 0 {
+        return Err(bad(&img_path, "the file holds no images (N = 0)".into()));
+    }
+    if h == 0 || w == 0 {
+        return Err(bad(&img_path, format!("images of {h}×{w} pixels; height and width must be at least 1")));
+    }
     let desc = format!("Fashion-MNIST {prefix} ({n} images of {h}×{w}) from {}", dir.display());
-    Ok(GreyImages::from_bytes(&images.data, n, h, w, labels.data.iter().map(|&l| l as i64).collect(), desc))
+    GreyImages::from_bytes(&images.data, n, h, w, labels.data.iter().map(|&l| l as i64).collect(), desc).map_err(|e| {
+        match e {
+            Error::Invalid(reason) => bad(&img_path, reason),
+            other => other,
+        }
+    })
 }
 
 /// Loads both files and returns the fixed splits.

@@ -30,8 +30,12 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     parse_idx(&bytes).map_err(|reason| corrupt(path, reason))
 }
 
-/// Parses IDX bytes (already decompressed).
+/// Parses IDX bytes (already decompressed). The header's dimensions are checked against the
+/// real data length with overflow-checked arithmetic before anything is allocated.
 pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty (0 bytes)".into());
+    }
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err("missing IDX magic number (expected 0x0000 at the start)".into());
     }
@@ -43,21 +47,31 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     if ndim == 0 || bytes.len() < header {
         return Err(format!("header declares {ndim} dimensions but the file is only {} bytes", bytes.len()));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
-        .collect();
-    let n: usize = dims.iter().product();
-    if bytes.len() - header != n {
-        return Err(format!("dimensions {dims:?} need {n} bytes of data but the file holds {}", bytes.len() - header));
+    let dims: Vec<usize> =
+        bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let available = bytes.len() - header;
+    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+        format!(
+            "dimensions {dims:?} multiply past {} bytes (the header is corrupt); the file holds {available} bytes of data",
+            usize::MAX
+        )
+    })?;
+    if available != n {
+        return Err(format!("dimensions {dims:?} need {n} bytes of data but the file holds {available}"));
     }
     Ok(IdxArray { dims, data: bytes[header..].to_vec() })
 }
 
 /// Encodes bytes as IDX (used by tests to write small synthetic files).
+///
+/// # Panics
+/// If there are more than 255 dimensions or a dimension exceeds `u32::MAX` (the format cannot
+/// hold them; a caller bug, never a property of input data).
 pub fn encode_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&(*d as u32).to_be_bytes());
+    let ndim = u8::try_from(dims.len()).expect("IDX holds at most 255 dimensions");
+    let mut out = vec![0, 0, 0x08, ndim];
+    for &d in dims {
+        out.extend_from_slice(&u32::try_from(d).expect("IDX dimensions fit in 32 bits").to_be_bytes());
     }
     out.extend_from_slice(data);
     out

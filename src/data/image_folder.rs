@@ -22,37 +22,124 @@ pub struct ImageFolder {
     crop: u32,
 }
 
-impl ImageFolder {
-    /// Scans `root/<class>/<image>`; classes are the sub-folders in sorted order.
-    pub fn open(root: &Path, resize: u32, crop: u32) -> Result<Self> {
-        let not_found =
-            |hint: &str| Error::DataNotFound { what: "image folder".into(), path: root.into(), hint: hint.into() };
-        let entries =
-            std::fs::read_dir(root).map_err(|_| not_found("give a folder with one sub-folder of images per class"))?;
-        let mut class_dirs: Vec<PathBuf> =
-            entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
-        class_dirs.sort();
-        let mut files = Vec::new();
-        let mut labels = Vec::new();
-        let mut class_names = Vec::new();
-        for (label, dir) in class_dirs.iter().enumerate() {
-            class_names.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
-            let mut imgs: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(Error::io("list", dir))?
+/// How the class folders of an image-folder dataset are read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FolderOptions {
+    /// Accept class folders that hold no images (the class keeps its index, so labels still
+    /// match the model's outputs, but gets no references). Without it such a folder is an error:
+    /// it would silently leave a class out of the references.
+    pub skip_empty_classes: bool,
+}
+
+/// The sub-folders of `root` that can be classes, with their images (sorted by name). Hidden
+/// folders (`.name`) are never classes.
+fn scan(root: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let entries = std::fs::read_dir(root).map_err(|_| Error::DataNotFound {
+        what: "image folder".into(),
+        path: root.into(),
+        hint: "give a folder with one sub-folder of images per class".into(),
+    })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .map(|dir| {
+            let mut imgs: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(Error::io("list", &dir))?
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
                 .filter(|p| {
-                    p.extension()
-                        .map(|e| EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str()))
-                        .unwrap_or(false)
+                    p.is_file()
+                        && p.extension()
+                            .map(|e| EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str()))
+                            .unwrap_or(false)
                 })
                 .collect();
             imgs.sort();
+            Ok((dir.file_name().unwrap_or_default().to_string_lossy().into_owned(), imgs))
+        })
+        .collect()
+}
+
+fn names(list: &[&str]) -> String {
+    list.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+impl ImageFolder {
+    /// Scans `root/<class>/<image>`; classes are the sub-folders in sorted order. Every class
+    /// folder must hold images.
+    pub fn open(root: &Path, resize: u32, crop: u32) -> Result<Self> {
+        Self::open_with(root, resize, crop, None, FolderOptions::default())
+    }
+
+    /// Scans `root/<class>/<image>`. With `classes` (a split other than train), the folder must
+    /// have exactly those class folders, which keep their indices; otherwise the classes are the
+    /// sub-folders in sorted order. Folders holding no images are an error unless
+    /// `opts.skip_empty_classes`; empty folders that are not classes are ignored.
+    pub fn open_with(
+        root: &Path,
+        resize: u32,
+        crop: u32,
+        classes: Option<&[String]>,
+        opts: FolderOptions,
+    ) -> Result<Self> {
+        let scanned = scan(root)?;
+        let class_names: Vec<String> = match classes {
+            Some(c) => c.to_vec(),
+            None => scanned.iter().map(|(n, _)| n.clone()).collect(),
+        };
+        let found = |name: &str| scanned.iter().find(|(n, _)| n == name);
+        let bad = |reason: String| Error::CorruptData { what: "image folder".into(), path: root.into(), reason };
+        if let Some(expected) = classes {
+            let missing: Vec<&str> = expected.iter().map(String::as_str).filter(|c| found(c).is_none()).collect();
+            let extra: Vec<&str> = scanned
+                .iter()
+                .filter(|(n, imgs)| !imgs.is_empty() && !expected.contains(n))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !missing.is_empty() || !extra.is_empty() {
+                let mut why = Vec::new();
+                if !missing.is_empty() {
+                    why.push(format!("it lacks the class folder(s) {}", names(&missing)));
+                }
+                if !extra.is_empty() {
+                    why.push(format!("it has class folder(s) {} that train/ does not have", names(&extra)));
+                }
+                return Err(bad(format!(
+                    "{}; every split needs the same class folders as train/ ({}), or class indices would not match",
+                    why.join(" and "),
+                    names(&expected.iter().map(String::as_str).collect::<Vec<_>>())
+                )));
+            }
+        }
+        let empty: Vec<&str> = class_names
+            .iter()
+            .map(String::as_str)
+            .filter(|c| found(c).is_some_and(|(_, imgs)| imgs.is_empty()))
+            .collect();
+        if !empty.is_empty() && !opts.skip_empty_classes {
+            return Err(bad(format!(
+                "class folder(s) {} hold no .jpg/.jpeg/.png images; add images, or pass --skip-empty-classes to keep \
+                 the class index without samples",
+                names(&empty)
+            )));
+        }
+        let mut files = Vec::new();
+        let mut labels = Vec::new();
+        for (label, name) in class_names.iter().enumerate() {
+            let imgs = found(name).map(|(_, imgs)| imgs.clone()).unwrap_or_default();
             labels.extend(std::iter::repeat_n(label as i64, imgs.len()));
             files.extend(imgs);
         }
         if class_names.len() < 2 || files.is_empty() {
-            return Err(not_found("need at least two class sub-folders holding .jpg/.jpeg/.png images"));
+            return Err(Error::DataNotFound {
+                what: "image folder".into(),
+                path: root.into(),
+                hint: "need at least two class sub-folders holding .jpg/.jpeg/.png images".into(),
+            });
         }
         Ok(ImageFolder { root: root.into(), files, labels, class_names, resize, crop })
     }
@@ -118,7 +205,8 @@ impl Dataset for ImageFolder {
 ///   test split when present;
 /// - without `root/test`, `root/val` is halved by a fixed seed into validation and test, so
 ///   hyperparameters are never chosen on the split that is reported.
-pub fn load_splits(root: &Path) -> Result<Splits> {
+/// - the class list comes from `root/train`; the other splits must have the same class folders.
+pub fn load_splits(root: &Path, opts: FolderOptions) -> Result<Splits> {
     let train = root.join("train");
     let val = root.join("val");
     if !train.is_dir() || !val.is_dir() {
@@ -128,8 +216,11 @@ pub fn load_splits(root: &Path) -> Result<Splits> {
             hint: "expected `train/` and `val/` (and optionally `test/`) each with one sub-folder per class".into(),
         });
     }
-    let train: Arc<dyn Dataset> = Arc::new(ImageFolder::open(&train, 256, 224)?);
-    let val_ds: Arc<dyn Dataset> = Arc::new(ImageFolder::open(&val, 256, 224)?);
+    let train_folder = ImageFolder::open_with(&train, 256, 224, None, opts)?;
+    let classes = train_folder.class_names.clone();
+    let open = |dir: &Path| ImageFolder::open_with(dir, 256, 224, Some(&classes), opts);
+    let train: Arc<dyn Dataset> = Arc::new(train_folder);
+    let val_ds: Arc<dyn Dataset> = Arc::new(open(&val)?);
     let test_dir = root.join("test");
     // Folders list their files class by class; evaluation splits get a fixed random order so
     // that their first n samples cover every class (see `Splits`).
@@ -138,7 +229,7 @@ pub fn load_splits(root: &Path) -> Result<Splits> {
         Subset { data: ds, indices }
     };
     let (val, test) = if test_dir.is_dir() {
-        (shuffled(val_ds), shuffled(Arc::new(ImageFolder::open(&test_dir, 256, 224)?)))
+        (shuffled(val_ds), shuffled(Arc::new(open(&test_dir)?)))
     } else {
         let perm = permutation(val_ds.len(), super::fashion_mnist::SPLIT_SEED);
         let half = perm.len() / 2;

@@ -4,6 +4,39 @@ use super::{init, Graph, GraphSpec, InputKind, Node, NodeId, Op, ParamStore, GRA
 use crate::error::Result;
 use std::collections::BTreeMap;
 
+/// The most parameter values a built graph may hold (16 GiB of float32).
+pub const MAX_PARAMETERS: i64 = 1 << 32;
+/// The most values one input sample may hold (1 GiB of float32).
+pub const MAX_INPUT_VALUES: i64 = 1 << 28;
+
+/// Refuses graphs too large to allocate, before anything is allocated: absurd architecture
+/// options would otherwise abort the process inside libtorch's allocator.
+fn check_size(spec: &GraphSpec) -> Result<()> {
+    let too_big = || {
+        crate::error::Error::invalid(format!(
+            "this architecture would hold more than {MAX_PARAMETERS} parameter values; reduce its width, size or \
+             depth options"
+        ))
+    };
+    let mut total: i64 = 0;
+    for node in &spec.nodes {
+        for ps in node.op.param_specs() {
+            let n = ps.shape.iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0))).ok_or_else(too_big)?;
+            total = total.checked_add(n).filter(|&t| t <= MAX_PARAMETERS).ok_or_else(too_big)?;
+        }
+        if let Op::Input(InputKind::Image { channels, height, width }) = &node.op {
+            let n = [*channels, *height, *width].iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0)));
+            if n.is_none_or(|n| n > MAX_INPUT_VALUES) {
+                crate::bail!(
+                    "an input of {channels}×{height}×{width} values per sample is larger than {MAX_INPUT_VALUES}; \
+                     reduce the size or in options"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Appends nodes in topological order; parameter keys default to `<node name>.<role>`.
 #[derive(Default)]
 pub struct GraphBuilder {
@@ -67,6 +100,7 @@ impl GraphBuilder {
             output,
             ignored_keys: self.ignored_keys,
         };
+        check_size(&spec)?;
         let mut params = ParamStore::default();
         let mut rng = crate::util::rng(seed);
         for node in &spec.nodes {

@@ -387,12 +387,29 @@ fn key_matches(pattern: &str, key: &str) -> bool {
     }
 }
 
+/// Largest size an op field may declare (channels, features, vocabulary, sequence length):
+/// far above any real model, small enough that products of a few never overflow `i64`.
+pub const MAX_FIELD: i64 = 1 << 24;
+/// Largest spatial field (kernel, stride, padding, dilation, pooled output, image side).
+pub const MAX_SPATIAL: i64 = 1 << 16;
+/// Most elements one parameter tensor may have.
+pub const MAX_ELEMENTS: i64 = 1 << 36;
+/// Most elements one input sample may have (an example input is allocated from the declared
+/// shape, e.g. for MAC counts).
+pub const MAX_INPUT_ELEMENTS: i64 = 1 << 28;
+
+/// Checks the structure of an untrusted description: references, arities, and every number an
+/// op declares (sizes within bounds, products overflow-checked, tensor ranks that the forward
+/// pass can index), so that no description makes [`Graph::forward`] or the statistics panic
+/// or allocate absurd amounts.
 fn validate_structure(spec: &GraphSpec) -> Result<()> {
     let n = spec.nodes.len();
     if n == 0 {
         crate::bail!("the graph has no nodes");
     }
     let mut names = std::collections::HashSet::new();
+    // Rank (dimensions, batch included) of every node's output on a successful forward pass.
+    let mut ranks: Vec<usize> = Vec::with_capacity(n);
     for (id, node) in spec.nodes.iter().enumerate() {
         if !names.insert(node.name.as_str()) {
             crate::bail!("two nodes are named `{}`; node names must be unique", node.name);
@@ -421,19 +438,197 @@ fn validate_structure(spec: &GraphSpec) -> Result<()> {
                 node.inputs.len()
             );
         }
-        if let Op::Attention { heads, head_dim, .. } = node.op {
-            if heads < 0 || head_dim <= 0 {
-                crate::bail!("attention node `{}` has {heads} heads of dimension {head_dim}", node.name);
-            }
-        }
+        check_op_fields(node)
+            .map_err(|reason| Error::invalid(format!("node `{}` ({}): {reason}", node.name, node.op.kind_name())))?;
+        let in_ranks: Vec<usize> = node.inputs.iter().map(|&i| ranks[i]).collect();
+        let rank = output_rank(&node.op, &in_ranks)
+            .map_err(|reason| Error::invalid(format!("node `{}` ({}): {reason}", node.name, node.op.kind_name())))?;
+        ranks.push(rank);
     }
+    let mut listed = vec![false; n];
     for &i in &spec.inputs {
         if i >= n || !matches!(spec.nodes[i].op, Op::Input(_)) {
             crate::bail!("graph input {i} is not an input node");
         }
+        if std::mem::replace(&mut listed[i], true) {
+            crate::bail!("graph input {i} (`{}`) is listed twice", spec.nodes[i].name);
+        }
+    }
+    if let Some(node) = spec.nodes.iter().zip(&listed).find(|(nd, l)| matches!(nd.op, Op::Input(_)) && !**l) {
+        crate::bail!("input node `{}` is not listed among the graph inputs", node.0.name);
     }
     if spec.output >= n {
         crate::bail!("graph output {} is not a node", spec.output);
     }
     Ok(())
+}
+
+/// `v` within `lo..=hi`, else a message naming the field.
+fn check_range(field: &str, v: i64, lo: i64, hi: i64) -> std::result::Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{field} = {v} is outside {lo}..={hi}"))
+    }
+}
+
+/// Overflow-checked product of `dims`, at most `max`.
+fn checked_elements(what: &str, dims: &[i64], max: i64) -> std::result::Result<i64, String> {
+    dims.iter()
+        .try_fold(1i64, |acc, &d| acc.checked_mul(d))
+        .filter(|&p| p <= max)
+        .ok_or_else(|| format!("{what} of shape {dims:?} has more than {max} elements"))
+}
+
+/// Checks the numbers an op declares: sizes, kernel geometry, probabilities, and the element
+/// count of every parameter it needs.
+fn check_op_fields(node: &Node) -> std::result::Result<(), String> {
+    let size = |field: &str, v: i64| check_range(field, v, 1, MAX_FIELD);
+    let spatial = |field: &str, v: &[i64; 2], lo: i64| -> std::result::Result<(), String> {
+        v.iter().try_for_each(|&x| check_range(field, x, lo, MAX_SPATIAL))
+    };
+    let finite_non_negative = |field: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{field} = {v} must be a finite non-negative number"))
+        }
+    };
+    match &node.op {
+        Op::Input(InputKind::Image { channels, height, width }) => {
+            size("channels", *channels)?;
+            check_range("height", *height, 1, MAX_SPATIAL)?;
+            check_range("width", *width, 1, MAX_SPATIAL)?;
+            checked_elements("an input sample", &[*channels, *height, *width], MAX_INPUT_ELEMENTS)?;
+        }
+        Op::Input(InputKind::TokenIds { max_len } | InputKind::AttentionMask { max_len }) => {
+            size("max_len", *max_len)?;
+        }
+        Op::Conv2d(c) => {
+            size("in_channels", c.in_channels)?;
+            size("out_channels", c.out_channels)?;
+            size("groups", c.groups)?;
+            if c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
+                return Err(format!(
+                    "{} input and {} output channels are not divisible into {} groups",
+                    c.in_channels, c.out_channels, c.groups
+                ));
+            }
+            spatial("kernel", &c.kernel, 1)?;
+            spatial("stride", &c.stride, 1)?;
+            spatial("padding", &c.padding, 0)?;
+            spatial("dilation", &c.dilation, 1)?;
+        }
+        Op::BatchNorm2d { features, eps, momentum } => {
+            size("features", *features)?;
+            finite_non_negative("eps", *eps)?;
+            finite_non_negative("momentum", *momentum)?;
+        }
+        Op::MaxPool2d { kernel, stride, padding, .. } | Op::AvgPool2d { kernel, stride, padding } => {
+            spatial("kernel", kernel, 1)?;
+            spatial("stride", stride, 1)?;
+            spatial("padding", padding, 0)?;
+        }
+        Op::AdaptiveAvgPool2d { output } => spatial("output", output, 1)?,
+        Op::Linear { in_features, out_features, .. } => {
+            // Pruning may remove every neuron of an MLP block: zero features are valid.
+            check_range("in_features", *in_features, 0, MAX_FIELD)?;
+            check_range("out_features", *out_features, 0, MAX_FIELD)?;
+        }
+        Op::Flatten { .. } | Op::SelectToken { .. } => {} // checked against the input rank
+        Op::Dropout { p } => {
+            if !(0.0..=1.0).contains(p) {
+                return Err(format!("p = {p} is not a probability"));
+            }
+        }
+        Op::LayerNorm { dim, eps } => {
+            size("dim", *dim)?;
+            finite_non_negative("eps", *eps)?;
+        }
+        Op::Attention { heads, head_dim, .. } => {
+            // Pruning may remove every head.
+            check_range("heads", *heads, 0, MAX_FIELD)?;
+            size("head_dim", *head_dim)?;
+            check_range("heads·head_dim", heads * head_dim, 0, MAX_FIELD)?;
+        }
+        Op::Embedding { num, dim: d } | Op::SegmentEmbedding { types: num, dim: d } => {
+            size("size", *num)?;
+            size("dim", *d)?;
+        }
+        Op::PositionEmbedding { max_len, dim, .. } => {
+            size("max_len", *max_len)?;
+            size("dim", *dim)?;
+        }
+        Op::ClassToken { dim } => size("dim", *dim)?,
+        Op::Add | Op::Relu | Op::Gelu { .. } | Op::Tanh | Op::PatchesToTokens | Op::MeanPool => {}
+    }
+    for ps in node.op.param_specs() {
+        checked_elements(&format!("parameter `{}`", ps.role), &ps.shape, MAX_ELEMENTS)?;
+    }
+    Ok(())
+}
+
+/// Rank of an op's output given its inputs' ranks, exactly as the forward pass produces it when
+/// it succeeds; an error where the forward pass could not run (and would index a missing
+/// dimension).
+fn output_rank(op: &Op, inputs: &[usize]) -> std::result::Result<usize, String> {
+    let first = inputs.first().copied().unwrap_or(0);
+    let at_least = |min: usize, r: usize| {
+        if r >= min {
+            Ok(r)
+        } else {
+            Err(format!("needs an input of at least {min} dimensions, gets {r}"))
+        }
+    };
+    Ok(match op {
+        Op::Input(InputKind::Image { .. }) => 4,
+        Op::Input(_) => 2,
+        Op::Conv2d(_) | Op::MaxPool2d { .. } | Op::AvgPool2d { .. } | Op::AdaptiveAvgPool2d { .. } => {
+            if !matches!(first, 3 | 4) {
+                return Err(format!("needs an input of 3 or 4 dimensions, gets {first}"));
+            }
+            first
+        }
+        Op::BatchNorm2d { .. } => at_least(2, first)?,
+        Op::Linear { .. } | Op::LayerNorm { .. } => at_least(1, first)?,
+        Op::Relu | Op::Dropout { .. } | Op::Gelu { .. } | Op::Tanh => first,
+        Op::Flatten { start_dim } => {
+            if !(0..first as i64).contains(start_dim) {
+                return Err(format!("start_dim = {start_dim} is outside 0..{first} (the input's dimensions)"));
+            }
+            *start_dim as usize + 1
+        }
+        Op::Add => inputs.iter().copied().max().unwrap_or(0),
+        Op::Attention { packed, .. } => {
+            let qkv = if *packed { &inputs[..1] } else { &inputs[..3] };
+            for &r in qkv {
+                at_least(2, r)?;
+            }
+            3
+        }
+        Op::Embedding { .. } => first + 1,
+        Op::PositionEmbedding { .. } => at_least(2, first)?.max(3),
+        Op::SegmentEmbedding { .. } => first.max(1),
+        Op::PatchesToTokens => {
+            at_least(3, first)?;
+            3
+        }
+        Op::ClassToken { .. } => {
+            if first != 3 {
+                return Err(format!("needs an input of 3 dimensions (B, T, D), gets {first}"));
+            }
+            3
+        }
+        Op::SelectToken { index } => {
+            check_range("index", *index, -MAX_FIELD, MAX_FIELD)?;
+            at_least(2, first)? - 1
+        }
+        Op::MeanPool => {
+            if inputs.len() > 1 {
+                first.max(3) - 1
+            } else {
+                at_least(2, first)? - 1
+            }
+        }
+    })
 }

@@ -25,6 +25,19 @@ pub fn example_inputs(graph: &Graph, seq_len: i64) -> Vec<Tensor> {
         .collect()
 }
 
+/// Checks a token count for [`example_inputs`]: at least 1, at most what every token input of
+/// the graph takes (image models ignore it).
+pub fn check_seq_len(graph: &Graph, seq_len: i64) -> Result<()> {
+    for k in graph.input_kinds() {
+        if let InputKind::TokenIds { max_len } | InputKind::AttentionMask { max_len } = k {
+            if seq_len < 1 || seq_len > *max_len {
+                crate::bail!("--seq-len {seq_len}: this model takes 1 to {max_len} tokens per sample");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// MACs of one forward pass on one sample (token models: `seq_len` tokens).
 pub fn macs(graph: &Graph, seq_len: i64) -> Result<i64> {
     let inputs = example_inputs(graph, seq_len);

@@ -149,9 +149,14 @@ impl Architecture {
                 .filter(|p| (0.0..1.0).contains(p))
                 .ok_or_else(|| crate::error::Error::invalid(format!("dropout must be in [0, 1), got `{value}`")))
         };
+        // Bounded so that products of options cannot overflow; the graph's total size is
+        // checked when it is built.
+        const MAX_OPTION: i64 = 1 << 24;
         let int = || -> Result<i64> {
-            value.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-                crate::error::Error::invalid(format!("option `{key}` needs a positive integer, got `{value}`"))
+            value.parse::<i64>().ok().filter(|v| (1..=MAX_OPTION).contains(v)).ok_or_else(|| {
+                crate::error::Error::invalid(format!(
+                    "option `{key}` needs a whole number from 1 to {MAX_OPTION}, got `{value}`"
+                ))
             })
         };
         match (self, key) {

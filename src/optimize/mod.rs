@@ -21,7 +21,7 @@ mod tpe;
 pub use objective::{Objective, TrialOutcome};
 pub use sampler::{Sampler, SamplerKind};
 pub use space::{Params, SearchSpace};
-pub use storage::{connect, StudyDefinition, StudyStore};
+pub use storage::{connect, connect_existing, StudyDefinition, StudyStore};
 
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
@@ -130,8 +130,13 @@ pub trait StudyObserver {
 #[allow(clippy::too_many_arguments)] // each argument is one independent part of a study run
 /// Runs trials until the study holds `budget` trials (interrupted ones excluded): claims a
 /// trial (sampling its parameters with every finished trial in view), evaluates it with
-/// intermediate reports, and records the outcome. The first trial of a study evaluates
-/// `first` (the default configuration) when given, so the result is never below it.
+/// intermediate reports, and records the outcome.
+///
+/// `first` (the default configuration, plain LRP-ε) is the study's baseline: it is evaluated
+/// exactly once per study, whatever the kill pattern or sampler. Whichever worker claims a trial
+/// while no live or finished trial holds it evaluates it (a baseline trial whose worker died is
+/// interrupted and claimed again), and the pruner never stops it, so the best value is never
+/// below the baseline's.
 pub fn run_worker(
     store: &mut StudyStore,
     space: &SearchSpace,
@@ -148,24 +153,30 @@ pub fn run_worker(
         let claimed = store.claim(budget, &mut |history, number| {
             snapshot = history.to_vec();
             match first {
-                Some(p) if number == 0 => Ok(p.clone()),
+                Some(p) if !history.iter().any(|t| t.state != TrialState::Interrupted && &t.params == p) => {
+                    Ok(p.clone())
+                }
                 _ => sampler.sample(space, history, number),
             }
         })?;
         let Some(trial) = claimed else { break };
         observer.trial_started(&trial);
+        let baseline = first.is_some_and(|p| *p == trial.params);
         let mut report_err = None;
         let outcome = objective.evaluate(&trial.params, &mut |step, value| {
             if let Err(e) = store.report(trial.id, step, value) {
                 report_err = Some(e);
                 return true;
             }
-            pruner.is_some_and(|p| p.should_prune(step, value, &snapshot))
+            !baseline && pruner.is_some_and(|p| p.should_prune(step, value, &snapshot))
         });
         if let Some(e) = report_err {
             return Err(e);
         }
         let (state, value, message) = match outcome {
+            Ok(TrialOutcome::Complete(v) | TrialOutcome::Pruned(v)) if !v.is_finite() => {
+                (TrialState::Failed, None, Some(format!("the objective's value {v} is not finite")))
+            }
             Ok(TrialOutcome::Complete(v)) => (TrialState::Complete, Some(v), None),
             Ok(TrialOutcome::Pruned(v)) => (TrialState::Pruned, Some(v), None),
             Err(e) => (TrialState::Failed, None, Some(e.to_string())),

@@ -17,19 +17,43 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The server's own reason for a failure ("password authentication failed for user …",
+/// "database … does not exist"), not the client library's bare "db error".
+fn reason(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(hint) = db.hint() {
+            s += &format!("; hint: {hint}");
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s += &format!(": {c}");
+        }
+        source = cause.source();
+    }
+    s
+}
+
 impl PgConn {
     pub fn connect(url: &str) -> Result<Self> {
         let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
             Error::invalid(format!(
-                "cannot reach PostgreSQL at {}: {e}; check host, port, user and database (e.g. postgresql://user@host:5432/db)",
-                redact(url)
+                "cannot use PostgreSQL at {}: {}; check host, port, user, password and database (e.g. \
+                 postgresql://user@host:5432/db)",
+                redact(url),
+                reason(&e)
             ))
         })?;
         Ok(PgConn { client, url: redact(url) })
     }
 
     fn err(&self) -> impl Fn(postgres::Error) -> Error + '_ {
-        move |e| Error::invalid(format!("PostgreSQL {}: {e}", self.url))
+        move |e| Error::invalid(format!("PostgreSQL {}: {}", self.url, reason(&e)))
     }
 }
 
@@ -51,13 +75,14 @@ impl SqlConn for PgConn {
         let b = boxed(args);
         let refs: Vec<&(dyn ToSql + Sync)> = b.iter().map(|x| x.as_ref()).collect();
         let url = self.url.clone();
-        self.client.execute(sql, &refs).map_err(|e| Error::invalid(format!("PostgreSQL {url}: {e}")))
+        self.client.execute(sql, &refs).map_err(|e| Error::invalid(format!("PostgreSQL {url}: {}", reason(&e))))
     }
     fn query(&mut self, sql: &str, args: &[Sql]) -> Result<Vec<Vec<Sql>>> {
         let b = boxed(args);
         let refs: Vec<&(dyn ToSql + Sync)> = b.iter().map(|x| x.as_ref()).collect();
         let url = self.url.clone();
-        let rows = self.client.query(sql, &refs).map_err(|e| Error::invalid(format!("PostgreSQL {url}: {e}")))?;
+        let rows =
+            self.client.query(sql, &refs).map_err(|e| Error::invalid(format!("PostgreSQL {url}: {}", reason(&e))))?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -79,7 +104,7 @@ impl SqlConn for PgConn {
     }
     fn begin_locked(&mut self, study_id: i64) -> Result<()> {
         let url = self.url.clone();
-        let e = |e: postgres::Error| Error::invalid(format!("PostgreSQL {url}: {e}"));
+        let e = |e: postgres::Error| Error::invalid(format!("PostgreSQL {url}: {}", reason(&e)));
         self.client.batch_execute("BEGIN").map_err(e)?;
         // The study row is the lock every claim of this study queues on.
         self.client.execute("SELECT id FROM relprune_studies WHERE id = $1 FOR UPDATE", &[&study_id]).map_err(e)?;

@@ -49,6 +49,11 @@ pub struct SearchSpace {
     pub params: Vec<Param>,
 }
 
+/// Largest search-space file accepted (the default space is under 1 KB).
+const MAX_YAML_BYTES: usize = 1 << 20;
+/// Most `[…]` / `{…}` collections a search space may open (the default opens about twenty).
+const MAX_FLOW_COLLECTIONS: usize = 4096;
+
 const RULES: [&str; 4] = ["epsilon", "gamma", "zplus", "alphabeta"];
 
 fn group_param(name: &str) -> Option<(DepthGroup, &str)> {
@@ -104,8 +109,19 @@ fn is_float_param(name: &str) -> bool {
 }
 
 impl SearchSpace {
-    /// Parses and validates YAML (or JSON, a subset of YAML).
+    /// Parses and validates YAML (or JSON, a subset of YAML). Sizes are bounded first: the
+    /// YAML parser takes quadratic time in the number of open flow collections (`[[[[…`), so
+    /// a hostile file would otherwise keep it busy for hours.
     pub fn from_yaml(text: &str) -> Result<Self> {
+        if text.len() > MAX_YAML_BYTES {
+            crate::bail!("search space of {} bytes is larger than the limit of {MAX_YAML_BYTES} bytes", text.len());
+        }
+        let collections = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+        if collections > MAX_FLOW_COLLECTIONS {
+            crate::bail!(
+                "search space has {collections} `[` / `{{` collections, more than the limit of {MAX_FLOW_COLLECTIONS}"
+            );
+        }
         let raw: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(text)
             .map_err(|e| Error::invalid(format!("search space is not a YAML mapping: {e}")))?;
         let mut params = Vec::new();

@@ -132,15 +132,38 @@ impl StudyStore {
         Ok(StudyStore { study_id: row[0].int()?, conn, name: name.into(), stale_after_seconds: 900 })
     }
 
+    /// Attaches to an existing study without writing anything (for inspection): its
+    /// definition is read from storage.
+    pub fn attach(mut conn: Box<dyn SqlConn>, name: &str) -> Result<(Self, StudyDefinition)> {
+        let rows = conn
+            .query("SELECT id, space, objective FROM relprune_studies WHERE name = $1", &[Sql::Text(name.into())])
+            .map_err(|e| Error::invalid(format!("no relprune studies in this storage ({e})")))?;
+        let Some(row) = rows.first() else { crate::bail!("no study `{name}` in this storage") };
+        let def = StudyDefinition {
+            space: serde_json::from_str(&row[1].text().unwrap_or_default())
+                .map_err(Error::json("stored search space"))?,
+            objective: serde_json::from_str(&row[2].text().unwrap_or_default())
+                .map_err(Error::json("stored objective"))?,
+        };
+        Ok((StudyStore { study_id: row[0].int()?, conn, name: name.into(), stale_after_seconds: 900 }, def))
+    }
+
     fn parse_trial(row: &[Sql]) -> Result<Trial> {
         let params: Params =
             serde_json::from_str(&row[3].text().unwrap_or_default()).map_err(Error::json("trial parameters"))?;
+        let number = row[1].int()?;
+        let value = row[4].real();
+        if let Some(v) = value.filter(|v| !v.is_finite()) {
+            crate::bail!(
+                "trial {number} has the value {v} in storage; a trial value must be finite (the study is damaged)"
+            );
+        }
         Ok(Trial {
             id: row[0].int()?,
-            number: row[1].int()?,
+            number,
             state: TrialState::parse(&row[2].text().unwrap_or_default())?,
             params,
-            value: row[4].real(),
+            value,
             message: row[5].text(),
             worker: row[6].text().unwrap_or_default(),
             started: row[7].int().unwrap_or(0),
@@ -164,6 +187,11 @@ impl StudyStore {
         )?;
         for r in inter {
             let (tid, step, v) = (r[0].int()?, r[1].int()?, r[2].real().unwrap_or(f64::NAN));
+            if !v.is_finite() {
+                crate::bail!(
+                    "an intermediate value of trial id {tid} at step {step} is not finite in storage (the study is damaged)"
+                );
+            }
             if let Some(t) = trials.iter_mut().find(|t| t.id == tid) {
                 t.intermediate.push((step, v));
             }
@@ -282,14 +310,54 @@ impl StudyStore {
     }
 }
 
-/// Opens the storage named by a URL: `sqlite:PATH` (or a plain path) or `postgresql://…`.
+/// Opens the storage named by a URL: `sqlite:PATH` (or a plain path) or `postgresql://…`,
+/// creating an SQLite file that does not exist yet.
 pub fn connect(url: &str) -> Result<Box<dyn SqlConn>> {
-    if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+    open_url(url, true)
+}
+
+/// Like [`connect`], but an SQLite file must already exist (inspection never creates one).
+pub fn connect_existing(url: &str) -> Result<Box<dyn SqlConn>> {
+    open_url(url, false)
+}
+
+/// Checks a storage URL's form without touching the storage (for checks before work starts).
+pub fn check_url(url: &str) -> Result<()> {
+    if is_postgres(url) {
+        return Ok(());
+    }
+    sqlite_path(url).map(|_| ())
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgresql://") || url.starts_with("postgres://")
+}
+
+fn open_url(url: &str, create: bool) -> Result<Box<dyn SqlConn>> {
+    if is_postgres(url) {
         return Ok(Box::new(super::postgres::PgConn::connect(url)?));
     }
+    let path = sqlite_path(url)?;
+    if !create && !path.is_file() {
+        crate::bail!("no study file at {}; give the --storage a study was written to", path.display());
+    }
+    Ok(Box::new(super::sqlite::SqliteConn::open(&path)?))
+}
+
+/// The file of an SQLite storage URL. Storage that would not persist (an empty path, an
+/// in-memory database) is refused: every rerun would silently start the study over.
+fn sqlite_path(url: &str) -> Result<std::path::PathBuf> {
     let path = url.strip_prefix("sqlite:").unwrap_or(url);
     if path.contains("://") {
         crate::bail!("unsupported storage URL `{url}`; use sqlite:PATH or postgresql://user@host:port/db");
     }
-    Ok(Box::new(super::sqlite::SqliteConn::open(std::path::Path::new(path))?))
+    let memory = path.contains(":memory:") || path.contains("mode=memory");
+    if path.trim().is_empty() || memory {
+        crate::bail!(
+            "storage `{url}` would not be saved (an {} database), so an interrupted study could not resume; \
+             give a file, e.g. sqlite:out/study.sqlite",
+            if memory { "in-memory" } else { "unnamed" }
+        );
+    }
+    Ok(std::path::PathBuf::from(path))
 }
