@@ -74,7 +74,7 @@ pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
         let p: Vec<f64> =
             text.split(':').map(|s| s.trim().parse::<f64>().map_err(|_| bad(s))).collect::<Result<_>>()?;
         let [start, stop, step] = p[..] else { crate::bail!("rates range `{text}` must be start:stop:step") };
-        if !(step > 0.0) || !(stop >= start) || !start.is_finite() || !stop.is_finite() {
+        if !(start.is_finite() && stop.is_finite() && step.is_finite() && step > 0.0 && stop >= start) {
             crate::bail!("rates range `{text}` needs finite numbers, step > 0 and stop ≥ start");
         }
         let n = ((stop - start) / step + 1e-9).floor();

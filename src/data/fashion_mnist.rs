@@ -36,6 +36,9 @@ pub fn resolve_dir(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
 }
 
+/// Most classes a grey-image set may have (labels are class indices below it).
+const MAX_CLASSES: i64 = 1 << 20;
+
 /// Largest image side [`GreyImages`] accepts (a bound far above any real data set, so that
 /// products of sides never overflow).
 const MAX_SIDE: i64 = 1 << 20;
@@ -88,13 +91,10 @@ impl GreyImages {
         if labels.len() != n {
             crate::bail!("{} labels for {n} images", labels.len());
         }
-        Ok(GreyImages {
-            images: data.to_vec(),
-            size: (hi, wi),
-            class_names: class_names(&labels),
-            labels,
-            description,
-        })
+        if let Some(l) = labels.iter().find(|&&l| !(0..MAX_CLASSES).contains(&l)) {
+            crate::bail!("label {l} is outside 0..{MAX_CLASSES}");
+        }
+        Ok(GreyImages { images: data.to_vec(), size: (hi, wi), class_names: class_names(&labels), labels, description })
     }
 
     /// Image side lengths (height, width).

@@ -35,17 +35,21 @@ impl SqliteConn {
         let p = path.display().to_string();
         let conn = rusqlite::Connection::open(path).map_err(err(&p))?;
         conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(err(&p))?;
+        // A damaged file is refused before anything is written to it (even the journal mode):
+        // a broken unique index would otherwise accept a second study of the same name.
+        let damaged = |why: String| {
+            Error::invalid(format!(
+                "SQLite study file {p} is damaged ({why}); restore it from a copy, or start a new study in another file"
+            ))
+        };
+        let check: String =
+            conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| damaged(e.to_string()))?;
+        if check != "ok" {
+            return Err(damaged(check.replace('\n', "; ")));
+        }
         // WAL: readers do not block the writer; a crash leaves the file consistent.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err(&p))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err(&p))?;
-        // A damaged file is refused before anything is written to it: a broken unique index
-        // would otherwise accept a second study of the same name.
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err(&p))?;
-        if check != "ok" {
-            return Err(Error::invalid(format!(
-                "SQLite study file {p} is damaged ({check}); restore it from a copy, or start a new study in another file"
-            )));
-        }
         Ok(SqliteConn { conn, path: p })
     }
 }
