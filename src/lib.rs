@@ -5,6 +5,7 @@
 //! → [`data`] (datasets, splits, reference samples).
 
 pub mod attribution;
+pub mod budget;
 pub mod components;
 pub mod data;
 pub mod dependency;

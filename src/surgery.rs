@@ -25,14 +25,18 @@ pub struct GroupRanking {
     pub order: Vec<(usize, usize)>,
     /// Components in the set (N of floor(N·rate)).
     pub total_components: usize,
+    /// Every group's pooled unit scores (the mean over its members), by group and unit.
+    pub pooled: Vec<Vec<f64>>,
 }
 
 impl GroupRanking {
     pub fn new(graph: &Graph, comps: &ComponentSet, scores: &Scores, order: PruneOrder) -> Result<Self> {
         let groups = coupled_groups(graph, comps)?;
         let mut units: Vec<(f64, usize, usize)> = Vec::new();
+        let mut all_pooled = Vec::with_capacity(groups.len());
         for (gi, g) in groups.iter().enumerate() {
             if g.blocked.is_some() {
+                all_pooled.push(Vec::new());
                 continue;
             }
             let pooled: Vec<f64> = (0..g.units)
@@ -51,6 +55,7 @@ impl GroupRanking {
                     units.push((s, gi, u));
                 }
             }
+            all_pooled.push(pooled);
         }
         units.sort_by(|a, b| {
             let c = a.0.total_cmp(&b.0);
@@ -61,6 +66,7 @@ impl GroupRanking {
             groups,
             order: units.into_iter().map(|(_, g, u)| (g, u)).collect(),
             total_components: comps.total,
+            pooled: all_pooled,
         })
     }
 
@@ -79,6 +85,16 @@ impl GroupRanking {
             sel.push((g, u));
         }
         Ok(sel)
+    }
+
+    /// The first `k` units of the order (the nested selections a budget search walks through).
+    pub fn prefix(&self, k: usize) -> Vec<(usize, usize)> {
+        self.order[..k.min(self.order.len())].to_vec()
+    }
+
+    /// Components removed by a selection (each unit counts once per member layer).
+    pub fn components_in(&self, sel: &[(usize, usize)]) -> usize {
+        sel.iter().map(|&(g, _)| self.groups[g].members.len()).sum()
     }
 
     /// Global component indices of every member of the selected units (for masks).

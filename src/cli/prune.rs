@@ -4,6 +4,7 @@
 use super::common::{progress, setup, DataArgs, ModelArgs, Output, Setup, TaskArgs};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
+use relprune::budget::{Measure, Selection};
 use relprune::evaluate::{accuracy, latency, random_inputs, Latency};
 use relprune::experiment::{score, Task};
 use relprune::graph::{stats, Graph};
@@ -12,6 +13,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("amount").required(true).args(["rate", "target", "max_drop"])))]
 pub struct PruneArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -25,9 +27,22 @@ pub struct PruneArgs {
     /// LRP rules for `--criterion lrp`.
     #[arg(long)]
     rules: Option<String>,
-    /// Fraction of components to remove [range: 0 ≤ rate < 1].
+    /// Fraction of components to remove [range: 0 ≤ rate < 1]. One of --rate, --target, --max-drop.
     #[arg(long, value_parser = super::ranges::rate)]
-    rate: f64,
+    rate: Option<f64>,
+    /// A size budget instead of a rate: `macs=0.5` or `params=0.5` keeps at most that fraction of
+    /// the unpruned model's MACs or parameters (the smallest removal that meets it; the rate is
+    /// found by bisection on the nested selections).
+    #[arg(long, value_parser = clap::value_parser!(relprune::budget::Target))]
+    target: Option<relprune::budget::Target>,
+    /// An accuracy budget instead of a rate: the largest removal whose accuracy on the validation
+    /// split stays within this many percentage points of the unpruned model's [range: ≥ 0].
+    #[arg(long, value_name = "POINTS", value_parser = max_drop)]
+    max_drop: Option<f64>,
+    /// Order of removal: `relevance` (least relevant first, the paper's) or `cost-aware` (least
+    /// relevance per MAC saved first; per parameter with --target params=…).
+    #[arg(long, value_enum, default_value = "relevance")]
+    selection: relprune::budget::Selection,
     /// Timed forward passes for the batch-1 latency (after 3 warm-up passes); batch 64 uses a
     /// quarter of them (at least 3) after 1 warm-up pass [range: 1..=100000].
     #[arg(long, default_value_t = 20, value_parser = super::ranges::count(1, 100_000))]
@@ -51,12 +66,24 @@ pub struct Measures {
     pub accuracy: Option<f64>,
 }
 
+fn max_drop(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of percentage points"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("{v}: give a number of percentage points ≥ 0"));
+    }
+    Ok(v)
+}
+
 #[derive(Serialize)]
 struct PruneReport {
     model: String,
     criterion: String,
     component: relprune::components::ComponentKind,
+    /// The fraction of components removed (given, or found for a budget).
     rate: f64,
+    selection: relprune::budget::Selection,
+    /// The budget search, when a target or an accuracy budget was given.
+    budget: Option<relprune::budget::BudgetChoice>,
     surgery: SurgeryReport,
     before: Measures,
     after: Measures,
@@ -84,11 +111,10 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         Some(p) => CriterionSpec::from_file(std::path::Path::new(p))?,
         None => CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?,
     };
-    relprune::ranking::check_rate(args.rate)?;
     let opts = args.task.run_options()?;
     // `--data none`: a model without data (e.g. random weights to measure speed); only the
     // data-free criteria (weight, random) can score it, and accuracy is not measured.
-    let (model, task, comps) = if args.data.data == "none" {
+    let (model, task, comps, splits) = if args.data.data == "none" {
         if !matches!(spec, CriterionSpec::Weight { .. } | CriterionSpec::Random { .. }) {
             anyhow::bail!("criterion {} needs reference samples; give --data", spec.label());
         }
@@ -96,10 +122,10 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         stats::check_seq_len(&model.graph, args.seq_len)?;
         relprune::evaluate::check_finite(&model.graph, &random_inputs(&model.graph, 2, args.seq_len))?;
         let comps = relprune::components::ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
-        (model, None, comps)
+        (model, None, comps, None)
     } else {
-        let Setup { model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
-        (model, Some(task), comps)
+        let Setup { model, task, comps, splits, .. } = setup(&args.model, &args.data, &args.task)?;
+        (model, Some(task), comps, Some(splits))
     };
     stats::check_seq_len(&model.graph, args.seq_len)?;
     let kind = comps.kind;
@@ -108,8 +134,41 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         Some(t) => score(&model.graph, &comps, t, &spec, opts.attribution_batch)?,
         None => spec.build(opts.attribution_batch)?.score(&model.graph, &comps, &relprune::data::Subset::empty())?,
     };
-    let ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?;
-    let sel = ranking.selection(args.rate)?;
+    let mut ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?;
+    if args.selection == Selection::CostAware {
+        let measure = args.target.map_or(Measure::Macs, |t| t.measure);
+        let costs = relprune::budget::unit_costs(&model.graph, &comps, &ranking, args.seq_len)?;
+        relprune::budget::order_by_cost(&mut ranking, &costs, measure);
+    }
+    pb.set_message("selecting");
+    let (sel, budget) = match (args.rate, args.target, args.max_drop) {
+        (Some(rate), _, _) => (ranking.selection(rate)?, None),
+        (None, Some(t), _) => {
+            let c = relprune::budget::select_for_target(&model.graph, &comps, &ranking, t, args.seq_len)?;
+            (c.selection.clone(), Some(c))
+        }
+        (None, None, Some(drop)) => {
+            let (Some(task), Some(splits)) = (&task, &splits) else {
+                anyhow::bail!("--max-drop needs data to measure accuracy; give --data")
+            };
+            // Chosen on the validation split (the same classes), never on the split reported.
+            let val_spec =
+                relprune::experiment::TaskSpec { split: relprune::data::SplitName::Val, ..task.spec.clone() };
+            let val = Task::prepare(splits, model.graph.num_outputs().unwrap_or(0), &val_spec)?;
+            let c = relprune::budget::select_for_max_drop(
+                &model.graph,
+                &comps,
+                &ranking,
+                &val.eval,
+                &val.eval_options(opts.eval_batch),
+                drop,
+                args.seq_len,
+            )?;
+            (c.selection.clone(), Some(c))
+        }
+        (None, None, None) => unreachable!("clap requires one of --rate, --target, --max-drop"),
+    };
+    let rate = args.rate.unwrap_or_else(|| ranking.components_in(&sel) as f64 / comps.total.max(1) as f64);
     let (small, surgery) = prune(&model.graph, &comps, &ranking, &sel)?;
     pb.set_message("measuring");
     pb.set_position(1);
@@ -123,7 +182,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     small.save(&outdir.path().join("model"))?;
     relprune::util::write_json_atomic(
         &outdir.path().join("model").join("source.json"),
-        &serde_json::json!({ "source": model.name, "dataset": model.dataset, "criterion": spec.label(), "rate": args.rate }),
+        &serde_json::json!({ "source": model.name, "dataset": model.dataset, "criterion": spec.label(), "rate": rate }),
     )?;
     let onnx_note = match relprune::export::onnx::export(&small, &outdir.path().join("model.onnx")) {
         Ok(()) => format!("{}", outdir.final_path("model.onnx").display()),
@@ -136,7 +195,9 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         model: model.name.clone(),
         criterion: spec.label(),
         component: kind,
-        rate: args.rate,
+        rate,
+        selection: args.selection,
+        budget,
         parameter_ratio: after.parameters as f64 / before.parameters as f64,
         macs_ratio: after.macs as f64 / before.macs as f64,
         latency_ratio_batch1: after.latency_batch1.median_ms / before.latency_batch1.median_ms,
@@ -156,8 +217,26 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         kind,
         report.surgery.removed_units,
         report.criterion,
-        args.rate
+        rate
     ));
+    if let Some(b) = &report.budget {
+        match b.val_accuracy {
+            Some((v0, v1)) => out.say(format!(
+                "budget: validation accuracy {:.2} % → {:.2} % (max drop {} points) after {} trial surgeries",
+                100.0 * v0,
+                100.0 * v1,
+                args.max_drop.unwrap_or(0.0),
+                b.evaluations
+            )),
+            None => out.say(format!(
+                "budget: {:.3} of the {} kept (target {}) after {} trial surgeries",
+                b.ratio,
+                if args.target.is_some_and(|t| t.measure == Measure::Params) { "parameters" } else { "MACs" },
+                args.target.map(|t| t.ratio).unwrap_or(0.0),
+                b.evaluations
+            )),
+        }
+    }
     for name in &report.surgery.emptied {
         out.say(format!("note: `{name}` lost all its units (its block now only adds a bias)"));
     }

@@ -1,0 +1,274 @@
+//! Pruning to a user's budget: "half the MACs", "at most one point of accuracy lost".
+//!
+//! Two layers, Torch-Pruning style:
+//! - **Orders.** The paper's order removes the least relevant units first ([`Selection::Relevance`]).
+//!   The cost-aware order ([`Selection::CostAware`]) removes first the units that cost the least
+//!   relevance per MAC (or parameter) they save: a greedy knapsack. A unit's saving is measured
+//!   on the graph itself, by removing one unit of its dependency group: that counts its own
+//!   filter, its BatchNorm entry, the next layers' input channels and every coupled member, so
+//!   deep filters (many parameters, few MACs) and early ones (few parameters, many MACs) are
+//!   charged what they really cost.
+//! - **Targets.** Every order gives nested selections (prefixes). MACs and parameters only fall
+//!   as a prefix grows, so the smallest prefix meeting a target is found by bisection over its
+//!   length, each step a real surgery; the result is within one unit's saving of the target.
+//!   An accuracy budget (`max_drop`) bisects on the validation split, never the test split, and
+//!   keeps only prefixes it has measured within the budget.
+
+use crate::components::ComponentSet;
+use crate::error::Result;
+use crate::evaluate::{accuracy, EvalOptions};
+use crate::graph::{stats, Graph};
+use crate::surgery::{prune, GroupRanking};
+use serde::{Deserialize, Serialize};
+
+/// How group units are ordered for removal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Least relevant first (the paper's global ranking).
+    #[default]
+    Relevance,
+    /// Least relevance per unit of cost saved first (cost: the target's measure, MACs by default).
+    CostAware,
+}
+
+/// What a budget counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Multiply-accumulates of one forward pass on one sample.
+    Macs,
+    /// Trainable parameters.
+    Params,
+}
+
+impl Measure {
+    /// The measure of `graph` (token models: `seq_len` tokens).
+    pub fn of(self, graph: &Graph, seq_len: i64) -> Result<i64> {
+        match self {
+            Measure::Macs => stats::macs(graph, seq_len),
+            Measure::Params => Ok(graph.num_parameters()),
+        }
+    }
+}
+
+/// A size target: keep at most `ratio` of the unpruned model's measure.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub measure: Measure,
+    pub ratio: f64,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    /// `macs=0.5` or `params=0.5`: the fraction of the unpruned model's MACs or parameters to
+    /// keep, in (0, 1).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: give macs=FRACTION or params=FRACTION"))?;
+        let measure = match k.trim() {
+            "macs" => Measure::Macs,
+            "params" => Measure::Params,
+            other => return Err(format!("unknown target `{other}`; use macs=FRACTION or params=FRACTION")),
+        };
+        let ratio: f64 = v.trim().parse().map_err(|_| format!("`{v}` is not a number"))?;
+        if !(ratio > 0.0 && ratio < 1.0) {
+            return Err(format!("{k}={v}: the fraction to keep must be between 0 and 1 (exclusive)"));
+        }
+        Ok(Target { measure, ratio })
+    }
+}
+
+/// What one unit of each dependency group saves when removed from the unpruned model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitCost {
+    pub macs: i64,
+    pub params: i64,
+}
+
+impl UnitCost {
+    fn get(&self, m: Measure) -> i64 {
+        match m {
+            Measure::Macs => self.macs,
+            Measure::Params => self.params,
+        }
+    }
+}
+
+/// Each group's per-unit saving, measured by removing one unit of it (blocked groups: zero).
+pub fn unit_costs(graph: &Graph, comps: &ComponentSet, ranking: &GroupRanking, seq_len: i64) -> Result<Vec<UnitCost>> {
+    let (macs0, params0) = (stats::macs(graph, seq_len)?, graph.num_parameters());
+    let mut costs = vec![UnitCost::default(); ranking.groups.len()];
+    for (g, cost) in costs.iter_mut().enumerate() {
+        // Any unit the ranking offers stands for the group: every unit of a group has the same shape.
+        let Some(&(_, u)) = ranking.order.iter().find(|(gg, _)| *gg == g) else { continue };
+        let (small, _) = prune(graph, comps, ranking, &[(g, u)])?;
+        *cost = UnitCost { macs: macs0 - stats::macs(&small, seq_len)?, params: params0 - small.num_parameters() };
+    }
+    Ok(costs)
+}
+
+/// Reorders `ranking` by relevance per unit of `measure` saved (ascending): a unit's relevance
+/// is its pooled score times its group's member count (the relevance removed with it). Units
+/// that save nothing go last. Ties keep the relevance order.
+pub fn order_by_cost(ranking: &mut GroupRanking, costs: &[UnitCost], measure: Measure) {
+    let key = |&(g, u): &(usize, usize)| {
+        let relevance = ranking.pooled[g][u] * ranking.groups[g].members.len() as f64;
+        let cost = costs[g].get(measure);
+        if cost > 0 {
+            relevance / cost as f64
+        } else {
+            f64::INFINITY
+        }
+    };
+    let mut keyed: Vec<(f64, usize, (usize, usize))> =
+        ranking.order.iter().enumerate().map(|(i, gu)| (key(gu), i, *gu)).collect();
+    keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    ranking.order = keyed.into_iter().map(|(_, _, gu)| gu).collect();
+}
+
+/// The selection a budget search settled on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BudgetChoice {
+    /// Units (of the order) removed.
+    pub units: usize,
+    /// Components removed, and as a fraction of all (the equivalent pruning rate).
+    pub components: usize,
+    pub rate: f64,
+    /// The measure before and after, and their ratio (for `max_drop`: MACs).
+    pub before: i64,
+    pub after: i64,
+    pub ratio: f64,
+    /// Surgeries the search ran.
+    pub evaluations: usize,
+    /// Validation accuracy before and at the choice (`max_drop` only).
+    pub val_accuracy: Option<(f64, f64)>,
+    #[serde(skip)]
+    pub selection: Vec<(usize, usize)>,
+}
+
+/// The smallest prefix of `ranking`'s order that keeps at most `target.ratio` of the measure.
+pub fn select_for_target(
+    graph: &Graph,
+    comps: &ComponentSet,
+    ranking: &GroupRanking,
+    target: Target,
+    seq_len: i64,
+) -> Result<BudgetChoice> {
+    let before = target.measure.of(graph, seq_len)?;
+    let limit = (before as f64 * target.ratio).floor() as i64;
+    let mut evaluations = 0;
+    let mut measure_at = |k: usize| -> Result<i64> {
+        evaluations += 1;
+        let (small, _) = prune(graph, comps, ranking, &ranking.prefix(k))?;
+        target.measure.of(&small, seq_len)
+    };
+    let n = ranking.order.len();
+    let at_most = measure_at(n)?;
+    if at_most > limit {
+        crate::bail!(
+            "{:?} target {}: removing every unit this criterion may remove leaves {:.3} of the model's {}; \
+             a conv layer keeps at least one channel and coupled channels go together. Choose a larger fraction",
+            target.measure,
+            target.ratio,
+            at_most as f64 / before as f64,
+            if target.measure == Measure::Macs { "MACs" } else { "parameters" }
+        );
+    }
+    // Invariant: measure(lo) > limit (or lo = 0), measure(hi) ≤ limit.
+    let (mut lo, mut hi, mut at_hi) = (0usize, n, at_most);
+    if before <= limit {
+        hi = 0;
+        at_hi = before;
+    }
+    while hi > lo + 1 {
+        let mid = (lo + hi) / 2;
+        let m = measure_at(mid)?;
+        if m <= limit {
+            hi = mid;
+            at_hi = m;
+        } else {
+            lo = mid;
+        }
+    }
+    let selection = ranking.prefix(hi);
+    let components = ranking.components_in(&selection);
+    Ok(BudgetChoice {
+        units: hi,
+        components,
+        rate: components as f64 / ranking.total_components.max(1) as f64,
+        before,
+        after: at_hi,
+        ratio: at_hi as f64 / before as f64,
+        evaluations,
+        val_accuracy: None,
+        selection,
+    })
+}
+
+/// The largest prefix whose accuracy on `val` stays within `max_drop_points` (percentage points)
+/// of the unpruned model's; only measured prefixes are ever chosen, so the drop on `val` never
+/// exceeds the budget.
+pub fn select_for_max_drop(
+    graph: &Graph,
+    comps: &ComponentSet,
+    ranking: &GroupRanking,
+    val: &crate::data::Subset,
+    eval: &EvalOptions,
+    max_drop_points: f64,
+    seq_len: i64,
+) -> Result<BudgetChoice> {
+    if !(max_drop_points >= 0.0 && max_drop_points.is_finite()) {
+        crate::bail!("--max-drop {max_drop_points}: give a number of percentage points ≥ 0");
+    }
+    let base = accuracy(graph, val, eval)?;
+    let floor = base - max_drop_points / 100.0;
+    let mut evaluations = 0;
+    let mut acc_at = |k: usize| -> Result<f64> {
+        evaluations += 1;
+        let (small, _) = prune(graph, comps, ranking, &ranking.prefix(k))?;
+        accuracy(&small, val, eval)
+    };
+    // Accuracy is not strictly monotone in the prefix; bisection treats it as such and keeps
+    // only prefixes it measured within the budget (k = 0 always is).
+    let (mut lo, mut hi, mut acc_lo) = (0usize, ranking.order.len() + 1, base);
+    while hi > lo + 1 {
+        let mid = (lo + hi) / 2;
+        let a = acc_at(mid)?;
+        if a >= floor {
+            lo = mid;
+            acc_lo = a;
+        } else {
+            hi = mid;
+        }
+    }
+    let selection = ranking.prefix(lo);
+    let components = ranking.components_in(&selection);
+    let before = stats::macs(graph, seq_len)?;
+    let (small, _) = prune(graph, comps, ranking, &selection)?;
+    let after = stats::macs(&small, seq_len)?;
+    Ok(BudgetChoice {
+        units: lo,
+        components,
+        rate: components as f64 / ranking.total_components.max(1) as f64,
+        before,
+        after,
+        ratio: after as f64 / before as f64,
+        evaluations,
+        val_accuracy: Some((base, acc_lo)),
+        selection,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_clear_errors() {
+        assert_eq!("macs=0.5".parse::<Target>(), Ok(Target { measure: Measure::Macs, ratio: 0.5 }));
+        assert_eq!("params=0.25".parse::<Target>().unwrap().measure, Measure::Params);
+        for bad in ["macs", "flops=0.5", "macs=1", "macs=0", "macs=x", "macs=NaN", "params=-0.1"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
+    }
+}

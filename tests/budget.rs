@@ -1,0 +1,133 @@
+//! Pruning to a budget: MACs and parameter targets land within one unit of the target, an
+//! accuracy budget never exceeds its drop on validation, and the cost-aware order ranks units
+//! by relevance per unit of cost.
+
+mod common;
+
+use relprune::attribution::Scores;
+use relprune::budget::{order_by_cost, select_for_max_drop, select_for_target, unit_costs, Measure, Selection, Target};
+use relprune::components::{ComponentKind, ComponentSet};
+use relprune::evaluate::{accuracy, EvalOptions};
+use relprune::graph::{stats, Graph};
+use relprune::models::Architecture;
+use relprune::ranking::PruneOrder;
+use relprune::surgery::{prune, GroupRanking};
+
+fn random_scores(n: usize, seed: u64) -> Scores {
+    use rand::RngExt;
+    let mut rng = relprune::util::rng(seed);
+    Scores { values: (0..n).map(|_| rng.random::<f64>()).collect() }
+}
+
+fn models() -> Vec<Graph> {
+    vec![
+        Architecture::parse("cifar_resnet18:width=4,in=1,size=8,classes=10").unwrap().build(3).unwrap(),
+        Architecture::parse("cifar_vgg11_bn:width=4,hidden=16,in=1,size=8,classes=10").unwrap().build(3).unwrap(),
+    ]
+}
+
+#[test]
+fn a_size_target_lands_within_one_unit_of_the_target() {
+    for g in models() {
+        let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+        for selection in [Selection::Relevance, Selection::CostAware] {
+            for target in ["macs=0.7", "macs=0.5", "params=0.4"] {
+                let target: Target = target.parse().unwrap();
+                let mut ranking =
+                    GroupRanking::new(&g, &comps, &random_scores(comps.total, 5), PruneOrder::LeastRelevantFirst)
+                        .unwrap();
+                if selection == Selection::CostAware {
+                    let costs = unit_costs(&g, &comps, &ranking, 1).unwrap();
+                    order_by_cost(&mut ranking, &costs, target.measure);
+                }
+                let c = select_for_target(&g, &comps, &ranking, target, 1).unwrap();
+                let limit = (c.before as f64 * target.ratio).floor() as i64;
+                let (small, _) = prune(&g, &comps, &ranking, &ranking.prefix(c.units)).unwrap();
+                let achieved = target.measure.of(&small, 1).unwrap();
+                assert_eq!(achieved, c.after, "the report gives the measured size");
+                assert!(achieved <= limit, "{target:?} {selection:?}: {achieved} > {limit}");
+                // One unit fewer would not meet the target: the choice is the smallest removal.
+                let (prev, _) = prune(&g, &comps, &ranking, &ranking.prefix(c.units - 1)).unwrap();
+                let before_last = target.measure.of(&prev, 1).unwrap();
+                assert!(before_last > limit, "{target:?} {selection:?}: one unit fewer already meets it");
+                assert!(limit - achieved < before_last - achieved, "within the last unit's saving of the target");
+                assert!((c.ratio - achieved as f64 / c.before as f64).abs() < 1e-12);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_target_that_cannot_be_met_is_a_clear_error() {
+    let g = &models()[0];
+    let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
+    let ranking = GroupRanking::new(g, &comps, &random_scores(comps.total, 1), PruneOrder::LeastRelevantFirst).unwrap();
+    let e = select_for_target(g, &comps, &ranking, "macs=0.001".parse().unwrap(), 1).err().unwrap().to_string();
+    assert!(e.contains("keeps at least one channel") && e.contains("larger fraction"), "{e}");
+}
+
+#[test]
+fn the_cost_aware_order_ranks_by_relevance_per_unit_saved() {
+    let g = &models()[0];
+    let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
+    let scores = random_scores(comps.total, 2);
+    let mut ranking = GroupRanking::new(g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
+    let costs = unit_costs(g, &comps, &ranking, 1).unwrap();
+    // Each group's cost is what removing one of its units saves, measured independently here.
+    let macs0 = stats::macs(g, 1).unwrap();
+    for (gi, c) in costs.iter().enumerate() {
+        if let Some(&(_, u)) = ranking.order.iter().find(|(x, _)| *x == gi) {
+            let (small, _) = prune(g, &comps, &ranking, &[(gi, u)]).unwrap();
+            assert_eq!(c.macs, macs0 - stats::macs(&small, 1).unwrap());
+            assert_eq!(c.params, g.num_parameters() - small.num_parameters());
+            assert!(c.macs > 0 && c.params > 0);
+        }
+    }
+    let before: std::collections::BTreeSet<_> = ranking.order.iter().copied().collect();
+    order_by_cost(&mut ranking, &costs, Measure::Macs);
+    let after: std::collections::BTreeSet<_> = ranking.order.iter().copied().collect();
+    assert_eq!(before, after, "the same units, reordered");
+    let key = |&(gi, u): &(usize, usize)| {
+        ranking.pooled[gi][u] * ranking.groups[gi].members.len() as f64 / costs[gi].macs as f64
+    };
+    for w in ranking.order.windows(2) {
+        assert!(key(&w[0]) <= key(&w[1]));
+    }
+}
+
+#[test]
+fn an_accuracy_budget_never_exceeds_its_drop_on_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(tmp.path(), 1200, 200);
+    let splits = relprune::data::fashion_mnist::load_splits(tmp.path()).unwrap();
+    let mut g = Architecture::parse("cifar_resnet18:width=8,in=1,size=8,classes=10").unwrap().build(4).unwrap();
+    // Two epochs of training so that accuracy has something to lose.
+    let cfg = relprune::train::TrainConfig {
+        epochs: 2,
+        batch_size: 64,
+        optimizer: relprune::train::Optimizer::Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 0.0 },
+        warmup_epochs: 0.0,
+        label_smoothing: 0.0,
+        augment: relprune::train::Augment { crop_padding: 0, hflip: false, fill: 0.0 },
+        seed: 0,
+        val_samples: 200,
+        head_only: false,
+    };
+    relprune::train::train(&mut g, &splits, &cfg, &tmp.path().join("work"), &mut relprune::train::Silent).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let ranking =
+        GroupRanking::new(&g, &comps, &random_scores(comps.total, 3), PruneOrder::LeastRelevantFirst).unwrap();
+    let val = splits.val.head(300);
+    let opts = EvalOptions { batch_size: 64, classes: None };
+    for drop in [0.0, 2.0, 10.0] {
+        let c = select_for_max_drop(&g, &comps, &ranking, &val, &opts, drop, 1).unwrap();
+        let (base, chosen) = c.val_accuracy.unwrap();
+        let (small, _) = prune(&g, &comps, &ranking, &ranking.prefix(c.units)).unwrap();
+        let measured = accuracy(&small, &val, &opts).unwrap();
+        assert_eq!(measured, chosen, "the reported accuracy is the pruned model's");
+        assert!(measured >= base - drop / 100.0 - 1e-12, "drop {drop}: {base} → {measured}");
+    }
+    let c0 = select_for_max_drop(&g, &comps, &ranking, &val, &opts, 0.0, 1).unwrap();
+    let c10 = select_for_max_drop(&g, &comps, &ranking, &val, &opts, 10.0, 1).unwrap();
+    assert!(c10.units >= c0.units, "a larger budget never removes less here");
+}
