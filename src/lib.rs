@@ -18,6 +18,7 @@ pub mod masking;
 pub mod models;
 pub mod optimize;
 pub mod ranking;
+pub mod recovery;
 pub mod report;
 pub mod runtime;
 pub mod surgery;

@@ -70,10 +70,52 @@ pub struct TrainReport {
     pub wall_seconds: f64,
 }
 
+/// Knowledge distillation from a teacher (the unpruned model when fine-tuning after pruning):
+/// loss = (1 − alpha)·CE(student, labels) + alpha·T²·KL(softmax(teacher/T) ‖ softmax(student/T)),
+/// Hinton et al.'s soft targets with the T² gradient scale.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distill {
+    pub temperature: f64,
+    pub alpha: f64,
+}
+
+impl Distill {
+    fn check(&self) -> Result<()> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) || !(0.0..=1.0).contains(&self.alpha) {
+            crate::bail!(
+                "distillation needs a temperature > 0 and a weight alpha in [0, 1], got T={} alpha={}",
+                self.temperature,
+                self.alpha
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The distillation loss of one batch (mean over samples); see [`Distill`].
+pub fn distill_loss(
+    student: &Tensor,
+    teacher: &Tensor,
+    labels: &Tensor,
+    d: &Distill,
+    label_smoothing: f64,
+) -> Result<Tensor> {
+    let hard = student.f_cross_entropy_loss(labels, None::<Tensor>, Reduction::Mean, -100, label_smoothing)?;
+    let t = d.temperature;
+    let log_s = student.f_div_scalar(t)?.f_log_softmax(-1, Kind::Float)?;
+    let log_t = teacher.f_div_scalar(t)?.f_log_softmax(-1, Kind::Float)?;
+    let kl =
+        log_t.f_exp()?.f_mul(&log_t.f_sub(&log_s)?)?.f_sum_dim_intlist(-1, false, Kind::Float)?.f_mean(Kind::Float)?;
+    Ok(hard.f_mul_scalar(1.0 - d.alpha)?.f_add(&kl.f_mul_scalar(d.alpha * t * t)?)?)
+}
+
 /// Saved after every epoch so an interrupted run resumes where it stopped.
 #[derive(Serialize, Deserialize)]
 struct ResumeState {
     config: TrainConfig,
+    #[serde(default)]
+    distill: Option<Distill>,
     history: Vec<EpochRecord>,
     best_epoch: usize,
     best_val_accuracy: f64,
@@ -159,7 +201,27 @@ pub fn train(
     work_dir: &Path,
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainReport> {
+    train_with_teacher(graph, splits, cfg, work_dir, None, observer)
+}
+
+/// Like [`train`], with an optional teacher for distillation (e.g. recovery fine-tuning of a
+/// pruned model against the unpruned one). The teacher runs in eval mode on the same inputs.
+pub fn train_with_teacher(
+    graph: &mut Graph,
+    splits: &Splits,
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    teacher: Option<(&Graph, Distill)>,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainReport> {
     cfg.check()?;
+    if let Some((_, d)) = &teacher {
+        d.check()?;
+        if cfg.head_only {
+            crate::bail!("distillation trains the whole model; it cannot be combined with head-only training");
+        }
+    }
+    let distill = teacher.as_ref().map(|(_, d)| *d);
     std::fs::create_dir_all(work_dir).map_err(Error::io("create directory", work_dir))?;
     if cfg.head_only {
         return train_head(graph, splits, cfg, work_dir, observer);
@@ -176,7 +238,7 @@ pub fn train(
 
     if paths.state.is_file() && paths.last.is_file() {
         let st: ResumeState = crate::util::read_json(&paths.state)?;
-        if st.config != *cfg {
+        if st.config != *cfg || st.distill != distill {
             crate::bail!(
                 "{} holds an interrupted run with a different recipe; delete the folder to start over",
                 work_dir.display()
@@ -218,13 +280,19 @@ pub fn train(
                 inputs[0] = augment(&inputs[0], &cfg.augment, &mut aug_rng)?;
             }
             let logits = graph.forward(&inputs, Mode::Train)?;
-            let loss = logits.f_cross_entropy_loss(
-                &batch.labels,
-                None::<Tensor>,
-                Reduction::Mean,
-                -100,
-                cfg.label_smoothing,
-            )?;
+            let loss = match &teacher {
+                Some((t, d)) => {
+                    let soft = tch::no_grad(|| t.forward(&inputs, Mode::Eval))?;
+                    distill_loss(&logits, &soft, &batch.labels, d, cfg.label_smoothing)?
+                }
+                None => logits.f_cross_entropy_loss(
+                    &batch.labels,
+                    None::<Tensor>,
+                    Reduction::Mean,
+                    -100,
+                    cfg.label_smoothing,
+                )?,
+            };
             let lv = loss.double_value(&[]);
             if !lv.is_finite() {
                 crate::bail!("training diverged at epoch {epoch}, batch {b} (loss {lv}); lower the learning rate");
@@ -254,7 +322,13 @@ pub fn train(
         save_resume(graph, &opt, &paths)?;
         crate::util::write_json_atomic(
             &paths.state,
-            &ResumeState { config: cfg.clone(), history: history.clone(), best_epoch, best_val_accuracy: best_val },
+            &ResumeState {
+                config: cfg.clone(),
+                distill,
+                history: history.clone(),
+                best_epoch,
+                best_val_accuracy: best_val,
+            },
         )?;
         if epoch + 1 < cfg.epochs && observer.should_stop() {
             graph.set_requires_grad(false);

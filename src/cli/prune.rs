@@ -50,6 +50,8 @@ pub struct PruneArgs {
     /// Tokens per sample for MACs and latency of token models [range: 1..=the model's positions].
     #[arg(long, default_value_t = 128, value_parser = super::ranges::size(1, 1 << 20))]
     seq_len: i64,
+    #[command(flatten)]
+    finetune: FinetuneArgs,
     /// Output folder: model/ (graph.json + model.safetensors), model.onnx, prune.json.
     #[arg(long, default_value = "out/prune")]
     out: PathBuf,
@@ -64,6 +66,115 @@ pub struct Measures {
     pub latency_batch64: Latency,
     /// On the task's evaluation samples (None with `--data none`).
     pub accuracy: Option<f64>,
+}
+
+/// Recovery fine-tuning after pruning.
+#[derive(Args)]
+struct FinetuneArgs {
+    /// Fine-tune the pruned model for this many epochs on the task's train split (0: none)
+    /// [range: 0..=1000]. Checkpointed every epoch in OUT/finetune-work; rerun to resume.
+    #[arg(long, value_name = "EPOCHS", default_value_t = 0, value_parser = super::ranges::count(0, 1000))]
+    finetune: usize,
+    /// Distil from the unpruned model while fine-tuning (soft targets plus the hard-label loss).
+    #[arg(long)]
+    distill: bool,
+    /// Distillation temperature [range: > 0].
+    #[arg(long, default_value_t = 4.0, value_parser = positive)]
+    distill_temperature: f64,
+    /// Weight of the soft-target loss; 1 − it weighs the hard labels [range: 0..=1].
+    #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
+    distill_alpha: f64,
+    /// Peak learning rate of fine-tuning (default: 0.01 with SGD for CNNs, 1e-4 with AdamW for
+    /// transformers) [range: > 0].
+    #[arg(long, value_parser = positive)]
+    ft_lr: Option<f64>,
+    /// Fine-tuning batch size [range: 1..=65536].
+    #[arg(long, default_value_t = 128, value_parser = super::ranges::count(1, super::ranges::MAX_BATCH))]
+    ft_batch: usize,
+    /// Fine-tune on the first N train samples of the task (0: all) [range: 0..=10^8].
+    #[arg(long, default_value_t = 0, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
+    ft_samples: usize,
+}
+
+impl FinetuneArgs {
+    fn config(&self, seed: u64) -> Option<relprune::recovery::FinetuneConfig> {
+        (self.finetune > 0).then(|| relprune::recovery::FinetuneConfig {
+            epochs: self.finetune,
+            lr: self.ft_lr,
+            batch_size: self.ft_batch,
+            train_samples: self.ft_samples,
+            distill: self.distill.then_some(relprune::train::Distill {
+                temperature: self.distill_temperature,
+                alpha: self.distill_alpha,
+            }),
+            seed,
+            ..Default::default()
+        })
+    }
+}
+
+/// Fine-tuning progress on stderr.
+#[derive(Default)]
+struct FinetuneBar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl relprune::train::TrainObserver for FinetuneBar {
+    fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        let pb = progress(batches as u64, &format!("fine-tune {}", epoch + 1));
+        self.bar = Some(pb);
+    }
+    fn batch_done(&mut self, batch: usize, loss: f64) {
+        if let Some(pb) = &self.bar {
+            pb.set_position(batch as u64 + 1);
+            pb.set_message(format!("loss {loss:.3}"));
+        }
+    }
+    fn epoch_done(&mut self, r: &relprune::train::EpochRecord) {
+        if let Some(pb) = self.bar.take() {
+            pb.finish_and_clear();
+        }
+        eprintln!(
+            "fine-tuning epoch {}: train loss {:.4}, validation accuracy {:.2} % ({:.0} s)",
+            r.epoch + 1,
+            r.train_loss,
+            100.0 * r.val_accuracy,
+            r.seconds
+        );
+    }
+}
+
+impl FinetuneBar {
+    fn finish(&mut self) {
+        if let Some(pb) = self.bar.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("{v}: give a number > 0"));
+    }
+    Ok(v)
+}
+
+fn unit_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{v}: give a number from 0 to 1"));
+    }
+    Ok(v)
+}
+
+/// What fine-tuning did.
+#[derive(Serialize)]
+struct FinetuneOutcome {
+    config: relprune::recovery::FinetuneConfig,
+    training: relprune::train::TrainReport,
+    /// On the task's evaluation samples, after fine-tuning.
+    accuracy: Option<f64>,
 }
 
 fn max_drop(s: &str) -> Result<f64, String> {
@@ -84,6 +195,9 @@ struct PruneReport {
     selection: relprune::budget::Selection,
     /// The budget search, when a target or an accuracy budget was given.
     budget: Option<relprune::budget::BudgetChoice>,
+    /// Recovery fine-tuning, when asked for (`before`/`after` are before pruning and right after
+    /// it; the saved model is the fine-tuned one).
+    finetune: Option<FinetuneOutcome>,
     surgery: SurgeryReport,
     before: Measures,
     after: Measures,
@@ -176,6 +290,36 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     pb.set_position(2);
     let after = measure(&small, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
     pb.finish_and_clear();
+    let ft_config = args.finetune.config(args.task.seed);
+    if ft_config.is_some() && (task.is_none() || splits.is_none()) {
+        anyhow::bail!("--finetune needs training data; give --data");
+    }
+    let mut small = small;
+    let finetune = match (&ft_config, &task, &splits) {
+        (Some(cfg), Some(task), Some(splits)) => {
+            // The work folder is keyed by what determines the pruned model and the recipe, so a
+            // rerun of the same command resumes and a different one starts afresh.
+            let key = relprune::util::derive_seed(
+                0,
+                &serde_json::json!([model.name, model.origin, spec.label(), args.selection, sel, cfg]).to_string(),
+            );
+            let work = args.out.join("finetune-work").join(format!("{key:016x}"));
+            let mut bar = FinetuneBar::default();
+            let training = relprune::recovery::finetune(
+                &mut small,
+                &model.graph,
+                splits,
+                task.classes.as_ref(),
+                cfg,
+                &work,
+                &mut bar,
+            )?;
+            bar.finish();
+            let accuracy = Some(relprune::evaluate::accuracy(&small, &task.eval, &task.eval_options(opts.eval_batch))?);
+            Some(FinetuneOutcome { config: cfg.clone(), training, accuracy })
+        }
+        _ => None,
+    };
     // All outputs are staged and moved into place together: the model, its ONNX form and the
     // report always describe the same run.
     let dir = outdir.final_path("model");
@@ -198,6 +342,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         rate,
         selection: args.selection,
         budget,
+        finetune,
         parameter_ratio: after.parameters as f64 / before.parameters as f64,
         macs_ratio: after.macs as f64 / before.macs as f64,
         latency_ratio_batch1: after.latency_batch1.median_ms / before.latency_batch1.median_ms,
@@ -209,6 +354,10 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     relprune::util::write_json_atomic(&outdir.path().join("prune.json"), &report)?;
     let report_path = outdir.final_path("prune.json");
     outdir.commit(&["model", "model.onnx", "prune.json"])?;
+    // The fine-tuned model is in place: its checkpoints are no longer needed for resuming.
+    if report.finetune.is_some() {
+        let _ = std::fs::remove_dir_all(args.out.join("finetune-work"));
+    }
     out.say(format!(
         "{}: removed {} of {} {} ({} units after coupling) by {} at rate {}",
         report.model,
@@ -252,6 +401,11 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     ));
     if let (Some(a), Some(b)) = (report.before.accuracy, report.after.accuracy) {
         out.say(row("accuracy", a, b));
+    }
+    if let (Some(a), Some(f)) = (report.before.accuracy, &report.finetune) {
+        if let Some(b) = f.accuracy {
+            out.say(row(&format!("… after {} epoch(s) ft", f.config.epochs), a, b));
+        }
     }
     out.say(format!(
         "({} threads; latency = median of timed runs after warm-up)",

@@ -1,0 +1,96 @@
+//! Recovery fine-tuning after pruning: a few epochs of relprune's own training loop
+//! ([`crate::train`]) on the task's train split, optionally distilled from the unpruned model.
+//! Seeded, checkpointed atomically after every epoch and resumable after a kill; the
+//! validation split picks the epoch that is kept.
+
+use crate::data::{ClassSubset, Splits, Subset};
+use crate::error::Result;
+use crate::graph::{Graph, Op};
+use crate::train::{train_with_teacher, Augment, Distill, Optimizer, TrainConfig, TrainObserver, TrainReport};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How to fine-tune a pruned model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    pub epochs: usize,
+    /// Peak learning rate (None: 0.01 with SGD for CNNs, 1e-4 with AdamW for transformers).
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    /// Train on the first N samples of the (class-filtered) train split; 0 = all.
+    pub train_samples: usize,
+    /// Validation samples that pick the kept epoch; 0 = all.
+    pub val_samples: usize,
+    /// Distil from the unpruned model.
+    pub distill: Option<Distill>,
+    pub seed: u64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            epochs: 1,
+            lr: None,
+            batch_size: 128,
+            train_samples: 0,
+            val_samples: 2000,
+            distill: None,
+            seed: 0,
+        }
+    }
+}
+
+impl FinetuneConfig {
+    /// The training recipe for `graph`: SGD with Nesterov momentum for CNNs, AdamW for
+    /// transformers (their usual fine-tuning optimisers), cosine decay with no warm-up (the
+    /// weights are already trained), the light augmentation the zoo's image models use.
+    pub fn recipe(&self, graph: &Graph) -> TrainConfig {
+        let transformer = graph.nodes().iter().any(|n| matches!(n.op, Op::Attention { .. }));
+        let images = graph.input_kinds().iter().any(|k| matches!(k, crate::graph::InputKind::Image { .. }));
+        let optimizer = if transformer {
+            Optimizer::AdamW { lr: self.lr.unwrap_or(1e-4), beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05 }
+        } else {
+            Optimizer::Sgd { lr: self.lr.unwrap_or(0.01), momentum: 0.9, nesterov: true, weight_decay: 5e-4 }
+        };
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer,
+            warmup_epochs: 0.0,
+            label_smoothing: 0.0,
+            augment: Augment { crop_padding: if images { 2 } else { 0 }, hflip: images, fill: 0.0 },
+            seed: self.seed,
+            val_samples: self.val_samples,
+            head_only: false,
+        }
+    }
+}
+
+/// Fine-tunes `pruned` in place on the task's classes (all when `classes` is None); `teacher`
+/// is the unpruned model, used when the config distils. Checkpoints live in `work_dir`; calling
+/// again with the same pruned model and config resumes after the last finished epoch.
+pub fn finetune(
+    pruned: &mut Graph,
+    teacher: &Graph,
+    splits: &Splits,
+    classes: Option<&ClassSubset>,
+    cfg: &FinetuneConfig,
+    work_dir: &Path,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainReport> {
+    let restrict = |s: &Subset| match classes {
+        Some(c) => c.filter(s),
+        None => s.clone(),
+    };
+    let mut train = restrict(&splits.train);
+    if cfg.train_samples > 0 {
+        train = train.head(cfg.train_samples);
+    }
+    let task_splits = Splits { train, val: restrict(&splits.val), test: restrict(&splits.test) };
+    if task_splits.train.is_empty() || task_splits.val.is_empty() {
+        crate::bail!("fine-tuning needs train and validation samples of the task's classes");
+    }
+    let recipe = cfg.recipe(pruned);
+    train_with_teacher(pruned, &task_splits, &recipe, work_dir, cfg.distill.map(|d| (teacher, d)), observer)
+}
