@@ -59,6 +59,7 @@ impl FinetuneConfig {
             optimizer,
             warmup_epochs: 0.0,
             label_smoothing: 0.0,
+            // `fill` (the padding value) is set from the data by [`finetune`].
             augment: Augment { crop_padding: if images { 2 } else { 0 }, hflip: images, fill: 0.0 },
             seed: self.seed,
             val_samples: self.val_samples,
@@ -91,6 +92,12 @@ pub fn finetune(
     if task_splits.train.is_empty() || task_splits.val.is_empty() {
         crate::bail!("fine-tuning needs train and validation samples of the task's classes");
     }
-    let recipe = cfg.recipe(pruned);
+    let mut recipe = cfg.recipe(pruned);
+    if recipe.augment.crop_padding > 0 {
+        // Padding shows black: the smallest normalised value of the data (Fashion-MNIST's
+        // background; for per-channel normalised colour images, the darkest channel).
+        let b = task_splits.train.head(256).full_batch()?;
+        recipe.augment.fill = b.inputs[0].f_min()?.double_value(&[]);
+    }
     train_with_teacher(pruned, &task_splits, &recipe, work_dir, cfg.distill.map(|d| (teacher, d)), observer)
 }

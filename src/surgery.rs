@@ -27,6 +27,9 @@ pub struct GroupRanking {
     pub total_components: usize,
     /// Every group's pooled unit scores (the mean over its members), by group and unit.
     pub pooled: Vec<Vec<f64>>,
+    /// Keep every group's width a multiple of this (hardware-friendly widths, as Torch-Pruning's
+    /// `round_to`); 1 = any width. Applied to every selection this ranking makes.
+    pub round_to: usize,
 }
 
 impl GroupRanking {
@@ -67,7 +70,47 @@ impl GroupRanking {
             order: units.into_iter().map(|(_, g, u)| (g, u)).collect(),
             total_components: comps.total,
             pooled: all_pooled,
+            round_to: 1,
         })
+    }
+
+    /// Keeps every group's width a multiple of `k` in the selections made from now on.
+    pub fn with_round_to(mut self, k: usize) -> Result<Self> {
+        if k == 0 {
+            crate::bail!("--round-to must be at least 1");
+        }
+        self.round_to = k;
+        Ok(self)
+    }
+
+    /// `sel` with each group's kept width rounded up to a multiple of `round_to` (at most the
+    /// group's width): the group's most relevant selected units (the last in the order) stay.
+    pub fn rounded(&self, sel: &[(usize, usize)]) -> Vec<(usize, usize)> {
+        if self.round_to <= 1 {
+            return sel.to_vec();
+        }
+        let k = self.round_to;
+        let mut count: BTreeMap<usize, usize> = BTreeMap::new();
+        for &(g, _) in sel {
+            *count.entry(g).or_default() += 1;
+        }
+        let allowed: BTreeMap<usize, usize> = count
+            .iter()
+            .map(|(&g, &r)| {
+                let width = self.groups[g].units;
+                let kept = (width - r).div_ceil(k) * k;
+                (g, width - kept.min(width))
+            })
+            .collect();
+        let mut taken: BTreeMap<usize, usize> = BTreeMap::new();
+        sel.iter()
+            .copied()
+            .filter(|&(g, _)| {
+                let t = taken.entry(g).or_default();
+                *t += 1;
+                *t <= allowed[&g]
+            })
+            .collect()
     }
 
     /// The longest prefix of the order removing at most floor(N·rate) components.
@@ -84,12 +127,12 @@ impl GroupRanking {
             used += k;
             sel.push((g, u));
         }
-        Ok(sel)
+        Ok(self.rounded(&sel))
     }
 
     /// The first `k` units of the order (the nested selections a budget search walks through).
     pub fn prefix(&self, k: usize) -> Vec<(usize, usize)> {
-        self.order[..k.min(self.order.len())].to_vec()
+        self.rounded(&self.order[..k.min(self.order.len())])
     }
 
     /// Components removed by a selection (each unit counts once per member layer).

@@ -131,3 +131,52 @@ fn an_accuracy_budget_never_exceeds_its_drop_on_validation() {
     let c10 = select_for_max_drop(&g, &comps, &ranking, &val, &opts, 10.0, 1).unwrap();
     assert!(c10.units >= c0.units, "a larger budget never removes less here");
 }
+
+#[test]
+fn round_to_keeps_widths_multiples_of_k_and_equals_the_masked_model() {
+    use relprune::graph::{Mode, Op};
+    let mut g = Architecture::parse("cifar_resnet18:width=16,in=1,size=8,classes=10").unwrap().build(5).unwrap();
+    // Non-trivial BatchNorm statistics so that a wrong channel would show.
+    let keys: Vec<String> = g.params().keys().filter(|k| k.contains("running_") || k.contains("bn")).cloned().collect();
+    for k in keys {
+        let t = g.params().get(&k).unwrap();
+        if t.is_floating_point() {
+            let v = (t.rand_like() * 0.5 + 0.75).to_kind(t.kind());
+            g.params_mut().insert(k, v);
+        }
+    }
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let ranking = GroupRanking::new(&g, &comps, &random_scores(comps.total, 8), PruneOrder::LeastRelevantFirst)
+        .unwrap()
+        .with_round_to(8)
+        .unwrap();
+    for rate in [0.2, 0.45, 0.7] {
+        let sel = ranking.selection(rate).unwrap();
+        let (small, _) = prune(&g, &comps, &ranking, &sel).unwrap();
+        for n in small.nodes() {
+            if let Op::Conv2d(c) = &n.op {
+                assert_eq!(c.out_channels % 8, 0, "{} keeps {} channels at rate {rate}", n.name, c.out_channels);
+            }
+        }
+        let plain = GroupRanking::new(&g, &comps, &random_scores(comps.total, 8), PruneOrder::LeastRelevantFirst)
+            .unwrap()
+            .selection(rate)
+            .unwrap();
+        assert!(sel.len() <= plain.len() && sel.iter().all(|u| plain.contains(u)), "rounding only keeps more");
+        let x = stats::example_inputs(&g, 1);
+        let x = vec![x[0].randn_like()];
+        let masked = {
+            let guard =
+                relprune::masking::apply_mask(&mut g, &comps, &ranking.component_indices(&comps, &sel)).unwrap();
+            tch::no_grad(|| guard.forward(&x, Mode::Eval)).unwrap()
+        };
+        let pruned = tch::no_grad(|| small.forward(&x, Mode::Eval)).unwrap();
+        let err = (&pruned - &masked).abs().max().double_value(&[]) / masked.abs().max().double_value(&[]).max(1e-6);
+        assert!(err < 1e-4, "rate {rate}: pruned vs masked {err:e}");
+    }
+    // A MACs target with rounding still meets the target.
+    let c = select_for_target(&g, &comps, &ranking, "macs=0.6".parse().unwrap(), 1).unwrap();
+    assert!(c.ratio <= 0.6);
+    let (small, _) = prune(&g, &comps, &ranking, &c.selection).unwrap();
+    assert!(small.nodes().iter().all(|n| !matches!(&n.op, Op::Conv2d(cv) if cv.out_channels % 8 != 0)));
+}

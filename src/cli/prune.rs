@@ -43,6 +43,10 @@ pub struct PruneArgs {
     /// relevance per MAC saved first; per parameter with --target params=…).
     #[arg(long, value_enum, default_value = "relevance")]
     selection: relprune::budget::Selection,
+    /// Keep every pruned layer's width a multiple of K (hardware-friendly widths, as
+    /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
+    round_to: usize,
     /// Timed forward passes for the batch-1 latency (after 3 warm-up passes); batch 64 uses a
     /// quarter of them (at least 3) after 1 warm-up pass [range: 1..=100000].
     #[arg(long, default_value_t = 20, value_parser = super::ranges::count(1, 100_000))]
@@ -193,6 +197,7 @@ struct PruneReport {
     /// The fraction of components removed (given, or found for a budget).
     rate: f64,
     selection: relprune::budget::Selection,
+    round_to: usize,
     /// The budget search, when a target or an accuracy budget was given.
     budget: Option<relprune::budget::BudgetChoice>,
     /// Recovery fine-tuning, when asked for (`before`/`after` are before pruning and right after
@@ -248,7 +253,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         Some(t) => score(&model.graph, &comps, t, &spec, opts.attribution_batch)?,
         None => spec.build(opts.attribution_batch)?.score(&model.graph, &comps, &relprune::data::Subset::empty())?,
     };
-    let mut ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?;
+    let mut ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?.with_round_to(args.round_to)?;
     if args.selection == Selection::CostAware {
         let measure = args.target.map_or(Measure::Macs, |t| t.measure);
         let costs = relprune::budget::unit_costs(&model.graph, &comps, &ranking, args.seq_len)?;
@@ -341,6 +346,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         component: kind,
         rate,
         selection: args.selection,
+        round_to: args.round_to,
         budget,
         finetune,
         parameter_ratio: after.parameters as f64 / before.parameters as f64,

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The model a user ships, side by side with Torch-Pruning at equal MACs: relprune's criteria
+# (plain and cost-aware selection) and Torch-Pruning 1.6.1's importances, pruned from the same zoo
+# weights to the same MACs ratio, then fine-tuned with one recipe (1 epoch, with and without
+# distillation), all measured on the full Fashion-MNIST test split (10 classes) in one run.
+#   benchmarks/deploy/run.sh                 # fmnist-resnet18, MACs 0.7 / 0.5 / 0.33
+# Settings (environment): MODELS, TARGETS, CRITERIA, TP_IMPORTANCES, FT_SAMPLES (fine-tuning
+# samples, default 5000 of the 55,000 train images to fit this 2-core machine; 0 = all).
+# Results: benchmarks/deploy/results/*.json; table: docs/benchmarks.md, section "deploy".
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+"$root/scripts/setup.sh" --runtime
+. "$root/scripts/env.sh"
+MODELS="${MODELS:-fmnist-resnet18}"
+TARGETS="${TARGETS:-0.7 0.5 0.33}"
+CRITERIA="${CRITERIA:-lrp-epsilon taylor gradient}"
+TP_IMPORTANCES="${TP_IMPORTANCES:-l1 l2 taylor lamp bn_scale}"
+FT_SAMPLES="${FT_SAMPLES:-5000}"
+BIN="${RELPRUNE_BIN:-$CARGO_TARGET_DIR/release/relprune}"
+out="$here/results"
+mkdir -p "$out"
+(cd "$root" && cargo build --release --quiet --example fmnist_split && "$CARGO_TARGET_DIR/release/examples/fmnist_split" 10 0 > "$out/split.json")
+for model in $MODELS; do
+  arch="$("$RELPRUNE_PYTHON" -c "
+import json,sys; a=json.load(open('$root/zoo/$model/manifest.json'))['recipe']['architecture']
+name={'resnet':'cifar_resnet%d'%a.get('depth',18),'vgg':'cifar_vgg%d%s'%(a.get('depth',16),'_bn' if a.get('batch_norm') else '')}[a['arch']]
+opts=dict(width=a['width'],**{'in':a['in_channels']},size=a['image_size'],classes=a['num_classes'])
+if 'hidden' in a: opts['hidden']=a['hidden']
+if 'dropout' in a: opts['dropout']=a['dropout']
+print(name+':'+','.join('%s=%s'%kv for kv in opts.items()))")"
+  for t in $TARGETS; do
+    for c in $CRITERIA; do
+      for sel in relevance cost-aware; do
+        for ft in plain distill; do
+          f="$out/$model-$t-$c-$sel-$ft.json"
+          [ -f "$f" ] && continue
+          extra=(); [ "$ft" = distill ] && extra=(--distill)
+          echo "relprune $model macs=$t $c $sel $ft" >&2
+          "$BIN" --threads 2 --json prune --model "$model" --target "macs=$t" --criterion "$c" --selection "$sel" \
+            --eval-samples 0 --finetune 1 --ft-samples "$FT_SAMPLES" "${extra[@]}" --latency-runs 20 \
+            --out "$out/work-$model" > "$f.tmp" && mv "$f.tmp" "$f"
+        done
+      done
+    done
+    for imp in $TP_IMPORTANCES; do
+      f="$out/$model-$t-tp-$imp.json"
+      [ -f "$f" ] && continue
+      echo "torch-pruning $model macs=$t $imp" >&2
+      "$RELPRUNE_PYTHON" "$here/tp_deploy.py" "$arch" "$root/zoo/$model/model.safetensors" "$out/split.json" "$t" "$imp" \
+        "$f.tmp" --ft-samples "$FT_SAMPLES" > /dev/null && mv "$f.tmp" "$f"
+    done
+  done
+done
+"$RELPRUNE_PYTHON" "$here/summarize.py" "$out" "$root/docs/benchmarks.md" "$FT_SAMPLES"
