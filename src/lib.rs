@@ -7,6 +7,7 @@
 pub mod attribution;
 pub mod budget;
 pub mod components;
+pub mod compress;
 pub mod data;
 pub mod dependency;
 pub mod error;

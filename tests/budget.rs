@@ -180,3 +180,42 @@ fn round_to_keeps_widths_multiples_of_k_and_equals_the_masked_model() {
     let (small, _) = prune(&g, &comps, &ranking, &c.selection).unwrap();
     assert!(small.nodes().iter().all(|n| !matches!(&n.op, Op::Conv2d(cv) if cv.out_channels % 8 != 0)));
 }
+
+#[test]
+fn prune_command_meets_a_macs_target_in_steps_with_fine_tuning() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(tmp.path(), 1200, 200);
+    let out = tmp.path().join("out");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+            .args(["--threads", "1", "--json", "prune", "--model", "cifar_resnet18:width=8,in=1,size=8,classes=10"])
+            .arg("--fmnist-dir")
+            .arg(tmp.path())
+            .args(["--criterion", "taylor", "--refs-per-class", "2", "--eval-samples", "100", "--latency-runs", "2"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--target", "macs=0.5", "--steps", "2", "--finetune", "1", "--ft-samples", "300"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["macs_ratio"].as_f64().unwrap() <= 0.5);
+    assert_eq!(r["steps"].as_array().unwrap().len(), 2);
+    assert!(r["finetune"]["accuracy"].as_f64().is_some());
+    let m = relprune::models::load_model(out.join("model").to_str().unwrap(), None, 0).unwrap();
+    assert_eq!(m.graph.num_parameters(), r["after"]["parameters"].as_i64().unwrap());
+    assert!(!out.join("finetune-work").exists(), "checkpoints go once the model is in place");
+    // Exactly one amount; steps need fine-tuning; an accuracy budget is one step.
+    for (args, want) in [
+        (&["--target", "macs=0.5", "--rate", "0.3"][..], "cannot be used with"),
+        (&["--target", "macs=0.5", "--steps", "2"][..], "--finetune"),
+        (&["--max-drop", "1", "--steps", "2", "--finetune", "1"][..], "one step"),
+        (&["--target", "flops=0.5"][..], "unknown target"),
+    ] {
+        let o = run(args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
+    }
+}

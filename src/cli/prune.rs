@@ -4,11 +4,12 @@
 use super::common::{progress, setup, DataArgs, ModelArgs, Output, Setup, TaskArgs};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
-use relprune::budget::{Measure, Selection};
+use relprune::budget::Measure;
+use relprune::compress::{compress, Amount, CompressConfig, TaskData};
 use relprune::evaluate::{accuracy, latency, random_inputs, Latency};
-use relprune::experiment::{score, Task};
+use relprune::experiment::Task;
 use relprune::graph::{stats, Graph};
-use relprune::surgery::{prune, GroupRanking, SurgeryReport};
+use relprune::surgery::SurgeryReport;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -47,6 +48,10 @@ pub struct PruneArgs {
     /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
     round_to: usize,
+    /// Prune in N equal steps (of the rate or of the MACs / parameter target), re-scoring the
+    /// pruned model and fine-tuning after each step; needs --finetune [range: 1..=100].
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = super::ranges::count(1, 100))]
+    steps: usize,
     /// Timed forward passes for the batch-1 latency (after 3 warm-up passes); batch 64 uses a
     /// quarter of them (at least 3) after 1 warm-up pass [range: 1..=100000].
     #[arg(long, default_value_t = 20, value_parser = super::ranges::count(1, 100_000))]
@@ -121,6 +126,14 @@ impl FinetuneArgs {
 #[derive(Default)]
 struct FinetuneBar {
     bar: Option<indicatif::ProgressBar>,
+}
+
+impl relprune::compress::CompressObserver for FinetuneBar {
+    fn stage(&mut self, step: usize, what: &str) {
+        if step > 1 || what == "fine-tuning" {
+            eprintln!("step {step}: {what}");
+        }
+    }
 }
 
 impl relprune::train::TrainObserver for FinetuneBar {
@@ -203,6 +216,9 @@ struct PruneReport {
     /// Recovery fine-tuning, when asked for (`before`/`after` are before pruning and right after
     /// it; the saved model is the fine-tuned one).
     finetune: Option<FinetuneOutcome>,
+    /// With --steps N: every step's figures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<relprune::compress::StepRecord>,
     surgery: SurgeryReport,
     before: Measures,
     after: Measures,
@@ -248,83 +264,48 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     };
     stats::check_seq_len(&model.graph, args.seq_len)?;
     let kind = comps.kind;
-    let pb = progress(3, "scoring");
-    let scores = match &task {
-        Some(t) => score(&model.graph, &comps, t, &spec, opts.attribution_batch)?,
-        None => spec.build(opts.attribution_batch)?.score(&model.graph, &comps, &relprune::data::Subset::empty())?,
-    };
-    let mut ranking = GroupRanking::new(&model.graph, &comps, &scores, opts.order)?.with_round_to(args.round_to)?;
-    if args.selection == Selection::CostAware {
-        let measure = args.target.map_or(Measure::Macs, |t| t.measure);
-        let costs = relprune::budget::unit_costs(&model.graph, &comps, &ranking, args.seq_len)?;
-        relprune::budget::order_by_cost(&mut ranking, &costs, measure);
-    }
-    pb.set_message("selecting");
-    let (sel, budget) = match (args.rate, args.target, args.max_drop) {
-        (Some(rate), _, _) => (ranking.selection(rate)?, None),
-        (None, Some(t), _) => {
-            let c = relprune::budget::select_for_target(&model.graph, &comps, &ranking, t, args.seq_len)?;
-            (c.selection.clone(), Some(c))
-        }
-        (None, None, Some(drop)) => {
-            let (Some(task), Some(splits)) = (&task, &splits) else {
-                anyhow::bail!("--max-drop needs data to measure accuracy; give --data")
-            };
-            // Chosen on the validation split (the same classes), never on the split reported.
-            let val_spec =
-                relprune::experiment::TaskSpec { split: relprune::data::SplitName::Val, ..task.spec.clone() };
-            let val = Task::prepare(splits, model.graph.num_outputs().unwrap_or(0), &val_spec)?;
-            let c = relprune::budget::select_for_max_drop(
-                &model.graph,
-                &comps,
-                &ranking,
-                &val.eval,
-                &val.eval_options(opts.eval_batch),
-                drop,
-                args.seq_len,
-            )?;
-            (c.selection.clone(), Some(c))
-        }
+    let amount = match (args.rate, args.target, args.max_drop) {
+        (Some(r), _, _) => Amount::Rate(r),
+        (None, Some(t), _) => Amount::Target(t),
+        (None, None, Some(d)) => Amount::MaxDrop(d),
         (None, None, None) => unreachable!("clap requires one of --rate, --target, --max-drop"),
     };
-    let rate = args.rate.unwrap_or_else(|| ranking.components_in(&sel) as f64 / comps.total.max(1) as f64);
-    let (small, surgery) = prune(&model.graph, &comps, &ranking, &sel)?;
-    pb.set_message("measuring");
-    pb.set_position(1);
-    let before = measure(&model.graph, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
-    pb.set_position(2);
-    let after = measure(&small, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
-    pb.finish_and_clear();
-    let ft_config = args.finetune.config(args.task.seed);
-    if ft_config.is_some() && (task.is_none() || splits.is_none()) {
-        anyhow::bail!("--finetune needs training data; give --data");
-    }
-    let mut small = small;
-    let finetune = match (&ft_config, &task, &splits) {
-        (Some(cfg), Some(task), Some(splits)) => {
-            // The work folder is keyed by what determines the pruned model and the recipe, so a
-            // rerun of the same command resumes and a different one starts afresh.
-            let key = relprune::util::derive_seed(
-                0,
-                &serde_json::json!([model.name, model.origin, spec.label(), args.selection, sel, cfg]).to_string(),
-            );
-            let work = args.out.join("finetune-work").join(format!("{key:016x}"));
-            let mut bar = FinetuneBar::default();
-            let training = relprune::recovery::finetune(
-                &mut small,
-                &model.graph,
-                splits,
-                task.classes.as_ref(),
-                cfg,
-                &work,
-                &mut bar,
-            )?;
-            bar.finish();
-            let accuracy = Some(relprune::evaluate::accuracy(&small, &task.eval, &task.eval_options(opts.eval_batch))?);
-            Some(FinetuneOutcome { config: cfg.clone(), training, accuracy })
-        }
+    let cfg = CompressConfig {
+        amount,
+        selection: args.selection,
+        round_to: args.round_to,
+        order: opts.order,
+        attribution_batch: opts.attribution_batch,
+        eval_batch: opts.eval_batch,
+        seq_len: args.seq_len,
+        finetune: args.finetune.config(args.task.seed),
+        steps: args.steps,
+    };
+    let data = match (&task, &splits) {
+        (Some(task), Some(splits)) => Some(TaskData { task, splits }),
         _ => None,
     };
+    let mut bar = FinetuneBar::default();
+    let result = compress(&model.graph, kind, &spec, data, &cfg, &args.out.join("finetune-work"), &mut bar)?;
+    bar.finish();
+    let rate = args.rate.unwrap_or(result.removed_components as f64 / result.total_components.max(1) as f64);
+    let pb = progress(2, "measuring");
+    let before = measure(&model.graph, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
+    pb.set_position(1);
+    let after = measure(&result.pruned, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
+    pb.finish_and_clear();
+    let last = result.steps.last();
+    let finetune = cfg.finetune.clone().zip(last).and_then(|(config, step)| {
+        Some(FinetuneOutcome { config, training: step.training.clone()?, accuracy: step.accuracy_finetuned })
+    });
+    let surgery = SurgeryReport {
+        removed_units: result.steps.iter().map(|s| s.surgery.removed_units).sum(),
+        removed_components: result.removed_components,
+        emptied: result.steps.iter().flat_map(|s| s.surgery.emptied.clone()).collect(),
+    };
+    let budget = if result.steps.len() == 1 { last.and_then(|s| s.budget.clone()) } else { None };
+    let steps = if result.steps.len() > 1 { result.steps.clone() } else { Vec::new() };
+    let small = result.graph;
     // All outputs are staged and moved into place together: the model, its ONNX form and the
     // report always describe the same run.
     let dir = outdir.final_path("model");
@@ -349,6 +330,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         round_to: args.round_to,
         budget,
         finetune,
+        steps,
         parameter_ratio: after.parameters as f64 / before.parameters as f64,
         macs_ratio: after.macs as f64 / before.macs as f64,
         latency_ratio_batch1: after.latency_batch1.median_ms / before.latency_batch1.median_ms,

@@ -1,0 +1,215 @@
+//! From a trained model to the one a user ships: score, select under a budget (a rate, a MACs
+//! or parameter target, or an accuracy budget), remove physically, fine-tune to recover; in one
+//! step or in N equal steps with fine-tuning between (re-scoring the pruned model each time).
+//! `relprune prune` is this function plus option parsing and reports.
+
+use crate::attribution::CriterionSpec;
+use crate::budget::{order_by_cost, select_for_max_drop, select_for_target, unit_costs, BudgetChoice};
+use crate::budget::{Measure, Selection, Target};
+use crate::components::{ComponentKind, ComponentSet};
+use crate::data::{SplitName, Splits, Subset};
+use crate::error::Result;
+use crate::experiment::{score, Task, TaskSpec};
+use crate::graph::Graph;
+use crate::ranking::PruneOrder;
+use crate::recovery::{finetune, FinetuneConfig};
+use crate::surgery::{prune, GroupRanking, SurgeryReport};
+use crate::train::{TrainObserver, TrainReport};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How much to remove.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amount {
+    /// A fraction of the components (the paper's rate).
+    Rate(f64),
+    /// Keep at most a fraction of the MACs or parameters.
+    Target(Target),
+    /// The largest removal within this many accuracy points on the validation split.
+    MaxDrop(f64),
+}
+
+/// Everything `compress` needs besides the model and data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompressConfig {
+    pub amount: Amount,
+    pub selection: Selection,
+    /// Keep every width a multiple of this (1: any).
+    pub round_to: usize,
+    pub order: PruneOrder,
+    pub attribution_batch: usize,
+    pub eval_batch: usize,
+    /// Tokens per sample for MACs of token models.
+    pub seq_len: i64,
+    pub finetune: Option<FinetuneConfig>,
+    /// Prune in this many equal steps (≥ 1), fine-tuning after each.
+    pub steps: usize,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: usize,
+    /// Components removed in this step, and left after it.
+    pub removed_components: usize,
+    pub components_left: usize,
+    pub budget: Option<BudgetChoice>,
+    pub surgery: SurgeryReport,
+    /// On the task's evaluation samples: right after this step's surgery, and after its fine-tuning.
+    pub accuracy_pruned: Option<f64>,
+    pub accuracy_finetuned: Option<f64>,
+    pub training: Option<TrainReport>,
+}
+
+/// The result: the final model and every step's record.
+pub struct Compressed {
+    pub graph: Graph,
+    /// The final structure right after its last surgery, before fine-tuning.
+    pub pruned: Graph,
+    pub steps: Vec<StepRecord>,
+    /// Components of the unpruned model, and removed in all.
+    pub total_components: usize,
+    pub removed_components: usize,
+}
+
+/// The data a run scores, selects and fine-tunes on: the task (references and evaluation
+/// samples) and the splits it came from.
+pub struct TaskData<'a> {
+    pub task: &'a Task,
+    pub splits: &'a Splits,
+}
+
+/// Stages of a run, for progress reports.
+pub trait CompressObserver: TrainObserver {
+    fn stage(&mut self, _step: usize, _what: &str) {}
+}
+
+/// Prunes `graph` (not modified) as `cfg` says. Without data only data-free criteria can
+/// score, and neither an accuracy budget nor fine-tuning is possible.
+pub fn compress(
+    graph: &Graph,
+    kind: ComponentKind,
+    spec: &CriterionSpec,
+    data: Option<TaskData<'_>>,
+    cfg: &CompressConfig,
+    work_dir: &Path,
+    observer: &mut dyn CompressObserver,
+) -> Result<Compressed> {
+    let steps = cfg.steps.max(1);
+    if data.is_none() && (cfg.finetune.is_some() || matches!(cfg.amount, Amount::MaxDrop(_))) {
+        crate::bail!("fine-tuning and an accuracy budget need data; give --data");
+    }
+    if steps > 1 && cfg.finetune.is_none() {
+        crate::bail!("pruning in steps fine-tunes between them; give --finetune EPOCHS");
+    }
+    if steps > 1 && matches!(cfg.amount, Amount::MaxDrop(_)) {
+        crate::bail!("an accuracy budget is searched in one step; drop --steps or give --rate / --target");
+    }
+    let total = ComponentSet::find(graph, kind)?.total;
+    let measure0 = match cfg.amount {
+        Amount::Target(t) => t.measure.of(graph, cfg.seq_len)?,
+        _ => 0,
+    };
+    let mut current = graph.deep_clone();
+    let mut pruned_last = None;
+    let mut records = Vec::new();
+    for i in 1..=steps {
+        observer.stage(i, "scoring");
+        let comps = ComponentSet::find(&current, kind)?;
+        let scores = match &data {
+            Some(d) => score(&current, &comps, d.task, spec, cfg.attribution_batch)?,
+            None => spec.build(cfg.attribution_batch)?.score(&current, &comps, &Subset::empty())?,
+        };
+        let mut ranking = GroupRanking::new(&current, &comps, &scores, cfg.order)?.with_round_to(cfg.round_to)?;
+        if cfg.selection == Selection::CostAware {
+            let m = match cfg.amount {
+                Amount::Target(t) => t.measure,
+                _ => Measure::Macs,
+            };
+            let costs = unit_costs(&current, &comps, &ranking, cfg.seq_len)?;
+            order_by_cost(&mut ranking, &costs, m);
+        }
+        observer.stage(i, "selecting");
+        let removed_so_far = total - comps.total;
+        let (sel, budget) = match cfg.amount {
+            Amount::Rate(r) => {
+                // Equal steps in components of the unpruned model.
+                let goal = ((total as f64) * r * i as f64 / steps as f64 + 1e-9).floor() as usize;
+                let step_rate = goal.saturating_sub(removed_so_far) as f64 / comps.total.max(1) as f64;
+                (ranking.selection(step_rate.min(0.999_999))?, None)
+            }
+            Amount::Target(t) => {
+                // Equal steps in the measure: after step i at most 1 − (1 − ratio)·i/N of it.
+                let limit = measure0 as f64 * (1.0 - (1.0 - t.ratio) * i as f64 / steps as f64);
+                let now = t.measure.of(&current, cfg.seq_len)? as f64;
+                if now <= limit {
+                    (Vec::new(), None)
+                } else {
+                    let step = Target { measure: t.measure, ratio: limit / now };
+                    let c = select_for_target(&current, &comps, &ranking, step, cfg.seq_len)?;
+                    (c.selection.clone(), Some(c))
+                }
+            }
+            Amount::MaxDrop(points) => {
+                let d = data.as_ref().expect("checked above");
+                // Chosen on the validation split (the same classes), never on the split reported.
+                let val_spec = TaskSpec { split: SplitName::Val, ..d.task.spec.clone() };
+                let val = Task::prepare(d.splits, current.num_outputs().unwrap_or(0), &val_spec)?;
+                let c = select_for_max_drop(
+                    &current,
+                    &comps,
+                    &ranking,
+                    &val.eval,
+                    &val.eval_options(cfg.eval_batch),
+                    points,
+                    cfg.seq_len,
+                )?;
+                (c.selection.clone(), Some(c))
+            }
+        };
+        observer.stage(i, "removing");
+        let (mut small, surgery) = prune(&current, &comps, &ranking, &sel)?;
+        let accuracy_pruned = match &data {
+            Some(d) => Some(crate::evaluate::accuracy(&small, &d.task.eval, &d.task.eval_options(cfg.eval_batch))?),
+            None => None,
+        };
+        let pruned_copy = small.deep_clone();
+        let (training, accuracy_finetuned) = match (&cfg.finetune, &data) {
+            (Some(ft), Some(d)) => {
+                observer.stage(i, "fine-tuning");
+                // Keyed by what determines this step's model and recipe: a rerun resumes.
+                let key = crate::util::derive_seed(
+                    0,
+                    &serde_json::json!([i, spec.label(), cfg, small.num_parameters(), sel]).to_string(),
+                );
+                let work = work_dir.join(format!("step{i}-{key:016x}"));
+                let report = finetune(&mut small, graph, d.splits, d.task.classes.as_ref(), ft, &work, observer)?;
+                let acc = crate::evaluate::accuracy(&small, &d.task.eval, &d.task.eval_options(cfg.eval_batch))?;
+                (Some(report), Some(acc))
+            }
+            _ => (None, None),
+        };
+        let left = ComponentSet::find(&small, kind).map(|c| c.total).unwrap_or(0);
+        records.push(StepRecord {
+            step: i,
+            removed_components: comps.total - left,
+            components_left: left,
+            budget,
+            surgery,
+            accuracy_pruned,
+            accuracy_finetuned,
+            training,
+        });
+        pruned_last = Some(pruned_copy);
+        current = small;
+    }
+    let left = records.last().map_or(total, |r| r.components_left);
+    Ok(Compressed {
+        pruned: pruned_last.unwrap_or_else(|| graph.deep_clone()),
+        graph: current,
+        steps: records,
+        total_components: total,
+        removed_components: total - left,
+    })
+}
