@@ -40,6 +40,9 @@ pub enum Measure {
     Macs,
     /// Trainable parameters.
     Params,
+    /// Median eval-mode forward latency at this batch size, in microseconds (measured: noisy
+    /// on a busy machine, so the search uses the median of 10 timed runs).
+    Latency { batch: i64 },
 }
 
 impl Measure {
@@ -48,6 +51,20 @@ impl Measure {
         match self {
             Measure::Macs => stats::macs(graph, seq_len),
             Measure::Params => Ok(graph.num_parameters()),
+            Measure::Latency { batch } => {
+                let inputs = crate::evaluate::random_inputs(graph, batch, seq_len);
+                let l = crate::evaluate::latency(graph, &inputs, 2, 10)?;
+                Ok((l.median_ms * 1e3).round() as i64)
+            }
+        }
+    }
+
+    /// What the measure is called in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Macs => "MACs",
+            Measure::Params => "parameters",
+            Measure::Latency { .. } => "latency",
         }
     }
 }
@@ -61,14 +78,27 @@ pub struct Target {
 
 impl std::str::FromStr for Target {
     type Err = String;
-    /// `macs=0.5` or `params=0.5`: the fraction of the unpruned model's MACs or parameters to
-    /// keep, in (0, 1).
+    /// `macs=0.5`, `params=0.5` or `latency=0.6[@BATCH]` (batch 1 unless given): the fraction of
+    /// the unpruned model's MACs, parameters or measured latency to keep, in (0, 1).
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: give macs=FRACTION or params=FRACTION"))?;
-        let measure = match k.trim() {
-            "macs" => Measure::Macs,
-            "params" => Measure::Params,
-            other => return Err(format!("unknown target `{other}`; use macs=FRACTION or params=FRACTION")),
+        const HELP: &str = "use macs=FRACTION, params=FRACTION or latency=FRACTION[@BATCH]";
+        let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: {HELP}"))?;
+        let (v, batch) = match v.split_once('@') {
+            Some((v, b)) => {
+                let b: i64 =
+                    b.trim().parse().ok().filter(|b| (1..=4096).contains(b)).ok_or_else(|| {
+                        format!("`@{b}`: the latency batch size must be a whole number from 1 to 4096")
+                    })?;
+                (v, Some(b))
+            }
+            None => (v, None),
+        };
+        let measure = match (k.trim(), batch) {
+            ("macs", None) => Measure::Macs,
+            ("params", None) => Measure::Params,
+            ("latency", b) => Measure::Latency { batch: b.unwrap_or(1) },
+            ("macs" | "params", Some(_)) => return Err(format!("`{s}`: only latency takes @BATCH")),
+            (other, _) => return Err(format!("unknown target `{other}`; {HELP}")),
         };
         let ratio: f64 = v.trim().parse().map_err(|_| format!("`{v}` is not a number"))?;
         if !(ratio > 0.0 && ratio < 1.0) {
@@ -89,7 +119,9 @@ impl UnitCost {
     fn get(&self, m: Measure) -> i64 {
         match m {
             Measure::Macs => self.macs,
+            // Latency is not additive per unit; the cost-aware order charges MACs for it.
             Measure::Params => self.params,
+            Measure::Latency { .. } => self.macs,
         }
     }
 }
@@ -171,7 +203,7 @@ pub fn select_for_target(
             target.measure,
             target.ratio,
             at_most as f64 / before as f64,
-            if target.measure == Measure::Macs { "MACs" } else { "parameters" }
+            target.measure.name()
         );
     }
     // Invariant: measure(lo) > limit (or lo = 0), measure(hi) ≤ limit.
@@ -267,6 +299,11 @@ mod tests {
     fn targets_parse_with_clear_errors() {
         assert_eq!("macs=0.5".parse::<Target>(), Ok(Target { measure: Measure::Macs, ratio: 0.5 }));
         assert_eq!("params=0.25".parse::<Target>().unwrap().measure, Measure::Params);
+        assert_eq!("latency=0.6".parse::<Target>().unwrap().measure, Measure::Latency { batch: 1 });
+        assert_eq!("latency=0.6@64".parse::<Target>().unwrap().measure, Measure::Latency { batch: 64 });
+        for bad in ["latency=0.6@0", "macs=0.5@8", "latency=1.2"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
         for bad in ["macs", "flops=0.5", "macs=1", "macs=0", "macs=x", "macs=NaN", "params=-0.1"] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }

@@ -219,3 +219,22 @@ fn prune_command_meets_a_macs_target_in_steps_with_fine_tuning() {
         assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
     }
 }
+
+#[test]
+fn a_latency_target_is_measured_and_met_or_refused() {
+    let g = Architecture::parse("cifar_resnet18:width=16,in=1,size=28,classes=10").unwrap().build(2).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let ranking =
+        GroupRanking::new(&g, &comps, &random_scores(comps.total, 4), PruneOrder::LeastRelevantFirst).unwrap();
+    let target: Target = "latency=0.7@32".parse().unwrap();
+    match select_for_target(&g, &comps, &ranking, target, 1) {
+        Ok(c) => {
+            // The search only settles on a measured selection within the target.
+            let limit = (c.before as f64 * 0.7).floor() as i64;
+            assert!(c.after <= limit && c.ratio <= 0.7, "{c:?}");
+            assert!(c.units > 0 && c.evaluations > 1);
+        }
+        // On a machine too busy to time, the refusal names the measure.
+        Err(e) => assert!(e.to_string().contains("latency"), "{e}"),
+    }
+}

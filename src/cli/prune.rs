@@ -4,7 +4,6 @@
 use super::common::{progress, setup, DataArgs, ModelArgs, Output, Setup, TaskArgs};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
-use relprune::budget::Measure;
 use relprune::compress::{compress, Amount, CompressConfig, TaskData};
 use relprune::evaluate::{accuracy, latency, random_inputs, Latency};
 use relprune::experiment::Task;
@@ -31,9 +30,10 @@ pub struct PruneArgs {
     /// Fraction of components to remove [range: 0 ≤ rate < 1]. One of --rate, --target, --max-drop.
     #[arg(long, value_parser = super::ranges::rate)]
     rate: Option<f64>,
-    /// A size budget instead of a rate: `macs=0.5` or `params=0.5` keeps at most that fraction of
-    /// the unpruned model's MACs or parameters (the smallest removal that meets it; the rate is
-    /// found by bisection on the nested selections).
+    /// A size budget instead of a rate: `macs=0.5`, `params=0.5` or `latency=0.6[@BATCH]` keeps at
+    /// most that fraction of the unpruned model's MACs, parameters or measured latency (batch 1
+    /// unless given) — the smallest removal that meets it, found by bisection on the nested
+    /// selections.
     #[arg(long, value_parser = clap::value_parser!(relprune::budget::Target))]
     target: Option<relprune::budget::Target>,
     /// An accuracy budget instead of a rate: the largest removal whose accuracy on the validation
@@ -368,7 +368,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
             None => out.say(format!(
                 "budget: {:.3} of the {} kept (target {}) after {} trial surgeries",
                 b.ratio,
-                if args.target.is_some_and(|t| t.measure == Measure::Params) { "parameters" } else { "MACs" },
+                args.target.map_or("MACs", |t| t.measure.name()),
                 args.target.map(|t| t.ratio).unwrap_or(0.0),
                 b.evaluations
             )),
