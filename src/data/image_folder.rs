@@ -1,12 +1,17 @@
 //! Image folders with one sub-folder per class (the ImageNet / torchvision `ImageFolder`
-//! layout), decoded lazily per batch with the standard ImageNet preprocessing: resize the
-//! shorter side to 256, centre-crop 224, scale to [0, 1], normalise per channel.
+//! layout), with the standard ImageNet preprocessing: resize the shorter side to 256,
+//! centre-crop 224, scale to [0, 1], normalise per channel. The samples of a subset that is
+//! streamed (an evaluation split, the references) are decoded once and cached
+//! ([`super::image_cache`]); other batches are decoded when asked for.
 
+use super::image_cache::{Cache, Source};
 use super::{permutation, Batch, Dataset, Splits, Subset};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tch::Tensor;
+
+pub use super::image_cache::{CacheOptions, CacheStats};
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
@@ -20,6 +25,7 @@ pub struct ImageFolder {
     class_names: Vec<String>,
     resize: u32,
     crop: u32,
+    cache: Cache,
 }
 
 /// How the class folders of an image-folder dataset are read.
@@ -141,32 +147,120 @@ impl ImageFolder {
                 hint: "need at least two class sub-folders holding .jpg/.jpeg/.png images".into(),
             });
         }
-        Ok(ImageFolder { root: root.into(), files, labels, class_names, resize, crop })
+        if crop == 0 || resize < crop {
+            crate::bail!("image preprocessing: the crop ({crop}) must be at least 1 and at most the resize ({resize})");
+        }
+        let cache = Cache::new(CacheOptions::default())?;
+        Ok(ImageFolder { root: root.into(), files, labels, class_names, resize, crop, cache })
     }
 
-    fn load(&self, path: &Path) -> Result<Vec<f32>> {
-        let img = image::open(path)
-            .map_err(|e| Error::CorruptData { what: "image".into(), path: path.into(), reason: e.to_string() })?
-            .to_rgb8();
-        let (w, h) = img.dimensions();
-        let (nw, nh) = if w <= h {
-            (self.resize, (self.resize as u64 * h as u64 / w as u64) as u32)
-        } else {
-            ((self.resize as u64 * w as u64 / h as u64) as u32, self.resize)
+    /// The same folder with other cache settings (see [`CacheOptions`]); drops what was cached.
+    pub fn with_cache(mut self, opts: CacheOptions) -> Result<Self> {
+        self.cache = Cache::new(opts)?;
+        Ok(self)
+    }
+
+    /// What the cache holds and did.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The images' files, in sample order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    fn source(&self) -> Source<'_> {
+        Source { root: &self.root, files: &self.files, resize: self.resize, crop: self.crop }
+    }
+
+    /// The samples at `indices`, decoded afresh from their files whatever the cache holds (what
+    /// every batch cost before the cache; for comparisons).
+    pub fn batch_uncached(&self, indices: &[usize]) -> Result<Batch> {
+        self.build_batch(indices, false)
+    }
+
+    fn build_batch(&self, indices: &[usize], cached: bool) -> Result<Batch> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.files.len()) {
+            crate::bail!("sample {bad} is out of range: {} holds {} images", self.root.display(), self.files.len());
+        }
+        let n = 3 * (self.crop * self.crop) as usize;
+        let mut data = Vec::with_capacity(indices.len() * n);
+        let mut scratch = vec![0u8; n];
+        let mut push = |i: usize, bytes: Option<&[u8]>| -> Result<()> {
+            let bytes = match bytes {
+                Some(b) => b,
+                None => {
+                    decode_into(&self.files[i], self.resize, self.crop, &mut scratch)?;
+                    &scratch
+                }
+            };
+            normalize_into(bytes, &mut data);
+            Ok(())
         };
-        let img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
-        let c = self.crop.min(nw).min(nh);
-        let left = ((nw - c) as f64 / 2.0).round() as u32;
-        let top = ((nh - c) as f64 / 2.0).round() as u32;
-        let img = image::imageops::crop_imm(&img, left, top, c, c).to_image();
-        let plane = (c * c) as usize;
-        let mut out = vec![0f32; 3 * plane];
-        for (i, px) in img.pixels().enumerate() {
-            for ch in 0..3 {
-                out[ch * plane + i] = (px[ch] as f32 / 255.0 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
+        if cached {
+            self.cache.read(&self.source(), indices, &mut push)?;
+        } else {
+            for &i in indices {
+                push(i, None)?;
             }
         }
-        Ok(out)
+        let c = self.crop as i64;
+        let x = Tensor::from_slice(&data).reshape([indices.len() as i64, 3, c, c]);
+        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
+        Ok(Batch { inputs: vec![x], labels: Tensor::from_slice(&labels) })
+    }
+}
+
+/// Decodes the image at `path` with the folder's preprocessing (shorter side resized to
+/// `resize` with a triangle filter, centre crop of `crop`) into `out`: 3 × crop × crop RGB
+/// bytes, one plane per channel.
+pub(crate) fn decode_into(path: &Path, resize: u32, crop: u32, out: &mut [u8]) -> Result<()> {
+    let bad = |reason: String| Error::CorruptData { what: "image".into(), path: path.into(), reason };
+    let img = image::open(path).map_err(|e| bad(e.to_string()))?.to_rgb8();
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Err(bad("the image has no pixels".into()));
+    }
+    let (nw, nh) = if w <= h {
+        (resize, (resize as u64 * h as u64 / w as u64) as u32)
+    } else {
+        ((resize as u64 * w as u64 / h as u64) as u32, resize)
+    };
+    let img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
+    let c = crop.min(nw).min(nh);
+    if c != crop || out.len() != 3 * (c * c) as usize {
+        return Err(bad(format!("resized to {nw}×{nh} it is smaller than the {crop}-pixel crop")));
+    }
+    let left = ((nw - c) as f64 / 2.0).round() as u32;
+    let top = ((nh - c) as f64 / 2.0).round() as u32;
+    let img = image::imageops::crop_imm(&img, left, top, c, c).to_image();
+    let plane = (c * c) as usize;
+    for (i, px) in img.pixels().enumerate() {
+        for ch in 0..3 {
+            out[ch * plane + i] = px[ch];
+        }
+    }
+    Ok(())
+}
+
+/// Appends the normalised floats of one image's preprocessed bytes (planes of R, G, B):
+/// `(px / 255 - mean) / std` per channel, the same f32 arithmetic for every byte value as when
+/// the floats were computed straight from the decoded pixels (a table of the 3 × 256 results).
+fn normalize_into(bytes: &[u8], out: &mut Vec<f32>) {
+    static TABLE: OnceLock<[[f32; 256]; 3]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [[0f32; 256]; 3];
+        for (ch, row) in t.iter_mut().enumerate() {
+            for (px, v) in row.iter_mut().enumerate() {
+                *v = (px as u8 as f32 / 255.0 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
+            }
+        }
+        t
+    });
+    let plane = bytes.len() / 3;
+    for (ch, row) in table.iter().enumerate() {
+        out.extend(bytes[ch * plane..(ch + 1) * plane].iter().map(|&b| row[b as usize]));
     }
 }
 
@@ -181,14 +275,13 @@ impl Dataset for ImageFolder {
         &self.class_names
     }
     fn batch(&self, indices: &[usize]) -> Result<Batch> {
-        let mut data = Vec::with_capacity(indices.len() * 3 * (self.crop * self.crop) as usize);
-        for &i in indices {
-            data.extend(self.load(&self.files[i])?);
-        }
-        let c = self.crop as i64;
-        let x = Tensor::from_slice(&data).reshape([indices.len() as i64, 3, c, c]);
-        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
-        Ok(Batch { inputs: vec![x], labels: Tensor::from_slice(&labels) })
+        self.build_batch(indices, true)
+    }
+    fn prepare(&self, indices: &[usize]) -> Result<()> {
+        self.cache.prepare(&self.source(), indices)
+    }
+    fn prefetch(&self) -> bool {
+        true
     }
     fn describe(&self) -> String {
         format!(

@@ -2,6 +2,7 @@
 
 pub mod fashion_mnist;
 pub mod idx;
+pub mod image_cache;
 pub mod image_folder;
 pub mod references;
 pub mod restriction;
@@ -35,6 +36,19 @@ pub trait Dataset: Send + Sync {
     fn class_names(&self) -> &[String];
     /// Inputs and labels of the samples at `indices`.
     fn batch(&self, indices: &[usize]) -> Result<Batch>;
+    /// Announces that the samples at `indices` are about to be read in batches, likely more than
+    /// once (an evaluation split, reference samples): a dataset may prepare them, e.g. decode
+    /// them once ([`image_folder::ImageFolder`]). The default does nothing.
+    fn prepare(&self, _indices: &[usize]) -> Result<()> {
+        Ok(())
+    }
+    /// Whether [`Subset::batches`] builds this dataset's batches on a background thread, one
+    /// ahead of the consumer. Worth it where building a batch takes a while and needs no libtorch
+    /// compute (which would compete with the model for its threads): decoding or normalising
+    /// images. The default is no.
+    fn prefetch(&self) -> bool {
+        false
+    }
     /// One line saying what this is (for reports).
     fn describe(&self) -> String;
 }
@@ -104,13 +118,96 @@ impl Subset {
         let labels = self.data.labels();
         Subset { data: self.data.clone(), indices: self.indices.iter().copied().filter(|&i| keep(labels[i])).collect() }
     }
-    /// Batches of at most `size` samples, in order.
+    /// Batches of at most `size` samples, in order. The dataset is first asked to prepare the
+    /// subset ([`Dataset::prepare`]); where it asks for it ([`Dataset::prefetch`]), batches are
+    /// built on a background thread, one ahead of the consumer, so that loading the next batch
+    /// overlaps with the work on the current one. The first error ends the sequence.
     pub fn batches(&self, size: usize) -> impl Iterator<Item = Result<Batch>> + '_ {
-        self.indices.chunks(size.max(1)).map(move |c| self.data.batch(c))
+        let size = size.max(1);
+        if self.data.prefetch() {
+            let b: Box<dyn Iterator<Item = Result<Batch>>> =
+                Box::new(Prefetch::start(self.data.clone(), self.indices.clone(), size));
+            return b;
+        }
+        let mut prepared = false;
+        let mut chunks = self.indices.chunks(size);
+        Box::new(std::iter::from_fn(move || {
+            if !prepared {
+                prepared = true;
+                if let Err(e) = self.data.prepare(&self.indices) {
+                    chunks = [].chunks(1);
+                    return Some(Err(e));
+                }
+            }
+            let b = self.data.batch(chunks.next()?);
+            if b.is_err() {
+                chunks = [].chunks(1);
+            }
+            Some(b)
+        }))
     }
     /// All samples as one batch.
     pub fn full_batch(&self) -> Result<Batch> {
         self.data.batch(&self.indices)
+    }
+}
+
+/// Batches built on a worker thread, one ahead of the consumer.
+///
+/// The channel has no buffer: the worker builds batch k + 1 while the consumer works on batch k,
+/// then waits until it is taken, so at most two batches exist at once. Dropping the iterator
+/// early ends the worker (its next hand-over fails) and waits for it. A panic in the worker is
+/// passed on to the consumer instead of ending the sequence early.
+struct Prefetch {
+    rx: Option<std::sync::mpsc::Receiver<Result<Batch>>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prefetch {
+    fn start(data: Arc<dyn Dataset>, indices: Vec<usize>, size: usize) -> Self {
+        if indices.is_empty() {
+            return Prefetch { rx: None, worker: None };
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        let worker = std::thread::spawn(move || {
+            if let Err(e) = data.prepare(&indices) {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            for c in indices.chunks(size) {
+                let b = data.batch(c);
+                let failed = b.is_err();
+                if tx.send(b).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Prefetch { rx: Some(rx), worker: Some(worker) }
+    }
+}
+
+impl Iterator for Prefetch {
+    type Item = Result<Batch>;
+    fn next(&mut self) -> Option<Result<Batch>> {
+        match self.rx.as_ref()?.recv() {
+            Ok(b) => Some(b),
+            Err(_) => {
+                self.rx = None;
+                if let Some(Err(panic)) = self.worker.take().map(|w| w.join()) {
+                    std::panic::resume_unwind(panic);
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.rx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
     }
 }
 
