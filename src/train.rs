@@ -82,7 +82,7 @@ pub struct Distill {
 
 impl Distill {
     fn check(&self) -> Result<()> {
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) || !(0.0..=1.0).contains(&self.alpha) {
+        if !(self.temperature > 0.0 && self.temperature.is_finite() && (0.0..=1.0).contains(&self.alpha)) {
             crate::bail!(
                 "distillation needs a temperature > 0 and a weight alpha in [0, 1], got T={} alpha={}",
                 self.temperature,
