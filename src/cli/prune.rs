@@ -38,7 +38,7 @@ pub struct PruneArgs {
     target: Option<relprune::budget::Target>,
     /// An accuracy budget instead of a rate: the largest removal whose accuracy on the validation
     /// split stays within this many percentage points of the unpruned model's [range: ≥ 0].
-    #[arg(long, value_name = "POINTS", value_parser = max_drop)]
+    #[arg(long, value_name = "POINTS", value_parser = super::ranges::non_negative)]
     max_drop: Option<f64>,
     /// Order of removal: `relevance` (least relevant first, the paper's) or `cost-aware` (least
     /// relevance per MAC saved first; per parameter with --target params=…).
@@ -88,14 +88,14 @@ struct FinetuneArgs {
     #[arg(long)]
     distill: bool,
     /// Distillation temperature [range: > 0].
-    #[arg(long, default_value_t = 4.0, value_parser = positive)]
+    #[arg(long, default_value_t = 4.0, value_parser = super::ranges::positive)]
     distill_temperature: f64,
     /// Weight of the soft-target loss; 1 − it weighs the hard labels [range: 0..=1].
-    #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::ranges::unit_interval)]
     distill_alpha: f64,
     /// Peak learning rate of fine-tuning (default: 0.01 with SGD for CNNs, 1e-4 with AdamW for
     /// transformers) [range: > 0].
-    #[arg(long, value_parser = positive)]
+    #[arg(long, value_parser = super::ranges::positive)]
     ft_lr: Option<f64>,
     /// Fine-tuning batch size [range: 1..=65536].
     #[arg(long, default_value_t = 128, value_parser = super::ranges::count(1, super::ranges::MAX_BATCH))]
@@ -169,22 +169,6 @@ impl FinetuneBar {
     }
 }
 
-fn positive(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("{v}: give a number > 0"));
-    }
-    Ok(v)
-}
-
-fn unit_interval(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if !(0.0..=1.0).contains(&v) {
-        return Err(format!("{v}: give a number from 0 to 1"));
-    }
-    Ok(v)
-}
-
 /// What fine-tuning did.
 #[derive(Serialize)]
 struct FinetuneOutcome {
@@ -192,14 +176,6 @@ struct FinetuneOutcome {
     training: relprune::train::TrainReport,
     /// On the task's evaluation samples, after fine-tuning.
     accuracy: Option<f64>,
-}
-
-fn max_drop(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of percentage points"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("{v}: give a number of percentage points ≥ 0"));
-    }
-    Ok(v)
 }
 
 #[derive(Serialize)]
