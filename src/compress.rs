@@ -38,6 +38,9 @@ pub struct CompressConfig {
     /// Keep every width a multiple of this (1: any).
     pub round_to: usize,
     pub order: PruneOrder,
+    /// Per-layer score scaling before the global ranking.
+    #[serde(default)]
+    pub normalize: crate::ranking::LayerNormalization,
     pub attribution_batch: usize,
     pub eval_batch: usize,
     /// Tokens per sample for MACs of token models.
@@ -121,6 +124,7 @@ pub fn compress(
             Some(d) => score(&current, &comps, d.task, spec, cfg.attribution_batch)?,
             None => spec.build(cfg.attribution_batch)?.score(&current, &comps, &Subset::empty())?,
         };
+        let scores = crate::ranking::normalize_per_layer(&scores, &comps, cfg.normalize);
         let mut ranking = GroupRanking::new(&current, &comps, &scores, cfg.order)?.with_round_to(cfg.round_to)?;
         if cfg.selection == Selection::CostAware {
             let m = match cfg.amount {

@@ -106,3 +106,81 @@ pub fn parse_rates(text: &str) -> Result<Vec<f64>> {
 pub fn default_rates() -> Vec<f64> {
     parse_rates("0:0.95:0.05").expect("valid")
 }
+
+/// How scores are scaled within each component layer before the global ranking, which decides
+/// how many units each layer loses. `none` is the paper's raw global ranking; the others divide
+/// a layer's scores by its maximum, L2 norm, sum or mean (Torch-Pruning normalises importance per
+/// group the same way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerNormalization {
+    #[default]
+    None,
+    Max,
+    L2,
+    Sum,
+    Mean,
+}
+
+/// `scores` scaled per component layer (scores are magnitudes; a layer of all zeros stays zero).
+pub fn normalize_per_layer(
+    scores: &crate::attribution::Scores,
+    comps: &crate::components::ComponentSet,
+    how: LayerNormalization,
+) -> crate::attribution::Scores {
+    let mut values = scores.values.clone();
+    if how == LayerNormalization::None {
+        return crate::attribution::Scores { values };
+    }
+    for l in &comps.layers {
+        let v = &mut values[l.offset..l.offset + l.count];
+        let scale = match how {
+            LayerNormalization::None => 1.0,
+            LayerNormalization::Max => v.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+            LayerNormalization::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
+            LayerNormalization::Sum => v.iter().map(|x| x.abs()).sum(),
+            LayerNormalization::Mean => v.iter().map(|x| x.abs()).sum::<f64>() / v.len().max(1) as f64,
+        };
+        if scale > 0.0 {
+            v.iter_mut().for_each(|x| *x /= scale);
+        }
+    }
+    crate::attribution::Scores { values }
+}
+
+#[cfg(test)]
+mod normalization_tests {
+    use super::*;
+    use crate::attribution::Scores;
+    use crate::components::{ComponentKind, ComponentSet};
+
+    #[test]
+    fn each_layer_is_scaled_by_its_own_statistic() {
+        let g = crate::models::Architecture::parse("cifar_vgg11_bn:width=4,hidden=16,in=1,size=8,classes=10")
+            .unwrap()
+            .build(0)
+            .unwrap();
+        let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+        let s = Scores { values: (0..comps.total).map(|i| (i % 7) as f64 + 1.0).collect() };
+        assert_eq!(normalize_per_layer(&s, &comps, LayerNormalization::None).values, s.values);
+        for how in [LayerNormalization::Max, LayerNormalization::L2, LayerNormalization::Sum, LayerNormalization::Mean]
+        {
+            let n = normalize_per_layer(&s, &comps, how).values;
+            for l in &comps.layers {
+                let v = &n[l.offset..l.offset + l.count];
+                let stat = match how {
+                    LayerNormalization::Max => v.iter().cloned().fold(0.0, f64::max),
+                    LayerNormalization::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
+                    LayerNormalization::Sum => v.iter().sum(),
+                    _ => v.iter().sum::<f64>() / v.len() as f64,
+                };
+                assert!((stat - 1.0).abs() < 1e-12, "{how:?} {}: {stat}", l.name);
+                // The order within a layer is kept.
+                let raw = &s.values[l.offset..l.offset + l.count];
+                for i in 1..v.len() {
+                    assert_eq!(raw[i - 1] < raw[i], v[i - 1] < v[i]);
+                }
+            }
+        }
+    }
+}

@@ -15,6 +15,8 @@ root="$(cd "$here/../.." && pwd)"
 MODELS="${MODELS:-fmnist-resnet18}"
 TARGETS="${TARGETS:-0.7 0.5 0.33}"
 CRITERIA="${CRITERIA:-lrp-epsilon taylor gradient}"
+# Orders: SELECTION/NORMALIZE pairs (`relevance/none` is the paper's raw global ranking).
+ORDERS="${ORDERS:-relevance/none cost-aware/none relevance/mean}"
 TP_IMPORTANCES="${TP_IMPORTANCES:-l1 l2 taylor lamp bn_scale}"
 FT_SAMPLES="${FT_SAMPLES:-5000}"
 BIN="${RELPRUNE_BIN:-$CARGO_TARGET_DIR/release/relprune}"
@@ -31,13 +33,15 @@ if 'dropout' in a: opts['dropout']=a['dropout']
 print(name+':'+','.join('%s=%s'%kv for kv in opts.items()))")"
   for t in $TARGETS; do
     for c in $CRITERIA; do
-      for sel in relevance cost-aware; do
+      for order in $ORDERS; do
+        sel="${order%/*}"; norm="${order#*/}"
         for ft in plain distill; do
-          f="$out/$model-$t-$c-$sel-$ft.json"
+          name="$sel"; [ "$norm" != none ] && name="$sel+$norm"
+          f="$out/$model-$t-$c-$name-$ft.json"
           [ -f "$f" ] && continue
           extra=(); [ "$ft" = distill ] && extra=(--distill)
           echo "relprune $model macs=$t $c $sel $ft" >&2
-          "$BIN" --threads 2 --json prune --model "$model" --target "macs=$t" --criterion "$c" --selection "$sel" \
+          "$BIN" --threads 2 --json prune --model "$model" --target "macs=$t" --criterion "$c" --selection "$sel" --normalize "$norm" \
             --eval-samples 0 --finetune 1 --ft-samples "$FT_SAMPLES" "${extra[@]}" --latency-runs 20 \
             --out "$out/work-$model" > "$f.tmp" && mv "$f.tmp" "$f"
         done

@@ -26,12 +26,12 @@ for f in sorted(res.glob("*.json")):
         rows.setdefault((model, target), {})[name] = r
     else:
         ft = parts[-1]
-        sel = parts[-2] if parts[-2] in ("relevance",) else "cost-aware"
-        crit_end = -2 if sel == "relevance" else -3
         model_end = next(i for i, p in enumerate(parts) if p.replace(".", "").isdigit() and "." in p)
         model, target = "-".join(parts[:model_end]), parts[model_end]
-        crit = "-".join(parts[model_end + 1:len(parts) + crit_end])
-        name = f"relprune {crit} ({sel})"
+        order = d.get("selection", "relevance").replace("_", "-")
+        if d.get("normalize", "none") != "none":
+            order += f", per-layer {d['normalize']}"
+        name = f"relprune {d['criterion']} ({order})"
         r = rows.setdefault((model, target), {}).setdefault(name, {})
         r.update(macs=d["macs_ratio"], params=d["parameter_ratio"], acc=d["after"]["accuracy"],
                  b1=d["latency_ratio_batch1"], b64=d["latency_ratio_batch64"], unpruned=d["before"]["accuracy"])

@@ -48,6 +48,10 @@ pub struct PruneArgs {
     /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
     round_to: usize,
+    /// Scale scores within each layer before the global ranking: none (the paper's), max, l2,
+    /// sum or mean.
+    #[arg(long, value_enum, default_value = "none")]
+    normalize: relprune::ranking::LayerNormalization,
     /// Prune in N equal steps (of the rate or of the MACs / parameter target), re-scoring the
     /// pruned model and fine-tuning after each step; needs --finetune [range: 1..=100].
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = super::ranges::count(1, 100))]
@@ -186,6 +190,7 @@ struct PruneReport {
     /// The fraction of components removed (given, or found for a budget).
     rate: f64,
     selection: relprune::budget::Selection,
+    normalize: relprune::ranking::LayerNormalization,
     round_to: usize,
     /// The budget search, when a target or an accuracy budget was given.
     budget: Option<relprune::budget::BudgetChoice>,
@@ -251,6 +256,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         selection: args.selection,
         round_to: args.round_to,
         order: opts.order,
+        normalize: args.normalize,
         attribution_batch: opts.attribution_batch,
         eval_batch: opts.eval_batch,
         seq_len: args.seq_len,
@@ -303,6 +309,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         component: kind,
         rate,
         selection: args.selection,
+        normalize: args.normalize,
         round_to: args.round_to,
         budget,
         finetune,
