@@ -4,8 +4,11 @@
 # weights to the same MACs ratio, then fine-tuned with one recipe (1 epoch, with and without
 # distillation), all measured on the full Fashion-MNIST test split (10 classes) in one run.
 #   benchmarks/deploy/run.sh                 # fmnist-resnet18, MACs 0.7 / 0.5 / 0.33
-# Settings (environment): MODELS, TARGETS, CRITERIA, TP_IMPORTANCES, FT_SAMPLES (fine-tuning
-# samples, default 5000 of the 55,000 train images to fit this 2-core machine; 0 = all).
+# Settings (environment): MODELS, TARGETS, CRITERIA, ORDERS, TP_IMPORTANCES, FT_SAMPLES (fine-tuning
+# samples, default 2000 of the 55,000 train images to fit this 2-core machine; 0 = all).
+# The table in docs/benchmarks.md (2026-12-01) came from these two runs (results are cached per row):
+#   CRITERIA="lrp-epsilon taylor" ORDERS="relevance/none cost-aware/none" benchmarks/deploy/run.sh
+#   CRITERIA="lrp-epsilon taylor gradient" ORDERS="relevance/mean" benchmarks/deploy/run.sh
 # Results: benchmarks/deploy/results/*.json; table: docs/benchmarks.md, section "deploy".
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,7 +21,7 @@ CRITERIA="${CRITERIA:-lrp-epsilon taylor gradient}"
 # Orders: SELECTION/NORMALIZE pairs (`relevance/none` is the paper's raw global ranking).
 ORDERS="${ORDERS:-relevance/none cost-aware/none relevance/mean}"
 TP_IMPORTANCES="${TP_IMPORTANCES:-l1 l2 taylor lamp bn_scale}"
-FT_SAMPLES="${FT_SAMPLES:-5000}"
+FT_SAMPLES="${FT_SAMPLES:-2000}"
 BIN="${RELPRUNE_BIN:-$CARGO_TARGET_DIR/release/relprune}"
 out="$here/results"
 mkdir -p "$out"
