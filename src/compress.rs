@@ -68,8 +68,9 @@ pub struct StepRecord {
 /// The result: the final model and every step's record.
 pub struct Compressed {
     pub graph: Graph,
-    /// The final structure right after its last surgery, before fine-tuning.
-    pub pruned: Graph,
+    /// The final structure right after its last surgery, before its fine-tuning (None when
+    /// nothing was fine-tuned: then that is `graph` itself).
+    pub pruned: Option<Graph>,
     pub steps: Vec<StepRecord>,
     /// Components of the unpruned model, and removed in all.
     pub total_components: usize,
@@ -114,24 +115,26 @@ pub fn compress(
         Amount::Target(t) => t.measure.of(graph, cfg.seq_len)?,
         _ => 0,
     };
-    let mut current = graph.deep_clone();
+    // The model each step starts from: the input until the first surgery (never copied).
+    let mut current: Option<Graph> = None;
     let mut pruned_last = None;
     let mut records = Vec::new();
     for i in 1..=steps {
+        let now = current.as_ref().unwrap_or(graph);
         observer.stage(i, "scoring");
-        let comps = ComponentSet::find(&current, kind)?;
+        let comps = ComponentSet::find(now, kind)?;
         let scores = match &data {
-            Some(d) => score(&current, &comps, d.task, spec, cfg.attribution_batch)?,
-            None => spec.build(cfg.attribution_batch)?.score(&current, &comps, &Subset::empty())?,
+            Some(d) => score(now, &comps, d.task, spec, cfg.attribution_batch)?,
+            None => spec.build(cfg.attribution_batch)?.score(now, &comps, &Subset::empty())?,
         };
         let scores = crate::ranking::normalize_per_layer(&scores, &comps, cfg.normalize);
-        let mut ranking = GroupRanking::new(&current, &comps, &scores, cfg.order)?.with_round_to(cfg.round_to)?;
+        let mut ranking = GroupRanking::new(now, &comps, &scores, cfg.order)?.with_round_to(cfg.round_to)?;
         if cfg.selection == Selection::CostAware {
             let m = match cfg.amount {
                 Amount::Target(t) => t.measure,
                 _ => Measure::Macs,
             };
-            let costs = unit_costs(&current, &comps, &ranking, cfg.seq_len)?;
+            let costs = unit_costs(now, &comps, &ranking, cfg.seq_len)?;
             order_by_cost(&mut ranking, &costs, m);
         }
         observer.stage(i, "selecting");
@@ -146,12 +149,12 @@ pub fn compress(
             Amount::Target(t) => {
                 // Equal steps in the measure: after step i at most 1 − (1 − ratio)·i/N of it.
                 let limit = measure0 as f64 * (1.0 - (1.0 - t.ratio) * i as f64 / steps as f64);
-                let now = t.measure.of(&current, cfg.seq_len)? as f64;
-                if now <= limit {
+                let size = t.measure.of(now, cfg.seq_len)? as f64;
+                if size <= limit {
                     (Vec::new(), None)
                 } else {
-                    let step = Target { measure: t.measure, ratio: limit / now };
-                    let c = select_for_target(&current, &comps, &ranking, step, cfg.seq_len)?;
+                    let step = Target { measure: t.measure, ratio: limit / size };
+                    let c = select_for_target(now, &comps, &ranking, step, cfg.seq_len)?;
                     (c.selection.clone(), Some(c))
                 }
             }
@@ -159,9 +162,9 @@ pub fn compress(
                 let d = data.as_ref().expect("checked above");
                 // Chosen on the validation split (the same classes), never on the split reported.
                 let val_spec = TaskSpec { split: SplitName::Val, ..d.task.spec.clone() };
-                let val = Task::prepare(d.splits, current.num_outputs().unwrap_or(0), &val_spec)?;
+                let val = Task::prepare(d.splits, now.num_outputs().unwrap_or(0), &val_spec)?;
                 let c = select_for_max_drop(
-                    &current,
+                    now,
                     &comps,
                     &ranking,
                     &val.eval,
@@ -173,12 +176,15 @@ pub fn compress(
             }
         };
         observer.stage(i, "removing");
-        let (mut small, surgery) = prune(&current, &comps, &ranking, &sel)?;
+        let (mut small, surgery) = prune(now, &comps, &ranking, &sel)?;
         let accuracy_pruned = match &data {
             Some(d) => Some(crate::evaluate::accuracy(&small, &d.task.eval, &d.task.eval_options(cfg.eval_batch))?),
             None => None,
         };
-        let pruned_copy = small.deep_clone();
+        // Only the last step's pre-fine-tuning weights are reported; copied only when they change.
+        if i == steps && cfg.finetune.is_some() {
+            pruned_last = Some(small.deep_clone());
+        }
         let (training, accuracy_finetuned) = match (&cfg.finetune, &data) {
             (Some(ft), Some(d)) => {
                 observer.stage(i, "fine-tuning");
@@ -194,24 +200,22 @@ pub fn compress(
             }
             _ => (None, None),
         };
-        let left = ComponentSet::find(&small, kind).map(|c| c.total).unwrap_or(0);
         records.push(StepRecord {
             step: i,
-            removed_components: comps.total - left,
-            components_left: left,
+            removed_components: surgery.removed_components,
+            components_left: comps.total - surgery.removed_components,
             budget,
             surgery,
             accuracy_pruned,
             accuracy_finetuned,
             training,
         });
-        pruned_last = Some(pruned_copy);
-        current = small;
+        current = Some(small);
     }
     let left = records.last().map_or(total, |r| r.components_left);
     Ok(Compressed {
-        pruned: pruned_last.unwrap_or_else(|| graph.deep_clone()),
-        graph: current,
+        pruned: pruned_last,
+        graph: current.unwrap_or_else(|| graph.deep_clone()),
         steps: records,
         total_components: total,
         removed_components: total - left,

@@ -6,7 +6,6 @@ use clap::Args;
 use relprune::attribution::CriterionSpec;
 use relprune::compress::{compress, Amount, CompressConfig, TaskData};
 use relprune::evaluate::{accuracy, latency, random_inputs, Latency};
-use relprune::experiment::Task;
 use relprune::graph::{stats, Graph};
 use relprune::surgery::SurgeryReport;
 use serde::Serialize;
@@ -209,13 +208,14 @@ struct PruneReport {
     latency_ratio_batch64: f64,
 }
 
-pub fn measure(g: &Graph, task: Option<&Task>, seq_len: i64, runs: usize, batch: usize) -> anyhow::Result<Measures> {
+/// Size and speed of `g`, with its accuracy measured elsewhere (None without data).
+pub fn measure(g: &Graph, accuracy: Option<f64>, seq_len: i64, runs: usize) -> anyhow::Result<Measures> {
     Ok(Measures {
         parameters: g.num_parameters(),
         macs: stats::macs(g, seq_len)?,
         latency_batch1: latency(g, &random_inputs(g, 1, seq_len), 3, runs)?,
         latency_batch64: latency(g, &random_inputs(g, 64, seq_len), 1, (runs / 4).max(3))?,
-        accuracy: task.map(|t| accuracy(g, &t.eval, &t.eval_options(batch))).transpose()?,
+        accuracy,
     })
 }
 
@@ -235,7 +235,6 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
             anyhow::bail!("criterion {} needs reference samples; give --data", spec.label());
         }
         let model = args.model.load()?;
-        stats::check_seq_len(&model.graph, args.seq_len)?;
         relprune::evaluate::check_finite(&model.graph, &random_inputs(&model.graph, 2, args.seq_len))?;
         let comps = relprune::components::ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
         (model, None, comps, None)
@@ -271,12 +270,15 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     let result = compress(&model.graph, kind, &spec, data, &cfg, &args.out.join("finetune-work"), &mut bar)?;
     bar.finish();
     let rate = args.rate.unwrap_or(result.removed_components as f64 / result.total_components.max(1) as f64);
-    let pb = progress(2, "measuring");
-    let before = measure(&model.graph, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
-    pb.set_position(1);
-    let after = measure(&result.pruned, task.as_ref(), args.seq_len, args.latency_runs, opts.eval_batch)?;
-    pb.finish_and_clear();
     let last = result.steps.last();
+    let pb = progress(2, "measuring");
+    let unpruned_accuracy = task.as_ref().map(|t| accuracy(&model.graph, &t.eval, &t.eval_options(opts.eval_batch)));
+    let before = measure(&model.graph, unpruned_accuracy.transpose()?, args.seq_len, args.latency_runs)?;
+    pb.set_position(1);
+    // The pruned model's accuracy was measured by `compress`, right after its last surgery.
+    let pruned = result.pruned.as_ref().unwrap_or(&result.graph);
+    let after = measure(pruned, last.and_then(|s| s.accuracy_pruned), args.seq_len, args.latency_runs)?;
+    pb.finish_and_clear();
     let finetune = cfg.finetune.clone().zip(last).and_then(|(config, step)| {
         Some(FinetuneOutcome { config, training: step.training.clone()?, accuracy: step.accuracy_finetuned })
     });
