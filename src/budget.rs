@@ -178,6 +178,31 @@ pub struct BudgetChoice {
     pub selection: Vec<(usize, usize)>,
 }
 
+impl BudgetChoice {
+    /// The choice of the first `units` of `ranking`'s order, with the measure before and after.
+    fn of_prefix(
+        ranking: &GroupRanking,
+        units: usize,
+        (before, after): (i64, i64),
+        evaluations: usize,
+        val_accuracy: Option<(f64, f64)>,
+    ) -> Self {
+        let selection = ranking.prefix(units);
+        let components = ranking.components_in(&selection);
+        BudgetChoice {
+            units,
+            components,
+            rate: components as f64 / ranking.total_components.max(1) as f64,
+            before,
+            after,
+            ratio: after as f64 / before as f64,
+            evaluations,
+            val_accuracy,
+            selection,
+        }
+    }
+}
+
 /// The smallest prefix of `ranking`'s order that keeps at most `target.ratio` of the measure.
 pub fn select_for_target(
     graph: &Graph,
@@ -222,19 +247,7 @@ pub fn select_for_target(
             lo = mid;
         }
     }
-    let selection = ranking.prefix(hi);
-    let components = ranking.components_in(&selection);
-    Ok(BudgetChoice {
-        units: hi,
-        components,
-        rate: components as f64 / ranking.total_components.max(1) as f64,
-        before,
-        after: at_hi,
-        ratio: at_hi as f64 / before as f64,
-        evaluations,
-        val_accuracy: None,
-        selection,
-    })
+    Ok(BudgetChoice::of_prefix(ranking, hi, (before, at_hi), evaluations, None))
 }
 
 /// The largest prefix whose accuracy on `val` stays within `max_drop_points` (percentage points)
@@ -273,22 +286,9 @@ pub fn select_for_max_drop(
             hi = mid;
         }
     }
-    let selection = ranking.prefix(lo);
-    let components = ranking.components_in(&selection);
-    let before = stats::macs(graph, seq_len)?;
-    let (small, _) = prune(graph, comps, ranking, &selection)?;
-    let after = stats::macs(&small, seq_len)?;
-    Ok(BudgetChoice {
-        units: lo,
-        components,
-        rate: components as f64 / ranking.total_components.max(1) as f64,
-        before,
-        after,
-        ratio: after as f64 / before as f64,
-        evaluations,
-        val_accuracy: Some((base, acc_lo)),
-        selection,
-    })
+    let (small, _) = prune(graph, comps, ranking, &ranking.prefix(lo))?;
+    let macs = (stats::macs(graph, seq_len)?, stats::macs(&small, seq_len)?);
+    Ok(BudgetChoice::of_prefix(ranking, lo, macs, evaluations, Some((base, acc_lo))))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use relprune::attribution::CriterionSpec;
 use relprune::components::ComponentKind;
 use relprune::experiment::Task;
 use relprune::optimize::objective::PruningObjective;
+use relprune::optimize::storage::redact;
 use relprune::optimize::{
     best_trial, connect, connect_existing, importance, run_worker, MedianPruner, SamplerKind, SearchSpace,
     StudyDefinition, StudyObserver, StudyStore, Trial, TrialState,
@@ -256,13 +257,6 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         args.out.display()
     ));
     out.emit(&summary)
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Result<()> {

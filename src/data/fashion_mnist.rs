@@ -169,9 +169,6 @@ fn read_pair(dir: &Path, prefix: &str) -> Result<GreyImages> {
     if n == 0 {
         return Err(bad(&img_path, "the file holds no images (N = 0)".into()));
     }
-    if h == 0 || w == 0 {
-        return Err(bad(&img_path, format!("images of {h}×{w} pixels; height and width must be at least 1")));
-    }
     let desc = format!("Fashion-MNIST {prefix} ({n} images of {h}×{w}) from {}", dir.display());
     GreyImages::from_bytes(&images.data, n, h, w, labels.data.iter().map(|&l| l as i64).collect(), desc).map_err(|e| {
         match e {

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 /// The most parameter values a built graph may hold (16 GiB of float32).
 pub const MAX_PARAMETERS: i64 = 1 << 32;
-/// The most values one input sample may hold (1 GiB of float32).
-pub const MAX_INPUT_VALUES: i64 = 1 << 28;
 
 /// Refuses graphs too large to allocate, before anything is allocated: absurd architecture
-/// options would otherwise abort the process inside libtorch's allocator.
+/// options would otherwise abort the process inside libtorch's allocator. The total parameter
+/// count is checked here; per-op sizes and input shapes by the graph's own structure check.
 fn check_size(spec: &GraphSpec) -> Result<()> {
     let too_big = || {
         crate::error::Error::invalid(format!(
@@ -24,17 +23,9 @@ fn check_size(spec: &GraphSpec) -> Result<()> {
             let n = ps.shape.iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0))).ok_or_else(too_big)?;
             total = total.checked_add(n).filter(|&t| t <= MAX_PARAMETERS).ok_or_else(too_big)?;
         }
-        if let Op::Input(InputKind::Image { channels, height, width }) = &node.op {
-            let n = [*channels, *height, *width].iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0)));
-            if n.is_none_or(|n| n > MAX_INPUT_VALUES) {
-                crate::bail!(
-                    "an input of {channels}×{height}×{width} values per sample is larger than {MAX_INPUT_VALUES}; \
-                     reduce the size or in options"
-                );
-            }
-        }
     }
-    Ok(())
+    super::validate_structure(spec)
+        .map_err(|e| crate::error::Error::invalid(format!("{e}; reduce the architecture's width, size or in options")))
 }
 
 /// Appends nodes in topological order; parameter keys default to `<node name>.<role>`.

@@ -1,20 +1,12 @@
 //! The PostgreSQL backend, for several workers on several machines sharing one study.
 
-use super::storage::{Sql, SqlConn};
+use super::storage::{redact, Sql, SqlConn};
 use crate::error::{Error, Result};
 use postgres::types::ToSql;
 
 pub struct PgConn {
     client: postgres::Client,
     url: String,
-}
-
-fn redact(url: &str) -> String {
-    // Never print a password.
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 /// The server's own reason for a failure ("password authentication failed for user …",

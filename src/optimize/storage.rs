@@ -110,42 +110,49 @@ impl StudyStore {
             insert,
             &[Sql::Text(name.into()), Sql::Text(space.clone()), Sql::Text(objective.clone()), Sql::Int(now())],
         )?;
-        let rows =
-            conn.query("SELECT id, space, objective FROM relprune_studies WHERE name = $1", &[Sql::Text(name.into())])?;
-        let row = rows.first().ok_or_else(|| Error::invalid(format!("study `{name}` could not be created")))?;
-        let stored_space: SearchSpace =
-            serde_json::from_str(&row[1].text().unwrap_or_default()).map_err(Error::json("stored search space"))?;
-        if stored_space != def.space {
+        let (study_id, stored) = Self::stored(conn.as_mut(), name)?
+            .ok_or_else(|| Error::invalid(format!("study `{name}` could not be created")))?;
+        if stored.space != def.space {
             crate::bail!(
                 "study `{name}` was created with a different search space; use another --study name, or the original space:\n{}",
-                stored_space.to_yaml()
+                stored.space.to_yaml()
             );
         }
-        let stored_obj: serde_json::Value =
-            serde_json::from_str(&row[2].text().unwrap_or_default()).map_err(Error::json("stored objective"))?;
-        if stored_obj != def.objective {
+        if stored.objective != def.objective {
             crate::bail!(
-                "study `{name}` was created for a different objective ({stored_obj}); use another --study name or the same \
-                 model, task and settings"
+                "study `{name}` was created for a different objective ({}); use another --study name or the same \
+                 model, task and settings",
+                stored.objective
             );
         }
-        Ok(StudyStore { study_id: row[0].int()?, conn, name: name.into(), stale_after_seconds: 900 })
+        Ok(StudyStore { study_id, conn, name: name.into(), stale_after_seconds: 900 })
     }
 
     /// Attaches to an existing study without writing anything (for inspection): its
     /// definition is read from storage.
     pub fn attach(mut conn: Box<dyn SqlConn>, name: &str) -> Result<(Self, StudyDefinition)> {
-        let rows = conn
-            .query("SELECT id, space, objective FROM relprune_studies WHERE name = $1", &[Sql::Text(name.into())])
-            .map_err(|e| Error::invalid(format!("no relprune studies in this storage ({e})")))?;
-        let Some(row) = rows.first() else { crate::bail!("no study `{name}` in this storage") };
+        let (study_id, def) = Self::stored(conn.as_mut(), name)
+            .map_err(|e| match e {
+                e @ Error::Json { .. } => e,
+                // The query failed: the storage holds no study tables.
+                other => Error::invalid(format!("no relprune studies in this storage ({other})")),
+            })?
+            .ok_or_else(|| Error::invalid(format!("no study `{name}` in this storage")))?;
+        Ok((StudyStore { study_id, conn, name: name.into(), stale_after_seconds: 900 }, def))
+    }
+
+    /// The id and definition of study `name` as stored, or None when there is no such study.
+    fn stored(conn: &mut dyn SqlConn, name: &str) -> Result<Option<(i64, StudyDefinition)>> {
+        let rows =
+            conn.query("SELECT id, space, objective FROM relprune_studies WHERE name = $1", &[Sql::Text(name.into())])?;
+        let Some(row) = rows.first() else { return Ok(None) };
         let def = StudyDefinition {
             space: serde_json::from_str(&row[1].text().unwrap_or_default())
                 .map_err(Error::json("stored search space"))?,
             objective: serde_json::from_str(&row[2].text().unwrap_or_default())
                 .map_err(Error::json("stored objective"))?,
         };
-        Ok((StudyStore { study_id: row[0].int()?, conn, name: name.into(), stale_after_seconds: 900 }, def))
+        Ok(Some((row[0].int()?, def)))
     }
 
     fn parse_trial(row: &[Sql]) -> Result<Trial> {
@@ -307,6 +314,14 @@ impl StudyStore {
             &[Sql::Int(trial_id), Sql::Text(state.name().into()), value.into(), message.into(), Sql::Int(now())],
         )?;
         Ok(())
+    }
+}
+
+/// `url` with any password removed (user and password are dropped), for messages and reports.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
     }
 }
 
