@@ -223,12 +223,17 @@ pub fn select_for_target(
     let at_most = measure_at(n)?;
     if at_most > limit {
         crate::bail!(
-            "{:?} target {}: removing every unit this criterion may remove leaves {:.3} of the model's {}; \
-             a conv layer keeps at least one channel and coupled channels go together. Choose a larger fraction",
-            target.measure,
+            "target {}={}: removing every unit this criterion may remove leaves {:.3} of the model's {}; \
+             a conv layer keeps at least one channel and coupled channels go together{}. Choose a larger fraction",
+            target.measure.name(),
             target.ratio,
             at_most as f64 / before as f64,
-            target.measure.name()
+            target.measure.name(),
+            if ranking.round_to > 1 {
+                format!(", and widths stay multiples of {} (--round-to)", ranking.round_to)
+            } else {
+                String::new()
+            }
         );
     }
     // Invariant: measure(lo) > limit (or lo = 0), measure(hi) ≤ limit.

@@ -147,13 +147,17 @@ pub fn compress(
                 (ranking.selection(step_rate.min(0.999_999))?, None)
             }
             Amount::Target(t) => {
-                // Equal steps in the measure: after step i at most 1 − (1 − ratio)·i/N of it.
-                let limit = measure0 as f64 * (1.0 - (1.0 - t.ratio) * i as f64 / steps as f64);
-                let size = t.measure.of(now, cfg.seq_len)? as f64;
+                // Equal steps in the measure: after step i at most ratio + (1 − ratio)·(N − i)/N of
+                // the unpruned model's (exactly the target after the last step).
+                let fraction = t.ratio + (1.0 - t.ratio) * (steps - i) as f64 / steps as f64;
+                // The first step starts from the unpruned model: its size is `measure0`.
+                let size = if i == 1 { measure0 } else { t.measure.of(now, cfg.seq_len)? } as f64;
+                let limit = measure0 as f64 * fraction;
                 if size <= limit {
                     (Vec::new(), None)
                 } else {
-                    let step = Target { measure: t.measure, ratio: limit / size };
+                    let ratio = if i == 1 { fraction } else { limit / size };
+                    let step = Target { measure: t.measure, ratio };
                     let c = select_for_target(now, &comps, &ranking, step, cfg.seq_len)?;
                     (c.selection.clone(), Some(c))
                 }
