@@ -1,19 +1,22 @@
 //! Prunable units of a graph and their depth groups, found by walking the graph (no
 //! per-architecture name lists).
 //!
-//! - **filters**: output channels of every `Conv2d` (shortcut / downsample convs included);
-//! - **neurons**: output units of every hidden `Linear` — one whose output reaches, through
-//!   elementwise layers only, nothing but other Linear layers (so never the classifier, nor a
-//!   projection into a residual stream or into attention; in a ViT / BERT these are the MLP's
-//!   hidden units);
+//! - **filters**: the channels of every layer that makes new channels of a map (convolutions,
+//!   shortcut / downsample and squeeze-and-excitation convs included; a depthwise conv keeps
+//!   the channels of the layer before it);
+//! - **neurons**: the channels of every layer that makes new channels of a vector or token
+//!   sequence and whose channels may be removed ([`crate::dependency`]): never the classifier,
+//!   nor a projection into a residual stream or into attention; in a ViT / BERT these are the
+//!   MLP's hidden units;
 //! - **heads**: the heads of every attention node.
 //!
-//! Depth groups: the layers that carry LRP rules (Conv2d and Linear) are split into `fc` —
+//! Depth groups: the layers that carry LRP rules (convolutions and linear layers) are split into `fc` —
 //! Linear layers applied to a flat (B, D) vector, i.e. after the spatial / token reduction —
 //! and, by forward order, `low` (first quarter), `mid` and `high` (last quarter).
 
+use crate::dependency::{channel_spaces, ChannelSpaces};
 use crate::error::Result;
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{output_ranks, Graph, NodeId, Units};
 use serde::{Deserialize, Serialize};
 
 /// The kind of structural component.
@@ -70,36 +73,20 @@ impl std::str::FromStr for DepthGroup {
     }
 }
 
-/// Rank (number of dimensions, batch included) of every node's output, inferred from the
-/// structure alone.
-pub fn output_ranks(graph: &Graph) -> Vec<usize> {
-    let mut rank = vec![0usize; graph.nodes().len()];
-    for (id, n) in graph.nodes().iter().enumerate() {
-        let first = n.inputs.first().map(|&i| rank[i]).unwrap_or(0);
-        rank[id] = match &n.op {
-            Op::Input(crate::graph::InputKind::Image { .. }) => 4,
-            Op::Input(_) => 2,
-            Op::Embedding { .. } => first + 1,
-            Op::Flatten { start_dim } => (*start_dim as usize) + 1,
-            Op::PatchesToTokens => 3,
-            Op::SelectToken { .. } | Op::MeanPool => first.saturating_sub(1),
-            Op::Add => n.inputs.iter().map(|&i| rank[i]).max().unwrap_or(0),
-            _ => first,
-        };
-    }
-    rank
-}
-
-/// Depth group of every Conv2d / Linear node (None for other nodes).
+/// Depth group of every layer that carries an LRP rule (convolutions, linear layers; None for
+/// other nodes).
 pub fn depth_groups(graph: &Graph) -> Vec<Option<DepthGroup>> {
-    let ranks = output_ranks(graph);
+    let ranks = output_ranks(graph.spec());
     let mut groups = vec![None; graph.nodes().len()];
     let mut deep = Vec::new();
     for (id, n) in graph.nodes().iter().enumerate() {
-        match n.op {
-            Op::Linear { .. } if ranks[n.inputs[0]] <= 2 => groups[id] = Some(DepthGroup::Fc),
-            Op::Linear { .. } | Op::Conv2d(_) => deep.push(id),
-            _ => {}
+        if !n.op.kind().takes_rule() {
+            continue;
+        }
+        if ranks[n.inputs[0]] <= 2 {
+            groups[id] = Some(DepthGroup::Fc);
+        } else {
+            deep.push(id);
         }
     }
     let n = deep.len();
@@ -120,23 +107,6 @@ pub fn depth_groups(graph: &Graph) -> Vec<Option<DepthGroup>> {
     groups
 }
 
-/// Whether an op passes values through elementwise (so a unit keeps its identity).
-fn elementwise(op: &Op) -> bool {
-    matches!(op, Op::Relu | Op::Gelu { .. } | Op::Tanh | Op::Dropout { .. } | Op::BatchNorm2d { .. })
-}
-
-/// Whether every path from `id` through elementwise nodes ends in a Linear layer.
-fn feeds_only_linears(graph: &Graph, consumers: &[Vec<NodeId>], id: NodeId) -> bool {
-    if id == graph.output() || consumers[id].is_empty() {
-        return false;
-    }
-    consumers[id].iter().all(|&c| match &graph.node(c).op {
-        Op::Linear { .. } => true,
-        op if elementwise(op) => feeds_only_linears(graph, consumers, c),
-        _ => false,
-    })
-}
-
 /// One layer's units.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ComponentLayer {
@@ -153,6 +123,11 @@ pub struct ComponentLayer {
     pub read_at: NodeId,
     /// Dimensions per head (heads only).
     pub head_dim: Option<i64>,
+    /// Nodes whose output carries this layer's channels, with the position of unit 0 there:
+    /// the layer itself, its BatchNorm, a depthwise conv after it, a concatenation's slice.
+    /// Masking a unit zeroes it at every carrier that has per-channel parameters.
+    #[serde(default)]
+    pub carriers: Vec<(NodeId, i64)>,
 }
 
 /// All units of one kind in a graph, in forward order, numbered globally.
@@ -168,35 +143,39 @@ impl ComponentSet {
     pub fn find(graph: &Graph, kind: ComponentKind) -> Result<Self> {
         let groups = depth_groups(graph);
         let consumers = graph.consumers();
+        let ranks = output_ranks(graph.spec());
+        let spaces = if kind == ComponentKind::Heads { None } else { Some(channel_spaces(graph)?) };
         let mut layers = Vec::new();
         let mut offset = 0;
         for (id, n) in graph.nodes().iter().enumerate() {
-            let (count, head_dim, group) = match (&n.op, kind) {
-                (Op::Conv2d(c), ComponentKind::Filters) => (c.out_channels as usize, None, groups[id]),
-                (Op::Linear { out_features, .. }, ComponentKind::Neurons)
-                    if feeds_only_linears(graph, &consumers, id) =>
+            let (count, head_dim, group) = match (n.op.kind().units(), kind) {
+                (Some(Units::Channels(c)), ComponentKind::Filters) if ranks[id] == 4 => (c as usize, None, groups[id]),
+                // Hidden units: channels of a vector / token layer that may lose them (so never
+                // the classifier, nor a projection into a residual stream or into attention).
+                (Some(Units::Channels(c)), ComponentKind::Neurons)
+                    if ranks[id] < 4 && spaces.as_ref().is_some_and(|s| s.blocked_at(id).is_none()) =>
                 {
-                    (*out_features as usize, None, groups[id])
+                    (c as usize, None, groups[id])
                 }
-                (Op::Attention { heads, head_dim, .. }, ComponentKind::Heads) => {
+                (Some(Units::Heads { heads, head_dim }), ComponentKind::Heads) => {
                     // Heads take the group of the projection that consumes them.
                     let g = consumers[id].iter().find_map(|&c| groups[c]).or(Some(DepthGroup::Mid));
-                    (*heads as usize, Some(*head_dim), g)
+                    (heads as usize, Some(head_dim), g)
                 }
                 _ => continue,
             };
-            let read_at = match (&n.op, consumers[id].as_slice()) {
-                (Op::Conv2d(_), [c]) if matches!(graph.node(*c).op, Op::BatchNorm2d { .. }) => *c,
-                _ => id,
-            };
+            let read_at = graph.following_batchnorm(id).unwrap_or(id);
+            let carriers = spaces.as_ref().map(|s| carriers(graph, s, id)).unwrap_or_else(|| vec![(id, 0)]);
             layers.push(ComponentLayer {
                 node: id,
                 name: n.name.clone(),
                 count,
                 offset,
-                group: group.expect("conv / linear nodes have a depth group"),
+                group: group
+                    .ok_or_else(|| crate::Error::invalid(format!("`{}` owns units but carries no LRP rule", n.name)))?,
                 read_at,
                 head_dim,
+                carriers,
             });
             offset += count;
         }
@@ -204,8 +183,8 @@ impl ComponentSet {
             crate::bail!(
                 "the model has no prunable {kind} ({}); choose another --component",
                 match kind {
-                    ComponentKind::Filters => "no Conv2d layers",
-                    ComponentKind::Neurons => "no hidden Linear layers feeding other Linear layers",
+                    ComponentKind::Filters => "no convolution with channels of its own",
+                    ComponentKind::Neurons => "no hidden linear layer whose outputs may be removed",
                     ComponentKind::Heads => "no attention layers",
                 }
             );
@@ -223,10 +202,30 @@ impl ComponentSet {
     /// The default kind for a graph: heads-and-neurons models (with attention) → neurons,
     /// otherwise filters.
     pub fn default_kind(graph: &Graph) -> ComponentKind {
-        if graph.nodes().iter().any(|n| matches!(n.op, Op::Attention { .. })) {
+        if graph.nodes().iter().any(|n| matches!(n.op.kind().units(), Some(Units::Heads { .. }))) {
             ComponentKind::Neurons
         } else {
             ComponentKind::Filters
         }
     }
+}
+
+/// Nodes whose output channels at `[offset, offset + count)` are exactly `owner`'s channels,
+/// and have per-channel parameters (plus the owner itself).
+fn carriers(graph: &Graph, spaces: &ChannelSpaces, owner: NodeId) -> Vec<(NodeId, i64)> {
+    let own = &spaces.atoms[owner];
+    let mut out = vec![(owner, 0)];
+    let Some(&first) = own.first() else { return out };
+    for (id, n) in graph.nodes().iter().enumerate().skip(owner + 1) {
+        if n.op.kind().channel_params().output.is_empty() {
+            continue;
+        }
+        let at = &spaces.atoms[id];
+        if let Some(pos) = at.iter().position(|&a| a == first) {
+            if at.get(pos..pos + own.len()) == Some(own.as_slice()) {
+                out.push((id, pos as i64));
+            }
+        }
+    }
+    out
 }

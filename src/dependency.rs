@@ -1,32 +1,40 @@
-//! Dependency groups for physical pruning, derived from the graph alone.
+//! Channel dependencies, derived by following each op's channel map ([`ChannelMap`]) through
+//! the graph: no per-architecture knowledge.
 //!
-//! Every node output with a channel dimension belongs to a *channel space*. Layers that keep
-//! channels aligned (BatchNorm, activations, pooling, dropout, depthwise convolutions, token
-//! selection) put their output in their input's space; a residual addition merges the spaces of
-//! all its summands. A Conv2d or Linear starts a new space (its output channels) and *consumes*
-//! its input's space (its input channels). Removing channel c of a space therefore means:
-//! remove output c of every producer in it, entry c of every BatchNorm in it, and input c of
-//! every consumer (a Linear after a Flatten loses the block of columns that channel became).
+//! Every channel of every node output is labelled with an *atom*. An op that makes new channels
+//! (conv, linear, and the output of an addition or a gating product) makes new atoms; an op
+//! that keeps channels (activations, BatchNorm, pooling, depthwise convs) passes its input's
+//! atoms on; a concatenation lists its inputs' atoms one after another (DenseNet); a flatten
+//! repeats each channel's atom over the block of features it became. Additions and gating
+//! products tie their inputs' atoms and their own, index by index, into one *class*: removing a
+//! channel means removing every position labelled with an atom of its class, everywhere.
 //!
-//! A space cannot lose channels when something would change meaning: the graph input, a
-//! LayerNorm (its statistics span the channels), an embedding or position table, the class
-//! token, the attention inputs (q, k, v: heads are pruned as heads), grouped convolutions that
-//! are not depthwise, or the graph output.
+//! A class cannot lose channels when an op says so ([`OpKind::channel_block`]: the graph input,
+//! LayerNorm, learned tables, attention, grouped convolutions) or when it reaches the output.
 
 use crate::components::{ComponentKind, ComponentSet};
 use crate::error::Result;
-use crate::graph::{stats, Graph, Mode, NodeId, Op};
+use crate::graph::{stats, ChannelMap, Graph, Mode, NodeId};
 
-/// Channel spaces of a graph.
+/// Channel atoms and classes of a graph.
 pub struct ChannelSpaces {
-    /// Space of every node's output.
-    pub space_of: Vec<usize>,
-    /// Why a space cannot lose channels (None: it can).
+    /// Atom of every channel of every node's output (index: node, then channel).
+    pub atoms: Vec<Vec<usize>>,
+    /// Class of every atom.
+    pub class_of: Vec<usize>,
+    /// Why a class cannot lose channels (index: class; None: it can).
     pub blocked: Vec<Option<String>>,
-    /// For Flatten nodes: positions per channel (H·W of the flattened map).
-    pub flatten_block: Vec<Option<i64>>,
-    /// Channels of every node's output (last dim for tokens, dim 1 for maps).
-    pub channels: Vec<i64>,
+}
+
+impl ChannelSpaces {
+    /// Classes of a node's output channels.
+    pub fn classes(&self, id: NodeId) -> Vec<usize> {
+        self.atoms[id].iter().map(|&a| self.class_of[a]).collect()
+    }
+    /// Why node `id`'s output channels cannot be removed (the first blocked class).
+    pub fn blocked_at(&self, id: NodeId) -> Option<String> {
+        self.atoms[id].iter().find_map(|&a| self.blocked[self.class_of[a]].clone())
+    }
 }
 
 struct UnionFind(Vec<usize>);
@@ -47,111 +55,95 @@ impl UnionFind {
     fn union(&mut self, a: usize, b: usize) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
-            self.0[rb] = ra;
+            self.0[rb.max(ra)] = ra.min(rb);
         }
+    }
+    fn fresh(&mut self, n: i64) -> Vec<usize> {
+        let start = self.0.len();
+        self.0.extend(start..start + n.max(0) as usize);
+        (start..start + n.max(0) as usize).collect()
     }
 }
 
-/// Computes the channel spaces (one example forward pass gives the shapes).
+/// Channels of a tensor of shape `s`: dimension 1 of a 4-d map, the last dimension otherwise.
+fn channel_count(s: &[i64]) -> i64 {
+    match s.len() {
+        4 => s[1],
+        0 | 1 => 0,
+        _ => *s.last().expect("rank ≥ 2"),
+    }
+}
+
+/// Computes the channel atoms and classes (one example forward pass gives the shapes).
 pub fn channel_spaces(graph: &Graph) -> Result<ChannelSpaces> {
-    let n = graph.nodes().len();
     let outs = tch::no_grad(|| graph.forward_all(&stats::example_inputs(graph, 8), Mode::Eval))?;
-    let channels: Vec<i64> = outs
-        .iter()
-        .map(|t| {
-            let s = t.size();
-            match s.len() {
-                4 => s[1],
-                0 | 1 => 0,
-                _ => *s.last().unwrap(),
-            }
-        })
-        .collect();
-    let mut uf = UnionFind((0..n).collect());
-    let mut block_reason: Vec<Option<String>> = vec![None; n];
-    let mut flatten_block = vec![None; n];
-    let blocks = |uf: &mut UnionFind, id: NodeId, why: String, reasons: &mut Vec<Option<String>>| {
-        let r = uf.find(id);
-        reasons[r].get_or_insert(why);
-    };
-    // First pass: unions.
+    let shapes: Vec<Vec<i64>> = outs.iter().map(|t| t.size()).collect();
+    let mut uf = UnionFind(Vec::new());
+    let mut atoms: Vec<Vec<usize>> = Vec::with_capacity(shapes.len());
+    let mut blocks: Vec<(usize, String)> = Vec::new();
     for (id, node) in graph.nodes().iter().enumerate() {
-        let x = node.inputs.first().copied();
-        match &node.op {
-            Op::Conv2d(c) if c.groups > 1 && c.groups == c.in_channels && c.groups == c.out_channels => {
-                uf.union(x.unwrap(), id)
+        let c = channel_count(&shapes[id]);
+        let ins: Vec<&Vec<usize>> = node.inputs.iter().map(|&i| &atoms[i]).collect();
+        let mut mismatch = false;
+        let made = match node.op.kind().channels() {
+            ChannelMap::New => uf.fresh(c),
+            ChannelMap::Same if ins[0].len() as i64 == c => ins[0].clone(),
+            ChannelMap::Same => {
+                mismatch = true;
+                uf.fresh(c)
             }
-            Op::BatchNorm2d { .. }
-            | Op::Relu
-            | Op::Gelu { .. }
-            | Op::Tanh
-            | Op::Dropout { .. }
-            | Op::MaxPool2d { .. }
-            | Op::AvgPool2d { .. }
-            | Op::AdaptiveAvgPool2d { .. }
-            | Op::LayerNorm { .. }
-            | Op::PositionEmbedding { .. }
-            | Op::SegmentEmbedding { .. }
-            | Op::ClassToken { .. }
-            | Op::PatchesToTokens
-            | Op::SelectToken { .. } => uf.union(x.unwrap(), id),
-            Op::MeanPool => uf.union(x.unwrap(), id),
-            Op::Add => {
-                for &i in &node.inputs {
-                    uf.union(i, id);
+            ChannelMap::Concat if ins.iter().map(|a| a.len() as i64).sum::<i64>() == c && ins.len() > 1 => {
+                ins.iter().flat_map(|a| a.iter().copied()).collect()
+            }
+            ChannelMap::Flatten if shapes[node.inputs[0]].len() >= 3 && !ins[0].is_empty() => {
+                let block = c / ins[0].len() as i64;
+                if block * ins[0].len() as i64 == c {
+                    ins[0].iter().flat_map(|&a| std::iter::repeat_n(a, block as usize)).collect()
+                } else {
+                    mismatch = true;
+                    uf.fresh(c)
                 }
             }
-            Op::Flatten { .. } => {
-                let (c, numel) = (channels[x.unwrap()], outs[x.unwrap()].size()[1..].iter().product::<i64>());
-                flatten_block[id] = Some(if c > 0 { numel / c } else { 1 });
+            ChannelMap::Flatten if ins[0].len() as i64 == c => ins[0].clone(),
+            // Merge, a concatenation along another dimension (every input carries the same
+            // channels), or a flatten that keeps them: new atoms tied to each input's.
+            ChannelMap::Merge | ChannelMap::Concat | ChannelMap::Flatten => {
+                let fresh = uf.fresh(c);
+                for (k, a) in ins.iter().enumerate() {
+                    if a.len() == fresh.len() {
+                        for (&x, &y) in a.iter().zip(&fresh) {
+                            uf.union(x, y);
+                        }
+                    } else if !(a.len() == 1 && shapes[node.inputs[k]].len() == shapes[id].len()) {
+                        // Broadcasting one channel over all is harmless; anything else is not
+                        // understood, so nothing it touches may lose channels.
+                        mismatch = true;
+                    }
+                }
+                fresh
             }
-            _ => {}
-        }
-    }
-    // Second pass: what blocks channel removal.
-    for (id, node) in graph.nodes().iter().enumerate() {
-        let why = match &node.op {
-            Op::Input(_) => Some("it is the graph input".to_string()),
-            Op::LayerNorm { .. } => Some(format!("LayerNorm `{}` normalises over it", node.name)),
-            Op::PositionEmbedding { .. }
-            | Op::SegmentEmbedding { .. }
-            | Op::ClassToken { .. }
-            | Op::Embedding { .. } => Some(format!("`{}` adds a learned table over it", node.name)),
-            Op::Conv2d(c) if c.groups > 1 && !(c.groups == c.in_channels && c.groups == c.out_channels) => {
-                Some(format!("grouped conv `{}` (groups {}) is not depthwise", node.name, c.groups))
-            }
-            Op::Flatten { .. }
-                if graph.consumers()[id].iter().any(|&c| !matches!(graph.node(c).op, Op::Linear { .. })) =>
-            {
-                Some(format!("Flatten `{}` feeds a layer other than Linear", node.name))
-            }
-            _ => None,
         };
-        if let Some(w) = why {
-            blocks(&mut uf, id, w, &mut block_reason);
-        }
-        if let Op::Attention { .. } = node.op {
-            for &i in &node.inputs {
-                blocks(
-                    &mut uf,
-                    i,
-                    format!("it feeds attention `{}` (prune heads instead)", node.name),
-                    &mut block_reason,
-                );
+        let why = node.op.kind().channel_block().or_else(|| {
+            mismatch.then(|| "its channels do not line up with its inputs' in a way relprune follows".to_string())
+        });
+        if let Some(why) = why {
+            let why = format!("`{}` ({}): {why}", node.name, node.op.kind_name());
+            for a in ins.iter().flat_map(|a| a.iter()).chain(&made) {
+                blocks.push((*a, why.clone()));
             }
         }
-        if id == graph.output() {
-            blocks(&mut uf, id, "it is the model's output".into(), &mut block_reason);
-        }
-        if let Op::Flatten { .. } = node.op {
-            // The flattened tensor is a space of its own (blocks of columns); removal goes
-            // through the channel space it came from.
-            blocks(&mut uf, id, "it is flattened".into(), &mut block_reason);
-        }
+        atoms.push(made);
     }
-    let space_of: Vec<usize> = (0..n).map(|i| uf.find(i)).collect();
-    let blocked = (0..n).map(|i| block_reason[uf.find(i)].clone()).collect();
-    Ok(ChannelSpaces { space_of, blocked, flatten_block, channels })
+    for &a in &atoms[graph.output()] {
+        blocks.push((a, "it is the model's output".into()));
+    }
+    let n_atoms = uf.0.len();
+    let class_of: Vec<usize> = (0..n_atoms).map(|a| uf.find(a)).collect();
+    let mut blocked: Vec<Option<String>> = vec![None; n_atoms];
+    for (a, why) in blocks {
+        blocked[class_of[a]].get_or_insert(why);
+    }
+    Ok(ChannelSpaces { atoms, class_of, blocked })
 }
 
 /// Components that must be removed together, and their channel / head count.
@@ -163,29 +155,52 @@ pub struct CoupledGroup {
     pub units: usize,
     /// Why this group cannot be removed physically (None: it can).
     pub blocked: Option<String>,
+    /// Channel class of each unit (empty for heads).
+    #[serde(skip)]
+    pub classes: Vec<usize>,
 }
 
-/// The dependency groups of a component set: filters coupled through residual additions share
-/// a group; every other layer (and every attention layer's heads) is a group of its own.
+/// The dependency groups of a component set: layers whose channels are one class index by
+/// index (filters coupled through residual additions or gates) share a group; every other layer
+/// (and every attention layer's heads) is a group of its own. Layers whose channels are tied to
+/// other layers' channels at other positions (through a concatenation and an addition) are
+/// blocked, with the reason.
 pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<CoupledGroup>> {
     if comps.kind == ComponentKind::Heads {
         return Ok(comps
             .layers
             .iter()
             .enumerate()
-            .map(|(i, l)| CoupledGroup { members: vec![i], units: l.count, blocked: None })
+            .map(|(i, l)| CoupledGroup { members: vec![i], units: l.count, blocked: None, classes: Vec::new() })
             .collect());
     }
     let sp = channel_spaces(graph)?;
-    let mut groups: Vec<(usize, CoupledGroup)> = Vec::new();
+    let mut groups: Vec<CoupledGroup> = Vec::new();
     for (i, l) in comps.layers.iter().enumerate() {
-        let s = sp.space_of[l.node];
-        match groups.iter_mut().find(|(gs, _)| *gs == s) {
-            Some((_, g)) => g.members.push(i),
+        let classes = sp.classes(l.node);
+        match groups.iter_mut().find(|g| g.classes == classes) {
+            Some(g) => g.members.push(i),
             None => {
-                groups.push((s, CoupledGroup { members: vec![i], units: l.count, blocked: sp.blocked[l.node].clone() }))
+                groups.push(CoupledGroup { members: vec![i], units: l.count, blocked: sp.blocked_at(l.node), classes })
             }
         }
     }
-    Ok(groups.into_iter().map(|(_, g)| g).collect())
+    // A class claimed by two groups, or twice by one, cannot be removed unit by unit.
+    let mut owner: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut tangled = vec![false; groups.len()];
+    for (gi, g) in groups.iter().enumerate() {
+        for &c in &g.classes {
+            if let Some(&other) = owner.get(&c) {
+                tangled[gi] = true;
+                tangled[other] = true;
+            }
+            owner.insert(c, gi);
+        }
+    }
+    for (g, t) in groups.iter_mut().zip(tangled) {
+        if t && g.blocked.is_none() {
+            g.blocked = Some("its channels are tied to other layers' channels at different positions".into());
+        }
+    }
+    Ok(groups)
 }

@@ -1,14 +1,15 @@
 //! Pruning by masks: zero the selected components' parameters inside a guard that restores
 //! the original values bit for bit when dropped.
 //!
-//! - a filter: its conv kernel and bias, and the following BatchNorm's weight and bias;
-//! - a neuron: its weight row and bias;
+//! - a filter or neuron: its slice of every per-channel parameter of every node that carries
+//!   its channel (the conv's kernel and bias, the BatchNorm after it, a depthwise conv and its
+//!   BatchNorm), so that the channel is exactly zero wherever it travels;
 //! - a head: its columns of the output projection — the same as zeroing the head's slice of
 //!   the attention output (or its attention probabilities) before the projection.
 
-use crate::components::{ComponentKind, ComponentSet};
+use crate::components::{ComponentKind, ComponentLayer, ComponentSet};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, NodeId, Op, Role};
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use tch::Tensor;
@@ -39,51 +40,50 @@ impl Drop for MaskGuard<'_> {
     }
 }
 
-/// Which parameter slices (key, dimension, unit indices) zero the given units of a layer.
+/// Which parameter slices (key, dimension, indices) zero the given units of a layer.
 pub fn mask_targets(
     graph: &Graph,
+    layer: &ComponentLayer,
     kind: ComponentKind,
-    node: NodeId,
     units: &[i64],
 ) -> Result<Vec<(String, i64, Vec<i64>)>> {
-    let n = graph.node(node);
-    let key = |id: NodeId, role: &str| graph.node(id).params.get(role).cloned();
+    let key =
+        |id: NodeId, role: Role| {
+            graph.node(id).params.get(&role).cloned().ok_or_else(|| {
+                Error::invalid(format!("node `{}` has no parameter `{role}` to mask", graph.node(id).name))
+            })
+        };
     let mut out = Vec::new();
     match kind {
         ComponentKind::Filters | ComponentKind::Neurons => {
-            for role in ["weight", "bias"] {
-                if let Some(k) = key(node, role) {
-                    out.push((k, 0, units.to_vec()));
-                }
-            }
-            if kind == ComponentKind::Filters {
-                let consumers = graph.consumers();
-                if let [bn] = consumers[node].as_slice() {
-                    if matches!(graph.node(*bn).op, Op::BatchNorm2d { .. }) {
-                        for role in ["weight", "bias"] {
-                            if let Some(k) = key(*bn, role) {
-                                out.push((k, 0, units.to_vec()));
-                            }
-                        }
-                    }
+            // Every carrier of the units: the layer, its BatchNorm, a depthwise conv after it.
+            for &(id, at) in &layer.carriers {
+                let positions: Vec<i64> = units.iter().map(|u| u + at).collect();
+                for (role, dim) in graph.node(id).op.kind().channel_params().output {
+                    out.push((key(id, role)?, dim, positions.clone()));
                 }
             }
         }
         ComponentKind::Heads => {
-            let Op::Attention { head_dim, .. } = n.op else { crate::bail!("`{}` is not an attention node", n.name) };
+            let n = graph.node(layer.node);
+            let Op::Attention(att) = &n.op else { crate::bail!("`{}` is not an attention node", n.name) };
             let consumers = graph.consumers();
-            let proj = consumers[node]
-                .iter()
-                .find(|&&c| matches!(graph.node(c).op, Op::Linear { .. }))
-                .filter(|_| consumers[node].len() == 1)
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "cannot mask heads of `{}`: its output must feed exactly one Linear projection",
-                        n.name
-                    ))
-                })?;
-            let cols: Vec<i64> = units.iter().flat_map(|&h| (h * head_dim)..((h + 1) * head_dim)).collect();
-            out.push((key(*proj, "weight").expect("linear has weight"), 1, cols));
+            let proj = match consumers[layer.node].as_slice() {
+                [p] => *p,
+                _ => crate::bail!("cannot mask heads of `{}`: its output must feed exactly one projection", n.name),
+            };
+            let cols = att.head_rows(units, 0);
+            let inputs = graph.node(proj).op.kind().channel_params().input;
+            if inputs.is_empty() {
+                crate::bail!(
+                    "cannot mask heads of `{}`: `{}` has no per-channel input weights",
+                    n.name,
+                    graph.node(proj).name
+                );
+            }
+            for (role, dim) in inputs {
+                out.push((key(proj, role)?, dim, cols.clone()));
+            }
         }
     }
     Ok(out)
@@ -97,11 +97,12 @@ pub fn apply_mask<'g>(graph: &'g mut Graph, comps: &ComponentSet, selected: &[us
             crate::bail!("component {i} does not exist (the set has {})", comps.total);
         }
         let (layer, unit) = comps.locate(i);
-        per_layer.entry(layer.node).or_default().push(unit as i64);
+        per_layer.entry(layer.offset).or_default().push(unit as i64);
     }
     let mut targets = Vec::new();
-    for (node, units) in &per_layer {
-        targets.extend(mask_targets(graph, comps.kind, *node, units)?);
+    for (offset, units) in &per_layer {
+        let (layer, _) = comps.locate(*offset);
+        targets.extend(mask_targets(graph, layer, comps.kind, units)?);
     }
     let mut guard = MaskGuard { graph, saved: Vec::new() };
     tch::no_grad(|| -> Result<()> {

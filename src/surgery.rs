@@ -15,6 +15,7 @@ use crate::dependency::{channel_spaces, coupled_groups, CoupledGroup};
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, Op, ParamStore};
 use crate::ranking::{check_rate, PruneOrder};
+use std::collections::HashSet;
 use std::collections::{BTreeMap, BTreeSet};
 use tch::Tensor;
 
@@ -160,20 +161,8 @@ pub struct SurgeryReport {
     pub emptied: Vec<String>,
 }
 
-#[derive(Default)]
-struct NodeEdit {
-    out_keep: Option<Vec<i64>>,
-    in_keep: Option<Vec<i64>>,
-    heads_keep: Option<Vec<i64>>,
-}
-
 fn index(v: &[i64]) -> Tensor {
     Tensor::from_slice(v)
-}
-
-/// Rows (or columns) of whole heads: `keep` heads of `dh` dims each.
-fn head_rows(keep: &[i64], dh: i64, offset: i64) -> Vec<i64> {
-    keep.iter().flat_map(|&h| (offset + h * dh)..(offset + (h + 1) * dh)).collect()
 }
 
 /// Removes the selected group units; returns a new graph (the input is not modified).
@@ -191,30 +180,45 @@ pub fn prune(
         removed.entry(g).or_default().insert(u as i64);
     }
     let mut report = SurgeryReport::default();
-    let mut edits: BTreeMap<NodeId, NodeEdit> = BTreeMap::new();
+    // Kept output channels, and kept channels of input 0, of every node that changes.
+    let mut out_keep: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
+    let mut in_keep: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
     let consumers = graph.consumers();
     match comps.kind {
         ComponentKind::Heads => {
             for (&g, units) in &removed {
                 let layer = &comps.layers[ranking.groups[g].members[0]];
+                let node = graph.node(layer.node);
+                let Op::Attention(att) = &node.op else {
+                    crate::bail!("`{}` ({}) has no heads", node.name, node.op.kind_name())
+                };
                 let keep: Vec<i64> = (0..layer.count as i64).filter(|h| !units.contains(h)).collect();
                 if keep.is_empty() {
                     report.emptied.push(layer.name.clone());
                 }
                 report.removed_units += units.len();
                 report.removed_components += units.len();
-                edits.entry(layer.node).or_default().heads_keep = Some(keep);
+                if att.packed {
+                    out_keep.insert(node.inputs[0], att.packed_rows(&keep));
+                } else {
+                    for &p in &node.inputs[..3] {
+                        out_keep.insert(p, att.head_rows(&keep, 0));
+                    }
+                }
+                for &c in &consumers[layer.node] {
+                    in_keep.insert(c, att.head_rows(&keep, 0));
+                }
+                out_keep.insert(layer.node, att.head_rows(&keep, 0));
             }
         }
         ComponentKind::Filters | ComponentKind::Neurons => {
             let sp = channel_spaces(graph)?;
+            let mut gone: HashSet<usize> = HashSet::new();
             for (&g, units) in &removed {
                 let group = &ranking.groups[g];
-                let space = sp.space_of[comps.layers[group.members[0]].node];
-                let keep: Vec<i64> = (0..group.units as i64).filter(|c| !units.contains(c)).collect();
                 report.removed_units += units.len();
                 report.removed_components += units.len() * group.members.len();
-                if keep.is_empty() {
+                if units.len() == group.units {
                     let names: Vec<&str> = group.members.iter().map(|&m| comps.layers[m].name.as_str()).collect();
                     if comps.kind == ComponentKind::Filters {
                         crate::bail!(
@@ -223,31 +227,21 @@ pub fn prune(
                     }
                     report.emptied.extend(names.iter().map(|s| s.to_string()));
                 }
-                for (id, node) in graph.nodes().iter().enumerate() {
-                    let out_here = sp.space_of[id] == space;
-                    let in_here = node.inputs.first().is_some_and(|&i| sp.space_of[i] == space);
-                    match &node.op {
-                        Op::Conv2d(c) if c.groups > 1 && out_here => {
-                            edits.entry(id).or_default().out_keep = Some(keep.clone())
-                        }
-                        Op::Conv2d(_) | Op::Linear { .. } if out_here => {
-                            edits.entry(id).or_default().out_keep = Some(keep.clone())
-                        }
-                        Op::BatchNorm2d { .. } if out_here => {
-                            edits.entry(id).or_default().out_keep = Some(keep.clone())
-                        }
-                        Op::Conv2d(_) | Op::Linear { .. } if in_here => {
-                            edits.entry(id).or_default().in_keep = Some(keep.clone())
-                        }
-                        Op::Flatten { .. } if in_here => {
-                            let block = sp.flatten_block[id].unwrap_or(1);
-                            let cols: Vec<i64> = keep.iter().flat_map(|&c| (c * block)..((c + 1) * block)).collect();
-                            for &c in &consumers[id] {
-                                edits.entry(c).or_default().in_keep = Some(cols.clone());
-                            }
-                        }
-                        _ => {}
-                    }
+                gone.extend(units.iter().map(|&u| group.classes[u as usize]));
+            }
+            let kept = |id: NodeId| -> Option<Vec<i64>> {
+                let classes = sp.classes(id);
+                classes
+                    .iter()
+                    .any(|c| gone.contains(c))
+                    .then(|| (0..classes.len() as i64).filter(|&i| !gone.contains(&classes[i as usize])).collect())
+            };
+            for (id, node) in graph.nodes().iter().enumerate() {
+                if let Some(k) = kept(id) {
+                    out_keep.insert(id, k);
+                }
+                if let Some(k) = node.inputs.first().and_then(|&x| kept(x)) {
+                    in_keep.insert(id, k);
                 }
             }
         }
@@ -257,90 +251,26 @@ pub fn prune(
     for (k, t) in graph.params().iter() {
         params.insert(k.clone(), t.shallow_clone());
     }
-    // Heads first turn into row / column edits of their projections.
-    let mut proj_rows: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
-    let mut proj_cols: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
-    for (&id, e) in &edits {
-        if let (Some(keep), Op::Attention { head_dim, packed, heads }) = (&e.heads_keep, &graph.node(id).op) {
-            let node = graph.node(id);
-            if *packed {
-                let w = heads * head_dim;
-                let rows: Vec<i64> = (0..3).flat_map(|part| head_rows(keep, *head_dim, part * w)).collect();
-                proj_rows.insert(node.inputs[0], rows);
-            } else {
-                for &p in &node.inputs[..3] {
-                    proj_rows.insert(p, head_rows(keep, *head_dim, 0));
-                }
-            }
-            for &c in &consumers[id] {
-                proj_cols.insert(c, head_rows(keep, *head_dim, 0));
-            }
-            if let Op::Attention { heads, .. } = &mut spec.nodes[id].op {
-                *heads = keep.len() as i64;
-            }
-        }
-    }
-    for (id, rows) in proj_rows {
-        edits.entry(id).or_default().out_keep = Some(rows);
-    }
-    for (id, cols) in proj_cols {
-        edits.entry(id).or_default().in_keep = Some(cols);
-    }
-    for (&id, e) in &edits {
+    let edited: BTreeSet<NodeId> = out_keep.keys().chain(in_keep.keys()).copied().collect();
+    for id in edited {
         let node = &mut spec.nodes[id];
-        let key = |r: &str| node.params.get(r).cloned();
-        match &mut node.op {
-            Op::Conv2d(c) => {
-                let depthwise = c.groups > 1;
-                let wkey = key("weight").expect("conv weight");
-                let mut w = params.get(&wkey).expect("weight").shallow_clone();
-                if let Some(k) = &e.out_keep {
-                    w = w.f_index_select(0, &index(k))?;
-                    c.out_channels = k.len() as i64;
-                    if depthwise {
-                        c.in_channels = k.len() as i64;
-                        c.groups = k.len() as i64;
-                    }
-                    if let Some(bk) = key("bias") {
-                        let b = params.get(&bk).expect("bias").f_index_select(0, &index(k))?;
-                        params.insert(bk, b);
-                    }
-                }
-                if let (Some(k), false) = (&e.in_keep, depthwise) {
-                    w = w.f_index_select(1, &index(k))?;
-                    c.in_channels = k.len() as i64;
-                }
-                params.insert(wkey, w);
-            }
-            Op::Linear { in_features, out_features, .. } => {
-                let wkey = key("weight").expect("linear weight");
-                let mut w = params.get(&wkey).expect("weight").shallow_clone();
-                if let Some(k) = &e.out_keep {
-                    w = w.f_index_select(0, &index(k))?;
-                    *out_features = k.len() as i64;
-                    if let Some(bk) = key("bias") {
-                        let b = params.get(&bk).expect("bias").f_index_select(0, &index(k))?;
-                        params.insert(bk, b);
-                    }
-                }
-                if let Some(k) = &e.in_keep {
-                    w = w.f_index_select(1, &index(k))?;
-                    *in_features = k.len() as i64;
-                }
-                params.insert(wkey, w);
-            }
-            Op::BatchNorm2d { features, .. } => {
-                if let Some(k) = &e.out_keep {
-                    for r in ["weight", "bias", "running_mean", "running_var"] {
-                        let pk = key(r).expect("batchnorm tensor");
-                        let t = params.get(&pk).expect("tensor").f_index_select(0, &index(k))?;
-                        params.insert(pk, t);
-                    }
-                    *features = k.len() as i64;
-                }
-            }
-            _ => {}
+        let (out, inp) = (out_keep.get(&id), in_keep.get(&id));
+        let cp = node.op.kind().channel_params();
+        let edits = cp
+            .output
+            .iter()
+            .filter_map(|p| out.map(|k| (p, k)))
+            .chain(cp.input.iter().filter_map(|p| inp.map(|k| (p, k))));
+        for (&(role, dim), keep) in edits {
+            let key = node
+                .params
+                .get(&role)
+                .cloned()
+                .ok_or_else(|| crate::Error::invalid(format!("node `{}` has no parameter `{role}`", node.name)))?;
+            let t = params.get(&key).expect("bound parameter").f_index_select(dim, &index(keep))?;
+            params.insert(key, t);
         }
+        node.op.kind_mut().resize(out.map(|k| k.len() as i64), inp.map(|k| k.len() as i64));
     }
     let g = Graph::new(spec, params)?;
     Ok((g, report))

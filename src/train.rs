@@ -4,6 +4,7 @@
 use crate::data::{Splits, Subset};
 use crate::error::{Error, Result};
 use crate::evaluate::{accuracy, EvalOptions};
+use crate::graph::ops::*;
 use crate::graph::{Graph, Mode};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -445,7 +446,7 @@ fn train_head(
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainReport> {
     let out = graph.output();
-    if !matches!(graph.node(out).op, crate::graph::Op::Linear { .. }) {
+    if !matches!(graph.node(out).op, crate::graph::Op::Linear(_)) {
         crate::bail!("head-only training needs a Linear output layer");
     }
     let cache = work_dir.join("features.safetensors");
@@ -476,8 +477,8 @@ fn train_head(
         &store.get("val.x").unwrap(),
         &store.get("val.y").unwrap(),
     );
-    let w = graph.require_param(out, "weight")?.detach().set_requires_grad(true);
-    let b = graph.require_param(out, "bias")?.detach().set_requires_grad(true);
+    let w = graph.require_param(out, Role::Weight)?.detach().set_requires_grad(true);
+    let b = graph.require_param(out, Role::Bias)?.detach().set_requires_grad(true);
     let params = vec![("weight".to_string(), w.shallow_clone()), ("bias".to_string(), b.shallow_clone())];
     let mut opt =
         OptimState { step: 0, m: vec![w.zeros_like(), b.zeros_like()], v: vec![w.zeros_like(), b.zeros_like()] };
@@ -523,8 +524,8 @@ fn train_head(
             best = (w.detach().copy(), b.detach().copy());
         }
     }
-    for (role, t) in [("weight", best.0), ("bias", best.1)] {
-        let key = graph.node(out).params[role].clone();
+    for (role, t) in [(Role::Weight, best.0), (Role::Bias, best.1)] {
+        let key = graph.node(out).params[&role].clone();
         graph.params_mut().insert(key, t);
     }
     let wall = history.iter().map(|r| r.seconds).sum();

@@ -20,7 +20,7 @@ fn rules_json(g: &Graph, rules: &GroupRules) -> String {
     let groups = depth_groups(g);
     let mut map = serde_json::Map::new();
     for (id, n) in g.nodes().iter().enumerate() {
-        if matches!(n.op, Op::Conv2d(_) | Op::Linear { .. }) {
+        if matches!(n.op, Op::Conv2d(_) | Op::Linear(_)) {
             map.insert(n.name.clone(), serde_json::to_value(rules.get(groups[id].unwrap())).unwrap());
         }
     }

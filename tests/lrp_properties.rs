@@ -5,6 +5,7 @@ use relprune::attribution::lrp::{relevances, BatchNormTreatment, GroupRules, Lrp
 use relprune::attribution::LatentAttribution;
 use relprune::components::{ComponentKind, ComponentSet};
 use relprune::data::Batch;
+use relprune::graph::ops::*;
 use relprune::graph::{Conv2d, Graph, GraphBuilder, InputKind, Op};
 use relprune::models::Architecture;
 use tch::{Kind, Tensor};
@@ -22,10 +23,10 @@ fn hand_computed_epsilon_on_a_two_layer_net() {
     // x = [2, 1];  z1 = W1 x = [4, -1];  a1 = relu(z1) = [4, 0];  z2 = W2 a1 = [4, 2].
     let mut b = GraphBuilder::new();
     let x = b.input("x", InputKind::Image { channels: 2, height: 1, width: 1 });
-    let f = b.add("flat", Op::Flatten { start_dim: 1 }, &[x]);
-    let l1 = b.add("l1", Op::Linear { in_features: 2, out_features: 2, bias: false }, &[f]);
-    let r = b.add("relu", Op::Relu, &[l1]);
-    let l2 = b.add("l2", Op::Linear { in_features: 2, out_features: 2, bias: false }, &[r]);
+    let f = b.add("flat", Op::Flatten(Flatten { start_dim: 1 }), &[x]);
+    let l1 = b.add("l1", Op::Linear(Linear { in_features: 2, out_features: 2, bias: false }), &[f]);
+    let r = b.add("relu", Op::Relu(Relu), &[l1]);
+    let l2 = b.add("l2", Op::Linear(Linear { in_features: 2, out_features: 2, bias: false }), &[r]);
     let mut g = b.finish(l2, 0).unwrap();
     set(&mut g, "l1.weight", &[1.0, 2.0, -1.0, 1.0], &[2, 2]);
     set(&mut g, "l2.weight", &[1.0, -1.0, 0.5, 2.0], &[2, 2]);
@@ -56,15 +57,19 @@ fn bias_free_chain() -> (Graph, Vec<usize>) {
     let mut b = GraphBuilder::new();
     let x = b.input("x", InputKind::Image { channels: 3, height: 16, width: 16 });
     let c1 = b.add("c1", Op::Conv2d(Conv2d::new(3, 8, 3).padding(1)), &[x]);
-    let r1 = b.add("r1", Op::Relu, &[c1]);
-    let p1 = b.add("p1", Op::MaxPool2d { kernel: [2, 2], stride: [2, 2], padding: [0, 0], ceil_mode: false }, &[r1]);
+    let r1 = b.add("r1", Op::Relu(Relu), &[c1]);
+    let p1 = b.add(
+        "p1",
+        Op::MaxPool2d(MaxPool2d { kernel: [2, 2], stride: [2, 2], padding: [0, 0], ceil_mode: false }),
+        &[r1],
+    );
     let c2 = b.add("c2", Op::Conv2d(Conv2d::new(8, 8, 3).padding(1).stride(2)), &[p1]);
-    let r2 = b.add("r2", Op::Relu, &[c2]);
-    let p2 = b.add("p2", Op::AdaptiveAvgPool2d { output: [2, 2] }, &[r2]);
-    let f = b.add("f", Op::Flatten { start_dim: 1 }, &[p2]);
-    let l1 = b.add("l1", Op::Linear { in_features: 32, out_features: 16, bias: false }, &[f]);
-    let r3 = b.add("r3", Op::Relu, &[l1]);
-    let l2 = b.add("l2", Op::Linear { in_features: 16, out_features: 5, bias: false }, &[r3]);
+    let r2 = b.add("r2", Op::Relu(Relu), &[c2]);
+    let p2 = b.add("p2", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [2, 2] }), &[r2]);
+    let f = b.add("f", Op::Flatten(Flatten { start_dim: 1 }), &[p2]);
+    let l1 = b.add("l1", Op::Linear(Linear { in_features: 32, out_features: 16, bias: false }), &[f]);
+    let r3 = b.add("r3", Op::Relu(Relu), &[l1]);
+    let l2 = b.add("l2", Op::Linear(Linear { in_features: 16, out_features: 5, bias: false }), &[r3]);
     let g = b.finish(l2, 4).unwrap();
     (g, vec![x, c1, r1, p1, c2, r2, p2, f, l1, r3, l2])
 }
@@ -118,9 +123,9 @@ fn conservation_at_block_boundaries_of_a_bias_free_resnet() {
     let spec = {
         let mut s = g0.spec().clone();
         for n in &mut s.nodes {
-            if let Op::Linear { bias, .. } = &mut n.op {
+            if let Op::Linear(Linear { bias, .. }) = &mut n.op {
                 *bias = false;
-                n.params.remove("bias");
+                n.params.remove(&Role::Bias);
             }
         }
         s
@@ -128,12 +133,12 @@ fn conservation_at_block_boundaries_of_a_bias_free_resnet() {
     let mut store = g0.params().deep_clone();
     store.remove("fc.bias");
     for n in &spec.nodes {
-        if let Op::BatchNorm2d { features, eps, .. } = n.op {
-            let k = |r: &str| n.params[r].clone();
-            store.insert(k("bias"), Tensor::zeros([features], (Kind::Float, tch::Device::Cpu)));
-            store.insert(k("running_mean"), Tensor::zeros([features], (Kind::Float, tch::Device::Cpu)));
-            store.insert(k("weight"), Tensor::rand([features], (Kind::Float, tch::Device::Cpu)) + 0.5);
-            store.insert(k("running_var"), Tensor::ones([features], (Kind::Float, tch::Device::Cpu)) - eps);
+        if let Op::BatchNorm2d(BatchNorm2d { features, eps, .. }) = n.op {
+            let k = |r: Role| n.params[&r].clone();
+            store.insert(k(Role::Bias), Tensor::zeros([features], (Kind::Float, tch::Device::Cpu)));
+            store.insert(k(Role::RunningMean), Tensor::zeros([features], (Kind::Float, tch::Device::Cpu)));
+            store.insert(k(Role::Weight), Tensor::rand([features], (Kind::Float, tch::Device::Cpu)) + 0.5);
+            store.insert(k(Role::RunningVar), Tensor::ones([features], (Kind::Float, tch::Device::Cpu)) - eps);
         }
     }
     let g = Graph::new(spec, store).unwrap();
@@ -200,18 +205,18 @@ fn batchnorm_merging_changes_relevance_only_where_it_should() {
     assert!(!merged[0].allclose(&passed[0], 1e-3, 1e-6, false), "lower layers should depend on the treatment");
 
     // With identity BatchNorms (γ = 1, β = 0, μ = 0, σ² = 1 − eps) the treatments agree everywhere.
-    let keys: Vec<(String, String)> = g
+    let keys: Vec<(Role, String)> = g
         .nodes()
         .iter()
-        .filter(|n| matches!(n.op, Op::BatchNorm2d { .. }))
-        .flat_map(|n| n.params.iter().map(|(r, k)| (r.clone(), k.clone())).collect::<Vec<_>>())
+        .filter(|n| matches!(n.op, Op::BatchNorm2d(_)))
+        .flat_map(|n| n.params.iter().map(|(r, k)| (*r, k.clone())).collect::<Vec<_>>())
         .collect();
     for (role, key) in keys {
         let t = g.params().get(&key).unwrap();
-        let v = match role.as_str() {
-            "weight" => t.ones_like(),
-            "running_var" => t.ones_like() - 1e-5,
-            "num_batches_tracked" => continue,
+        let v = match role {
+            Role::Weight => t.ones_like(),
+            Role::RunningVar => t.ones_like() - 1e-5,
+            Role::NumBatchesTracked => continue,
             _ => t.zeros_like(),
         };
         g.params_mut().insert(key, v);

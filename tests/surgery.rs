@@ -6,6 +6,7 @@ mod common;
 
 use relprune::attribution::Scores;
 use relprune::components::{ComponentKind, ComponentSet};
+use relprune::graph::ops::*;
 use relprune::graph::{stats, Graph, Mode};
 use relprune::masking::apply_mask;
 use relprune::models::{load_model, Architecture};
@@ -125,14 +126,14 @@ fn vit_heads_and_neurons() {
         .nodes()
         .iter()
         .filter_map(|n| match n.op {
-            relprune::graph::Op::Attention { heads, .. } => Some(heads),
+            relprune::graph::Op::Attention(Attention { heads, .. }) => Some(heads),
             _ => None,
         })
         .collect();
     assert_eq!(heads.iter().sum::<i64>(), 6, "6 of 12 heads remain: {heads:?}");
     // A layer may lose every head and become a pure residual.
     let (_, small) = check(g, ComponentKind::Heads, 0.95);
-    assert!(small.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention { heads: 0, .. })));
+    assert!(small.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention(Attention { heads: 0, .. }))));
 }
 
 #[test]

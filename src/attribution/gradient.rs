@@ -21,7 +21,7 @@ pub struct LatentGrads {
 pub fn latent_grads(graph: &Graph, comps: &ComponentSet, batch: &Batch, alpha: Option<f64>) -> Result<LatentGrads> {
     tch::with_grad(|| {
         let outs = graph.forward_with(&batch.inputs, Mode::Eval, &mut |id, y| {
-            let root = matches!(graph.node(id).op, Op::Input(_) | Op::Embedding { .. });
+            let root = matches!(graph.node(id).op, Op::Input(_) | Op::Embedding(_));
             if root && y.is_floating_point() {
                 let base = match alpha {
                     Some(a) => y.detach() * a,

@@ -6,6 +6,7 @@ use super::{Criterion, Scores};
 use crate::components::{ComponentKind, ComponentLayer, ComponentSet};
 use crate::data::Subset;
 use crate::error::Result;
+use crate::graph::ops::*;
 use crate::graph::{Graph, NodeId, Op};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -36,13 +37,13 @@ impl WeightMagnitude {
     }
 
     fn head_sums(&self, graph: &Graph, consumers: &[Vec<NodeId>], l: &ComponentLayer) -> Result<Tensor> {
-        let Op::Attention { heads, packed, .. } = graph.node(l.node).op else {
+        let Op::Attention(Attention { heads, packed, .. }) = graph.node(l.node).op else {
             unreachable!("heads live on attention nodes")
         };
         let mut total = Tensor::zeros([heads], (Kind::Double, tch::Device::Cpu));
         // Output projection: columns of each head.
         for &c in &consumers[l.node] {
-            if let Some(w) = graph.param(c, "weight").filter(|_| matches!(graph.node(c).op, Op::Linear { .. })) {
+            if let Some(w) = graph.param(c, Role::Weight).filter(|_| matches!(graph.node(c).op, Op::Linear(_))) {
                 total = total.f_add(&self.block_sums(w, 1, heads)?)?;
             }
         }
@@ -50,7 +51,7 @@ impl WeightMagnitude {
         let producers: Vec<NodeId> =
             graph.node(l.node).inputs.iter().take(if packed { 1 } else { 3 }).copied().collect();
         for p in producers {
-            if let (Op::Linear { .. }, Some(w)) = (&graph.node(p).op, graph.param(p, "weight")) {
+            if let (Op::Linear(_), Some(w)) = (&graph.node(p).op, graph.param(p, Role::Weight)) {
                 let blocks = if packed { 3 * heads } else { heads };
                 let s = self.block_sums(w, 0, blocks)?;
                 let s = if packed { s.f_reshape([3, heads])?.f_sum_dim_intlist(0, false, Kind::Double)? } else { s };
@@ -74,7 +75,7 @@ impl Criterion for WeightMagnitude {
         for l in &comps.layers {
             let sums = match comps.kind {
                 ComponentKind::Filters | ComponentKind::Neurons => {
-                    self.block_sums(graph.require_param(l.node, "weight")?, 0, l.count as i64)?
+                    self.block_sums(graph.require_param(l.node, Role::Weight)?, 0, l.count as i64)?
                 }
                 ComponentKind::Heads => self.head_sums(graph, &consumers, l)?,
             };

@@ -45,11 +45,12 @@ pub fn run(args: InfoArgs, out: &Output) -> anyhow::Result<()> {
         .map(|(id, n)| LayerRow {
             name: n.name.clone(),
             kind: n.op.kind_name().into(),
-            detail: n.op.describe(),
+            detail: n.op.kind().describe(),
             output_shape: values[id].size(),
             parameters: n
                 .op
-                .param_specs()
+                .kind()
+                .params()
                 .iter()
                 .filter(|p| p.kind == relprune::graph::ParamKind::Weight)
                 .map(|p| p.shape.iter().product::<i64>())

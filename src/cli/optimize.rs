@@ -142,7 +142,7 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     relprune::optimize::storage::check_url(&storage)?;
     let Setup { mut model, splits, comps, classes, .. } = setup(&args.model, &args.data, &args.task)?;
     let kind = comps.kind;
-    let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention { .. }));
+    let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention(_)));
     let space = user_space.unwrap_or_else(|| SearchSpace::default_for(transformer));
     let study_name = args.study.clone().unwrap_or_else(|| {
         format!(

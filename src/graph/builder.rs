@@ -1,6 +1,6 @@
 //! Incremental construction of graphs, used by the model builders.
 
-use super::{init, Graph, GraphSpec, InputKind, Node, NodeId, Op, ParamStore, GRAPH_FORMAT};
+use super::{init, Graph, GraphSpec, InputKind, Node, NodeId, Op, ParamStore, Role, GRAPH_FORMAT};
 use crate::error::Result;
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ fn check_size(spec: &GraphSpec) -> Result<()> {
     };
     let mut total: i64 = 0;
     for node in &spec.nodes {
-        for ps in node.op.param_specs() {
+        for ps in node.op.kind().params() {
             let n = ps.shape.iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0))).ok_or_else(too_big)?;
             total = total.checked_add(n).filter(|&t| t <= MAX_PARAMETERS).ok_or_else(too_big)?;
         }
@@ -61,16 +61,16 @@ impl GraphBuilder {
 
     /// Adds a node, with explicit store keys for some parameter roles (e.g. torchvision's packed
     /// `in_proj_weight`), the others keyed `<name>.<role>`.
-    pub fn add_keyed(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId], keys: &[(&str, &str)]) -> NodeId {
+    pub fn add_keyed(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId], keys: &[(Role, &str)]) -> NodeId {
         let name = name.into();
         let mut params = BTreeMap::new();
-        for ps in op.param_specs() {
+        for ps in op.kind().params() {
             let key = keys
                 .iter()
                 .find(|(role, _)| *role == ps.role)
                 .map(|(_, k)| k.to_string())
                 .unwrap_or_else(|| format!("{}{name}.{}", self.key_prefix, ps.role));
-            params.insert(ps.role.to_string(), key);
+            params.insert(ps.role, key);
         }
         self.nodes.push(Node { name, op, inputs: inputs.to_vec(), params });
         self.nodes.len() - 1

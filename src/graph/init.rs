@@ -1,16 +1,10 @@
 //! Parameter initialisation from a seeded generator, matching PyTorch's layer defaults (and the
 //! torchvision model-specific schemes builders ask for).
 
-use super::{Graph, Node, NodeId, Op, ParamKind, ParamStore};
+use super::{ops::uniform, Graph, Node, NodeId, Op, ParamStore, Role};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
-
-fn uniform(rng: &mut ChaCha8Rng, shape: &[i64], bound: f64) -> Tensor {
-    let n: i64 = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..=bound) as f32).collect();
-    Tensor::from_slice(&v).reshape(shape)
-}
 
 /// Standard normal samples (Box–Muller), scaled by `std`.
 pub fn normal(rng: &mut ChaCha8Rng, shape: &[i64], std: f64) -> Tensor {
@@ -28,30 +22,12 @@ pub fn normal(rng: &mut ChaCha8Rng, shape: &[i64], std: f64) -> Tensor {
     Tensor::from_slice(&v).reshape(shape)
 }
 
-fn fan_in(op: &Op) -> i64 {
-    match op {
-        Op::Conv2d(c) => c.in_channels / c.groups * c.kernel[0] * c.kernel[1],
-        Op::Linear { in_features, .. } => *in_features,
-        _ => 1,
-    }
-}
-
 /// Initialises one node's tensors as the corresponding `torch.nn` layer does.
 pub fn pytorch_default(node: &Node, params: &mut ParamStore, rng: &mut ChaCha8Rng) {
-    for ps in node.op.param_specs() {
-        let Some(key) = node.params.get(ps.role) else { continue };
-        let shape = ps.shape.as_slice();
-        let t = match (&node.op, ps.role) {
-            (Op::Conv2d(_) | Op::Linear { .. }, _) => uniform(rng, shape, 1.0 / (fan_in(&node.op) as f64).sqrt()),
-            (Op::BatchNorm2d { .. }, "weight" | "running_var") => Tensor::ones(shape, (Kind::Float, tch::Device::Cpu)),
-            (Op::BatchNorm2d { .. }, "num_batches_tracked") => Tensor::zeros(shape, (Kind::Int64, tch::Device::Cpu)),
-            (Op::LayerNorm { .. }, "weight") => Tensor::ones(shape, (Kind::Float, tch::Device::Cpu)),
-            (Op::Embedding { .. }, _) => normal(rng, shape, 1.0),
-            (Op::PositionEmbedding { .. } | Op::SegmentEmbedding { .. }, _) => normal(rng, shape, 0.02),
-            _ => Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu)),
-        };
-        debug_assert!(ps.kind != ParamKind::Optional || ps.role == "num_batches_tracked");
-        params.insert(key.clone(), t);
+    let kind = node.op.kind();
+    for ps in kind.params() {
+        let Some(key) = node.params.get(&ps.role) else { continue };
+        params.insert(key.clone(), kind.init(ps.role, &ps.shape, rng));
     }
 }
 
@@ -61,9 +37,9 @@ pub fn kaiming_normal_fan_out(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rn
     if let Op::Conv2d(c) = &node.op {
         let fan_out = c.out_channels * c.kernel[0] * c.kernel[1];
         let std = (2.0 / fan_out as f64).sqrt();
-        set(graph, &node, "weight", normal(rng, &node.op.param_specs()[0].shape, std));
+        set(graph, &node, Role::Weight, normal(rng, &node.op.kind().params()[0].shape, std));
         if c.bias {
-            set(graph, &node, "bias", Tensor::zeros([c.out_channels], (Kind::Float, tch::Device::Cpu)));
+            set(graph, &node, Role::Bias, Tensor::zeros([c.out_channels], (Kind::Float, tch::Device::Cpu)));
         }
     }
 }
@@ -71,16 +47,16 @@ pub fn kaiming_normal_fan_out(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rn
 /// Normal(0, std) weights and zero bias for a Linear node (torchvision VGG classifier: 0.01).
 pub fn normal_linear(graph: &mut Graph, id: NodeId, std: f64, rng: &mut ChaCha8Rng) {
     let node = graph.node(id).clone();
-    if let Op::Linear { in_features, out_features, bias } = node.op {
-        set(graph, &node, "weight", normal(rng, &[out_features, in_features], std));
+    if let Op::Linear(crate::graph::Linear { in_features, out_features, bias }) = node.op {
+        set(graph, &node, Role::Weight, normal(rng, &[out_features, in_features], std));
         if bias {
-            set(graph, &node, "bias", Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
+            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
         }
     }
 }
 
-fn set(graph: &mut Graph, node: &Node, role: &str, t: Tensor) {
-    if let Some(key) = node.params.get(role) {
+fn set(graph: &mut Graph, node: &Node, role: Role, t: Tensor) {
+    if let Some(key) = node.params.get(&role) {
         graph.params_mut().insert(key.clone(), t);
     }
 }
@@ -88,11 +64,11 @@ fn set(graph: &mut Graph, node: &Node, role: &str, t: Tensor) {
 /// Xavier-uniform weights and zero bias for a Linear node (torchvision's ViT scheme).
 pub fn xavier_uniform_linear(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng) {
     let node = graph.node(id).clone();
-    if let Op::Linear { in_features, out_features, bias } = node.op {
+    if let Op::Linear(crate::graph::Linear { in_features, out_features, bias }) = node.op {
         let bound = (6.0 / (in_features + out_features) as f64).sqrt();
-        set(graph, &node, "weight", uniform(rng, &[out_features, in_features], bound));
+        set(graph, &node, Role::Weight, uniform(rng, &[out_features, in_features], bound));
         if bias {
-            set(graph, &node, "bias", Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
+            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
         }
     }
 }
@@ -100,7 +76,7 @@ pub fn xavier_uniform_linear(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng
 /// Zeroes every parameter of a node (torchvision zero-initialises the ViT classifier).
 pub fn zero(graph: &mut Graph, id: NodeId) {
     let node = graph.node(id).clone();
-    for ps in node.op.param_specs() {
+    for ps in node.op.kind().params() {
         set(graph, &node, ps.role, Tensor::zeros(ps.shape.as_slice(), (Kind::Float, tch::Device::Cpu)));
     }
 }
@@ -108,9 +84,9 @@ pub fn zero(graph: &mut Graph, id: NodeId) {
 /// N(0, std) weights and zero bias for a Linear or Embedding node (BERT's scheme).
 pub fn normal_weights(graph: &mut Graph, id: NodeId, std: f64, rng: &mut ChaCha8Rng) {
     let node = graph.node(id).clone();
-    for ps in node.op.param_specs() {
+    for ps in node.op.kind().params() {
         let t = match ps.role {
-            "weight" => normal(rng, &ps.shape, std),
+            Role::Weight => normal(rng, &ps.shape, std),
             _ => Tensor::zeros(ps.shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
         };
         set(graph, &node, ps.role, t);

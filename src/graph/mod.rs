@@ -11,10 +11,15 @@ pub mod init;
 mod params;
 pub mod stats;
 
-pub mod op;
+pub mod ops;
 
 pub use builder::GraphBuilder;
-pub use op::{Conv2d, InputKind, Op, ParamKind, ParamSpec};
+pub use ops::{
+    AdaptiveAvgPool2d, Add, Attention, AvgPool2d, BatchNorm2d, ChannelMap, ClassToken, Concat, Conv2d, Dropout,
+    Embedding, Flatten, Gelu, Hardsigmoid, Hardswish, Hardtanh, InputKind, LayerNorm, Linear, MaxPool2d, MeanPool, Mul,
+    Op, OpKind, ParamKind, ParamSpec, PatchesToTokens, PositionEmbedding, Relu, Role, SegmentEmbedding, SelectToken,
+    Sigmoid, Silu, Tanh, Units, OP_NAMES,
+};
 pub use params::ParamStore;
 
 use crate::error::{Error, Result};
@@ -35,19 +40,21 @@ pub enum Mode {
 
 /// One layer of the graph.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Node {
     /// Unique name, the parameter prefix in PyTorch naming (e.g. `layer1.0.conv1`).
     pub name: String,
     pub op: Op,
     /// Producers of this node's inputs, in the order the op expects them.
     pub inputs: Vec<NodeId>,
-    /// Parameter role (e.g. `weight`) → key in the parameter store.
+    /// Parameter role → key in the parameter store.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<String, String>,
+    pub params: BTreeMap<Role, String>,
 }
 
 /// The structure of a graph without its tensors: what `graph.json` files hold.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GraphSpec {
     /// Format version of this description.
     pub format: u32,
@@ -107,12 +114,12 @@ impl Graph {
     }
 
     /// The tensor bound to `role` of node `id`, if the node has that parameter.
-    pub fn param(&self, id: NodeId, role: &str) -> Option<&Tensor> {
-        self.spec.nodes[id].params.get(role).and_then(|k| self.params.get(k))
+    pub fn param(&self, id: NodeId, role: Role) -> Option<&Tensor> {
+        self.spec.nodes[id].params.get(&role).and_then(|k| self.params.get(k))
     }
 
     /// Like [`Graph::param`] but an error naming the node when absent.
-    pub fn require_param(&self, id: NodeId, role: &str) -> Result<&Tensor> {
+    pub fn require_param(&self, id: NodeId, role: Role) -> Result<&Tensor> {
         self.param(id, role).ok_or_else(|| {
             let n = &self.spec.nodes[id];
             Error::invalid(format!("node `{}` ({}) has no parameter `{role}`", n.name, n.op.kind_name()))
@@ -130,6 +137,16 @@ impl Graph {
         c
     }
 
+    /// The BatchNorm that directly and solely follows node `id`, if any: where a conv's
+    /// canonical (BatchNorm-merged) output is read, and what LRP's canonizer folds into it.
+    pub fn following_batchnorm(&self, id: NodeId) -> Option<NodeId> {
+        let mut consumers = self.spec.nodes.iter().enumerate().filter(|(_, n)| n.inputs.contains(&id));
+        match (consumers.next(), consumers.next()) {
+            (Some((bn, n)), None) if matches!(n.op, Op::BatchNorm2d(_)) && n.inputs.len() == 1 => Some(bn),
+            _ => None,
+        }
+    }
+
     /// The input kinds in order (shapes and dtypes the forward pass expects).
     pub fn input_kinds(&self) -> Vec<&InputKind> {
         self.spec
@@ -144,8 +161,8 @@ impl Graph {
 
     /// Number of output classes (the last dimension of the output), from the op feeding it.
     pub fn num_outputs(&self) -> Option<i64> {
-        match &self.spec.nodes[self.spec.output].op {
-            Op::Linear { out_features, .. } => Some(*out_features),
+        match self.spec.nodes[self.spec.output].op.kind().units() {
+            Some(Units::Channels(n)) => Some(n),
             _ => None,
         }
     }
@@ -266,8 +283,8 @@ impl Graph {
     fn bind(&self, loaded: &ParamStore, into: &mut ParamStore, path: &Path) -> Result<Vec<String>> {
         let mut used = Vec::new();
         for node in &self.spec.nodes {
-            for ps in node.op.param_specs() {
-                let Some(key) = node.params.get(ps.role) else { continue };
+            for ps in node.op.kind().params() {
+                let Some(key) = node.params.get(&ps.role) else { continue };
                 match loaded.get(key) {
                     Some(t) => {
                         if t.size() != ps.shape {
@@ -310,8 +327,8 @@ impl Graph {
     pub fn num_parameters(&self) -> i64 {
         let mut total = 0;
         for node in &self.spec.nodes {
-            for ps in node.op.param_specs() {
-                if ps.kind == ParamKind::Weight && node.params.contains_key(ps.role) {
+            for ps in node.op.kind().params() {
+                if ps.kind == ParamKind::Weight && node.params.contains_key(&ps.role) {
                     total += ps.shape.iter().product::<i64>();
                 }
             }
@@ -347,11 +364,11 @@ impl Graph {
     /// Marks all trainable parameters as requiring gradients (or not).
     pub fn set_requires_grad(&mut self, on: bool) {
         for node in &self.spec.nodes {
-            for ps in node.op.param_specs() {
+            for ps in node.op.kind().params() {
                 if ps.kind != ParamKind::Weight {
                     continue;
                 }
-                if let Some(key) = node.params.get(ps.role) {
+                if let Some(key) = node.params.get(&ps.role) {
                     if let Some(t) = self.params.get_mut(key) {
                         let detached = t.detach().set_requires_grad(on);
                         *t = detached;
@@ -365,9 +382,9 @@ impl Graph {
     pub fn trainable(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for node in &self.spec.nodes {
-            for ps in node.op.param_specs() {
+            for ps in node.op.kind().params() {
                 if ps.kind == ParamKind::Weight {
-                    if let Some(key) = node.params.get(ps.role) {
+                    if let Some(key) = node.params.get(&ps.role) {
                         if let Some(t) = self.params.get(key) {
                             out.push((key.clone(), t.shallow_clone()));
                         }
@@ -422,15 +439,8 @@ fn validate_structure(spec: &GraphSpec) -> Result<()> {
                 );
             }
         }
-        let arity_ok = match &node.op {
-            Op::Input(_) => node.inputs.is_empty(),
-            Op::Add => node.inputs.len() >= 2,
-            Op::Attention { packed: true, .. } => matches!(node.inputs.len(), 1 | 2),
-            Op::Attention { packed: false, .. } => matches!(node.inputs.len(), 3 | 4),
-            Op::MeanPool => matches!(node.inputs.len(), 1 | 2),
-            _ => node.inputs.len() == 1,
-        };
-        if !arity_ok {
+        let kind = node.op.kind();
+        if !kind.arity().accepts(node.inputs.len()) {
             crate::bail!(
                 "node `{}` ({}) has {} input(s), which this layer kind does not accept",
                 node.name,
@@ -441,7 +451,8 @@ fn validate_structure(spec: &GraphSpec) -> Result<()> {
         check_op_fields(node)
             .map_err(|reason| Error::invalid(format!("node `{}` ({}): {reason}", node.name, node.op.kind_name())))?;
         let in_ranks: Vec<usize> = node.inputs.iter().map(|&i| ranks[i]).collect();
-        let rank = output_rank(&node.op, &in_ranks)
+        let rank = kind
+            .rank(&in_ranks)
             .map_err(|reason| Error::invalid(format!("node `{}` ({}): {reason}", node.name, node.op.kind_name())))?;
         ranks.push(rank);
     }
@@ -463,172 +474,29 @@ fn validate_structure(spec: &GraphSpec) -> Result<()> {
     Ok(())
 }
 
-/// `v` within `lo..=hi`, else a message naming the field.
-fn check_range(field: &str, v: i64, lo: i64, hi: i64) -> std::result::Result<(), String> {
-    if (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(format!("{field} = {v} is outside {lo}..={hi}"))
-    }
-}
-
 /// Overflow-checked product of `dims`, at most `max`.
-fn checked_elements(what: &str, dims: &[i64], max: i64) -> std::result::Result<i64, String> {
+pub(crate) fn checked_elements(what: &str, dims: &[i64], max: i64) -> std::result::Result<i64, String> {
     dims.iter()
         .try_fold(1i64, |acc, &d| acc.checked_mul(d))
         .filter(|&p| p <= max)
         .ok_or_else(|| format!("{what} of shape {dims:?} has more than {max} elements"))
 }
 
-/// Checks the numbers an op declares: sizes, kernel geometry, probabilities, and the element
-/// count of every parameter it needs.
+/// Checks the numbers an op declares and the element count of every parameter it needs.
 fn check_op_fields(node: &Node) -> std::result::Result<(), String> {
-    let size = |field: &str, v: i64| check_range(field, v, 1, MAX_FIELD);
-    let spatial = |field: &str, v: &[i64; 2], lo: i64| -> std::result::Result<(), String> {
-        v.iter().try_for_each(|&x| check_range(field, x, lo, MAX_SPATIAL))
-    };
-    let finite_non_negative = |field: &str, v: f64| {
-        if v.is_finite() && v >= 0.0 {
-            Ok(())
-        } else {
-            Err(format!("{field} = {v} must be a finite non-negative number"))
-        }
-    };
-    match &node.op {
-        Op::Input(InputKind::Image { channels, height, width }) => {
-            size("channels", *channels)?;
-            check_range("height", *height, 1, MAX_SPATIAL)?;
-            check_range("width", *width, 1, MAX_SPATIAL)?;
-            checked_elements("an input sample", &[*channels, *height, *width], MAX_INPUT_ELEMENTS)?;
-        }
-        Op::Input(InputKind::TokenIds { max_len } | InputKind::AttentionMask { max_len }) => {
-            size("max_len", *max_len)?;
-        }
-        Op::Conv2d(c) => {
-            size("in_channels", c.in_channels)?;
-            size("out_channels", c.out_channels)?;
-            size("groups", c.groups)?;
-            if c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
-                return Err(format!(
-                    "{} input and {} output channels are not divisible into {} groups",
-                    c.in_channels, c.out_channels, c.groups
-                ));
-            }
-            spatial("kernel", &c.kernel, 1)?;
-            spatial("stride", &c.stride, 1)?;
-            spatial("padding", &c.padding, 0)?;
-            spatial("dilation", &c.dilation, 1)?;
-        }
-        Op::BatchNorm2d { features, eps, momentum } => {
-            size("features", *features)?;
-            finite_non_negative("eps", *eps)?;
-            finite_non_negative("momentum", *momentum)?;
-        }
-        Op::MaxPool2d { kernel, stride, padding, .. } | Op::AvgPool2d { kernel, stride, padding } => {
-            spatial("kernel", kernel, 1)?;
-            spatial("stride", stride, 1)?;
-            spatial("padding", padding, 0)?;
-        }
-        Op::AdaptiveAvgPool2d { output } => spatial("output", output, 1)?,
-        Op::Linear { in_features, out_features, .. } => {
-            // Pruning may remove every neuron of an MLP block: zero features are valid.
-            check_range("in_features", *in_features, 0, MAX_FIELD)?;
-            check_range("out_features", *out_features, 0, MAX_FIELD)?;
-        }
-        Op::Flatten { .. } | Op::SelectToken { .. } => {} // checked against the input rank
-        Op::Dropout { p } => {
-            if !(0.0..=1.0).contains(p) {
-                return Err(format!("p = {p} is not a probability"));
-            }
-        }
-        Op::LayerNorm { dim, eps } => {
-            size("dim", *dim)?;
-            finite_non_negative("eps", *eps)?;
-        }
-        Op::Attention { heads, head_dim, .. } => {
-            // Pruning may remove every head.
-            check_range("heads", *heads, 0, MAX_FIELD)?;
-            size("head_dim", *head_dim)?;
-            check_range("heads·head_dim", heads * head_dim, 0, MAX_FIELD)?;
-        }
-        Op::Embedding { num, dim: d } | Op::SegmentEmbedding { types: num, dim: d } => {
-            size("size", *num)?;
-            size("dim", *d)?;
-        }
-        Op::PositionEmbedding { max_len, dim, .. } => {
-            size("max_len", *max_len)?;
-            size("dim", *dim)?;
-        }
-        Op::ClassToken { dim } => size("dim", *dim)?,
-        Op::Add | Op::Relu | Op::Gelu { .. } | Op::Tanh | Op::PatchesToTokens | Op::MeanPool => {}
-    }
-    for ps in node.op.param_specs() {
+    node.op.kind().check()?;
+    for ps in node.op.kind().params() {
         checked_elements(&format!("parameter `{}`", ps.role), &ps.shape, MAX_ELEMENTS)?;
     }
     Ok(())
 }
 
-/// Rank of an op's output given its inputs' ranks, exactly as the forward pass produces it when
-/// it succeeds; an error where the forward pass could not run (and would index a missing
-/// dimension).
-fn output_rank(op: &Op, inputs: &[usize]) -> std::result::Result<usize, String> {
-    let first = inputs.first().copied().unwrap_or(0);
-    let at_least = |min: usize, r: usize| {
-        if r >= min {
-            Ok(r)
-        } else {
-            Err(format!("needs an input of at least {min} dimensions, gets {r}"))
-        }
-    };
-    Ok(match op {
-        Op::Input(InputKind::Image { .. }) => 4,
-        Op::Input(_) => 2,
-        Op::Conv2d(_) | Op::MaxPool2d { .. } | Op::AvgPool2d { .. } | Op::AdaptiveAvgPool2d { .. } => {
-            if !matches!(first, 3 | 4) {
-                return Err(format!("needs an input of 3 or 4 dimensions, gets {first}"));
-            }
-            first
-        }
-        Op::BatchNorm2d { .. } => at_least(2, first)?,
-        Op::Linear { .. } | Op::LayerNorm { .. } => at_least(1, first)?,
-        Op::Relu | Op::Dropout { .. } | Op::Gelu { .. } | Op::Tanh => first,
-        Op::Flatten { start_dim } => {
-            if !(0..first as i64).contains(start_dim) {
-                return Err(format!("start_dim = {start_dim} is outside 0..{first} (the input's dimensions)"));
-            }
-            *start_dim as usize + 1
-        }
-        Op::Add => inputs.iter().copied().max().unwrap_or(0),
-        Op::Attention { packed, .. } => {
-            let qkv = if *packed { &inputs[..1] } else { &inputs[..3] };
-            for &r in qkv {
-                at_least(2, r)?;
-            }
-            3
-        }
-        Op::Embedding { .. } => first + 1,
-        Op::PositionEmbedding { .. } => at_least(2, first)?.max(3),
-        Op::SegmentEmbedding { .. } => first.max(1),
-        Op::PatchesToTokens => {
-            at_least(3, first)?;
-            3
-        }
-        Op::ClassToken { .. } => {
-            if first != 3 {
-                return Err(format!("needs an input of 3 dimensions (B, T, D), gets {first}"));
-            }
-            3
-        }
-        Op::SelectToken { index } => {
-            check_range("index", *index, -MAX_FIELD, MAX_FIELD)?;
-            at_least(2, first)? - 1
-        }
-        Op::MeanPool => {
-            if inputs.len() > 1 {
-                first.max(3) - 1
-            } else {
-                at_least(2, first)? - 1
-            }
-        }
-    })
+/// Rank (dimensions, batch included) of every node's output, from the structure alone.
+pub fn output_ranks(spec: &GraphSpec) -> Vec<usize> {
+    let mut ranks: Vec<usize> = Vec::with_capacity(spec.nodes.len());
+    for node in &spec.nodes {
+        let ins: Vec<usize> = node.inputs.iter().map(|&i| ranks[i]).collect();
+        ranks.push(node.op.kind().rank(&ins).unwrap_or(0));
+    }
+    ranks
 }

@@ -4,7 +4,7 @@
 //! sample; normalisation, activations, pooling and additions are not counted (the common
 //! convention of thop / fvcore / Torch-Pruning's `count_ops_and_params` for conv and linear).
 
-use super::{Graph, InputKind, Mode, Op};
+use super::{Graph, InputKind, Mode};
 use crate::error::Result;
 use tch::{Kind, Tensor};
 
@@ -12,13 +12,13 @@ use tch::{Kind, Tensor};
 /// inputs use `seq_len` tokens (capped at the input's maximum).
 pub fn example_inputs(graph: &Graph, seq_len: i64) -> Vec<Tensor> {
     let opts = |k| (k, tch::Device::Cpu);
+    // Images in the parameters' precision (float64 graphs are compared with oracles).
+    let float = graph.params().iter().find(|(_, t)| t.is_floating_point()).map_or(Kind::Float, |(_, t)| t.kind());
     graph
         .input_kinds()
         .into_iter()
         .map(|k| match k {
-            InputKind::Image { channels, height, width } => {
-                Tensor::zeros([1, *channels, *height, *width], opts(Kind::Float))
-            }
+            InputKind::Image { channels, height, width } => Tensor::zeros([1, *channels, *height, *width], opts(float)),
             InputKind::TokenIds { max_len } => Tensor::zeros([1, seq_len.min(*max_len)], opts(Kind::Int64)),
             InputKind::AttentionMask { max_len } => Tensor::ones([1, seq_len.min(*max_len)], opts(Kind::Int64)),
         })
@@ -44,16 +44,8 @@ pub fn macs(graph: &Graph, seq_len: i64) -> Result<i64> {
     let outs = tch::no_grad(|| graph.forward_all(&inputs, Mode::Eval))?;
     let mut total = 0i64;
     for (id, node) in graph.nodes().iter().enumerate() {
-        let out = &outs[id];
-        total += match &node.op {
-            Op::Conv2d(c) => out.numel() as i64 * (c.in_channels / c.groups) * c.kernel[0] * c.kernel[1],
-            Op::Linear { in_features, .. } => out.numel() as i64 * in_features,
-            Op::Attention { heads, head_dim, .. } => {
-                let t = out.size()[1];
-                2 * heads * t * t * head_dim
-            }
-            _ => 0,
-        };
+        let ins: Vec<Vec<i64>> = node.inputs.iter().map(|&i| outs[i].size()).collect();
+        total += node.op.kind().macs(&ins, &outs[id].size());
     }
     Ok(total)
 }

@@ -2,6 +2,7 @@
 //! input, and a choice of pooling and classification head.
 
 use crate::error::{Error, Result};
+use crate::graph::ops::*;
 use crate::graph::{Graph, GraphBuilder, InputKind, NodeId, Op};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -147,62 +148,69 @@ pub fn build(cfg: &BertConfig, seed: u64) -> Result<Graph> {
     b.set_key_prefix(&cfg.key_prefix);
     let ids = b.input("input_ids", InputKind::TokenIds { max_len: cfg.max_len });
     let mask = b.input("attention_mask", InputKind::AttentionMask { max_len: cfg.max_len });
-    let mut t = b.add("embeddings.word_embeddings", Op::Embedding { num: cfg.vocab_size, dim: d }, &[ids]);
+    let mut t = b.add("embeddings.word_embeddings", Op::Embedding(Embedding { num: cfg.vocab_size, dim: d }), &[ids]);
     t = b.add(
         "embeddings.position_embeddings",
-        Op::PositionEmbedding { max_len: cfg.max_position_embeddings, dim: d, leading_one: false },
+        Op::PositionEmbedding(PositionEmbedding { max_len: cfg.max_position_embeddings, dim: d, leading_one: false }),
         &[t],
     );
-    t = b.add("embeddings.token_type_embeddings", Op::SegmentEmbedding { types: cfg.type_vocab_size, dim: d }, &[t]);
-    t = b.add("embeddings.LayerNorm", Op::LayerNorm { dim: d, eps: cfg.layer_norm_eps }, &[t]);
-    t = b.add("embeddings.dropout", Op::Dropout { p: 0.1 }, &[t]);
+    t = b.add(
+        "embeddings.token_type_embeddings",
+        Op::SegmentEmbedding(SegmentEmbedding { types: cfg.type_vocab_size, dim: d }),
+        &[t],
+    );
+    t = b.add("embeddings.LayerNorm", Op::LayerNorm(LayerNorm { dim: d, eps: cfg.layer_norm_eps }), &[t]);
+    t = b.add("embeddings.dropout", Op::Dropout(Dropout { p: 0.1 }), &[t]);
     let tanh = cfg.hidden_act != "gelu";
     for i in 0..cfg.num_hidden_layers {
         let p = format!("encoder.layer.{i}");
         let lin = |b: &mut GraphBuilder, name: String, x: NodeId, i: i64, o: i64| {
-            b.add(name, Op::Linear { in_features: i, out_features: o, bias: true }, &[x])
+            b.add(name, Op::Linear(Linear { in_features: i, out_features: o, bias: true }), &[x])
         };
         let q = lin(&mut b, format!("{p}.attention.self.query"), t, d, d);
         let k = lin(&mut b, format!("{p}.attention.self.key"), t, d, d);
         let v = lin(&mut b, format!("{p}.attention.self.value"), t, d, d);
         let a = b.add(
             format!("{p}.attention.self"),
-            Op::Attention { heads: h, head_dim: d / h, packed: false },
+            Op::Attention(Attention { heads: h, head_dim: d / h, packed: false }),
             &[q, k, v, mask],
         );
         let mut y = lin(&mut b, format!("{p}.attention.output.dense"), a, d, d);
-        y = b.add(format!("{p}.attention.output.dropout"), Op::Dropout { p: 0.1 }, &[y]);
-        y = b.add(format!("{p}.attention.output.add"), Op::Add, &[y, t]);
-        let x1 =
-            b.add(format!("{p}.attention.output.LayerNorm"), Op::LayerNorm { dim: d, eps: cfg.layer_norm_eps }, &[y]);
+        y = b.add(format!("{p}.attention.output.dropout"), Op::Dropout(Dropout { p: 0.1 }), &[y]);
+        y = b.add(format!("{p}.attention.output.add"), Op::Add(Add), &[y, t]);
+        let x1 = b.add(
+            format!("{p}.attention.output.LayerNorm"),
+            Op::LayerNorm(LayerNorm { dim: d, eps: cfg.layer_norm_eps }),
+            &[y],
+        );
         let mut z = lin(&mut b, format!("{p}.intermediate.dense"), x1, d, cfg.intermediate_size);
-        z = b.add(format!("{p}.intermediate.act"), Op::Gelu { tanh }, &[z]);
+        z = b.add(format!("{p}.intermediate.act"), Op::Gelu(Gelu { tanh }), &[z]);
         z = lin(&mut b, format!("{p}.output.dense"), z, cfg.intermediate_size, d);
-        z = b.add(format!("{p}.output.dropout"), Op::Dropout { p: 0.1 }, &[z]);
-        z = b.add(format!("{p}.output.add"), Op::Add, &[z, x1]);
-        t = b.add(format!("{p}.output.LayerNorm"), Op::LayerNorm { dim: d, eps: cfg.layer_norm_eps }, &[z]);
+        z = b.add(format!("{p}.output.dropout"), Op::Dropout(Dropout { p: 0.1 }), &[z]);
+        z = b.add(format!("{p}.output.add"), Op::Add(Add), &[z, x1]);
+        t = b.add(format!("{p}.output.LayerNorm"), Op::LayerNorm(LayerNorm { dim: d, eps: cfg.layer_norm_eps }), &[z]);
     }
     b.ignore_keys(&[&format!("{}embeddings.position_ids", cfg.key_prefix)]);
     match cfg.pooling {
         Pooling::None => b.ignore_keys(&[&format!("{}pooler.*", cfg.key_prefix)]),
         Pooling::Cls => {
-            t = b.add("pooler.select", Op::SelectToken { index: 0 }, &[t]);
-            t = b.add("pooler.dense", Op::Linear { in_features: d, out_features: d, bias: true }, &[t]);
-            t = b.add("pooler.activation", Op::Tanh, &[t]);
+            t = b.add("pooler.select", Op::SelectToken(SelectToken { index: 0 }), &[t]);
+            t = b.add("pooler.dense", Op::Linear(Linear { in_features: d, out_features: d, bias: true }), &[t]);
+            t = b.add("pooler.activation", Op::Tanh(Tanh), &[t]);
         }
         Pooling::Mean => {
             b.ignore_keys(&[&format!("{}pooler.*", cfg.key_prefix)]);
-            t = b.add("pooling", Op::MeanPool, &[t, mask]);
+            t = b.add("pooling", Op::MeanPool(MeanPool), &[t, mask]);
         }
     }
     b.set_key_prefix("");
     if let Some(c) = cfg.num_classes {
-        t = b.add("classifier", Op::Linear { in_features: d, out_features: c, bias: true }, &[t]);
+        t = b.add("classifier", Op::Linear(Linear { in_features: d, out_features: c, bias: true }), &[t]);
     }
     let mut g = b.finish(t, seed)?;
     let mut rng = crate::util::rng(crate::util::derive_seed(seed, "bert-init"));
     for id in 0..g.nodes().len() {
-        if let Op::Linear { .. } | Op::Embedding { .. } = g.node(id).op {
+        if let Op::Linear(_) | Op::Embedding(_) = g.node(id).op {
             crate::graph::init::normal_weights(&mut g, id, 0.02, &mut rng);
         }
     }

@@ -2,6 +2,7 @@
 //! (3×3 stem, no max-pool, any width, input channels and image size).
 
 use crate::error::Result;
+use crate::graph::ops::*;
 use crate::graph::{init, Conv2d, Graph, GraphBuilder, InputKind, NodeId, Op};
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,7 @@ fn conv(b: &mut GraphBuilder, name: &str, x: NodeId, spec: Conv2d) -> NodeId {
 }
 
 fn bn(b: &mut GraphBuilder, name: &str, x: NodeId, features: i64) -> NodeId {
-    b.add(name, Op::BatchNorm2d { features, eps: 1e-5, momentum: 0.1 }, &[x])
+    b.add(name, Op::BatchNorm2d(BatchNorm2d { features, eps: 1e-5, momentum: 0.1 }), &[x])
 }
 
 /// Builds the graph; parameters initialised as torchvision does (Kaiming-normal convs).
@@ -71,9 +72,13 @@ pub fn build(cfg: &ResNetConfig, seed: u64) -> Result<Graph> {
         Stem::Cifar => conv(&mut b, "conv1", x, Conv2d::new(cfg.in_channels, w, 3).padding(1)),
     };
     x = bn(&mut b, "bn1", x, w);
-    x = b.add("relu", Op::Relu, &[x]);
+    x = b.add("relu", Op::Relu(Relu), &[x]);
     if cfg.stem == Stem::Imagenet {
-        x = b.add("maxpool", Op::MaxPool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false }, &[x]);
+        x = b.add(
+            "maxpool",
+            Op::MaxPool2d(MaxPool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false }),
+            &[x],
+        );
     }
     let mut inplanes = w;
     for (stage, &n) in blocks.iter().enumerate() {
@@ -86,16 +91,16 @@ pub fn build(cfg: &ResNetConfig, seed: u64) -> Result<Graph> {
             if bottleneck {
                 y = conv(&mut b, &format!("{p}.conv1"), x, Conv2d::new(inplanes, planes, 1));
                 y = bn(&mut b, &format!("{p}.bn1"), y, planes);
-                y = b.add(format!("{p}.relu1"), Op::Relu, &[y]);
+                y = b.add(format!("{p}.relu1"), Op::Relu(Relu), &[y]);
                 y = conv(&mut b, &format!("{p}.conv2"), y, Conv2d::new(planes, planes, 3).stride(stride).padding(1));
                 y = bn(&mut b, &format!("{p}.bn2"), y, planes);
-                y = b.add(format!("{p}.relu2"), Op::Relu, &[y]);
+                y = b.add(format!("{p}.relu2"), Op::Relu(Relu), &[y]);
                 y = conv(&mut b, &format!("{p}.conv3"), y, Conv2d::new(planes, planes * 4, 1));
                 y = bn(&mut b, &format!("{p}.bn3"), y, planes * 4);
             } else {
                 y = conv(&mut b, &format!("{p}.conv1"), x, Conv2d::new(inplanes, planes, 3).stride(stride).padding(1));
                 y = bn(&mut b, &format!("{p}.bn1"), y, planes);
-                y = b.add(format!("{p}.relu1"), Op::Relu, &[y]);
+                y = b.add(format!("{p}.relu1"), Op::Relu(Relu), &[y]);
                 y = conv(&mut b, &format!("{p}.conv2"), y, Conv2d::new(planes, planes, 3).padding(1));
                 y = bn(&mut b, &format!("{p}.bn2"), y, planes);
             }
@@ -110,14 +115,15 @@ pub fn build(cfg: &ResNetConfig, seed: u64) -> Result<Graph> {
             } else {
                 identity
             };
-            let sum = b.add(format!("{p}.add"), Op::Add, &[y, shortcut]);
-            x = b.add(format!("{p}.relu"), Op::Relu, &[sum]);
+            let sum = b.add(format!("{p}.add"), Op::Add(Add), &[y, shortcut]);
+            x = b.add(format!("{p}.relu"), Op::Relu(Relu), &[sum]);
             inplanes = planes * expansion;
         }
     }
-    x = b.add("avgpool", Op::AdaptiveAvgPool2d { output: [1, 1] }, &[x]);
-    x = b.add("flatten", Op::Flatten { start_dim: 1 }, &[x]);
-    let out = b.add("fc", Op::Linear { in_features: inplanes, out_features: cfg.num_classes, bias: true }, &[x]);
+    x = b.add("avgpool", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [1, 1] }), &[x]);
+    x = b.add("flatten", Op::Flatten(Flatten { start_dim: 1 }), &[x]);
+    let out =
+        b.add("fc", Op::Linear(Linear { in_features: inplanes, out_features: cfg.num_classes, bias: true }), &[x]);
     let mut g = b.finish(out, seed)?;
     let mut rng = crate::util::rng(crate::util::derive_seed(seed, "resnet-init"));
     for id in 0..g.nodes().len() {

@@ -2,6 +2,7 @@
 //! CIFAR-style variants for small images.
 
 use crate::error::Result;
+use crate::graph::ops::*;
 use crate::graph::{init, Conv2d, Graph, GraphBuilder, InputKind, Op};
 use serde::{Deserialize, Serialize};
 
@@ -81,15 +82,19 @@ pub fn build(cfg: &VggConfig, seed: u64) -> Result<Graph> {
             x = b.add(format!("features.{idx}"), Op::Conv2d(Conv2d::new(channels, out, 3).padding(1).bias(true)), &[x]);
             idx += 1;
             if cfg.batch_norm {
-                x = b.add(format!("features.{idx}"), Op::BatchNorm2d { features: out, eps: 1e-5, momentum: 0.1 }, &[x]);
+                x = b.add(
+                    format!("features.{idx}"),
+                    Op::BatchNorm2d(BatchNorm2d { features: out, eps: 1e-5, momentum: 0.1 }),
+                    &[x],
+                );
                 idx += 1;
             }
-            x = b.add(format!("features.{idx}"), Op::Relu, &[x]);
+            x = b.add(format!("features.{idx}"), Op::Relu(Relu), &[x]);
             idx += 1;
             channels = out;
         }
         if cfg.style == VggStyle::Imagenet || spatial >= 2 {
-            let pool = Op::MaxPool2d { kernel: [2, 2], stride: [2, 2], padding: [0, 0], ceil_mode: false };
+            let pool = Op::MaxPool2d(MaxPool2d { kernel: [2, 2], stride: [2, 2], padding: [0, 0], ceil_mode: false });
             x = b.add(format!("features.{idx}"), pool, &[x]);
             idx += 1;
             spatial /= 2;
@@ -99,29 +104,30 @@ pub fn build(cfg: &VggConfig, seed: u64) -> Result<Graph> {
         VggStyle::Imagenet => 7,
         VggStyle::Cifar => 1,
     };
-    x = b.add("avgpool", Op::AdaptiveAvgPool2d { output: [pooled, pooled] }, &[x]);
-    x = b.add("flatten", Op::Flatten { start_dim: 1 }, &[x]);
+    x = b.add("avgpool", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [pooled, pooled] }), &[x]);
+    x = b.add("flatten", Op::Flatten(Flatten { start_dim: 1 }), &[x]);
     let dims = [channels * pooled * pooled, cfg.hidden, cfg.hidden];
     for (i, pair) in dims.windows(2).enumerate() {
         let base = i * 3;
         x = b.add(
             format!("classifier.{base}"),
-            Op::Linear { in_features: pair[0], out_features: pair[1], bias: true },
+            Op::Linear(Linear { in_features: pair[0], out_features: pair[1], bias: true }),
             &[x],
         );
-        x = b.add(format!("classifier.{}", base + 1), Op::Relu, &[x]);
-        x = b.add(format!("classifier.{}", base + 2), Op::Dropout { p: cfg.dropout }, &[x]);
+        x = b.add(format!("classifier.{}", base + 1), Op::Relu(Relu), &[x]);
+        x = b.add(format!("classifier.{}", base + 2), Op::Dropout(Dropout { p: cfg.dropout }), &[x]);
     }
-    let out =
-        b.add("classifier.6", Op::Linear { in_features: cfg.hidden, out_features: cfg.num_classes, bias: true }, &[x]);
+    let out = b.add(
+        "classifier.6",
+        Op::Linear(Linear { in_features: cfg.hidden, out_features: cfg.num_classes, bias: true }),
+        &[x],
+    );
     let mut g = b.finish(out, seed)?;
     let mut rng = crate::util::rng(crate::util::derive_seed(seed, "vgg-init"));
     for id in 0..g.nodes().len() {
-        match g.node(id).op {
-            Op::Conv2d(_) => init::kaiming_normal_fan_out(&mut g, id, &mut rng),
-            Op::Linear { .. } => init::normal_linear(&mut g, id, 0.01, &mut rng),
-            _ => {}
-        }
+        // Each scheme applies to its own layer kind and leaves other nodes alone.
+        init::kaiming_normal_fan_out(&mut g, id, &mut rng);
+        init::normal_linear(&mut g, id, 0.01, &mut rng);
     }
     Ok(g)
 }

@@ -2,6 +2,7 @@
 //! patch size, depth, width and number of heads.
 
 use crate::error::Result;
+use crate::graph::ops::*;
 use crate::graph::{init, Conv2d, Graph, GraphBuilder, InputKind, Op};
 use serde::{Deserialize, Serialize};
 
@@ -90,50 +91,63 @@ pub fn build(cfg: &VitConfig, seed: u64) -> Result<Graph> {
     let x = b.input("x", InputKind::Image { channels: cfg.in_channels, height: s, width: s });
     let conv = Conv2d::new(cfg.in_channels, d, cfg.patch_size).stride(cfg.patch_size).bias(true);
     let mut t = b.add("conv_proj", Op::Conv2d(conv), &[x]);
-    t = b.add("patches", Op::PatchesToTokens, &[t]);
-    t = b.add_keyed("class_token", Op::ClassToken { dim: d }, &[t], &[("weight", "class_token")]);
+    t = b.add("patches", Op::PatchesToTokens(PatchesToTokens), &[t]);
+    t = b.add_keyed("class_token", Op::ClassToken(ClassToken { dim: d }), &[t], &[(Role::Weight, "class_token")]);
     t = b.add_keyed(
         "encoder.pos_embedding",
-        Op::PositionEmbedding { max_len: cfg.seq_len(), dim: d, leading_one: true },
+        Op::PositionEmbedding(PositionEmbedding { max_len: cfg.seq_len(), dim: d, leading_one: true }),
         &[t],
-        &[("weight", "encoder.pos_embedding")],
+        &[(Role::Weight, "encoder.pos_embedding")],
     );
-    t = b.add("encoder.dropout", Op::Dropout { p: cfg.dropout }, &[t]);
+    t = b.add("encoder.dropout", Op::Dropout(Dropout { p: cfg.dropout }), &[t]);
     for i in 0..cfg.num_layers {
         let p = format!("encoder.layers.encoder_layer_{i}");
         let input = t;
-        let mut y = b.add(format!("{p}.ln_1"), Op::LayerNorm { dim: d, eps: 1e-6 }, &[t]);
+        let mut y = b.add(format!("{p}.ln_1"), Op::LayerNorm(LayerNorm { dim: d, eps: 1e-6 }), &[t]);
         let in_w = format!("{p}.self_attention.in_proj_weight");
         let in_b = format!("{p}.self_attention.in_proj_bias");
         y = b.add_keyed(
             format!("{p}.self_attention.in_proj"),
-            Op::Linear { in_features: d, out_features: 3 * d, bias: true },
+            Op::Linear(Linear { in_features: d, out_features: 3 * d, bias: true }),
             &[y],
-            &[("weight", &in_w), ("bias", &in_b)],
+            &[(Role::Weight, &in_w), (Role::Bias, &in_b)],
         );
-        y = b.add(format!("{p}.self_attention"), Op::Attention { heads: h, head_dim: d / h, packed: true }, &[y]);
+        y = b.add(
+            format!("{p}.self_attention"),
+            Op::Attention(Attention { heads: h, head_dim: d / h, packed: true }),
+            &[y],
+        );
         y = b.add(
             format!("{p}.self_attention.out_proj"),
-            Op::Linear { in_features: d, out_features: d, bias: true },
+            Op::Linear(Linear { in_features: d, out_features: d, bias: true }),
             &[y],
         );
-        y = b.add(format!("{p}.dropout"), Op::Dropout { p: cfg.dropout }, &[y]);
-        let x1 = b.add(format!("{p}.add_1"), Op::Add, &[y, input]);
-        let mut z = b.add(format!("{p}.ln_2"), Op::LayerNorm { dim: d, eps: 1e-6 }, &[x1]);
-        z = b.add(format!("{p}.mlp.0"), Op::Linear { in_features: d, out_features: cfg.mlp_dim, bias: true }, &[z]);
-        z = b.add(format!("{p}.mlp.1"), Op::Gelu { tanh: false }, &[z]);
-        z = b.add(format!("{p}.mlp.2"), Op::Dropout { p: cfg.dropout }, &[z]);
-        z = b.add(format!("{p}.mlp.3"), Op::Linear { in_features: cfg.mlp_dim, out_features: d, bias: true }, &[z]);
-        z = b.add(format!("{p}.mlp.4"), Op::Dropout { p: cfg.dropout }, &[z]);
-        t = b.add(format!("{p}.add_2"), Op::Add, &[z, x1]);
+        y = b.add(format!("{p}.dropout"), Op::Dropout(Dropout { p: cfg.dropout }), &[y]);
+        let x1 = b.add(format!("{p}.add_1"), Op::Add(Add), &[y, input]);
+        let mut z = b.add(format!("{p}.ln_2"), Op::LayerNorm(LayerNorm { dim: d, eps: 1e-6 }), &[x1]);
+        z = b.add(
+            format!("{p}.mlp.0"),
+            Op::Linear(Linear { in_features: d, out_features: cfg.mlp_dim, bias: true }),
+            &[z],
+        );
+        z = b.add(format!("{p}.mlp.1"), Op::Gelu(Gelu { tanh: false }), &[z]);
+        z = b.add(format!("{p}.mlp.2"), Op::Dropout(Dropout { p: cfg.dropout }), &[z]);
+        z = b.add(
+            format!("{p}.mlp.3"),
+            Op::Linear(Linear { in_features: cfg.mlp_dim, out_features: d, bias: true }),
+            &[z],
+        );
+        z = b.add(format!("{p}.mlp.4"), Op::Dropout(Dropout { p: cfg.dropout }), &[z]);
+        t = b.add(format!("{p}.add_2"), Op::Add(Add), &[z, x1]);
     }
-    t = b.add("encoder.ln", Op::LayerNorm { dim: d, eps: 1e-6 }, &[t]);
-    t = b.add("select_class_token", Op::SelectToken { index: 0 }, &[t]);
-    let out = b.add("heads.head", Op::Linear { in_features: d, out_features: cfg.num_classes, bias: true }, &[t]);
+    t = b.add("encoder.ln", Op::LayerNorm(LayerNorm { dim: d, eps: 1e-6 }), &[t]);
+    t = b.add("select_class_token", Op::SelectToken(SelectToken { index: 0 }), &[t]);
+    let out =
+        b.add("heads.head", Op::Linear(Linear { in_features: d, out_features: cfg.num_classes, bias: true }), &[t]);
     let mut g = b.finish(out, seed)?;
     let mut rng = crate::util::rng(crate::util::derive_seed(seed, "vit-init"));
     for id in 0..g.nodes().len() {
-        if let Op::Linear { .. } = g.node(id).op {
+        if let Op::Linear(_) = g.node(id).op {
             if id == g.output() {
                 init::zero(&mut g, id);
             } else {

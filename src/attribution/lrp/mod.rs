@@ -15,7 +15,6 @@ pub mod affine;
 mod canonize;
 pub mod rules;
 pub mod softmax;
-mod transformer;
 
 pub use rules::Rule;
 pub use softmax::SoftmaxRule;
@@ -24,7 +23,7 @@ use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
 use crate::components::{depth_groups, ComponentSet, DepthGroup};
 use crate::data::Batch;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Mode, NodeId, Op};
+use crate::graph::{Graph, Mode, NodeId, Role};
 use affine::{Affine, AffineKind};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -109,6 +108,18 @@ pub enum BatchNormTreatment {
     Pass,
 }
 
+/// How relevance passes a multiplicative gate `x · g` (squeeze-and-excitation, layer gates).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateRule {
+    /// The gate is a constant: all relevance goes to the gated signal (the usual LRP
+    /// treatment of gates).
+    #[default]
+    Constant,
+    /// AttnLRP's uniform rule for products: signal and gate get half each.
+    Uniform,
+}
+
 /// Everything that defines an LRP variant (plain data, shared by CLI, rules files and the optimiser).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +132,9 @@ pub struct LrpConfig {
     pub initial: InitialRelevance,
     #[serde(default)]
     pub batch_norm: BatchNormTreatment,
+    /// How relevance passes multiplicative gates.
+    #[serde(default)]
+    pub gate: GateRule,
     /// Stabiliser of the z⁺, γ and αβ rules and of the proportional split at additions and
     /// average pools (zennit composites' `stabilizer`).
     #[serde(default = "default_stabilizer")]
@@ -138,6 +152,7 @@ impl LrpConfig {
             softmax: SoftmaxRule::default(),
             initial: InitialRelevance::default(),
             batch_norm: BatchNormTreatment::default(),
+            gate: GateRule::default(),
             stabilizer: default_stabilizer(),
         }
     }
@@ -209,7 +224,6 @@ pub fn relevances(
             init = init.f_mul(logits)?;
         }
         let groups = depth_groups(graph);
-        let consumers = graph.consumers();
         let n = graph.nodes().len();
         let mut rel: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let mut kept: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
@@ -221,8 +235,10 @@ pub fn relevances(
             }
             let node = graph.node(id);
             let xs: Vec<&Tensor> = node.inputs.iter().map(|&i| &outs[i]).collect();
-            let ins = propagate_node(graph, id, &xs, &outs[id], &r, config, &groups, &consumers).map_err(|e| {
-                Error::Node { node: node.name.clone(), op: node.op.kind_name().into(), message: format!("LRP: {e}") }
+            let ins = propagate_node(graph, id, &xs, &outs[id], &r, config, &groups).map_err(|e| Error::Node {
+                node: node.name.clone(),
+                op: node.op.kind_name().into(),
+                message: format!("LRP: {e}"),
             })?;
             for (&i, ri) in node.inputs.iter().zip(ins) {
                 if let Some(ri) = ri {
@@ -244,58 +260,57 @@ fn propagate_node(
     r: &Tensor,
     config: &LrpConfig,
     groups: &[Option<DepthGroup>],
-    consumers: &[Vec<NodeId>],
 ) -> Result<Vec<Option<Tensor>>> {
-    let node = graph.node(id);
-    let one = |t: Tensor| Ok(vec![Some(t)]);
-    match &node.op {
-        Op::Input(_) => Ok(vec![]),
-        Op::Conv2d(c) => {
-            let kind = AffineKind::Conv(c.clone());
-            let (weight, bias) = match canonize::following_batchnorm(graph, id, consumers) {
-                Some(bn) if config.batch_norm == BatchNormTreatment::Merge => canonize::merge_batchnorm(graph, id, bn)?,
-                _ => (
-                    graph.require_param(id, "weight")?.shallow_clone(),
-                    graph.param(id, "bias").map(|b| b.shallow_clone()),
-                ),
-            };
-            let rule = config.rules.get(groups[id].expect("conv has a group"));
-            one(rule.apply(&Affine { kind: &kind, weight, bias }, xs[0], r, config.stabilizer)?)
-        }
-        Op::Linear { .. } => {
-            let kind = AffineKind::Linear;
-            let layer = Affine {
-                kind: &kind,
-                weight: graph.require_param(id, "weight")?.shallow_clone(),
-                bias: graph.param(id, "bias").map(|b| b.shallow_clone()),
-            };
-            let rule = config.rules.get(groups[id].expect("linear has a group"));
-            one(rule.apply(&layer, xs[0], r, config.stabilizer)?)
-        }
-        // Elementwise layers and BatchNorm: pass-through (merged BatchNorm is the identity).
-        Op::BatchNorm2d { .. } | Op::Relu | Op::Gelu { .. } | Op::Tanh | Op::Dropout { .. } => one(r.shallow_clone()),
-        Op::Flatten { .. } => one(r.f_reshape(xs[0].size())?),
-        Op::MaxPool2d { kernel, stride, padding, ceil_mode } => {
-            one(vjp(xs[0], r, |x| Ok(x.f_max_pool2d(kernel, stride, padding, [1, 1], *ceil_mode)?))?)
-        }
-        Op::AvgPool2d { kernel, stride, padding } => one(norm_rule(xs[0], out, r, config.stabilizer, |x| {
-            Ok(x.f_avg_pool2d(kernel, stride, padding, false, true, None)?)
-        })?),
-        Op::AdaptiveAvgPool2d { output } => {
-            one(norm_rule(xs[0], out, r, config.stabilizer, |x| Ok(x.f_adaptive_avg_pool2d(output)?))?)
-        }
-        Op::Add => {
-            let s = r.f_div(&rules::stabilize(out, config.stabilizer)?)?;
-            xs.iter().map(|x| Ok(Some(x.f_mul(&s)?))).collect()
-        }
-        _ => transformer::propagate(graph, id, xs, out, r, config),
-    }
+    let cx = LrpCx { graph, id, config, group: groups[id] };
+    graph.node(id).op.kind().lrp(&cx, xs, out, r)
 }
 
-/// zennit's `Norm` rule for a parameter-free linear map f: R_in = x · fᵀ(R / stab(f(x))).
-fn norm_rule(x: &Tensor, z: &Tensor, r: &Tensor, eps: f64, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    let s = r.f_div(&rules::stabilize(z, eps)?)?;
-    Ok(x.f_mul(&vjp(x, &s, f)?)?)
+/// What an op's LRP rule sees besides its tensors: its node, the configuration and its depth
+/// group's rule.
+pub struct LrpCx<'a> {
+    pub graph: &'a Graph,
+    pub id: NodeId,
+    pub config: &'a LrpConfig,
+    group: Option<DepthGroup>,
+}
+
+impl LrpCx<'_> {
+    /// `z` with the configured stabiliser added away from zero.
+    pub fn stabilize(&self, z: &Tensor) -> Result<Tensor> {
+        rules::stabilize(z, self.config.stabilizer)
+    }
+    /// The node's parameter for `role`.
+    pub fn param(&self, role: Role) -> Result<&Tensor> {
+        self.graph.require_param(self.id, role)
+    }
+    /// zennit's `Norm` rule for a parameter-free linear map f: R_in = x · fᵀ(R / stab(f(x))).
+    pub fn norm_rule(
+        &self,
+        x: &Tensor,
+        z: &Tensor,
+        r: &Tensor,
+        f: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let s = r.f_div(&self.stabilize(z)?)?;
+        Ok(x.f_mul(&vjp(x, &s, f)?)?)
+    }
+    /// The depth group's rule applied to an affine layer. With `batch_norm: merge`, a
+    /// BatchNorm that solely follows the layer is folded into its weights first (zennit's
+    /// canonizer, computed on the fly).
+    pub fn affine_rule(&self, kind: &AffineKind, x: &Tensor, r: &Tensor) -> Result<Tensor> {
+        let (graph, id) = (self.graph, self.id);
+        let (weight, bias) = match graph.following_batchnorm(id) {
+            Some(bn) if self.config.batch_norm == BatchNormTreatment::Merge => {
+                canonize::merge_batchnorm(graph, id, bn)?
+            }
+            _ => (
+                graph.require_param(id, Role::Weight)?.shallow_clone(),
+                graph.param(id, Role::Bias).map(|b| b.shallow_clone()),
+            ),
+        };
+        let group = self.group.ok_or_else(|| Error::invalid("layer has no depth group"))?;
+        self.config.rules.get(group).apply(&Affine { kind, weight, bias }, x, r, self.config.stabilizer)
+    }
 }
 
 /// Vector–Jacobian product: the gradient of ⟨f(x), g⟩ with respect to x.

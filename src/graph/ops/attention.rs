@@ -1,0 +1,230 @@
+//! Scaled dot-product multi-head attention core: inputs (q, k, v) or one packed (q|k|v) input,
+//! plus an optional (B, T) attention mask. Output (B, T, heads·head_dim): the heads' outputs
+//! concatenated, before the output projection. Heads are its prunable units; `heads` may differ
+//! between layers after surgery, `head_dim` stays.
+//!
+//! LRP (AttnLRP, Achtibat et al. 2024, in zennit's convention): the matmuls q·kᵀ and A·V split
+//! relevance uniformly between their operands (each gets half: the denominator is 2·z); the
+//! softmax follows a [`SoftmaxRule`]. Under CP-LRP, A is a constant and V gets all.
+
+use super::{at_least, check_range, check_size, Arity, ChannelMap, Ctx, OpKind, Units};
+use crate::attribution::lrp::{LrpCx, SoftmaxRule};
+use crate::error::Result;
+use crate::export::onnx::{Attr, OnnxCx, FLOAT};
+use crate::graph::MAX_FIELD;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Additive bias that removes masked keys from the softmax (as Hugging Face does).
+const MASK_BIAS: f64 = -3.402_823_466e38;
+
+/// Attention's head layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attention {
+    pub heads: i64,
+    pub head_dim: i64,
+    pub packed: bool,
+}
+
+impl Attention {
+    fn width(&self) -> i64 {
+        self.heads * self.head_dim
+    }
+
+    /// Splits the inputs into (q, k, v, optional mask), each (B, T, width).
+    fn split<'a>(&self, xs: &[&'a Tensor]) -> Result<(Tensor, Tensor, Tensor, Option<&'a Tensor>)> {
+        let width = self.width();
+        if self.packed {
+            let qkv = xs[0];
+            if qkv.size().last() != Some(&(3 * width)) {
+                crate::bail!("packed q|k|v input has last dimension {:?}, expected 3·{width}", qkv.size().last());
+            }
+            let part = |i: i64| qkv.f_narrow(-1, i * width, width);
+            Ok((part(0)?, part(1)?, part(2)?, xs.get(1).copied()))
+        } else {
+            for t in &xs[..3] {
+                if t.size().last() != Some(&width) {
+                    crate::bail!("q/k/v input has last dimension {:?}, expected {width}", t.size().last());
+                }
+            }
+            Ok((xs[0].shallow_clone(), xs[1].shallow_clone(), xs[2].shallow_clone(), xs.get(3).copied()))
+        }
+    }
+
+    /// (B, T, H·dh) → (B, H, T, dh).
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.size();
+        Ok(x.f_reshape([s[0], s[1], self.heads, self.head_dim])?.f_transpose(1, 2)?)
+    }
+
+    /// Rows of whole heads: `keep` heads of `head_dim` each, from `offset` on (surgery of the
+    /// q / k / v projections and of the output projection's columns).
+    pub fn head_rows(&self, keep: &[i64], offset: i64) -> Vec<i64> {
+        let dh = self.head_dim;
+        keep.iter().flat_map(|&h| (offset + h * dh)..(offset + (h + 1) * dh)).collect()
+    }
+
+    /// Rows of the packed q|k|v projection that keep heads `keep`.
+    pub fn packed_rows(&self, keep: &[i64]) -> Vec<i64> {
+        (0..3).flat_map(|part| self.head_rows(keep, part * self.width())).collect()
+    }
+}
+
+/// (B, H, T, dh) → (B, T, H·dh).
+fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let s = x.size();
+    Ok(x.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?)
+}
+
+/// (B, T) 0/1 mask → (B, 1, 1, T) additive bias.
+fn key_mask_bias(mask: &Tensor, kind: Kind) -> Result<Tensor> {
+    let m = mask.f_to_kind(kind)?;
+    Ok(m.f_neg()?.f_add_scalar(1.0)?.f_mul_scalar(MASK_BIAS)?.f_unsqueeze(1)?.f_unsqueeze(1)?)
+}
+
+impl OpKind for Attention {
+    fn describe(&self) -> String {
+        format!("{} heads × {}", self.heads, self.head_dim)
+    }
+    fn arity(&self) -> Arity {
+        if self.packed {
+            Arity::Between(1, 2)
+        } else {
+            Arity::Between(3, 4)
+        }
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        // Pruning may remove every head.
+        check_range("heads", self.heads, 0, MAX_FIELD)?;
+        check_size("head_dim", self.head_dim)?;
+        check_range("heads·head_dim", self.heads * self.head_dim, 0, MAX_FIELD)
+    }
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        let qkv = if self.packed { &inputs[..1] } else { &inputs[..3] };
+        for &r in qkv {
+            at_least(2, r)?;
+        }
+        Ok(3)
+    }
+    fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        let (q, k, v, mask) = self.split(xs)?;
+        let (q, k) = (self.split_heads(&q)?, self.split_heads(&k)?);
+        let mut scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((self.head_dim as f64).sqrt())?;
+        if let Some(m) = mask {
+            scores = scores.f_add(&key_mask_bias(m, scores.kind())?)?;
+        }
+        let probs = scores.f_softmax(-1, scores.kind())?;
+        merge_heads(&probs.f_matmul(&self.split_heads(&v)?)?)
+    }
+    fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
+        let t = output[1];
+        2 * self.heads * t * t * self.head_dim
+    }
+    fn channels(&self) -> ChannelMap {
+        ChannelMap::New
+    }
+    fn channel_block(&self) -> Option<String> {
+        Some("it feeds or leaves an attention layer (prune heads instead)".into())
+    }
+    fn units(&self) -> Option<Units> {
+        Some(Units::Heads { heads: self.heads, head_dim: self.head_dim })
+    }
+    fn resize(&mut self, output: Option<i64>, _input: Option<i64>) {
+        if let Some(w) = output {
+            self.heads = w / self.head_dim;
+        }
+    }
+    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let config = cx.config;
+        let (q, k, v, mask) = self.split(xs)?;
+        let (qh, kh, vh) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
+        let scale = (self.head_dim as f64).sqrt();
+        let z = qh.f_matmul(&kh.f_transpose(-2, -1)?)?.f_div_scalar(scale)?; // scaled scores
+        let x = match mask {
+            Some(m) => z.f_add(&key_mask_bias(m, z.kind())?)?,
+            None => z.shallow_clone(),
+        };
+        let probs = x.f_softmax(-1, x.kind())?;
+        let ctx = probs.f_matmul(&vh)?;
+        let rh = self.split_heads(r)?;
+        let cp = config.softmax == SoftmaxRule::Cp;
+        // A·V: uniform split between A and V (denominator 2·ctx), or all to V under CP.
+        let g = rh.f_div(&cx.stabilize(&ctx.f_mul_scalar(if cp { 1.0 } else { 2.0 })?)?)?;
+        let rv = vh.f_mul(&probs.f_transpose(-2, -1)?.f_matmul(&g)?)?;
+        let ra = probs.f_mul(&g.f_matmul(&vh.f_transpose(-2, -1)?)?)?;
+        let (rq, rk) = match config.softmax.apply(&x, &probs, &ra, config.stabilizer)? {
+            None => (qh.f_zeros_like()?, kh.f_zeros_like()?),
+            Some(rx) => {
+                // Masked keys carry no relevance; the 1/√dh scaling is linear and keeps it.
+                let rz = match mask {
+                    Some(m) => rx.f_mul(&m.f_to_kind(rx.kind())?.f_unsqueeze(1)?.f_unsqueeze(1)?)?,
+                    None => rx,
+                };
+                // q·kᵀ: uniform split (denominator 2·z).
+                let gz = rz.f_div(&cx.stabilize(&z.f_mul_scalar(2.0)?)?)?.f_div_scalar(scale)?;
+                (qh.f_mul(&gz.f_matmul(&kh)?)?, kh.f_mul(&gz.f_transpose(-2, -1)?.f_matmul(&qh)?)?)
+            }
+        };
+        let (rq, rk, rv) = (merge_heads(&rq)?, merge_heads(&rk)?, merge_heads(&rv)?);
+        let mut v = if self.packed {
+            vec![Some(Tensor::f_cat(&[rq, rk, rv], -1)?)]
+        } else {
+            vec![Some(rq), Some(rk), Some(rv)]
+        };
+        if xs.len() > v.len() {
+            v.push(None); // the mask
+        }
+        Ok(v)
+    }
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+        let x = cx.x(0);
+        if self.heads == 0 {
+            // No heads left: the context is empty, [batch, tokens, 0], as in relprune's
+            // forward; the output projection after it then only adds its bias.
+            let zero = cx.ints("zero", &[0])?;
+            let axis = cx.ints("axis", &[2])?;
+            return Ok(cx.output("Slice", &[&x, &zero, &zero, &axis], &[]));
+        }
+        let w = self.width();
+        let (q, k, v) = if self.packed {
+            let axis = cx.ints("axis", &[2])?;
+            let mut part = |i: i64| -> Result<String> {
+                let s = cx.ints("start", &[i * w])?;
+                let e = cx.ints("end", &[(i + 1) * w])?;
+                Ok(cx.step("Slice", &[&x, &s, &e, &axis], &[]))
+            };
+            (part(0)?, part(1)?, part(2)?)
+        } else {
+            (cx.x(0), cx.x(1), cx.x(2))
+        };
+        let split = cx.ints("heads", &[0, 0, self.heads, self.head_dim])?;
+        let mut heads_of = |t: &str, perm: &[i64]| {
+            let r = cx.step("Reshape", &[t, &split], &[]);
+            cx.step("Transpose", &[&r], &[("perm", Attr::Ints(perm))])
+        };
+        let qh = heads_of(&q, &[0, 2, 1, 3]);
+        let kt = heads_of(&k, &[0, 2, 3, 1]);
+        let vh = heads_of(&v, &[0, 2, 1, 3]);
+        let scores = cx.step("MatMul", &[&qh, &kt], &[]);
+        let scale = cx.scalar("scale", (self.head_dim as f32).sqrt())?;
+        let mut scores = cx.step("Div", &[&scores, &scale], &[]);
+        let mask_at = if self.packed { 1 } else { 3 };
+        if cx.arity() > mask_at {
+            let m = cx.x(mask_at);
+            let mf = cx.step("Cast", &[&m], &[("to", Attr::Int(FLOAT))]);
+            let one = cx.scalar("one", 1.0)?;
+            let inv = cx.step("Sub", &[&one, &mf], &[]);
+            let big = cx.scalar("mask_bias", MASK_BIAS as f32)?;
+            let bias = cx.step("Mul", &[&inv, &big], &[]);
+            let axes = cx.ints("axes", &[1, 2])?;
+            let bias = cx.step("Unsqueeze", &[&bias, &axes], &[]);
+            scores = cx.step("Add", &[&scores, &bias], &[]);
+        }
+        let probs = cx.step("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+        let ctx = cx.step("MatMul", &[&probs, &vh], &[]);
+        let ctx = cx.step("Transpose", &[&ctx], &[("perm", Attr::Ints(&[0, 2, 1, 3]))]);
+        let merge = cx.ints("merge", &[0, 0, w])?;
+        Ok(cx.output("Reshape", &[&ctx, &merge], &[]))
+    }
+}

@@ -1,0 +1,56 @@
+//! Average pooling (padding counted, as PyTorch's default).
+
+use super::{check_spatial, map_rank, Ctx, OpKind};
+use crate::attribution::lrp::LrpCx;
+use crate::error::Result;
+use crate::export::onnx::{Attr, OnnxCx};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// Average pooling's geometry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvgPool2d {
+    pub kernel: [i64; 2],
+    pub stride: [i64; 2],
+    pub padding: [i64; 2],
+}
+
+impl AvgPool2d {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_avg_pool2d(self.kernel, self.stride, self.padding, false, true, None)?)
+    }
+}
+
+impl OpKind for AvgPool2d {
+    fn describe(&self) -> String {
+        format!("k{} s{}", self.kernel[0], self.stride[0])
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        check_spatial("kernel", &self.kernel, 1)?;
+        check_spatial("stride", &self.stride, 1)?;
+        check_spatial("padding", &self.padding, 0)
+    }
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        map_rank(inputs[0])
+    }
+    fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        self.apply(xs[0])
+    }
+    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.norm_rule(xs[0], out, r, |x| self.apply(x))?)])
+    }
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+        let p = self.padding;
+        Ok(cx.output(
+            "AveragePool",
+            &[cx.x(0)],
+            &[
+                ("kernel_shape", Attr::Ints(&self.kernel)),
+                ("strides", Attr::Ints(&self.stride)),
+                ("pads", Attr::Ints(&[p[0], p[1], p[0], p[1]])),
+                ("count_include_pad", Attr::Int(1)),
+            ],
+        ))
+    }
+}

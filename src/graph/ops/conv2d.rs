@@ -1,0 +1,188 @@
+//! 2-d convolution, with groups (depthwise when every group has one input and one output
+//! channel).
+
+use super::{
+    check_size, check_spatial, map_rank, uniform, ChannelMap, ChannelParams, Ctx, OpKind, ParamSpec, Role, Units,
+};
+use crate::attribution::lrp::{affine::AffineKind, LrpCx};
+use crate::error::Result;
+use crate::export::onnx::{Attr, OnnxCx};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// A convolution's hyperparameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2d {
+    pub in_channels: i64,
+    pub out_channels: i64,
+    pub kernel: [i64; 2],
+    pub stride: [i64; 2],
+    pub padding: [i64; 2],
+    pub dilation: [i64; 2],
+    pub groups: i64,
+    pub bias: bool,
+}
+
+impl Conv2d {
+    /// A square `k`×`k` convolution with stride 1, no padding, no bias, one group.
+    pub fn new(in_channels: i64, out_channels: i64, k: i64) -> Self {
+        Conv2d {
+            in_channels,
+            out_channels,
+            kernel: [k, k],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+            bias: false,
+        }
+    }
+    /// Sets the stride in both dimensions.
+    pub fn stride(mut self, s: i64) -> Self {
+        self.stride = [s, s];
+        self
+    }
+    /// Sets the padding in both dimensions.
+    pub fn padding(mut self, p: i64) -> Self {
+        self.padding = [p, p];
+        self
+    }
+    /// Adds (or removes) the bias.
+    pub fn bias(mut self, b: bool) -> Self {
+        self.bias = b;
+        self
+    }
+    /// Sets the number of groups.
+    pub fn groups(mut self, g: i64) -> Self {
+        self.groups = g;
+        self
+    }
+    /// One group per channel, one output channel per input channel: the channel spaces of
+    /// input and output are one.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels
+    }
+    fn fan_in(&self) -> i64 {
+        self.in_channels / self.groups * self.kernel[0] * self.kernel[1]
+    }
+}
+
+impl OpKind for Conv2d {
+    fn describe(&self) -> String {
+        format!(
+            "{}→{} k{}x{} s{} p{}{}{}",
+            self.in_channels,
+            self.out_channels,
+            self.kernel[0],
+            self.kernel[1],
+            self.stride[0],
+            self.padding[0],
+            if self.groups > 1 { format!(" g{}", self.groups) } else { String::new() },
+            if self.bias { " +bias" } else { "" }
+        )
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        let mut v = vec![ParamSpec::weight(
+            Role::Weight,
+            vec![self.out_channels, self.in_channels / self.groups.max(1), self.kernel[0], self.kernel[1]],
+        )];
+        if self.bias {
+            v.push(ParamSpec::weight(Role::Bias, vec![self.out_channels]));
+        }
+        v
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        check_size("in_channels", self.in_channels)?;
+        check_size("out_channels", self.out_channels)?;
+        check_size("groups", self.groups)?;
+        if self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+            return Err(format!(
+                "{} input and {} output channels are not divisible into {} groups",
+                self.in_channels, self.out_channels, self.groups
+            ));
+        }
+        check_spatial("kernel", &self.kernel, 1)?;
+        check_spatial("stride", &self.stride, 1)?;
+        check_spatial("padding", &self.padding, 0)?;
+        check_spatial("dilation", &self.dilation, 1)
+    }
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        map_rank(inputs[0])
+    }
+    fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        let bias = if self.bias { Some(cx.p(Role::Bias)?) } else { None };
+        Ok(xs[0].f_conv2d(cx.p(Role::Weight)?, bias, self.stride, self.padding, self.dilation, self.groups)?)
+    }
+    fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
+        output[1..].iter().product::<i64>() * self.fan_in()
+    }
+    fn init(&self, _role: Role, shape: &[i64], rng: &mut ChaCha8Rng) -> Tensor {
+        uniform(rng, shape, 1.0 / (self.fan_in() as f64).sqrt())
+    }
+    fn channels(&self) -> ChannelMap {
+        if self.is_depthwise() {
+            ChannelMap::Same
+        } else {
+            ChannelMap::New
+        }
+    }
+    fn channel_block(&self) -> Option<String> {
+        // Decision: a grouped conv that is not depthwise keeps its channels. Pruning it would
+        // need every group to lose the same number of input and output channels (or whole
+        // groups to go), which the per-unit ranking does not express; ResNeXt / RegNet still
+        // lose channels in the spaces around their grouped convs.
+        (self.groups > 1 && !self.is_depthwise())
+            .then(|| format!("a grouped convolution ({} groups, not depthwise) reads or writes it", self.groups))
+    }
+    fn channel_params(&self) -> ChannelParams {
+        let mut output = vec![(Role::Weight, 0)];
+        if self.bias {
+            output.push((Role::Bias, 0));
+        }
+        let input = if self.groups == 1 { vec![(Role::Weight, 1)] } else { Vec::new() };
+        ChannelParams { output, input }
+    }
+    fn resize(&mut self, output: Option<i64>, input: Option<i64>) {
+        if self.is_depthwise() {
+            if let Some(n) = output.or(input) {
+                (self.in_channels, self.out_channels, self.groups) = (n, n, n);
+            }
+            return;
+        }
+        if let Some(n) = output {
+            self.out_channels = n;
+        }
+        if let Some(n) = input {
+            self.in_channels = n;
+        }
+    }
+    fn units(&self) -> Option<Units> {
+        (!self.is_depthwise()).then_some(Units::Channels(self.out_channels))
+    }
+    fn takes_rule(&self) -> bool {
+        true
+    }
+    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.affine_rule(&AffineKind::Conv(self.clone()), xs[0], r)?)])
+    }
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+        let mut ins = vec![cx.x(0), cx.param(Role::Weight)?];
+        if self.bias {
+            ins.push(cx.param(Role::Bias)?);
+        }
+        let pads = [self.padding[0], self.padding[1], self.padding[0], self.padding[1]];
+        Ok(cx.output(
+            "Conv",
+            &ins,
+            &[
+                ("kernel_shape", Attr::Ints(&self.kernel)),
+                ("strides", Attr::Ints(&self.stride)),
+                ("pads", Attr::Ints(&pads)),
+                ("dilations", Attr::Ints(&self.dilation)),
+                ("group", Attr::Int(self.groups)),
+            ],
+        ))
+    }
+}

@@ -1,0 +1,69 @@
+//! LayerNorm over the last dimension.
+//!
+//! LRP: the standard deviation is a constant (AttnLRP's identity treatment), so the layer is
+//! linear in x and relevance follows the ε-rule through it: R_x = x ⊙ Jᵀ(R / y).
+
+use super::{at_least, check_non_negative, check_size, ones, ChannelParams, Ctx, OpKind, ParamSpec, Role};
+use crate::attribution::lrp::LrpCx;
+use crate::error::Result;
+use crate::export::onnx::{Attr, OnnxCx};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// LayerNorm's size and eps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerNorm {
+    pub dim: i64,
+    pub eps: f64,
+}
+
+impl OpKind for LayerNorm {
+    fn describe(&self) -> String {
+        format!("{}", self.dim)
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::weight(Role::Weight, vec![self.dim]), ParamSpec::weight(Role::Bias, vec![self.dim])]
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        check_size("dim", self.dim)?;
+        check_non_negative("eps", self.eps)
+    }
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        at_least(1, inputs[0])
+    }
+    fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        Ok(xs[0].f_layer_norm([self.dim], Some(cx.p(Role::Weight)?), Some(cx.p(Role::Bias)?), self.eps, false)?)
+    }
+    fn init(&self, role: Role, shape: &[i64], _rng: &mut ChaCha8Rng) -> Tensor {
+        match role {
+            Role::Weight => ones(shape),
+            _ => Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu)),
+        }
+    }
+    fn channel_block(&self) -> Option<String> {
+        Some("a LayerNorm normalises over it".into())
+    }
+    fn channel_params(&self) -> ChannelParams {
+        ChannelParams { output: vec![(Role::Weight, 0), (Role::Bias, 0)], input: Vec::new() }
+    }
+    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let x = xs[0];
+        let k = x.kind();
+        let mean = x.f_mean_dim(-1, true, k)?;
+        let var = x.f_sub(&mean)?.f_square()?.f_mean_dim(-1, true, k)?;
+        let sigma = var.f_add_scalar(self.eps)?.f_sqrt()?;
+        let u = r.f_div(&cx.stabilize(out)?)?.f_mul(cx.param(Role::Weight)?)?.f_div(&sigma)?;
+        let centred = u.f_sub(&u.f_mean_dim(-1, true, k)?)?;
+        Ok(vec![Some(x.f_mul(&centred)?)])
+    }
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+        let (w, b) = (cx.param(Role::Weight)?, cx.param(Role::Bias)?);
+        Ok(cx.output(
+            "LayerNormalization",
+            &[cx.x(0), w, b],
+            &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(self.eps as f32))],
+        ))
+    }
+}

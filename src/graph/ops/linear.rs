@@ -1,0 +1,103 @@
+//! Fully connected layer over the last dimension.
+
+use super::{at_least, check_range, uniform, ChannelMap, ChannelParams, Ctx, OpKind, ParamSpec, Role, Units};
+use crate::attribution::lrp::{affine::AffineKind, LrpCx};
+use crate::error::Result;
+use crate::export::onnx::{Attr, OnnxCx};
+use crate::graph::MAX_FIELD;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// A linear layer's sizes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linear {
+    pub in_features: i64,
+    pub out_features: i64,
+    pub bias: bool,
+}
+
+impl Linear {
+    /// A linear layer with bias.
+    pub fn new(in_features: i64, out_features: i64) -> Self {
+        Linear { in_features, out_features, bias: true }
+    }
+}
+
+impl OpKind for Linear {
+    fn describe(&self) -> String {
+        format!("{}→{}{}", self.in_features, self.out_features, if self.bias { " +bias" } else { "" })
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        let mut v = vec![ParamSpec::weight(Role::Weight, vec![self.out_features, self.in_features])];
+        if self.bias {
+            v.push(ParamSpec::weight(Role::Bias, vec![self.out_features]));
+        }
+        v
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        // Pruning may remove every neuron of an MLP block: zero features are valid.
+        check_range("in_features", self.in_features, 0, MAX_FIELD)?;
+        check_range("out_features", self.out_features, 0, MAX_FIELD)
+    }
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        at_least(1, inputs[0])
+    }
+    fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        let bias = if self.bias { Some(cx.p(Role::Bias)?) } else { None };
+        Ok(xs[0].f_linear(cx.p(Role::Weight)?, bias)?)
+    }
+    fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
+        output[1..].iter().product::<i64>() * self.in_features
+    }
+    fn init(&self, _role: Role, shape: &[i64], rng: &mut ChaCha8Rng) -> Tensor {
+        uniform(rng, shape, 1.0 / (self.in_features.max(1) as f64).sqrt())
+    }
+    fn channels(&self) -> ChannelMap {
+        ChannelMap::New
+    }
+    fn channel_params(&self) -> ChannelParams {
+        let mut output = vec![(Role::Weight, 0)];
+        if self.bias {
+            output.push((Role::Bias, 0));
+        }
+        ChannelParams { output, input: vec![(Role::Weight, 1)] }
+    }
+    fn resize(&mut self, output: Option<i64>, input: Option<i64>) {
+        if let Some(n) = output {
+            self.out_features = n;
+        }
+        if let Some(n) = input {
+            self.in_features = n;
+        }
+    }
+    fn units(&self) -> Option<Units> {
+        Some(Units::Channels(self.out_features))
+    }
+    fn takes_rule(&self) -> bool {
+        true
+    }
+    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.affine_rule(&AffineKind::Linear, xs[0], r)?)])
+    }
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+        let w = cx.weight(Role::Weight)?;
+        if cx.in_shape(0).len() == 2 {
+            let mut ins = vec![cx.x(0), cx.param(Role::Weight)?];
+            if self.bias {
+                ins.push(cx.param(Role::Bias)?);
+            }
+            return Ok(cx.output("Gemm", &ins, &[("transB", Attr::Int(1))]));
+        }
+        let name = format!("{}:T", cx.param_name(Role::Weight));
+        let wt = cx.tensor(&name, &w.f_transpose(0, 1)?)?;
+        if self.bias {
+            let m = cx.step("MatMul", &[cx.x(0), wt], &[]);
+            let b = cx.param(Role::Bias)?;
+            Ok(cx.output("Add", &[m, b], &[]))
+        } else {
+            Ok(cx.output("MatMul", &[cx.x(0), wt], &[]))
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Layer kinds, one file each. Every op implements [`OpKind`], which carries everything relprune
+//! needs of it: parameter roles, arity and shape checks, forward, MACs, initialisation, how it
+//! maps channels (for dependency groups, masks and surgery), its LRP rule and its ONNX export.
+//!
+//! Dispatch happens here only: [`Op::kind`] is the one `match` over the op enum. Adding an op is
+//! a new file plus one line in the `ops!` registration below (see `docs/adding-an-op.md`).
+
+use super::{Graph, Mode, NodeId};
+use crate::attribution::lrp::LrpCx;
+use crate::error::{Error, Result};
+use crate::export::onnx::OnnxCx;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+mod activations;
+mod adaptive_avg_pool2d;
+mod add;
+mod attention;
+mod avg_pool2d;
+mod batchnorm2d;
+mod class_token;
+mod concat;
+mod conv2d;
+mod dropout;
+mod embedding;
+mod flatten;
+mod input;
+mod layer_norm;
+mod linear;
+mod max_pool2d;
+mod mean_pool;
+mod mul;
+mod patches_to_tokens;
+mod position_embedding;
+mod segment_embedding;
+mod select_token;
+
+pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, Relu, Sigmoid, Silu, Tanh};
+pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
+pub use add::Add;
+pub use attention::Attention;
+pub use avg_pool2d::AvgPool2d;
+pub use batchnorm2d::BatchNorm2d;
+pub use class_token::ClassToken;
+pub use concat::Concat;
+pub use conv2d::Conv2d;
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use flatten::Flatten;
+pub use input::InputKind;
+pub use layer_norm::LayerNorm;
+pub use linear::Linear;
+pub use max_pool2d::MaxPool2d;
+pub use mean_pool::MeanPool;
+pub use mul::Mul;
+pub use patches_to_tokens::PatchesToTokens;
+pub use position_embedding::PositionEmbedding;
+pub use segment_embedding::SegmentEmbedding;
+pub use select_token::SelectToken;
+
+/// Registers the op kinds: the enum (its JSON form is `{"type": "<name>", ...fields}`), the list
+/// of names, and the single dispatch to [`OpKind`].
+macro_rules! ops {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty) = $name:literal,)*) => {
+        /// One layer kind with its hyperparameters. Parameters are referenced by [`Role`]; the
+        /// node maps each role to a key in the parameter store.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum Op {
+            $($(#[$doc])* #[serde(rename = $name)] $variant($ty),)*
+        }
+
+        /// Every op kind's name, as written in `graph.json`'s `type` field.
+        pub const OP_NAMES: &[&str] = &[$($name,)*];
+
+        impl Op {
+            /// The op's behaviour. The one place that matches on the op enum.
+            pub fn kind(&self) -> &dyn OpKind {
+                match self {
+                    $(Op::$variant(o) => o,)*
+                }
+            }
+            /// Mutable access, for surgery.
+            pub fn kind_mut(&mut self) -> &mut dyn OpKind {
+                match self {
+                    $(Op::$variant(o) => o,)*
+                }
+            }
+            /// Short lower-case name of the layer kind, as shown to users and in `graph.json`.
+            pub fn kind_name(&self) -> &'static str {
+                match self {
+                    $(Op::$variant(_) => $name,)*
+                }
+            }
+        }
+    };
+}
+
+ops! {
+    /// A graph input.
+    Input(InputKind) = "input",
+    Conv2d(Conv2d) = "conv2d",
+    BatchNorm2d(BatchNorm2d) = "batch_norm2d",
+    Relu(Relu) = "relu",
+    /// Clamp to [min_val, max_val]; ReLU6 is (0, 6).
+    Hardtanh(Hardtanh) = "hardtanh",
+    Silu(Silu) = "silu",
+    Sigmoid(Sigmoid) = "sigmoid",
+    Hardsigmoid(Hardsigmoid) = "hardsigmoid",
+    Hardswish(Hardswish) = "hardswish",
+    MaxPool2d(MaxPool2d) = "max_pool2d",
+    AvgPool2d(AvgPool2d) = "avg_pool2d",
+    AdaptiveAvgPool2d(AdaptiveAvgPool2d) = "adaptive_avg_pool2d",
+    Linear(Linear) = "linear",
+    Flatten(Flatten) = "flatten",
+    Add(Add) = "add",
+    Mul(Mul) = "mul",
+    Concat(Concat) = "concat",
+    Dropout(Dropout) = "dropout",
+    LayerNorm(LayerNorm) = "layer_norm",
+    Gelu(Gelu) = "gelu",
+    Tanh(Tanh) = "tanh",
+    Attention(Attention) = "attention",
+    Embedding(Embedding) = "embedding",
+    PositionEmbedding(PositionEmbedding) = "position_embedding",
+    SegmentEmbedding(SegmentEmbedding) = "segment_embedding",
+    PatchesToTokens(PatchesToTokens) = "patches_to_tokens",
+    ClassToken(ClassToken) = "class_token",
+    SelectToken(SelectToken) = "select_token",
+    MeanPool(MeanPool) = "mean_pool",
+}
+
+/// A parameter's role within its op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Weight,
+    Bias,
+    RunningMean,
+    RunningVar,
+    NumBatchesTracked,
+}
+
+impl Role {
+    /// The role's name, as in PyTorch's parameter names and `graph.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Weight => "weight",
+            Role::Bias => "bias",
+            Role::RunningMean => "running_mean",
+            Role::RunningVar => "running_var",
+            Role::NumBatchesTracked => "num_batches_tracked",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a stored tensor is trained or a running statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// Trainable parameter.
+    Weight,
+    /// Non-trainable state (BatchNorm running statistics).
+    Buffer,
+    /// Optional bookkeeping buffer (BatchNorm's `num_batches_tracked`): loaded and saved when
+    /// present, never required.
+    Optional,
+}
+
+/// One tensor an op needs: its role, shape and kind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    pub role: Role,
+    pub shape: Vec<i64>,
+    pub kind: ParamKind,
+}
+
+impl ParamSpec {
+    /// A trainable parameter.
+    pub fn weight(role: Role, shape: Vec<i64>) -> Self {
+        ParamSpec { role, shape, kind: ParamKind::Weight }
+    }
+    /// A running statistic.
+    pub fn buffer(role: Role, shape: Vec<i64>) -> Self {
+        ParamSpec { role, shape, kind: ParamKind::Buffer }
+    }
+}
+
+/// How many inputs an op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exactly(usize),
+    /// At least this many.
+    AtLeast(usize),
+    /// Between the two, inclusive.
+    Between(usize, usize),
+}
+
+impl Arity {
+    /// Whether `n` inputs are accepted.
+    pub fn accepts(self, n: usize) -> bool {
+        match self {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+            Arity::Between(a, b) => (a..=b).contains(&n),
+        }
+    }
+}
+
+/// How an op's output channels relate to its inputs' channels. Channels are dimension 1 of a
+/// 4-d map and the last dimension otherwise. Dependency analysis follows these maps through
+/// the graph ([`crate::dependency`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelMap {
+    /// Output channel c is input 0's channel c (activations, normalisation, pooling, depthwise
+    /// convolution, token selection). Other inputs (masks) are not channel-aligned.
+    Same,
+    /// The op's own new channels; it consumes input 0's channels (conv, linear, embedding).
+    New,
+    /// All inputs and the output are one channel space, index by index (add, gating mul).
+    Merge,
+    /// The output is the inputs' channels one after another (channel concatenation).
+    Concat,
+    /// Each input channel becomes a block of consecutive output features (flatten of a map).
+    Flatten,
+}
+
+/// The units an op owns: what can be ranked and pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Units {
+    /// Output channels of a conv (filters) or a linear layer (neurons).
+    Channels(i64),
+    /// Attention heads.
+    Heads { heads: i64, head_dim: i64 },
+}
+
+/// Parameters indexed by channel: what masks zero and surgery slices.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelParams {
+    /// (role, dimension) of the tensors indexed by the output channel.
+    pub output: Vec<(Role, i64)>,
+    /// (role, dimension) of the tensors indexed by input 0's channel.
+    pub input: Vec<(Role, i64)>,
+}
+
+/// What the forward pass gives an op: its node's parameters and the mode.
+pub struct Ctx<'a> {
+    pub graph: &'a Graph,
+    pub id: NodeId,
+    pub mode: Mode,
+}
+
+impl Ctx<'_> {
+    /// The parameter bound to `role` (an error naming the node when absent).
+    pub fn p(&self, role: Role) -> Result<&Tensor> {
+        self.graph.require_param(self.id, role)
+    }
+    /// The parameter bound to `role`, if any.
+    pub fn opt(&self, role: Role) -> Option<&Tensor> {
+        self.graph.param(self.id, role)
+    }
+    /// Whether layers behave as in training.
+    pub fn train(&self) -> bool {
+        self.mode == Mode::Train
+    }
+}
+
+/// Everything relprune knows about one layer kind. Defaults fit a parameter-free op with one
+/// input whose output has the input's rank and channels.
+pub trait OpKind {
+    /// A one-line description of the hyperparameters, for `relprune info`.
+    fn describe(&self) -> String {
+        String::new()
+    }
+    /// The tensors this op reads, with their expected shapes.
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    /// Accepted number of inputs.
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+    /// Checks the numbers the op declares (sizes within bounds, valid probabilities).
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    /// Rank of the output given the inputs' ranks (batch included), exactly as the forward
+    /// pass produces it; an error where the forward pass could not run.
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        Ok(inputs[0])
+    }
+    /// The output, from the inputs.
+    fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor>;
+    /// Multiply-accumulates for one sample, from the input and output shapes.
+    fn macs(&self, _inputs: &[Vec<i64>], _output: &[i64]) -> i64 {
+        0
+    }
+    /// PyTorch's default initialisation of the tensor for `role`.
+    fn init(&self, _role: Role, shape: &[i64], _rng: &mut ChaCha8Rng) -> Tensor {
+        Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu))
+    }
+    /// How output channels relate to input channels.
+    fn channels(&self) -> ChannelMap {
+        ChannelMap::Same
+    }
+    /// Why the channels of this op's inputs and output cannot be removed (None: they can).
+    fn channel_block(&self) -> Option<String> {
+        None
+    }
+    /// The parameters indexed by channel.
+    fn channel_params(&self) -> ChannelParams {
+        ChannelParams::default()
+    }
+    /// Updates the declared sizes after surgery kept `output` output channels and `input`
+    /// channels of input 0 (None: unchanged).
+    fn resize(&mut self, _output: Option<i64>, _input: Option<i64>) {}
+    /// The prunable units this op owns.
+    fn units(&self) -> Option<Units> {
+        None
+    }
+    /// Whether this op carries an LRP rule chosen by depth group (convolutions, linear layers).
+    fn takes_rule(&self) -> bool {
+        false
+    }
+    /// Relevance at each input, given the inputs, the output and the relevance at the output
+    /// (None for inputs that receive none, such as masks).
+    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>>;
+    /// Writes the op as ONNX nodes; returns the name of the output value.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<String>;
+}
+
+/// The error for an operation an op does not support: names the op, the node and the operation.
+pub fn unsupported(graph: &Graph, id: NodeId, operation: &str, why: &str) -> Error {
+    let n = graph.node(id);
+    Error::invalid(format!("cannot {operation} `{}` ({}): {why}", n.name, n.op.kind_name()))
+}
+
+/// `v` within `lo..=hi`, else a message naming the field.
+pub(crate) fn check_range(field: &str, v: i64, lo: i64, hi: i64) -> std::result::Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{field} = {v} is outside {lo}..={hi}"))
+    }
+}
+
+/// A size field: 1 ..= [`super::MAX_FIELD`].
+pub(crate) fn check_size(field: &str, v: i64) -> std::result::Result<(), String> {
+    check_range(field, v, 1, super::MAX_FIELD)
+}
+
+/// A spatial pair, each within `lo ..= MAX_SPATIAL`.
+pub(crate) fn check_spatial(field: &str, v: &[i64; 2], lo: i64) -> std::result::Result<(), String> {
+    v.iter().try_for_each(|&x| check_range(field, x, lo, super::MAX_SPATIAL))
+}
+
+/// A finite, non-negative float field.
+pub(crate) fn check_non_negative(field: &str, v: f64) -> std::result::Result<(), String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{field} = {v} must be a finite non-negative number"))
+    }
+}
+
+/// The input rank, when it is at least `min`.
+pub(crate) fn at_least(min: usize, r: usize) -> std::result::Result<usize, String> {
+    if r >= min {
+        Ok(r)
+    } else {
+        Err(format!("needs an input of at least {min} dimensions, gets {r}"))
+    }
+}
+
+/// The input rank, when it is 3 or 4 (a map with or without batch).
+pub(crate) fn map_rank(r: usize) -> std::result::Result<usize, String> {
+    if matches!(r, 3 | 4) {
+        Ok(r)
+    } else {
+        Err(format!("needs an input of 3 or 4 dimensions, gets {r}"))
+    }
+}
+
+/// Uniform(−bound, bound) samples from the seeded generator.
+pub(crate) fn uniform(rng: &mut ChaCha8Rng, shape: &[i64], bound: f64) -> Tensor {
+    use rand::RngExt;
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..=bound) as f32).collect();
+    Tensor::from_slice(&v).reshape(shape)
+}
+
+/// A tensor of ones.
+pub(crate) fn ones(shape: &[i64]) -> Tensor {
+    Tensor::ones(shape, (Kind::Float, tch::Device::Cpu))
+}

@@ -1,0 +1,50 @@
+//! Adds row 0 of a (types, dim) segment table (BERT `token_type_embeddings` for single-segment
+//! input, where every token type id is 0).
+
+use super::{check_size, Ctx, OpKind, ParamSpec, Role};
+use crate::attribution::lrp::LrpCx;
+use crate::error::Result;
+use crate::export::onnx::OnnxCx;
+use crate::graph::init::normal;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// The segment table's size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentEmbedding {
+    pub types: i64,
+    pub dim: i64,
+}
+
+impl OpKind for SegmentEmbedding {
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::weight(Role::Weight, vec![self.types, self.dim])]
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        check_size("size", self.types)?;
+        check_size("dim", self.dim)
+    }
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        Ok(inputs[0].max(1))
+    }
+    fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        Ok(xs[0].f_add(&cx.p(Role::Weight)?.f_select(0, 0)?)?)
+    }
+    fn init(&self, _role: Role, shape: &[i64], rng: &mut ChaCha8Rng) -> Tensor {
+        normal(rng, shape, 0.02)
+    }
+    fn channel_block(&self) -> Option<String> {
+        Some("a learned segment table is added over it".into())
+    }
+    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(xs[0].f_mul(&r.f_div(&cx.stabilize(out)?)?)?)])
+    }
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+        let name = format!("{}:row0", cx.param_name(Role::Weight));
+        let row = cx.weight(Role::Weight)?.f_select(0, 0)?;
+        let row = cx.tensor(&name, &row)?;
+        Ok(cx.output("Add", &[cx.x(0), row], &[]))
+    }
+}
