@@ -181,3 +181,12 @@ fn resnet18_mixed_stock_zennit_float32() {
     c.exact = false;
     check(c);
 }
+
+#[test]
+fn mobilenet_v2_epsilon_and_mixed_rules() {
+    // Depthwise convs take their depth group's rule; residual sums the Norm rule (zennit with a
+    // canonizer that makes them explicit Sum modules); ReLU6 passes relevance.
+    for rules in [GroupRules::all(eps()), mixed()] {
+        check(Case { size: 32, ..case("mobilenet_v2:size=32,classes=10", rules) });
+    }
+}

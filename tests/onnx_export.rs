@@ -103,3 +103,15 @@ fn pruned_minilm_with_padding_runs_in_onnxruntime() {
     let _ = mask.get(1).narrow(0, 6, 4).fill_(0);
     check(&g, vec![ids, mask]);
 }
+
+#[test]
+fn mobilenets_run_in_onnxruntime_whole_and_pruned() {
+    for arch in
+        ["mobilenet_v2:size=64,classes=10", "mobilenet_v3_small:size=64,classes=10", "mobilenet_v3_large:size=64"]
+    {
+        let g = Architecture::parse(arch).unwrap().build(0).unwrap();
+        check(&g, image(&g, 2));
+        let g = pruned(&g, ComponentKind::Filters, 0.4);
+        check(&g, image(&g, 2));
+    }
+}

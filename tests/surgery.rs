@@ -293,3 +293,55 @@ fn physical_curve_equals_masked_curve_at_group_level() {
         assert_eq!(acc, phys.accuracies[i], "rate {rate}");
     }
 }
+
+#[test]
+fn mobilenets_filters_and_neurons() {
+    for arch in ["mobilenet_v2:size=64,classes=10", "mobilenet_v3_small:size=64,classes=10"] {
+        let g = Architecture::parse(arch).unwrap().build(1).unwrap();
+        for rate in [0.3, 0.6] {
+            check(g.deep_clone(), ComponentKind::Filters, rate);
+        }
+    }
+    // MobileNetV3's classifier has a hidden layer; V2's expanded channels are filters.
+    let g = Architecture::parse("mobilenet_v3_small:size=64,classes=10").unwrap().build(1).unwrap();
+    check(g, ComponentKind::Neurons, 0.5);
+}
+
+/// A custom CNN as users write them: Dropout between Flatten and Linear (the Linear must lose
+/// the flattened columns of removed channels), and a grouped conv, whose channels stay (its
+/// groups are blocked, with the reason) while every other layer is pruned.
+#[test]
+fn dropout_after_flatten_and_grouped_convs() {
+    use relprune::graph::GraphBuilder;
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", InputKind::Image { channels: 3, height: 8, width: 8 });
+    let mut y = b.add("c1", Op::Conv2d(Conv2d::new(3, 8, 3).padding(1)), &[x]);
+    y = b.add("b1", Op::BatchNorm2d(BatchNorm2d::new(8)), &[y]);
+    y = b.add("r1", Op::Relu(Relu), &[y]);
+    y = b.add("g2", Op::Conv2d(Conv2d::new(8, 8, 3).padding(1).groups(2)), &[y]);
+    y = b.add("r2", Op::Relu(Relu), &[y]);
+    y = b.add("c3", Op::Conv2d(Conv2d::new(8, 6, 3).padding(1).stride(2)), &[y]);
+    y = b.add("r3", Op::Relu(Relu), &[y]);
+    y = b.add("flat", Op::Flatten(Flatten { start_dim: 1 }), &[y]);
+    y = b.add("drop", Op::Dropout(Dropout { p: 0.5 }), &[y]);
+    y = b.add("fc1", Op::Linear(Linear::new(6 * 16, 10)), &[y]);
+    y = b.add("act", Op::Hardtanh(Hardtanh::relu6()), &[y]);
+    let out = b.add("fc2", Op::Linear(Linear::new(10, 4)), &[y]);
+    let g = b.finish(out, 3).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let groups = relprune::dependency::coupled_groups(&g, &comps).unwrap();
+    let blocked: Vec<Vec<&str>> =
+        groups.iter().filter(|gr| gr.blocked.is_some()).map(|gr| names_of(&comps, gr)).collect();
+    assert_eq!(blocked, vec![vec!["c1"], vec!["g2"]], "the grouped conv's input and output spaces are blocked");
+    assert!(groups
+        .iter()
+        .find(|gr| names_of(&comps, gr) == ["g2"])
+        .unwrap()
+        .blocked
+        .as_ref()
+        .unwrap()
+        .contains("grouped"));
+    let (_, small) = check(g.deep_clone(), ComponentKind::Filters, 0.3);
+    assert!(matches!(&small.node(small.find("fc1").unwrap()).op, Op::Linear(l) if l.in_features < 96));
+    check(g, ComponentKind::Neurons, 0.5);
+}

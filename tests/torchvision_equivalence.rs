@@ -6,8 +6,14 @@ use relprune::graph::Mode;
 use relprune::models::Architecture;
 
 fn check(arch: &str) {
-    let dir = common::oracle("torchvision_logits.py", &["--arch", arch, "--batch", "2"]);
-    let mut g = Architecture::parse(arch).unwrap().build(0).unwrap();
+    check_at(arch, 224);
+}
+
+/// `arch` at `size`² pixels (the smallest members of a family run on small images).
+fn check_at(arch: &str, size: i64) {
+    let s = size.to_string();
+    let dir = common::oracle("torchvision_logits.py", &["--arch", arch, "--batch", "2", "--size", &s]);
+    let mut g = Architecture::parse(&format!("{arch}:size={size}")).unwrap().build(0).unwrap();
     g.load_safetensors(&dir.join("model.safetensors")).unwrap();
     let io = dir.join("io.safetensors");
     let x = common::read_tensor(&io, "x");
@@ -30,4 +36,11 @@ fn resnet50_matches_torchvision() {
 #[test]
 fn vgg16_bn_matches_torchvision() {
     check("vgg16_bn");
+}
+
+#[test]
+fn mobilenets_match_torchvision() {
+    check_at("mobilenet_v2", 64);
+    check_at("mobilenet_v3_small", 64);
+    check_at("mobilenet_v3_large", 64);
 }

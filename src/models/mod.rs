@@ -5,12 +5,14 @@
 //! `cifar_resnet18:width=16,in=1,size=28`.
 
 pub mod bert;
+pub mod mobilenet;
 pub mod resnet;
 pub mod vgg;
 pub mod vit;
 pub mod zoo;
 
 pub use bert::{BertConfig, Pooling};
+pub use mobilenet::{MobileNetConfig, MobileNetVersion};
 pub use resnet::{ResNetConfig, Stem};
 pub use vgg::{VggConfig, VggStyle};
 pub use vit::VitConfig;
@@ -27,12 +29,15 @@ pub enum Architecture {
     Vgg(VggConfig),
     Vit(VitConfig),
     Bert(BertConfig),
+    #[serde(rename = "mobilenet")]
+    MobileNet(MobileNetConfig),
 }
 
 /// Architecture names accepted by [`Architecture::parse`].
 pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, resnet152, \
     vgg11, vgg13, vgg16, vgg19 (each also with _bn), cifar_ variants of all of them \
     (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \
+    mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
     bert (custom), minilm (all-MiniLM-L6-v2's shape), hf-bert:FOLDER (a Hugging Face BERT folder)";
 
 impl Architecture {
@@ -43,6 +48,7 @@ impl Architecture {
             Architecture::Vgg(c) => vgg::build(c, seed),
             Architecture::Vit(c) => vit::build(c, seed),
             Architecture::Bert(c) => bert::build(c, seed),
+            Architecture::MobileNet(c) => mobilenet::build(c, seed),
         }
     }
 
@@ -68,6 +74,7 @@ impl Architecture {
                     c.num_hidden_layers, c.num_attention_heads, c.hidden_size
                 )
             }
+            Architecture::MobileNet(c) => c.name(),
         }
     }
 
@@ -86,7 +93,13 @@ impl Architecture {
             let cfg = BertConfig::from_hf_folder(std::path::Path::new(folder), Pooling::Cls)?;
             return Ok(Architecture::Bert(cfg));
         }
-        let mut arch = if let Some(c) = VitConfig::torchvision(name, 1000) {
+        let mut arch = if let Some(mut c) = MobileNetConfig::torchvision(base, 1000) {
+            if cifar {
+                c.cifar = true;
+                c.image_size = 32;
+            }
+            Architecture::MobileNet(c)
+        } else if let Some(c) = VitConfig::torchvision(name, 1000) {
             Architecture::Vit(c)
         } else if name == "vit" {
             Architecture::Vit(VitConfig::torchvision("vit_b_16", 1000).expect("known"))
@@ -184,6 +197,15 @@ impl Architecture {
             (Architecture::Vit(c), "dim") => c.hidden_dim = int()?,
             (Architecture::Vit(c), "mlp") => c.mlp_dim = int()?,
             (Architecture::Vit(c), "dropout") => c.dropout = prob(value)?,
+            (Architecture::MobileNet(c), "classes") => c.num_classes = int()?,
+            (Architecture::MobileNet(c), "in") => c.in_channels = int()?,
+            (Architecture::MobileNet(c), "size") => c.image_size = int()?,
+            (Architecture::MobileNet(c), "width_mult") => {
+                c.width_mult = value.parse::<f64>().ok().filter(|w| *w > 0.0 && *w <= 16.0).ok_or_else(|| {
+                    crate::error::Error::invalid(format!("width_mult must be in (0, 16], got `{value}`"))
+                })?
+            }
+            (Architecture::MobileNet(c), "dropout") => c.dropout = prob(value)?,
             (Architecture::Bert(c), "classes") => c.num_classes = Some(int()?),
             (Architecture::Bert(c), "vocab") => c.vocab_size = int()?,
             (Architecture::Bert(c), "dim") => c.hidden_size = int()?,
@@ -208,6 +230,7 @@ impl Architecture {
                     Architecture::Vgg(_) => "classes, in, size, width, hidden, dropout",
                     Architecture::Vit(_) => "classes, in, size, patch, layers, heads, dim, mlp, dropout",
                     Architecture::Bert(_) => "classes, vocab, dim, layers, heads, mlp, positions, max_len, pooling",
+                    Architecture::MobileNet(_) => "classes, in, size, width_mult, dropout",
                 }
             ),
         }
@@ -219,6 +242,7 @@ impl Architecture {
         match self {
             Architecture::Vit(c) => c.check(),
             Architecture::Bert(c) => c.check(),
+            Architecture::MobileNet(c) => c.check(),
             Architecture::Resnet(c) if ![18, 34, 50, 101, 152].contains(&c.depth) => Err(unknown(&self.name())),
             Architecture::Vgg(c) if ![11, 13, 16, 19].contains(&c.depth) => Err(unknown(&self.name())),
             _ => Ok(()),

@@ -24,6 +24,8 @@ from zennit.torchvision import (ResNetBasicBlockCanonizer, ResNetBottleneckCanon
                                 VGGCanonizer)
 from zennit.types import Activation, AvgPool, BatchNorm
 from zennit.layer import Sum
+from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
+from torchvision.models.mobilenetv2 import InvertedResidual
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import models  # noqa: E402
@@ -102,7 +104,31 @@ if a.exact_merge:
 
     MergeBatchNorm.merge_batch_norm = staticmethod(exact_merge)
 
-if "resnet" in a.model:
+class MobileNetV2Canonizer(AttributeCanonizer):
+    """Makes the residual sum of torchvision's InvertedResidual an explicit Sum module (as zennit's
+    ResNet canonizers do for ResNet blocks), so that it takes the Norm rule."""
+
+    def __init__(self):
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name, module):
+        if isinstance(module, InvertedResidual) and module.use_res_connect:
+            return {"forward": cls.forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+
+    @staticmethod
+    def forward(self, x):
+        return self.canonizer_sum(torch.stack([x, self.conv(x)], dim=-1))
+
+
+if "mobilenet_v2" in a.model:
+    # torchvision pools with a functional call, which zennit would treat as a plain gradient;
+    # a pooling module takes the Norm rule (as relprune's AdaptiveAvgPool2d node does).
+    model.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+    model.forward = lambda x: model.classifier(torch.flatten(model.avgpool(model.features(x)), 1))
+    canon = [MobileNetV2Canonizer()] + ([] if a.no_merge_bn else [SequentialMergeBatchNorm()])
+elif "resnet" in a.model:
     # Residual sums become explicit Sum modules either way; BatchNorm merging is optional.
     canon = [ResNetBasicBlockCanonizer(), ResNetBottleneckCanonizer()] if a.no_merge_bn else [ResNetCanonizer()]
 else:
