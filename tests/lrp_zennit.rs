@@ -80,7 +80,14 @@ fn check(case: Case) {
     config.initial = case.initial;
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let ours = Lrp { config, label: "t".into() }.attribute(&g, &comps, &batch).unwrap();
+    let held = tch::Tensor::read_safetensors(&io).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     for (l, r) in comps.layers.iter().zip(&ours) {
+        if !held.contains(&format!("R.{}", l.name)) {
+            // zennit's hook never fired: no relevance reaches the layer (a squeeze-and-excitation
+            // conv behind a gate held constant); ours must be exactly zero.
+            assert_eq!(r.abs().max().double_value(&[]), 0.0, "{}: relevance where zennit has none", l.name);
+            continue;
+        }
         let theirs = common::read_tensor(&io, &format!("R.{}", l.name));
         let err = common::rel_err(r, &theirs);
         assert!(err <= tol, "{} {}: layer {} relative error {err:e}", case.arch, case.rules.label(), l.name);
@@ -189,4 +196,10 @@ fn mobilenet_v2_epsilon_and_mixed_rules() {
     for rules in [GroupRules::all(eps()), mixed()] {
         check(Case { size: 32, ..case("mobilenet_v2:size=32,classes=10", rules) });
     }
+}
+
+#[test]
+fn efficientnet_b0_epsilon_with_gates_held_constant() {
+    check(Case { size: 32, ..case("efficientnet_b0:size=32,classes=10", GroupRules::all(eps())) });
+    check(Case { size: 32, ..case("efficientnet_b0:size=32,classes=10", mixed()) });
 }

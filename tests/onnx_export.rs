@@ -115,3 +115,11 @@ fn mobilenets_run_in_onnxruntime_whole_and_pruned() {
         check(&g, image(&g, 2));
     }
 }
+
+#[test]
+fn efficientnet_runs_in_onnxruntime_whole_and_pruned() {
+    let g = Architecture::parse("efficientnet_b0:size=64,classes=10").unwrap().build(0).unwrap();
+    check(&g, image(&g, 2));
+    let g = pruned(&g, ComponentKind::Filters, 0.4);
+    check(&g, image(&g, 2));
+}

@@ -345,3 +345,25 @@ fn dropout_after_flatten_and_grouped_convs() {
     assert!(matches!(&small.node(small.find("fc1").unwrap()).op, Op::Linear(l) if l.in_features < 96));
     check(g, ComponentKind::Neurons, 0.5);
 }
+
+#[test]
+fn efficientnet_and_resnext_filters() {
+    // EfficientNet: the expanded channels tie the expand conv to the squeeze-and-excitation
+    // gate's second conv; the gate's hidden channels are their own group.
+    let g = Architecture::parse("efficientnet_b0:size=64,classes=10").unwrap().build(1).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let groups = relprune::dependency::coupled_groups(&g, &comps).unwrap();
+    let find = |name: &str| groups.iter().find(|gr| names_of(&comps, gr).contains(&name)).unwrap();
+    assert_eq!(
+        names_of(&comps, find("features.2.0.block.0.0")),
+        ["features.2.0.block.0.0", "features.2.0.block.2.fc2"]
+    );
+    assert_eq!(names_of(&comps, find("features.2.0.block.2.fc1")), ["features.2.0.block.2.fc1"]);
+    assert!(groups.iter().all(|gr| gr.blocked.is_none() || names_of(&comps, gr).contains(&"classifier.1")));
+    for rate in [0.3, 0.6] {
+        check(g.deep_clone(), ComponentKind::Filters, rate);
+    }
+    // ResNeXt: the grouped 3×3 convs keep their channels, the rest is pruned.
+    let g = Architecture::parse("resnext50_32x4d:size=64,classes=10").unwrap().build(1).unwrap();
+    check(g, ComponentKind::Filters, 0.3);
+}

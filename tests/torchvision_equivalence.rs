@@ -44,3 +44,12 @@ fn mobilenets_match_torchvision() {
     check_at("mobilenet_v3_small", 64);
     check_at("mobilenet_v3_large", 64);
 }
+
+#[test]
+fn efficientnets_resnext_and_wide_resnet_match_torchvision() {
+    check_at("efficientnet_b0", 64);
+    check_at("efficientnet_b3", 64);
+    check_at("efficientnet_b5", 64);
+    check_at("resnext50_32x4d", 64);
+    check_at("wide_resnet50_2", 64);
+}

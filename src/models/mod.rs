@@ -5,6 +5,7 @@
 //! `cifar_resnet18:width=16,in=1,size=28`.
 
 pub mod bert;
+pub mod efficientnet;
 pub mod mobilenet;
 pub mod resnet;
 pub mod vgg;
@@ -12,6 +13,7 @@ pub mod vit;
 pub mod zoo;
 
 pub use bert::{BertConfig, Pooling};
+pub use efficientnet::EfficientNetConfig;
 pub use mobilenet::{MobileNetConfig, MobileNetVersion};
 pub use resnet::{ResNetConfig, Stem};
 pub use vgg::{VggConfig, VggStyle};
@@ -31,13 +33,16 @@ pub enum Architecture {
     Bert(BertConfig),
     #[serde(rename = "mobilenet")]
     MobileNet(MobileNetConfig),
+    #[serde(rename = "efficientnet")]
+    EfficientNet(EfficientNetConfig),
 }
 
 /// Architecture names accepted by [`Architecture::parse`].
 pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, resnet152, \
     vgg11, vgg13, vgg16, vgg19 (each also with _bn), cifar_ variants of all of them \
     (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \
-    mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
+    resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2, \
+    efficientnet_b0 … efficientnet_b7, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
     bert (custom), minilm (all-MiniLM-L6-v2's shape), hf-bert:FOLDER (a Hugging Face BERT folder)";
 
 impl Architecture {
@@ -49,15 +54,14 @@ impl Architecture {
             Architecture::Vit(c) => vit::build(c, seed),
             Architecture::Bert(c) => bert::build(c, seed),
             Architecture::MobileNet(c) => mobilenet::build(c, seed),
+            Architecture::EfficientNet(c) => efficientnet::build(c, seed),
         }
     }
 
     /// A short human name (e.g. `resnet18`, `cifar_vgg16_bn`).
     pub fn name(&self) -> String {
         match self {
-            Architecture::Resnet(c) => {
-                format!("{}resnet{}", if c.stem == Stem::Cifar { "cifar_" } else { "" }, c.depth)
-            }
+            Architecture::Resnet(c) => c.name(),
             Architecture::Vgg(c) => format!(
                 "{}vgg{}{}",
                 if c.style == VggStyle::Cifar { "cifar_" } else { "" },
@@ -75,6 +79,7 @@ impl Architecture {
                 )
             }
             Architecture::MobileNet(c) => c.name(),
+            Architecture::EfficientNet(c) => c.name(),
         }
     }
 
@@ -93,7 +98,9 @@ impl Architecture {
             let cfg = BertConfig::from_hf_folder(std::path::Path::new(folder), Pooling::Cls)?;
             return Ok(Architecture::Bert(cfg));
         }
-        let mut arch = if let Some(mut c) = MobileNetConfig::torchvision(base, 1000) {
+        let mut arch = if let Some(c) = EfficientNetConfig::torchvision(name, 1000) {
+            Architecture::EfficientNet(c)
+        } else if let Some(mut c) = MobileNetConfig::torchvision(base, 1000) {
             if cifar {
                 c.cifar = true;
                 c.image_size = 32;
@@ -120,6 +127,12 @@ impl Architecture {
                 max_len: 512,
                 key_prefix: String::new(),
             })
+        } else if let Some(mut c) = ResNetConfig::torchvision_variant(base, 1000) {
+            if cifar {
+                c.stem = Stem::Cifar;
+                c.image_size = 32;
+            }
+            Architecture::Resnet(c)
         } else if let Some(d) = base.strip_prefix("resnet") {
             let depth: u32 = d.parse().map_err(|_| unknown(text))?;
             let mut c = ResNetConfig::torchvision(depth, 1000);
@@ -206,6 +219,11 @@ impl Architecture {
                 })?
             }
             (Architecture::MobileNet(c), "dropout") => c.dropout = prob(value)?,
+            (Architecture::EfficientNet(c), "classes") => c.num_classes = int()?,
+            (Architecture::EfficientNet(c), "in") => c.in_channels = int()?,
+            (Architecture::EfficientNet(c), "size") => c.image_size = int()?,
+            (Architecture::EfficientNet(c), "dropout") => c.dropout = prob(value)?,
+            (Architecture::EfficientNet(c), "stochastic_depth") => c.stochastic_depth = prob(value)?,
             (Architecture::Bert(c), "classes") => c.num_classes = Some(int()?),
             (Architecture::Bert(c), "vocab") => c.vocab_size = int()?,
             (Architecture::Bert(c), "dim") => c.hidden_size = int()?,
@@ -231,6 +249,7 @@ impl Architecture {
                     Architecture::Vit(_) => "classes, in, size, patch, layers, heads, dim, mlp, dropout",
                     Architecture::Bert(_) => "classes, vocab, dim, layers, heads, mlp, positions, max_len, pooling",
                     Architecture::MobileNet(_) => "classes, in, size, width_mult, dropout",
+                    Architecture::EfficientNet(_) => "classes, in, size, dropout, stochastic_depth",
                 }
             ),
         }
@@ -243,6 +262,7 @@ impl Architecture {
             Architecture::Vit(c) => c.check(),
             Architecture::Bert(c) => c.check(),
             Architecture::MobileNet(c) => c.check(),
+            Architecture::EfficientNet(c) => c.check(),
             Architecture::Resnet(c) if ![18, 34, 50, 101, 152].contains(&c.depth) => Err(unknown(&self.name())),
             Architecture::Vgg(c) if ![11, 13, 16, 19].contains(&c.depth) => Err(unknown(&self.name())),
             _ => Ok(()),

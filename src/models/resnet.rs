@@ -28,12 +28,59 @@ pub struct ResNetConfig {
     pub width: i64,
     pub in_channels: i64,
     pub image_size: i64,
+    /// Groups of the bottleneck's 3×3 conv (ResNeXt: 32 or 64).
+    #[serde(default = "one")]
+    pub groups: i64,
+    /// Bottleneck width per group, relative to 64 (ResNeXt 32x4d: 4; wide ResNet-50-2: 128).
+    #[serde(default = "sixty_four")]
+    pub width_per_group: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn sixty_four() -> i64 {
+    64
 }
 
 impl ResNetConfig {
     /// torchvision's `resnet{depth}` for 224×224 RGB images.
     pub fn torchvision(depth: u32, num_classes: i64) -> Self {
-        ResNetConfig { depth, num_classes, stem: Stem::Imagenet, width: 64, in_channels: 3, image_size: 224 }
+        ResNetConfig {
+            depth,
+            num_classes,
+            stem: Stem::Imagenet,
+            width: 64,
+            in_channels: 3,
+            image_size: 224,
+            groups: 1,
+            width_per_group: 64,
+        }
+    }
+
+    /// torchvision's ResNeXt and wide ResNets: `resnext50_32x4d`, `resnext101_32x8d`,
+    /// `resnext101_64x4d`, `wide_resnet50_2`, `wide_resnet101_2`.
+    pub fn torchvision_variant(name: &str, num_classes: i64) -> Option<Self> {
+        let (depth, groups, width_per_group) = match name {
+            "resnext50_32x4d" => (50, 32, 4),
+            "resnext101_32x8d" => (101, 32, 8),
+            "resnext101_64x4d" => (101, 64, 4),
+            "wide_resnet50_2" => (50, 1, 128),
+            "wide_resnet101_2" => (101, 1, 128),
+            _ => return None,
+        };
+        Some(ResNetConfig { groups, width_per_group, ..Self::torchvision(depth, num_classes) })
+    }
+
+    /// The architecture's name.
+    pub fn name(&self) -> String {
+        let cifar = if self.stem == Stem::Cifar { "cifar_" } else { "" };
+        match (self.groups, self.width_per_group) {
+            (1, 64) => format!("{cifar}resnet{}", self.depth),
+            (1, w) => format!("{cifar}wide_resnet{}_{}", self.depth, w / 64),
+            (g, w) => format!("{cifar}resnext{}_{g}x{w}d", self.depth),
+        }
     }
 
     fn blocks(&self) -> Result<(bool, [usize; 4])> {
@@ -62,6 +109,9 @@ pub fn build(cfg: &ResNetConfig, seed: u64) -> Result<Graph> {
     if cfg.width < 1 || cfg.in_channels < 1 || cfg.num_classes < 1 || cfg.image_size < 1 {
         crate::bail!("ResNet width, input channels, classes and image size must be positive");
     }
+    if cfg.groups < 1 || cfg.width_per_group < 1 || (cfg.groups > 1 || cfg.width_per_group != 64) && !bottleneck {
+        crate::bail!("groups and width_per_group apply to bottleneck ResNets (depth 50, 101, 152) only");
+    }
     let expansion = if bottleneck { 4 } else { 1 };
     let mut b = GraphBuilder::new();
     let s = cfg.image_size;
@@ -89,13 +139,15 @@ pub fn build(cfg: &ResNetConfig, seed: u64) -> Result<Graph> {
             let identity = x;
             let mut y;
             if bottleneck {
-                y = conv(&mut b, &format!("{p}.conv1"), x, Conv2d::new(inplanes, planes, 1));
-                y = bn(&mut b, &format!("{p}.bn1"), y, planes);
+                let width = planes * cfg.width_per_group / 64 * cfg.groups;
+                y = conv(&mut b, &format!("{p}.conv1"), x, Conv2d::new(inplanes, width, 1));
+                y = bn(&mut b, &format!("{p}.bn1"), y, width);
                 y = b.add(format!("{p}.relu1"), Op::Relu(Relu), &[y]);
-                y = conv(&mut b, &format!("{p}.conv2"), y, Conv2d::new(planes, planes, 3).stride(stride).padding(1));
-                y = bn(&mut b, &format!("{p}.bn2"), y, planes);
+                let c2 = Conv2d::new(width, width, 3).stride(stride).padding(1).groups(cfg.groups);
+                y = conv(&mut b, &format!("{p}.conv2"), y, c2);
+                y = bn(&mut b, &format!("{p}.bn2"), y, width);
                 y = b.add(format!("{p}.relu2"), Op::Relu(Relu), &[y]);
-                y = conv(&mut b, &format!("{p}.conv3"), y, Conv2d::new(planes, planes * 4, 1));
+                y = conv(&mut b, &format!("{p}.conv3"), y, Conv2d::new(width, planes * 4, 1));
                 y = bn(&mut b, &format!("{p}.bn3"), y, planes * 4);
             } else {
                 y = conv(&mut b, &format!("{p}.conv1"), x, Conv2d::new(inplanes, planes, 3).stride(stride).padding(1));

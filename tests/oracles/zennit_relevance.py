@@ -26,6 +26,8 @@ from zennit.types import Activation, AvgPool, BatchNorm
 from zennit.layer import Sum
 from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
 from torchvision.models.mobilenetv2 import InvertedResidual
+from torchvision.models.efficientnet import MBConv
+from torchvision.ops.misc import SqueezeExcitation
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import models  # noqa: E402
@@ -81,7 +83,7 @@ class Mixed(Composite):
 
     def __init__(self, canonizers):
         self.names = NameMapComposite(name_map)
-        base = [(Activation, Pass()), (Sum, Norm()), (AvgPool, Norm()), (BatchNorm, Pass())]
+        base = [(Activation, Pass()), (Gate, Pass()), (Sum, Norm()), (AvgPool, Norm()), (BatchNorm, Pass())]
 
         def mapping(ctx, name, module):
             hook = self.names.mapping(ctx, name, module)
@@ -122,7 +124,41 @@ class MobileNetV2Canonizer(AttributeCanonizer):
         return self.canonizer_sum(torch.stack([x, self.conv(x)], dim=-1))
 
 
-if "mobilenet_v2" in a.model:
+class Gate(torch.nn.Module):
+    """x · s with the gate s held constant (set by the canonised SqueezeExcitation's forward)."""
+
+    def forward(self, x):
+        return x * self.s
+
+
+class EfficientNetCanonizer(AttributeCanonizer):
+    """Explicit residual sums in MBConv blocks, and squeeze-and-excitation gates as constants
+    (a Gate module that takes the Pass rule: all relevance goes to the gated signal)."""
+
+    def __init__(self):
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name, module):
+        if isinstance(module, MBConv) and module.use_res_connect:
+            return {"forward": cls.mbconv_forward.__get__(module), "canonizer_sum": Sum()}
+        if isinstance(module, SqueezeExcitation):
+            return {"forward": cls.se_forward.__get__(module), "canonizer_gate": Gate()}
+        return None
+
+    @staticmethod
+    def mbconv_forward(self, x):
+        return self.canonizer_sum(torch.stack([self.stochastic_depth(self.block(x)), x], dim=-1))
+
+    @staticmethod
+    def se_forward(self, x):
+        self.canonizer_gate.s = self._scale(x).detach()
+        return self.canonizer_gate(x)
+
+
+if "efficientnet" in a.model:
+    canon = [EfficientNetCanonizer()] + ([] if a.no_merge_bn else [SequentialMergeBatchNorm()])
+elif "mobilenet_v2" in a.model:
     # torchvision pools with a functional call, which zennit would treat as a plain gradient;
     # a pooling module takes the Norm rule (as relprune's AdaptiveAvgPool2d node does).
     model.avgpool = torch.nn.AdaptiveAvgPool2d(1)

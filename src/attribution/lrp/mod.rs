@@ -185,11 +185,13 @@ impl LatentAttribution for Lrp {
         comps
             .layers
             .iter()
-            .map(|l| {
-                let r = rel[l.read_at].as_ref().ok_or_else(|| {
-                    Error::invalid(format!("no relevance reaches layer `{}` (is it connected to the output?)", l.name))
-                })?;
-                unit_values(r, l, mask, Reduce::Sum)
+            .map(|l| match &rel[l.read_at] {
+                Some(r) => unit_values(r, l, mask, Reduce::Sum),
+                // No path carries relevance here (a gate held constant, a dead branch): by
+                // LRP's conservation every unit has relevance zero.
+                None => {
+                    Ok(Tensor::zeros([batch.labels.size()[0], l.count as i64], (tch::Kind::Float, tch::Device::Cpu)))
+                }
             })
             .collect()
     }

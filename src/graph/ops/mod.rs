@@ -35,6 +35,7 @@ mod patches_to_tokens;
 mod position_embedding;
 mod segment_embedding;
 mod select_token;
+mod stochastic_depth;
 
 pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, Relu, Sigmoid, Silu, Tanh};
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
@@ -58,6 +59,7 @@ pub use patches_to_tokens::PatchesToTokens;
 pub use position_embedding::PositionEmbedding;
 pub use segment_embedding::SegmentEmbedding;
 pub use select_token::SelectToken;
+pub use stochastic_depth::StochasticDepth;
 
 /// Registers the op kinds: the enum (its JSON form is `{"type": "<name>", ...fields}`), the list
 /// of names, and the single dispatch to [`OpKind`].
@@ -118,6 +120,8 @@ ops! {
     Mul(Mul) = "mul",
     Concat(Concat) = "concat",
     Dropout(Dropout) = "dropout",
+    /// Drops whole residual branches per sample in training; the identity at evaluation.
+    StochasticDepth(StochasticDepth) = "stochastic_depth",
     LayerNorm(LayerNorm) = "layer_norm",
     Gelu(Gelu) = "gelu",
     Tanh(Tanh) = "tanh",
