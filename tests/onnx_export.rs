@@ -123,3 +123,10 @@ fn efficientnet_runs_in_onnxruntime_whole_and_pruned() {
     let g = pruned(&g, ComponentKind::Filters, 0.4);
     check(&g, image(&g, 2));
 }
+
+#[test]
+fn densenet_runs_in_onnxruntime_pruned() {
+    let g = Architecture::parse("densenet121:size=32,classes=10").unwrap().build(0).unwrap();
+    let g = pruned(&g, ComponentKind::Filters, 0.4);
+    check(&g, image(&g, 2));
+}

@@ -367,3 +367,13 @@ fn efficientnet_and_resnext_filters() {
     let g = Architecture::parse("resnext50_32x4d:size=64,classes=10").unwrap().build(1).unwrap();
     check(g, ComponentKind::Filters, 0.3);
 }
+
+#[test]
+fn densenet_filters_through_concatenations() {
+    // A removed channel leaves every later concatenation of its block, the BatchNorms reading
+    // them and the 1×1 convs after them.
+    let g = Architecture::parse("densenet121:size=32,classes=10").unwrap().build(1).unwrap();
+    for rate in [0.3, 0.6] {
+        check(g.deep_clone(), ComponentKind::Filters, rate);
+    }
+}

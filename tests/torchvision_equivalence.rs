@@ -46,10 +46,11 @@ fn mobilenets_match_torchvision() {
 }
 
 #[test]
-fn efficientnets_resnext_and_wide_resnet_match_torchvision() {
+fn efficientnet_resnext_wide_resnet_and_densenet_match_torchvision() {
     check_at("efficientnet_b0", 64);
     check_at("efficientnet_b3", 64);
     check_at("efficientnet_b5", 64);
     check_at("resnext50_32x4d", 64);
+    check_at("densenet121", 64);
     check_at("wide_resnet50_2", 64);
 }
