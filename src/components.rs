@@ -123,11 +123,30 @@ pub struct ComponentLayer {
     pub read_at: NodeId,
     /// Dimensions per head (heads only).
     pub head_dim: Option<i64>,
-    /// Nodes whose output carries this layer's channels, with the position of unit 0 there:
-    /// the layer itself, its BatchNorm, a depthwise conv after it, a concatenation's slice.
-    /// Masking a unit zeroes it at every carrier that has per-channel parameters.
+    /// Where this layer's channels travel before they merge with others: its own output, its
+    /// BatchNorm, a depthwise conv after it (outputs), and the layers that read them (inputs).
+    /// Masking a unit zeroes it at every carrier, which equals removing it.
     #[serde(default)]
-    pub carriers: Vec<(NodeId, i64)>,
+    pub carriers: Vec<Carrier>,
+}
+
+/// A node whose output (or input) holds a layer's channels: unit u sits at positions
+/// `offset + u·block .. offset + (u + 1)·block` (block > 1 after a flatten).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carrier {
+    pub node: NodeId,
+    pub offset: i64,
+    pub block: i64,
+    /// Whether the node reads the channels (its per-input-channel parameters are zeroed)
+    /// rather than producing them (its per-output-channel parameters are zeroed).
+    pub reads: bool,
+}
+
+impl Carrier {
+    /// Positions of the given units.
+    pub fn positions(&self, units: &[i64]) -> Vec<i64> {
+        units.iter().flat_map(|u| (self.offset + u * self.block)..(self.offset + (u + 1) * self.block)).collect()
+    }
 }
 
 /// All units of one kind in a graph, in forward order, numbered globally.
@@ -165,7 +184,7 @@ impl ComponentSet {
                 _ => continue,
             };
             let read_at = graph.following_batchnorm(id).unwrap_or(id);
-            let carriers = spaces.as_ref().map(|s| carriers(graph, s, id)).unwrap_or_else(|| vec![(id, 0)]);
+            let carriers = spaces.as_ref().map(|s| carriers(graph, s, id)).unwrap_or_default();
             layers.push(ComponentLayer {
                 node: id,
                 name: n.name.clone(),
@@ -210,20 +229,32 @@ impl ComponentSet {
     }
 }
 
-/// Nodes whose output channels at `[offset, offset + count)` are exactly `owner`'s channels,
-/// and have per-channel parameters (plus the owner itself).
-fn carriers(graph: &Graph, spaces: &ChannelSpaces, owner: NodeId) -> Vec<(NodeId, i64)> {
+/// Where `owner`'s channels sit in `atoms` (offset, block), if they are all there in order.
+fn locate(atoms: &[usize], own: &[usize]) -> Option<(i64, i64)> {
+    let first = *own.first()?;
+    let offset = atoms.iter().position(|&a| a == first)?;
+    let block = atoms[offset..].iter().take_while(|&&a| a == first).count();
+    let ok = own.iter().enumerate().all(|(u, &a)| {
+        atoms.get(offset + u * block..offset + (u + 1) * block).is_some_and(|s| s.iter().all(|&x| x == a))
+    });
+    ok.then_some((offset as i64, block as i64))
+}
+
+/// The carriers of `owner`'s channels (see [`ComponentLayer::carriers`]).
+fn carriers(graph: &Graph, spaces: &ChannelSpaces, owner: NodeId) -> Vec<Carrier> {
     let own = &spaces.atoms[owner];
-    let mut out = vec![(owner, 0)];
-    let Some(&first) = own.first() else { return out };
+    let mut out = vec![Carrier { node: owner, offset: 0, block: 1, reads: false }];
     for (id, n) in graph.nodes().iter().enumerate().skip(owner + 1) {
-        if n.op.kind().channel_params().output.is_empty() {
-            continue;
+        let params = n.op.kind().channel_params();
+        if !params.output.is_empty() {
+            if let Some((offset, block)) = locate(&spaces.atoms[id], own) {
+                out.push(Carrier { node: id, offset, block, reads: false });
+                continue;
+            }
         }
-        let at = &spaces.atoms[id];
-        if let Some(pos) = at.iter().position(|&a| a == first) {
-            if at.get(pos..pos + own.len()) == Some(own.as_slice()) {
-                out.push((id, pos as i64));
+        if let (false, Some(&x)) = (params.input.is_empty(), n.inputs.first()) {
+            if let Some((offset, block)) = locate(&spaces.atoms[x], own) {
+                out.push(Carrier { node: id, offset, block, reads: true });
             }
         }
     }

@@ -56,11 +56,14 @@ pub fn mask_targets(
     let mut out = Vec::new();
     match kind {
         ComponentKind::Filters | ComponentKind::Neurons => {
-            // Every carrier of the units: the layer, its BatchNorm, a depthwise conv after it.
-            for &(id, at) in &layer.carriers {
-                let positions: Vec<i64> = units.iter().map(|u| u + at).collect();
-                for (role, dim) in graph.node(id).op.kind().channel_params().output {
-                    out.push((key(id, role)?, dim, positions.clone()));
+            // Every carrier of the units: the layer, its BatchNorm, a depthwise conv after it, and
+            // the layers that read them (so that an activation with f(0) ≠ 0 in between, such
+            // as a sigmoid, still contributes nothing).
+            for c in &layer.carriers {
+                let params = graph.node(c.node).op.kind().channel_params();
+                let roles = if c.reads { params.input } else { params.output };
+                for (role, dim) in roles {
+                    out.push((key(c.node, role)?, dim, c.positions(units)));
                 }
             }
         }
