@@ -132,6 +132,49 @@ fn description_that_does_not_match_weights_is_refused() {
 }
 
 #[test]
+fn parameter_counts_of_every_family_member_match_torchvision() {
+    // The smallest members are checked output for output (torchvision_equivalence.rs); here
+    // the larger ones: sum(p.numel() for p in torchvision.models.NAME().parameters()).
+    for (arch, n) in [
+        ("mobilenet_v2", 3504872),
+        ("mobilenet_v3_small", 2542856),
+        ("mobilenet_v3_large", 5483032),
+        ("efficientnet_b0", 5288548),
+        ("efficientnet_b1", 7794184),
+        ("efficientnet_b2", 9109994),
+        ("efficientnet_b3", 12233232),
+        ("efficientnet_b4", 19341616),
+        ("efficientnet_b5", 30389784),
+        ("efficientnet_b6", 43040704),
+        ("efficientnet_b7", 66347960),
+        ("densenet121", 7978856),
+        ("densenet161", 28681000),
+        ("densenet169", 14149480),
+        ("densenet201", 20013928),
+        ("resnext50_32x4d", 25028904),
+        ("resnext101_32x8d", 88791336),
+        ("resnext101_64x4d", 83455272),
+        ("wide_resnet50_2", 68883240),
+        ("wide_resnet101_2", 126886696),
+    ] {
+        let g = Architecture::parse(&format!("{arch}:size=32")).unwrap().build(0).unwrap();
+        assert_eq!(g.num_parameters(), n, "{arch}");
+    }
+}
+
+#[test]
+fn unknown_fields_in_graph_json_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    small().save(dir.path()).unwrap();
+    let path = dir.path().join("graph.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bad = text.replacen("\"out_channels\"", "\"out_chanels\"", 1);
+    std::fs::write(&path, bad).unwrap();
+    let e = Graph::load(dir.path()).err().expect("a misspelt field is an error").to_string();
+    assert!(e.contains("out_chanels"), "{e}");
+}
+
+#[test]
 fn parameter_counts_match_torchvision() {
     // torchvision: sum(p.numel() for p in model.parameters())
     for (arch, n) in
