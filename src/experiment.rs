@@ -6,7 +6,7 @@ use crate::attribution::{CriterionSpec, Scores};
 use crate::components::{ComponentKind, ComponentSet};
 use crate::data::{select_references, ClassSubset, SplitName, Splits, Subset};
 use crate::error::Result;
-use crate::evaluate::{accuracy_curve, Curve, CurveOptions, EvalOptions};
+use crate::evaluate::{accuracy_curve, Curve, CurveOptions, CurvePruning, EvalOptions};
 use crate::graph::Graph;
 use crate::ranking::{PruneOrder, Ranking};
 use serde::{Deserialize, Serialize};
@@ -97,7 +97,7 @@ pub struct RunOptions {
     /// ran 1.3x faster at 64 than at 256 (activations stay in cache; `examples/cost.rs`).
     pub eval_batch: usize,
     /// Measure the curve on physically pruned graphs (group-level selection; see
-    /// [`measure_curve_physical`]) instead of masks.
+    /// [`CurvePruning::Physical`]) instead of masks.
     pub physical: bool,
 }
 
@@ -176,11 +176,7 @@ pub fn run_criterion(
     let scores = score(graph, comps, task, spec, opts.attribution_batch)?;
     let scoring_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let curve = if opts.physical {
-        measure_curve_physical(graph, comps, &scores, task, opts, progress)?
-    } else {
-        measure_curve(graph, comps, &scores, task, opts, progress)?
-    };
+    let curve = measure_curve(graph, comps, &scores, task, opts, progress)?;
     Ok(CurveResult {
         criterion: spec.label(),
         spec: spec.clone(),
@@ -217,62 +213,16 @@ pub fn measure_curve_until(
     opts: &RunOptions,
     step: &mut dyn FnMut(usize, f64) -> std::ops::ControlFlow<()>,
 ) -> Result<Curve> {
-    let ranking = Ranking::new(scores, opts.order);
     let copts = CurveOptions {
         rates: opts.rates.clone(),
         eval: task.eval_options(opts.eval_batch),
         stop_at_chance: opts.stop_at_chance,
     };
-    accuracy_curve(graph, comps, &ranking, &task.eval, &copts, step)
-}
-
-/// The accuracy curve measured on physically pruned graphs (cheaper at high rates): at each
-/// rate the group-level selection of [`crate::surgery::GroupRanking`] is removed by surgery.
-/// Accuracies equal those of masking the same group-level selection.
-pub fn measure_curve_physical(
-    graph: &Graph,
-    comps: &ComponentSet,
-    scores: &Scores,
-    task: &Task,
-    opts: &RunOptions,
-    progress: &mut dyn FnMut(Stage),
-) -> Result<Curve> {
-    use crate::evaluate::{accuracy, summarize};
-    let ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
-    let eval = task.eval_options(opts.eval_batch);
-    let classes = task.classes.as_ref().map(|c| c.classes().len()).unwrap_or(graph.num_outputs().unwrap_or(1) as usize);
-    let mut accuracies = Vec::new();
-    let mut pruned = Vec::new();
-    let mut pruned_per_layer = Vec::new();
-    let mut unpruned = None;
-    for (index, &rate) in opts.rates.iter().enumerate() {
-        let sel = ranking.selection(rate)?;
-        pruned_per_layer.push(crate::ranking::units_per_layer(comps, &ranking.component_indices(comps, &sel)));
-        let acc = if sel.is_empty() {
-            *unpruned.get_or_insert(accuracy(graph, &task.eval, &eval)?)
-        } else {
-            let (small, report) = crate::surgery::prune(graph, comps, &ranking, &sel)?;
-            pruned.push(report.removed_components);
-            accuracy(&small, &task.eval, &eval)?
-        };
-        if sel.is_empty() {
-            pruned.push(0);
-        }
-        accuracies.push(acc);
-        progress(Stage::Rate { index, rate, accuracy: acc });
+    if opts.physical {
+        let ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+        accuracy_curve(graph, comps, CurvePruning::Physical(&ranking), &task.eval, &copts, step)
+    } else {
+        let ranking = Ranking::new(scores, opts.order);
+        accuracy_curve(graph, comps, CurvePruning::Masks(&ranking), &task.eval, &copts, step)
     }
-    let unpruned = match unpruned {
-        Some(u) => u,
-        None => accuracy(graph, &task.eval, &eval)?,
-    };
-    Ok(Curve {
-        summary: summarize(&opts.rates, &accuracies, unpruned),
-        rates: opts.rates.clone(),
-        accuracies,
-        pruned,
-        pruned_per_layer,
-        unpruned_accuracy: unpruned,
-        chance: 1.0 / classes as f64,
-        filled_from: None,
-    })
 }

@@ -388,7 +388,7 @@ fn the_baseline_is_evaluated_exactly_once_whatever_the_kill_pattern_or_sampler()
             )
             .unwrap()
         } else {
-            SearchSpace::default_for(false)
+            SearchSpace::default_for(false, false)
         };
         baseline_once(kind, &space);
     }
@@ -458,7 +458,7 @@ fn baseline_once(kind: SamplerKind, space: &SearchSpace) {
 
 #[test]
 fn non_finite_trial_values_in_storage_are_refused() {
-    let space = SearchSpace::default_for(false);
+    let space = SearchSpace::default_for(false, false);
     let def = StudyDefinition { space: space.clone(), objective: serde_json::json!({"fake": 2}) };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("s.sqlite").display());
@@ -496,7 +496,7 @@ fn storage_that_would_not_persist_is_refused() {
 // --- Lost or damaged output ------------------------------------------------------------------------
 
 fn study_file(tmp: &Path) -> PathBuf {
-    let space = SearchSpace::default_for(false);
+    let space = SearchSpace::default_for(false, false);
     let def = StudyDefinition { space: space.clone(), objective: serde_json::json!({"fake": 3}) };
     let path = tmp.join("study.sqlite");
     let mut store = StudyStore::open(connect(path.to_str().unwrap()).unwrap(), "s", &def).unwrap();
@@ -529,7 +529,7 @@ fn a_damaged_study_file_is_refused_before_any_write() {
     bytes[off + 3] = 0;
     bytes[off + 4] = 0;
     std::fs::write(&path, &bytes).unwrap();
-    let space = SearchSpace::default_for(false);
+    let space = SearchSpace::default_for(false, false);
     let def = StudyDefinition { space, objective: serde_json::json!({"fake": 3}) };
     let e = connect(path.to_str().unwrap()).and_then(|c| StudyStore::open(c, "s", &def)).err().unwrap().to_string();
     assert!(e.contains("damaged") && e.contains("study.sqlite"), "{e}");
@@ -541,7 +541,8 @@ fn a_damaged_study_file_is_refused_before_any_write() {
         }
     }
     std::fs::write(&path, &bytes).unwrap();
-    let def = StudyDefinition { space: SearchSpace::default_for(false), objective: serde_json::json!({"fake": 3}) };
+    let def =
+        StudyDefinition { space: SearchSpace::default_for(false, false), objective: serde_json::json!({"fake": 3}) };
     assert!(connect(path.to_str().unwrap()).and_then(|c| StudyStore::open(c, "s", &def)).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }

@@ -164,7 +164,7 @@ fn objective_is_deterministic_beats_default_and_rules_round_trip() {
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let task = TaskSpec { classes: None, seed: 1, refs_per_class: 3, split: SplitName::Val, eval_samples: 80 };
     let opts = RunOptions { rates: relprune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
-    let space = SearchSpace::default_for(false);
+    let space = SearchSpace::default_for(false, false);
     let default = space.default_params();
     {
         let mut obj = PruningObjective::new(&mut g, comps.clone(), &splits, 10, task.clone(), opts.clone()).unwrap();

@@ -701,7 +701,7 @@ fn graph_json_with_rank_deficient_inputs_is_an_error() {
 #[test]
 fn search_space_yaml_mutations_never_panic() {
     for transformer in [false, true] {
-        let default = SearchSpace::default_for(transformer);
+        let default = SearchSpace::default_for(transformer, transformer);
         let yaml = default.to_yaml();
         assert_eq!(SearchSpace::from_yaml(&yaml).expect("the default space parses"), default);
         let tally = run_all("search-space YAML", byte_mutants(yaml.as_bytes(), 40 + transformer as u64, 500), |b| {

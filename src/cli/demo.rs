@@ -101,7 +101,7 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
 
     // 3. Optimise the LRP hyperparameters on the validation split, report on the test split.
     if args.trials > 0 {
-        let space = SearchSpace::default_for(false);
+        let space = SearchSpace::default_for(false, false);
         let val_spec = TaskSpec { split: SplitName::Val, eval_samples: 500, ..spec.clone() };
         let def = StudyDefinition {
             space: space.clone(),

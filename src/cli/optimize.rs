@@ -80,6 +80,10 @@ pub struct SpaceArgs {
     /// Print the default space for transformers (adds the softmax treatment).
     #[arg(long)]
     transformer: bool,
+    /// Print the default space for models with multiplicative gates (squeeze-and-excitation:
+    /// adds the gate rule).
+    #[arg(long)]
+    gated: bool,
 }
 
 struct Bar {
@@ -143,7 +147,8 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     let Setup { mut model, splits, comps, classes, .. } = setup(&args.model, &args.data, &args.task)?;
     let kind = comps.kind;
     let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention(_)));
-    let space = user_space.unwrap_or_else(|| SearchSpace::default_for(transformer));
+    let gated = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Mul(_)));
+    let space = user_space.unwrap_or_else(|| SearchSpace::default_for(transformer, gated));
     let study_name = args.study.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-c{}-s{}",
@@ -331,6 +336,6 @@ pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
 }
 
 pub fn run_space(args: SpaceArgs, _out: &Output) -> anyhow::Result<()> {
-    print!("{}", SearchSpace::default_for(args.transformer).to_yaml());
+    print!("{}", SearchSpace::default_for(args.transformer, args.gated).to_yaml());
     Ok(())
 }

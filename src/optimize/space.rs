@@ -13,9 +13,12 @@
 //!
 //! Known parameters: `{low,mid,high,fc}_rule` (epsilon, gamma, zplus, alphabeta = α2β1),
 //! `{group}_epsilon`, `{group}_gamma`, `softmax`, `absolute`, `initial` (one_hot, logit),
-//! `batch_norm` (merge, pass), `refs_per_class`. Anything else is rejected.
+//! `batch_norm` (merge, pass), `gate` (constant, uniform: how relevance passes multiplicative
+//! gates such as squeeze-and-excitation), `refs_per_class`. Anything else is rejected.
 
-use crate::attribution::lrp::{BatchNormTreatment, GroupRules, InitialRelevance, LrpConfig, Rule, SoftmaxRule};
+use crate::attribution::lrp::{
+    BatchNormTreatment, GateRule, GroupRules, InitialRelevance, LrpConfig, Rule, SoftmaxRule,
+};
 use crate::attribution::CriterionSpec;
 use crate::components::DepthGroup;
 use crate::error::{Error, Result};
@@ -93,13 +96,17 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
             Some("merge" | "pass") => Ok(()),
             _ => bad("merge or pass"),
         },
+        "gate" => match v.as_str() {
+            Some("constant" | "uniform") => Ok(()),
+            _ => bad("constant or uniform"),
+        },
         "refs_per_class" => match v.as_u64() {
             Some(n) if n >= 1 => Ok(()),
             _ => bad("a positive integer"),
         },
         _ => Err(Error::invalid(format!(
             "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule, {{group}}_epsilon, {{group}}_gamma, \
-             softmax, absolute, initial, batch_norm, refs_per_class"
+             softmax, absolute, initial, batch_norm, gate, refs_per_class"
         ))),
     }
 }
@@ -247,9 +254,10 @@ impl SearchSpace {
         }
     }
 
-    /// The default space: a rule per depth group with its ε / γ, |R| vs signed R, and for
-    /// transformers the softmax treatment.
-    pub fn default_for(transformer: bool) -> Self {
+    /// The default space: a rule per depth group with its ε / γ, |R| vs signed R, for
+    /// transformers the softmax treatment, and for models with multiplicative gates the gate
+    /// rule.
+    pub fn default_for(transformer: bool, gated: bool) -> Self {
         let mut yaml = String::new();
         for g in ["low", "mid", "high", "fc"] {
             yaml += &format!(
@@ -260,6 +268,9 @@ impl SearchSpace {
         }
         if transformer {
             yaml += "softmax: [attn_lrp, cp, zplus, zplus_bias]\n";
+        }
+        if gated {
+            yaml += "gate: [constant, uniform]\n";
         }
         yaml += "absolute: [true, false]\n";
         Self::from_yaml(&yaml).expect("the default space is valid")
@@ -304,6 +315,7 @@ impl SearchSpace {
                 "absolute" => true.into(),
                 "initial" => "one_hot".into(),
                 "batch_norm" => "merge".into(),
+                "gate" => "constant".into(),
                 _ => 10.into(),
             };
             let v = match &param.domain {
@@ -346,6 +358,9 @@ impl SearchSpace {
         }
         if params.get("batch_norm").and_then(Value::as_str) == Some("pass") {
             lrp.batch_norm = BatchNormTreatment::Pass;
+        }
+        if params.get("gate").and_then(Value::as_str) == Some("uniform") {
+            lrp.gate = GateRule::Uniform;
         }
         let absolute = params.get("absolute").and_then(Value::as_bool).unwrap_or(true);
         let refs = params.get("refs_per_class").and_then(Value::as_u64).map(|n| n as usize);
