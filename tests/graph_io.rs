@@ -156,6 +156,17 @@ fn parameter_counts_of_every_family_member_match_torchvision() {
         ("resnext101_64x4d", 83455272),
         ("wide_resnet50_2", 68883240),
         ("wide_resnet101_2", 126886696),
+        ("regnet_y_400mf", 4344144),
+        ("regnet_y_800mf", 6432512),
+        ("regnet_y_1_6gf", 11202430),
+        ("regnet_y_3_2gf", 19436338),
+        ("regnet_y_8gf", 39381472),
+        ("regnet_x_400mf", 5495976),
+        ("regnet_x_800mf", 7259656),
+        ("regnet_x_1_6gf", 9190136),
+        ("regnet_x_3_2gf", 15296552),
+        ("regnet_x_8gf", 39572648),
+        ("regnet_x_16gf", 54278536),
     ] {
         let g = Architecture::parse(&format!("{arch}:size=32")).unwrap().build(0).unwrap();
         assert_eq!(g.num_parameters(), n, "{arch}");

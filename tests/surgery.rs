@@ -366,6 +366,9 @@ fn efficientnet_and_resnext_filters() {
     for rate in [0.3, 0.6] {
         check(g.deep_clone(), ComponentKind::Filters, rate);
     }
+    // RegNet-Y: grouped convs and gates; the stage widths are prunable through the residuals.
+    let g = Architecture::parse("regnet_y_400mf:size=32,classes=10").unwrap().build(1).unwrap();
+    check(g, ComponentKind::Filters, 0.3);
     // ResNeXt: the grouped 3×3 convs keep their channels, the rest is pruned.
     let g = Architecture::parse("resnext50_32x4d:size=64,classes=10").unwrap().build(1).unwrap();
     check(g, ComponentKind::Filters, 0.3);

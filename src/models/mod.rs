@@ -8,6 +8,7 @@ pub mod bert;
 pub mod densenet;
 pub mod efficientnet;
 pub mod mobilenet;
+pub mod regnet;
 pub mod resnet;
 pub mod vgg;
 pub mod vit;
@@ -17,6 +18,7 @@ pub use bert::{BertConfig, Pooling};
 pub use densenet::DenseNetConfig;
 pub use efficientnet::EfficientNetConfig;
 pub use mobilenet::{MobileNetConfig, MobileNetVersion};
+pub use regnet::RegNetConfig;
 pub use resnet::{ResNetConfig, Stem};
 pub use vgg::{VggConfig, VggStyle};
 pub use vit::VitConfig;
@@ -39,6 +41,8 @@ pub enum Architecture {
     EfficientNet(EfficientNetConfig),
     #[serde(rename = "densenet")]
     DenseNet(DenseNetConfig),
+    #[serde(rename = "regnet")]
+    RegNet(RegNetConfig),
 }
 
 /// Architecture names accepted by [`Architecture::parse`].
@@ -46,7 +50,7 @@ pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, 
     vgg11, vgg13, vgg16, vgg19 (each also with _bn), cifar_ variants of all of them \
     (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \
     resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2, \
-    densenet121, densenet161, densenet169, densenet201, efficientnet_b0 … efficientnet_b7, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
+    regnet_x_400mf … regnet_x_32gf, regnet_y_400mf … regnet_y_128gf, densenet121, densenet161, densenet169, densenet201, efficientnet_b0 … efficientnet_b7, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
     bert (custom), minilm (all-MiniLM-L6-v2's shape), hf-bert:FOLDER (a Hugging Face BERT folder)";
 
 impl Architecture {
@@ -60,6 +64,7 @@ impl Architecture {
             Architecture::MobileNet(c) => mobilenet::build(c, seed),
             Architecture::EfficientNet(c) => efficientnet::build(c, seed),
             Architecture::DenseNet(c) => densenet::build(c, seed),
+            Architecture::RegNet(c) => regnet::build(c, seed),
         }
     }
 
@@ -86,6 +91,7 @@ impl Architecture {
             Architecture::MobileNet(c) => c.name(),
             Architecture::EfficientNet(c) => c.name(),
             Architecture::DenseNet(c) => c.name(),
+            Architecture::RegNet(c) => c.name.clone(),
         }
     }
 
@@ -104,7 +110,9 @@ impl Architecture {
             let cfg = BertConfig::from_hf_folder(std::path::Path::new(folder), Pooling::Cls)?;
             return Ok(Architecture::Bert(cfg));
         }
-        let mut arch = if let Some(c) = DenseNetConfig::torchvision(name, 1000) {
+        let mut arch = if let Some(c) = RegNetConfig::torchvision(name, 1000) {
+            Architecture::RegNet(c)
+        } else if let Some(c) = DenseNetConfig::torchvision(name, 1000) {
             Architecture::DenseNet(c)
         } else if let Some(c) = EfficientNetConfig::torchvision(name, 1000) {
             Architecture::EfficientNet(c)
@@ -227,6 +235,9 @@ impl Architecture {
                 })?
             }
             (Architecture::MobileNet(c), "dropout") => c.dropout = prob(value)?,
+            (Architecture::RegNet(c), "classes") => c.num_classes = int()?,
+            (Architecture::RegNet(c), "in") => c.in_channels = int()?,
+            (Architecture::RegNet(c), "size") => c.image_size = int()?,
             (Architecture::DenseNet(c), "classes") => c.num_classes = int()?,
             (Architecture::DenseNet(c), "in") => c.in_channels = int()?,
             (Architecture::DenseNet(c), "size") => c.image_size = int()?,
@@ -261,7 +272,7 @@ impl Architecture {
                     Architecture::Bert(_) => "classes, vocab, dim, layers, heads, mlp, positions, max_len, pooling",
                     Architecture::MobileNet(_) => "classes, in, size, width_mult, dropout",
                     Architecture::EfficientNet(_) => "classes, in, size, dropout, stochastic_depth",
-                    Architecture::DenseNet(_) => "classes, in, size",
+                    Architecture::DenseNet(_) | Architecture::RegNet(_) => "classes, in, size",
                 }
             ),
         }
