@@ -167,6 +167,9 @@ fn parameter_counts_of_every_family_member_match_torchvision() {
         ("regnet_x_3_2gf", 15296552),
         ("regnet_x_8gf", 39572648),
         ("regnet_x_16gf", 54278536),
+        ("convnext_tiny", 28589128),
+        ("convnext_small", 50223688),
+        ("convnext_base", 88591464),
     ] {
         let g = Architecture::parse(&format!("{arch}:size=32")).unwrap().build(0).unwrap();
         assert_eq!(g.num_parameters(), n, "{arch}");

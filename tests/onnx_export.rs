@@ -130,3 +130,12 @@ fn densenet_runs_in_onnxruntime_pruned() {
     let g = pruned(&g, ComponentKind::Filters, 0.4);
     check(&g, image(&g, 2));
 }
+
+#[test]
+fn convnext_and_regnet_run_in_onnxruntime_pruned() {
+    for arch in ["convnext_tiny:size=32,classes=10", "regnet_y_400mf:size=32,classes=10"] {
+        let g = Architecture::parse(arch).unwrap().build(0).unwrap();
+        let g = pruned(&g, ComponentKind::Filters, 0.3);
+        check(&g, image(&g, 2));
+    }
+}

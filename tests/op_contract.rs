@@ -110,6 +110,17 @@ fn cases() -> Vec<Case> {
             let s = b.add("se.gate", Op::Sigmoid(Sigmoid), &[f2]);
             (b.add("op", Op::Mul(Mul), &[r, s]), 8)
         }),
+        map_case("ConvNeXt block", |b, _, r| {
+            let dw = b.add("dw", Op::Conv2d(Conv2d::new(8, 8, 3).padding(1).groups(8)), &[r]);
+            let n = b.add("ln2d", Op::LayerNorm2d(LayerNorm2d { channels: 8, eps: 1e-6 }), &[dw]);
+            let h =
+                b.add("pw1", Op::ChannelLinear(ChannelLinear { in_channels: 8, out_channels: 16, bias: false }), &[n]);
+            let h = b.add("act", Op::Gelu(Gelu { tanh: false }), &[h]);
+            let h =
+                b.add("pw2", Op::ChannelLinear(ChannelLinear { in_channels: 16, out_channels: 8, bias: false }), &[h]);
+            let h = b.add("scale", Op::Scale(Scale { channels: 8 }), &[h]);
+            (b.add("op", Op::Add(Add), &[h, r]), 8)
+        }),
         map_case("concat", |b, x, r| {
             let c2 = conv(b, "c2", 3, 4, x);
             let cat = b.add("op", Op::Concat(Concat { dim: 1 }), &[r, c2]);

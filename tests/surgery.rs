@@ -383,3 +383,10 @@ fn densenet_filters_through_concatenations() {
         check(g.deep_clone(), ComponentKind::Filters, rate);
     }
 }
+
+#[test]
+fn convnext_hidden_channels() {
+    // The residual stream is normalised over its channels (blocked); the MLP's hidden channels go.
+    let g = Architecture::parse("convnext_tiny:size=32,classes=10").unwrap().build(1).unwrap();
+    check(g, ComponentKind::Filters, 0.3);
+}

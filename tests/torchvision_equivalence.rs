@@ -54,5 +54,6 @@ fn efficientnet_resnext_wide_resnet_and_densenet_match_torchvision() {
     check_at("densenet121", 64);
     check_at("regnet_y_400mf", 64);
     check_at("regnet_x_400mf", 64);
+    check_at("convnext_tiny", 64);
     check_at("wide_resnet50_2", 64);
 }

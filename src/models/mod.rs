@@ -5,6 +5,7 @@
 //! `cifar_resnet18:width=16,in=1,size=28`.
 
 pub mod bert;
+pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
 pub mod mobilenet;
@@ -15,6 +16,7 @@ pub mod vit;
 pub mod zoo;
 
 pub use bert::{BertConfig, Pooling};
+pub use convnext::ConvNextConfig;
 pub use densenet::DenseNetConfig;
 pub use efficientnet::EfficientNetConfig;
 pub use mobilenet::{MobileNetConfig, MobileNetVersion};
@@ -43,6 +45,8 @@ pub enum Architecture {
     DenseNet(DenseNetConfig),
     #[serde(rename = "regnet")]
     RegNet(RegNetConfig),
+    #[serde(rename = "convnext")]
+    ConvNext(ConvNextConfig),
 }
 
 /// Architecture names accepted by [`Architecture::parse`].
@@ -50,7 +54,7 @@ pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, 
     vgg11, vgg13, vgg16, vgg19 (each also with _bn), cifar_ variants of all of them \
     (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \
     resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2, \
-    regnet_x_400mf … regnet_x_32gf, regnet_y_400mf … regnet_y_128gf, densenet121, densenet161, densenet169, densenet201, efficientnet_b0 … efficientnet_b7, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
+    convnext_tiny, convnext_small, convnext_base, convnext_large, regnet_x_400mf … regnet_x_32gf, regnet_y_400mf … regnet_y_128gf, densenet121, densenet161, densenet169, densenet201, efficientnet_b0 … efficientnet_b7, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
     bert (custom), minilm (all-MiniLM-L6-v2's shape), hf-bert:FOLDER (a Hugging Face BERT folder)";
 
 impl Architecture {
@@ -65,6 +69,7 @@ impl Architecture {
             Architecture::EfficientNet(c) => efficientnet::build(c, seed),
             Architecture::DenseNet(c) => densenet::build(c, seed),
             Architecture::RegNet(c) => regnet::build(c, seed),
+            Architecture::ConvNext(c) => convnext::build(c, seed),
         }
     }
 
@@ -92,6 +97,7 @@ impl Architecture {
             Architecture::EfficientNet(c) => c.name(),
             Architecture::DenseNet(c) => c.name(),
             Architecture::RegNet(c) => c.name.clone(),
+            Architecture::ConvNext(c) => c.name(),
         }
     }
 
@@ -110,7 +116,9 @@ impl Architecture {
             let cfg = BertConfig::from_hf_folder(std::path::Path::new(folder), Pooling::Cls)?;
             return Ok(Architecture::Bert(cfg));
         }
-        let mut arch = if let Some(c) = RegNetConfig::torchvision(name, 1000) {
+        let mut arch = if let Some(c) = ConvNextConfig::torchvision(name, 1000) {
+            Architecture::ConvNext(c)
+        } else if let Some(c) = RegNetConfig::torchvision(name, 1000) {
             Architecture::RegNet(c)
         } else if let Some(c) = DenseNetConfig::torchvision(name, 1000) {
             Architecture::DenseNet(c)
@@ -235,6 +243,9 @@ impl Architecture {
                 })?
             }
             (Architecture::MobileNet(c), "dropout") => c.dropout = prob(value)?,
+            (Architecture::ConvNext(c), "classes") => c.num_classes = int()?,
+            (Architecture::ConvNext(c), "in") => c.in_channels = int()?,
+            (Architecture::ConvNext(c), "size") => c.image_size = int()?,
             (Architecture::RegNet(c), "classes") => c.num_classes = int()?,
             (Architecture::RegNet(c), "in") => c.in_channels = int()?,
             (Architecture::RegNet(c), "size") => c.image_size = int()?,
@@ -272,7 +283,8 @@ impl Architecture {
                     Architecture::Bert(_) => "classes, vocab, dim, layers, heads, mlp, positions, max_len, pooling",
                     Architecture::MobileNet(_) => "classes, in, size, width_mult, dropout",
                     Architecture::EfficientNet(_) => "classes, in, size, dropout, stochastic_depth",
-                    Architecture::DenseNet(_) | Architecture::RegNet(_) => "classes, in, size",
+                    Architecture::DenseNet(_) | Architecture::RegNet(_) | Architecture::ConvNext(_) =>
+                        "classes, in, size",
                 }
             ),
         }

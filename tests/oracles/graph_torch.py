@@ -58,6 +58,12 @@ def run(folder, inputs_path, out_path):
             y = F.adaptive_avg_pool2d(x, op["output"])
         elif t == "linear":
             y = F.linear(x, P("weight"), P("bias") if op["bias"] else None)
+        elif t == "channel_linear":
+            y = F.linear(x.permute(0, 2, 3, 1), P("weight"), P("bias") if op["bias"] else None).permute(0, 3, 1, 2)
+        elif t == "layer_norm2d":
+            y = F.layer_norm(x.permute(0, 2, 3, 1), (op["channels"],), P("weight"), P("bias"), op["eps"]).permute(0, 3, 1, 2)
+        elif t == "scale":
+            y = x * P("weight")
         elif t == "flatten":
             y = torch.flatten(x, op["start_dim"])
         elif t == "add":

@@ -10,6 +10,8 @@ use tch::Tensor;
 pub enum AffineKind {
     Conv(Conv2d),
     Linear,
+    /// A linear map over dimension 1 of a map (channels).
+    ChannelLinear,
 }
 
 /// A linear layer with (possibly modified) parameters.
@@ -25,6 +27,7 @@ impl AffineKind {
         Ok(match self {
             AffineKind::Conv(c) => x.f_conv2d(w, b, c.stride, c.padding, c.dilation, c.groups)?,
             AffineKind::Linear => x.f_linear(w, b)?,
+            AffineKind::ChannelLinear => x.f_movedim_int(1, -1)?.f_linear(w, b)?.f_movedim_int(-1, 1)?,
         })
     }
 
@@ -40,6 +43,7 @@ impl AffineKind {
                 g.f_conv_transpose2d(w, None::<&Tensor>, c.stride, c.padding, [pad(0), pad(1)], c.groups, c.dilation)?
             }
             AffineKind::Linear => g.f_matmul(w)?,
+            AffineKind::ChannelLinear => g.f_movedim_int(1, -1)?.f_matmul(w)?.f_movedim_int(-1, 1)?,
         })
     }
 }

@@ -125,7 +125,7 @@ impl Rule {
             Rule::Gamma { gamma } => {
                 let g = gamma.unwrap_or(match k {
                     AffineKind::Conv(_) => 0.25,
-                    AffineKind::Linear => 0.05,
+                    AffineKind::Linear | AffineKind::ChannelLinear => 0.05,
                 });
                 let (xp, xn) = (x.f_clamp_min(0.0)?, x.f_clamp_max(0.0)?);
                 let gp = |t: &Tensor| -> Result<Tensor> { Ok(t.f_add(&t.f_clamp_min(0.0)?.f_mul_scalar(g)?)?) };

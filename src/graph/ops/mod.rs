@@ -19,6 +19,7 @@ mod add;
 mod attention;
 mod avg_pool2d;
 mod batchnorm2d;
+mod channel_linear;
 mod class_token;
 mod concat;
 mod conv2d;
@@ -27,12 +28,14 @@ mod embedding;
 mod flatten;
 mod input;
 mod layer_norm;
+mod layer_norm2d;
 mod linear;
 mod max_pool2d;
 mod mean_pool;
 mod mul;
 mod patches_to_tokens;
 mod position_embedding;
+mod scale;
 mod segment_embedding;
 mod select_token;
 mod stochastic_depth;
@@ -43,6 +46,7 @@ pub use add::Add;
 pub use attention::Attention;
 pub use avg_pool2d::AvgPool2d;
 pub use batchnorm2d::BatchNorm2d;
+pub use channel_linear::ChannelLinear;
 pub use class_token::ClassToken;
 pub use concat::Concat;
 pub use conv2d::Conv2d;
@@ -51,12 +55,14 @@ pub use embedding::Embedding;
 pub use flatten::Flatten;
 pub use input::InputKind;
 pub use layer_norm::LayerNorm;
+pub use layer_norm2d::LayerNorm2d;
 pub use linear::Linear;
 pub use max_pool2d::MaxPool2d;
 pub use mean_pool::MeanPool;
 pub use mul::Mul;
 pub use patches_to_tokens::PatchesToTokens;
 pub use position_embedding::PositionEmbedding;
+pub use scale::Scale;
 pub use segment_embedding::SegmentEmbedding;
 pub use select_token::SelectToken;
 pub use stochastic_depth::StochasticDepth;
@@ -115,6 +121,10 @@ ops! {
     AvgPool2d(AvgPool2d) = "avg_pool2d",
     AdaptiveAvgPool2d(AdaptiveAvgPool2d) = "adaptive_avg_pool2d",
     Linear(Linear) = "linear",
+    /// A linear layer over the channels of a map (ConvNeXt).
+    ChannelLinear(ChannelLinear) = "channel_linear",
+    /// A learned factor per channel (layer scale).
+    Scale(Scale) = "scale",
     Flatten(Flatten) = "flatten",
     Add(Add) = "add",
     Mul(Mul) = "mul",
@@ -123,6 +133,8 @@ ops! {
     /// Drops whole residual branches per sample in training; the identity at evaluation.
     StochasticDepth(StochasticDepth) = "stochastic_depth",
     LayerNorm(LayerNorm) = "layer_norm",
+    /// LayerNorm over the channels of a map (ConvNeXt's LayerNorm2d).
+    LayerNorm2d(LayerNorm2d) = "layer_norm2d",
     Gelu(Gelu) = "gelu",
     Tanh(Tanh) = "tanh",
     Attention(Attention) = "attention",
