@@ -105,6 +105,13 @@ pub fn channel_spaces(graph: &Graph) -> Result<ChannelSpaces> {
                 }
             }
             ChannelMap::Flatten if ins[0].len() as i64 == c => ins[0].clone(),
+            ChannelMap::Slice { start } => match ins[0].get(start as usize..(start + c) as usize) {
+                Some(part) => part.to_vec(),
+                None => {
+                    mismatch = true;
+                    uf.fresh(c)
+                }
+            },
             // Merge, a concatenation along another dimension (every input carries the same
             // channels), or a flatten that keeps them: new atoms tied to each input's.
             ChannelMap::Merge | ChannelMap::Concat | ChannelMap::Flatten => {

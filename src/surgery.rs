@@ -270,7 +270,7 @@ pub fn prune(
             let t = params.get(&key).expect("bound parameter").f_index_select(dim, &index(keep))?;
             params.insert(key, t);
         }
-        node.op.kind_mut().resize(out.map(|k| k.len() as i64), inp.map(|k| k.len() as i64));
+        node.op.kind_mut().reindex(out.map(Vec::as_slice), inp.map(Vec::as_slice));
     }
     let g = Graph::new(spec, params)?;
     Ok((g, report))

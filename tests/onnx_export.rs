@@ -132,8 +132,13 @@ fn densenet_runs_in_onnxruntime_pruned() {
 }
 
 #[test]
-fn convnext_and_regnet_run_in_onnxruntime_pruned() {
-    for arch in ["convnext_tiny:size=32,classes=10", "regnet_y_400mf:size=32,classes=10"] {
+fn convnext_regnet_resnext_and_wide_resnet_run_in_onnxruntime_pruned() {
+    for arch in [
+        "convnext_tiny:size=32,classes=10",
+        "regnet_y_400mf:size=32,classes=10",
+        "resnext50_32x4d:size=32,classes=10",
+        "wide_resnet50_2:size=32,classes=10",
+    ] {
         let g = Architecture::parse(arch).unwrap().build(0).unwrap();
         let g = pruned(&g, ComponentKind::Filters, 0.3);
         check(&g, image(&g, 2));

@@ -121,6 +121,13 @@ fn cases() -> Vec<Case> {
             let h = b.add("scale", Op::Scale(Scale { channels: 8 }), &[h]);
             (b.add("op", Op::Add(Add), &[h, r]), 8)
         }),
+        map_case("channel split into two convs, concatenated", |b, _, r| {
+            let lo = b.add("lo", Op::ChannelSlice(ChannelSlice { start: 0, length: 3 }), &[r]);
+            let hi = b.add("hi", Op::ChannelSlice(ChannelSlice { start: 3, length: 5 }), &[r]);
+            let a = b.add("ca", Op::Conv2d(Conv2d::new(3, 4, 1)), &[lo]);
+            let c = b.add("cb", Op::Conv2d(Conv2d::new(5, 4, 1)), &[hi]);
+            (b.add("op", Op::Concat(Concat { dim: 1 }), &[a, c]), 8)
+        }),
         map_case("concat", |b, x, r| {
             let c2 = conv(b, "c2", 3, 4, x);
             let cat = b.add("op", Op::Concat(Concat { dim: 1 }), &[r, c2]);
@@ -362,6 +369,7 @@ fn op_reference() -> String {
                 ChannelMap::Merge => "ties its inputs' together",
                 ChannelMap::Concat => "lists its inputs' in order",
                 ChannelMap::Flatten => "spreads each over a block",
+                ChannelMap::Slice { .. } => "takes a range of its input's",
             };
             let blocked = if k.channel_block().is_some() { "; cannot lose channels" } else { "" };
             let units = match k.units() {

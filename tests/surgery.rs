@@ -299,7 +299,9 @@ fn physical_curve_equals_masked_curve_at_group_level() {
 
 #[test]
 fn mobilenets_filters_and_neurons() {
-    for arch in ["mobilenet_v2:size=64,classes=10", "mobilenet_v3_small:size=64,classes=10"] {
+    for arch in
+        ["mobilenet_v2:size=64,classes=10", "mobilenet_v3_small:size=64,classes=10", "mobilenet_v3_large:size=32"]
+    {
         let g = Architecture::parse(arch).unwrap().build(1).unwrap();
         for rate in [0.3, 0.6] {
             check(g.deep_clone(), ComponentKind::Filters, rate);
@@ -370,8 +372,9 @@ fn efficientnet_and_resnext_filters() {
     let g = Architecture::parse("regnet_y_400mf:size=32,classes=10").unwrap().build(1).unwrap();
     check(g, ComponentKind::Filters, 0.3);
     // ResNeXt: the grouped 3×3 convs keep their channels, the rest is pruned.
-    let g = Architecture::parse("resnext50_32x4d:size=64,classes=10").unwrap().build(1).unwrap();
-    check(g, ComponentKind::Filters, 0.3);
+    for arch in ["resnext50_32x4d:size=64,classes=10", "wide_resnet50_2:size=32,classes=10"] {
+        check(Architecture::parse(arch).unwrap().build(1).unwrap(), ComponentKind::Filters, 0.3);
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@ fn check(arch: &str) {
 fn check_at(arch: &str, size: i64) {
     let s = size.to_string();
     let dir = common::oracle("torchvision_logits.py", &["--arch", arch, "--batch", "2", "--size", &s]);
-    let mut g = Architecture::parse(&format!("{arch}:size={size}")).unwrap().build(0).unwrap();
+    let sep = if arch.contains(':') { ',' } else { ':' };
+    let mut g = Architecture::parse(&format!("{arch}{sep}size={size}")).unwrap().build(0).unwrap();
     g.load_safetensors(&dir.join("model.safetensors")).unwrap();
     let io = dir.join("io.safetensors");
     let x = common::read_tensor(&io, "x");
@@ -43,6 +44,8 @@ fn mobilenets_match_torchvision() {
     check_at("mobilenet_v2", 64);
     check_at("mobilenet_v3_small", 64);
     check_at("mobilenet_v3_large", 64);
+    // The zoo's small-image variant (stride-1 stem), against the same change made to torchvision's.
+    check_at("cifar_mobilenet_v2:width_mult=0.5,in=1,classes=10", 28);
 }
 
 #[test]

@@ -19,9 +19,15 @@ cases=(
   "fmnist-vit|fmnist-vit|neurons|vit:size=28,patch=7,layers=6,heads=8,dim=64,mlp=256,in=1,classes=10|"
   "resnet50|resnet50|filters|resnet50|"
   "vit_b_16|vit_b_16|neurons|vit_b_16|"
+  "mobilenet_v2|mobilenet_v2|filters|mobilenet_v2|"
+  "efficientnet_b0|efficientnet_b0|filters|efficientnet_b0|"
 )
+# CASES="mobilenet_v2 efficientnet_b0" SECTION=physical-mobile runs only those and writes their own section.
+only="${CASES:-}"
+section="${SECTION:-physical}"
 for c in "${cases[@]}"; do
   IFS='|' read -r name model comp tparch weights <<<"$c"
+  if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then continue; fi
   for rate in 0.3 0.5 0.7; do
     d="$out/$name/rate$rate"
     mkdir -p "$d"
@@ -39,7 +45,8 @@ for c in "${cases[@]}"; do
   done
 done
 # Masked vs. physical curves (same criterion, same task).
-for m in fmnist-resnet18 fmnist-vit; do
+curve_models="fmnist-resnet18 fmnist-vit"; [ -n "$only" ] && curve_models=""
+for m in $curve_models; do
   for mode in masked physical; do
     d="$out/curves/$m-$mode"
     [ -f "$d/curve.json" ] && continue
@@ -47,4 +54,4 @@ for m in fmnist-resnet18 fmnist-vit; do
     "$bin" --threads 2 curve --model "$m" --criterion lrp-epsilon --classes 3 --eval-samples 2000 $extra --out "$d" > /dev/null
   done
 done
-"$RELPRUNE_PYTHON" "$root/benchmarks/physical/summarize.py" "$out" "$root/docs/benchmarks.md"
+"$RELPRUNE_PYTHON" "$root/benchmarks/physical/summarize.py" "$out" "$root/docs/benchmarks.md" "$section" $only

@@ -1,8 +1,8 @@
 //! MobileNetV2 and MobileNetV3 (small, large) with torchvision's parameter names
 //! (`features.3.conv.1.0.weight`, `features.4.block.2.fc1.weight`, …).
 //!
-//! The CIFAR variant (`cifar_mobilenet_v2`, …) keeps every layer but uses stride 1 in the stem
-//! and in the first strided block, so 28–32 pixel images keep a 4×4 map before pooling.
+//! The CIFAR variant (`cifar_mobilenet_v2`, …) keeps every layer but uses stride 1 in the stem,
+//! so 28–32 pixel images keep a 2×2 map before pooling (total stride 16).
 
 use crate::error::Result;
 use crate::graph::ops::*;
@@ -29,7 +29,7 @@ pub struct MobileNetConfig {
     /// Channel multiplier (torchvision's `width_mult`), channels rounded to multiples of 8.
     pub width_mult: f64,
     pub dropout: f64,
-    /// Stride 1 in the stem and the first strided block (small images).
+    /// Stride 1 in the stem (small images).
     pub cifar: bool,
 }
 
@@ -178,18 +178,10 @@ fn v2_features(b: &mut GraphBuilder, cfg: &MobileNetConfig, x: NodeId) -> (NodeI
     let stem_stride = if cfg.cifar { 1 } else { 2 };
     let mut x = conv_norm_act(b, "features.0", x, (cfg.in_channels, cin, 3, stem_stride, 1), Act::Relu6, eps, mom);
     let mut idx = 1;
-    for (si, &(t, c, n, s)) in SETTINGS.iter().enumerate() {
+    for &(t, c, n, s) in SETTINGS.iter() {
         let cout = cfg.channels(c);
         for i in 0..n {
-            let stride = if i == 0 {
-                if cfg.cifar && si == 1 {
-                    1
-                } else {
-                    s
-                }
-            } else {
-                1
-            };
+            let stride = if i == 0 { s } else { 1 };
             let p = format!("features.{idx}.conv");
             let hidden = (cin as f64 * t as f64).round() as i64;
             let mut y = x;
@@ -258,16 +250,8 @@ fn v3_features(b: &mut GraphBuilder, cfg: &MobileNetConfig, x: NodeId) -> (NodeI
     let stem = cfg.channels(blocks[0].0);
     let stem_stride = if cfg.cifar { 1 } else { 2 };
     let mut x = conv_norm_act(b, "features.0", x, (cfg.in_channels, stem, 3, stem_stride, 1), Act::Hardswish, eps, mom);
-    let mut first_strided = true;
-    for (i, &(cin, k, exp, cout, se, hs, s)) in blocks.iter().enumerate() {
+    for (i, &(cin, k, exp, cout, se, hs, stride)) in blocks.iter().enumerate() {
         let (cin, exp, cout) = (cfg.channels(cin), cfg.channels(exp), cfg.channels(cout));
-        let mut stride = s;
-        if s == 2 && first_strided {
-            first_strided = false;
-            if cfg.cifar {
-                stride = 1;
-            }
-        }
         let a = if hs { Act::Hardswish } else { Act::Relu };
         let p = format!("features.{}.block", i + 1);
         let mut y = x;

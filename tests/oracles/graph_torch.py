@@ -62,6 +62,8 @@ def run(folder, inputs_path, out_path):
             y = F.linear(x.permute(0, 2, 3, 1), P("weight"), P("bias") if op["bias"] else None).permute(0, 3, 1, 2)
         elif t == "layer_norm2d":
             y = F.layer_norm(x.permute(0, 2, 3, 1), (op["channels"],), P("weight"), P("bias"), op["eps"]).permute(0, 3, 1, 2)
+        elif t == "channel_slice":
+            y = x.narrow(1 if x.dim() == 4 else x.dim() - 1, op["start"], op["length"])
         elif t == "scale":
             y = x * P("weight")
         elif t == "flatten":

@@ -67,6 +67,12 @@ def build(spec):
         bn = d.endswith("_bn")
         return cifar_vgg(int(d.removesuffix("_bn")), bn, int(kv.get("width", 64)), int(kv.get("hidden", 512)),
                          int(kv.get("in", 3)), int(kv.get("size", 32)), classes, float(kv.get("dropout", 0.5)))
+    if name == "cifar_mobilenet_v2":
+        # torchvision's MobileNetV2 with a stride-1 stem for small images (relprune's cifar_ variant).
+        m = torchvision.models.mobilenet_v2(weights=None, num_classes=classes, width_mult=float(kv.get("width_mult", 1.0)))
+        stem = m.features[0][0]
+        m.features[0][0] = torch.nn.Conv2d(int(kv.get("in", 3)), stem.out_channels, 3, 1, 1, bias=False)
+        return m
     return getattr(torchvision.models, name)(weights=None, num_classes=classes)
 
 

@@ -6,9 +6,13 @@ statistics and affine parameters are randomised so that eval-mode BatchNorm is r
 import argparse
 import pathlib
 
+import sys
+
 import torch
-import torchvision
 from safetensors.torch import save_file
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import models  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--arch", required=True)
@@ -20,7 +24,8 @@ a = p.parse_args()
 
 torch.manual_seed(a.seed)
 torch.set_num_threads(2)
-model = getattr(torchvision.models, a.arch)(weights=None).eval()
+model = models.build(a.arch).eval()
+channels = int(dict(o.split("=") for o in a.arch.partition(":")[2].split(",") if o).get("in", 3))
 with torch.no_grad():
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -28,7 +33,7 @@ with torch.no_grad():
             m.running_var.uniform_(0.5, 2.0)
             m.weight.uniform_(0.5, 1.5)
             m.bias.uniform_(-0.2, 0.2)
-x = torch.randn(a.batch, 3, a.size, a.size)
+x = torch.randn(a.batch, channels, a.size, a.size)
 with torch.no_grad():
     y = model(x)
 out = pathlib.Path(a.out)

@@ -20,6 +20,7 @@ mod attention;
 mod avg_pool2d;
 mod batchnorm2d;
 mod channel_linear;
+mod channel_slice;
 mod class_token;
 mod concat;
 mod conv2d;
@@ -47,6 +48,7 @@ pub use attention::Attention;
 pub use avg_pool2d::AvgPool2d;
 pub use batchnorm2d::BatchNorm2d;
 pub use channel_linear::ChannelLinear;
+pub use channel_slice::ChannelSlice;
 pub use class_token::ClassToken;
 pub use concat::Concat;
 pub use conv2d::Conv2d;
@@ -129,6 +131,8 @@ ops! {
     Add(Add) = "add",
     Mul(Mul) = "mul",
     Concat(Concat) = "concat",
+    /// A contiguous range of channels (split / chunk, one node per part).
+    ChannelSlice(ChannelSlice) = "channel_slice",
     Dropout(Dropout) = "dropout",
     /// Drops whole residual branches per sample in training; the identity at evaluation.
     StochasticDepth(StochasticDepth) = "stochastic_depth",
@@ -246,6 +250,8 @@ pub enum ChannelMap {
     Concat,
     /// Each input channel becomes a block of consecutive output features (flatten of a map).
     Flatten,
+    /// The output is input 0's channels from `start` on (as many as the output has).
+    Slice { start: i64 },
 }
 
 /// The units an op owns: what can be ranked and pruned.
@@ -337,6 +343,12 @@ pub trait OpKind {
     /// Updates the declared sizes after surgery kept `output` output channels and `input`
     /// channels of input 0 (None: unchanged).
     fn resize(&mut self, _output: Option<i64>, _input: Option<i64>) {}
+    /// Surgery kept output channels `output` and channels `input` of input 0 (positions; None:
+    /// unchanged). By default only the counts matter ([`OpKind::resize`]); an op whose fields
+    /// name positions (a channel slice) overrides this.
+    fn reindex(&mut self, output: Option<&[i64]>, input: Option<&[i64]>) {
+        self.resize(output.map(|k| k.len() as i64), input.map(|k| k.len() as i64));
+    }
     /// The prunable units this op owns.
     fn units(&self) -> Option<Units> {
         None
