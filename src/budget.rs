@@ -211,23 +211,14 @@ pub fn select_for_target(
     target: Target,
     seq_len: i64,
 ) -> Result<BudgetChoice> {
-    let before = target.measure.of(graph, seq_len)?;
-    let limit = (before as f64 * target.ratio).floor() as i64;
-    let mut evaluations = 0;
-    let mut measure_at = |k: usize| -> Result<i64> {
-        evaluations += 1;
-        let (small, _) = prune(graph, comps, ranking, &ranking.prefix(k))?;
-        target.measure.of(&small, seq_len)
-    };
-    let n = ranking.order.len();
-    let at_most = measure_at(n)?;
-    if at_most > limit {
+    let (choice, reached) = select_at_most(graph, comps, ranking, target, seq_len)?;
+    if !reached {
         crate::bail!(
             "target {}={}: removing every unit this criterion may remove leaves {:.3} of the model's {}; \
              a conv layer keeps at least one channel and coupled channels go together{}. Choose a larger fraction",
             target.measure.name(),
             target.ratio,
-            at_most as f64 / before as f64,
+            choice.ratio,
             target.measure.name(),
             if ranking.round_to > 1 {
                 format!(", and widths stay multiples of {} (--round-to)", ranking.round_to)
@@ -236,12 +227,36 @@ pub fn select_for_target(
             }
         );
     }
+    Ok(choice)
+}
+
+/// Like [`select_for_target`], but a target that cannot be met gives the whole order (every
+/// removable unit) and `false`: curves on a MACs axis flatten there instead of failing.
+pub fn select_at_most(
+    graph: &Graph,
+    comps: &ComponentSet,
+    ranking: &GroupRanking,
+    target: Target,
+    seq_len: i64,
+) -> Result<(BudgetChoice, bool)> {
+    let before = target.measure.of(graph, seq_len)?;
+    let limit = (before as f64 * target.ratio).floor() as i64;
+    let mut evaluations = 0;
+    let mut measure_at = |k: usize| -> Result<i64> {
+        evaluations += 1;
+        let (small, _) = prune(graph, comps, ranking, &ranking.prefix(k))?;
+        target.measure.of(&small, seq_len)
+    };
+    if before <= limit {
+        return Ok((BudgetChoice::of_prefix(ranking, 0, (before, before), 0, None), true));
+    }
+    let n = ranking.order.len();
+    let at_most = measure_at(n)?;
+    if at_most > limit {
+        return Ok((BudgetChoice::of_prefix(ranking, n, (before, at_most), evaluations, None), false));
+    }
     // Invariant: measure(lo) > limit (or lo = 0), measure(hi) ≤ limit.
     let (mut lo, mut hi, mut at_hi) = (0usize, n, at_most);
-    if before <= limit {
-        hi = 0;
-        at_hi = before;
-    }
     while hi > lo + 1 {
         let mid = (lo + hi) / 2;
         let m = measure_at(mid)?;
@@ -252,7 +267,7 @@ pub fn select_for_target(
             lo = mid;
         }
     }
-    Ok(BudgetChoice::of_prefix(ranking, hi, (before, at_hi), evaluations, None))
+    Ok((BudgetChoice::of_prefix(ranking, hi, (before, at_hi), evaluations, None), true))
 }
 
 /// The largest prefix whose accuracy on `val` stays within `max_drop_points` (percentage points)

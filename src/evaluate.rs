@@ -120,6 +120,24 @@ pub struct Curve {
     /// Index of the first rate filled with chance instead of measured, when stopped early.
     pub filled_from: Option<usize>,
     pub summary: CurveSummary,
+    /// On a MACs / parameter axis: the fraction of the measure each point really keeps (the
+    /// nested selections move in steps; where a criterion cannot remove enough, more is kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<f64>,
+    /// What `rates` measure.
+    #[serde(default)]
+    pub axis: CurveAxis,
+}
+
+impl CurveAxis {
+    /// The axis label of plots and tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            CurveAxis::Rate => "pruning rate",
+            CurveAxis::Macs => "fraction of MACs removed",
+            CurveAxis::Params => "fraction of parameters removed",
+        }
+    }
 }
 
 /// Summary of accuracies `acc` at `rates` relative to `unpruned`.
@@ -154,7 +172,20 @@ pub struct CurveOptions {
     pub stop_at_chance: bool,
 }
 
-/// How a curve removes each rate's selection.
+/// What a curve's grid measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum CurveAxis {
+    /// The fraction of components removed (the paper's pruning rate).
+    #[default]
+    Rate,
+    /// The fraction of the unpruned model's MACs removed.
+    Macs,
+    /// The fraction of the unpruned model's parameters removed.
+    Params,
+}
+
+/// How a curve removes each grid point's selection.
 pub enum CurvePruning<'a> {
     /// Masks on the ranked components, restored after each rate (the paper's protocol).
     Masks(&'a crate::ranking::Ranking),
@@ -162,37 +193,67 @@ pub enum CurvePruning<'a> {
     /// score): a smaller graph per rate, faster at high rates. Its accuracies equal masking the
     /// same group-level selection.
     Physical(&'a crate::surgery::GroupRanking),
+    /// Surgery on the shortest prefix of the group order that removes at least the grid
+    /// point's fraction of `measure` (MACs or parameters; token models counted at `seq_len`
+    /// tokens). Where the criterion cannot remove that much, the curve stays at its largest
+    /// removal.
+    Budget { ranking: &'a crate::surgery::GroupRanking, measure: crate::budget::Measure, seq_len: i64 },
+}
+
+/// One grid point's selection.
+struct PointSelection {
+    /// Components removed (global indices, sorted).
+    components: Vec<usize>,
+    /// Group units removed (surgery).
+    groups: Vec<(usize, usize)>,
+    /// The measure kept, as a fraction of the unpruned model's (budget axes).
+    kept: Option<f64>,
 }
 
 impl CurvePruning<'_> {
-    /// The components removed at `rate` (global indices, sorted).
-    fn selection(&self, comps: &crate::components::ComponentSet, rate: f64) -> Result<Vec<usize>> {
-        match self {
+    /// The selection at grid value `x`.
+    fn select(&self, graph: &Graph, comps: &crate::components::ComponentSet, x: f64) -> Result<PointSelection> {
+        Ok(match self {
             CurvePruning::Masks(r) => {
-                let mut v = r.selection(rate)?.to_vec();
-                v.sort_unstable();
-                Ok(v)
+                let mut components = r.selection(x)?.to_vec();
+                components.sort_unstable();
+                PointSelection { components, groups: Vec::new(), kept: None }
             }
-            CurvePruning::Physical(r) => Ok(r.component_indices(comps, &r.selection(rate)?)),
-        }
+            CurvePruning::Physical(r) => {
+                let groups = r.selection(x)?;
+                PointSelection { components: r.component_indices(comps, &groups), groups, kept: None }
+            }
+            CurvePruning::Budget { ranking, measure, seq_len } => {
+                if x <= 0.0 {
+                    return Ok(PointSelection { components: Vec::new(), groups: Vec::new(), kept: Some(1.0) });
+                }
+                let target = crate::budget::Target { measure: *measure, ratio: 1.0 - x };
+                let (choice, _) = crate::budget::select_at_most(graph, comps, ranking, target, *seq_len)?;
+                PointSelection {
+                    components: ranking.component_indices(comps, &choice.selection),
+                    groups: choice.selection,
+                    kept: Some(choice.ratio),
+                }
+            }
+        })
     }
 
-    /// Accuracy with the selection at `rate` removed.
+    /// Accuracy with a selection removed.
     fn accuracy(
         &self,
         graph: &mut Graph,
         comps: &crate::components::ComponentSet,
-        rate: f64,
+        sel: &PointSelection,
         split: &Subset,
         eval: &EvalOptions,
     ) -> Result<f64> {
         match self {
-            CurvePruning::Masks(r) => {
-                let guard = crate::masking::apply_mask(graph, comps, r.selection(rate)?)?;
+            CurvePruning::Masks(_) => {
+                let guard = crate::masking::apply_mask(graph, comps, &sel.components)?;
                 accuracy(&guard, split, eval)
             }
-            CurvePruning::Physical(r) => {
-                let (small, _) = crate::surgery::prune(graph, comps, r, &r.selection(rate)?)?;
+            CurvePruning::Physical(r) | CurvePruning::Budget { ranking: r, .. } => {
+                let (small, _) = crate::surgery::prune(graph, comps, r, &sel.groups)?;
                 accuracy(&small, split, eval)
             }
         }
@@ -224,21 +285,25 @@ pub fn accuracy_curve(
     let mut accuracies = Vec::with_capacity(opts.rates.len());
     let mut pruned = Vec::with_capacity(opts.rates.len());
     let mut pruned_per_layer = Vec::with_capacity(opts.rates.len());
+    let mut kept = Vec::new();
     let mut unpruned = None;
     let mut filled_from = None;
     let mut at_chance = 0;
     for (i, &rate) in opts.rates.iter().enumerate() {
-        let sel = pruning.selection(comps, rate)?;
-        pruned.push(sel.len());
-        pruned_per_layer.push(crate::ranking::units_per_layer(comps, &sel));
+        let sel = pruning.select(graph, comps, rate)?;
+        pruned.push(sel.components.len());
+        pruned_per_layer.push(crate::ranking::units_per_layer(comps, &sel.components));
+        if let Some(k) = sel.kept {
+            kept.push(k);
+        }
         if filled_from.is_some() {
             accuracies.push(chance);
             continue;
         }
-        let acc = if sel.is_empty() {
+        let acc = if sel.components.is_empty() {
             *unpruned.get_or_insert(accuracy(graph, split, &opts.eval)?)
         } else {
-            pruning.accuracy(graph, comps, rate, split, &opts.eval)?
+            pruning.accuracy(graph, comps, &sel, split, &opts.eval)?
         };
         accuracies.push(acc);
         if progress(i, acc).is_break() {
@@ -263,6 +328,8 @@ pub fn accuracy_curve(
         chance,
         filled_from,
         summary,
+        kept,
+        axis: CurveAxis::Rate,
     })
 }
 

@@ -6,7 +6,7 @@ use crate::attribution::{CriterionSpec, Scores};
 use crate::components::{ComponentKind, ComponentSet};
 use crate::data::{select_references, ClassSubset, SplitName, Splits, Subset};
 use crate::error::Result;
-use crate::evaluate::{accuracy_curve, Curve, CurveOptions, CurvePruning, EvalOptions};
+use crate::evaluate::{accuracy_curve, Curve, CurveAxis, CurveOptions, CurvePruning, EvalOptions};
 use crate::graph::Graph;
 use crate::ranking::{PruneOrder, Ranking};
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,11 @@ pub struct RunOptions {
     /// Measure the curve on physically pruned graphs (group-level selection; see
     /// [`CurvePruning::Physical`]) instead of masks.
     pub physical: bool,
+    /// What the rate grid measures: components (the paper's), or MACs / parameters removed
+    /// (always physically, by bisection on the group order).
+    pub axis: CurveAxis,
+    /// The group order on a MACs / parameter axis.
+    pub selection: crate::budget::Selection,
 }
 
 impl Default for RunOptions {
@@ -110,6 +115,8 @@ impl Default for RunOptions {
             attribution_batch: 64,
             eval_batch: 64,
             physical: false,
+            axis: CurveAxis::Rate,
+            selection: crate::budget::Selection::Relevance,
         }
     }
 }
@@ -203,6 +210,9 @@ pub fn measure_curve(
     })
 }
 
+/// Tokens per sample at which a MACs axis counts token models (capped at the model's positions).
+pub const CURVE_SEQ_LEN: i64 = 128;
+
 /// Like [`measure_curve`], but `step(rate_index, accuracy)` may stop the measurement early
 /// (it then returns [`crate::Error::Interrupted`]).
 pub fn measure_curve_until(
@@ -218,7 +228,22 @@ pub fn measure_curve_until(
         eval: task.eval_options(opts.eval_batch),
         stop_at_chance: opts.stop_at_chance,
     };
-    if opts.physical {
+    let measure = match opts.axis {
+        CurveAxis::Rate => None,
+        CurveAxis::Macs => Some(crate::budget::Measure::Macs),
+        CurveAxis::Params => Some(crate::budget::Measure::Params),
+    };
+    if let Some(measure) = measure {
+        let mut ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+        if opts.selection == crate::budget::Selection::CostAware {
+            let costs = crate::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?;
+            crate::budget::order_by_cost(&mut ranking, &costs, measure);
+        }
+        let pruning = CurvePruning::Budget { ranking: &ranking, measure, seq_len: CURVE_SEQ_LEN };
+        let mut curve = accuracy_curve(graph, comps, pruning, &task.eval, &copts, step)?;
+        curve.axis = opts.axis;
+        Ok(curve)
+    } else if opts.physical {
         let ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
         accuracy_curve(graph, comps, CurvePruning::Physical(&ranking), &task.eval, &copts, step)
     } else {

@@ -169,7 +169,7 @@ pub fn write_curves(dir: &Path, stem: &str, report: &CurvesReport) -> Result<(st
         &png,
         &LinePlot {
             title: &title,
-            x_label: "pruning rate",
+            x_label: report.results.first().map_or("pruning rate", |r| r.curve.axis.label()),
             y_label: "top-1 accuracy",
             x_range: (0.0, max_rate.max(0.05)),
             y_range: (0.0, 1.0),

@@ -238,3 +238,51 @@ fn a_latency_target_is_measured_and_met_or_refused() {
         Err(e) => assert!(e.to_string().contains("latency"), "{e}"),
     }
 }
+
+/// A curve on a MACs axis: each point keeps at most the asked fraction of MACs (one unit more
+/// would cross it), its accuracy is that of the physically pruned model, and the cost-aware
+/// order is available there too.
+#[test]
+fn curves_on_a_macs_axis_remove_what_each_point_asks() {
+    use relprune::evaluate::CurveAxis;
+    use relprune::experiment::{measure_curve, RunOptions, Task, TaskSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(tmp.path(), 600, 200);
+    let splits = relprune::data::fashion_mnist::load_splits(tmp.path()).unwrap();
+    let task = Task::prepare(&splits, 10, &TaskSpec { refs_per_class: 1, eval_samples: 100, ..Default::default() }).unwrap();
+    for g in models() {
+        let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+        let scores = random_scores(comps.total, 8);
+        let macs0 = stats::macs(&g, 1).unwrap();
+        for selection in [Selection::Relevance, Selection::CostAware] {
+            for axis in [CurveAxis::Macs, CurveAxis::Params] {
+                let opts = RunOptions {
+                    rates: relprune::ranking::parse_rates("0:0.6:0.2").unwrap(),
+                    axis,
+                    selection,
+                    ..Default::default()
+                };
+                let curve = measure_curve(&mut g.deep_clone(), &comps, &scores, &task, &opts, &mut |_| {}).unwrap();
+                assert_eq!(curve.axis, axis);
+                assert_eq!(curve.kept.len(), opts.rates.len());
+                assert_eq!(curve.kept[0], 1.0);
+                for (x, k) in opts.rates.iter().zip(&curve.kept) {
+                    assert!(*k <= 1.0 - x + 1e-9, "{axis:?} {selection:?}: asked to remove {x}, kept {k}");
+                }
+                assert!(curve.kept.windows(2).all(|w| w[1] <= w[0]));
+                assert!(curve.pruned.windows(2).all(|w| w[1] >= w[0]));
+                if axis == CurveAxis::Macs && selection == Selection::Relevance {
+                    // The point at 0.4 is the physical model of the bisection's selection.
+                    let ranking = GroupRanking::new(&g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
+                    let target = Target { measure: Measure::Macs, ratio: 0.6 };
+                    let choice = select_for_target(&g, &comps, &ranking, target, 1).unwrap();
+                    let (small, _) = prune(&g, &comps, &ranking, &choice.selection).unwrap();
+                    assert!((stats::macs(&small, 1).unwrap() as f64) <= 0.6 * macs0 as f64);
+                    let acc = accuracy(&small, &task.eval, &task.eval_options(64)).unwrap();
+                    assert_eq!(acc, curve.accuracies[2]);
+                    assert_eq!(curve.kept[2], stats::macs(&small, 1).unwrap() as f64 / macs0 as f64);
+                }
+            }
+        }
+    }
+}

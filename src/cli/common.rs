@@ -200,10 +200,43 @@ impl TaskArgs {
             attribution_batch: self.attribution_batch,
             eval_batch: self.eval_batch,
             physical: self.physical,
+            axis: relprune::evaluate::CurveAxis::Rate,
+            selection: relprune::budget::Selection::Relevance,
         })
     }
     pub fn kind(&self, graph: &relprune::graph::Graph) -> relprune::components::ComponentKind {
         self.component.unwrap_or_else(|| relprune::components::ComponentSet::default_kind(graph))
+    }
+}
+
+/// What a curve's grid measures (curve, compare, optimize).
+#[derive(Args)]
+pub struct AxisArgs {
+    /// What the rates remove: `rate` (a fraction of the components, the paper's protocol), or
+    /// `macs` / `params` (a fraction of the unpruned model's MACs / parameters, removed
+    /// physically; each point is the shortest prefix of the group order that removes at least
+    /// that much, found by bisection). One criterion then compares with another at equal cost.
+    #[arg(long, value_enum, default_value = "rate")]
+    pub axis: relprune::evaluate::CurveAxis,
+    /// Group order on a macs / params axis: `relevance` (least relevant first) or `cost-aware`
+    /// (least relevance per MAC / parameter saved first).
+    #[arg(long, value_enum, default_value = "relevance")]
+    pub selection: relprune::budget::Selection,
+}
+
+impl AxisArgs {
+    /// `opts` with this axis.
+    pub fn apply(
+        &self,
+        mut opts: relprune::experiment::RunOptions,
+    ) -> anyhow::Result<relprune::experiment::RunOptions> {
+        if self.axis == relprune::evaluate::CurveAxis::Rate && self.selection != relprune::budget::Selection::Relevance
+        {
+            anyhow::bail!("--selection cost-aware orders a MACs or parameter axis; add --axis macs or --axis params");
+        }
+        opts.axis = self.axis;
+        opts.selection = self.selection;
+        Ok(opts)
     }
 }
 
@@ -278,13 +311,29 @@ pub fn rate_table(r: &relprune::experiment::CurveResult) -> String {
     // Share of each depth group's units removed: where the global ranking prunes.
     let groups: Vec<DepthGroup> =
         DepthGroup::ALL.into_iter().filter(|g| r.layers.iter().any(|l| l.group == *g)).collect();
-    let mut s = format!("{:>6} {:>8} {:>9}", "rate", "pruned", "accuracy");
+    let kept = !r.curve.kept.is_empty();
+    let mut s = if kept {
+        format!(
+            "{} (and the fraction really kept)\n{:>6} {:>6} {:>8} {:>9}",
+            r.curve.axis.label(),
+            "remove",
+            "kept",
+            "pruned",
+            "accuracy"
+        )
+    } else {
+        format!("{:>6} {:>8} {:>9}", "rate", "pruned", "accuracy")
+    };
     for g in &groups {
         s += &format!(" {:>6}", g.name());
     }
     s += "\n";
     for (i, ((rate, acc), n)) in r.curve.rates.iter().zip(&r.curve.accuracies).zip(&r.curve.pruned).enumerate() {
-        s += &format!("{rate:>6.2} {n:>8} {:>8.2}%", 100.0 * acc);
+        s += &format!("{rate:>6.2}");
+        if let Some(k) = r.curve.kept.get(i) {
+            s += &format!(" {k:>6.3}");
+        }
+        s += &format!(" {n:>8} {:>8.2}%", 100.0 * acc);
         if let Some(per_layer) = r.curve.pruned_per_layer.get(i) {
             for g in &groups {
                 let (removed, units) = r

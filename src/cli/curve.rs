@@ -2,7 +2,7 @@
 //! on the same references and evaluation samples.
 
 use super::common::{
-    rate_table, run_with_progress, setup, summary_table, DataArgs, ModelArgs, Output, Setup, TaskArgs,
+    rate_table, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup, TaskArgs,
 };
 use clap::Args;
 use relprune::attribution::spec::{CriterionSpec, DEFAULT_COMPARISON};
@@ -17,6 +17,8 @@ pub struct CurveArgs {
     data: DataArgs,
     #[command(flatten)]
     task: TaskArgs,
+    #[command(flatten)]
+    axis: AxisArgs,
     /// Criterion: lrp, lrp-epsilon, lrp-zplus, lrp-faithful, lrp-epsilon-plus, lrp-alpha2beta1,
     /// random, weight, weight-l2, activation, gradient, taylor, integrated-gradients.
     #[arg(long, default_value = "lrp-epsilon")]
@@ -38,6 +40,8 @@ pub struct CompareArgs {
     data: DataArgs,
     #[command(flatten)]
     task: TaskArgs,
+    #[command(flatten)]
+    axis: AxisArgs,
     /// Comma-separated criteria (default: the LRP presets and every baseline). A rules file
     /// written by `relprune optimize` may be given as `file:PATH`.
     #[arg(long, value_delimiter = ',')]
@@ -58,7 +62,7 @@ pub fn parse_criterion(name: &str, seed: u64) -> anyhow::Result<CriterionSpec> {
 pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     let outdir = relprune::util::OutputDir::new(&args.out)?;
     let spec = CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?;
-    let opts = args.task.run_options()?;
+    let opts = args.axis.apply(args.task.run_options()?)?;
     let Setup { mut model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
     out.say(format!(
         "{}: {} {} in {} layers; {} references, {} evaluation samples",
@@ -85,7 +89,7 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
         args.criteria.unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
     let specs: Vec<CriterionSpec> =
         names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?;
-    let opts = args.task.run_options()?;
+    let opts = args.axis.apply(args.task.run_options()?)?;
     let Setup { mut model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
     out.say(format!(
         "{}: {} {}; {} references, {} evaluation samples; {} criteria",

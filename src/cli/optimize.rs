@@ -1,7 +1,9 @@
 //! `relprune optimize`, `relprune study show` and `relprune space`: Bayesian optimisation of
 //! the attribution method for pruning, its stored studies and search spaces.
 
-use super::common::{progress, run_with_progress, setup, summary_table, DataArgs, ModelArgs, Output, Setup, TaskArgs};
+use super::common::{
+    progress, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup, TaskArgs,
+};
 use super::curve::parse_criterion;
 use clap::{Args, Subcommand};
 use relprune::attribution::spec::DEFAULT_COMPARISON;
@@ -25,6 +27,8 @@ pub struct OptimizeArgs {
     data: DataArgs,
     #[command(flatten)]
     task: TaskArgs,
+    #[command(flatten)]
+    axis: AxisArgs,
     /// Search space (YAML); default: rules per depth group with ε/γ, |R| vs signed, and the softmax
     /// treatment for transformers (`relprune space` prints it).
     #[arg(long)]
@@ -128,7 +132,7 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     // Everything a run needs at its end is checked before its first trial: the output folder,
     // the storage, the search space and the report's criteria.
     let outdir = relprune::util::OutputDir::new(&args.out)?;
-    let opts = args.task.run_options()?;
+    let opts = args.axis.apply(args.task.run_options()?)?;
     let names: Vec<String> =
         args.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
     let report_specs: Vec<CriterionSpec> = if names.first().map(String::as_str) == Some("none") {
