@@ -249,7 +249,8 @@ fn curves_on_a_macs_axis_remove_what_each_point_asks() {
     let tmp = tempfile::tempdir().unwrap();
     common::synthetic_fmnist(tmp.path(), 600, 200);
     let splits = relprune::data::fashion_mnist::load_splits(tmp.path()).unwrap();
-    let task = Task::prepare(&splits, 10, &TaskSpec { refs_per_class: 1, eval_samples: 100, ..Default::default() }).unwrap();
+    let task =
+        Task::prepare(&splits, 10, &TaskSpec { refs_per_class: 1, eval_samples: 100, ..Default::default() }).unwrap();
     for g in models() {
         let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
         let scores = random_scores(comps.total, 8);

@@ -137,12 +137,7 @@ impl OpKind for Conv2d {
             .then(|| format!("a grouped convolution ({} groups, not depthwise) reads or writes it", self.groups))
     }
     fn channel_params(&self) -> ChannelParams {
-        let mut output = vec![(Role::Weight, 0)];
-        if self.bias {
-            output.push((Role::Bias, 0));
-        }
-        let input = if self.groups == 1 { vec![(Role::Weight, 1)] } else { Vec::new() };
-        ChannelParams { output, input }
+        ChannelParams::affine(self.bias, (self.groups == 1).then_some(1))
     }
     fn resize(&mut self, output: Option<i64>, input: Option<i64>) {
         if self.is_depthwise() {

@@ -49,14 +49,7 @@ impl OpKind for LayerNorm {
         ChannelParams { output: vec![(Role::Weight, 0), (Role::Bias, 0)], input: Vec::new() }
     }
     fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let x = xs[0];
-        let k = x.kind();
-        let mean = x.f_mean_dim(-1, true, k)?;
-        let var = x.f_sub(&mean)?.f_square()?.f_mean_dim(-1, true, k)?;
-        let sigma = var.f_add_scalar(self.eps)?.f_sqrt()?;
-        let u = r.f_div(&cx.stabilize(out)?)?.f_mul(cx.param(Role::Weight)?)?.f_div(&sigma)?;
-        let centred = u.f_sub(&u.f_mean_dim(-1, true, k)?)?;
-        Ok(vec![Some(x.f_mul(&centred)?)])
+        Ok(vec![Some(lrp_constant_std(cx, xs[0], out, r, cx.param(Role::Weight)?, self.eps, -1)?)])
     }
     fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
         let (w, b) = (cx.param(Role::Weight)?, cx.param(Role::Bias)?);
@@ -66,4 +59,25 @@ impl OpKind for LayerNorm {
             &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(self.eps as f32))],
         ))
     }
+}
+
+/// LRP through a LayerNorm over dimension `dim` with its standard deviation held constant: the
+/// layer is then linear in x and relevance follows the ε-rule, R_x = x ⊙ Jᵀ(R / y). `weight`
+/// is shaped to broadcast along `dim`.
+pub(super) fn lrp_constant_std(
+    cx: &LrpCx,
+    x: &Tensor,
+    out: &Tensor,
+    r: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    dim: i64,
+) -> Result<Tensor> {
+    let k = x.kind();
+    let mean = x.f_mean_dim(dim, true, k)?;
+    let var = x.f_sub(&mean)?.f_square()?.f_mean_dim(dim, true, k)?;
+    let sigma = var.f_add_scalar(eps)?.f_sqrt()?;
+    let u = r.f_div(&cx.stabilize(out)?)?.f_mul(weight)?.f_div(&sigma)?;
+    let centred = u.f_sub(&u.f_mean_dim(dim, true, k)?)?;
+    Ok(x.f_mul(&centred)?)
 }

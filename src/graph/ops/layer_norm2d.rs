@@ -52,15 +52,8 @@ impl OpKind for LayerNorm2d {
         ChannelParams { output: vec![(Role::Weight, 0), (Role::Bias, 0)], input: Vec::new() }
     }
     fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let x = xs[0];
-        let k = x.kind();
-        let mean = x.f_mean_dim(-3, true, k)?;
-        let var = x.f_sub(&mean)?.f_square()?.f_mean_dim(-3, true, k)?;
-        let sigma = var.f_add_scalar(self.eps)?.f_sqrt()?;
         let w = cx.param(Role::Weight)?.f_reshape([-1, 1, 1])?;
-        let u = r.f_div(&cx.stabilize(out)?)?.f_mul(&w)?.f_div(&sigma)?;
-        let centred = u.f_sub(&u.f_mean_dim(-3, true, k)?)?;
-        Ok(vec![Some(x.f_mul(&centred)?)])
+        Ok(vec![Some(super::layer_norm::lrp_constant_std(cx, xs[0], out, r, &w, self.eps, -3)?)])
     }
     fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
         let (w, b) = (cx.param(Role::Weight)?, cx.param(Role::Bias)?);

@@ -58,11 +58,7 @@ impl OpKind for Linear {
         ChannelMap::New
     }
     fn channel_params(&self) -> ChannelParams {
-        let mut output = vec![(Role::Weight, 0)];
-        if self.bias {
-            output.push((Role::Bias, 0));
-        }
-        ChannelParams { output, input: vec![(Role::Weight, 1)] }
+        ChannelParams::affine(self.bias, Some(1))
     }
     fn resize(&mut self, output: Option<i64>, input: Option<i64>) {
         if let Some(n) = output {

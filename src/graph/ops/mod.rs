@@ -272,6 +272,18 @@ pub struct ChannelParams {
     pub input: Vec<(Role, i64)>,
 }
 
+impl ChannelParams {
+    /// An affine layer's: weight rows (and bias) per output channel, weight columns per input
+    /// channel (`input_dim`: None for a grouped convolution, whose columns are per group).
+    pub fn affine(bias: bool, input_dim: Option<i64>) -> Self {
+        let mut output = vec![(Role::Weight, 0)];
+        if bias {
+            output.push((Role::Bias, 0));
+        }
+        ChannelParams { output, input: input_dim.map(|d| vec![(Role::Weight, d)]).unwrap_or_default() }
+    }
+}
+
 /// What the forward pass gives an op: its node's parameters and the mode.
 pub struct Ctx<'a> {
     pub graph: &'a Graph,
