@@ -11,8 +11,10 @@ fn zoo_models_reproduce_their_manifests() {
         let splits = manifest.recipe.data.splits(None).expect("the model's data (run ./run-tests)");
         assert_eq!(manifest.recipe, (e.recipe)(), "{}: committed weights were trained with the current recipe", e.name);
         // Targets of the zoo issues: ≥ 92 % for the CNNs, ≥ 88 % for the ViT; the spam head ≥ 95 %.
+        // The compact MobileNetV2 (0.7 M parameters, 5 epochs) was added later with ≥ 91 %.
         let target = match e.name {
             "fmnist-vit" => 0.88,
+            "fmnist-mobilenetv2" => 0.91,
             "minilm-spam" => 0.95,
             _ => 0.92,
         };
