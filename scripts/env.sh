@@ -7,6 +7,9 @@ export RELPRUNE_VENV="${RELPRUNE_VENV:-$RELPRUNE_CACHE/venv}"
 export RELPRUNE_PYTHON="$RELPRUNE_VENV/bin/python"
 # The committed zoo of this clone (a cached binary may have been built in another clone).
 export RELPRUNE_ZOO="${RELPRUNE_ZOO:-$RELPRUNE_ROOT/zoo}"
+# The official ONNX schema the build generates its protobuf types from (copied by setup.sh from
+# the pinned `onnx` package).
+export RELPRUNE_ONNX_PROTO="${RELPRUNE_ONNX_PROTO:-$RELPRUNE_CACHE/onnx/onnx.proto}"
 export RELPRUNE_SPAM_DIR="${RELPRUNE_SPAM_DIR:-$RELPRUNE_CACHE/data/spam-assassin}"
 # Builds live outside the clone so a fresh clone reuses them (CI caches this folder).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RELPRUNE_CACHE/target}"

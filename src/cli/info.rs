@@ -9,9 +9,10 @@ use serde::Serialize;
 pub struct InfoArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Tokens per sample for the MACs of token models [range: 1..=the model's positions].
-    #[arg(long, default_value_t = 128, value_parser = super::ranges::size(1, 1 << 20))]
-    seq_len: i64,
+    /// Tokens per sample for the MACs of token models [range: 1..=the model's positions;
+    /// default: 128, or the model's positions when fewer].
+    #[arg(long, value_parser = super::ranges::size(1, 1 << 20))]
+    seq_len: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -30,13 +31,16 @@ struct InfoReport {
     parameters: i64,
     macs: i64,
     layers: Vec<LayerRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import: Option<relprune::import::ImportReport>,
 }
 
 pub fn run(args: InfoArgs, out: &Output) -> anyhow::Result<()> {
     let m = args.model.load()?;
     let g = &m.graph;
-    stats::check_seq_len(g, args.seq_len)?;
-    let inputs = stats::example_inputs(g, args.seq_len);
+    let seq_len = args.seq_len.unwrap_or_else(|| stats::max_tokens(g).unwrap_or(128).min(128));
+    stats::check_seq_len(g, seq_len)?;
+    let inputs = stats::example_inputs(g, seq_len);
     let values = tch::no_grad(|| g.forward_all(&inputs, Mode::Eval))?;
     let layers: Vec<LayerRow> = g
         .nodes()
@@ -61,8 +65,9 @@ pub fn run(args: InfoArgs, out: &Output) -> anyhow::Result<()> {
         model: m.name.clone(),
         origin: m.origin.clone(),
         parameters: g.num_parameters(),
-        macs: stats::macs(g, args.seq_len)?,
+        macs: stats::macs(g, seq_len)?,
         layers,
+        import: m.import,
     };
     out.say(format!("{} ({})", report.model, report.origin));
     out.say(format!("{:<34} {:<18} {:<28} {:<20} {:>12}", "node", "kind", "detail", "output", "params"));
@@ -77,5 +82,20 @@ pub fn run(args: InfoArgs, out: &Output) -> anyhow::Result<()> {
         ));
     }
     out.say(format!("parameters: {}   MACs per sample: {}", thousands(report.parameters), thousands(report.macs)));
+    if let Some(r) = &report.import {
+        out.say(format!(
+            "imported: {} ONNX nodes → {} relprune nodes ({} folded into constants, {} reshapes / transposes absorbed, \
+             {} unused); output equals the file's to {:.1e} (relative) on an example input",
+            r.onnx_nodes,
+            r.mapped.len(),
+            r.folded,
+            r.layout,
+            r.dead,
+            r.max_difference
+        ));
+        for f in &r.fused {
+            out.say(format!("  fused: {f}"));
+        }
+    }
     out.emit(&report)
 }

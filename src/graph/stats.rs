@@ -38,6 +38,18 @@ pub fn check_seq_len(graph: &Graph, seq_len: i64) -> Result<()> {
     Ok(())
 }
 
+/// The most tokens the model's token inputs take (None for image models).
+pub fn max_tokens(graph: &Graph) -> Option<i64> {
+    graph
+        .input_kinds()
+        .iter()
+        .filter_map(|k| match k {
+            InputKind::TokenIds { max_len } | InputKind::AttentionMask { max_len } => Some(*max_len),
+            InputKind::Image { .. } => None,
+        })
+        .min()
+}
+
 /// MACs of one forward pass on one sample (token models: `seq_len` tokens).
 pub fn macs(graph: &Graph, seq_len: i64) -> Result<i64> {
     let inputs = example_inputs(graph, seq_len);

@@ -318,6 +318,8 @@ pub struct LoadedModel {
     pub origin: String,
     /// The dataset the model belongs to, when known (zoo models).
     pub dataset: Option<zoo::ZooData>,
+    /// What an ONNX import recognised (ONNX files only).
+    pub import: Option<crate::import::ImportReport>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -337,6 +339,22 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         return Ok(zoo::load(spec)?.0);
     }
     let path = std::path::Path::new(spec);
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        if weights.is_some() {
+            crate::bail!("{spec} is an ONNX file with its own weights; drop --weights");
+        }
+        if !path.is_file() {
+            crate::bail!("ONNX file {spec} not found");
+        }
+        let imported = crate::import::import(path)?;
+        return Ok(LoadedModel {
+            graph: imported.graph,
+            name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| spec.to_string()),
+            origin: format!("ONNX file {spec} ({}, opset {})", imported.report.producer, imported.report.opset),
+            dataset: None,
+            import: Some(imported.report),
+        });
+    }
     if path.join("graph.json").is_file() {
         if weights.is_some() {
             crate::bail!("{spec} is a saved graph folder with its own weights; drop --weights");
@@ -350,6 +368,7 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
             name: spec.to_string(),
             origin: format!("graph folder {spec}"),
             dataset,
+            import: None,
         });
     }
     let arch = Architecture::parse(spec).map_err(|e| {
@@ -371,5 +390,5 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         }
         None => format!("random initialisation (seed {seed})"),
     };
-    Ok(LoadedModel { graph, name: arch.name(), origin, dataset: None })
+    Ok(LoadedModel { graph, name: arch.name(), origin, dataset: None, import: None })
 }

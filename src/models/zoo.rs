@@ -322,6 +322,7 @@ pub fn load_in(zoo: &Path, name: &str) -> Result<(LoadedModel, Manifest)> {
             name: name.to_string(),
             origin: format!("zoo {}", wpath.display()),
             dataset: Some(m.recipe.data),
+            import: None,
         },
         m,
     ))

@@ -1,0 +1,498 @@
+//! ONNX import: any ONNX classifier becomes a relprune [`Graph`], so every feature (components,
+//! attribution, curves, optimisation, surgery, export) works on a user's own network.
+//!
+//! The pipeline, one module each:
+//! 1. [`proto`] decodes the file (protobuf types generated from the official `onnx.proto`),
+//!    including external-data files.
+//! 2. [`eval`] runs the file once on an example input with a reference interpreter: constants
+//!    and the exporters' shape arithmetic fold to values, and every tensor gets a concrete value.
+//! 3. [`fuse`] finds the multi-node patterns (GELU, LayerNorm, SiLU, Hardswish, attention).
+//! 4. [`lower`] maps each remaining node onto relprune's ops, tracking reshapes and transposes as
+//!    [`view`]s of canonical tensors.
+//! 5. The built graph runs on the same example input and every mapped value is compared with the
+//!    file's: an import either reproduces the file or fails naming the node that differs.
+
+pub mod eval;
+pub mod fuse;
+pub mod lower;
+pub mod proto;
+pub mod view;
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, GraphSpec, InputKind, Mode, GRAPH_FORMAT};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// Batch size of the example input (2, so batch and other axes never coincide by size).
+const EXAMPLE_BATCH: i64 = 2;
+/// Sequence length of the example input when the file leaves it dynamic.
+const EXAMPLE_TOKENS: i64 = 16;
+/// Largest relative difference accepted between a mapped layer and the file's value.
+const TOLERANCE: f64 = 1e-4;
+
+/// The ONNX graph with its example values.
+pub struct OnnxGraph {
+    /// The decoded file.
+    pub model: proto::OnnxModel,
+    /// The value of every tensor on the example input (initializers included).
+    pub values: HashMap<String, Tensor>,
+    consts: HashSet<String>,
+    /// Which node produces each value.
+    pub producer: HashMap<String, usize>,
+    consumers: HashMap<String, Vec<usize>>,
+    /// The example batch size.
+    pub batch: i64,
+}
+
+impl OnnxGraph {
+    /// Whether `v` is a constant (an initializer or computed from constants and shapes only).
+    pub fn is_const(&self, v: &str) -> bool {
+        self.consts.contains(v)
+    }
+    /// Whether node `i` only computes constants.
+    pub fn is_folded(&self, i: usize) -> bool {
+        self.model.nodes[i].outputs.iter().all(|o| o.is_empty() || self.consts.contains(o))
+    }
+    /// The nodes reading `v`.
+    pub fn consumers(&self, v: &str) -> &[usize] {
+        self.consumers.get(v).map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// Whether `v` is produced by an `op` node.
+    pub fn producer_op(&self, v: &str, op: &str) -> bool {
+        self.producer.get(v).is_some_and(|&p| self.model.nodes[p].op == op)
+    }
+
+    /// The initializer a constant comes from, through casts, reshapes and broadcasts.
+    pub fn const_origin(&self, v: &str) -> Option<String> {
+        let mut v = v.to_string();
+        for _ in 0..8 {
+            if self.model.inits.contains_key(&v) {
+                return Some(v);
+            }
+            let n = &self.model.nodes[*self.producer.get(&v)?];
+            if !["Cast", "Identity", "Expand", "Unsqueeze", "Reshape", "Squeeze", "Transpose", "Constant"]
+                .contains(&n.op.as_str())
+            {
+                return None;
+            }
+            if n.op == "Constant" {
+                return Some(n.name.clone()).filter(|s| lower::meaningful(s));
+            }
+            v = n.inputs.first()?.clone();
+        }
+        None
+    }
+
+    /// A constant made of rows of a table: `Gather(table, ids)` with constant ids, possibly
+    /// broadcast; returns the table and the row of each position (batch 0).
+    pub fn table_rows(&self, v: &str) -> Option<(String, Vec<i64>)> {
+        let mut v = v.to_string();
+        for _ in 0..8 {
+            let n = &self.model.nodes[*self.producer.get(&v)?];
+            match n.op.as_str() {
+                "Gather" if n.int("axis", 0) == 0 => {
+                    let table = self.const_origin(&n.inputs[0])?;
+                    let ids = &self.values[&n.inputs[1]];
+                    let last = *ids.size().last()?;
+                    let rows = eval::int_list(&ids.f_reshape([-1, last]).ok()?.f_select(0, 0).ok()?).ok()?;
+                    return Some((table, rows));
+                }
+                "Cast" | "Identity" | "Expand" | "Unsqueeze" | "Reshape" => v = n.inputs.first()?.clone(),
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// The graph inputs `v` depends on.
+    pub fn input_sources(&self, v: &str) -> Vec<String> {
+        let inputs: HashSet<&str> = self.model.inputs.iter().map(|i| i.name.as_str()).collect();
+        let mut seen = HashSet::new();
+        let mut stack = vec![v.to_string()];
+        let mut out = Vec::new();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x.clone()) || self.is_const(&x) {
+                continue;
+            }
+            if inputs.contains(x.as_str()) {
+                out.push(x);
+                continue;
+            }
+            if let Some(&p) = self.producer.get(&x) {
+                stack.extend(self.model.nodes[p].inputs.iter().filter(|s| !s.is_empty()).cloned());
+            }
+        }
+        out
+    }
+
+    /// A relprune node name for ONNX node `n`: the PyTorch module path the exporter encoded in
+    /// the node name (`/layer1/layer1.0/conv1/Conv` → `layer1.0.conv1`), else the node name.
+    pub fn module_name(&self, n: &proto::ONode) -> String {
+        if let Some(s) = &n.scope {
+            return s.clone();
+        }
+        if n.name.starts_with('/') {
+            let parts: Vec<&str> = n.name.split('/').filter(|p| !p.is_empty()).collect();
+            let mut acc = String::new();
+            for p in &parts[..parts.len().saturating_sub(1)] {
+                if acc.is_empty() || p.starts_with(&format!("{acc}.")) {
+                    acc = p.to_string();
+                } else {
+                    acc = format!("{acc}.{p}");
+                }
+            }
+            if !acc.is_empty() {
+                return acc;
+            }
+        }
+        n.name.replace(['/', ':'], ".").trim_matches('.').to_string()
+    }
+}
+
+/// What an import recognised.
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    /// The file's producer.
+    pub producer: String,
+    /// Its default-domain opset.
+    pub opset: i64,
+    /// ONNX nodes in the file.
+    pub onnx_nodes: usize,
+    /// Nodes folded into constants (shape arithmetic, constant subgraphs).
+    pub folded: usize,
+    /// Nodes that only reshape or transpose (absorbed into views).
+    pub layout: usize,
+    /// Nodes no output depends on (dropped).
+    pub dead: usize,
+    /// Each fused pattern, one line each.
+    pub fused: Vec<String>,
+    /// Each relprune node: name, op and the ONNX node(s) it came from.
+    pub mapped: Vec<(String, String, String)>,
+    /// Largest relative difference between relprune's output and the file's on the example input.
+    pub max_difference: f64,
+}
+
+/// An imported model.
+pub struct Imported {
+    /// The graph, with the file's weights.
+    pub graph: Graph,
+    /// What was recognised.
+    pub report: ImportReport,
+}
+
+/// The input kinds and example values for the file's graph inputs.
+fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Tensor)>> {
+    let mut out = Vec::new();
+    let mut rng = crate::util::rng(0);
+    let _ = &mut rng;
+    tch::manual_seed(0);
+    // Vocabulary size: the table the token ids index.
+    let vocab = |name: &str| {
+        model
+            .nodes
+            .iter()
+            .find(|n| n.op == "Gather" && n.inputs.get(1).map(String::as_str) == Some(name))
+            .and_then(|n| model.inits.get(&n.inputs[0]))
+            .map(|t| t.size()[0])
+    };
+    for i in &model.inputs {
+        let dims = &i.dims;
+        let float = matches!(i.elem, 1 | 10 | 11 | 16);
+        let what = match (float, dims.len()) {
+            (true, 4) => {
+                let (Some(c), Some(h), Some(w)) = (dims[1], dims[2], dims[3]) else {
+                    crate::bail!(
+                        "input `{}` has dynamic channels, height or width ({:?}); export with a fixed image size \
+                         (only the batch axis may be dynamic)",
+                        i.name,
+                        dims
+                    );
+                };
+                let x = Tensor::f_randn([EXAMPLE_BATCH, c, h, w], (Kind::Float, tch::Device::Cpu))?;
+                (InputKind::Image { channels: c, height: h, width: w }, x)
+            }
+            (false, 2) if matches!(i.elem, 6 | 7) => {
+                let t = dims[1].unwrap_or(EXAMPLE_TOKENS);
+                let max_len = dims[1].unwrap_or(512);
+                if i.name.to_lowercase().contains("mask") {
+                    let m = Tensor::f_ones([EXAMPLE_BATCH, t], (Kind::Int64, tch::Device::Cpu))?;
+                    // The second sample is padded over its last quarter.
+                    let pad = (t / 4).max(1).min(t - 1);
+                    let _ = m.f_select(0, EXAMPLE_BATCH - 1)?.f_narrow(0, t - pad, pad)?.f_fill_(0)?;
+                    (InputKind::AttentionMask { max_len }, m)
+                } else if i.name.to_lowercase().contains("type") {
+                    crate::bail!("input `{}`: token type ids are not supported; export with single-segment input (no token_type_ids)", i.name);
+                } else {
+                    let v = vocab(&i.name).unwrap_or(2).max(2);
+                    let ids = Tensor::f_randint_low(1, v, [EXAMPLE_BATCH, t], (Kind::Int64, tch::Device::Cpu))?;
+                    (InputKind::TokenIds { max_len }, ids)
+                }
+            }
+            _ => crate::bail!(
+                "input `{}` (element type {}, {} dimensions) is neither images (float, N×C×H×W) nor token ids / \
+                 attention mask (int64, N×T)",
+                i.name,
+                i.elem,
+                dims.len()
+            ),
+        };
+        out.push((i.name.clone(), what.0, what.1));
+    }
+    if out.is_empty() {
+        crate::bail!("the graph has no inputs");
+    }
+    Ok(out)
+}
+
+fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let scale = b.abs().max().double_value(&[]).max(1e-3);
+    (a - b).abs().max().double_value(&[]) / scale
+}
+
+/// Imports an ONNX file.
+pub fn import(path: &Path) -> Result<Imported> {
+    let model = proto::read(path)?;
+    let ctx = |e: Error| Error::invalid(format!("{}: {e}", path.display()));
+    if !proto::OPSETS.contains(&model.opset) {
+        return Err(ctx(Error::invalid(format!(
+            "opset {} is outside the supported {}..={}; export with torch.onnx.export(..., opset_version=17)",
+            model.opset,
+            proto::OPSETS.start(),
+            proto::OPSETS.end()
+        ))));
+    }
+    if model.outputs.len() != 1 {
+        return Err(ctx(Error::invalid(format!(
+            "the graph has {} outputs ({}); relprune prunes classifiers with one output (the logits): \
+             export a wrapper that returns only the logits",
+            model.outputs.len(),
+            model.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))));
+    }
+    if model.inits.is_empty() {
+        return Err(ctx(Error::invalid(
+            "the graph has no initializers (no weights); relprune needs weights stored in the file \
+             (torch.onnx.export keeps them unless export_params=False)",
+        )));
+    }
+    for n in &model.nodes {
+        if !matches!(n.domain.as_str(), "" | "ai.onnx") {
+            return Err(ctx(Error::invalid(format!(
+                "{} is in the custom domain `{}`; relprune reads standard ONNX operators only",
+                n.describe(),
+                n.domain
+            ))));
+        }
+    }
+    let examples = example_inputs(&model).map_err(ctx)?;
+    let g = evaluate(model, &examples).map_err(ctx)?;
+    build(&g, &examples).map_err(ctx)
+}
+
+/// Runs the file on the example input, folding constants.
+fn evaluate(model: proto::OnnxModel, examples: &[(String, InputKind, Tensor)]) -> Result<OnnxGraph> {
+    let mut values: HashMap<String, Tensor> = HashMap::new();
+    let mut consts: HashSet<String> = HashSet::new();
+    for (k, t) in &model.inits {
+        values.insert(k.clone(), t.shallow_clone());
+        consts.insert(k.clone());
+    }
+    for (name, _, t) in examples {
+        values.insert(name.clone(), t.shallow_clone());
+    }
+    let mut producer = HashMap::new();
+    let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+    tch::no_grad(|| -> Result<()> {
+        for (i, n) in model.nodes.iter().enumerate() {
+            let mut xs = Vec::with_capacity(n.inputs.len());
+            for v in &n.inputs {
+                if v.is_empty() {
+                    xs.push(None);
+                    continue;
+                }
+                let t = values.get(v).ok_or_else(|| {
+                    Error::invalid(format!("{}: input `{v}` is produced by no earlier node (the graph is not in topological order or is truncated)", n.describe()))
+                })?;
+                xs.push(Some(t));
+                consumers.entry(v.clone()).or_default().push(i);
+            }
+            let outs =
+                eval::run(n, &xs).map_err(|e| Error::invalid(format!("{}: {e}. {}", n.describe(), hint(&n.op))))?;
+            // Shape needs only its input's shape; everything else is constant if its inputs are.
+            let constant =
+                n.op == "Shape" || n.op == "Size" || n.inputs.iter().all(|v| v.is_empty() || consts.contains(v));
+            for (o, t) in n.outputs.iter().zip(outs) {
+                if o.is_empty() {
+                    continue;
+                }
+                if constant {
+                    consts.insert(o.clone());
+                }
+                producer.insert(o.clone(), i);
+                values.insert(o.clone(), t);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(OnnxGraph { model, values, consts, producer, consumers, batch: EXAMPLE_BATCH })
+}
+
+/// A hint for an operator relprune does not know.
+fn hint(op: &str) -> &'static str {
+    match op {
+        "Resize" | "Upsample" => "Upsampling layers (detection / segmentation heads) are not supported; export the classifier backbone",
+        "LSTM" | "GRU" | "RNN" | "Loop" | "If" | "Scan" => "recurrent and control-flow graphs are not supported",
+        "ConvTranspose" => "transposed convolutions are not supported",
+        "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" => "quantized models are not supported; export the float model",
+        _ => "If another exporter or opset spells this differently, try torch.onnx.export(..., opset_version=17) or dynamo=True / False",
+    }
+}
+
+/// Nodes the output needs, over fused units.
+fn live_nodes(g: &OnnxGraph, output: &str, unit_of: &HashMap<usize, usize>, units: &[fuse::Unit]) -> HashSet<usize> {
+    let mut live = HashSet::new();
+    let mut stack = vec![output.to_string()];
+    let mut seen = HashSet::new();
+    while let Some(v) = stack.pop() {
+        if !seen.insert(v.clone()) || g.is_const(&v) {
+            continue;
+        }
+        let Some(&p) = g.producer.get(&v) else { continue };
+        match unit_of.get(&p) {
+            Some(&u) => {
+                let unit = &units[u];
+                live.extend(unit.nodes.iter().copied());
+                match &unit.kind {
+                    // The mask is read from the attention-mask input itself, not from the
+                    // file's additive-mask arithmetic.
+                    fuse::Fused::Attention { projections, .. } => stack.extend(projections.iter().cloned()),
+                    _ => stack.push(unit.input.clone()),
+                }
+            }
+            None => {
+                live.insert(p);
+                stack.extend(g.model.nodes[p].inputs.iter().filter(|s| !s.is_empty()).cloned());
+            }
+        }
+    }
+    live
+}
+
+fn build(g: &OnnxGraph, examples: &[(String, InputKind, Tensor)]) -> Result<Imported> {
+    let units = fuse::find(g)?;
+    let mut unit_of = HashMap::new();
+    let mut unit_at = HashMap::new();
+    for (k, u) in units.iter().enumerate() {
+        for &i in &u.nodes {
+            unit_of.insert(i, k);
+        }
+        unit_at.insert(g.producer[&u.output], k);
+    }
+    let output = g.model.outputs[0].name.clone();
+    if g.is_const(&output) {
+        crate::bail!("the graph output does not depend on the input");
+    }
+    let live = live_nodes(g, &output, &unit_of, &units);
+    let mut lower = lower::Lower::new(g);
+    lower.inputs(&examples.iter().map(|(n, k, _)| (n.clone(), k.clone())).collect::<Vec<_>>());
+    let (mut layout, mut dead) = (0, 0);
+    for i in 0..g.model.nodes.len() {
+        if g.is_folded(i) {
+            continue;
+        }
+        if !live.contains(&i) {
+            dead += 1;
+            continue;
+        }
+        match unit_of.get(&i) {
+            Some(_) => {
+                if let Some(&u) = unit_at.get(&i) {
+                    lower.unit(&units[u])?;
+                }
+            }
+            None => {
+                if ["Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"]
+                    .contains(&g.model.nodes[i].op.as_str())
+                {
+                    layout += 1;
+                }
+                lower.node(i)?;
+            }
+        }
+    }
+    let out = lower.output(&output)?;
+    // Token inputs accept as many tokens as the position table holds.
+    let max_len = lower.nodes.iter().find_map(|n| match &n.op {
+        crate::graph::Op::PositionEmbedding(p) => Some(p.max_len),
+        _ => None,
+    });
+    for &i in &lower.inputs {
+        if let crate::graph::Op::Input(InputKind::TokenIds { max_len: m } | InputKind::AttentionMask { max_len: m }) =
+            &mut lower.nodes[i].op
+        {
+            if let Some(l) = max_len {
+                *m = l;
+            }
+        }
+    }
+    let from = lower.from.clone();
+    let checked = std::mem::take(&mut lower.checked);
+    let bindings: Vec<(String, usize, Option<Tensor>)> = checked
+        .iter()
+        .filter_map(|v| lower.env.get(v).map(|b| (v.clone(), b.id, b.view.as_ref().map(|t| t.shallow_clone()))))
+        .collect();
+    let spec = GraphSpec {
+        format: GRAPH_FORMAT,
+        nodes: lower.nodes,
+        inputs: lower.inputs,
+        output: out,
+        ignored_keys: Vec::new(),
+    };
+    let graph = Graph::new(spec, lower.params)?;
+    // Check every mapped value against the file's.
+    let xs: Vec<Tensor> = examples.iter().map(|(_, _, t)| t.shallow_clone()).collect();
+    let ours = tch::no_grad(|| graph.forward_all(&xs, Mode::Eval))?;
+    for (v, id, view) in &bindings {
+        let mine = match view {
+            Some(ix) => view::from_canonical(&ours[*id], ix)?,
+            None => ours[*id].shallow_clone(),
+        };
+        let theirs = &g.values[v];
+        if mine.size() != theirs.size() || rel_diff(&mine, &theirs.to_kind(mine.kind())) > TOLERANCE {
+            let n = graph.node(*id);
+            crate::bail!(
+                "the imported layer `{}` ({}, from ONNX node `{}`) does not reproduce the file's value `{v}` \
+                 (shape {:?} vs {:?}); this is a defect in relprune's importer for this pattern — please report it with the file",
+                n.name,
+                n.op.kind_name(),
+                from[*id],
+                mine.size(),
+                theirs.size()
+            );
+        }
+    }
+    let max_difference = rel_diff(&ours[graph.output()], &g.values[&output]);
+    let report = ImportReport {
+        producer: g.model.producer.clone(),
+        opset: g.model.opset,
+        onnx_nodes: g.model.nodes.len(),
+        folded: (0..g.model.nodes.len()).filter(|&i| g.is_folded(i)).count(),
+        layout,
+        dead,
+        fused: units
+            .iter()
+            .filter(|u| live.contains(u.nodes.iter().next().expect("non-empty")))
+            .map(|u| u.describe(g))
+            .collect(),
+        mapped: graph
+            .nodes()
+            .iter()
+            .zip(&from)
+            .map(|(n, f)| (n.name.clone(), n.op.kind_name().to_string(), f.clone()))
+            .collect(),
+        max_difference,
+    };
+    Ok(Imported { graph, report })
+}
