@@ -354,6 +354,16 @@ fn attention(g: &OnnxGraph, s: usize) -> Result<Option<Unit>> {
                 nodes.insert(p);
                 v = keep.clone();
             }
+            // masked_fill: Where(mask, very negative, scores) (DistilBERT).
+            "Where" if dynamic.len() == 2 && mask.is_none() && g.is_const(&n.inputs[1]) => {
+                let fill = g.values[&n.inputs[1]].f_flatten(0, -1)?.f_to_kind(Kind::Double)?;
+                if fill.numel() != 1 || fill.double_value(&[0]) > -1e4 {
+                    return Ok(None);
+                }
+                mask = Some(n.inputs[0].clone());
+                nodes.insert(p);
+                v = n.inputs[2].clone();
+            }
             "Mul" | "Div" if dynamic.len() == 1 => {
                 let c = n.inputs.iter().find(|x| g.is_const(x)).expect("one constant");
                 let cv = &g.values[c];

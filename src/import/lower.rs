@@ -743,9 +743,15 @@ impl<'g> Lower<'g> {
             self.bind(out, id, None);
             return Ok(());
         }
-        let x = self.canonical(t, n, "a selection")?;
         let k = &g.values[idx];
-        if self.canon[x].len() == 3 && eval::axis(n.int("axis", 0), 3)? == 1 && k.numel() == 1 && k.dim() == 0 {
+        let plain = self.env.get(t.as_str()).is_some_and(|b| b.view.is_none());
+        if plain
+            && self.canon[self.env[t.as_str()].id].len() == 3
+            && eval::axis(n.int("axis", 0), 3)? == 1
+            && k.numel() == 1
+            && k.dim() == 0
+        {
+            let x = self.env[t.as_str()].id;
             let index = k.int64_value(&[]);
             let index = if index < 0 { index + self.canon[x][1] } else { index };
             let canon = vec![self.canon[x][0], self.canon[x][2]];
@@ -754,7 +760,15 @@ impl<'g> Lower<'g> {
             self.bind(out, id, None);
             return Ok(());
         }
-        Err(self.unsupported(n, "a Gather other than an embedding lookup or a single-token selection"))
+        // Otherwise a re-indexing (e.g. an identity gather): only the view changes.
+        if g.is_const(idx) {
+            let b = self.bound(t, n)?;
+            let id = b.id;
+            let moved = eval::run(n, &[Some(&self.index(b)), Some(k)])?.remove(0);
+            self.bind(out, id, Some(moved));
+            return Ok(());
+        }
+        Err(self.unsupported(n, "a Gather other than an embedding lookup, a token selection or a re-indexing"))
     }
 
     fn concat(&mut self, i: usize) -> Result<()> {
