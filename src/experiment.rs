@@ -73,9 +73,11 @@ impl Task {
         Ok(Task { spec: spec.clone(), classes, refs, eval })
     }
 
-    /// Checks the unpruned model once per run on a few evaluation samples: its outputs must be
-    /// finite (see [`crate::evaluate::check_finite`]).
+    /// Checks the unpruned model once per run: the data's sample shape must fit its input
+    /// ([`crate::data::check_model_inputs`], before any sample is read), and its outputs on a few
+    /// evaluation samples must be finite (see [`crate::evaluate::check_finite`]).
     pub fn check_model(&self, graph: &Graph) -> Result<()> {
+        crate::data::check_model_inputs(graph, self.eval.data.as_ref())?;
         let batch = self.eval.head(16).full_batch()?;
         crate::evaluate::check_finite(graph, &batch.inputs)
     }

@@ -244,3 +244,372 @@ fn real_fashion_mnist_prefixes_cover_every_class() {
         assert!(counts.iter().all(|&c| (25..=75).contains(&c)), "classes among the first 500: {counts:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// User data for user models: explicit image preprocessing (`--preprocess`) and tensor datasets
+// (`--data tensors:DIR`).
+
+mod common;
+
+use relprune::data::image_folder::{load_splits_with, CacheOptions, FolderOptions, Preprocess};
+use relprune::data::preprocess::Channels;
+use relprune::data::{Dataset, Subset};
+
+/// Writes `files` as `root/<class>/<name>`: (class, name, image).
+fn write_images(root: &Path, files: &[(&str, &str, image::DynamicImage)]) {
+    for (class, name, img) in files {
+        let d = root.join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        img.save(d.join(name)).unwrap();
+    }
+}
+
+/// Random-noise images of several sizes (width × height), RGB and one grey PNG, in two classes.
+/// Every size leaves an even margin around the crops the tests use, so that centre offsets do
+/// not depend on how halves are rounded (torchvision rounds half to even).
+fn noise_images(seed: u64) -> Vec<(&'static str, &'static str, image::DynamicImage)> {
+    use rand::RngExt;
+    let mut rng = relprune::util::rng(seed);
+    let mut rgb = |w: u32, h: u32| {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |_, _| {
+            image::Rgb([rng.random(), rng.random(), rng.random()])
+        }))
+    };
+    let a = rgb(36, 40);
+    let b = rgb(40, 30);
+    let c = rgb(50, 50);
+    let d = rgb(44, 36);
+    let grey = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(40, 44, |x, y| {
+        image::Luma([((x * 37 + y * 11) % 256) as u8])
+    }));
+    vec![("a", "0.png", a), ("a", "1.png", b), ("a", "2.png", grey), ("b", "0.png", c), ("b", "1.png", d)]
+}
+
+/// The whole folder as one batch, in file order.
+fn all_inputs(f: &relprune::data::image_folder::ImageFolder) -> Tensor {
+    let idx: Vec<usize> = (0..f.len()).collect();
+    f.batch(&idx).unwrap().inputs[0].shallow_clone()
+}
+
+#[test]
+fn preprocess_specs_parse_to_typed_settings() {
+    let imagenet = Preprocess::imagenet();
+    assert_eq!(Preprocess::parse("imagenet").unwrap(), imagenet);
+    assert_eq!(imagenet.resize, Some(256));
+    assert_eq!(imagenet.crop, (224, 224));
+    assert_eq!(imagenet.mean, IMAGENET_MEAN_VEC.to_vec());
+    assert_eq!(imagenet.std, IMAGENET_STD_VEC.to_vec());
+    assert_eq!(imagenet.channels, Channels::Rgb);
+    assert_eq!(imagenet.sample_shape(), [3, 224, 224]);
+    let p = Preprocess::parse("resize=none, crop=28:32 ,mean=0.5,std=0.25,channels=gray").unwrap();
+    assert_eq!(
+        p,
+        Preprocess { resize: None, crop: (28, 32), mean: vec![0.5], std: vec![0.25], channels: Channels::Grey }
+    );
+    assert_eq!(p.sample_shape(), [1, 28, 32]);
+    // Keys not given keep the preset's values; the preset may lead.
+    let q = Preprocess::parse("imagenet,crop=192,resize=200").unwrap();
+    assert_eq!(q, Preprocess { resize: Some(200), crop: (192, 192), ..Preprocess::imagenet() });
+    assert_eq!(Preprocess::parse("crop=192,resize=200").unwrap(), q);
+    // The canonical form reads back.
+    for spec in [&p, &q, &imagenet] {
+        assert_eq!(&Preprocess::parse(&spec.to_string()).unwrap(), spec, "{spec}");
+    }
+    assert_eq!(imagenet.to_string(), "resize=256,crop=224,mean=0.485:0.456:0.406,std=0.229:0.224:0.225,channels=rgb");
+    // A YAML file with the same keys, in either value syntax, gives the same settings.
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("pre.yaml");
+    std::fs::write(&yaml, "resize: none\ncrop: [28, 32]\nmean: [0.5]\nstd: 0.25\nchannels: grey\n").unwrap();
+    assert_eq!(Preprocess::parse(yaml.to_str().unwrap()).unwrap(), p);
+    std::fs::write(&yaml, "resize: null\ncrop: \"28:32\"\nmean: \"0.5\"\nstd: [0.25]\nchannels: gray\n").unwrap();
+    assert_eq!(Preprocess::from_yaml_file(&yaml).unwrap(), p);
+    std::fs::write(&yaml, "crop: 192\nresize: 200\n").unwrap();
+    assert_eq!(Preprocess::from_yaml_file(&yaml).unwrap(), q);
+    std::fs::write(&yaml, "").unwrap();
+    assert_eq!(Preprocess::from_yaml_file(&yaml).unwrap(), imagenet, "an empty file is the preset");
+}
+
+const IMAGENET_MEAN_VEC: [f32; 3] = relprune::data::image_folder::IMAGENET_MEAN;
+const IMAGENET_STD_VEC: [f32; 3] = relprune::data::image_folder::IMAGENET_STD;
+
+#[test]
+fn preprocess_errors_are_clear_and_come_first() {
+    let cases: &[(&str, &[&str])] = &[
+        ("size=3", &["unknown field `size`", "expected one of `resize`, `crop`, `mean`, `std`, `channels`"]),
+        ("crop=224,crop=200", &["`crop` is given twice"]),
+        ("mean=0.5:0.5", &["mean has 2 value(s) (0.5:0.5) but channels=rgb gives 3 channel(s)"]),
+        ("channels=grey,mean=0.5,std=0.2:0.2:0.2", &["std has 3 value(s)", "channels=grey gives 1 channel(s)"]),
+        ("channels=grey", &["channels=grey needs its own mean and std"]),
+        ("std=0.2:0:0.2", &["std holds 0; every std must be positive"]),
+        ("std=0.2:-1:0.2", &["std holds -1"]),
+        ("mean=nan:0:0", &["mean holds NaN, which is not a finite number"]),
+        ("crop=300", &["the crop 300:300 (height:width) is larger than the resize 256"]),
+        ("resize=100,crop=90:120", &["the crop 90:120", "larger than the resize 100"]),
+        ("resize=abc", &["resize: `abc` is neither a whole number of pixels nor `none`"]),
+        ("resize=0", &["resize=0: give a side of 1 to 65536 pixels, or none"]),
+        ("crop=0", &["crop=0:0: each side must be 1 to 65536 pixels"]),
+        ("crop=1:2:3", &["crop: `1:2:3` is neither a size S nor HEIGHT:WIDTH"]),
+        ("crop=-4", &["crop: `-4` is neither"]),
+        ("mean=a:b:c", &["`a` in `a:b:c` is not a number"]),
+        ("channels=bgr", &["unknown variant `bgr`", "`rgb`", "`grey`"]),
+        ("crop=192,imagenet", &["the preset `imagenet` must come first"]),
+        ("cifar", &["`cifar` is neither a preset (imagenet), a key=value pair", "nor an existing YAML file"]),
+        ("", &["the spec is empty"]),
+    ];
+    for (spec, wanted) in cases {
+        let e = Preprocess::parse(spec).expect_err(spec).to_string();
+        assert!(e.starts_with(&format!("image preprocessing `{spec}`")), "{spec}: {e}");
+        for w in *wanted {
+            assert!(e.contains(w), "{spec}: `{w}` not in: {e}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let e = Preprocess::parse(&dir.path().join("pre.yaml").to_string_lossy()).unwrap_err().to_string();
+    assert!(e.contains("preprocessing file not found") && e.contains("pre.yaml"), "{e}");
+    let yaml = dir.path().join("pre.yaml");
+    std::fs::write(&yaml, "crop: 32\nresise: 36\n").unwrap();
+    let e = Preprocess::parse(yaml.to_str().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("pre.yaml") && e.contains("unknown field `resise`"), "{e}");
+    std::fs::write(&yaml, "crop: 32\nresize: 36\nmean: [0.5, 0.5]\n").unwrap();
+    let e = Preprocess::parse(yaml.to_str().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("pre.yaml") && e.contains("mean has 2 value(s)"), "{e}");
+    std::fs::write(&yaml, "crop: [32]\n").unwrap();
+    let e = Preprocess::parse(yaml.to_str().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("crop: a list must hold [HEIGHT, WIDTH], got 1 values"), "{e}");
+    // A preprocessing built by hand is validated before the folder is read: the error is about
+    // it, not about the missing folder.
+    let bad = Preprocess { crop: (300, 300), ..Preprocess::imagenet() };
+    let e = load_splits_with(Path::new("/nonexistent/images"), FolderOptions::default(), &bad).err().unwrap();
+    assert!(e.to_string().contains("larger than the resize 256"), "{e}");
+}
+
+#[test]
+fn custom_preprocessing_equals_torchvision() {
+    use relprune::data::image_folder::ImageFolder;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("train");
+    write_images(&root, &noise_images(5));
+    let specs = [
+        "resize=none,crop=28:32,mean=0.5:0.25:0.125,std=0.25:0.5:2,channels=rgb",
+        "resize=none,crop=28:32,mean=0.5,std=0.25,channels=grey",
+        "resize=20,crop=16:18,mean=0.485:0.456:0.406,std=0.229:0.224:0.225,channels=rgb",
+        "resize=20,crop=16:18,mean=0.5,std=0.25,channels=grey",
+    ];
+    let out = t.path().join("oracle");
+    let mut args = vec!["--root".to_string(), root.to_string_lossy().into_owned()];
+    for s in specs {
+        args.extend(["--spec".to_string(), s.to_string()]);
+    }
+    args.extend(["--out".to_string(), out.to_string_lossy().into_owned()]);
+    common::run_oracle("preprocess_torchvision.py", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    for (k, spec) in specs.iter().enumerate() {
+        let p = Preprocess::parse(spec).unwrap();
+        assert_eq!(&p.to_string(), spec, "the oracle reads the canonical form");
+        let f = ImageFolder::open_with(&root, &p, None, FolderOptions::default())
+            .unwrap()
+            .with_cache(CacheOptions::disabled())
+            .unwrap();
+        let ours = all_inputs(&f);
+        let theirs = common::read_tensor(&out.join(format!("{k}.safetensors")), "x");
+        let [c, h, w] = p.sample_shape();
+        assert_eq!(ours.size(), vec![5, c, h, w], "{spec}");
+        assert_eq!(ours.size(), theirs.size(), "{spec}");
+        if p.resize.is_none() {
+            // Channel conversion, crop, scaling and normalisation: the same f32 arithmetic.
+            assert!(ours.equal(&theirs), "{spec}: max diff {}", (&ours - &theirs).abs().max().double_value(&[]));
+        } else {
+            // The image crate's triangle filter and PIL's antialiased bilinear filter round
+            // differently: at most one grey level apart on noise (a third of the values are).
+            let std = Tensor::from_slice(&p.std).reshape([1, c, 1, 1]);
+            let levels = ((&ours - &theirs) * std * 255.0).abs();
+            let max = levels.max().double_value(&[]);
+            let mean = levels.mean(Kind::Float).double_value(&[]);
+            assert!(max <= 1.0 + 1e-3 && mean < 0.5, "{spec}: {max} grey levels at most, {mean} on average");
+        }
+    }
+}
+
+#[test]
+fn grey_preprocessing_gives_one_channel_of_pil_luminance() {
+    use relprune::data::image_folder::ImageFolder;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("train");
+    // An RGB image of 4 colours in quadrants and a grey image; both 6 × 4 (w × h).
+    let colours = [[255u8, 0, 0], [0, 255, 0], [0, 0, 255], [200, 100, 50]];
+    let rgb = image::RgbImage::from_fn(6, 4, |x, y| image::Rgb(colours[(y / 2 * 2 + x / 3) as usize]));
+    let grey = image::GrayImage::from_fn(6, 4, |x, y| image::Luma([(x * 40 + y) as u8]));
+    write_images(
+        &root,
+        &[
+            ("a", "rgb.png", image::DynamicImage::ImageRgb8(rgb)),
+            ("b", "grey.png", image::DynamicImage::ImageLuma8(grey)),
+        ],
+    );
+    let p = Preprocess::parse("resize=none,crop=4:6,mean=0.25,std=0.5,channels=grey").unwrap();
+    let f = ImageFolder::open_with(&root, &p, None, FolderOptions::default()).unwrap();
+    let x = all_inputs(&f);
+    assert_eq!(x.size(), vec![2, 1, 4, 6]);
+    let norm = |px: u8| (px as f32 / 255.0 - 0.25) / 0.5;
+    // PIL's convert("L"): (19595 R + 38470 G + 7471 B + 32768) >> 16: red 76, green 150, blue
+    // 29, (200, 100, 50) 124.
+    let luma = [76u8, 150, 29, 124];
+    for y in 0..4 {
+        for xx in 0..6 {
+            let q = (y / 2 * 2 + xx / 3) as usize;
+            assert_eq!(x.double_value(&[0, 0, y, xx]) as f32, norm(luma[q]), "rgb pixel ({xx}, {y})");
+            assert_eq!(x.double_value(&[1, 0, y, xx]) as f32, norm((xx * 40 + y) as u8), "grey pixel ({xx}, {y})");
+        }
+    }
+    // The same folder in RGB: 3 channels, a grey image replicated; an H × W crop.
+    let p = Preprocess::parse("resize=none,crop=2:4,mean=0:0.5:1,std=1:2:4").unwrap();
+    let f = ImageFolder::open_with(&root, &p, None, FolderOptions::default()).unwrap();
+    let x = all_inputs(&f);
+    assert_eq!(x.size(), vec![2, 3, 2, 4]);
+    let (mean, std) = ([0f32, 0.5, 1.0], [1f32, 2.0, 4.0]);
+    for ch in 0..3 {
+        for y in 0..2i64 {
+            for xx in 0..4i64 {
+                // Centre crop of 2 × 4 from 4 × 6: rows 1..3, columns 1..5.
+                let (sy, sx) = (y + 1, xx + 1);
+                let rgb_px = colours[(sy / 2 * 2 + sx / 3) as usize][ch];
+                let want = (rgb_px as f32 / 255.0 - mean[ch]) / std[ch];
+                assert_eq!(x.double_value(&[0, ch as i64, y, xx]) as f32, want);
+                let want = ((sx * 40 + sy) as u8 as f32 / 255.0 - mean[ch]) / std[ch];
+                assert_eq!(x.double_value(&[1, ch as i64, y, xx]) as f32, want);
+            }
+        }
+    }
+}
+
+/// ImageNet preprocessing as relprune did it before `--preprocess` (a copy of the former
+/// `decode_into` and normalisation): the default must stay bit-identical to it.
+fn former_imagenet(path: &Path) -> Vec<f32> {
+    let img = image::open(path).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let (resize, crop) = (256u32, 224u32);
+    let (nw, nh) = if w <= h {
+        (resize, (resize as u64 * h as u64 / w as u64) as u32)
+    } else {
+        ((resize as u64 * w as u64 / h as u64) as u32, resize)
+    };
+    let img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
+    let left = ((nw - crop) as f64 / 2.0).round() as u32;
+    let top = ((nh - crop) as f64 / 2.0).round() as u32;
+    let img = image::imageops::crop_imm(&img, left, top, crop, crop).to_image();
+    let plane = (crop * crop) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, px) in img.pixels().enumerate() {
+        for ch in 0..3 {
+            out[ch * plane + i] = (px[ch] as f32 / 255.0 - IMAGENET_MEAN_VEC[ch]) / IMAGENET_STD_VEC[ch];
+        }
+    }
+    out
+}
+
+#[test]
+fn default_preprocessing_stays_bit_identical() {
+    let t = tempfile::tempdir().unwrap();
+    let mut images = noise_images(6);
+    // A size whose centre offset is a half (rounded away from zero, as before).
+    let odd = image::RgbImage::from_fn(300, 257, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
+    images.push(("b", "2.png", image::DynamicImage::ImageRgb8(odd)));
+    for split in ["train", "val"] {
+        write_images(&t.path().join(split), &images);
+    }
+    let default = image_folder_load(t.path(), None);
+    let train = default.train.data.clone();
+    let files: Vec<std::path::PathBuf> = (0..train.len())
+        .map(|i| {
+            let class = train.class_names()[train.labels()[i] as usize].clone();
+            let names: Vec<&str> = images.iter().filter(|(c, _, _)| *c == class).map(|(_, n, _)| *n).collect();
+            let k = (0..i).filter(|&j| train.labels()[j] == train.labels()[i]).count();
+            t.path().join("train").join(&class).join(names[k])
+        })
+        .collect();
+    let want: Vec<f32> = files.iter().flat_map(|p| former_imagenet(p)).collect();
+    let want = Tensor::from_slice(&want).reshape([files.len() as i64, 3, 224, 224]);
+    let got = default.train.full_batch().unwrap().inputs[0].shallow_clone();
+    assert!(got.equal(&want), "the default preprocessing changed");
+    for spec in
+        ["imagenet", "resize=256,crop=224,mean=0.485:0.456:0.406,std=0.229:0.224:0.225,channels=rgb", "crop=224"]
+    {
+        let s = image_folder_load(t.path(), Some(spec));
+        assert!(s.train.full_batch().unwrap().inputs[0].equal(&want), "{spec}");
+        assert_eq!(s.train.data.describe(), train.describe(), "{spec}: the default is described as before");
+    }
+}
+
+fn image_folder_load(root: &Path, spec: Option<&str>) -> relprune::data::Splits {
+    let p = spec.map(|s| Preprocess::parse(s).unwrap()).unwrap_or_default();
+    load_splits_with(root, FolderOptions::default(), &p).unwrap()
+}
+
+#[test]
+fn preprocessing_is_part_of_the_decode_once_cache_key() {
+    use relprune::data::image_folder::ImageFolder;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("val");
+    write_images(&root, &noise_images(7));
+    let cache = t.path().join("cache");
+    let open = |spec: &str| {
+        let p = Preprocess::parse(spec).unwrap();
+        let opts = CacheOptions { memory_budget: Some(0), dir: Some(cache.clone()), ..Default::default() };
+        Arc::new(ImageFolder::open_with(&root, &p, None, FolderOptions::default()).unwrap().with_cache(opts).unwrap())
+    };
+    let base = "resize=none,crop=28:32,mean=0.5:0.25:0.125,std=0.25:0.5:2";
+    let reads = |spec: &str| {
+        let f = open(spec);
+        let s = Subset::all(f.clone());
+        let batches: Vec<Tensor> = s.batches(2).map(|b| b.unwrap().inputs[0].shallow_clone()).collect();
+        let cached = Tensor::cat(&batches, 0);
+        let idx: Vec<usize> = (0..f.len()).collect();
+        let fresh = f.batch_uncached(&idx).unwrap().inputs[0].shallow_clone();
+        assert!(cached.equal(&fresh), "{spec}: cached bytes differ from fresh decoding");
+        let st = f.cache_stats();
+        (st.files_reused, st.decoded, cached.size())
+    };
+    assert_eq!(reads(base), (0, 5, vec![5, 3, 28, 32]));
+    assert_eq!(reads(base), (1, 0, vec![5, 3, 28, 32]), "the same preprocessing reuses the file");
+    // Mean and std are applied per batch: the decoded bytes are shared.
+    assert_eq!(reads("resize=none,crop=28:32,mean=0.1:0.2:0.3,std=1:1:1"), (1, 0, vec![5, 3, 28, 32]));
+    // Anything that changes the bytes is a new set.
+    assert_eq!(reads("resize=none,crop=28:32,mean=0.5,std=0.25,channels=grey"), (0, 5, vec![5, 1, 28, 32]));
+    assert_eq!(reads(&base.replace("crop=28:32", "crop=28:30")), (0, 5, vec![5, 3, 28, 30]));
+    assert_eq!(reads(&base.replace("crop=28:32", "crop=28")), (0, 5, vec![5, 3, 28, 28]));
+    assert_eq!(reads(&base.replace("resize=none", "resize=32")), (0, 5, vec![5, 3, 28, 32]));
+}
+
+use std::sync::Arc;
+
+#[test]
+fn model_input_shape_is_checked_before_any_sample_is_read() {
+    use relprune::experiment::{Task, TaskSpec};
+    let graph = relprune::models::load_model("cifar_resnet18:width=4,in=1,size=28,classes=2", None, 0).unwrap().graph;
+    let t = tempfile::tempdir().unwrap();
+    // Undecodable files: any error below comes before an image is read.
+    for split in ["train", "val"] {
+        for class in ["a", "b"] {
+            let d = t.path().join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..3 {
+                std::fs::write(d.join(format!("{i}.png")), b"not a png").unwrap();
+            }
+        }
+    }
+    let splits = image_folder_load(t.path(), Some("resize=none,crop=28:32,mean=0.5,std=0.25,channels=grey"));
+    let task = Task::prepare(&splits, 2, &TaskSpec { refs_per_class: 1, ..Default::default() }).unwrap();
+    let e = task.check_model(&graph).unwrap_err().to_string();
+    for part in
+        ["expects float images of shape (B, 1, 28, 28)", "gives float images of shape (B, 1, 28, 32)", "--preprocess"]
+    {
+        assert!(e.contains(part), "`{part}` not in: {e}");
+    }
+    assert!(e.contains("preprocess resize=none,crop=28:32,mean=0.5,std=0.25,channels=grey"), "{e}");
+    let rgb = image_folder_load(t.path(), Some("resize=none,crop=28"));
+    let e = relprune::data::check_model_inputs(&graph, rgb.train.data.as_ref()).unwrap_err().to_string();
+    assert!(e.contains("(B, 3, 28, 28)"), "{e}");
+    let ok = image_folder_load(t.path(), Some("resize=none,crop=28,mean=0.5,std=0.25,channels=grey"));
+    relprune::data::check_model_inputs(&graph, ok.train.data.as_ref()).unwrap();
+    // Data that does not know its shape is not checked here (the forward pass checks it).
+    relprune::data::check_model_inputs(&graph, Subset::empty().data.as_ref()).unwrap();
+}

@@ -32,10 +32,17 @@ impl ModelArgs {
 pub struct DataArgs {
     /// `auto` (a zoo model's own data, else Fashion-MNIST), `fashion-mnist`, `spam[:TOKENIZER.json]`
     /// (SpamAssassin, tokenised by all-MiniLM-L6-v2's tokenizer unless given), `imagefolder:PATH`
-    /// (PATH/train, PATH/val[, PATH/test], one sub-folder per class), or `none` (`prune` with the
-    /// weight or random criterion only: no accuracy).
+    /// (PATH/train, PATH/val[, PATH/test], one sub-folder per class; see --preprocess), or `none`
+    /// (`prune` with the weight or random criterion only: no accuracy).
     #[arg(long, default_value = "auto")]
     pub data: String,
+    /// Image folders: the preprocessing, `imagenet` (the default: resize=256,crop=224,
+    /// mean=0.485:0.456:0.406,std=0.229:0.224:0.225,channels=rgb), `key=value,...` with keys
+    /// resize (shorter side in pixels, or none), crop (S or H:W), mean and std (one value per
+    /// channel, `:`-separated), channels (rgb or grey); keys not given keep imagenet's; or the
+    /// path of a YAML file with the same keys.
+    #[arg(long, value_name = "SPEC")]
+    pub preprocess: Option<String>,
     /// Folder of the Fashion-MNIST IDX files (default: $RELPRUNE_FMNIST_DIR or /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     pub fmnist_dir: Option<PathBuf>,
@@ -50,6 +57,7 @@ impl DataArgs {
     /// The data for `model`: `auto` follows the model's own dataset.
     pub fn load_for(&self, model: &LoadedModel) -> anyhow::Result<Splits> {
         match (self.data.as_str(), model.dataset) {
+            ("auto", Some(_)) if self.preprocess.is_some() => self.load(),
             ("auto", Some(d)) => Ok(d.splits(self.fmnist_dir.as_deref())?),
             _ => self.load(),
         }
@@ -58,6 +66,14 @@ impl DataArgs {
     /// The data named by `--data` (`auto` means Fashion-MNIST here).
     pub fn load(&self) -> anyhow::Result<Splits> {
         use relprune::data::text::{spam_dir, spam_splits, TextTokenizer, SPAM_MAX_TOKENS};
+        // Checked before any data is read.
+        let preprocess = self.preprocess.as_deref().map(image_folder::Preprocess::parse).transpose()?;
+        if preprocess.is_some() && !self.data.starts_with("imagefolder:") {
+            anyhow::bail!(
+                "--preprocess applies to image folders (--data imagefolder:PATH) only; `{}` is not one",
+                self.data
+            );
+        }
         if self.data == "fashion-mnist" || self.data == "auto" {
             return Ok(fashion_mnist::load_splits(&fashion_mnist::resolve_dir(self.fmnist_dir.as_deref()))?);
         }
@@ -71,7 +87,8 @@ impl DataArgs {
         }
         if let Some(path) = self.data.strip_prefix("imagefolder:") {
             let opts = image_folder::FolderOptions { skip_empty_classes: self.skip_empty_classes };
-            return Ok(image_folder::load_splits(std::path::Path::new(path), opts)?);
+            let preprocess = preprocess.unwrap_or_default();
+            return Ok(image_folder::load_splits_with(std::path::Path::new(path), opts, &preprocess)?);
         }
         if self.data == "none" {
             anyhow::bail!(

@@ -129,6 +129,9 @@ impl Dataset for GreyImages {
         let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
         Ok(Batch { inputs: vec![x], labels: Tensor::from_slice(&labels) })
     }
+    fn sample_shape(&self) -> Option<[i64; 3]> {
+        Some([1, self.size.0, self.size.1])
+    }
     fn describe(&self) -> String {
         self.description.clone()
     }

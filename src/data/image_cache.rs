@@ -4,8 +4,8 @@
 //! optimisation study once per rate and trial. Decoding a JPEG and resizing it costs far more
 //! than the model's forward pass on small models, so the samples a [`super::Subset`] is about to
 //! stream (announced through [`super::Dataset::prepare`]) are decoded once, in parallel over all
-//! cores, after resize and centre crop, and kept as bytes: 3 × crop × crop per image, one plane
-//! per channel (4× smaller than floats). Normalisation happens when a batch is built, with the
+//! cores, after resize and centre crop, and kept as bytes: C × H × W per image (the crop's
+//! height and width, 3 channels or 1 for grey), one plane per channel (4× smaller than floats). Normalisation happens when a batch is built, with the
 //! same float formula as fresh decoding, so a batch from the cache is bit-identical to one
 //! decoded afresh.
 //!
@@ -26,7 +26,8 @@
 //!
 //! Every set is also written to that folder (a set in memory, best effort), so a second process
 //! starts without decoding. A file is named by a SHA-256 over what it caches (the folder's
-//! canonical path, the images' relative paths in order, resize, crop, format version), followed
+//! canonical path, the images' relative paths in order, the preprocessing that makes the bytes:
+//! resize or none, crop height and width, channels; and the format version), followed
 //! by a SHA-256 that adds each image's size and modification time: when an image changes, the
 //! name changes and the set is decoded again; the outdated file is deleted then, as are files of
 //! folders that no longer exist. Files are written temp → fsync → rename
@@ -34,6 +35,8 @@
 //! the final name; a file whose header or length does not match is ignored and rebuilt. Sets
 //! written to file are decoded in chunks ([`CacheOptions::chunk_bytes`]) and written as they
 //! go, so memory stays bounded however large the set. The folder can be deleted at any time.
+//! The preprocessing's mean and std are not part of the key: they are applied when a batch is
+//! built, so sets that differ only in them share the same bytes.
 
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -47,7 +50,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Bumped whenever the preprocessing or the file layout changes: old files are then ignored.
-const FORMAT_VERSION: u32 = 1;
+/// Version 2: the key and header hold the crop's height and width and the channels, and a
+/// resize of 0 means none.
+const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"RPIMGCCH";
 const EXTENSION: &str = "rpimg";
 /// Data starts at a multiple of this (page-aligned reads).
@@ -119,13 +124,18 @@ pub struct CacheStats {
 pub(crate) struct Source<'a> {
     pub root: &'a Path,
     pub files: &'a [PathBuf],
-    pub resize: u32,
-    pub crop: u32,
+    pub preprocess: &'a super::preprocess::Preprocess,
 }
 
 impl Source<'_> {
     fn image_bytes(&self) -> usize {
-        3 * self.crop as usize * self.crop as usize
+        self.preprocess.image_bytes()
+    }
+    /// What of the preprocessing the cached bytes depend on: resize (0: none), crop height,
+    /// crop width, channels. (Mean and std are applied when a batch is built.)
+    fn decode_settings(&self) -> [u32; 4] {
+        let p = self.preprocess;
+        [p.resize.unwrap_or(0), p.crop.0, p.crop.1, p.channels.count() as u32]
     }
 }
 
@@ -184,10 +194,11 @@ fn default_dir() -> PathBuf {
         .join("image-cache")
 }
 
-/// The expected header of a cache file.
+/// The expected header of a cache file: a fixed part of 64 bytes (magic, version, resize, crop
+/// height, count, key, length of the root), the root, then the crop width and the channels.
 struct Header {
-    resize: u32,
-    crop: u32,
+    /// Resize, crop height, crop width, channels ([`Source::decode_settings`]).
+    settings: [u32; 4],
     count: u64,
     key: [u8; 32],
     root: Vec<u8>,
@@ -195,15 +206,18 @@ struct Header {
 
 impl Header {
     fn encode(&self) -> Vec<u8> {
-        let mut h = Vec::with_capacity(64 + self.root.len());
+        let [resize, height, width, channels] = self.settings;
+        let mut h = Vec::with_capacity(72 + self.root.len());
         h.extend_from_slice(MAGIC);
         h.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        h.extend_from_slice(&self.resize.to_le_bytes());
-        h.extend_from_slice(&self.crop.to_le_bytes());
+        h.extend_from_slice(&resize.to_le_bytes());
+        h.extend_from_slice(&height.to_le_bytes());
         h.extend_from_slice(&self.count.to_le_bytes());
         h.extend_from_slice(&self.key);
         h.extend_from_slice(&(self.root.len() as u32).to_le_bytes());
         h.extend_from_slice(&self.root);
+        h.extend_from_slice(&width.to_le_bytes());
+        h.extend_from_slice(&channels.to_le_bytes());
         h
     }
     fn data_offset(&self) -> u64 {
@@ -292,7 +306,7 @@ fn decode_parallel(src: &Source, indices: &[usize], out: &mut [u8]) -> Result<()
                     break;
                 }
                 let Some((k, (&i, slot))) = jobs.lock().unwrap_or_else(|e| e.into_inner()).next() else { break };
-                if let Err(e) = super::image_folder::decode_into(&src.files[i], src.resize, src.crop, slot) {
+                if let Err(e) = super::image_folder::decode_into(&src.files[i], src.preprocess, slot) {
                     failed.store(true, Ordering::Relaxed);
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push((k, e));
                 }
@@ -389,8 +403,9 @@ impl Cache {
         let mut identity = Sha256::new();
         identity.update(MAGIC);
         identity.update(FORMAT_VERSION.to_le_bytes());
-        identity.update(src.resize.to_le_bytes());
-        identity.update(src.crop.to_le_bytes());
+        for v in src.decode_settings() {
+            identity.update(v.to_le_bytes());
+        }
         identity.update((root.as_os_str().len() as u64).to_le_bytes());
         identity.update(root.as_os_str().as_bytes());
         identity.update((order.len() as u64).to_le_bytes());
@@ -418,8 +433,7 @@ impl Cache {
         let key: [u8; 32] = key.finalize().into();
         let name = format!("{}-{}.{EXTENSION}", &hex::encode(identity)[..32], &hex::encode(key)[..32]);
         let header = Header {
-            resize: src.resize,
-            crop: src.crop,
+            settings: src.decode_settings(),
             count: order.len() as u64,
             key,
             root: root.as_os_str().as_bytes().to_vec(),

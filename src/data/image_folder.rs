@@ -1,19 +1,23 @@
 //! Image folders with one sub-folder per class (the ImageNet / torchvision `ImageFolder`
-//! layout), with the standard ImageNet preprocessing: resize the shorter side to 256,
-//! centre-crop 224, scale to [0, 1], normalise per channel. The samples of a subset that is
-//! streamed (an evaluation split, the references) are decoded once and cached
-//! ([`super::image_cache`]); other batches are decoded when asked for.
+//! layout), with an explicit preprocessing ([`Preprocess`], `--preprocess`); the default is the
+//! standard ImageNet one: resize the shorter side to 256, centre-crop 224, scale to [0, 1],
+//! normalise per channel. The samples of a subset that is streamed (an evaluation split, the
+//! references) are decoded once and cached ([`super::image_cache`]); other batches are decoded
+//! when asked for.
 
 use super::image_cache::{Cache, Source};
+pub use super::preprocess::{Channels, Preprocess};
 use super::{permutation, Batch, Dataset, Splits, Subset};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tch::Tensor;
 
 pub use super::image_cache::{CacheOptions, CacheStats};
 
+/// ImageNet's per-channel mean (R, G, B), the default preprocessing's.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation (R, G, B), the default preprocessing's.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
@@ -23,8 +27,9 @@ pub struct ImageFolder {
     files: Vec<PathBuf>,
     labels: Vec<i64>,
     class_names: Vec<String>,
-    resize: u32,
-    crop: u32,
+    preprocess: Preprocess,
+    /// The normalised float of every byte value, per channel (see [`normalize_into`]).
+    table: Vec<[f32; 256]>,
     cache: Cache,
 }
 
@@ -76,22 +81,25 @@ fn names(list: &[&str]) -> String {
 
 impl ImageFolder {
     /// Scans `root/<class>/<image>`; classes are the sub-folders in sorted order. Every class
-    /// folder must hold images.
+    /// folder must hold images. Images are resized to `resize` (shorter side), centre-cropped to
+    /// `crop` × `crop` and normalised with ImageNet's mean and std
+    /// ([`Preprocess::imagenet_sized`]).
     pub fn open(root: &Path, resize: u32, crop: u32) -> Result<Self> {
-        Self::open_with(root, resize, crop, None, FolderOptions::default())
+        Self::open_with(root, &Preprocess::imagenet_sized(resize, crop), None, FolderOptions::default())
     }
 
-    /// Scans `root/<class>/<image>`. With `classes` (a split other than train), the folder must
-    /// have exactly those class folders, which keep their indices; otherwise the classes are the
+    /// Scans `root/<class>/<image>`, whose images go through `preprocess` (validated here, before
+    /// the folder is read). With `classes` (a split other than train), the folder must have
+    /// exactly those class folders, which keep their indices; otherwise the classes are the
     /// sub-folders in sorted order. Folders holding no images are an error unless
     /// `opts.skip_empty_classes`; empty folders that are not classes are ignored.
     pub fn open_with(
         root: &Path,
-        resize: u32,
-        crop: u32,
+        preprocess: &Preprocess,
         classes: Option<&[String]>,
         opts: FolderOptions,
     ) -> Result<Self> {
+        preprocess.validate()?;
         let scanned = scan(root)?;
         let class_names: Vec<String> = match classes {
             Some(c) => c.to_vec(),
@@ -147,11 +155,14 @@ impl ImageFolder {
                 hint: "need at least two class sub-folders holding .jpg/.jpeg/.png images".into(),
             });
         }
-        if crop == 0 || resize < crop {
-            crate::bail!("image preprocessing: the crop ({crop}) must be at least 1 and at most the resize ({resize})");
-        }
         let cache = Cache::new(CacheOptions::default())?;
-        Ok(ImageFolder { root: root.into(), files, labels, class_names, resize, crop, cache })
+        let table = normalize_table(preprocess);
+        Ok(ImageFolder { root: root.into(), files, labels, class_names, preprocess: preprocess.clone(), table, cache })
+    }
+
+    /// The preprocessing every image goes through.
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
     }
 
     /// The same folder with other cache settings (see [`CacheOptions`]); drops what was cached.
@@ -171,7 +182,7 @@ impl ImageFolder {
     }
 
     fn source(&self) -> Source<'_> {
-        Source { root: &self.root, files: &self.files, resize: self.resize, crop: self.crop }
+        Source { root: &self.root, files: &self.files, preprocess: &self.preprocess }
     }
 
     /// The samples at `indices`, decoded afresh from their files whatever the cache holds (what
@@ -184,18 +195,18 @@ impl ImageFolder {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.files.len()) {
             crate::bail!("sample {bad} is out of range: {} holds {} images", self.root.display(), self.files.len());
         }
-        let n = 3 * (self.crop * self.crop) as usize;
+        let n = self.preprocess.image_bytes();
         let mut data = Vec::with_capacity(indices.len() * n);
         let mut scratch = vec![0u8; n];
         let mut push = |i: usize, bytes: Option<&[u8]>| -> Result<()> {
             let bytes = match bytes {
                 Some(b) => b,
                 None => {
-                    decode_into(&self.files[i], self.resize, self.crop, &mut scratch)?;
+                    decode_into(&self.files[i], &self.preprocess, &mut scratch)?;
                     &scratch
                 }
             };
-            normalize_into(bytes, &mut data);
+            normalize_into(bytes, &self.table, &mut data);
             Ok(())
         };
         if cached {
@@ -205,60 +216,105 @@ impl ImageFolder {
                 push(i, None)?;
             }
         }
-        let c = self.crop as i64;
-        let x = Tensor::from_slice(&data).reshape([indices.len() as i64, 3, c, c]);
+        let [c, h, w] = self.preprocess.sample_shape();
+        let x = Tensor::from_slice(&data).reshape([indices.len() as i64, c, h, w]);
         let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
         Ok(Batch { inputs: vec![x], labels: Tensor::from_slice(&labels) })
     }
 }
 
-/// Decodes the image at `path` with the folder's preprocessing (shorter side resized to
-/// `resize` with a triangle filter, centre crop of `crop`) into `out`: 3 × crop × crop RGB
-/// bytes, one plane per channel.
-pub(crate) fn decode_into(path: &Path, resize: u32, crop: u32, out: &mut [u8]) -> Result<()> {
+/// Decodes the image at `path` with the folder's preprocessing into `out`: C × H × W bytes,
+/// one plane per channel, for a crop of H × W and C channels. RGB: the decoded image's RGB.
+/// Grey: its ITU-R 601-2 luminance computed as PIL's `convert("L")` does
+/// (`(19595 R + 38470 G + 7471 B + 2^15) >> 16`), so a grey image stays as it is. Then the
+/// shorter side is resized to `resize` with a triangle filter (the longer side truncated), unless
+/// `resize` is `none`, and the centre H × W pixels are kept (offsets rounded half away from zero).
+pub(crate) fn decode_into(path: &Path, p: &Preprocess, out: &mut [u8]) -> Result<()> {
     let bad = |reason: String| Error::CorruptData { what: "image".into(), path: path.into(), reason };
     let img = image::open(path).map_err(|e| bad(e.to_string()))?.to_rgb8();
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return Err(bad("the image has no pixels".into()));
     }
-    let (nw, nh) = if w <= h {
-        (resize, (resize as u64 * h as u64 / w as u64) as u32)
-    } else {
-        ((resize as u64 * w as u64 / h as u64) as u32, resize)
-    };
-    let img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
-    let c = crop.min(nw).min(nh);
-    if c != crop || out.len() != 3 * (c * c) as usize {
-        return Err(bad(format!("resized to {nw}×{nh} it is smaller than the {crop}-pixel crop")));
+    match p.channels {
+        Channels::Rgb => resize_crop_into(img, p, out).map_err(bad),
+        Channels::Grey => {
+            let grey = image::GrayImage::from_fn(w, h, |x, y| image::Luma([luma(img.get_pixel(x, y).0)]));
+            resize_crop_into(grey, p, out).map_err(bad)
+        }
     }
-    let left = ((nw - c) as f64 / 2.0).round() as u32;
-    let top = ((nh - c) as f64 / 2.0).round() as u32;
-    let img = image::imageops::crop_imm(&img, left, top, c, c).to_image();
-    let plane = (c * c) as usize;
+}
+
+/// PIL's luminance of an RGB pixel (`L24` in its `Convert.c`): ITU-R 601-2 weights in 16-bit
+/// fixed point, rounded.
+fn luma([r, g, b]: [u8; 3]) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+/// Resizes (unless `resize` is none) and centre-crops `img`, then writes its channels as planes.
+fn resize_crop_into<P>(
+    img: image::ImageBuffer<P, Vec<u8>>,
+    p: &Preprocess,
+    out: &mut [u8],
+) -> std::result::Result<(), String>
+where
+    P: image::Pixel<Subpixel = u8> + 'static,
+{
+    let (w, h) = img.dimensions();
+    let (img, nw, nh) = match p.resize {
+        Some(resize) => {
+            let (nw, nh) = if w <= h {
+                (resize, (resize as u64 * h as u64 / w as u64) as u32)
+            } else {
+                ((resize as u64 * w as u64 / h as u64) as u32, resize)
+            };
+            (image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle), nw, nh)
+        }
+        None => (img, w, h),
+    };
+    let (ch, cw) = p.crop;
+    let channels = P::CHANNEL_COUNT as usize;
+    if ch > nh || cw > nw || out.len() != channels * (ch * cw) as usize {
+        let crop = if ch == cw { format!("{ch}-pixel") } else { format!("{ch}×{cw} (height×width)") };
+        return Err(match p.resize {
+            Some(_) => format!("resized to {nw}×{nh} it is smaller than the {crop} crop"),
+            None => format!(
+                "at {nw}×{nh} it is smaller than the {crop} crop (resize=none keeps each image's size; give a resize)"
+            ),
+        });
+    }
+    let left = ((nw - cw) as f64 / 2.0).round() as u32;
+    let top = ((nh - ch) as f64 / 2.0).round() as u32;
+    let img = image::imageops::crop_imm(&img, left, top, cw, ch).to_image();
+    let plane = (ch * cw) as usize;
     for (i, px) in img.pixels().enumerate() {
-        for ch in 0..3 {
-            out[ch * plane + i] = px[ch];
+        for (c, &v) in px.channels().iter().enumerate() {
+            out[c * plane + i] = v;
         }
     }
     Ok(())
 }
 
-/// Appends the normalised floats of one image's preprocessed bytes (planes of R, G, B):
-/// `(px / 255 - mean) / std` per channel, the same f32 arithmetic for every byte value as when
-/// the floats were computed straight from the decoded pixels (a table of the 3 × 256 results).
-fn normalize_into(bytes: &[u8], out: &mut Vec<f32>) {
-    static TABLE: OnceLock<[[f32; 256]; 3]> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [[0f32; 256]; 3];
-        for (ch, row) in t.iter_mut().enumerate() {
+/// The normalised float of every byte value per channel: `(px / 255 - mean) / std`.
+fn normalize_table(p: &Preprocess) -> Vec<[f32; 256]> {
+    p.mean
+        .iter()
+        .zip(&p.std)
+        .map(|(&mean, &std)| {
+            let mut row = [0f32; 256];
             for (px, v) in row.iter_mut().enumerate() {
-                *v = (px as u8 as f32 / 255.0 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
+                *v = (px as u8 as f32 / 255.0 - mean) / std;
             }
-        }
-        t
-    });
-    let plane = bytes.len() / 3;
+            row
+        })
+        .collect()
+}
+
+/// Appends the normalised floats of one image's preprocessed bytes (one plane per channel):
+/// `(px / 255 - mean) / std` per channel, the same f32 arithmetic for every byte value as when
+/// the floats were computed straight from the decoded pixels (a table of the C × 256 results).
+fn normalize_into(bytes: &[u8], table: &[[f32; 256]], out: &mut Vec<f32>) {
+    let plane = bytes.len() / table.len();
     for (ch, row) in table.iter().enumerate() {
         out.extend(bytes[ch * plane..(ch + 1) * plane].iter().map(|&b| row[b as usize]));
     }
@@ -283,9 +339,14 @@ impl Dataset for ImageFolder {
     fn prefetch(&self) -> bool {
         true
     }
+    fn sample_shape(&self) -> Option<[i64; 3]> {
+        Some(self.preprocess.sample_shape())
+    }
     fn describe(&self) -> String {
+        let preprocess =
+            if self.preprocess.is_imagenet() { String::new() } else { format!("; preprocess {}", self.preprocess) };
         format!(
-            "image folder {} ({} images, {} classes)",
+            "image folder {} ({} images, {} classes{preprocess})",
             self.root.display(),
             self.files.len(),
             self.class_names.len()
@@ -299,7 +360,16 @@ impl Dataset for ImageFolder {
 /// - without `root/test`, `root/val` is halved by a fixed seed into validation and test, so
 ///   hyperparameters are never chosen on the split that is reported.
 /// - the class list comes from `root/train`; the other splits must have the same class folders.
+///
+/// Images get the default preprocessing ([`Preprocess::imagenet`]); see [`load_splits_with`].
 pub fn load_splits(root: &Path, opts: FolderOptions) -> Result<Splits> {
+    load_splits_with(root, opts, &Preprocess::imagenet())
+}
+
+/// [`load_splits`] with the preprocessing `preprocess` for every split, validated before any
+/// folder is read.
+pub fn load_splits_with(root: &Path, opts: FolderOptions, preprocess: &Preprocess) -> Result<Splits> {
+    preprocess.validate()?;
     let train = root.join("train");
     let val = root.join("val");
     if !train.is_dir() || !val.is_dir() {
@@ -309,9 +379,9 @@ pub fn load_splits(root: &Path, opts: FolderOptions) -> Result<Splits> {
             hint: "expected `train/` and `val/` (and optionally `test/`) each with one sub-folder per class".into(),
         });
     }
-    let train_folder = ImageFolder::open_with(&train, 256, 224, None, opts)?;
+    let train_folder = ImageFolder::open_with(&train, preprocess, None, opts)?;
     let classes = train_folder.class_names.clone();
-    let open = |dir: &Path| ImageFolder::open_with(dir, 256, 224, Some(&classes), opts);
+    let open = |dir: &Path| ImageFolder::open_with(dir, preprocess, Some(&classes), opts);
     let train: Arc<dyn Dataset> = Arc::new(train_folder);
     let val_ds: Arc<dyn Dataset> = Arc::new(open(&val)?);
     let test_dir = root.join("test");

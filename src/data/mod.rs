@@ -4,6 +4,7 @@ pub mod fashion_mnist;
 pub mod idx;
 pub mod image_cache;
 pub mod image_folder;
+pub mod preprocess;
 pub mod references;
 pub mod restriction;
 pub mod text;
@@ -48,6 +49,12 @@ pub trait Dataset: Send + Sync {
     /// images. The default is no.
     fn prefetch(&self) -> bool {
         false
+    }
+    /// Shape (channels, height, width) of one sample's image input, where the dataset knows it
+    /// without reading samples (its preprocessing, its arrays' shape): the model's image input
+    /// is checked against it before any work ([`check_model_inputs`]). The default: unknown.
+    fn sample_shape(&self) -> Option<[i64; 3]> {
+        None
     }
     /// One line saying what this is (for reports).
     fn describe(&self) -> String;
@@ -244,6 +251,29 @@ impl Splits {
             SplitName::Test => &self.test,
         }
     }
+}
+
+/// Checks, before any sample is read, that the data fits the model's input: where `data` knows
+/// the shape of its samples ([`Dataset::sample_shape`]), the model must take one image input of
+/// exactly that (channels, height, width). The error names both shapes and what sets the data's.
+pub fn check_model_inputs(graph: &crate::graph::Graph, data: &dyn Dataset) -> Result<()> {
+    use crate::graph::ops::InputKind;
+    let Some([c, h, w]) = data.sample_shape() else {
+        return Ok(());
+    };
+    let kinds = graph.input_kinds();
+    let expected = match kinds.as_slice() {
+        [InputKind::Image { channels, height, width }] if [*channels, *height, *width] == [c, h, w] => return Ok(()),
+        [] => "no input".to_string(),
+        [one] => one.expectation(),
+        many => many.iter().map(|k| k.expectation()).collect::<Vec<_>>().join(" and "),
+    };
+    crate::bail!(
+        "the model's input expects {expected}, but the data gives float images of shape (B, {c}, {h}, {w}): {}. \
+         Give data of the model's shape: for an image folder, --preprocess sets it (crop=H:W for the height and \
+         width, channels=grey for 1 channel, channels=rgb for 3)",
+        data.describe()
+    )
 }
 
 /// Deterministic shuffle of `0..n` under `seed`.
