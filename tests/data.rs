@@ -253,7 +253,7 @@ mod common;
 
 use relprune::data::image_folder::{load_splits_with, CacheOptions, FolderOptions, Preprocess};
 use relprune::data::preprocess::Channels;
-use relprune::data::{Dataset, Subset};
+use relprune::data::{tensor_file, Dataset, Subset};
 
 /// Writes `files` as `root/<class>/<name>`: (class, name, image).
 fn write_images(root: &Path, files: &[(&str, &str, image::DynamicImage)]) {
@@ -612,4 +612,117 @@ fn model_input_shape_is_checked_before_any_sample_is_read() {
     relprune::data::check_model_inputs(&graph, ok.train.data.as_ref()).unwrap();
     // Data that does not know its shape is not checked here (the forward pass checks it).
     relprune::data::check_model_inputs(&graph, Subset::empty().data.as_ref()).unwrap();
+}
+
+/// The tensor datasets of `tests/oracles/tensor_datasets.py`, in a fresh folder.
+fn tensor_cases() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    common::run_oracle("tensor_datasets.py", &["--out", d.path().to_str().unwrap()]);
+    d
+}
+
+/// x[n, c, h, w] of the oracle's arrays before the per-file divisor (exact in float16).
+fn oracle_value(n: i64, c: i64, h: i64, w: i64) -> f64 {
+    ((7 * n + 5 * c + 3 * h + w) % 17 - 8) as f64 / 4.0
+}
+
+/// Checks that `data` holds `n` samples of (2, 3, 4) with x = value / d and y = n % 3.
+fn check_tensor_split(data: &Arc<dyn Dataset>, n: usize, d: f64) {
+    assert_eq!(data.len(), n, "{}", data.describe());
+    assert_eq!(data.sample_shape(), Some([2, 3, 4]));
+    let idx: Vec<usize> = (0..n).collect();
+    let b = data.batch(&idx).unwrap();
+    assert_eq!(b.inputs[0].size(), vec![n as i64, 2, 3, 4]);
+    assert_eq!(b.inputs[0].kind(), Kind::Float);
+    let x = Vec::<f32>::try_from(&b.inputs[0].reshape([-1])).unwrap();
+    let mut k = 0;
+    for s in 0..n as i64 {
+        for c in 0..2 {
+            for h in 0..3 {
+                for w in 0..4 {
+                    assert_eq!(x[k], (oracle_value(s, c, h, w) / d) as f32, "{} x[{s},{c},{h},{w}]", data.describe());
+                    k += 1;
+                }
+            }
+        }
+    }
+    let want: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    assert_eq!(data.labels(), &want[..]);
+    assert_eq!(Vec::<i64>::try_from(&b.labels).unwrap(), want);
+    // A batch of some samples, out of order.
+    let b = data.batch(&[n - 1, 0]).unwrap();
+    assert_eq!(b.inputs[0].double_value(&[0, 1, 2, 3]) as f32, (oracle_value(n as i64 - 1, 1, 2, 3) / d) as f32);
+    assert_eq!(Vec::<i64>::try_from(&b.labels).unwrap(), vec![(n as i64 - 1) % 3, 0]);
+}
+
+#[test]
+fn tensor_datasets_from_npz_and_safetensors_load_their_values() {
+    let tmp = tensor_cases();
+    let cases = tmp.path();
+    // npz: np.savez (float32 / int64), np.savez_compressed (float64 in Fortran order / uint8),
+    // big-endian float32 / int64; classes.txt.
+    let s = tensor_file::load_splits(&cases.join("npz")).unwrap();
+    check_tensor_split(&s.train.data, 6, 1.0);
+    check_tensor_split(&s.val.data, 4, 3.0);
+    check_tensor_split(&s.test.data, 5, 1.0);
+    assert_eq!(s.train.data.class_names(), &["cat", "dog", "bird"]);
+    assert_eq!(s.train.indices, (0..6).collect::<Vec<_>>());
+    for (split, n) in [(&s.val, 4), (&s.test, 5)] {
+        let mut sorted = split.indices.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "every sample once");
+    }
+    assert_ne!(s.test.indices, (0..5).collect::<Vec<_>>(), "evaluation splits are in a fixed random order");
+    assert_eq!(s.test.indices, tensor_file::load_splits(&cases.join("npz")).unwrap().test.indices);
+    assert!(s.test.data.describe().contains("test.npz (5 samples of 2×3×4, 3 classes)"), "{}", s.test.data.describe());
+    // safetensors: float16 / int32 and float32 / int64; no test split (val is halved), no
+    // classes.txt (names 0..K-1).
+    let s = tensor_file::load_splits(&cases.join("safetensors")).unwrap();
+    check_tensor_split(&s.train.data, 6, 1.0);
+    check_tensor_split(&s.val.data, 4, 1.0);
+    assert_eq!(s.train.data.class_names(), &["0", "1", "2"]);
+    assert_eq!((s.val.len(), s.test.len()), (2, 2));
+    let mut both: Vec<usize> = s.val.indices.iter().chain(&s.test.indices).copied().collect();
+    both.sort_unstable();
+    assert_eq!(both, vec![0, 1, 2, 3], "val is halved into disjoint validation and test");
+    assert!(Arc::ptr_eq(&s.val.data, &s.test.data));
+}
+
+#[test]
+fn tensor_dataset_defects_are_named_errors() {
+    let tmp = tensor_cases();
+    let cases = tmp.path();
+    let table: &[(&str, &str, &str)] = &[
+        ("no_y", "train.npz", "it has no array `y` (it has `x`)"),
+        ("n_mismatch", "train.npz", "x has 6 samples but y has 5 labels"),
+        ("x_rank", "train.npz", "x has shape [6, 24] (rank 2); it must have rank 4, (N, C, H, W)"),
+        ("y_rank", "val.npz", "y has shape [4, 1] (rank 2); it must have rank 1"),
+        ("label_range", "train.npz", "y[2] = 2 is not a class: classes.txt names 2 classes (labels 0..=1)"),
+        ("negative", "train.npz", "y[1] = -1 is negative"),
+        ("nan", "val.npz", "x holds NaN or infinite values (first in sample 3)"),
+        ("inf64", "val.npz", "x holds NaN or infinite values (first in sample 2)"),
+        ("empty", "val.npz", "the split is empty"),
+        ("uint8", "train.npz", "x is uint8; relprune does not guess"),
+        ("float_y", "train.npz", "y has dtype float32; labels must be integers"),
+        ("shape_mismatch", "val.npz", "its samples have shape (C, H, W) = [2, 3, 5] but those of"),
+        ("no_val", "no_val", "split `val` (`val.npz` or `val.safetensors`) not found"),
+        ("both", "both", "both train.npz and train.safetensors exist"),
+        ("st_no_x", "train.safetensors", "it has no tensor `x` (it has `input`, `y`)"),
+        ("npy_only", "train.npy", "holds one array (np.save); save x and y together with np.savez"),
+        ("classes_blank", "classes.txt", "line 2 is empty"),
+        ("one_class", "one_class", "every label is 0, so there is one class"),
+    ];
+    for (case, file, wanted) in table {
+        let e = tensor_file::load_splits(&cases.join(case)).err().unwrap_or_else(|| panic!("{case} loads"));
+        let msg = e.to_string();
+        assert!(msg.contains(wanted), "{case}: `{wanted}` not in: {msg}");
+        assert!(msg.contains(file), "{case}: the error does not name {file}: {msg}");
+    }
+    let e = tensor_file::load_splits(&cases.join("nope")).err().unwrap();
+    assert!(matches!(e, Error::DataNotFound { .. }) && e.to_string().contains("nope"), "{e}");
+    // The model's input is checked against the arrays' shape before any work.
+    let graph = relprune::models::load_model("cifar_resnet18:width=4,in=1,size=28,classes=3", None, 0).unwrap().graph;
+    let s = tensor_file::load_splits(&cases.join("npz")).unwrap();
+    let e = relprune::data::check_model_inputs(&graph, s.train.data.as_ref()).unwrap_err().to_string();
+    assert!(e.contains("(B, 1, 28, 28)") && e.contains("(B, 2, 3, 4)") && e.contains("train.npz"), "{e}");
 }

@@ -32,8 +32,10 @@ impl ModelArgs {
 pub struct DataArgs {
     /// `auto` (a zoo model's own data, else Fashion-MNIST), `fashion-mnist`, `spam[:TOKENIZER.json]`
     /// (SpamAssassin, tokenised by all-MiniLM-L6-v2's tokenizer unless given), `imagefolder:PATH`
-    /// (PATH/train, PATH/val[, PATH/test], one sub-folder per class; see --preprocess), or `none`
-    /// (`prune` with the weight or random criterion only: no accuracy).
+    /// (PATH/train, PATH/val[, PATH/test], one sub-folder per class; see --preprocess),
+    /// `tensors:DIR` (DIR/train, DIR/val[, DIR/test] as .npz or .safetensors with arrays x (N, C,
+    /// H, W) float and y (N,) integer labels; optional DIR/classes.txt), or `none` (`prune` with
+    /// the weight or random criterion only: no accuracy).
     #[arg(long, default_value = "auto")]
     pub data: String,
     /// Image folders: the preprocessing, `imagenet` (the default: resize=256,crop=224,
@@ -70,7 +72,8 @@ impl DataArgs {
         let preprocess = self.preprocess.as_deref().map(image_folder::Preprocess::parse).transpose()?;
         if preprocess.is_some() && !self.data.starts_with("imagefolder:") {
             anyhow::bail!(
-                "--preprocess applies to image folders (--data imagefolder:PATH) only; `{}` is not one",
+                "--preprocess applies to image folders (--data imagefolder:PATH) only; `{}` is not one (a tensor \
+                 dataset's arrays are used as they are)",
                 self.data
             );
         }
@@ -90,13 +93,16 @@ impl DataArgs {
             let preprocess = preprocess.unwrap_or_default();
             return Ok(image_folder::load_splits_with(std::path::Path::new(path), opts, &preprocess)?);
         }
+        if let Some(dir) = self.data.strip_prefix("tensors:") {
+            return Ok(relprune::data::tensor_file::load_splits(std::path::Path::new(dir))?);
+        }
         if self.data == "none" {
             anyhow::bail!(
                 "this command needs data; `--data none` only works for `prune` with the weight or random criterion"
             );
         }
         anyhow::bail!(
-            "unknown data `{}`; use auto, fashion-mnist, spam[:TOKENIZER.json] or imagefolder:PATH",
+            "unknown data `{}`; use auto, fashion-mnist, spam[:TOKENIZER.json], imagefolder:PATH or tensors:DIR",
             self.data
         )
     }

@@ -7,6 +7,7 @@ pub mod image_folder;
 pub mod preprocess;
 pub mod references;
 pub mod restriction;
+pub mod tensor_file;
 pub mod text;
 
 pub use references::select_references;
@@ -271,7 +272,8 @@ pub fn check_model_inputs(graph: &crate::graph::Graph, data: &dyn Dataset) -> Re
     crate::bail!(
         "the model's input expects {expected}, but the data gives float images of shape (B, {c}, {h}, {w}): {}. \
          Give data of the model's shape: for an image folder, --preprocess sets it (crop=H:W for the height and \
-         width, channels=grey for 1 channel, channels=rgb for 3)",
+         width, channels=grey for 1 channel, channels=rgb for 3); for a tensor dataset, the arrays' x must have \
+         that (C, H, W)",
         data.describe()
     )
 }
