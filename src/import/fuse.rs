@@ -132,7 +132,9 @@ fn gate(g: &OnnxGraph, i: usize, kind: Fused) -> Option<Unit> {
     Some(Unit { kind, input: x.clone(), output: m.outputs[0].clone(), nodes: [i, consumers[0]].into() })
 }
 
-/// Non-constant values within `depth` producer steps above node `i` (nearest first).
+/// Non-constant values within `depth` producer steps above node `i`, farthest first: a
+/// pattern's input is the farthest value its region closes on (LayerNorm is shift-invariant,
+/// so its inner `x - mean` would pass the numeric test too).
 fn ancestors(g: &OnnxGraph, i: usize, depth: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut frontier = vec![i];
@@ -151,6 +153,7 @@ fn ancestors(g: &OnnxGraph, i: usize, depth: usize) -> Vec<String> {
         }
         frontier = next;
     }
+    out.reverse();
     out
 }
 
