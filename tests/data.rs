@@ -327,6 +327,20 @@ fn preprocess_specs_parse_to_typed_settings() {
     assert_eq!(Preprocess::from_yaml_file(&yaml).unwrap(), q);
     std::fs::write(&yaml, "").unwrap();
     assert_eq!(Preprocess::from_yaml_file(&yaml).unwrap(), imagenet, "an empty file is the preset");
+    // The README's example.
+    std::fs::write(
+        &yaml,
+        "resize: 36            # pixels of the shorter side, or none\n\
+         crop: 32              # or \"28:32\" (height:width)\n\
+         mean: [0.4914, 0.4822, 0.4465]   # or 0.4914:0.4822:0.4465; one per channel\n\
+         std: [0.2470, 0.2435, 0.2616]\n\
+         channels: rgb         # or grey (1 channel)\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Preprocess::from_yaml_file(&yaml).unwrap(),
+        Preprocess::parse("resize=36,crop=32,mean=0.4914:0.4822:0.4465,std=0.2470:0.2435:0.2616").unwrap()
+    );
 }
 
 const IMAGENET_MEAN_VEC: [f32; 3] = relprune::data::image_folder::IMAGENET_MEAN;

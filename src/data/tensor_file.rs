@@ -12,8 +12,9 @@
 //!   and which normalisation follows, is the model's training convention, which relprune does not
 //!   guess; convert them as in training, e.g. `x.astype(np.float32) / 255`, then normalise.
 //!   Other dtypes (integers, bool) are errors too.
-//! - `y`, shape (N,): integer class labels (any signed or unsigned integer dtype), in
-//!   `0..K`.
+//! - `y`, shape (N,): integer class labels in `0..K`: int8, int16, int32, int64 or uint8 (a
+//!   `.npz` may also hold uint16, uint32 or uint64; safetensors files of those dtypes are not
+//!   read, as libtorch has no such types).
 //!
 //! Classes: `DIR/classes.txt`, one name per line, gives K and the names; without it K is the
 //! largest label of all splits plus one and the names are `0`, `1`, …, `K-1`. At least two
