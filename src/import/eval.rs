@@ -352,7 +352,7 @@ pub fn run(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         }
         "Conv" => {
             let (t, w) = (x()?, need(n, xs, 1)?);
-            let spatial = (w.dim() - 2) as usize;
+            let spatial = w.dim() - 2;
             if spatial != 2 {
                 crate::bail!("{}: only 2-d convolutions are supported", n.describe());
             }
@@ -450,8 +450,8 @@ pub fn conv_pads(n: &ONode, t: &Tensor, w: &Tensor) -> Result<Vec<i64>> {
         "SAME_UPPER" | "SAME_LOWER" => {
             let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
             let dil = n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
-            let mut begin = vec![0; 2];
-            let mut end = vec![0; 2];
+            let mut begin = [0; 2];
+            let mut end = [0; 2];
             for i in 0..2 {
                 let inp = t.size()[2 + i];
                 let k = (w.size()[2 + i] - 1) * dil[i] + 1;

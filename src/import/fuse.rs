@@ -431,7 +431,8 @@ fn attention(g: &OnnxGraph, s: usize) -> Result<Option<Unit>> {
     let heads = if sv.dim() == 4 { sv.size()[1] } else { sv.size()[0] / batch };
     let projections = if q == k && k == vv { vec![q.clone()] } else { vec![q.clone(), k, vv] };
     let width: i64 = projections.iter().map(|p| *g.values[p].size().last().unwrap_or(&0)).sum::<i64>();
-    let e = if projections.len() == 1 { width / 3 } else { width / 3 };
+    // Packed or not, q, k and v together are three widths.
+    let e = width / 3;
     if heads <= 0 || e % heads != 0 {
         return Ok(None);
     }

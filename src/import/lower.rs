@@ -317,12 +317,11 @@ impl<'g> Lower<'g> {
                     _ => {
                         let scalar = |k: usize, attr: &str| -> Option<f64> {
                             cval(k)
-                                .map(|t| t.f_flatten(0, -1).ok()?.f_double_value(&[0]).ok())
-                                .flatten()
+                                .and_then(|t| t.f_flatten(0, -1).ok()?.f_double_value(&[0]).ok())
                                 .or_else(|| n.attrs.get(attr).map(|_| n.float(attr, 0.0) as f64))
                         };
                         match (scalar(1, "min"), scalar(2, "max")) {
-                            (Some(lo), None) if lo == 0.0 => Op::Relu(Relu),
+                            (Some(0.0), None) => Op::Relu(Relu),
                             (Some(lo), Some(hi)) => Op::Hardtanh(Hardtanh { min_val: lo, max_val: hi }),
                             _ => return Err(self.unsupported(n, "Clip without both bounds")),
                         }

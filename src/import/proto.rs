@@ -306,13 +306,18 @@ fn decode_tensor(t: &pb::TensorProto, ext: &mut ExternalFiles) -> Result<Tensor>
         crate::bail!("negative dimension in {dims:?}");
     }
     let numel = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d as usize)).unwrap_or(usize::MAX);
-    let raw: Option<Vec<u8>> =
-        if t.data_location == Some(1) { Some(ext.bytes(&t.external_data)?) } else { t.raw_data.clone() };
+    let external;
+    let raw: Option<&[u8]> = if t.data_location == Some(1) {
+        external = ext.bytes(&t.external_data)?;
+        Some(&external)
+    } else {
+        t.raw_data.as_deref()
+    };
     let tensor = if let Some(raw) = raw {
         if raw.len() != numel.saturating_mul(width) {
             crate::bail!("{} bytes of data for shape {dims:?} ({numel} values of {width} bytes)", raw.len());
         }
-        Tensor::f_from_data_size(&raw, &dims, kind)?
+        Tensor::f_from_data_size(raw, &dims, kind)?
     } else {
         // Typed fields: floats, doubles, int64s, or int32_data for the small types.
         let flat = match dt {
