@@ -9,8 +9,9 @@ use std::path::PathBuf;
 /// Which model to use.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// A zoo name, an architecture (`resnet18`, `vgg16_bn`, `cifar_resnet18:width=16,in=1,size=28`, …)
-    /// or a folder written by `relprune prune`.
+    /// A zoo name, an architecture (`resnet18`, `vgg16_bn`, `cifar_resnet18:width=16,in=1,size=28`, …),
+    /// a folder written by `relprune prune`, or an ONNX file (`model.onnx`, e.g. from
+    /// `torch.onnx.export`; see docs/import-onnx.md).
     #[arg(long, short)]
     pub model: String,
     /// Weights for an architecture: a safetensors file with torchvision / Hugging Face names.

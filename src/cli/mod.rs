@@ -9,6 +9,7 @@ mod info;
 mod optimize;
 mod prune;
 mod ranges;
+mod run;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     Compare(curve::CompareArgs),
     /// Remove components physically: a smaller, faster model, saved and exported to ONNX.
     Prune(prune::PruneArgs),
+    /// Run a model on inputs given as .npy arrays: print or save its outputs.
+    Run(run::RunArgs),
     /// Optimise the LRP hyperparameters for pruning (Bayesian search, resumable, distributed).
     Optimize(optimize::OptimizeArgs),
     /// Inspect stored optimisation studies.
@@ -63,6 +66,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Curve(a) => curve::run_curve(a, &out),
         Command::Compare(a) => curve::run_compare(a, &out),
         Command::Prune(a) => prune::run(a, &out),
+        Command::Run(a) => run::run(a, &out),
         Command::Optimize(a) => optimize::run_optimize(a, &out),
         Command::Study(a) => optimize::run_study(a, &out),
         Command::Space(a) => optimize::run_space(a, &out),

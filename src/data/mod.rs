@@ -2,6 +2,7 @@
 
 pub mod fashion_mnist;
 pub mod idx;
+pub mod npy;
 pub mod image_cache;
 pub mod image_folder;
 pub mod preprocess;

@@ -144,7 +144,7 @@ impl<'g> Lower<'g> {
 
     fn unsupported(&self, at: &ONode, why: &str) -> Error {
         Error::invalid(format!(
-            "cannot import {}: {why}. Supported: see `relprune info --ops` and docs/import-onnx.md; \
+            "cannot import {}: {why}. What relprune reads is listed in docs/import-onnx.md; \
              another opset (torch.onnx.export(..., opset_version=17)) or the other exporter (dynamo=True / False) \
              may spell it differently",
             at.describe()

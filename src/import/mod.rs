@@ -25,6 +25,44 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use tch::{Kind, Tensor};
 
+/// Every ONNX operator the importer reads and what it becomes; `docs/import-onnx.md`'s table is
+/// generated from this list (tests/onnx_import.rs checks it is current).
+pub const SUPPORTED: &[(&str, &str)] = &[
+    ("Conv", "conv2d (2-d, symmetric or SAME padding, groups, dilation)"),
+    ("BatchNormalization", "batch_norm2d (inference form)"),
+    ("Gemm", "linear (transB either way, alpha = beta = 1); channel_linear on channels-last maps"),
+    ("MatMul", "linear with a constant weight (+ the following Add as its bias); inside attention: the score and value products"),
+    ("Add", "add of two tensors; the bias of the preceding MatMul / Conv; position / segment tables (BERT, ViT)"),
+    ("Mul", "mul (gating, squeeze-excitation); scale by a per-channel constant (layer scale); x·Sigmoid(x) → silu; x·HardSigmoid(x) → hardswish"),
+    ("Relu", "relu"),
+    ("Clip", "hardtanh (ReLU6 is Clip(0, 6)); relu when only the lower bound 0 is given"),
+    ("Sigmoid", "sigmoid"),
+    ("HardSigmoid", "hardsigmoid (alpha 1/6, beta 0.5, as PyTorch)"),
+    ("HardSwish", "hardswish"),
+    ("Tanh", "tanh"),
+    ("Gelu", "gelu (exact or tanh)"),
+    ("Erf", "with Div / Add / Mul: gelu"),
+    ("MaxPool", "max_pool2d (symmetric padding, ceil_mode)"),
+    ("AveragePool", "avg_pool2d (padding counted, as PyTorch's default)"),
+    ("GlobalAveragePool", "adaptive_avg_pool2d to 1×1"),
+    ("ReduceMean", "over height and width: adaptive_avg_pool2d to 1×1; with Sub / Pow / Sqrt / Div: layer_norm"),
+    ("LayerNormalization", "layer_norm over the last axis; layer_norm2d on channels-last maps (ConvNeXt)"),
+    ("Softmax", "with the surrounding MatMuls, reshapes and mask: attention (its heads become prunable components)"),
+    ("Where", "inside attention: the masked_fill of the scores (DistilBERT)"),
+    ("Concat", "concat of maps' channels (DenseNet); a class token before the tokens (ViT); constant shape arithmetic is folded"),
+    ("Split", "channel_slice per output (channel splits)"),
+    ("Slice", "channel_slice of a contiguous channel range; constant shape arithmetic is folded"),
+    ("Gather", "embedding (token ids); select_token (x[:, i]); re-indexing; constant shape arithmetic is folded"),
+    ("Reshape", "absorbed: tracked as a view (flatten, head split and merge, patches to tokens)"),
+    ("Transpose", "absorbed: tracked as a view (channels-last, (T, B, E) attention layout)"),
+    ("Flatten", "absorbed: a flatten node where a linear layer reads a map"),
+    ("Squeeze", "absorbed: tracked as a view"),
+    ("Unsqueeze", "absorbed: tracked as a view"),
+    ("Identity", "dropped"),
+    ("Dropout", "dropped (inference)"),
+    ("Shape, Size, Constant, ConstantOfShape, Range, Cast, CastLike, Expand, Equal, Less, Greater, And, Or, Not, Neg, Abs, Sub, Div, Pow, Sqrt, Reciprocal, Exp, Log, Max, Min, Mod, CumSum, ReduceSum, ReduceMax", "folded into constants when they compute shapes or constants (the exporters' shape arithmetic, attention masks)"),
+];
+
 /// Batch size of the example input. One sample keeps imports fast (two forward passes of the
 /// model); views are exact index maps, so no axis is confused with the batch even at size 1.
 const EXAMPLE_BATCH: i64 = 1;
@@ -204,11 +242,13 @@ fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Te
         let what = match (float, dims.len()) {
             (true, 4) => {
                 let (Some(c), Some(h), Some(w)) = (dims[1], dims[2], dims[3]) else {
+                    let shown: Vec<String> =
+                        dims.iter().map(|d| d.map(|v| v.to_string()).unwrap_or("?".into())).collect();
                     crate::bail!(
-                        "input `{}` has dynamic channels, height or width ({:?}); export with a fixed image size \
-                         (only the batch axis may be dynamic)",
+                        "input `{}` has shape ({}): its channels, height or width are dynamic; export with a fixed \
+                         image size (only the batch axis may be dynamic)",
                         i.name,
-                        dims
+                        shown.join(", ")
                     );
                 };
                 let x = Tensor::f_randn([EXAMPLE_BATCH, c, h, w], (Kind::Float, tch::Device::Cpu))?;
