@@ -27,6 +27,7 @@ const MODELS: &[&str] = &[
     "convnext_tiny",
     "bert",
     "distilbert",
+    "roberta",
     "sequential",
     "tiny_vit",
 ];

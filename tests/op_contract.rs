@@ -179,6 +179,16 @@ fn cases() -> Vec<Case> {
     let h = b.add("act", Op::Tanh(Tanh), &[h]);
     let out = b.add("head", Op::Linear(Linear { in_features: 8, out_features: 4, bias: false }), &[h]);
     v.push(finish("text encoder", b, out));
+    // RoBERTa's embeddings: positions counted from the token ids, padding-aware.
+    let mut b = GraphBuilder::new();
+    let ids = b.input("ids", InputKind::TokenIds { max_len: 8 });
+    let e = b.add("emb", Op::Embedding(Embedding { num: 20, dim: 8 }), &[ids]);
+    let pos = TokenPositionEmbedding { max_len: 12, dim: 8, padding_idx: 1 };
+    let e = b.add("pos", Op::TokenPositionEmbedding(pos), &[e, ids]);
+    let n = b.add("ln", Op::LayerNorm(LayerNorm { dim: 8, eps: 1e-5 }), &[e]);
+    let c = b.add("select", Op::SelectToken(SelectToken { index: 0 }), &[n]);
+    let out = b.add("head", Op::Linear(Linear { in_features: 8, out_features: 4, bias: false }), &[c]);
+    v.push(finish("token positions", b, out));
     v
 }
 
@@ -191,6 +201,7 @@ fn conserves(op: &Op) -> bool {
         Op::Input(_)
             | Op::Embedding(_)
             | Op::PositionEmbedding(_)
+            | Op::TokenPositionEmbedding(_)
             | Op::SegmentEmbedding(_)
             | Op::ClassToken(_)
             | Op::Attention(_)

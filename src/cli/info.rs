@@ -84,8 +84,9 @@ pub fn run(args: InfoArgs, out: &Output) -> anyhow::Result<()> {
     out.say(format!("parameters: {}   MACs per sample: {}", thousands(report.parameters), thousands(report.macs)));
     if let Some(r) = &report.import {
         out.say(format!(
-            "imported: {} ONNX nodes → {} relprune nodes ({} folded into constants, {} reshapes / transposes absorbed, \
-             {} unused); output equals the file's to {:.1e} (relative) on an example input",
+            "imported in {:.2} s: {} ONNX nodes → {} relprune nodes ({} folded into constants, {} reshapes / \
+             transposes absorbed, {} unused); output equals the file's to {:.1e} (relative) on an example input",
+            r.seconds,
             r.onnx_nodes,
             r.mapped.len(),
             r.folded,

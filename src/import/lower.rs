@@ -37,6 +37,9 @@ pub struct Lower<'g> {
     pub checked: Vec<String>,
     names: HashSet<String>,
     keys: HashSet<String>,
+    /// Table lookups by positions computed from the token ids (RoBERTa), waiting for the sum
+    /// that adds them to the embeddings: value → (table, positions).
+    deferred: HashMap<String, (String, String)>,
 }
 
 type P = (Role, Option<String>, Tensor);
@@ -55,6 +58,7 @@ impl<'g> Lower<'g> {
             checked: Vec::new(),
             names: HashSet::new(),
             keys: HashSet::new(),
+            deferred: HashMap::new(),
         }
     }
 
@@ -588,6 +592,11 @@ impl<'g> Lower<'g> {
         let (a, b) = (&n.inputs[0], &n.inputs[1]);
         let from = n.name.clone();
         let base = g.module_name(n);
+        if let Some((other, (table, pos))) =
+            [(b, a), (a, b)].iter().find_map(|(o, d)| self.deferred.get(d.as_str()).map(|t| (*o, t.clone())))
+        {
+            return self.token_positions(n, other, &table, &pos);
+        }
         match (g.is_const(a), g.is_const(b)) {
             (false, false) => {
                 let (ba, bb) = (self.bound(a, n)?, self.bound(b, n)?);
@@ -676,6 +685,47 @@ impl<'g> Lower<'g> {
         Ok(())
     }
 
+    /// `x + table[positions(ids)]` with RoBERTa's padding-aware positions, checked on the
+    /// example input.
+    fn token_positions(&mut self, n: &ONode, x: &str, table: &str, pos: &str) -> Result<()> {
+        let g = self.g;
+        let xid = self.canonical(x, n, "a position table")?;
+        let ids_name = g.input_sources(pos).remove(0);
+        let ids = self.env[&ids_name].id;
+        let tv = &g.values[table];
+        let want = g.values[pos].f_to_kind(Kind::Int64)?;
+        let ids_v = &g.values[&ids_name];
+        // The padding id is one of the integer constants the positions are computed with.
+        let mut candidates: Vec<i64> = g
+            .ancestor_nodes(pos)
+            .iter()
+            .flat_map(|&k| g.model.nodes[k].inputs.iter())
+            .filter(|v| g.is_const(v) && !g.values[*v].is_floating_point() && g.values[*v].numel() == 1)
+            .map(|v| g.values[v].f_flatten(0, -1).and_then(|t| t.f_int64_value(&[0])).unwrap_or(-1))
+            .collect();
+        candidates.extend([0, 1]);
+        let found = candidates.into_iter().filter(|&p| p >= 0 && p < tv.size()[0]).find(|&p| {
+            let op = TokenPositionEmbedding { max_len: tv.size()[0], dim: tv.size()[1], padding_idx: p };
+            op.positions(ids_v).is_ok_and(|got| got.size() == want.size() && got.equal(&want))
+        });
+        let Some(padding_idx) = found else {
+            return Err(
+                self.unsupported(n, "positions computed from the token ids other than RoBERTa's padding-aware count")
+            );
+        };
+        let op = Op::TokenPositionEmbedding(TokenPositionEmbedding {
+            max_len: tv.size()[0],
+            dim: tv.size()[1],
+            padding_idx,
+        });
+        let origin = g.const_origin(table);
+        let base = origin.as_deref().map(strip_role).unwrap_or_else(|| g.module_name(n));
+        let canon = self.canon[xid].clone();
+        let id = self.add(&base, op, &[xid, ids], vec![(Role::Weight, origin, tv.shallow_clone())], canon, &n.name);
+        self.bind(&n.outputs[0], id, None);
+        Ok(())
+    }
+
     fn mul_op(&mut self, i: usize) -> Result<()> {
         let g = self.g;
         let n = &g.model.nodes[i];
@@ -722,6 +772,19 @@ impl<'g> Lower<'g> {
         let out = &n.outputs[0];
         let (t, idx) = (&n.inputs[0], &n.inputs[1]);
         let from = n.name.clone();
+        if g.is_const(t) && !g.is_const(idx) && !self.env.contains_key(idx.as_str()) {
+            // Positions computed from the token ids: the sum with the embeddings maps it.
+            let sources = g.input_sources(idx);
+            let from_ids = sources.len() == 1
+                && self
+                    .env
+                    .get(&sources[0])
+                    .is_some_and(|b| matches!(self.nodes[b.id].op, Op::Input(InputKind::TokenIds { .. })));
+            if from_ids {
+                self.deferred.insert(out.clone(), (t.clone(), idx.clone()));
+                return Ok(());
+            }
+        }
         if g.is_const(t) && !g.is_const(idx) {
             let ids = self.canonical(idx, n, "an embedding lookup")?;
             if !matches!(self.nodes[ids].op, Op::Input(InputKind::TokenIds { .. })) {

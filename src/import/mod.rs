@@ -58,9 +58,10 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("Flatten", "absorbed: a flatten node where a linear layer reads a map"),
     ("Squeeze", "absorbed: tracked as a view"),
     ("Unsqueeze", "absorbed: tracked as a view"),
+    ("CumSum", "with Equal / Not / Cast / Mul / Add on the token ids, read by a Gather of a table and added to the embeddings: token_position_embedding (RoBERTa's padding-aware positions)"),
     ("Identity", "dropped"),
     ("Dropout", "dropped (inference)"),
-    ("Shape, Size, Constant, ConstantOfShape, Range, Cast, CastLike, Expand, Equal, Less, Greater, And, Or, Not, Neg, Abs, Sub, Div, Pow, Sqrt, Reciprocal, Exp, Log, Max, Min, Mod, CumSum, ReduceSum, ReduceMax", "folded into constants when they compute shapes or constants (the exporters' shape arithmetic, attention masks)"),
+    ("Shape, Size, Constant, ConstantOfShape, Range, Cast, CastLike, Expand, Equal, Less, Greater, And, Or, Not, Neg, Abs, Sub, Div, Pow, Sqrt, Reciprocal, Exp, Log, Max, Min, Mod, ReduceSum, ReduceMax", "folded into constants when they compute shapes or constants (the exporters' shape arithmetic, attention masks)"),
 ];
 
 /// Batch size of the example input. One sample keeps imports fast (two forward passes of the
@@ -145,6 +146,23 @@ impl OnnxGraph {
         None
     }
 
+    /// The non-constant nodes `v` is computed by (up to the graph inputs).
+    pub fn ancestor_nodes(&self, v: &str) -> Vec<usize> {
+        let mut seen = HashSet::new();
+        let mut stack = vec![v.to_string()];
+        let mut out = Vec::new();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x.clone()) || self.is_const(&x) {
+                continue;
+            }
+            if let Some(&p) = self.producer.get(&x) {
+                out.push(p);
+                stack.extend(self.model.nodes[p].inputs.iter().filter(|s| !s.is_empty()).cloned());
+            }
+        }
+        out
+    }
+
     /// The graph inputs `v` depends on.
     pub fn input_sources(&self, v: &str) -> Vec<String> {
         let inputs: HashSet<&str> = self.model.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -211,6 +229,8 @@ pub struct ImportReport {
     pub mapped: Vec<(String, String, String)>,
     /// Largest relative difference between relprune's output and the file's on the example input.
     pub max_difference: f64,
+    /// Wall-clock seconds the import took (reading, the example run, mapping and the check).
+    pub seconds: f64,
 }
 
 /// An imported model.
@@ -294,6 +314,7 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Imports an ONNX file.
 pub fn import(path: &Path) -> Result<Imported> {
+    let start = std::time::Instant::now();
     let model = proto::read(path)?;
     let ctx = |e: Error| Error::invalid(format!("{}: {e}", path.display()));
     if !proto::OPSETS.contains(&model.opset) {
@@ -329,7 +350,9 @@ pub fn import(path: &Path) -> Result<Imported> {
     }
     let examples = example_inputs(&model).map_err(ctx)?;
     let g = evaluate(model, &examples).map_err(ctx)?;
-    build(&g, &examples).map_err(ctx)
+    let mut imported = build(&g, &examples).map_err(ctx)?;
+    imported.report.seconds = start.elapsed().as_secs_f64();
+    Ok(imported)
 }
 
 /// Runs the file on the example input, folding constants.
@@ -454,6 +477,14 @@ fn build(g: &OnnxGraph, examples: &[(String, InputKind, Tensor)]) -> Result<Impo
                 }
             }
             None => {
+                // Integer arithmetic on token ids (positions, masks) is read by the op that
+                // consumes it (a position table), not mapped on its own.
+                let n = &g.model.nodes[i];
+                let integer =
+                    n.outputs.iter().all(|o| o.is_empty() || g.values.get(o).is_some_and(|t| !t.is_floating_point()));
+                if integer && n.op != "Gather" {
+                    continue;
+                }
                 if ["Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"]
                     .contains(&g.model.nodes[i].op.as_str())
                 {
@@ -534,6 +565,7 @@ fn build(g: &OnnxGraph, examples: &[(String, InputKind, Tensor)]) -> Result<Impo
             .map(|(n, f)| (n.name.clone(), n.op.kind_name().to_string(), f.clone()))
             .collect(),
         max_difference,
+        seconds: 0.0,
     };
     Ok(Imported { graph, report })
 }

@@ -96,6 +96,11 @@ def run(folder, inputs_path, out_path):
             w = P("weight")
             tokens = x.shape[1]
             y = x + (w[:, :tokens] if op["leading_one"] else w[:tokens].unsqueeze(0))
+        elif t == "token_position_embedding":
+            # RoBERTa: real tokens count up from padding_idx + 1, padding tokens sit at padding_idx.
+            real = xs[1].ne(op["padding_idx"]).long()
+            pos = torch.cumsum(real, dim=1) * real + op["padding_idx"]
+            y = x + F.embedding(pos, P("weight"))
         elif t == "segment_embedding":
             y = x + P("weight")[0]
         elif t == "patches_to_tokens":

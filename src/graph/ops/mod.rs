@@ -40,6 +40,7 @@ mod scale;
 mod segment_embedding;
 mod select_token;
 mod stochastic_depth;
+mod token_position_embedding;
 
 pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, Relu, Sigmoid, Silu, Tanh};
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
@@ -68,6 +69,7 @@ pub use scale::Scale;
 pub use segment_embedding::SegmentEmbedding;
 pub use select_token::SelectToken;
 pub use stochastic_depth::StochasticDepth;
+pub use token_position_embedding::TokenPositionEmbedding;
 
 /// Registers the op kinds: the enum (its JSON form is `{"type": "<name>", ...fields}`), the list
 /// of names, and the single dispatch to [`OpKind`].
@@ -144,6 +146,8 @@ ops! {
     Attention(Attention) = "attention",
     Embedding(Embedding) = "embedding",
     PositionEmbedding(PositionEmbedding) = "position_embedding",
+    /// Positions counted from the token ids, padding-aware (RoBERTa).
+    TokenPositionEmbedding(TokenPositionEmbedding) = "token_position_embedding",
     SegmentEmbedding(SegmentEmbedding) = "segment_embedding",
     PatchesToTokens(PatchesToTokens) = "patches_to_tokens",
     ClassToken(ClassToken) = "class_token",
