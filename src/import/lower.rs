@@ -697,7 +697,8 @@ impl<'g> Lower<'g> {
         let ids_v = &g.values[&ids_name];
         // The padding id is one of the integer constants the positions are computed with.
         let mut candidates: Vec<i64> = g
-            .ancestor_nodes(pos)
+            .upstream(pos)
+            .0
             .iter()
             .flat_map(|&k| g.model.nodes[k].inputs.iter())
             .filter(|v| g.is_const(v) && !g.values[*v].is_floating_point() && g.values[*v].numel() == 1)

@@ -146,42 +146,29 @@ impl OnnxGraph {
         None
     }
 
-    /// The non-constant nodes `v` is computed by (up to the graph inputs).
-    pub fn ancestor_nodes(&self, v: &str) -> Vec<usize> {
-        let mut seen = HashSet::new();
-        let mut stack = vec![v.to_string()];
-        let mut out = Vec::new();
-        while let Some(x) = stack.pop() {
-            if !seen.insert(x.clone()) || self.is_const(&x) {
-                continue;
-            }
-            if let Some(&p) = self.producer.get(&x) {
-                out.push(p);
-                stack.extend(self.model.nodes[p].inputs.iter().filter(|s| !s.is_empty()).cloned());
-            }
-        }
-        out
-    }
-
-    /// The graph inputs `v` depends on.
-    pub fn input_sources(&self, v: &str) -> Vec<String> {
+    /// The non-constant nodes `v` is computed by, and the graph inputs it reads.
+    pub fn upstream(&self, v: &str) -> (Vec<usize>, Vec<String>) {
         let inputs: HashSet<&str> = self.model.inputs.iter().map(|i| i.name.as_str()).collect();
         let mut seen = HashSet::new();
         let mut stack = vec![v.to_string()];
-        let mut out = Vec::new();
+        let (mut nodes, mut sources) = (Vec::new(), Vec::new());
         while let Some(x) = stack.pop() {
             if !seen.insert(x.clone()) || self.is_const(&x) {
                 continue;
             }
             if inputs.contains(x.as_str()) {
-                out.push(x);
-                continue;
-            }
-            if let Some(&p) = self.producer.get(&x) {
+                sources.push(x);
+            } else if let Some(&p) = self.producer.get(&x) {
+                nodes.push(p);
                 stack.extend(self.model.nodes[p].inputs.iter().filter(|s| !s.is_empty()).cloned());
             }
         }
-        out
+        (nodes, sources)
+    }
+
+    /// The graph inputs `v` depends on.
+    pub fn input_sources(&self, v: &str) -> Vec<String> {
+        self.upstream(v).1
     }
 
     /// A relprune node name for ONNX node `n`: the PyTorch module path the exporter encoded in
@@ -277,7 +264,9 @@ fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Te
             (false, 2) if matches!(i.elem, 6 | 7) => {
                 let t = dims[1].unwrap_or(EXAMPLE_TOKENS);
                 let max_len = dims[1].unwrap_or(512);
-                if i.name.to_lowercase().contains("mask") {
+                // Token ids index an embedding table; another int input is the attention mask.
+                let indexes_a_table = vocab(&i.name).is_some();
+                if i.name.to_lowercase().contains("mask") || !indexes_a_table {
                     let m = Tensor::f_ones([EXAMPLE_BATCH, t], (Kind::Int64, tch::Device::Cpu))?;
                     // The last sample is padded over its last quarter.
                     let pad = (t / 4).max(1).min(t - 1);
