@@ -284,6 +284,14 @@ pub fn run(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
                 _ => a.f_remainder_tensor(&b)?,
             })
         }
+        "Sum" => {
+            let ts: Vec<&Tensor> = xs.iter().flatten().copied().collect();
+            let mut acc = ts[0].shallow_clone();
+            for t in &ts[1..] {
+                acc = acc.f_add(t)?;
+            }
+            one(acc)
+        }
         "Where" => {
             let (c, a, b) = (need(n, xs, 0)?, need(n, xs, 1)?, need(n, xs, 2)?);
             let (a, b) = promote(a, b)?;

@@ -481,6 +481,8 @@ impl<'g> Lower<'g> {
                 self.layer_norm(&out, &base, x, n.float("epsilon", 1e-5) as f64, gamma, beta, n, &from)?;
             }
             "Add" => self.add_op(i)?,
+            "Sum" if n.inputs.len() == 2 => self.add_op(i)?,
+            "Sum" => self.sum(i)?,
             "Mul" => self.mul_op(i)?,
             "Gather" => self.gather(i)?,
             "Concat" => self.concat(i)?,
@@ -571,6 +573,25 @@ impl<'g> Lower<'g> {
         };
         let id = self.add(&base, op, &[x], params, out_canon, &from);
         self.bind(out, id, v);
+        Ok(())
+    }
+
+    /// A sum of several tensors laid out alike (relprune's own export writes residual adds so).
+    fn sum(&mut self, i: usize) -> Result<()> {
+        let n = &self.g.model.nodes[i];
+        let first = self.bound(&n.inputs[0], n)?;
+        let (view, canon) = (first.view.as_ref().map(|t| t.shallow_clone()), self.canon[first.id].clone());
+        let index = self.index(first);
+        let mut ids = Vec::new();
+        for v in &n.inputs {
+            let b = self.bound(v, n)?;
+            if self.canon[b.id] != canon || !self.index(b).equal(&index) {
+                return Err(self.unsupported(n, "a sum of tensors laid out differently (broadcast)"));
+            }
+            ids.push(b.id);
+        }
+        let id = self.add(&self.g.module_name(n), Op::Add(Add), &ids, Vec::new(), canon, &n.name);
+        self.bind(&n.outputs[0], id, view);
         Ok(())
     }
 

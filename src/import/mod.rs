@@ -32,6 +32,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("BatchNormalization", "batch_norm2d (inference form)"),
     ("Gemm", "linear (transB either way, alpha = beta = 1); channel_linear on channels-last maps"),
     ("MatMul", "linear with a constant weight (+ the following Add as its bias); inside attention: the score and value products"),
+    ("Sum", "add (relprune's own export writes residual sums so)"),
     ("Add", "add of two tensors; the bias of the preceding MatMul / Conv; position / segment tables (BERT, ViT)"),
     ("Mul", "mul (gating, squeeze-excitation); scale by a per-channel constant (layer scale); x·Sigmoid(x) → silu; x·HardSigmoid(x) → hardswish"),
     ("Relu", "relu"),
