@@ -1,6 +1,6 @@
 """Oracle: models exported by torch.onnx.export, with inputs, onnxruntime's and PyTorch's outputs.
 
-usage: onnx_models.py --cases resnet18,vit_b_16@dynamo,resnet18@opset13,... --out DIR
+usage: onnx_models.py --cases resnet18,vit_b_16@dynamo,resnet18@opset13,... --out DIR [--state-dict]
        onnx_models.py --list
 
 A case is NAME[@MOD[@MOD...]], MOD one of
@@ -30,6 +30,14 @@ For each case DIR gets
                                       "max_abs_diff" (output vs torch_output), "max_abs_output",
                                       "batch1_max_abs_diff" (onnxruntime on the first sample alone
                                       vs torch_output[:1]: the batch axis is really dynamic)}
+  <case>.state_dict.safetensors      only with --state-dict: the module's state_dict after the
+                                     perturbation below, i.e. exactly the weights that were
+                                     exported (PyTorch names, e.g. layer1.0.bn1.running_mean,
+                                     num_batches_tracked included; the Hugging Face models'
+                                     keys start with "model.", the wrapper's attribute), so that
+                                     a native relprune model can be built with the same weights.
+                                     The exporters fold BatchNorm into the preceding conv; this
+                                     file keeps it separate.
 A case that fails writes <case>.error (the traceback) instead; the script goes on with the
 other cases and exits with status 1 at the end.
 
@@ -207,7 +215,7 @@ def histogram(graph, counter):
     return counter
 
 
-def run_case(case, out):
+def run_case(case, out, state_dict=False):
     import onnx
     import onnxruntime as ort
     from safetensors.numpy import save_file
@@ -220,8 +228,13 @@ def run_case(case, out):
         expected = model(*inputs)
     path = out / f"{case}.onnx"
     data = out / f"{case}.onnx.data"
-    for f in (path, data, out / f"{case}.error"):
+    for f in (path, data, out / f"{case}.error", out / f"{case}.state_dict.safetensors"):
         f.unlink(missing_ok=True)
+    if state_dict:
+        import safetensors.torch
+        # cloned: safetensors refuses tensors that share storage
+        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        safetensors.torch.save_file(sd, str(out / f"{case}.state_dict.safetensors"))
     t0 = time.perf_counter()
     if opts["external"]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -280,6 +293,8 @@ def main():
     p.add_argument("--cases", help="comma-separated, e.g. resnet18,vit_b_16@dynamo")
     p.add_argument("--out", help="output folder (created)")
     p.add_argument("--list", action="store_true", help="print the known case names")
+    p.add_argument("--state-dict", action="store_true",
+                   help="also write <case>.state_dict.safetensors (the exported weights)")
     a = p.parse_args()
     if a.list:
         print("\n".join(CASES))
@@ -295,7 +310,7 @@ def main():
     failed = []
     for c in cases:
         try:
-            m = run_case(c, out)
+            m = run_case(c, out, a.state_dict)
             print(f"{c}: opset {m['opset']}, {sum(m['op_types'].values())} nodes, "
                   f"export {m['export_seconds']:.1f} s, max |ort - torch| {m['max_abs_diff']:.3g} "
                   f"(max |torch| {m['max_abs_output']:.3g}; "
