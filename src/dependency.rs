@@ -92,7 +92,9 @@ pub fn channel_spaces(graph: &Graph) -> Result<ChannelSpaces> {
                 mismatch = true;
                 uf.fresh(c)
             }
-            ChannelMap::Concat if ins.iter().map(|a| a.len() as i64).sum::<i64>() == c && ins.len() > 1 => {
+            // A concatenation of one input (torchvision's DenseNet writes `cat([x], 1)`) is the
+            // identity and passes its atoms on too.
+            ChannelMap::Concat if ins.iter().map(|a| a.len() as i64).sum::<i64>() == c => {
                 ins.iter().flat_map(|a| a.iter().copied()).collect()
             }
             ChannelMap::Flatten if shapes[node.inputs[0]].len() >= 3 && !ins[0].is_empty() => {

@@ -388,6 +388,26 @@ fn densenet_filters_through_concatenations() {
 }
 
 #[test]
+fn single_input_concat_passes_channels_on() {
+    // `torch.cat([x], 1)` (torchvision's DenseNet) is the identity: a removed channel still
+    // reaches the BatchNorm after it, whose shift would otherwise turn it into a constant.
+    use relprune::graph::GraphBuilder;
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", InputKind::Image { channels: 3, height: 8, width: 8 });
+    let c0 = b.add("c0", Op::Conv2d(Conv2d::new(3, 8, 3).padding(1)), &[x]);
+    let r0 = b.add("r0", Op::Relu(Relu), &[c0]);
+    let cat1 = b.add("cat1", Op::Concat(Concat { dim: 1 }), &[r0]);
+    let bn = b.add("bn", Op::BatchNorm2d(BatchNorm2d::new(8)), &[cat1]);
+    let r1 = b.add("r1", Op::Relu(Relu), &[bn]);
+    let c1 = b.add("c1", Op::Conv2d(Conv2d::new(8, 4, 3).padding(1)), &[r1]);
+    let cat2 = b.add("cat2", Op::Concat(Concat { dim: 1 }), &[r0, c1]);
+    let p = b.add("pool", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [1, 1] }), &[cat2]);
+    let f = b.add("flat", Op::Flatten(Flatten { start_dim: 1 }), &[p]);
+    let out = b.add("fc", Op::Linear(Linear { in_features: 12, out_features: 3, bias: true }), &[f]);
+    check(b.finish(out, 1).unwrap(), ComponentKind::Filters, 0.3);
+}
+
+#[test]
 fn convnext_hidden_channels() {
     // The residual stream is normalised over its channels (blocked); the MLP's hidden channels go.
     let g = Architecture::parse("convnext_tiny:size=32,classes=10").unwrap().build(1).unwrap();

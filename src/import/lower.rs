@@ -82,6 +82,7 @@ impl<'g> Lower<'g> {
         let name = self.unique_name(base, op.kind_name());
         let mut map = BTreeMap::new();
         for (role, init, t) in params {
+            let init = init.map(|k| user_name(&k).to_string());
             let key = match init.filter(|k| meaningful(k) && !self.keys.contains(k)) {
                 Some(k) => k,
                 None => {
@@ -646,6 +647,7 @@ impl<'g> Lower<'g> {
                     // The bias of the preceding affine layer (MatMul + Add).
                     let key = g
                         .const_origin(cv)
+                        .map(|k| user_name(&k).to_string())
                         .filter(|k| meaningful(k) && !self.keys.contains(k))
                         .unwrap_or_else(|| format!("{}.bias", self.nodes[id].name));
                     self.keys.insert(key.clone());
@@ -689,6 +691,13 @@ impl<'g> Lower<'g> {
                         Op::PositionEmbedding(PositionEmbedding { max_len: t, dim, leading_one: true }),
                         g.const_origin(cv),
                         c.shallow_clone(),
+                    )),
+                    // One row added to every token: a segment table of one type (relprune's own
+                    // export writes its segment embedding so).
+                    _ if c.numel() as i64 == dim && c.size().last() == Some(&dim) => Some((
+                        Op::SegmentEmbedding(SegmentEmbedding { types: 1, dim }),
+                        g.const_origin(cv),
+                        c.f_reshape([1, dim])?,
                     )),
                     _ => None,
                 };
@@ -863,6 +872,13 @@ impl<'g> Lower<'g> {
         let base = g.module_name(n);
         let rank = g.values[out].dim();
         let ax = eval::axis(n.int("axis", 0), rank)?;
+        if n.inputs.len() == 1 {
+            // `cat([x])` is x.
+            let b = self.bound(&n.inputs[0], n)?;
+            let (id, v) = (b.id, b.view.as_ref().map(|t| t.shallow_clone()));
+            self.env.insert(out.clone(), Bound { id, view: v });
+            return Ok(());
+        }
         let consts: Vec<&String> = n.inputs.iter().filter(|v| g.is_const(v)).collect();
         if consts.is_empty() && rank == 4 && ax == 1 {
             let ids: Vec<NodeId> =
@@ -967,8 +983,16 @@ pub fn meaningful(name: &str) -> bool {
         || name.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// An initializer's name as the user named the tensor: relprune's own export writes
+/// `param:<key>` (and `param:<key>:row0` for a table's first row).
+fn user_name(name: &str) -> &str {
+    let name = name.strip_prefix("param:").unwrap_or(name);
+    name.strip_suffix(":row0").unwrap_or(name)
+}
+
 /// `layer1.0.conv1.weight` → `layer1.0.conv1`.
 pub fn strip_role(name: &str) -> String {
+    let name = user_name(name);
     for suffix in [".weight", ".bias", ".running_mean", ".running_var"] {
         if let Some(s) = name.strip_suffix(suffix) {
             return s.to_string();

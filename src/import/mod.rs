@@ -136,9 +136,23 @@ impl OnnxGraph {
                 "Gather" if n.int("axis", 0) == 0 => {
                     let table = self.const_origin(&n.inputs[0])?;
                     let ids = &self.values[&n.inputs[1]];
+                    if ids.dim() == 0 {
+                        return Some((table, vec![ids.int64_value(&[])]));
+                    }
                     let last = *ids.size().last()?;
                     let rows = eval::int_list(&ids.f_reshape([-1, last]).ok()?.f_select(0, 0).ok()?).ok()?;
                     return Some((table, rows));
+                }
+                // The first rows of a table: Slice(table, 0, T) on axis 0 (relprune's own export).
+                "Slice" if self.model.inits.contains_key(&n.inputs[0]) => {
+                    let starts = eval::int_list(self.values.get(n.inputs.get(1)?)?).ok()?;
+                    let axes = match n.inputs.get(3).filter(|a| !a.is_empty()) {
+                        Some(a) => eval::int_list(self.values.get(a)?).ok()?,
+                        None => vec![0],
+                    };
+                    let rows = self.values.get(&v)?.size()[0];
+                    let table = n.inputs[0].clone();
+                    return (axes == [0] && starts == [0]).then(|| (table, (0..rows).collect()));
                 }
                 "Cast" | "Identity" | "Expand" | "Unsqueeze" | "Reshape" => v = n.inputs.first()?.clone(),
                 _ => return None,
@@ -180,13 +194,20 @@ impl OnnxGraph {
         }
         if n.name.starts_with('/') {
             let parts: Vec<&str> = n.name.split('/').filter(|p| !p.is_empty()).collect();
+            // Each scope is either the full dotted path (`layer1.0` under `layer1`), a child
+            // named after its parent's local name (`downsample.0` under `downsample`), or a
+            // local name (`conv1`).
             let mut acc = String::new();
+            let mut prev = "";
             for p in &parts[..parts.len().saturating_sub(1)] {
                 if acc.is_empty() || p.starts_with(&format!("{acc}.")) {
                     acc = p.to_string();
+                } else if let Some(rest) = p.strip_prefix(prev).and_then(|r| r.strip_prefix('.')) {
+                    acc = format!("{acc}.{rest}");
                 } else {
                     acc = format!("{acc}.{p}");
                 }
+                prev = p;
             }
             if !acc.is_empty() {
                 return acc;

@@ -4,7 +4,7 @@
 use super::{check_size, Ctx, OpKind, ParamSpec, Role};
 use crate::attribution::lrp::LrpCx;
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
+use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::init::normal;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -42,9 +42,12 @@ impl OpKind for SegmentEmbedding {
         Ok(vec![Some(xs[0].f_mul(&r.f_div(&cx.stabilize(out)?)?)?)])
     }
     fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
-        let name = format!("{}:row0", cx.param_name(Role::Weight));
-        let row = cx.weight(Role::Weight)?.f_select(0, 0)?;
-        let row = cx.tensor(&name, &row)?;
+        // The whole table and a lookup of row 0, so the file keeps every parameter (and an
+        // import gives back the same table).
+        let table = cx.param(Role::Weight)?;
+        let name = cx.fresh("row");
+        let zero = cx.tensor(&name, &Tensor::from(0i64))?;
+        let row = cx.step("Gather", &[&table, &zero], &[("axis", Attr::Int(0))]);
         Ok(cx.output("Add", &[cx.x(0), row], &[]))
     }
 }
