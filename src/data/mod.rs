@@ -2,9 +2,9 @@
 
 pub mod fashion_mnist;
 pub mod idx;
-pub mod npy;
 pub mod image_cache;
 pub mod image_folder;
+pub mod npy;
 pub mod preprocess;
 pub mod references;
 pub mod restriction;

@@ -253,9 +253,8 @@ pub struct Imported {
 /// The input kinds and example values for the file's graph inputs.
 fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Tensor)>> {
     let mut out = Vec::new();
+    // A private seeded generator: importing never touches libtorch's global one.
     let mut rng = crate::util::rng(0);
-    let _ = &mut rng;
-    tch::manual_seed(0);
     // Vocabulary size: the table the token ids index.
     let vocab = |name: &str| {
         model
@@ -280,7 +279,7 @@ fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Te
                         shown.join(", ")
                     );
                 };
-                let x = Tensor::f_randn([EXAMPLE_BATCH, c, h, w], (Kind::Float, tch::Device::Cpu))?;
+                let x = crate::graph::init::normal(&mut rng, &[EXAMPLE_BATCH, c, h, w], 1.0);
                 (InputKind::Image { channels: c, height: h, width: w }, x)
             }
             (false, 2) if matches!(i.elem, 6 | 7) => {
@@ -298,7 +297,9 @@ fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Te
                     crate::bail!("input `{}`: token type ids are not supported; export with single-segment input (no token_type_ids)", i.name);
                 } else {
                     let v = vocab(&i.name).unwrap_or(2).max(2);
-                    let ids = Tensor::f_randint_low(1, v, [EXAMPLE_BATCH, t], (Kind::Int64, tch::Device::Cpu))?;
+                    use rand::RngExt;
+                    let ids: Vec<i64> = (0..EXAMPLE_BATCH * t).map(|_| rng.random_range(1..v)).collect();
+                    let ids = Tensor::from_slice(&ids).f_reshape([EXAMPLE_BATCH, t])?;
                     (InputKind::TokenIds { max_len }, ids)
                 }
             }
