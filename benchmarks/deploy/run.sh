@@ -9,6 +9,8 @@
 # The table in docs/benchmarks.md (2026-12-01) came from these two runs (results are cached per row):
 #   CRITERIA="lrp-epsilon taylor" ORDERS="relevance/none cost-aware/none" benchmarks/deploy/run.sh
 #   CRITERIA="lrp-epsilon taylor gradient" ORDERS="relevance/mean" benchmarks/deploy/run.sh
+# and the VGG rows at MACs 0.7 and 0.33 (2026-12-02):
+#   MODELS=fmnist-vgg16bn TARGETS="0.7 0.33" CRITERIA="lrp-epsilon taylor" ORDERS="relevance/mean" benchmarks/deploy/run.sh
 # Results: benchmarks/deploy/results/*.json; table: docs/benchmarks.md, section "deploy".
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
