@@ -28,11 +28,9 @@ pub fn example_inputs(graph: &Graph, seq_len: i64) -> Vec<Tensor> {
 /// Checks a token count for [`example_inputs`]: at least 1, at most what every token input of
 /// the graph takes (image models ignore it).
 pub fn check_seq_len(graph: &Graph, seq_len: i64) -> Result<()> {
-    for k in graph.input_kinds() {
-        if let InputKind::TokenIds { max_len } | InputKind::AttentionMask { max_len } = k {
-            if seq_len < 1 || seq_len > *max_len {
-                crate::bail!("--seq-len {seq_len}: this model takes 1 to {max_len} tokens per sample");
-            }
+    if let Some(max_len) = max_tokens(graph) {
+        if seq_len < 1 || seq_len > max_len {
+            crate::bail!("--seq-len {seq_len}: this model takes 1 to {max_len} tokens per sample");
         }
     }
     Ok(())

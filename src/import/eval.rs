@@ -205,11 +205,9 @@ pub fn run(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
             let (t, idx) = (x()?, need(n, xs, 1)?);
             let a = axis(n.int("axis", 0), t.dim())?;
             let dim = t.size()[a as usize];
+            // Negative indices count from the end.
             let idx = idx.f_to_kind(Kind::Int64)?;
-            let idx = idx
-                .f_where_scalarother(&idx.f_ge(0)?, 0)?
-                .f_add(&idx.f_lt(0)?.f_to_kind(Kind::Int64)?.f_mul_scalar(dim)?)?;
-            let idx = idx.f_add(&Tensor::from(0i64))?; // materialise
+            let idx = idx.f_add(&idx.f_lt(0)?.f_to_kind(Kind::Int64)?.f_mul_scalar(dim)?)?;
             let flat = idx.f_flatten(0, -1)?;
             let picked = t.f_index_select(a, &flat)?;
             let mut shape = t.size()[..a as usize].to_vec();
@@ -484,4 +482,27 @@ pub fn pool_pads(n: &ONode) -> Result<Vec<i64>> {
     let pads = n.ints("pads").map(<[i64]>::to_vec).unwrap_or_default();
     symmetric_pads(&pads, 2)
         .ok_or_else(|| Error::invalid(format!("{}: asymmetric pooling pads {pads:?} are not supported", n.describe())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn gather_counts_negative_indices_from_the_end() {
+        let n = ONode {
+            name: "g".into(),
+            op: "Gather".into(),
+            domain: String::new(),
+            inputs: vec!["x".into(), "i".into()],
+            outputs: vec!["y".into()],
+            attrs: HashMap::from([("axis".to_string(), AttrValue::Int(1))]),
+            position: 0,
+            scope: None,
+        };
+        let x = Tensor::arange(6, (Kind::Int64, tch::Device::Cpu)).reshape([2, 3]);
+        let y = run(&n, &[Some(&x), Some(&Tensor::from_slice(&[-1i64, 0]))]).unwrap().remove(0);
+        assert!(y.equal(&Tensor::from_slice(&[2i64, 0, 5, 3]).reshape([2, 2])));
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashSet};
 use tch::{Kind, Tensor};
 
 /// What a fused region computes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Fused {
     /// GELU, exact (Erf) or tanh-approximated.
     Gelu { tanh: bool },
@@ -214,9 +214,14 @@ pub fn region(g: &OnnxGraph, x: &str, y: &str, limit: usize) -> Option<BTreeSet<
     Some(nodes)
 }
 
-/// A region around node `i` whose output is `f(input)` on the example input.
-fn numeric(g: &OnnxGraph, i: usize, f: &dyn Fn(&Tensor) -> Result<Tensor>, kind: Fused) -> Result<Option<Unit>> {
-    let xs = ancestors(g, i, 5);
+/// Recognises a region from its input's value, its output's value and its nodes.
+type Accept<'a> = dyn Fn(&Tensor, &Tensor, &BTreeSet<usize>) -> Result<Option<Fused>> + 'a;
+
+/// The first closed region around node `i` (its input within `up` producer steps above, its
+/// output within 3 consumer steps below, at most `limit` nodes) that `accept` recognises from the
+/// input's value, the output's value and the region's nodes.
+fn region_around(g: &OnnxGraph, i: usize, up: usize, limit: usize, accept: &Accept) -> Result<Option<Unit>> {
+    let xs = ancestors(g, i, up);
     for y in descendants(g, i, 3) {
         let Some(yv) = g.values.get(&y) else { continue };
         if !yv.is_floating_point() {
@@ -224,67 +229,54 @@ fn numeric(g: &OnnxGraph, i: usize, f: &dyn Fn(&Tensor) -> Result<Tensor>, kind:
         }
         for x in &xs {
             let xv = &g.values[x];
-            if xv.size() != yv.size() {
+            if xv.size() != yv.size() || !xv.is_floating_point() {
                 continue;
             }
-            let Some(nodes) = region(g, x, &y, 12) else { continue };
-            if nodes.len() < 2 || !close(&f(xv)?, yv) {
-                continue;
+            let Some(nodes) = region(g, x, &y, limit) else { continue };
+            if let Some(kind) = accept(xv, yv, &nodes)? {
+                return Ok(Some(Unit { kind, input: x.clone(), output: y, nodes }));
             }
-            return Ok(Some(Unit { kind, input: x.clone(), output: y, nodes }));
         }
     }
     Ok(None)
 }
 
+/// A region around node `i` whose output is `f(input)` on the example input.
+fn numeric(g: &OnnxGraph, i: usize, f: &dyn Fn(&Tensor) -> Result<Tensor>, kind: Fused) -> Result<Option<Unit>> {
+    region_around(g, i, 5, 12, &|x, y, nodes| Ok((nodes.len() >= 2 && close(&f(x)?, y)).then(|| kind.clone())))
+}
+
 /// LayerNorm decomposed: the region around its Sqrt, with γ, β and ε read from its constants.
 fn layer_norm(g: &OnnxGraph, i: usize) -> Result<Option<Unit>> {
-    let xs = ancestors(g, i, 6);
-    for y in descendants(g, i, 3) {
-        let Some(yv) = g.values.get(&y) else { continue };
-        for x in &xs {
-            let xv = &g.values[x];
-            if xv.size() != yv.size() || !xv.is_floating_point() {
-                continue;
-            }
-            let Some(nodes) = region(g, x, &y, 14) else { continue };
-            if !nodes.iter().any(|&k| g.model.nodes[k].op == "ReduceMean") {
-                continue;
-            }
-            let c = *xv.size().last().unwrap_or(&0);
-            let (mut eps, mut gamma, mut beta) = (None, None, None);
-            for &k in &nodes {
-                let n = &g.model.nodes[k];
-                for v in n.inputs.iter().filter(|v| g.is_const(v)) {
-                    let t = &g.values[v];
-                    if !t.is_floating_point() {
-                        continue;
+    region_around(g, i, 6, 14, &|xv, yv, nodes| {
+        if !nodes.iter().any(|&k| g.model.nodes[k].op == "ReduceMean") {
+            return Ok(None);
+        }
+        let c = *xv.size().last().unwrap_or(&0);
+        let (mut eps, mut gamma, mut beta) = (None, None, None);
+        for &k in nodes {
+            let n = &g.model.nodes[k];
+            for v in n.inputs.iter().filter(|v| g.is_const(v)) {
+                let t = &g.values[v];
+                if !t.is_floating_point() {
+                    continue;
+                }
+                match (n.op.as_str(), t.numel() as i64) {
+                    ("Add", 1) if consumers_op(g, &n.outputs[0], "Sqrt") => {
+                        eps = Some(t.f_flatten(0, -1)?.double_value(&[0]))
                     }
-                    match (n.op.as_str(), t.numel() as i64) {
-                        ("Add", 1) if consumers_op(g, &n.outputs[0], "Sqrt") => {
-                            eps = Some(t.f_flatten(0, -1)?.double_value(&[0]))
-                        }
-                        ("Mul", n) if n == c => gamma = Some(v.clone()),
-                        ("Add", n) if n == c => beta = Some(v.clone()),
-                        _ => {}
-                    }
+                    ("Mul", n) if n == c => gamma = Some(v.clone()),
+                    ("Add", n) if n == c => beta = Some(v.clone()),
+                    _ => {}
                 }
             }
-            let Some(eps) = eps else { continue };
-            let gt = gamma.as_ref().map(|v| g.values[v].f_flatten(0, -1)).transpose()?;
-            let bt = beta.as_ref().map(|v| g.values[v].f_flatten(0, -1)).transpose()?;
-            let want = xv.f_layer_norm([c].as_slice(), gt.as_ref(), bt.as_ref(), eps, false)?;
-            if close(&want, yv) {
-                return Ok(Some(Unit {
-                    kind: Fused::LayerNorm { eps, gamma, beta },
-                    input: x.clone(),
-                    output: y,
-                    nodes,
-                }));
-            }
         }
-    }
-    Ok(None)
+        let Some(eps) = eps else { return Ok(None) };
+        let gt = gamma.as_ref().map(|v| g.values[v].f_flatten(0, -1)).transpose()?;
+        let bt = beta.as_ref().map(|v| g.values[v].f_flatten(0, -1)).transpose()?;
+        let want = xv.f_layer_norm([c].as_slice(), gt.as_ref(), bt.as_ref(), eps, false)?;
+        Ok(close(&want, yv).then_some(Fused::LayerNorm { eps, gamma, beta }))
+    })
 }
 
 fn consumers_op(g: &OnnxGraph, v: &str, op: &str) -> bool {

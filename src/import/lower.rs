@@ -345,9 +345,7 @@ impl<'g> Lower<'g> {
                     xs.push(if v.is_empty() { None } else { Some(&g.values[v]) });
                 }
                 let moved = eval::run(n, &xs)?.remove(0);
-                self.env.insert(out.clone(), Bound { id, view: Some(moved) });
-                let v = self.env.remove(&out).expect("inserted");
-                self.bind(&out, v.id, v.view);
+                self.bind(&out, id, Some(moved));
             }
             "Conv" => {
                 let x = self.canonical(&n.inputs[0], n, "a convolution")?;

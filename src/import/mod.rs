@@ -100,10 +100,6 @@ impl OnnxGraph {
     pub fn consumers(&self, v: &str) -> &[usize] {
         self.consumers.get(v).map(Vec::as_slice).unwrap_or(&[])
     }
-    /// Whether `v` is produced by an `op` node.
-    pub fn producer_op(&self, v: &str, op: &str) -> bool {
-        self.producer.get(v).is_some_and(|&p| self.model.nodes[p].op == op)
-    }
 
     /// The initializer a constant comes from, through casts, reshapes and broadcasts.
     pub fn const_origin(&self, v: &str) -> Option<String> {

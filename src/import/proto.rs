@@ -232,7 +232,7 @@ struct ExternalFiles<'a> {
 }
 
 impl ExternalFiles<'_> {
-    fn bytes(&mut self, entries: &[pb::StringStringEntryProto]) -> Result<Vec<u8>> {
+    fn bytes(&mut self, entries: &[pb::StringStringEntryProto]) -> Result<&[u8]> {
         let get = |k: &str| entries.iter().find(|e| e.key.as_deref() == Some(k)).and_then(|e| e.value.clone());
         let location = get("location").ok_or_else(|| Error::invalid("external data without a location"))?;
         // The location is relative to the model's folder and must stay inside it.
@@ -261,7 +261,7 @@ impl ExternalFiles<'_> {
                 "external data range {offset}+{length} is past the end of `{location}` (truncated?)"
             ))
         })?;
-        Ok(data[offset..end].to_vec())
+        Ok(&data[offset..end])
     }
 }
 
@@ -306,13 +306,8 @@ fn decode_tensor(t: &pb::TensorProto, ext: &mut ExternalFiles) -> Result<Tensor>
         crate::bail!("negative dimension in {dims:?}");
     }
     let numel = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d as usize)).unwrap_or(usize::MAX);
-    let external;
-    let raw: Option<&[u8]> = if t.data_location == Some(1) {
-        external = ext.bytes(&t.external_data)?;
-        Some(&external)
-    } else {
-        t.raw_data.as_deref()
-    };
+    let raw: Option<&[u8]> =
+        if t.data_location == Some(1) { Some(ext.bytes(&t.external_data)?) } else { t.raw_data.as_deref() };
     let tensor = if let Some(raw) = raw {
         if raw.len() != numel.saturating_mul(width) {
             crate::bail!("{} bytes of data for shape {dims:?} ({numel} values of {width} bytes)", raw.len());

@@ -86,24 +86,6 @@ pub fn is_patches_to_tokens(index: &Tensor, canon: &[i64]) -> bool {
         && index.equal(&identity(canon).flatten(2, 3).transpose(1, 2))
 }
 
-/// Whether the view is a map's canonical tensor seen as (B, C) after squeezing 1×1 spatial
-/// dimensions (pooling to one pixel, then flatten or squeeze).
-pub fn is_squeezed_pixel(index: &Tensor, canon: &[i64]) -> bool {
-    canon.len() == 4
-        && canon[2] == 1
-        && canon[3] == 1
-        && index.size() == [canon[0], canon[1]]
-        && index.equal(&identity(canon).reshape([canon[0], canon[1]]))
-}
-
-/// Places the ONNX value `onnx` at its canonical positions (for checks).
-pub fn to_canonical(onnx: &Tensor, index: &Tensor, canon: &[i64]) -> Result<Tensor> {
-    let n: i64 = canon.iter().product();
-    let flat = Tensor::f_zeros([n], (onnx.kind(), tch::Device::Cpu))?;
-    let flat = flat.f_index_put(&[Some(index.f_flatten(0, -1)?)], &onnx.f_flatten(0, -1)?, false)?;
-    Ok(flat.f_reshape(canon)?)
-}
-
 /// The ONNX value of a canonical tensor seen through `index`.
 pub fn from_canonical(canonical: &Tensor, index: &Tensor) -> Result<Tensor> {
     Ok(canonical.f_flatten(0, -1)?.f_index_select(0, &index.f_flatten(0, -1)?)?.f_reshape(index.size().as_slice())?)
