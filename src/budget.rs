@@ -215,7 +215,8 @@ pub fn select_for_target(
     if !reached {
         crate::bail!(
             "target {}={}: removing every unit this criterion may remove leaves {:.3} of the model's {}; \
-             a conv layer keeps at least one channel and coupled channels go together{}. Choose a larger fraction",
+             every layer keeps at least one unit, coupled units go together, and layers without \
+             components of this kind (--component) are not pruned{}. Choose a larger fraction",
             target.measure.name(),
             target.ratio,
             choice.ratio,
@@ -228,6 +229,72 @@ pub fn select_for_target(
         );
     }
     Ok(choice)
+}
+
+/// A budget target marked on a curve: the model `prune --target` would give for this criterion
+/// (the shortest prefix of its group order within the target, removed physically), and its
+/// accuracy on the curve's evaluation samples.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BudgetMark {
+    pub target: Target,
+    /// Whether the order can remove that much; if not, the mark is at its largest removal.
+    pub reached: bool,
+    /// Components removed, as a fraction of all (the equivalent pruning rate).
+    pub rate: f64,
+    /// Fractions of the unpruned model's MACs and parameters kept.
+    pub macs_kept: f64,
+    pub params_kept: f64,
+    pub accuracy: f64,
+}
+
+impl BudgetMark {
+    /// Measures `target` on `ranking`'s order: the selection, the physical model's size and its
+    /// accuracy on `split` (token models counted at `seq_len` tokens).
+    pub fn measure(
+        graph: &Graph,
+        comps: &ComponentSet,
+        ranking: &GroupRanking,
+        target: Target,
+        split: &crate::data::Subset,
+        eval: &EvalOptions,
+        seq_len: i64,
+    ) -> Result<Self> {
+        let (choice, reached) = select_at_most(graph, comps, ranking, target, seq_len)?;
+        let (small, _) = prune(graph, comps, ranking, &choice.selection)?;
+        let ratio = |after: i64, before: i64| after as f64 / before.max(1) as f64;
+        Ok(BudgetMark {
+            target,
+            reached,
+            rate: choice.rate,
+            macs_kept: ratio(stats::macs(&small, seq_len)?, stats::macs(graph, seq_len)?),
+            params_kept: ratio(small.num_parameters(), graph.num_parameters()),
+            accuracy: accuracy(&small, split, eval)?,
+        })
+    }
+
+    /// Where the mark sits on a curve's x axis.
+    pub fn x(&self, axis: crate::evaluate::CurveAxis) -> f64 {
+        match axis {
+            crate::evaluate::CurveAxis::Rate => self.rate,
+            crate::evaluate::CurveAxis::Macs => 1.0 - self.macs_kept,
+            crate::evaluate::CurveAxis::Params => 1.0 - self.params_kept,
+        }
+    }
+
+    /// `macs=0.5` (the target's own syntax), for labels.
+    pub fn label(&self) -> String {
+        self.target.to_string()
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.measure {
+            Measure::Macs => write!(f, "macs={}", self.ratio),
+            Measure::Params => write!(f, "params={}", self.ratio),
+            Measure::Latency { batch } => write!(f, "latency={}@{batch}", self.ratio),
+        }
+    }
 }
 
 /// Like [`select_for_target`], but a target that cannot be met gives the whole order (every

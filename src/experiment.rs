@@ -104,8 +104,11 @@ pub struct RunOptions {
     /// What the rate grid measures: components (the paper's), or MACs / parameters removed
     /// (always physically, by bisection on the group order).
     pub axis: CurveAxis,
-    /// The group order on a MACs / parameter axis.
+    /// The group order on a MACs / parameter axis, and for the marks.
     pub selection: crate::budget::Selection,
+    /// Budget targets to mark on the curve (`curve --target macs=0.5`): each is measured once,
+    /// after the curve, on the model `prune --target` would give (see [`mark_targets`]).
+    pub marks: Vec<crate::budget::Target>,
 }
 
 impl Default for RunOptions {
@@ -119,6 +122,7 @@ impl Default for RunOptions {
             physical: false,
             axis: CurveAxis::Rate,
             selection: crate::budget::Selection::Relevance,
+            marks: Vec::new(),
         }
     }
 }
@@ -142,6 +146,9 @@ pub struct CurveResult {
     #[serde(default)]
     pub layers: Vec<LayerUnits>,
     pub curve: Curve,
+    /// The budget targets of [`RunOptions::marks`], measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<crate::budget::BudgetMark>,
     pub timings: Timings,
 }
 
@@ -186,6 +193,7 @@ pub fn run_criterion(
     let scoring_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let curve = measure_curve(graph, comps, &scores, task, opts, progress)?;
+    let marks = mark_targets(graph, comps, &scores, task, opts)?;
     Ok(CurveResult {
         criterion: spec.label(),
         spec: spec.clone(),
@@ -193,6 +201,7 @@ pub fn run_criterion(
         components: comps.total,
         layers: LayerUnits::of(comps),
         curve,
+        marks,
         timings: Timings { scoring_seconds, curve_seconds: t1.elapsed().as_secs_f64() },
     })
 }
@@ -210,6 +219,38 @@ pub fn measure_curve(
         progress(Stage::Rate { index, rate: opts.rates[index], accuracy });
         std::ops::ControlFlow::Continue(())
     })
+}
+
+/// Measures each budget target of `opts.marks` on the scores' group order (ordered by relevance
+/// per unit of the target's measure with `opts.selection` cost-aware), on the task's evaluation
+/// samples. On a rate axis with masks, a mark is the physical model of a group-level selection,
+/// so it may sit slightly off the masked curve: it is what `prune --target` ships.
+pub fn mark_targets(
+    graph: &Graph,
+    comps: &ComponentSet,
+    scores: &Scores,
+    task: &Task,
+    opts: &RunOptions,
+) -> Result<Vec<crate::budget::BudgetMark>> {
+    let mut marks = Vec::with_capacity(opts.marks.len());
+    for &target in &opts.marks {
+        let mut ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+        if opts.selection == crate::budget::Selection::CostAware {
+            let costs = crate::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?;
+            crate::budget::order_by_cost(&mut ranking, &costs, target.measure);
+        }
+        let eval = task.eval_options(opts.eval_batch);
+        marks.push(crate::budget::BudgetMark::measure(
+            graph,
+            comps,
+            &ranking,
+            target,
+            &task.eval,
+            &eval,
+            CURVE_SEQ_LEN,
+        )?);
+    }
+    Ok(marks)
 }
 
 /// Tokens per sample at which a MACs axis counts token models (capped at the model's positions).

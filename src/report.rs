@@ -19,6 +19,15 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// A point marked on one series of a plot (a budget target on a curve).
+pub struct PlotMark {
+    /// Index of the series it belongs to (its colour).
+    pub series: usize,
+    pub x: f64,
+    pub y: f64,
+    pub label: String,
+}
+
 /// A line plot with a legend.
 pub struct LinePlot<'a> {
     pub title: &'a str,
@@ -29,6 +38,8 @@ pub struct LinePlot<'a> {
     pub series: &'a [Series],
     /// Optional horizontal reference line (label, y).
     pub reference: Option<(&'a str, f64)>,
+    /// Marked points: a dashed drop line to the x axis, a triangle and a label.
+    pub marks: &'a [PlotMark],
 }
 
 fn plot_err(e: impl std::fmt::Display) -> Error {
@@ -79,6 +90,33 @@ pub fn line_plot(path: &Path, plot: &LinePlot) -> Result<()> {
                     });
                 chart
                     .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, ShapeStyle::from(&color).filled())))
+                    .map_err(plot_err)?;
+            }
+            if !plot.marks.is_empty() {
+                chart
+                    .draw_series(std::iter::empty::<TriangleMarker<(f64, f64), i32>>())
+                    .map_err(plot_err)?
+                    .label("budget target (the physically pruned model)")
+                    .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, BLACK.mix(0.6).filled()));
+            }
+            for m in plot.marks {
+                let color = Palette99::pick(m.series).to_rgba();
+                let style = ShapeStyle::from(&color).stroke_width(1);
+                chart
+                    .draw_series(DashedLineSeries::new([(m.x, plot.y_range.0), (m.x, m.y)], 6, 4, style))
+                    .map_err(plot_err)?;
+                chart
+                    .draw_series(std::iter::once(TriangleMarker::new((m.x, m.y), 7, ShapeStyle::from(&color).filled())))
+                    .map_err(plot_err)?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        m.label.clone(),
+                        (m.x, m.y),
+                        ("sans-serif", 13).into_font().color(&color).pos(plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Left,
+                            plotters::style::text_anchor::VPos::Bottom,
+                        )),
+                    )))
                     .map_err(plot_err)?;
             }
             chart
@@ -152,7 +190,27 @@ pub fn write_curves(dir: &Path, stem: &str, report: &CurvesReport) -> Result<(st
             points: r.curve.rates.iter().copied().zip(r.curve.accuracies.iter().copied()).collect(),
         })
         .collect();
-    let max_rate = report.results.iter().flat_map(|r| r.curve.rates.iter().copied()).fold(0.0, f64::max);
+    let marks: Vec<PlotMark> = report
+        .results
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.marks.iter().map(move |m| PlotMark {
+                series: i,
+                x: m.x(r.curve.axis),
+                y: m.accuracy,
+                label: if m.reached { m.label() } else { format!("{} (not reached)", m.label()) },
+            })
+        })
+        .collect();
+    let max_rate = report
+        .results
+        .iter()
+        .flat_map(|r| r.curve.rates.iter().copied())
+        .chain(marks.iter().map(|m| m.x))
+        .fold(0.0, f64::max)
+        // Room for the marks' labels right of the last point.
+        * if marks.is_empty() { 1.0 } else { 1.1 };
     let unpruned = report.results.first().map(|r| r.curve.unpruned_accuracy).unwrap_or(1.0);
     let kind = report.results.first().map(|r| r.component.to_string()).unwrap_or_default();
     let title = format!(
@@ -175,6 +233,7 @@ pub fn write_curves(dir: &Path, stem: &str, report: &CurvesReport) -> Result<(st
             y_range: (0.0, 1.0),
             series: &series,
             reference: Some(("unpruned", unpruned)),
+            marks: &marks,
         },
     )?;
     crate::util::write_json_atomic(&json, report)?;

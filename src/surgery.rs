@@ -165,7 +165,8 @@ fn index(v: &[i64]) -> Tensor {
     Tensor::from_slice(v)
 }
 
-/// Removes the selected group units; returns a new graph (the input is not modified).
+/// Removes the selected group units; returns a new graph that owns all its parameters (the
+/// input is neither modified nor aliased: training the result in place leaves the source as it was).
 pub fn prune(
     graph: &Graph,
     comps: &ComponentSet,
@@ -248,8 +249,11 @@ pub fn prune(
     }
     let mut spec = graph.spec().clone();
     let mut params = ParamStore::default();
+    // Copies, not views: the pruned model is trained in place by fine-tuning, and a view would
+    // train the source with it (the distillation teacher and the reported unpruned model drifted
+    // that way where a layer kept all its units).
     for (k, t) in graph.params().iter() {
-        params.insert(k.clone(), t.shallow_clone());
+        params.insert(k.clone(), t.detach().copy());
     }
     let edited: BTreeSet<NodeId> = out_keep.keys().chain(in_keep.keys()).copied().collect();
     for id in edited {

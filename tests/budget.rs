@@ -63,7 +63,7 @@ fn a_target_that_cannot_be_met_is_a_clear_error() {
     let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
     let ranking = GroupRanking::new(g, &comps, &random_scores(comps.total, 1), PruneOrder::LeastRelevantFirst).unwrap();
     let e = select_for_target(g, &comps, &ranking, "macs=0.001".parse().unwrap(), 1).err().unwrap().to_string();
-    assert!(e.contains("keeps at least one channel") && e.contains("larger fraction"), "{e}");
+    assert!(e.contains("keeps at least one unit") && e.contains("larger fraction"), "{e}");
 }
 
 #[test]
@@ -285,5 +285,119 @@ fn curves_on_a_macs_axis_remove_what_each_point_asks() {
                 }
             }
         }
+    }
+}
+
+/// Budget marks on a curve (`curve --target`): each is the model `prune --target` gives (the
+/// bisection's selection, pruned physically, measured on the curve's samples); on a MACs axis it
+/// sits on the curve's own point for that budget; the cost-aware order applies to marks; a target
+/// the order cannot reach is flagged, not an error; and marks survive the JSON round trip.
+#[test]
+fn budget_marks_are_the_models_prune_target_gives() {
+    use relprune::evaluate::CurveAxis;
+    use relprune::experiment::{mark_targets, measure_curve, RunOptions, Task, TaskSpec};
+    // The trained zoo ResNet on real data, so accuracies differ from one selection to the next.
+    let (model, manifest) = relprune::models::zoo::load("fmnist-resnet18").unwrap();
+    let splits = manifest.recipe.data.splits(None).expect("the model's data (run ./run-tests)");
+    let task =
+        Task::prepare(&splits, 10, &TaskSpec { refs_per_class: 1, eval_samples: 200, ..Default::default() }).unwrap();
+    let g = &model.graph;
+    let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
+    let scores = random_scores(comps.total, 9);
+    let targets: Vec<Target> = ["macs=0.6", "params=0.5", "macs=0.001"].iter().map(|t| t.parse().unwrap()).collect();
+    let opts = RunOptions {
+        rates: relprune::ranking::parse_rates("0:0.4:0.2").unwrap(),
+        axis: CurveAxis::Macs,
+        marks: targets.clone(),
+        ..Default::default()
+    };
+    let marks = mark_targets(g, &comps, &scores, &task, &opts).unwrap();
+    assert_eq!(marks.len(), 3);
+    let (macs0, seq) = (stats::macs(g, 128).unwrap() as f64, 128);
+    let ranking = GroupRanking::new(g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
+    for (m, t) in marks.iter().zip(&targets).take(2) {
+        let choice = select_for_target(g, &comps, &ranking, *t, seq).unwrap();
+        let (small, _) = prune(g, &comps, &ranking, &choice.selection).unwrap();
+        assert!(m.reached && m.target == *t);
+        assert_eq!(m.macs_kept, stats::macs(&small, seq).unwrap() as f64 / macs0);
+        assert_eq!(m.rate, choice.rate);
+        assert_eq!(m.accuracy, accuracy(&small, &task.eval, &task.eval_options(64)).unwrap());
+        assert_eq!(m.params_kept, small.num_parameters() as f64 / g.num_parameters() as f64);
+        assert!(if t.measure == Measure::Macs { m.macs_kept } else { m.params_kept } <= t.ratio);
+    }
+    // On the MACs axis, the mark at macs=0.6 is the curve's point at 0.4 removed.
+    let curve = measure_curve(&mut g.deep_clone(), &comps, &scores, &task, &opts, &mut |_| {}).unwrap();
+    assert_eq!(marks[0].x(CurveAxis::Macs), 1.0 - curve.kept[2]);
+    assert_eq!(marks[0].accuracy, curve.accuracies[2]);
+    assert_eq!(marks[1].x(CurveAxis::Rate), marks[1].rate);
+    // Nothing removable keeps 0.1 % of the MACs: flagged at the largest removal.
+    assert!(!marks[2].reached && marks[2].macs_kept > 0.001);
+    // Cost-aware marks follow the order by relevance per MAC saved.
+    let cost_opts = RunOptions { selection: Selection::CostAware, marks: targets[..1].to_vec(), ..opts.clone() };
+    let cost_mark = &mark_targets(g, &comps, &scores, &task, &cost_opts).unwrap()[0];
+    let mut cost_ranking = GroupRanking::new(g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
+    order_by_cost(&mut cost_ranking, &unit_costs(g, &comps, &ranking, 128).unwrap(), Measure::Macs);
+    let choice = select_for_target(g, &comps, &cost_ranking, targets[0], seq).unwrap();
+    assert_eq!(cost_mark.rate, choice.rate);
+    assert!(cost_mark.rate != marks[0].rate, "the cost-aware order selects other units");
+    // serde_json reads floats to within an ulp (no float_roundtrip feature).
+    let back: Vec<relprune::budget::BudgetMark> =
+        serde_json::from_str(&serde_json::to_string(&marks).unwrap()).unwrap();
+    for (a, b) in back.iter().zip(&marks) {
+        assert!(a.target == b.target && a.reached == b.reached && a.accuracy == b.accuracy);
+        for (x, y) in [(a.rate, b.rate), (a.macs_kept, b.macs_kept), (a.params_kept, b.params_kept)] {
+            assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+        }
+    }
+    assert!(marks[0].accuracy != marks[1].accuracy, "{marks:?}");
+    assert_eq!(marks[1].label(), "params=0.5");
+}
+
+/// `compare --target` lists the marks in the JSON and the table, and refuses a bad target first.
+#[test]
+fn compare_marks_budget_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(tmp.path(), 600, 200);
+    let out = tmp.path().join("cmp");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+            .args(["--threads", "1", "--json", "compare", "--model", "cifar_resnet18:width=4,in=1,size=8,classes=10"])
+            .arg("--fmnist-dir")
+            .arg(tmp.path())
+            .args([
+                "--criteria",
+                "weight,taylor",
+                "--refs-per-class",
+                "1",
+                "--eval-samples",
+                "50",
+                "--rates",
+                "0:0.4:0.2",
+            ])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--target", "macs=0.5", "--target", "params=0.7"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for res in r["results"].as_array().unwrap() {
+        let marks = res["marks"].as_array().unwrap();
+        assert_eq!(marks.len(), 2);
+        assert!(marks[0]["macs_kept"].as_f64().unwrap() <= 0.5);
+        assert!(marks[1]["params_kept"].as_f64().unwrap() <= 0.7);
+        assert!(marks[0]["accuracy"].as_f64().is_some());
+    }
+    assert!(out.join("compare.png").exists());
+    for (args, want) in [
+        (&["--target", "flops=0.5"][..], "unknown target"),
+        (&["--target", "macs=1.5"][..], "between 0 and 1"),
+        (&["--selection", "cost-aware"][..], "--target"),
+    ] {
+        let o = run(args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
     }
 }

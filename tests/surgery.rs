@@ -413,3 +413,29 @@ fn convnext_hidden_channels() {
     let g = Architecture::parse("convnext_tiny:size=32,classes=10").unwrap().build(1).unwrap();
     check(g, ComponentKind::Filters, 0.3);
 }
+
+/// The pruned graph owns its parameters: changing every one of them in place (as fine-tuning
+/// does) leaves the source model unchanged, also in layers the selection did not touch. Before
+/// this, unedited layers were views, so fine-tuning a pruned VGG trained its classifier inside the
+/// unpruned model too (the distillation teacher, and the "before" accuracy of `prune`).
+#[test]
+fn a_pruned_graph_shares_no_parameter_with_its_source() {
+    let g = Architecture::parse("cifar_vgg11_bn:width=4,hidden=16,in=1,size=8,classes=10").unwrap().build(1).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let ranking =
+        GroupRanking::new(&g, &comps, &random_scores(comps.total, 3), PruneOrder::LeastRelevantFirst).unwrap();
+    // One unit only: most layers (the classifier's Linears among them) keep their tensors as they are.
+    let (small, _) = prune(&g, &comps, &ranking, &ranking.prefix(1)).unwrap();
+    let before: Vec<(String, Tensor)> = g.params().iter().map(|(k, t)| (k.clone(), t.copy())).collect();
+    let mut untouched = 0;
+    for (k, t) in small.params().iter() {
+        if t.size() == g.params().get(k).unwrap().size() {
+            untouched += 1;
+        }
+        let _ = tch::no_grad(|| t.shallow_clone().f_fill_(7)).unwrap();
+    }
+    assert!(untouched > 5, "the selection should leave layers as they were");
+    for (k, t) in &before {
+        assert!(t.equal(g.params().get(k).unwrap()), "{k} of the source changed with the pruned graph");
+    }
+}

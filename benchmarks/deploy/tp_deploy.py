@@ -2,10 +2,15 @@
 same MACs ratio (its pruning ratio bisected), then the same fine-tuning recipe as relprune's
 `prune --finetune 1 [--distill]`, on the same samples; accuracy on the full test split.
 
-usage: tp_deploy.py ARCH WEIGHTS SPLIT.json TARGET IMPORTANCE OUT.json [--ft-samples N]
-ARCH: relprune's architecture syntax (tests/oracles/models.py); SPLIT.json from
+usage: tp_deploy.py ZOO_DIR SPLIT.json TARGET IMPORTANCE OUT.json [--ft-samples N]
+ZOO_DIR: a zoo model's folder (manifest.json, model.safetensors); SPLIT.json from
 `cargo run --release --example fmnist_split` (relprune's train/val split and reference draw);
 IMPORTANCE: l1 | l2 | taylor | lamp | bn_scale.
+
+MACs are counted by relprune's rules (models.relprune_macs, equal to `relprune info` on the
+unpruned zoo models), so both tools are bisected to the same MACs by the same counter. A ViT is
+pruned in its MLP hidden neurons only, as relprune's `--component neurons` does: every other layer
+is in Torch-Pruning's ignored_layers.
 """
 import argparse
 import copy
@@ -26,14 +31,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "
 import models  # noqa: E402
 
 p = argparse.ArgumentParser()
-p.add_argument("arch")
-p.add_argument("weights")
+p.add_argument("zoo")
 p.add_argument("split")
 p.add_argument("target", type=float)
 p.add_argument("importance")
 p.add_argument("out")
 p.add_argument("--ft-samples", type=int, default=0)
-p.add_argument("--ft-lr", type=float, default=0.01)
+p.add_argument("--ft-lr", type=float, default=None, help="default: relprune's, 0.01 (SGD) for CNNs, 1e-4 (AdamW) for the ViT")
 p.add_argument("--ft-batch", type=int, default=128)
 p.add_argument("--temperature", type=float, default=4.0)
 p.add_argument("--alpha", type=float, default=0.5)
@@ -67,10 +71,14 @@ xtr, ytr = xtr_all[train_idx], ytr_all[train_idx]
 xref, yref = xtr_all[torch.tensor(split["references"])], ytr_all[torch.tensor(split["references"])]
 fill = float(xtr_all[:256].min())
 
-m = models.build(a.arch)
+manifest = json.loads((pathlib.Path(a.zoo) / "manifest.json").read_text())
+spec = models.spec_from_manifest(manifest["recipe"]["architecture"])
+m = models.build(spec)
 from safetensors.torch import load_file  # noqa: E402
 
-m.load_state_dict(load_file(a.weights), strict=False)
+missing, unexpected = m.load_state_dict(load_file(pathlib.Path(a.zoo) / "model.safetensors"), strict=False)
+if missing or unexpected:
+    sys.exit(f"{spec}: weights do not fit: missing {missing}, unexpected {unexpected}")
 m.eval()
 example = xte[:1]
 
@@ -94,7 +102,8 @@ def latency(model, batch, runs=20):
     return statistics.median(ts)
 
 
-base_macs, base_params = tp.utils.count_ops_and_params(m, example)
+base_macs, base_params = models.relprune_macs(m, example), tp.utils.count_ops_and_params(m, example)[1]
+is_vit = isinstance(m, models.torchvision.models.VisionTransformer)
 importances = {
     "l1": lambda: tp.importance.MagnitudeImportance(p=1),
     "l2": lambda: tp.importance.MagnitudeImportance(p=2),
@@ -107,16 +116,22 @@ importances = {
 def pruned_at(ratio):
     model = copy.deepcopy(m)
     classifier = [mod for mod in model.modules() if isinstance(mod, torch.nn.Linear)][-1]
+    ignored, extra = [classifier], {}
+    if is_vit:
+        hidden = [layer.mlp[0] for layer in model.encoder.layers]
+        ignored = [mod for mod in model.modules() if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d,
+                   torch.nn.MultiheadAttention, torch.nn.LayerNorm)) and all(mod is not h for h in hidden)]
+        extra = dict(unwrapped_parameters=[(model.class_token, 2), (model.encoder.pos_embedding, 2)])
     imp = importances[a.importance]()
     pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=ratio, global_pruning=True,
-                                  ignored_layers=[classifier])
+                                  ignored_layers=ignored, **extra)
     if a.importance == "taylor":
         # Taylor on relprune's reference samples (the same 10 per class).
         model.zero_grad()
         F.cross_entropy(model(xref), yref).backward()
     pruner.step()
     model.zero_grad()
-    macs, params = tp.utils.count_ops_and_params(model, example)
+    macs, params = models.relprune_macs(model, example), tp.utils.count_ops_and_params(model, example)[1]
     return model, macs / base_macs, params
 
 
@@ -132,7 +147,7 @@ for _ in range(14):
 if best is None:
     sys.exit(f"Torch-Pruning {a.importance} cannot reach MACs ratio {a.target}")
 rate, pruned, macs_ratio, params = best
-result = {"importance": a.importance, "target": a.target, "pruning_ratio": rate, "macs_ratio": macs_ratio,
+result = {"spec": spec, "macs_counter": "relprune", "importance": a.importance, "target": a.target, "pruning_ratio": rate, "macs_ratio": macs_ratio,
           "parameter_ratio": params / base_params, "accuracy": accuracy(pruned, xte, yte),
           "latency_batch1_ms": latency(pruned, 1), "latency_batch64_ms": latency(pruned, 64),
           "unpruned": {"accuracy": accuracy(m, xte, yte), "latency_batch1_ms": latency(m, 1),
@@ -140,14 +155,20 @@ result = {"importance": a.importance, "target": a.target, "pruning_ratio": rate,
 
 
 def finetune(model, distill):
-    """relprune's recipe: SGD (Nesterov, momentum 0.9, weight decay 5e-4 on >1-D tensors), cosine
-    from lr to 0 with no warm-up, random crop (padding 2, black) + horizontal flip, 1 epoch."""
+    """relprune's recipe (src/recovery.rs): for CNNs SGD (Nesterov, momentum 0.9, weight decay 5e-4),
+    for transformers AdamW (lr 1e-4, betas 0.9 / 0.999, weight decay 0.05), decay on >1-D tensors
+    only; cosine from lr to 0 with no warm-up, random crop (padding 2, filled with the data's
+    black) + horizontal flip, 1 epoch."""
     torch.manual_seed(0)
     teacher = m
     decay = [q for q in model.parameters() if q.dim() > 1]
     no_decay = [q for q in model.parameters() if q.dim() <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-                          lr=a.ft_lr, momentum=0.9, nesterov=True)
+    if is_vit:
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                                lr=a.ft_lr or 1e-4, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+                              lr=a.ft_lr or 0.01, momentum=0.9, nesterov=True)
     steps = math.ceil(len(xtr) / a.ft_batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     g = torch.Generator().manual_seed(0)

@@ -226,6 +226,7 @@ impl TaskArgs {
             physical: self.physical,
             axis: relprune::evaluate::CurveAxis::Rate,
             selection: relprune::budget::Selection::Relevance,
+            marks: Vec::new(),
         })
     }
     pub fn kind(&self, graph: &relprune::graph::Graph) -> relprune::components::ComponentKind {
@@ -246,6 +247,12 @@ pub struct AxisArgs {
     /// (least relevance per MAC / parameter saved first).
     #[arg(long, value_enum, default_value = "relevance")]
     pub selection: relprune::budget::Selection,
+    /// Budget targets to mark on the curves (repeatable): `macs=0.5`, `params=0.5` or
+    /// `latency=0.6[@BATCH]`, the fraction of the unpruned model to keep, as `prune --target`
+    /// takes it. Each criterion's mark is the physically pruned model `prune --target` would give,
+    /// with its rate and accuracy, drawn on the plot and listed in the table and JSON.
+    #[arg(long = "target", value_name = "TARGET")]
+    pub targets: Vec<relprune::budget::Target>,
 }
 
 impl AxisArgs {
@@ -254,12 +261,18 @@ impl AxisArgs {
         &self,
         mut opts: relprune::experiment::RunOptions,
     ) -> anyhow::Result<relprune::experiment::RunOptions> {
-        if self.axis == relprune::evaluate::CurveAxis::Rate && self.selection != relprune::budget::Selection::Relevance
+        if self.axis == relprune::evaluate::CurveAxis::Rate
+            && self.selection != relprune::budget::Selection::Relevance
+            && self.targets.is_empty()
         {
-            anyhow::bail!("--selection cost-aware orders a MACs or parameter axis; add --axis macs or --axis params");
+            anyhow::bail!(
+                "--selection cost-aware orders a MACs or parameter axis, or the --target marks; add --axis macs, \
+                 --axis params or --target macs=FRACTION"
+            );
         }
         opts.axis = self.axis;
         opts.selection = self.selection;
+        opts.marks = self.targets.clone();
         Ok(opts)
     }
 }
@@ -305,6 +318,32 @@ pub fn run_with_progress(
     });
     pb.finish_and_clear();
     Ok(r?)
+}
+
+/// A table of the budget marks of curves (empty when there are none).
+pub fn marks_table(results: &[relprune::experiment::CurveResult]) -> String {
+    if results.iter().all(|r| r.marks.is_empty()) {
+        return String::new();
+    }
+    let mut s = format!(
+        "{:<28} {:<16} {:>7} {:>11} {:>13} {:>9}\n",
+        "criterion", "target", "rate", "MACs kept", "params kept", "accuracy"
+    );
+    for r in results {
+        for m in &r.marks {
+            s += &format!(
+                "{:<28} {:<16} {:>7.3} {:>11.3} {:>13.3} {:>9.4}{}\n",
+                r.criterion,
+                m.label(),
+                m.rate,
+                m.macs_kept,
+                m.params_kept,
+                m.accuracy,
+                if m.reached { "" } else { "  (not reached: the largest removal)" }
+            );
+        }
+    }
+    s
 }
 
 /// A table of curve summaries.

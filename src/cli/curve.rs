@@ -2,7 +2,8 @@
 //! on the same references and evaluation samples.
 
 use super::common::{
-    rate_table, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup, TaskArgs,
+    marks_table, rate_table, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup,
+    TaskArgs,
 };
 use clap::Args;
 use relprune::attribution::spec::{CriterionSpec, DEFAULT_COMPARISON};
@@ -76,6 +77,10 @@ pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     let result = run_with_progress(&mut model.graph, &comps, &task, &spec, &opts)?;
     out.say(rate_table(&result));
     out.say(summary_table(std::slice::from_ref(&result)));
+    let marks = marks_table(std::slice::from_ref(&result));
+    if !marks.is_empty() {
+        out.say(marks);
+    }
     let report = CurvesReport { header: RunHeader::new(&model, &task), results: vec![result] };
     write_curves(outdir.path(), "curve", &report)?;
     outdir.commit(&["curve.json", "curve.png"])?;
@@ -106,6 +111,10 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
     }
     results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
     out.say(summary_table(&results));
+    let marks = marks_table(&results);
+    if !marks.is_empty() {
+        out.say(marks);
+    }
     let report = CurvesReport { header: RunHeader::new(&model, &task), results };
     write_curves(outdir.path(), "compare", &report)?;
     outdir.commit(&["compare.json", "compare.png"])?;

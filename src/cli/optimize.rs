@@ -2,7 +2,8 @@
 //! the attribution method for pruning, its stored studies and search spaces.
 
 use super::common::{
-    progress, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup, TaskArgs,
+    marks_table, progress, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup,
+    TaskArgs,
 };
 use super::curve::parse_criterion;
 use clap::{Args, Subcommand};
@@ -243,6 +244,10 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         test_results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
         out.say("test split (the reported result):");
         out.say(summary_table(&test_results));
+        let marks = marks_table(&test_results);
+        if !marks.is_empty() {
+            out.say(marks);
+        }
         let report = CurvesReport { header: RunHeader::new(&model, &task), results: test_results.clone() };
         write_curves(outdir.path(), "test-compare", &report)?;
         test_header = Some(report.header);
@@ -304,6 +309,7 @@ fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Resu
             y_range: ((lo - 0.02).max(0.0), 1.0),
             series: &series,
             reference: None,
+            marks: &[],
         },
     )?;
     Ok(())

@@ -73,6 +73,13 @@ def build(spec):
         stem = m.features[0][0]
         m.features[0][0] = torch.nn.Conv2d(int(kv.get("in", 3)), stem.out_channels, 3, 1, 1, bias=False)
         return m
+    if name == "vit":
+        # relprune's vit:size=,patch=,layers=,heads=,dim=,mlp=,in=,classes= (torchvision's layout).
+        m = torchvision.models.VisionTransformer(
+            int(kv["size"]), int(kv["patch"]), int(kv["layers"]), int(kv["heads"]), int(kv["dim"]), int(kv["mlp"]),
+            num_classes=classes)
+        m.conv_proj = torch.nn.Conv2d(int(kv.get("in", 3)), int(kv["dim"]), int(kv["patch"]), int(kv["patch"]))
+        return m
     return getattr(torchvision.models, name)(weights=None, num_classes=classes)
 
 
@@ -84,3 +91,60 @@ def randomize_batchnorm(model):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+
+
+def relprune_macs(model, example):
+    """MACs per sample counted by relprune's rules (src/graph/ops: conv2d, linear, attention), so
+    that a PyTorch model pruned by another tool is measured with the same counter: a conv counts
+    output elements × fan-in, a linear output elements × in_features, self-attention its in / out
+    projections plus 2·T²·E for the score and value products. Norms and activations count 0."""
+    total = [0]
+
+    def conv(mod, inp, out):
+        total[0] += out[0].numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    def linear(mod, inp, out):
+        total[0] += out[0].numel() * mod.in_features
+
+    def mha(mod, inp, out):
+        t, e = inp[0].shape[1] if mod.batch_first else inp[0].shape[0], mod.embed_dim
+        total[0] += t * e * 3 * e + t * e * e + 2 * t * t * e
+
+    hooks = []
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            hooks.append(mod.register_forward_hook(conv))
+        elif isinstance(mod, torch.nn.MultiheadAttention):
+            hooks.append(mod.register_forward_hook(mha))
+        elif isinstance(mod, torch.nn.Linear) and not isinstance(mod, torch.nn.modules.linear.NonDynamicallyQuantizableLinear):
+            hooks.append(mod.register_forward_hook(linear))
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model(example[:1])
+    model.train(was)
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def spec_from_manifest(arch):
+    """relprune's architecture syntax for a zoo manifest's `recipe.architecture` object."""
+    common = {"in": arch["in_channels"], "classes": arch["num_classes"]}
+    if arch["arch"] == "resnet":
+        opts = dict(width=arch["width"], size=arch["image_size"], **common)
+        name = "cifar_resnet%d" % arch.get("depth", 18)
+    elif arch["arch"] == "vgg":
+        opts = dict(width=arch["width"], size=arch["image_size"], **common)
+        opts.update({k: arch[k] for k in ("hidden", "dropout") if k in arch})
+        name = "cifar_vgg%d%s" % (arch.get("depth", 16), "_bn" if arch.get("batch_norm") else "")
+    elif arch["arch"] == "mobilenet" and arch.get("version") == "v2" and arch.get("cifar"):
+        opts = dict(width_mult=arch["width_mult"], **common)
+        name = "cifar_mobilenet_v2"
+    elif arch["arch"] == "vit":
+        opts = dict(size=arch["image_size"], patch=arch["patch_size"], layers=arch["num_layers"],
+                    heads=arch["num_heads"], dim=arch["hidden_dim"], mlp=arch["mlp_dim"], **common)
+        name = "vit"
+    else:
+        raise ValueError(f"no PyTorch builder for {arch}")
+    return name + ":" + ",".join(f"{k}={v}" for k, v in opts.items())
