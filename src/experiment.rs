@@ -106,6 +106,8 @@ pub struct RunOptions {
     pub axis: CurveAxis,
     /// The group order on a MACs / parameter axis, and for the marks.
     pub selection: crate::budget::Selection,
+    /// Per-layer scaling of the scores before the global ranking (`none`: the paper's).
+    pub normalize: crate::ranking::LayerNormalization,
     /// Budget targets to mark on the curve (`curve --target macs=0.5`): each is measured once,
     /// after the curve, on the model `prune --target` would give (see [`mark_targets`]).
     pub marks: Vec<crate::budget::Target>,
@@ -122,6 +124,7 @@ impl Default for RunOptions {
             physical: false,
             axis: CurveAxis::Rate,
             selection: crate::budget::Selection::Relevance,
+            normalize: crate::ranking::LayerNormalization::None,
             marks: Vec::new(),
         }
     }
@@ -233,6 +236,7 @@ pub fn mark_targets(
     opts: &RunOptions,
 ) -> Result<Vec<crate::budget::BudgetMark>> {
     let mut marks = Vec::with_capacity(opts.marks.len());
+    let scores = &crate::ranking::normalize_per_layer(scores, comps, opts.normalize);
     for &target in &opts.marks {
         let mut ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
         if opts.selection == crate::budget::Selection::CostAware {
@@ -266,6 +270,7 @@ pub fn measure_curve_until(
     opts: &RunOptions,
     step: &mut dyn FnMut(usize, f64) -> std::ops::ControlFlow<()>,
 ) -> Result<Curve> {
+    let scores = &crate::ranking::normalize_per_layer(scores, comps, opts.normalize);
     let copts = CurveOptions {
         rates: opts.rates.clone(),
         eval: task.eval_options(opts.eval_batch),

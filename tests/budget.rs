@@ -401,3 +401,34 @@ fn compare_marks_budget_targets() {
         assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
     }
 }
+
+/// `--normalize` on curves scales the scores per layer before the ranking, as `prune` does:
+/// the curve equals the one of the scaled scores, and differs from the raw ranking's.
+#[test]
+fn curves_take_the_per_layer_normalisation_of_prune() {
+    use relprune::experiment::{measure_curve, RunOptions, Task, TaskSpec};
+    use relprune::ranking::{normalize_per_layer, LayerNormalization};
+    let tmp = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(tmp.path(), 600, 200);
+    let splits = relprune::data::fashion_mnist::load_splits(tmp.path()).unwrap();
+    let task =
+        Task::prepare(&splits, 10, &TaskSpec { refs_per_class: 1, eval_samples: 50, ..Default::default() }).unwrap();
+    let g = &models()[1];
+    let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
+    // Scores of very different scale per layer, so the normalisation changes which units go.
+    let mut scores = random_scores(comps.total, 5);
+    for (i, l) in comps.layers.iter().enumerate() {
+        scores.values[l.offset..l.offset + l.count].iter_mut().for_each(|v| *v *= 10f64.powi(i as i32));
+    }
+    let rates = relprune::ranking::parse_rates("0:0.6:0.3").unwrap();
+    let curve = |scores: &Scores, normalize| {
+        let opts = RunOptions { rates: rates.clone(), normalize, ..Default::default() };
+        measure_curve(&mut g.deep_clone(), &comps, scores, &task, &opts, &mut |_| {}).unwrap()
+    };
+    let mean = curve(&scores, LayerNormalization::Mean);
+    let scaled = curve(&normalize_per_layer(&scores, &comps, LayerNormalization::Mean), LayerNormalization::None);
+    let raw = curve(&scores, LayerNormalization::None);
+    assert_eq!(mean.pruned_per_layer, scaled.pruned_per_layer);
+    assert_eq!(mean.accuracies, scaled.accuracies);
+    assert_ne!(mean.pruned_per_layer, raw.pruned_per_layer);
+}

@@ -745,3 +745,26 @@ fn postgresql_failures_show_the_servers_reason() {
     assert!(e.contains("role \"nobody\" does not exist") && !e.contains("secret"), "{e}");
     assert!(!e.contains("db error") || e.contains("does not exist"), "{e}");
 }
+
+/// What changes the objective's value (the axis, the group order, the per-layer normalisation)
+/// is part of a study's objective: resuming under another one is refused, not mixed in.
+#[test]
+fn a_study_is_not_resumed_under_another_normalisation_or_axis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = fmnist(tmp.path());
+    let db = format!("sqlite:{}", tmp.path().join("study.sqlite").display());
+    let run = |trials: &str, extra: &[&str]| {
+        let out = tmp.path().join(format!("out{trials}{}", extra.len()));
+        let mut args = vec!["optimize", "--model", TINY, "--fmnist-dir", d.to_str().unwrap(), "--storage", &db];
+        args.extend(["--study", "s", "--trials", trials, "--refs-per-class", "1", "--val-samples", "40"]);
+        args.extend(["--rates", "0:0.4:0.2", "--report", "none", "--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        relprune(&args)
+    };
+    let o = run("1", &["--normalize", "mean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_clear_error(&run("2", &[]), &["different objective"]);
+    assert_clear_error(&run("2", &["--normalize", "mean", "--axis", "macs"]), &["different objective"]);
+    let o = run("2", &["--normalize", "mean"]);
+    assert!(o.status.success(), "the same objective resumes: {}", stderr(&o));
+}

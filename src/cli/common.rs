@@ -226,6 +226,7 @@ impl TaskArgs {
             physical: self.physical,
             axis: relprune::evaluate::CurveAxis::Rate,
             selection: relprune::budget::Selection::Relevance,
+            normalize: relprune::ranking::LayerNormalization::None,
             marks: Vec::new(),
         })
     }
@@ -253,6 +254,10 @@ pub struct AxisArgs {
     /// with its rate and accuracy, drawn on the plot and listed in the table and JSON.
     #[arg(long = "target", value_name = "TARGET")]
     pub targets: Vec<relprune::budget::Target>,
+    /// Scale scores within each layer before the global ranking: none (the paper's), max, l2,
+    /// sum or mean (as `prune --normalize`).
+    #[arg(long, value_enum, default_value = "none")]
+    pub normalize: relprune::ranking::LayerNormalization,
 }
 
 impl AxisArgs {
@@ -273,6 +278,7 @@ impl AxisArgs {
         opts.axis = self.axis;
         opts.selection = self.selection;
         opts.marks = self.targets.clone();
+        opts.normalize = self.normalize;
         Ok(opts)
     }
 }

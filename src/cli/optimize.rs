@@ -120,13 +120,24 @@ fn study_definition(
     let mut task = args.task.task_spec();
     task.split = relprune::data::SplitName::Val;
     task.eval_samples = args.val_samples;
-    StudyDefinition {
-        space: space.clone(),
-        objective: serde_json::json!({
-            "model": model.name, "origin": model.origin, "component": kind, "task": task,
-            "rates": args.task.rates, "objective": "A_PR on the validation split",
-        }),
+    let mut objective = serde_json::json!({
+        "model": model.name, "origin": model.origin, "component": kind, "task": task,
+        "rates": args.task.rates, "objective": "A_PR on the validation split",
+    });
+    // What else changes the objective's value is part of it, so a study cannot be resumed under
+    // another axis, order or normalisation. Recorded only when not the default, so studies
+    // written before these options existed still resume.
+    let a = &args.axis;
+    for (key, value, default) in [
+        ("axis", serde_json::json!(a.axis), a.axis == relprune::evaluate::CurveAxis::Rate),
+        ("selection", serde_json::json!(a.selection), a.selection == relprune::budget::Selection::Relevance),
+        ("normalize", serde_json::json!(a.normalize), a.normalize == relprune::ranking::LayerNormalization::None),
+    ] {
+        if !default {
+            objective[key] = value;
+        }
     }
+    StudyDefinition { space: space.clone(), objective }
 }
 
 pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
