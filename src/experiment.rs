@@ -82,6 +82,20 @@ impl Task {
         crate::evaluate::check_finite(graph, &batch.inputs)
     }
 
+    /// The same task with reference draw `draw`: draw 0 is this task's own references, draw
+    /// d ≥ 1 draws them afresh (same classes, same count per class) with a seed derived from
+    /// the task's seed and d. The evaluation samples stay the same, so draws differ only in
+    /// what the attribution sees (the objective's noise from the reference choice).
+    pub fn with_reference_draw(&self, splits: &Splits, draw: usize) -> Result<Task> {
+        let refs = if draw == 0 {
+            self.refs.clone()
+        } else {
+            let seed = crate::util::derive_seed(self.spec.seed, &format!("reference-draw-{draw}"));
+            select_references(&splits.train, self.spec.refs_per_class, seed, self.classes.as_ref())?
+        };
+        Ok(Task { spec: self.spec.clone(), classes: self.classes.clone(), refs, eval: self.eval.clone() })
+    }
+
     pub fn eval_options(&self, batch_size: usize) -> EvalOptions {
         EvalOptions { batch_size, classes: self.classes.clone() }
     }

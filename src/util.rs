@@ -206,3 +206,17 @@ pub fn derive_seed(seed: u64, purpose: &str) -> u64 {
     let d = Sha256::digest(format!("{seed}/{purpose}").as_bytes());
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }
+
+/// Mean and sample standard deviation (n − 1; 0 for fewer than two values).
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (f64::NAN, 0.0);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}

@@ -322,3 +322,45 @@ fn two_workers_share_a_postgresql_study_without_losing_or_duplicating_trials() {
     let workers: std::collections::HashSet<&String> = rows.iter().map(|r| &r.2).collect();
     assert_eq!(workers.len(), 2, "both workers ran trials");
 }
+
+/// The objective over K reference draws is the mean of the K single-draw objectives; draw 0 is
+/// the task's own references, the others differ from it and from each other, and the evaluation
+/// samples are the same for all.
+#[test]
+fn objective_over_draws_is_the_mean_of_single_draws() {
+    let data = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(data.path(), 1200, 200);
+    let splits = fashion_mnist::load_splits(data.path()).unwrap();
+    let mut g = Architecture::parse(TINY).unwrap().build(3).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let task = TaskSpec { classes: Some(3), seed: 2, refs_per_class: 2, split: SplitName::Val, eval_samples: 60 };
+    let opts = RunOptions { rates: relprune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
+    let params = SearchSpace::default_for(false, false).default_params();
+    let t = Task::prepare(&splits, 10, &task).unwrap();
+    let draws: Vec<Task> = (0..3).map(|d| t.with_reference_draw(&splits, d).unwrap()).collect();
+    assert_eq!(draws[0].refs.indices, t.refs.indices);
+    assert!(draws[1].refs.indices != draws[0].refs.indices && draws[2].refs.indices != draws[1].refs.indices);
+    for d in &draws {
+        assert_eq!(d.eval.indices, t.eval.indices);
+        assert_eq!(d.refs.len(), t.refs.len());
+        let classes: std::collections::BTreeSet<i64> = (0..d.refs.len()).map(|i| d.refs.label(i)).collect();
+        assert_eq!(classes.into_iter().collect::<Vec<_>>(), t.classes.as_ref().unwrap().classes().to_vec());
+    }
+    let mut single = Vec::new();
+    for d in 0..3 {
+        let mut obj = PruningObjective::new(&mut g, comps.clone(), &splits, 10, task.clone(), opts.clone())
+            .unwrap()
+            .with_draws(vec![d])
+            .unwrap();
+        let TrialOutcome::Complete(v) = obj.evaluate(&params, &mut |_, _| false).unwrap() else { panic!() };
+        single.push(v);
+    }
+    let mut obj = PruningObjective::new(&mut g, comps.clone(), &splits, 10, task, opts)
+        .unwrap()
+        .with_draws(vec![0, 1, 2])
+        .unwrap();
+    let TrialOutcome::Complete(mean) = obj.evaluate(&params, &mut |_, _| false).unwrap() else { panic!() };
+    assert!((mean - single.iter().sum::<f64>() / 3.0).abs() < 1e-12, "{mean} vs {single:?}");
+    assert_eq!(obj.per_draw(&params, &[0, 1, 2]).unwrap(), single);
+    assert!(single[0] != single[1] || single[1] != single[2], "draws change the objective: {single:?}");
+}

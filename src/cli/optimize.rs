@@ -45,9 +45,20 @@ pub struct OptimizeArgs {
     /// Do not stop hopeless trials early (median rule).
     #[arg(long)]
     no_pruner: bool,
-    /// Validation samples the objective evaluates on (0 = the whole validation split) [range: 0..=10^8].
-    #[arg(long, default_value_t = 1000, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
+    /// Validation samples the objective evaluates on (0, the default: the whole validation split;
+    /// fewer make each trial faster and the objective noisier) [range: 0..=10^8].
+    #[arg(long, default_value_t = 0, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
     val_samples: usize,
+    /// Average the objective over K reference draws (the task's own and K − 1 fresh ones, same
+    /// classes and count), so a composite is chosen for the method rather than for one draw;
+    /// each trial costs K curves [range: 1..=100].
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 100))]
+    objective_draws: usize,
+    /// After the study, measure the objective's own noise: LRP-ε (trial 0) and the best trial on
+    /// max(K, N) reference draws, and the gain with its standard error, paired by draw
+    /// (0: skip) [range: 0..=100].
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = super::ranges::count(0, 100))]
+    noise_draws: usize,
     /// Study storage: sqlite:PATH (default: OUT/study.sqlite) or postgresql://user@host:port/db.
     #[arg(long)]
     storage: Option<String>,
@@ -129,6 +140,7 @@ fn study_definition(
     // written before these options existed still resume.
     let a = &args.axis;
     for (key, value, default) in [
+        ("reference_draws", serde_json::json!(args.objective_draws), args.objective_draws == 1),
         ("axis", serde_json::json!(a.axis), a.axis == relprune::evaluate::CurveAxis::Rate),
         ("selection", serde_json::json!(a.selection), a.selection == relprune::budget::Selection::Relevance),
         ("normalize", serde_json::json!(a.normalize), a.normalize == relprune::ranking::LayerNormalization::None),
@@ -179,7 +191,7 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     let sampler = args.sampler.build(args.sampler_seed.unwrap_or(args.task.seed));
     let before = store.trials()?;
     out.say(format!(
-        "study `{study_name}` in {}: {} of {} trials done; sampler {}, {} {} of {}; objective A_PR on {} validation samples",
+        "study `{study_name}` in {}: {} of {} trials done; sampler {}, {} {} of {}; objective A_PR on {} validation samples{}",
         redact(&storage),
         before.iter().filter(|t| t.state != TrialState::Interrupted && t.state != TrialState::Running).count(),
         args.trials,
@@ -187,14 +199,16 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         comps.total,
         kind,
         model.name,
-        if args.val_samples == 0 { "all".to_string() } else { args.val_samples.to_string() }
+        if args.val_samples == 0 { "all".to_string() } else { args.val_samples.to_string() },
+        if args.objective_draws > 1 { format!(", mean of {} reference draws", args.objective_draws) } else { String::new() }
     ));
     let first = space.default_params();
     {
         let mut task = args.task.task_spec();
         task.eval_samples = args.val_samples;
         let mut objective =
-            PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?;
+            PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?
+                .with_draws((0..args.objective_draws).collect())?;
         let pb = progress(args.trials as u64, "optimising");
         pb.set_position(
             before.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count() as u64,
@@ -228,6 +242,17 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         best.value.unwrap_or(0.0),
         rules_path.display()
     ));
+    let noise = if args.noise_draws > 0 {
+        let mut task = args.task.task_spec();
+        task.eval_samples = args.val_samples;
+        let mut objective =
+            PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?;
+        let n = objective_noise(&mut objective, &first, &best.params, args.noise_draws.max(args.objective_draws))?;
+        out.say(n.describe());
+        Some(n)
+    } else {
+        None
+    };
     write_history_plot(&outdir.path().join("history.png"), &study_name, &trials)?;
     let imp = importance::importances(&space, &trials);
     bar_plot(&outdir.path().join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
@@ -266,7 +291,7 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     let summary = serde_json::json!({
         "study": study_name, "storage": redact(&storage), "sampler": args.sampler, "budget": args.trials,
         "definition": def, "best": { "trial": best.number, "validation_a_pr": best.value, "params": best.params, "criterion": best_spec },
-        "importance": imp, "trials": trials, "test": { "header": test_header, "results": test_results },
+        "importance": imp, "noise": noise, "trials": trials, "test": { "header": test_header, "results": test_results },
     });
     relprune::util::write_json_atomic(&outdir.path().join("summary.json"), &summary)?;
     outdir.commit(&[
@@ -282,6 +307,51 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         args.out.display()
     ));
     out.emit(&summary)
+}
+
+/// The objective's own noise next to the gain found: LRP-ε (trial 0) and the best trial, each
+/// on the same reference draws of the validation split.
+#[derive(serde::Serialize)]
+struct ObjectiveNoise {
+    draws: usize,
+    baseline: Vec<f64>,
+    best: Vec<f64>,
+    baseline_sd: f64,
+    /// Mean over draws of best − baseline, and its standard error (paired by draw).
+    gain: f64,
+    gain_se: f64,
+}
+
+impl ObjectiveNoise {
+    fn describe(&self) -> String {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        format!(
+            "objective noise over {} reference draws (validation A_PR): LRP-ε {:.4} ± {:.4} (sd), best {:.4}; \
+             gain {:+.4} ± {:.4} (se){}",
+            self.draws,
+            mean(&self.baseline),
+            self.baseline_sd,
+            mean(&self.best),
+            self.gain,
+            self.gain_se,
+            if self.gain > 2.0 * self.gain_se { "" } else { " — within noise" }
+        )
+    }
+}
+
+fn objective_noise(
+    objective: &mut PruningObjective,
+    baseline: &relprune::optimize::space::Params,
+    best: &relprune::optimize::space::Params,
+    draws: usize,
+) -> anyhow::Result<ObjectiveNoise> {
+    let ids: Vec<usize> = (0..draws).collect();
+    let b = objective.per_draw(baseline, &ids)?;
+    let w = objective.per_draw(best, &ids)?;
+    let (mean_sd, d) = (relprune::util::mean_sd, draws as f64);
+    let diffs: Vec<f64> = w.iter().zip(&b).map(|(w, b)| w - b).collect();
+    let (gain, diff_sd) = mean_sd(&diffs);
+    Ok(ObjectiveNoise { draws, baseline_sd: mean_sd(&b).1, best: w, baseline: b, gain, gain_se: diff_sd / d.sqrt() })
 }
 
 fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Result<()> {

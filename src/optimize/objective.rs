@@ -24,7 +24,8 @@ pub trait Objective {
     fn evaluate(&mut self, params: &Params, report: &mut dyn FnMut(i64, f64) -> bool) -> Result<TrialOutcome>;
 }
 
-/// A_PR on the validation split; intermediate value after rate i = mean accuracy over rates 0..=i.
+/// A_PR on the validation split, averaged over reference draws; intermediate value after rate
+/// i = mean accuracy over rates 0..=i of the first draw (so the pruner compares like with like).
 pub struct PruningObjective<'a> {
     pub graph: &'a mut Graph,
     pub components: ComponentSet,
@@ -33,7 +34,11 @@ pub struct PruningObjective<'a> {
     /// The task; its split is forced to validation.
     pub task: TaskSpec,
     pub opts: RunOptions,
-    tasks: HashMap<usize, Task>,
+    /// Reference draws the objective averages (see [`Task::with_reference_draw`]); `[0]`: the
+    /// task's own references only.
+    pub draws: Vec<usize>,
+    /// Prepared tasks by (references per class, draw).
+    tasks: HashMap<(usize, usize), Task>,
 }
 
 impl<'a> PruningObjective<'a> {
@@ -46,28 +51,68 @@ impl<'a> PruningObjective<'a> {
         opts: RunOptions,
     ) -> Result<Self> {
         task.split = SplitName::Val;
-        let mut o = PruningObjective { graph, components, splits, num_classes, task, opts, tasks: HashMap::new() };
-        o.task_for(None)?;
+        let mut o = PruningObjective {
+            graph,
+            components,
+            splits,
+            num_classes,
+            task,
+            opts,
+            draws: vec![0],
+            tasks: HashMap::new(),
+        };
+        o.task_for(None, 0)?;
         Ok(o)
     }
 
-    fn task_for(&mut self, refs: Option<usize>) -> Result<&Task> {
+    /// Averages the objective over the reference draws `draws` (none given: draw 0). Every
+    /// draw's task is prepared here, so a bad draw fails before the first trial.
+    pub fn with_draws(mut self, draws: Vec<usize>) -> Result<Self> {
+        self.draws = if draws.is_empty() { vec![0] } else { draws };
+        for d in self.draws.clone() {
+            self.task_for(None, d)?;
+        }
+        Ok(self)
+    }
+
+    fn task_for(&mut self, refs: Option<usize>, draw: usize) -> Result<&Task> {
         let k = refs.unwrap_or(self.task.refs_per_class);
-        if !self.tasks.contains_key(&k) {
+        if !self.tasks.contains_key(&(k, 0)) {
             let spec = TaskSpec { refs_per_class: k, ..self.task.clone() };
             let t = Task::prepare(self.splits, self.num_classes, &spec)?;
-            self.tasks.insert(k, t);
+            self.tasks.insert((k, 0), t);
         }
-        Ok(&self.tasks[&k])
+        if !self.tasks.contains_key(&(k, draw)) {
+            let t = self.tasks[&(k, 0)].with_reference_draw(self.splits, draw)?;
+            self.tasks.insert((k, draw), t);
+        }
+        Ok(&self.tasks[&(k, draw)])
+    }
+
+    /// The validation A_PR of `params` on each reference draw of `draws` (no pruning).
+    pub fn per_draw(&mut self, params: &Params, draws: &[usize]) -> Result<Vec<f64>> {
+        let (spec, refs) = SearchSpace::criterion(params)?;
+        let mut values = Vec::with_capacity(draws.len());
+        for &d in draws {
+            self.task_for(refs, d)?;
+            let task = &self.tasks[&(refs.unwrap_or(self.task.refs_per_class), d)];
+            let scores = score(self.graph, &self.components, task, &spec, self.opts.attribution_batch)?;
+            let curve = measure_curve_until(self.graph, &self.components, &scores, task, &self.opts, &mut |_, _| {
+                ControlFlow::Continue(())
+            })?;
+            values.push(curve.summary.a_pr);
+        }
+        Ok(values)
     }
 }
 
 impl Objective for PruningObjective<'_> {
     fn evaluate(&mut self, params: &Params, report: &mut dyn FnMut(i64, f64) -> bool) -> Result<TrialOutcome> {
         let (spec, refs) = SearchSpace::criterion(params)?;
-        self.task_for(refs)?;
+        let first = self.draws[0];
+        self.task_for(refs, first)?;
         let k = refs.unwrap_or(self.task.refs_per_class);
-        let task = &self.tasks[&k];
+        let task = &self.tasks[&(k, first)];
         let scores = score(self.graph, &self.components, task, &spec, self.opts.attribution_batch)?;
         let (mut sum, mut last) = (0.0, 0.0);
         let r = measure_curve_until(self.graph, &self.components, &scores, task, &self.opts, &mut |i, acc| {
@@ -80,7 +125,13 @@ impl Objective for PruningObjective<'_> {
             }
         });
         match r {
-            Ok(curve) => Ok(TrialOutcome::Complete(curve.summary.a_pr)),
+            Ok(curve) => {
+                // The other draws run whole: the pruner has judged the trial on the first.
+                let rest = self.draws[1..].to_vec();
+                let others = self.per_draw(params, &rest)?;
+                let total = curve.summary.a_pr + others.iter().sum::<f64>();
+                Ok(TrialOutcome::Complete(total / self.draws.len() as f64))
+            }
             Err(Error::Interrupted(_)) => Ok(TrialOutcome::Pruned(last)),
             Err(e) => Err(e),
         }
