@@ -284,3 +284,93 @@ pub fn bar_plot(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<()> 
         std::fs::rename(&tmp_png, tmp).map_err(Error::io("move", tmp))
     })
 }
+
+/// One line of a parallel-coordinates plot: its position on each axis in [0, 1] (None: the
+/// parameter was inactive, drawn on the "inactive" band below the axis) and its value (colour).
+pub struct Polyline {
+    pub positions: Vec<Option<f64>>,
+    pub value: f64,
+}
+
+/// One axis of a parallel-coordinates plot: its name and the labels at its bottom and top.
+pub struct ParallelAxis {
+    pub name: String,
+    pub low: String,
+    pub high: String,
+}
+
+/// Colour of `t` in [0, 1], from blue (low) to red (high).
+fn heat(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    RGBColor((40.0 + 200.0 * t) as u8, (60.0 + 80.0 * (1.0 - (2.0 * t - 1.0).abs())) as u8, (230.0 - 190.0 * t) as u8)
+}
+
+/// A parallel-coordinates plot (one vertical axis per parameter, one line per trial coloured by
+/// its value, best drawn last), written atomically as PNG.
+pub fn parallel_plot(path: &Path, title: &str, axes: &[ParallelAxis], lines: &[Polyline]) -> Result<()> {
+    ensure_font();
+    crate::util::with_atomic_path(path, |tmp| {
+        let tmp_png = tmp.with_extension("png");
+        {
+            let w = (160 * axes.len().max(2) as u32).max(640);
+            let root = BitMapBackend::new(&tmp_png, (w, 560)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let n = axes.len().max(2) as f64 - 1.0;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(24)
+                .margin_left(48)
+                .margin_right(96)
+                .x_label_area_size(48)
+                .build_cartesian_2d(-0.05..n + 0.05, -0.2..1.08)
+                .map_err(plot_err)?;
+            let names: Vec<String> = axes.iter().map(|a| a.name.clone()).collect();
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .disable_y_axis()
+                .x_labels(axes.len())
+                .x_label_formatter(&|x| {
+                    names.get(x.round() as usize).filter(|_| (x - x.round()).abs() < 1e-6).cloned().unwrap_or_default()
+                })
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(plot_err)?;
+            let (lo, hi) =
+                lines.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.value), h.max(p.value)));
+            let span = (hi - lo).max(1e-12);
+            let mut order: Vec<&Polyline> = lines.iter().collect();
+            order.sort_by(|a, b| a.value.total_cmp(&b.value));
+            for p in order {
+                let color = heat((p.value - lo) / span);
+                let pts: Vec<(f64, f64)> =
+                    p.positions.iter().enumerate().map(|(i, y)| (i as f64, y.unwrap_or(-0.12))).collect();
+                chart
+                    .draw_series(LineSeries::new(pts, ShapeStyle::from(&color.mix(0.7)).stroke_width(1)))
+                    .map_err(plot_err)?;
+            }
+            for (i, a) in axes.iter().enumerate() {
+                let x = i as f64;
+                chart
+                    .draw_series(LineSeries::new([(x, 0.0), (x, 1.0)], ShapeStyle::from(&BLACK).stroke_width(2)))
+                    .map_err(plot_err)?;
+                let style = ("sans-serif", 11).into_font().color(&BLACK);
+                for (text, y) in [(&a.low, -0.03), (&a.high, 1.06), (&"inactive".to_string(), -0.15)] {
+                    chart
+                        .draw_series(std::iter::once(Text::new(text.clone(), (x + 0.02, y), style.clone())))
+                        .map_err(plot_err)?;
+                }
+            }
+            // The colour key: the values at both ends.
+            let key = ("sans-serif", 12).into_font();
+            chart
+                .draw_series([
+                    Text::new(format!("worst {lo:.4}"), (n + 0.05, 0.1), key.clone().color(&heat(0.0))),
+                    Text::new(format!("best {hi:.4}"), (n + 0.05, 0.9), key.color(&heat(1.0))),
+                ])
+                .map_err(plot_err)?;
+            root.present().map_err(plot_err)?;
+        }
+        std::fs::rename(&tmp_png, tmp).map_err(Error::io("move", tmp))
+    })
+}

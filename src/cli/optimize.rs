@@ -254,6 +254,8 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         None
     };
     write_history_plot(&outdir.path().join("history.png"), &study_name, &trials)?;
+    write_gain_plot(&outdir.path().join("gain.png"), &study_name, &trials, noise.as_ref())?;
+    write_parallel_plot(&outdir.path().join("parallel.png"), &study_name, &space, &trials)?;
     let imp = importance::importances(&space, &trials);
     bar_plot(&outdir.path().join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
 
@@ -297,13 +299,15 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     outdir.commit(&[
         "best-rules.yaml",
         "history.png",
+        "gain.png",
+        "parallel.png",
         "importance.png",
         "summary.json",
         "test-compare.json",
         "test-compare.png",
     ])?;
     out.say(format!(
-        "wrote {}/{{best-rules.yaml, history.png, importance.png, summary.json, test-compare.*}}",
+        "wrote {}/{{best-rules.yaml, history.png, gain.png, parallel.png, importance.png, summary.json, test-compare.*}}",
         args.out.display()
     ));
     out.emit(&summary)
@@ -352,6 +356,74 @@ fn objective_noise(
     let diffs: Vec<f64> = w.iter().zip(&b).map(|(w, b)| w - b).collect();
     let (gain, diff_sd) = mean_sd(&diffs);
     Ok(ObjectiveNoise { draws, baseline_sd: mean_sd(&b).1, best: w, baseline: b, gain, gain_se: diff_sd / d.sqrt() })
+}
+
+/// The best validation A_PR so far minus trial 0's (LRP-ε), against the number of trials; with
+/// the noise measurement, the band of two standard errors of a gain.
+fn write_gain_plot(path: &Path, name: &str, trials: &[Trial], noise: Option<&ObjectiveNoise>) -> anyhow::Result<()> {
+    let mut done: Vec<&Trial> =
+        trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some()).collect();
+    done.sort_by_key(|t| t.number);
+    let Some(base) = trials.iter().find(|t| t.number == 0).and_then(|t| t.value) else { return Ok(()) };
+    let mut best = f64::NEG_INFINITY;
+    let points: Vec<(f64, f64)> = done
+        .iter()
+        .map(|t| {
+            best = best.max(t.value.unwrap_or(f64::NEG_INFINITY));
+            ((t.number + 1) as f64, best - base)
+        })
+        .collect();
+    let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    let band = noise.map(|n| 2.0 * n.gain_se.max(n.baseline_sd / (n.draws as f64).sqrt()));
+    let mut series = vec![Series { label: "best so far − LRP-ε (validation A_PR)".into(), points }];
+    let n = trials.iter().map(|t| t.number + 1).max().unwrap_or(1) as f64;
+    if let Some(b) = band {
+        series.push(Series { label: "2 standard errors of the objective".into(), points: vec![(1.0, b), (n, b)] });
+    }
+    line_plot(
+        path,
+        &LinePlot {
+            title: &format!("{name}: gain over LRP-ε"),
+            x_label: "trials",
+            y_label: "gain in A_PR",
+            x_range: (0.0, n.max(1.0)),
+            y_range: (-0.005, (hi.max(band.unwrap_or(0.0)) * 1.2).max(0.01)),
+            series: &series,
+            reference: Some(("no gain", 0.0)),
+            marks: &[],
+        },
+    )?;
+    Ok(())
+}
+
+/// Parallel coordinates of the completed trials: one axis per parameter, one line per trial
+/// coloured by its validation A_PR.
+fn write_parallel_plot(path: &Path, name: &str, space: &SearchSpace, trials: &[Trial]) -> anyhow::Result<()> {
+    use relprune::report::{parallel_plot, ParallelAxis, Polyline};
+    let params: Vec<&relprune::optimize::space::Param> = space
+        .params
+        .iter()
+        .filter(|p| !matches!(&p.domain, relprune::optimize::space::Domain::Categorical(c) if c.len() < 2))
+        .collect();
+    let axes: Vec<ParallelAxis> = params
+        .iter()
+        .map(|p| {
+            let (low, high) = p.ends();
+            ParallelAxis { name: p.name.clone(), low, high }
+        })
+        .collect();
+    let lines: Vec<Polyline> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| {
+            Some(Polyline {
+                positions: params.iter().map(|p| t.params.get(&p.name).and_then(|v| p.position(v))).collect(),
+                value: t.value?,
+            })
+        })
+        .collect();
+    parallel_plot(path, &format!("{name}: trials by parameter (colour: validation A_PR)"), &axes, &lines)?;
+    Ok(())
 }
 
 fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Result<()> {

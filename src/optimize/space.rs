@@ -46,6 +46,35 @@ pub struct Param {
     pub when: Option<(String, Vec<Value>)>,
 }
 
+impl Param {
+    /// Where `v` lies in the domain, in [0, 1] (plots): a category's index over the count − 1,
+    /// a float linearly (or logarithmically) between its bounds. None for a value outside it.
+    pub fn position(&self, v: &Value) -> Option<f64> {
+        match &self.domain {
+            Domain::Categorical(c) => {
+                let i = c.iter().position(|x| x == v)?;
+                Some(if c.len() > 1 { i as f64 / (c.len() - 1) as f64 } else { 0.5 })
+            }
+            Domain::Float { low, high, log } => {
+                let x = v.as_f64()?;
+                let (a, b, x) = if *log { (low.ln(), high.ln(), x.ln()) } else { (*low, *high, x) };
+                Some(if b > a { ((x - a) / (b - a)).clamp(0.0, 1.0) } else { 0.5 })
+            }
+        }
+    }
+
+    /// Labels of the domain's two ends (plots).
+    pub fn ends(&self) -> (String, String) {
+        match &self.domain {
+            Domain::Categorical(c) => {
+                let name = |v: Option<&Value>| v.map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()));
+                (name(c.first()).unwrap_or_default(), name(c.last()).unwrap_or_default())
+            }
+            Domain::Float { low, high, .. } => (format!("{low:.0e}"), format!("{high:.0e}")),
+        }
+    }
+}
+
 /// An ordered list of parameters (conditions refer to earlier ones).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchSpace {
