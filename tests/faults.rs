@@ -755,14 +755,28 @@ fn a_study_is_not_resumed_under_another_normalisation_or_axis() {
     let db = format!("sqlite:{}", tmp.path().join("study.sqlite").display());
     let run = |trials: &str, extra: &[&str]| {
         let out = tmp.path().join(format!("out{trials}{}", extra.len()));
+        let _ = std::fs::remove_dir_all(&out);
         let mut args = vec!["optimize", "--model", TINY, "--fmnist-dir", d.to_str().unwrap(), "--storage", &db];
         args.extend(["--study", "s", "--trials", trials, "--refs-per-class", "1", "--val-samples", "40"]);
         args.extend(["--rates", "0:0.4:0.2", "--report", "none", "--out", out.to_str().unwrap()]);
         args.extend(extra);
         relprune(&args)
     };
-    let o = run("1", &["--normalize", "mean"]);
+    let o = run("1", &["--normalize", "mean", "--noise-draws", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Every study writes its plots and the objective's noise next to the gain.
+    let out = tmp.path().join("out14");
+    for f in ["history.png", "gain.png", "parallel.png", "importance.png", "best-rules.yaml"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let noise = &summary["noise"];
+    assert_eq!(noise["draws"], 3);
+    assert_eq!(noise["baseline"].as_array().unwrap().len(), 3);
+    // One trial: the best is LRP-ε itself, so the gain is exactly zero on every draw.
+    assert_eq!(noise["baseline"], noise["best"]);
+    assert_eq!(noise["gain"], 0.0);
     assert_clear_error(&run("2", &[]), &["different objective"]);
     assert_clear_error(&run("2", &["--normalize", "mean", "--axis", "macs"]), &["different objective"]);
     let o = run("2", &["--normalize", "mean"]);
