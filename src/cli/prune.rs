@@ -47,9 +47,11 @@ pub struct PruneArgs {
     /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
     round_to: usize,
-    /// Scale scores within each layer before the global ranking: none (the paper's), max, l2,
-    /// sum or mean.
-    #[arg(long, value_enum, default_value = "none")]
+    /// Scale scores within each layer before the global ranking: mean (the default here), max,
+    /// l2, sum, or none (the paper's raw global ranking, the default of curves). Mean is the
+    /// default for a model to ship because at equal MACs it kept the most accuracy, before and
+    /// after fine-tuning, for every criterion measured (docs/benchmarks.md, section "deploy").
+    #[arg(long, value_enum, default_value = "mean")]
     normalize: relprune::ranking::LayerNormalization,
     /// Prune in N equal steps (of the rate or of the MACs / parameter target), re-scoring the
     /// pruned model and fine-tuning after each step; needs --finetune [range: 1..=100].
