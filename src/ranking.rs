@@ -122,6 +122,13 @@ pub enum LayerNormalization {
     Mean,
 }
 
+impl LayerNormalization {
+    /// Whether this is the raw ranking (serde's skip test).
+    pub fn is_none(&self) -> bool {
+        *self == LayerNormalization::None
+    }
+}
+
 /// `scores` scaled per component layer (scores are magnitudes; a layer of all zeros stays zero).
 pub fn normalize_per_layer(
     scores: &crate::attribution::Scores,

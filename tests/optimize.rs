@@ -364,3 +364,55 @@ fn objective_over_draws_is_the_mean_of_single_draws() {
     assert_eq!(obj.per_draw(&params, &[0, 1, 2]).unwrap(), single);
     assert!(single[0] != single[1] || single[1] != single[2], "draws change the objective: {single:?}");
 }
+
+/// The space's `normalize` and `sum_first` change the scores as documented (per-layer scaling of
+/// LRP-ε's scores; |Σ R| = |signed scores|), and round-trip through a rules file.
+#[test]
+fn normalize_and_sum_first_change_scores_as_documented_and_round_trip() {
+    use relprune::ranking::{normalize_per_layer, LayerNormalization};
+    let data = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(data.path(), 600, 100);
+    let splits = fashion_mnist::load_splits(data.path()).unwrap();
+    let g = Architecture::parse(TINY).unwrap().build(3).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let task = TaskSpec { classes: None, seed: 1, refs_per_class: 2, split: SplitName::Val, eval_samples: 20 };
+    let t = Task::prepare(&splits, 10, &task).unwrap();
+    let space = SearchSpace::default_for(false, false);
+    let base = space.default_params();
+    assert_eq!(base["normalize"], "none");
+    assert_eq!(base["sum_first"], false);
+    let with = |k: &str, v: serde_json::Value| {
+        let mut p = base.clone();
+        p.insert(k.into(), v);
+        SearchSpace::criterion(&p).unwrap().0
+    };
+    let scores = |spec: &CriterionSpec| score(&g, &comps, &t, spec, 16).unwrap();
+    let plain = scores(&SearchSpace::criterion(&base).unwrap().0);
+    let signed = scores(&with("absolute", false.into()));
+    for how in ["mean", "max", "l2", "sum"] {
+        let n: LayerNormalization = serde_json::from_value(how.into()).unwrap();
+        let got = scores(&with("normalize", how.into()));
+        let want = normalize_per_layer(&plain, &comps, n);
+        for (a, b) in got.values.iter().zip(&want.values) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-30), "{how}: {a} vs {b}");
+        }
+    }
+    let sum_first = scores(&with("sum_first", true.into()));
+    for (a, b) in sum_first.values.iter().zip(&signed.values) {
+        assert!((a - b.abs()).abs() <= 1e-9 * b.abs().max(1e-30), "|Σ R| = |signed Σ R|: {a} vs {b}");
+    }
+    assert!(sum_first.values.iter().zip(&plain.values).any(|(a, b)| a < b), "|Σ R| ≤ Σ |R|, strictly somewhere");
+    // Both round-trip through best-rules.yaml and give the same scores back.
+    let mut p = base.clone();
+    p.insert("normalize".into(), "mean".into());
+    p.insert("sum_first".into(), true.into());
+    let spec = SearchSpace::criterion(&p).unwrap().0;
+    let f = tempfile::tempdir().unwrap();
+    spec.to_file(&f.path().join("best-rules.yaml")).unwrap();
+    let text = std::fs::read_to_string(f.path().join("best-rules.yaml")).unwrap();
+    assert!(text.contains("normalize: mean") && text.contains("sum_first: true"), "{text}");
+    let back = CriterionSpec::from_file(&f.path().join("best-rules.yaml")).unwrap();
+    assert_eq!(back, spec);
+    assert_eq!(scores(&back), scores(&spec));
+    assert!(SearchSpace::from_yaml("normalize: [none, median]\n").unwrap_err().to_string().contains("median"));
+}

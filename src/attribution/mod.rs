@@ -68,7 +68,33 @@ pub struct PerSample<A> {
     pub inner: A,
     /// Absolute value per sample before summing (the paper's winning "MAG" choice).
     pub absolute: bool,
+    /// With `absolute`: sum the signed values first and take |·| of the sum instead.
+    pub sum_first: bool,
     pub batch_size: usize,
+}
+
+impl<A> PerSample<A> {
+    /// Σ |a| over the references (or signed Σ a without `absolute`), in batches of `batch_size`.
+    pub fn new(inner: A, absolute: bool, batch_size: usize) -> Self {
+        PerSample { inner, absolute, sum_first: false, batch_size }
+    }
+}
+
+/// A criterion whose scores are scaled per component layer afterwards
+/// ([`crate::ranking::normalize_per_layer`]).
+pub struct Normalized {
+    pub inner: Box<dyn Criterion>,
+    pub how: crate::ranking::LayerNormalization,
+}
+
+impl Criterion for Normalized {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn score(&self, graph: &Graph, components: &ComponentSet, refs: &Subset) -> Result<Scores> {
+        let s = self.inner.score(graph, components, refs)?;
+        Ok(crate::ranking::normalize_per_layer(&s, components, self.how))
+    }
 }
 
 impl<A: LatentAttribution> Criterion for PerSample<A> {
@@ -84,13 +110,16 @@ impl<A: LatentAttribution> Criterion for PerSample<A> {
             let batch = batch?;
             let attrs = self.inner.attribute(graph, components, &batch)?;
             for (layer, a) in components.layers.iter().zip(attrs) {
-                let a = if self.absolute { a.f_abs()? } else { a };
+                let a = if self.absolute && !self.sum_first { a.f_abs()? } else { a };
                 let sums =
                     Vec::<f64>::try_from(a.f_to_kind(Kind::Double)?.f_sum_dim_intlist(0, false, Kind::Double)?)?;
                 for (t, s) in totals[layer.offset..layer.offset + layer.count].iter_mut().zip(sums) {
                     *t += s;
                 }
             }
+        }
+        if self.absolute && self.sum_first {
+            totals.iter_mut().for_each(|t| *t = t.abs());
         }
         Scores::validated(totals, components, &self.name())
     }

@@ -5,7 +5,7 @@ use super::integrated_gradients::IntegratedGradients;
 use super::lrp::{GroupRules, Lrp, LrpConfig, Rule};
 use super::random::Random;
 use super::weight::{WeightMagnitude, WeightNorm};
-use super::{Criterion, PerSample};
+use super::{Criterion, Normalized, PerSample};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -214,9 +214,16 @@ impl CriterionSpec {
     pub fn label(&self) -> String {
         match self {
             CriterionSpec::Lrp { label: Some(l), .. } => l.clone(),
-            CriterionSpec::Lrp { lrp, absolute, .. } => {
-                format!("lrp[{}{}]", lrp.rules.label(), if *absolute { "" } else { ",signed" })
-            }
+            CriterionSpec::Lrp { lrp, absolute, .. } => format!(
+                "lrp[{}{}{}]",
+                lrp.rules.label(),
+                match (*absolute, lrp.sum_first) {
+                    (false, _) => ",signed",
+                    (true, true) => ",|sum|",
+                    (true, false) => "",
+                },
+                if lrp.normalize.is_none() { String::new() } else { format!(",{:?}", lrp.normalize).to_lowercase() },
+            ),
             CriterionSpec::Random { .. } => "random".into(),
             CriterionSpec::Weight { norm: WeightNorm::L1 } => "weight".into(),
             CriterionSpec::Weight { norm: WeightNorm::L2 } => "weight-l2".into(),
@@ -233,15 +240,22 @@ impl CriterionSpec {
         let b = batch_size.max(1);
         Ok(match self.clone() {
             CriterionSpec::Lrp { lrp, absolute, .. } => {
-                Box::new(PerSample { inner: Lrp { config: lrp, label: self.label() }, absolute, batch_size: b })
+                let (sum_first, how) = (lrp.sum_first, lrp.normalize);
+                let inner = Lrp { config: lrp, label: self.label() };
+                let scored = Box::new(PerSample { inner, absolute, sum_first, batch_size: b });
+                if how.is_none() {
+                    scored
+                } else {
+                    Box::new(Normalized { inner: scored, how })
+                }
             }
             CriterionSpec::Random { seed } => Box::new(Random { seed }),
             CriterionSpec::Weight { norm } => Box::new(WeightMagnitude { norm }),
-            CriterionSpec::Activation => Box::new(PerSample { inner: Activation, absolute: true, batch_size: b }),
-            CriterionSpec::Gradient { absolute } => Box::new(PerSample { inner: Gradient, absolute, batch_size: b }),
-            CriterionSpec::Taylor { absolute } => Box::new(PerSample { inner: Taylor, absolute, batch_size: b }),
+            CriterionSpec::Activation => Box::new(PerSample::new(Activation, true, b)),
+            CriterionSpec::Gradient { absolute } => Box::new(PerSample::new(Gradient, absolute, b)),
+            CriterionSpec::Taylor { absolute } => Box::new(PerSample::new(Taylor, absolute, b)),
             CriterionSpec::IntegratedGradients { steps, absolute } => {
-                Box::new(PerSample { inner: IntegratedGradients { steps }, absolute, batch_size: b })
+                Box::new(PerSample::new(IntegratedGradients { steps }, absolute, b))
             }
         })
     }

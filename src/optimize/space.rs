@@ -14,7 +14,10 @@
 //! Known parameters: `{low,mid,high,fc}_rule` (epsilon, gamma, zplus, alphabeta = α2β1),
 //! `{group}_epsilon`, `{group}_gamma`, `softmax`, `absolute`, `initial` (one_hot, logit),
 //! `batch_norm` (merge, pass), `gate` (constant, uniform: how relevance passes multiplicative
-//! gates such as squeeze-and-excitation), `refs_per_class`. Anything else is rejected.
+//! gates such as squeeze-and-excitation), `refs_per_class`, `normalize` (none, max, l2, sum,
+//! mean: per-layer scaling of the scores before the global ranking, which decides how many
+//! units each layer loses) and `sum_first` (with `absolute: true`, |Σ R| over the references
+//! instead of Σ |R|). Anything else is rejected.
 
 use crate::attribution::lrp::{
     BatchNormTreatment, GateRule, GroupRules, InitialRelevance, LrpConfig, Rule, SoftmaxRule,
@@ -129,13 +132,21 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
             Some("constant" | "uniform") => Ok(()),
             _ => bad("constant or uniform"),
         },
+        "normalize" => match v.as_str() {
+            Some("none" | "max" | "l2" | "sum" | "mean") => Ok(()),
+            _ => bad("none, max, l2, sum or mean"),
+        },
+        "sum_first" => match v {
+            Value::Bool(_) => Ok(()),
+            _ => bad("true or false"),
+        },
         "refs_per_class" => match v.as_u64() {
             Some(n) if n >= 1 => Ok(()),
             _ => bad("a positive integer"),
         },
         _ => Err(Error::invalid(format!(
             "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule, {{group}}_epsilon, {{group}}_gamma, \
-             softmax, absolute, initial, batch_norm, gate, refs_per_class"
+             softmax, absolute, initial, batch_norm, gate, refs_per_class, normalize, sum_first"
         ))),
     }
 }
@@ -302,6 +313,8 @@ impl SearchSpace {
             yaml += "gate: [constant, uniform]\n";
         }
         yaml += "absolute: [true, false]\n";
+        yaml += "sum_first: {choice: [false, true], when: {absolute: true}}\n";
+        yaml += "normalize: [none, mean, max]\n";
         Self::from_yaml(&yaml).expect("the default space is valid")
     }
 
@@ -345,6 +358,8 @@ impl SearchSpace {
                 "initial" => "one_hot".into(),
                 "batch_norm" => "merge".into(),
                 "gate" => "constant".into(),
+                "sum_first" => false.into(),
+                "normalize" => "none".into(),
                 _ => 10.into(),
             };
             let v = match &param.domain {
@@ -390,6 +405,11 @@ impl SearchSpace {
         }
         if params.get("gate").and_then(Value::as_str) == Some("uniform") {
             lrp.gate = GateRule::Uniform;
+        }
+        lrp.sum_first = params.get("sum_first").and_then(Value::as_bool).unwrap_or(false);
+        if let Some(n) = params.get("normalize").and_then(Value::as_str) {
+            lrp.normalize = serde_json::from_value(Value::from(n))
+                .map_err(|_| Error::invalid(format!("unknown normalize `{n}` in trial parameters")))?;
         }
         let absolute = params.get("absolute").and_then(Value::as_bool).unwrap_or(true);
         let refs = params.get("refs_per_class").and_then(Value::as_u64).map(|n| n as usize);

@@ -139,6 +139,15 @@ pub struct LrpConfig {
     /// average pools (zennit composites' `stabilizer`).
     #[serde(default = "default_stabilizer")]
     pub stabilizer: f64,
+    /// How the references' relevances become a unit's score with `absolute`: false (default)
+    /// sums |R| over the references; true takes |Σ R|, so relevance of opposite sign on
+    /// different samples cancels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sum_first: bool,
+    /// Per-layer scaling of the scores before the global ranking, part of the method so that a
+    /// rules file carries it (`none`: the paper's raw ranking).
+    #[serde(default, skip_serializing_if = "crate::ranking::LayerNormalization::is_none")]
+    pub normalize: crate::ranking::LayerNormalization,
 }
 
 fn default_stabilizer() -> f64 {
@@ -154,6 +163,8 @@ impl LrpConfig {
             batch_norm: BatchNormTreatment::default(),
             gate: GateRule::default(),
             stabilizer: default_stabilizer(),
+            sum_first: false,
+            normalize: crate::ranking::LayerNormalization::None,
         }
     }
     pub fn check(&self) -> Result<()> {
