@@ -438,7 +438,10 @@ fn baseline_once(kind: SamplerKind, space: &SearchSpace) {
                 &mut store,
                 &space,
                 sampler.as_ref(),
-                Some(relprune::optimize::MedianPruner { startup_trials: 2, warmup_steps: 1 }),
+                Some(relprune::optimize::Pruner::Median(relprune::optimize::MedianPruner {
+                    startup_trials: 2,
+                    warmup_steps: 1,
+                })),
                 &mut objective,
                 12,
                 Some(&baseline),

@@ -416,3 +416,62 @@ fn normalize_and_sum_first_change_scores_as_documented_and_round_trip() {
     assert_eq!(scores(&back), scores(&spec));
     assert!(SearchSpace::from_yaml("normalize: [none, median]\n").unwrap_err().to_string().contains("median"));
 }
+
+/// The synthetic objective reported at every one of 20 rates (a flat partial curve), counting
+/// the rates it evaluated.
+struct Steps {
+    evaluated: i64,
+}
+impl Objective for Steps {
+    fn evaluate(&mut self, p: &Params, report: &mut dyn FnMut(i64, f64) -> bool) -> relprune::Result<TrialOutcome> {
+        let v = 1.0 - p["mid_gamma"].as_f64().unwrap().log10().powi(2) / 16.0;
+        for step in 0..20 {
+            self.evaluated += 1;
+            if report(step, v) {
+                return Ok(TrialOutcome::Pruned(v));
+            }
+        }
+        Ok(TrialOutcome::Complete(v))
+    }
+}
+
+/// Successive halving: rungs after 2, 6, 18 rates; the best configurations at low fidelity go
+/// on to the whole curve, the others stop at a rung; far fewer rates are evaluated than without
+/// a pruner; and a study resumed after a stop keeps every evaluation and goes on.
+#[test]
+fn successive_halving_promotes_the_best_at_low_fidelity_and_resumes() {
+    use relprune::optimize::{Pruner, SuccessiveHalving};
+    let h = SuccessiveHalving::default();
+    let rungs: Vec<i64> = (0..20).filter(|&s| h.is_rung(s)).collect();
+    assert_eq!(rungs, vec![1, 5, 17]);
+    let dir = tempfile::tempdir().unwrap();
+    let space = SearchSpace::from_yaml("mid_gamma: {log: [1.0e-3, 1000.0]}\n").unwrap();
+    let path = dir.path().join("h.sqlite");
+    let sampler = SamplerKind::Random.build(3);
+    let mut objective = Steps { evaluated: 0 };
+    let pruner = Some(Pruner::Halving(h));
+    let mut run = |budget| {
+        let mut store = StudyStore::open(connect(path.to_str().unwrap()).unwrap(), "h", &def(&space)).unwrap();
+        run_worker(&mut store, &space, sampler.as_ref(), pruner, &mut objective, budget, None, &mut Quiet).unwrap();
+        store.trials().unwrap()
+    };
+    let first = run(20);
+    let trials = run(40);
+    assert_eq!(trials.len(), 40);
+    for (a, b) in first.iter().zip(&trials) {
+        assert_eq!((a.number, a.state, a.value, &a.intermediate), (b.number, b.state, b.value, &b.intermediate));
+    }
+    let best_at_rung0 = trials.iter().map(|t| t.intermediate[1].1).fold(f64::NEG_INFINITY, f64::max);
+    let best = best_trial(&trials).unwrap();
+    assert_eq!(best.value, Some(best_at_rung0), "the best at low fidelity ran the whole curve");
+    for t in trials.iter().filter(|t| t.state == TrialState::Pruned) {
+        let last = t.intermediate.last().unwrap().0;
+        assert!(rungs.contains(&last), "trial {} stopped at rate {last}, not at a rung", t.number);
+        // Someone before it was better at that rung.
+        let v = t.intermediate.last().unwrap().1;
+        assert!(trials[..t.number as usize].iter().any(|u| u.intermediate.iter().any(|&(s, w)| s == last && w > v)));
+    }
+    let complete = trials.iter().filter(|t| t.state == TrialState::Complete).count();
+    assert!(complete <= 12, "{complete} of 40 ran the whole curve");
+    assert!(objective.evaluated * 3 <= 40 * 20, "{} of 800 rates evaluated", objective.evaluated);
+}

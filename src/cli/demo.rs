@@ -10,7 +10,8 @@ use relprune::experiment::{RunOptions, Task, TaskSpec};
 use relprune::models::zoo;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::{
-    best_trial, connect, run_worker, MedianPruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver, StudyStore,
+    best_trial, connect, run_worker, MedianPruner, Pruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
+    StudyStore,
 };
 use relprune::report::{write_curves, CurvesReport, RunHeader};
 use std::path::PathBuf;
@@ -118,7 +119,7 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
                 &mut store,
                 &space,
                 sampler.as_ref(),
-                Some(MedianPruner::default()),
+                Some(Pruner::Median(MedianPruner::default())),
                 &mut objective,
                 args.trials,
                 Some(&space.default_params()),

@@ -113,6 +113,67 @@ impl MedianPruner {
     }
 }
 
+/// Successive halving over the rate grid (asynchronous, as Optuna's `SuccessiveHalvingPruner`):
+/// the partial curve is the low fidelity. Rungs sit after `min_steps`·ηᵏ rates; a trial reaching
+/// a rung goes on only if its value there is among the best 1/η of every trial that reached it
+/// (at least the best one), so most configurations cost a few rates and the best run the whole
+/// curve. Decisions use only the stored intermediate values, so a resumed study decides as an
+/// uninterrupted one would.
+#[derive(Clone, Copy, Debug)]
+pub struct SuccessiveHalving {
+    /// Rates evaluated before the first rung.
+    pub min_steps: i64,
+    /// Reduction factor η (≥ 2).
+    pub eta: i64,
+}
+
+impl Default for SuccessiveHalving {
+    fn default() -> Self {
+        SuccessiveHalving { min_steps: 2, eta: 3 }
+    }
+}
+
+impl SuccessiveHalving {
+    /// Whether `step` (0-based rate index) is a rung: `min_steps`·ηᵏ − 1.
+    pub fn is_rung(&self, step: i64) -> bool {
+        let mut r = self.min_steps.max(1);
+        while r - 1 < step {
+            r *= self.eta.max(2);
+        }
+        r - 1 == step
+    }
+
+    pub fn should_prune(&self, step: i64, value: f64, history: &[Trial]) -> bool {
+        if !self.is_rung(step) {
+            return false;
+        }
+        let mut at: Vec<f64> =
+            history.iter().filter_map(|t| t.intermediate.iter().find(|(s, _)| *s == step).map(|(_, v)| *v)).collect();
+        at.push(value);
+        at.sort_by(|a, b| b.total_cmp(a));
+        let keep = (at.len() as i64 / self.eta.max(2)).max(1) as usize;
+        value < at[keep - 1]
+    }
+}
+
+/// When a trial is stopped on its partial curve.
+#[derive(Clone, Copy, Debug)]
+pub enum Pruner {
+    /// Below the median of the completed trials at the same rate (Optuna's default).
+    Median(MedianPruner),
+    /// Successive halving: multi-fidelity over the rate grid.
+    Halving(SuccessiveHalving),
+}
+
+impl Pruner {
+    pub fn should_prune(&self, step: i64, value: f64, history: &[Trial]) -> bool {
+        match self {
+            Pruner::Median(p) => p.should_prune(step, value, history),
+            Pruner::Halving(p) => p.should_prune(step, value, history),
+        }
+    }
+}
+
 /// What one worker did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WorkerSummary {
@@ -141,7 +202,7 @@ pub fn run_worker(
     store: &mut StudyStore,
     space: &SearchSpace,
     sampler: &dyn Sampler,
-    pruner: Option<MedianPruner>,
+    pruner: Option<Pruner>,
     objective: &mut dyn Objective,
     budget: usize,
     first: Option<&Params>,
