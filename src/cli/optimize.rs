@@ -13,12 +13,13 @@ use relprune::components::ComponentKind;
 use relprune::experiment::Task;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::storage::redact;
+use relprune::optimize::study_report;
 use relprune::optimize::{
     best_trial, connect, connect_existing, importance, run_worker, MedianPruner, Pruner, SamplerKind, SearchSpace,
     StudyDefinition, StudyObserver, StudyStore, SuccessiveHalving, Trial, TrialState,
 };
-use relprune::report::{bar_plot, line_plot, write_curves, CurvesReport, LinePlot, RunHeader, Series};
-use std::path::{Path, PathBuf};
+use relprune::report::{bar_plot, write_curves, CurvesReport, RunHeader};
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct OptimizeArgs {
@@ -265,15 +266,20 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         task.eval_samples = args.val_samples;
         let mut objective =
             PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?;
-        let n = objective_noise(&mut objective, &first, &best.params, args.noise_draws.max(args.objective_draws))?;
+        let n = study_report::objective_noise(
+            &mut objective,
+            &first,
+            &best.params,
+            args.noise_draws.max(args.objective_draws),
+        )?;
         out.say(n.describe());
         Some(n)
     } else {
         None
     };
-    write_history_plot(&outdir.path().join("history.png"), &study_name, &trials)?;
-    write_gain_plot(&outdir.path().join("gain.png"), &study_name, &trials, noise.as_ref())?;
-    write_parallel_plot(&outdir.path().join("parallel.png"), &study_name, &space, &trials)?;
+    study_report::write_history_plot(&outdir.path().join("history.png"), &study_name, &trials)?;
+    study_report::write_gain_plot(&outdir.path().join("gain.png"), &study_name, &trials, noise.as_ref())?;
+    study_report::write_parallel_plot(&outdir.path().join("parallel.png"), &study_name, &space, &trials)?;
     let imp = importance::importances(&space, &trials);
     bar_plot(&outdir.path().join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
 
@@ -329,161 +335,6 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         args.out.display()
     ));
     out.emit(&summary)
-}
-
-/// The objective's own noise next to the gain found: LRP-ε (trial 0) and the best trial, each
-/// on the same reference draws of the validation split.
-#[derive(serde::Serialize)]
-struct ObjectiveNoise {
-    draws: usize,
-    baseline: Vec<f64>,
-    best: Vec<f64>,
-    baseline_sd: f64,
-    /// Mean over draws of best − baseline, and its standard error (paired by draw).
-    gain: f64,
-    gain_se: f64,
-}
-
-impl ObjectiveNoise {
-    fn describe(&self) -> String {
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        format!(
-            "objective noise over {} reference draws (validation A_PR): LRP-ε {:.4} ± {:.4} (sd), best {:.4}; \
-             gain {:+.4} ± {:.4} (se){}",
-            self.draws,
-            mean(&self.baseline),
-            self.baseline_sd,
-            mean(&self.best),
-            self.gain,
-            self.gain_se,
-            if self.gain > 2.0 * self.gain_se { "" } else { " — within noise" }
-        )
-    }
-}
-
-fn objective_noise(
-    objective: &mut PruningObjective,
-    baseline: &relprune::optimize::space::Params,
-    best: &relprune::optimize::space::Params,
-    draws: usize,
-) -> anyhow::Result<ObjectiveNoise> {
-    let ids: Vec<usize> = (0..draws).collect();
-    let b = objective.per_draw(baseline, &ids)?;
-    let w = objective.per_draw(best, &ids)?;
-    let (mean_sd, d) = (relprune::util::mean_sd, draws as f64);
-    let diffs: Vec<f64> = w.iter().zip(&b).map(|(w, b)| w - b).collect();
-    let (gain, diff_sd) = mean_sd(&diffs);
-    Ok(ObjectiveNoise { draws, baseline_sd: mean_sd(&b).1, best: w, baseline: b, gain, gain_se: diff_sd / d.sqrt() })
-}
-
-/// The best validation A_PR so far minus trial 0's (LRP-ε), against the number of trials; with
-/// the noise measurement, the band of two standard errors of a gain.
-fn write_gain_plot(path: &Path, name: &str, trials: &[Trial], noise: Option<&ObjectiveNoise>) -> anyhow::Result<()> {
-    let mut done: Vec<&Trial> =
-        trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some()).collect();
-    done.sort_by_key(|t| t.number);
-    let Some(base) = trials.iter().find(|t| t.number == 0).and_then(|t| t.value) else { return Ok(()) };
-    let mut best = f64::NEG_INFINITY;
-    let points: Vec<(f64, f64)> = done
-        .iter()
-        .map(|t| {
-            best = best.max(t.value.unwrap_or(f64::NEG_INFINITY));
-            ((t.number + 1) as f64, best - base)
-        })
-        .collect();
-    let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
-    let band = noise.map(|n| 2.0 * n.gain_se.max(n.baseline_sd / (n.draws as f64).sqrt()));
-    let mut series = vec![Series { label: "best so far − LRP-ε (validation A_PR)".into(), points }];
-    let n = trials.iter().map(|t| t.number + 1).max().unwrap_or(1) as f64;
-    if let Some(b) = band {
-        series.push(Series { label: "2 standard errors of the objective".into(), points: vec![(1.0, b), (n, b)] });
-    }
-    line_plot(
-        path,
-        &LinePlot {
-            title: &format!("{name}: gain over LRP-ε"),
-            x_label: "trials",
-            y_label: "gain in A_PR",
-            x_range: (0.0, n.max(1.0)),
-            y_range: (-0.005, (hi.max(band.unwrap_or(0.0)) * 1.2).max(0.01)),
-            series: &series,
-            reference: Some(("no gain", 0.0)),
-            marks: &[],
-        },
-    )?;
-    Ok(())
-}
-
-/// Parallel coordinates of the completed trials: one axis per parameter, one line per trial
-/// coloured by its validation A_PR.
-fn write_parallel_plot(path: &Path, name: &str, space: &SearchSpace, trials: &[Trial]) -> anyhow::Result<()> {
-    use relprune::report::{parallel_plot, ParallelAxis, Polyline};
-    let params: Vec<&relprune::optimize::space::Param> = space
-        .params
-        .iter()
-        .filter(|p| !matches!(&p.domain, relprune::optimize::space::Domain::Categorical(c) if c.len() < 2))
-        .collect();
-    let axes: Vec<ParallelAxis> = params
-        .iter()
-        .map(|p| {
-            let (low, high) = p.ends();
-            ParallelAxis { name: p.name.clone(), low, high }
-        })
-        .collect();
-    let lines: Vec<Polyline> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| {
-            Some(Polyline {
-                positions: params.iter().map(|p| t.params.get(&p.name).and_then(|v| p.position(v))).collect(),
-                value: t.value?,
-            })
-        })
-        .collect();
-    parallel_plot(path, &format!("{name}: trials by parameter (colour: validation A_PR)"), &axes, &lines)?;
-    Ok(())
-}
-
-fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> anyhow::Result<()> {
-    let done: Vec<(f64, f64)> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| Some((t.number as f64, t.value?)))
-        .collect();
-    let pruned: Vec<(f64, f64)> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Pruned)
-        .filter_map(|t| Some((t.number as f64, t.value?)))
-        .collect();
-    let mut best = f64::NEG_INFINITY;
-    let best_line: Vec<(f64, f64)> = done
-        .iter()
-        .map(|&(x, y)| {
-            best = best.max(y);
-            (x, best)
-        })
-        .collect();
-    let lo = done.iter().chain(&pruned).map(|p| p.1).fold(1.0, f64::min);
-    let n = trials.iter().map(|t| t.number).max().unwrap_or(1) as f64;
-    let series = [
-        Series { label: "complete trial (A_PR on validation)".into(), points: done },
-        Series { label: "best so far".into(), points: best_line },
-        Series { label: "pruned (value when stopped)".into(), points: pruned },
-    ];
-    line_plot(
-        path,
-        &LinePlot {
-            title: &format!("{name}: optimisation history"),
-            x_label: "trial",
-            y_label: "A_PR (validation)",
-            x_range: (0.0, n.max(1.0)),
-            y_range: ((lo - 0.02).max(0.0), 1.0),
-            series: &series,
-            reference: None,
-            marks: &[],
-        },
-    )?;
-    Ok(())
 }
 
 pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ pub mod sampler;
 pub mod space;
 mod sqlite;
 pub mod storage;
+pub mod study_report;
 mod tpe;
 
 pub use objective::{Objective, TrialOutcome};
