@@ -202,6 +202,7 @@ fn prune_command_meets_a_macs_target_in_steps_with_fine_tuning() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(r["macs_ratio"].as_f64().unwrap() <= 0.5);
+    assert_eq!(r["normalize"], "mean", "conv filters are ranked per-layer-mean by default");
     assert_eq!(r["steps"].as_array().unwrap().len(), 2);
     assert!(r["finetune"]["accuracy"].as_f64().is_some());
     let m = relprune::models::load_model(out.join("model").to_str().unwrap(), None, 0).unwrap();
@@ -431,4 +432,32 @@ fn curves_take_the_per_layer_normalisation_of_prune() {
     assert_eq!(mean.pruned_per_layer, scaled.pruned_per_layer);
     assert_eq!(mean.accuracies, scaled.accuracies);
     assert_ne!(mean.pruned_per_layer, raw.pruned_per_layer);
+}
+
+/// `prune`'s default per-layer normalisation follows the component kind: none for neurons (the
+/// ViT rows of benchmarks/deploy), mean for filters (above); an explicit one is kept.
+#[test]
+fn prune_normalises_neurons_raw_by_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+            .args([
+                "--threads",
+                "1",
+                "--json",
+                "prune",
+                "--model",
+                "vit:size=8,patch=4,layers=1,heads=2,dim=8,mlp=16,in=1,classes=10",
+            ])
+            .args(["--data", "none", "--criterion", "weight", "--rate", "0.25", "--latency-runs", "1"])
+            .args(extra)
+            .arg("--out")
+            .arg(tmp.path().join("o"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(run(&[])["normalize"], "none");
+    assert_eq!(run(&["--normalize", "max"])["normalize"], "max");
 }

@@ -47,12 +47,12 @@ pub struct PruneArgs {
     /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
     round_to: usize,
-    /// Scale scores within each layer before the global ranking: mean (the default here), max,
-    /// l2, sum, or none (the paper's raw global ranking, the default of curves). Mean is the
-    /// default for a model to ship because at equal MACs it kept the most accuracy, before and
-    /// after fine-tuning, for every criterion measured (docs/benchmarks.md, section "deploy").
-    #[arg(long, value_enum, default_value = "mean")]
-    normalize: relprune::ranking::LayerNormalization,
+    /// Scale scores within each layer before the global ranking: none (the paper's raw global
+    /// ranking), max, l2, sum or mean. Default: mean for conv filters, none for neurons and
+    /// heads, the better of the two for each in benchmarks/deploy at equal MACs, before and after
+    /// fine-tuning (docs/benchmarks.md, section "deploy").
+    #[arg(long, value_enum)]
+    normalize: Option<relprune::ranking::LayerNormalization>,
     /// Prune in N equal steps (of the rate or of the MACs / parameter target), re-scoring the
     /// pruned model and fine-tuning after each step; needs --finetune [range: 1..=100].
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = super::ranges::count(1, 100))]
@@ -246,6 +246,12 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     };
     stats::check_seq_len(&model.graph, args.seq_len)?;
     let kind = comps.kind;
+    let normalize = args.normalize.unwrap_or(match kind {
+        relprune::components::ComponentKind::Filters => relprune::ranking::LayerNormalization::Mean,
+        relprune::components::ComponentKind::Neurons | relprune::components::ComponentKind::Heads => {
+            relprune::ranking::LayerNormalization::None
+        }
+    });
     let amount = match (args.rate, args.target, args.max_drop) {
         (Some(r), _, _) => Amount::Rate(r),
         (None, Some(t), _) => Amount::Target(t),
@@ -257,7 +263,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         selection: args.selection,
         round_to: args.round_to,
         order: opts.order,
-        normalize: args.normalize,
+        normalize,
         attribution_batch: opts.attribution_batch,
         eval_batch: opts.eval_batch,
         seq_len: args.seq_len,
@@ -313,7 +319,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
         component: kind,
         rate,
         selection: args.selection,
-        normalize: args.normalize,
+        normalize,
         round_to: args.round_to,
         budget,
         finetune,
