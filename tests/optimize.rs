@@ -475,3 +475,62 @@ fn successive_halving_promotes_the_best_at_low_fidelity_and_resumes() {
     assert!(complete <= 12, "{complete} of 40 ran the whole curve");
     assert!(objective.evaluated * 3 <= 40 * 20, "{} of 800 rates evaluated", objective.evaluated);
 }
+
+/// Per-group softmax treatments: setting every group to CP equals the global CP; setting one
+/// group only changes the scores from both; group-prefixed names other than rule / ε / γ /
+/// softmax are rejected (they would be ignored); the choice round-trips through a rules file.
+#[test]
+fn per_group_softmax_acts_on_its_group_and_round_trips() {
+    use relprune::attribution::lrp::SoftmaxRule;
+    let data = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(data.path(), 600, 100);
+    let splits = fashion_mnist::load_splits(data.path()).unwrap();
+    let g = Architecture::parse("vit:size=8,patch=4,layers=4,heads=2,dim=8,mlp=16,in=1,classes=10")
+        .unwrap()
+        .build(4)
+        .unwrap();
+    // torchvision initialises the head to zero, which would leave no relevance to compare.
+    tch::manual_seed(5);
+    for (k, p) in g.params().iter() {
+        if k.starts_with("heads.") {
+            let _ = tch::no_grad(|| p.shallow_clone().f_copy_(&tch::Tensor::randn(p.size(), tch::kind::FLOAT_CPU)));
+        }
+    }
+    let comps = ComponentSet::find(&g, ComponentKind::Neurons).unwrap();
+    let task = TaskSpec { classes: None, seed: 1, refs_per_class: 1, split: SplitName::Val, eval_samples: 10 };
+    let t = Task::prepare(&splits, 10, &task).unwrap();
+    let space = SearchSpace::default_for(true, false);
+    let base = space.default_params();
+    for grp in ["low", "mid", "high"] {
+        assert_eq!(base[&format!("{grp}_softmax")], "attn_lrp");
+    }
+    let with = |pairs: &[(&str, &str)]| {
+        let mut p = base.clone();
+        for (k, v) in pairs {
+            p.insert(k.to_string(), (*v).into());
+        }
+        SearchSpace::criterion(&p).unwrap().0
+    };
+    let scores = |spec: &CriterionSpec| score(&g, &comps, &t, spec, 16).unwrap().values;
+    let attn = scores(&with(&[]));
+    let all_cp = scores(&with(&[("low_softmax", "cp"), ("mid_softmax", "cp"), ("high_softmax", "cp")]));
+    let CriterionSpec::Lrp { label, mut lrp, absolute } = with(&[]) else { panic!() };
+    lrp.softmax_by_group.clear();
+    lrp.softmax = SoftmaxRule::Cp;
+    let global_cp = scores(&CriterionSpec::Lrp { label, lrp, absolute });
+    assert_eq!(all_cp, global_cp, "CP in every group is the global CP");
+    // 16 deep linears, 4 per layer: layer 0 is low, layers 1-2 mid, layer 3 high.
+    let high_cp = scores(&with(&[("high_softmax", "cp")]));
+    assert!(attn.iter().any(|v| *v > 0.0));
+    assert!(high_cp != attn && high_cp != all_cp, "one group's treatment changes the scores alone");
+    // Layer 0's attention (low) lies below every MLP neuron's relevance path: no change.
+    assert_eq!(scores(&with(&[("low_softmax", "cp")])), attn);
+    let spec = with(&[("high_softmax", "cp")]);
+    let f = tempfile::tempdir().unwrap();
+    spec.to_file(&f.path().join("r.yaml")).unwrap();
+    assert_eq!(CriterionSpec::from_file(&f.path().join("r.yaml")).unwrap(), spec);
+    for bad in ["low_absolute: [true, false]\n", "mid_normalize: [none, mean]\n"] {
+        let e = SearchSpace::from_yaml(bad).unwrap_err().to_string();
+        assert!(e.contains("unknown parameter"), "{bad}: {e}");
+    }
+}

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Known parameters: `{low,mid,high,fc}_rule` (epsilon, gamma, zplus, alphabeta = α2β1),
-//! `{group}_epsilon`, `{group}_gamma`, `softmax`, `absolute`, `initial` (one_hot, logit),
+//! `{group}_epsilon`, `{group}_gamma`, `softmax` and `{group}_softmax` (the treatment of the
+//! attention layers fed by that group's projections), `absolute`, `initial` (one_hot, logit),
 //! `batch_norm` (merge, pass), `gate` (constant, uniform: how relevance passes multiplicative
 //! gates such as squeeze-and-excitation), `refs_per_class`, `normalize` (none, max, l2, sum,
 //! mean: per-layer scaling of the scores before the global ranking, which decides how many
@@ -99,7 +100,13 @@ fn group_param(name: &str) -> Option<(DepthGroup, &str)> {
 /// Checks one value of a known parameter.
 fn check_value(name: &str, v: &Value) -> Result<()> {
     let bad = |what: &str| Err(Error::invalid(format!("search space: `{name}` takes {what}, got {v}")));
-    match group_param(name).map(|(_, w)| w).unwrap_or(name) {
+    // Only the rule, its ε / γ and the softmax treatment exist per depth group.
+    let what = match group_param(name) {
+        Some((_, w @ ("rule" | "epsilon" | "gamma" | "softmax"))) => w,
+        Some(_) => "",
+        None => name,
+    };
+    match what {
         "rule" => match v.as_str() {
             Some(r) if RULES.contains(&r) => Ok(()),
             _ => bad("epsilon, gamma, zplus or alphabeta"),
@@ -146,7 +153,7 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
         },
         _ => Err(Error::invalid(format!(
             "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule, {{group}}_epsilon, {{group}}_gamma, \
-             softmax, absolute, initial, batch_norm, gate, refs_per_class, normalize, sum_first"
+             {{group}}_softmax, softmax, absolute, initial, batch_norm, gate, refs_per_class, normalize, sum_first"
         ))),
     }
 }
@@ -307,7 +314,9 @@ impl SearchSpace {
             );
         }
         if transformer {
-            yaml += "softmax: [attn_lrp, cp, zplus, zplus_bias]\n";
+            for g in ["low", "mid", "high"] {
+                yaml += &format!("{g}_softmax: [attn_lrp, cp, zplus, zplus_bias]\n");
+            }
         }
         if gated {
             yaml += "gate: [constant, uniform]\n";
@@ -396,6 +405,11 @@ impl SearchSpace {
         let mut lrp = LrpConfig::new(rules);
         if let Some(s) = params.get("softmax").and_then(Value::as_str) {
             lrp.softmax = SoftmaxRule::parse(s)?;
+        }
+        for g in DepthGroup::ALL {
+            if let Some(s) = params.get(&format!("{}_softmax", g.name())).and_then(Value::as_str) {
+                lrp.softmax_by_group.insert(g, SoftmaxRule::parse(s)?);
+            }
         }
         if params.get("initial").and_then(Value::as_str) == Some("logit") {
             lrp.initial = InitialRelevance::Logit;

@@ -128,6 +128,10 @@ pub struct LrpConfig {
     /// How relevance passes the attention softmax (transformers only).
     #[serde(default)]
     pub softmax: SoftmaxRule,
+    /// Per depth group, a softmax treatment that replaces `softmax` there (an attention layer
+    /// belongs to the group of the projection that feeds it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub softmax_by_group: std::collections::BTreeMap<DepthGroup, SoftmaxRule>,
     #[serde(default)]
     pub initial: InitialRelevance,
     #[serde(default)]
@@ -159,6 +163,7 @@ impl LrpConfig {
         LrpConfig {
             rules,
             softmax: SoftmaxRule::default(),
+            softmax_by_group: Default::default(),
             initial: InitialRelevance::default(),
             batch_norm: BatchNormTreatment::default(),
             gate: GateRule::default(),
@@ -274,7 +279,8 @@ fn propagate_node(
     config: &LrpConfig,
     groups: &[Option<DepthGroup>],
 ) -> Result<Vec<Option<Tensor>>> {
-    let cx = LrpCx { graph, id, config, group: groups[id] };
+    let input_group = graph.node(id).inputs.first().and_then(|&i| groups[i]);
+    let cx = LrpCx { graph, id, config, group: groups[id], input_group };
     graph.node(id).op.kind().lrp(&cx, xs, out, r)
 }
 
@@ -285,9 +291,15 @@ pub struct LrpCx<'a> {
     pub id: NodeId,
     pub config: &'a LrpConfig,
     group: Option<DepthGroup>,
+    /// Depth group of the node's first input (for attention: its projection).
+    input_group: Option<DepthGroup>,
 }
 
 impl LrpCx<'_> {
+    /// The softmax treatment at this node: its input's group's, else the configuration's.
+    pub fn softmax_rule(&self) -> SoftmaxRule {
+        self.input_group.and_then(|g| self.config.softmax_by_group.get(&g).copied()).unwrap_or(self.config.softmax)
+    }
     /// `z` with the configured stabiliser added away from zero.
     pub fn stabilize(&self, z: &Tensor) -> Result<Tensor> {
         rules::stabilize(z, self.config.stabilizer)

@@ -148,12 +148,13 @@ impl OpKind for Attention {
         let probs = x.f_softmax(-1, x.kind())?;
         let ctx = probs.f_matmul(&vh)?;
         let rh = self.split_heads(r)?;
-        let cp = config.softmax == SoftmaxRule::Cp;
+        let softmax = cx.softmax_rule();
+        let cp = softmax == SoftmaxRule::Cp;
         // A·V: uniform split between A and V (denominator 2·ctx), or all to V under CP.
         let g = rh.f_div(&cx.stabilize(&ctx.f_mul_scalar(if cp { 1.0 } else { 2.0 })?)?)?;
         let rv = vh.f_mul(&probs.f_transpose(-2, -1)?.f_matmul(&g)?)?;
         let ra = probs.f_mul(&g.f_matmul(&vh.f_transpose(-2, -1)?)?)?;
-        let (rq, rk) = match config.softmax.apply(&x, &probs, &ra, config.stabilizer)? {
+        let (rq, rk) = match softmax.apply(&x, &probs, &ra, config.stabilizer)? {
             None => (qh.f_zeros_like()?, kh.f_zeros_like()?),
             Some(rx) => {
                 // Masked keys carry no relevance; the 1/√dh scaling is linear and keeps it.
