@@ -6,15 +6,20 @@
 #   benchmarks/deploy/run.sh                 # fmnist-resnet18, MACs 0.7 / 0.5 / 0.33
 # Settings (environment): MODELS, TARGETS, CRITERIA, ORDERS, TP_IMPORTANCES, FT_SAMPLES (fine-tuning
 # samples, default 2000 of the 55,000 train images to fit this 2-core machine; 0 = all).
-# The table in docs/benchmarks.md (2026-12-01) came from these two runs (results are cached per row):
+# The table in docs/benchmarks.md came from these runs (results are cached per row, so each adds
+# only its missing rows). ResNet-18's relprune rows (2026-12-01):
 #   CRITERIA="lrp-epsilon taylor" ORDERS="relevance/none cost-aware/none" benchmarks/deploy/run.sh
 #   CRITERIA="lrp-epsilon taylor gradient" ORDERS="relevance/mean" benchmarks/deploy/run.sh
-# and the VGG rows at MACs 0.7 and 0.33 (2026-12-02):
-#   MODELS=fmnist-vgg16bn TARGETS="0.7 0.33" CRITERIA="lrp-epsilon taylor" ORDERS="relevance/mean" benchmarks/deploy/run.sh
-# and the ViT (MLP neurons) and MobileNetV2 rows (2026-12-02; the ViT's MLP holds 63 % of its MACs,
-# so neuron pruning cannot go below 0.368: 0.4 stands in for 0.33):
-#   MODELS=fmnist-mobilenetv2 CRITERIA="lrp-epsilon taylor gradient" ORDERS="relevance/none relevance/mean" benchmarks/deploy/run.sh
-#   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA="lrp-epsilon taylor gradient" ORDERS="relevance/none relevance/mean" benchmarks/deploy/run.sh
+# everything else (2026-12-02, after the fix that made pruned models stop sharing tensors with the
+# unpruned one; every Torch-Pruning row rerun with relprune's MACs counter):
+#   MODELS=fmnist-mobilenetv2 CRITERIA="lrp-epsilon taylor" ORDERS="relevance/none relevance/mean" benchmarks/deploy/run.sh
+#   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA="lrp-epsilon taylor" ORDERS="relevance/none relevance/mean" benchmarks/deploy/run.sh
+#   MODELS=fmnist-vgg16bn CRITERIA="lrp-epsilon taylor" ORDERS="relevance/mean" benchmarks/deploy/run.sh
+#   MODELS=fmnist-resnet18 CRITERIA=" " ORDERS=" " benchmarks/deploy/run.sh      # Torch-Pruning rows only
+#   MODELS="fmnist-mobilenetv2 fmnist-vgg16bn" CRITERIA="gradient" ORDERS="relevance/mean" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+#   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA="gradient" ORDERS="relevance/mean" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+# The ViT is pruned in its MLP neurons, which hold 63 % of its MACs: no neuron pruning goes below
+# 0.368, so 0.4 stands in for 0.33 there.
 # Results: benchmarks/deploy/results/*.json; table: docs/benchmarks.md, section "deploy".
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
