@@ -108,8 +108,13 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             space: space.clone(),
             objective: serde_json::json!({"demo": manifest.name, "task": val_spec, "component": "filters"}),
         };
+        // The study is named after its definition: a demo run by a later relprune, whose default
+        // space or objective changed, starts a study of its own beside the old one instead of
+        // being refused, while a rerun of the same version resumes its own.
+        let key = relprune::util::derive_seed(0, &serde_json::to_string(&(&def.space, &def.objective))?);
+        let name = format!("demo-{:08x}", key as u32);
         let mut store =
-            StudyStore::open(connect(&format!("sqlite:{}", args.out.join("study.sqlite").display()))?, "demo", &def)?;
+            StudyStore::open(connect(&format!("sqlite:{}", args.out.join("study.sqlite").display()))?, &name, &def)?;
         let pb = super::common::progress(args.trials as u64, "optimising");
         {
             let mut objective =
