@@ -250,14 +250,24 @@ pub fn mark_targets(
     opts: &RunOptions,
 ) -> Result<Vec<crate::budget::BudgetMark>> {
     let mut marks = Vec::with_capacity(opts.marks.len());
+    if opts.marks.is_empty() {
+        return Ok(marks);
+    }
     let scores = &crate::ranking::normalize_per_layer(scores, comps, opts.normalize);
+    let eval = task.eval_options(opts.eval_batch);
+    // Unit costs (one surgery per group) depend on the groups, not on the target: measured once.
+    let costs = match opts.selection {
+        crate::budget::Selection::CostAware => {
+            let ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+            Some(crate::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?)
+        }
+        crate::budget::Selection::Relevance => None,
+    };
     for &target in &opts.marks {
         let mut ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
-        if opts.selection == crate::budget::Selection::CostAware {
-            let costs = crate::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?;
-            crate::budget::order_by_cost(&mut ranking, &costs, target.measure);
+        if let Some(costs) = &costs {
+            crate::budget::order_by_cost(&mut ranking, costs, target.measure);
         }
-        let eval = task.eval_options(opts.eval_batch);
         marks.push(crate::budget::BudgetMark::measure(
             graph,
             comps,
