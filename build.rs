@@ -15,10 +15,30 @@ fn main() {
         Ok(dir) if !dir.is_empty() => {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
             println!("cargo:rustc-env=RELPRUNE_LIBTORCH_LIB={dir}");
+            link_torch_cuda(Path::new(&dir));
         }
-        _ => println!("cargo:rustc-env=RELPRUNE_LIBTORCH_LIB=unknown"),
+        _ => {
+            println!("cargo:rustc-env=RELPRUNE_LIBTORCH_LIB=unknown");
+            println!("cargo:rustc-env=RELPRUNE_TORCH_CUDA=absent");
+        }
     }
     onnx_types();
+}
+
+/// Links libtorch's CUDA library when the libtorch at `dir` has one (the venv's torch wheel is a
+/// CUDA build). torch-sys names it, but nothing in relprune calls into it directly, so the
+/// linker's `--as-needed` drops it and libtorch then registers no CUDA backend: `--device cuda`
+/// would see no GPU on a machine that has one. `--no-as-needed` keeps it; a CPU-only libtorch
+/// has no such file and links as before. `RELPRUNE_TORCH_CUDA` tells the binary which it got.
+fn link_torch_cuda(dir: &Path) {
+    let lib = dir.join("libtorch_cuda.so");
+    println!("cargo:rerun-if-changed={}", lib.display());
+    if lib.is_file() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,{},--as-needed", lib.display());
+        println!("cargo:rustc-env=RELPRUNE_TORCH_CUDA=linked");
+    } else {
+        println!("cargo:rustc-env=RELPRUNE_TORCH_CUDA=absent");
+    }
 }
 
 /// Where `onnx.proto` is: `$RELPRUNE_ONNX_PROTO`, else the `onnx` package of the venv.

@@ -38,7 +38,7 @@ pub fn count_correct(
                 None => (logits, batch.labels.shallow_clone()),
             };
             let pred = logits.f_argmax(-1, false)?;
-            correct += pred.f_eq_tensor(&labels)?.f_sum(Kind::Int64)?.int64_value(&[]);
+            correct += pred.f_eq_tensor(&labels.f_to_device(pred.device())?)?.f_sum(Kind::Int64)?.int64_value(&[]);
             done += batch.labels.size()[0] as usize;
             progress(done);
         }
@@ -348,10 +348,15 @@ pub struct Latency {
 /// median of `runs` timed ones.
 pub fn latency(graph: &Graph, inputs: &[tch::Tensor], warmup: usize, runs: usize) -> Result<Latency> {
     let mut times = Vec::with_capacity(runs);
+    // The input is put on the graph's device before timing, so a GPU's latency is its own and
+    // not the host-to-device copy's; CUDA kernels run asynchronously, so each run waits for them.
+    let device = graph.device();
+    let inputs = inputs.iter().map(|t| t.f_to_device(device)).collect::<std::result::Result<Vec<_>, _>>()?;
     tch::no_grad(|| -> Result<()> {
         for i in 0..warmup + runs {
             let t = std::time::Instant::now();
-            let _ = graph.forward(inputs, Mode::Eval)?;
+            let _ = graph.forward(&inputs, Mode::Eval)?;
+            crate::device::synchronize(device);
             if i >= warmup {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -379,9 +384,9 @@ pub fn random_inputs(graph: &Graph, batch: i64, seq_len: i64) -> Vec<tch::Tensor
             let mut s = t.size();
             s[0] = batch;
             match t.kind() {
-                Kind::Float => tch::Tensor::randn(s.as_slice(), (Kind::Float, tch::Device::Cpu)),
-                _ if t.int64_value(&[0, 0]) == 1 => tch::Tensor::ones(s.as_slice(), (Kind::Int64, tch::Device::Cpu)),
-                _ => tch::Tensor::randint(100, s.as_slice(), (Kind::Int64, tch::Device::Cpu)) + 1000,
+                Kind::Float => tch::Tensor::randn(s.as_slice(), (Kind::Float, graph.device())),
+                _ if t.int64_value(&[0, 0]) == 1 => tch::Tensor::ones(s.as_slice(), (Kind::Int64, graph.device())),
+                _ => tch::Tensor::randint(100, s.as_slice(), (Kind::Int64, graph.device())) + 1000,
             }
         })
         .collect()

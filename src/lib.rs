@@ -10,6 +10,7 @@ pub mod components;
 pub mod compress;
 pub mod data;
 pub mod dependency;
+pub mod device;
 pub mod error;
 pub mod evaluate;
 pub mod experiment;

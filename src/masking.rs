@@ -110,8 +110,8 @@ pub fn apply_mask<'g>(graph: &'g mut Graph, comps: &ComponentSet, selected: &[us
     let mut guard = MaskGuard { graph, saved: Vec::new() };
     tch::no_grad(|| -> Result<()> {
         for (key, dim, units) in targets {
-            let idx = Tensor::from_slice(&units);
             let t = guard.graph.params_mut().get_mut(&key).expect("mask target exists");
+            let idx = Tensor::from_slice(&units).f_to_device(t.device())?;
             let orig = t.f_index_select(dim, &idx)?;
             let _ = t.f_index_fill_(dim, &idx, 0.0)?;
             guard.saved.push((key, dim, idx, orig));

@@ -145,6 +145,9 @@ pub struct RunHeader {
     pub references: usize,
     pub eval_samples: usize,
     pub hardware: String,
+    /// The device the model ran on (`cpu`, `cuda:0`, …).
+    #[serde(default)]
+    pub device: String,
     pub versions: serde_json::Value,
     /// Seconds since the Unix epoch when the run finished.
     pub finished_unix: u64,
@@ -161,6 +164,7 @@ impl RunHeader {
             references: task.refs.len(),
             eval_samples: task.eval.len(),
             hardware: crate::models::zoo::hardware_line(),
+            device: crate::device::name(model.graph.device()),
             versions: serde_json::to_value(crate::runtime::version_info()).unwrap_or_default(),
             finished_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -271,7 +271,8 @@ pub fn prune(
                 .get(&role)
                 .cloned()
                 .ok_or_else(|| crate::Error::invalid(format!("node `{}` has no parameter `{role}`", node.name)))?;
-            let t = params.get(&key).expect("bound parameter").f_index_select(dim, &index(keep))?;
+            let t = params.get(&key).expect("bound parameter");
+            let t = t.f_index_select(dim, &index(keep).f_to_device(t.device())?)?;
             params.insert(key, t);
         }
         node.op.kind_mut().reindex(out.map(Vec::as_slice), inp.map(Vec::as_slice));

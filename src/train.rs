@@ -275,7 +275,7 @@ pub fn train_with_teacher(
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let idx: Vec<usize> = chunk.iter().map(|&i| splits.train.indices[i]).collect();
-            let batch = splits.train.data.batch(&idx)?;
+            let batch = splits.train.data.batch(&idx)?.to_device(graph.device())?;
             let mut inputs = batch.inputs;
             if inputs[0].kind() == Kind::Float && inputs[0].dim() == 4 {
                 inputs[0] = augment(&inputs[0], &cfg.augment, &mut aug_rng)?;
@@ -431,7 +431,7 @@ fn head_features(graph: &Graph, split: &Subset, observer: &mut dyn TrainObserver
         let b = b?;
         let outs = tch::no_grad(|| graph.forward_all(&b.inputs, Mode::Eval))?;
         feats.push(outs[feat].shallow_clone());
-        labels.push(b.labels);
+        labels.push(b.labels.f_to_device(graph.device())?);
         observer.batch_done(i, 0.0);
     }
     Ok((Tensor::f_cat(&feats, 0)?, Tensor::f_cat(&labels, 0)?))
@@ -471,12 +471,9 @@ fn train_head(
         }
     };
     let feature_seconds = t0.elapsed().as_secs_f64();
-    let (tx, ty, vx, vy) = (
-        &store.get("train.x").unwrap(),
-        &store.get("train.y").unwrap(),
-        &store.get("val.x").unwrap(),
-        &store.get("val.y").unwrap(),
-    );
+    // Cached features are read on the host; the head trains where the graph lives.
+    let on = |k: &str| store.get(k).expect("checked above").f_to_device(graph.device());
+    let (tx, ty, vx, vy) = (&on("train.x")?, &on("train.y")?, &on("val.x")?, &on("val.y")?);
     let w = graph.require_param(out, Role::Weight)?.detach().set_requires_grad(true);
     let b = graph.require_param(out, Role::Bias)?.detach().set_requires_grad(true);
     let params = vec![("weight".to_string(), w.shallow_clone()), ("bias".to_string(), b.shallow_clone())];
@@ -492,7 +489,8 @@ fn train_head(
         observer.epoch_started(epoch, steps_per_epoch);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for (bi, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            let idx =
+                Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).f_to_device(tx.device())?;
             let logits = tx.f_index_select(0, &idx)?.f_linear(&w, Some(&b))?;
             let loss = logits.f_cross_entropy_loss(
                 &ty.f_index_select(0, &idx)?,

@@ -300,7 +300,7 @@ fn memory_stays_flat_while_a_large_set_is_written_to_file() {
         let opts = CacheOptions {
             memory_budget: Some(0),
             dir: Some(t.path().join("cache")),
-            chunk_bytes: CHUNK,
+            chunk_bytes: Some(CHUNK),
             ..Default::default()
         };
         let f = Arc::new(ImageFolder::open(&root, 224, 224).unwrap().with_cache(opts).unwrap());

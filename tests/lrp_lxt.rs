@@ -79,7 +79,7 @@ fn vit_attn_lrp_epsilon() {
 
 #[test]
 fn vit_attn_lrp_mixed_rules() {
-    let rules = GroupRules { low: Rule::Gamma { gamma: Some(0.1) }, mid: eps(), high: Rule::Zplus, fc: eps() };
+    let rules = GroupRules::by_group(Rule::Gamma { gamma: Some(0.1) }, eps(), Rule::Zplus, eps());
     vit_case(SoftmaxRule::AttnLrp, rules);
 }
 

@@ -236,3 +236,49 @@ fn unsupported_node_and_bad_rules_are_clear_errors() {
     assert!(GroupRules::parse("middle=zplus", eps(1e-6)).unwrap_err().to_string().contains("unknown depth group"));
     assert!(GroupRules::parse("mid", eps(1e-6)).is_err());
 }
+
+/// Equal depth groups: on VGG-11's 8 convolutions, four groups of two are exactly the low (2) /
+/// mid (4) / high (2) split when the two middle groups share the mid rule, so the relevances are
+/// identical; giving one middle group another rule changes them. Parsed, labelled and
+/// round-tripped through the rules file's YAML.
+#[test]
+fn equal_depth_groups_refine_low_mid_high() {
+    let g = Architecture::parse("vgg11:size=32,classes=10").unwrap().build(3).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, tch::Device::Cpu));
+    let batch = Batch { inputs: vec![x], labels: Tensor::from_slice(&[0i64, 3, 5, 9]) };
+    let (low, mid, high, fc) = (
+        Rule::Gamma { gamma: Some(0.25) },
+        Rule::Epsilon { epsilon: 1e-3 },
+        Rule::Zplus,
+        Rule::Epsilon { epsilon: 1e-6 },
+    );
+    let scores = |rules: GroupRules| -> Vec<Tensor> {
+        Lrp { config: LrpConfig::new(rules), label: "lrp".into() }.attribute(&g, &comps, &batch).unwrap()
+    };
+    let coarse = scores(GroupRules::by_group(low.clone(), mid.clone(), high.clone(), fc.clone()));
+    let text = "d1=gamma:0.25,d2=epsilon:1e-3,d3=epsilon:1e-3,d4=zplus,fc=epsilon:1e-6";
+    let fine = GroupRules::parse(text, GroupRules::all(Rule::Epsilon { epsilon: 1e-6 })).unwrap();
+    assert_eq!(fine.depth, vec![low.clone(), mid.clone(), mid.clone(), high.clone()]);
+    // The label names what acts (d1…dN and fc; low / mid / high are unused beside them).
+    let back = GroupRules::parse(&fine.label(), GroupRules::all(Rule::Zplus)).unwrap();
+    assert_eq!((&back.depth, &back.fc, back.label()), (&fine.depth, &fine.fc, fine.label()));
+    let yaml = serde_yaml_ng::to_string(&LrpConfig::new(fine.clone())).unwrap();
+    assert_eq!(serde_yaml_ng::from_str::<LrpConfig>(&yaml).unwrap().rules, fine);
+    let same = scores(fine.clone());
+    for (a, b) in coarse.iter().zip(&same) {
+        assert!(a.equal(b), "four equal groups with a shared mid rule must equal low/mid/high");
+    }
+    let mut other = fine;
+    other.depth[2] = Rule::Gamma { gamma: Some(1.0) };
+    let changed = scores(other);
+    // d3 holds convolutions 5 and 6. A score is read at a layer's output, so it depends on the
+    // rules above it: convolutions 1–5 see other relevance, 6–8 do not.
+    let layers: Vec<&str> = comps.layers.iter().map(|l| l.name.as_str()).collect();
+    for (i, (a, b)) in coarse.iter().zip(&changed).enumerate() {
+        assert_eq!(a.equal(b), i >= 5, "layer {} ({i}): {layers:?}", layers[i]);
+    }
+    for bad in ["d1=zplus,d3=zplus", "low=zplus,d1=zplus", "d0=zplus", "d65=zplus", "d1=zplus,d1=gamma"] {
+        assert!(GroupRules::parse(bad, GroupRules::all(Rule::Zplus)).is_err(), "{bad}");
+    }
+}

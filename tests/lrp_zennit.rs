@@ -16,13 +16,15 @@ use relprune::data::Batch;
 use relprune::graph::{Graph, Op};
 use relprune::models::Architecture;
 
-/// JSON map module name → rule for the oracle, from our own depth groups.
+/// JSON map module name → rule for the oracle, from our own depth groups (and equal depth
+/// groups, where the rules have them).
 fn rules_json(g: &Graph, rules: &GroupRules) -> String {
     let groups = depth_groups(g);
+    let slots = relprune::attribution::lrp::depth_slots(g, rules.depth.len());
     let mut map = serde_json::Map::new();
     for (id, n) in g.nodes().iter().enumerate() {
         if matches!(n.op, Op::Conv2d(_) | Op::Linear(_)) {
-            let rule = rules.get(groups[id].unwrap());
+            let rule = rules.rule_at(groups[id].unwrap(), slots[id]);
             map.insert(n.name.clone(), serde_json::to_value(rule).unwrap());
         }
     }
@@ -99,12 +101,12 @@ fn eps() -> Rule {
 }
 
 fn mixed() -> GroupRules {
-    GroupRules {
-        low: Rule::Zplus,
-        mid: Rule::Gamma { gamma: Some(0.25) },
-        high: Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
-        fc: Rule::Epsilon { epsilon: 1e-3 },
-    }
+    GroupRules::by_group(
+        Rule::Zplus,
+        Rule::Gamma { gamma: Some(0.25) },
+        Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
+        Rule::Epsilon { epsilon: 1e-3 },
+    )
 }
 
 fn case(arch: &str, rules: GroupRules) -> Case<'_> {
@@ -128,6 +130,21 @@ fn resnet18_epsilon() {
 #[test]
 fn resnet18_mixed_rules_per_group() {
     check(case("resnet18:size=64", mixed()));
+}
+
+/// Five equal depth groups over ResNet-18's 20 convolutions (4 each, downsampling shortcuts
+/// included in graph order), each with its own rule, equal zennit given the same rule per module.
+#[test]
+fn resnet18_five_equal_depth_groups() {
+    let mut rules = mixed();
+    rules.depth = vec![
+        Rule::Zplus,
+        Rule::Gamma { gamma: Some(0.5) },
+        Rule::Epsilon { epsilon: 1e-2 },
+        Rule::Gamma { gamma: Some(0.1) },
+        Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
+    ];
+    check(case("resnet18:size=64", rules));
 }
 
 #[test]

@@ -111,7 +111,10 @@ fn assert_same_modules(imported: &ComponentSet, native: &ComponentSet) {
 }
 
 /// Per-component relevances (float64, epsilon rule) of the imported graph equal the native
-/// graph's, per layer to 1e-6 of the layer's largest |relevance|.
+/// graph's, per layer to 1e-5 relative error: the bound of the logits. The file's convs carry
+/// BatchNorm folded in float32 by the exporter, whose rounding depends on the CPU's kernels
+/// (an export that passed 1e-6 on one machine gave 1.4e-6 for ResNet-18's worst layer on
+/// another, 2026-12-02), so a tighter bound tests the exporting machine, not the importer.
 fn assert_lrp_equal(case: &str, native_spec: &str, kinds: &[ComponentKind], samples: i64, labels: &[i64]) {
     let mut imported = import(case);
     let state_dict = file(case, ".state_dict.safetensors");
@@ -145,7 +148,7 @@ fn assert_lrp_equal(case: &str, native_spec: &str, kinds: &[ComponentKind], samp
             assert!(scale > 0.0, "{case} {}: relevance reaches the layer", cn.layers[i].name);
             let err = common::rel_err(a, b);
             assert!(
-                err <= 1e-6,
+                err <= 1e-5,
                 "{case} {kind:?} {} (imported `{}`): relative error {err:e}",
                 cn.layers[i].name,
                 ci.layers[i].name

@@ -534,3 +534,52 @@ fn per_group_softmax_acts_on_its_group_and_round_trips() {
         assert!(e.contains("unknown parameter"), "{bad}: {e}");
     }
 }
+
+/// Equal depth groups in the search space: `d1_rule` … `dN_rule` with their ε / γ give a trial
+/// N rules for the layers before the classifier, the default trial is LRP-ε everywhere (the same
+/// scores as plain LRP-ε), a changed group changes the scores, and the winner's rules file
+/// carries them. Gaps, a mix with low / mid / high, and orphan ε / γ are refused.
+#[test]
+fn equal_depth_groups_in_the_space_act_and_round_trip() {
+    let data = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(data.path(), 600, 100);
+    let splits = fashion_mnist::load_splits(data.path()).unwrap();
+    let g = Architecture::parse(TINY).unwrap().build(4).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let task = TaskSpec { classes: None, seed: 1, refs_per_class: 1, split: SplitName::Val, eval_samples: 10 };
+    let t = Task::prepare(&splits, 10, &task).unwrap();
+    let mut yaml = String::new();
+    for k in 1..=6 {
+        yaml += &format!(
+            "d{k}_rule: [epsilon, gamma, zplus]\nd{k}_gamma: {{log: [1.0e-3, 1.0], when: {{d{k}_rule: gamma}}}}\n"
+        );
+    }
+    yaml += "fc_rule: [epsilon, zplus]\n";
+    let space = SearchSpace::from_yaml(&yaml).unwrap();
+    assert_eq!(SearchSpace::from_yaml(&space.to_yaml()).unwrap(), space);
+    let base = space.default_params();
+    let (spec, _) = SearchSpace::criterion(&base).unwrap();
+    let CriterionSpec::Lrp { lrp, .. } = &spec else { panic!() };
+    assert_eq!(lrp.rules.depth.len(), 6);
+    let scores = |spec: &CriterionSpec| score(&g, &comps, &t, spec, 16).unwrap().values;
+    let plain = scores(&CriterionSpec::from_name("lrp-epsilon", None, 0).unwrap());
+    assert_eq!(scores(&spec), plain, "ε in every equal group is LRP-ε");
+    let mut p = base.clone();
+    p.insert("d6_rule".into(), "gamma".into());
+    p.insert("d6_gamma".into(), 0.5.into());
+    let (spec6, _) = SearchSpace::criterion(&p).unwrap();
+    assert_ne!(scores(&spec6), plain, "the deepest group's rule changes the scores");
+    let f = tempfile::tempdir().unwrap();
+    spec6.to_file(&f.path().join("r.yaml")).unwrap();
+    assert_eq!(CriterionSpec::from_file(&f.path().join("r.yaml")).unwrap(), spec6);
+    for (bad, want) in [
+        ("d1_rule: [epsilon, zplus]\nd3_rule: [epsilon, zplus]\n", "missing: d2"),
+        ("d1_rule: [epsilon, zplus]\nlow_rule: [epsilon, zplus]\n", "keep one"),
+        ("d1_rule: [epsilon, zplus]\nd2_gamma: {log: [0.1, 1.0]}\n", "needs `d2_rule`"),
+        ("d0_rule: [epsilon, zplus]\n", "unknown parameter"),
+        ("d1_softmax: [cp, attn_lrp]\n", "unknown parameter"),
+    ] {
+        let e = SearchSpace::from_yaml(bad).unwrap_err().to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}

@@ -33,22 +33,40 @@ CRITERIA="${CRITERIA:-lrp-epsilon taylor gradient}"
 ORDERS="${ORDERS:-relevance/none cost-aware/none relevance/mean}"
 TP_IMPORTANCES="${TP_IMPORTANCES:-l1 l2 taylor lamp bn_scale}"
 FT_SAMPLES="${FT_SAMPLES:-2000}"
+# The criterion `optimized` is the LRP composite `relprune optimize` finds for this model on its
+# validation split, on the MACs axis (0 to 70 % of the MACs removed) with successive halving;
+# the study runs once per model and its rules file is reused (its own per-layer normalisation
+# comes with it, so its rows pass --normalize none).
+OPT_TRIALS="${OPT_TRIALS:-40}"
+OPT_VAL="${OPT_VAL:-2000}"
 BIN="${RELPRUNE_BIN:-$CARGO_TARGET_DIR/release/relprune}"
 out="$here/results"
 mkdir -p "$out"
 (cd "$root" && cargo build --release --quiet --example fmnist_split && "$CARGO_TARGET_DIR/release/examples/fmnist_split" 10 0 > "$out/split.json")
+optimized_rules() {
+  local d="$out/optimize-$1"
+  if [ ! -f "$d/best-rules.yaml" ]; then
+    echo "relprune optimize $1 (axis macs, $OPT_TRIALS trials)" >&2
+    "$BIN" --threads 2 optimize --model "$1" --axis macs --rates 0:0.7:0.1 --pruner halving \
+      --trials "$OPT_TRIALS" --val-samples "$OPT_VAL" --noise-draws 0 --report none --out "$d" > "$d.log" 2>&1
+  fi
+  echo "$d/best-rules.yaml"
+}
 for model in $MODELS; do
   for t in $TARGETS; do
     for c in $CRITERIA; do
+      crit="$c"
+      [ "$c" = optimized ] && crit="file:$(optimized_rules "$model")"
       for order in $ORDERS; do
         sel="${order%/*}"; norm="${order#*/}"
+        [ "$c" = optimized ] && norm=none
         for ft in plain distill; do
           name="$sel"; [ "$norm" != none ] && name="$sel+$norm"
           f="$out/$model-$t-$c-$name-$ft.json"
           [ -f "$f" ] && continue
           extra=(); [ "$ft" = distill ] && extra=(--distill)
           echo "relprune $model macs=$t $c $sel $ft" >&2
-          "$BIN" --threads 2 --json prune --model "$model" --target "macs=$t" --criterion "$c" --selection "$sel" --normalize "$norm" \
+          "$BIN" --threads 2 --json prune --model "$model" --target "macs=$t" --criterion "$crit" --selection "$sel" --normalize "$norm" \
             --eval-samples 0 --finetune 1 --ft-samples "$FT_SAMPLES" "${extra[@]}" --latency-runs 20 \
             --out "$out/work-$model" > "$f.tmp" && mv "$f.tmp" "$f"
         done

@@ -3,6 +3,7 @@
 usage: summarize.py RESULTS_DIR DOC FT_SAMPLES
 """
 import json
+import re
 import pathlib
 import platform
 import sys
@@ -12,7 +13,33 @@ from docsection import write_section  # noqa: E402
 
 res, doc, ft_samples = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 rows = {}
-old_counter = set()
+
+
+def rows_in_doc(doc):
+    """The rows the doc's deploy section already holds, keyed like `rows`. The result files of rows
+    measured before 2026-12-02 were not kept (results/ was ignored by git then; it is committed now),
+    so a run that adds rows keeps the earlier ones from the doc instead of dropping them. A row whose
+    result file exists is always taken from the file."""
+    found, key, unpruned = {}, None, None
+    text = pathlib.Path(doc).read_text() if pathlib.Path(doc).exists() else ""
+    m = re.search(r"<!-- BEGIN deploy -->(.*?)<!-- END deploy -->", text, flags=re.S)
+    for line in (m.group(1) if m else "").splitlines():
+        h = re.match(r"\*\*(\S+), MACs target (\S+)\*\* \(unpruned accuracy ([0-9.]+)\)", line)
+        if h:
+            key, unpruned = (h.group(1), h.group(2)), float(h.group(3))
+            continue
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if key is None or len(cells) != 8 or not re.match(r"[0-9.]+$", cells[1]):
+            continue
+        val = lambda c: None if c == "—" else float(c)
+        r = dict(macs=val(cells[1]), params=val(cells[2]), acc=val(cells[3]), ft=val(cells[4]), ftd=val(cells[5]),
+                 b1=val(cells[6]), b64=val(cells[7]), unpruned=unpruned)
+        found.setdefault(key, {})[cells[0]] = {k: v for k, v in r.items() if v is not None}
+    return found
+
+
+rows = rows_in_doc(doc)
+from_doc = {k: set(t) for k, t in rows.items()}
 for f in sorted(res.glob("*.json")):
     if f.name == "split.json":
         continue
@@ -25,11 +52,13 @@ for f in sorted(res.glob("*.json")):
             # Bisected on Torch-Pruning's own counter (it also counts BatchNorm: +1.2 % on the
             # unpruned ResNet-18); delete the file and rerun to measure it on the shared counter.
             name += " †"
-            old_counter.add(model)
         r = dict(macs=d["macs_ratio"], params=d["parameter_ratio"], acc=d["accuracy"], ft=d["accuracy_ft"],
                  ftd=d["accuracy_ft_distill"], b1=d["latency_batch1_ms"] / d["unpruned"]["latency_batch1_ms"],
                  b64=d["latency_batch64_ms"] / d["unpruned"]["latency_batch64_ms"], unpruned=d["unpruned"]["accuracy"])
         rows.setdefault((model, target), {})[name] = r
+        # A rerun on the shared counter replaces the doc's † row of the same importance.
+        if not name.endswith("†"):
+            rows[(model, target)].pop(name + " †", None)
     else:
         ft = parts[-1]
         model_end = next(i for i, p in enumerate(parts) if p.replace(".", "").isdigit() and "." in p)
@@ -38,7 +67,11 @@ for f in sorted(res.glob("*.json")):
         if d.get("normalize", "none") != "none":
             order += f", per-layer {d['normalize']}"
         name = f"relprune {d['criterion']} ({order})"
-        r = rows.setdefault((model, target), {}).setdefault(name, {})
+        table = rows.setdefault((model, target), {})
+        if name in from_doc.get((model, target), set()):
+            from_doc[(model, target)].discard(name)
+            table[name] = {}
+        r = table.setdefault(name, {})
         r.update(macs=d["macs_ratio"], params=d["parameter_ratio"], acc=d["after"]["accuracy"],
                  b1=d["latency_ratio_batch1"], b64=d["latency_ratio_batch64"], unpruned=d["before"]["accuracy"])
         r["ftd" if ft == "distill" else "ft"] = d["finetune"]["accuracy"]
@@ -65,7 +98,7 @@ for (model, target), table in sorted(rows.items(), key=lambda kv: (kv[0][0], -fl
             ftd = f"**{ftd}**"
         out.append(f"| {name} | {r['macs']:.3f} | {r['params']:.3f} | {cell('acc')} | {cell('ft')} | {ftd} | "
                    f"{r['b1']:.2f} | {r['b64']:.2f} |")
-    if model in old_counter:
+    if any(n.endswith("†") for n in table):
         out += ["", "† Torch-Pruning row bisected on its own MACs counter (before the shared one; it counts "
                 "BatchNorm too, 1.2 % more MACs on the unpruned model), so its MACs column is its own."]
     out.append("")

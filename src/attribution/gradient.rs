@@ -33,7 +33,7 @@ pub fn latent_grads(graph: &Graph, comps: &ComponentSet, batch: &Batch, alpha: O
             }
         })?;
         let logits = &outs[graph.output()];
-        let target = logits.f_mul(&one_hot(&batch.labels, logits.size()[1], logits.kind())?)?.f_sum(logits.kind())?;
+        let target = logits.f_mul(&one_hot(&batch.labels, logits)?)?.f_sum(logits.kind())?;
         let reads: Vec<&Tensor> = comps.layers.iter().map(|l| &outs[l.read_at]).collect();
         let grads = Tensor::f_run_backward(&[&target], &reads, false, false)?;
         Ok(LatentGrads { activations: reads.into_iter().map(|t| t.detach()).collect(), gradients: grads })

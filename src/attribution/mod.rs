@@ -107,7 +107,8 @@ impl<A: LatentAttribution> Criterion for PerSample<A> {
         }
         let mut totals = vec![0f64; components.total];
         for batch in refs.batches(self.batch_size) {
-            let batch = batch?;
+            // On the graph's device, so masks and labels meet the activations there.
+            let batch = batch?.to_device(graph.device())?;
             let attrs = self.inner.attribute(graph, components, &batch)?;
             for (layer, a) in components.layers.iter().zip(attrs) {
                 let a = if self.absolute && !self.sum_first { a.f_abs()? } else { a };
@@ -191,7 +192,7 @@ pub fn unit_values(t: &Tensor, layer: &ComponentLayer, mask: Option<&Tensor>, re
     }
 }
 
-/// One-hot (B, C) of `labels`, of float kind `kind`.
-pub fn one_hot(labels: &Tensor, classes: i64, kind: Kind) -> Result<Tensor> {
-    Ok(labels.f_one_hot(classes)?.f_to_kind(kind)?)
+/// One-hot (B, C) of `labels`, of the kind and on the device of `logits` (B, C).
+pub fn one_hot(labels: &Tensor, logits: &Tensor) -> Result<Tensor> {
+    Ok(labels.f_to_device(logits.device())?.f_one_hot(logits.size()[1])?.f_to_kind(logits.kind())?)
 }

@@ -40,7 +40,7 @@ impl WeightMagnitude {
         let Op::Attention(Attention { heads, packed, .. }) = graph.node(l.node).op else {
             unreachable!("heads live on attention nodes")
         };
-        let mut total = Tensor::zeros([heads], (Kind::Double, tch::Device::Cpu));
+        let mut total = Tensor::zeros([heads], (Kind::Double, graph.device()));
         // Output projection: columns of each head.
         for &c in &consumers[l.node] {
             if let Some(w) = graph.param(c, Role::Weight).filter(|_| matches!(graph.node(c).op, Op::Linear(_))) {

@@ -20,11 +20,34 @@ pub struct ModelArgs {
     /// Seed of the random initialisation when no weights are given.
     #[arg(long, default_value_t = 0)]
     pub init_seed: u64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 impl ModelArgs {
+    /// The model, on the device of `--device` (resolved first: a GPU asked for and missing is an
+    /// error before anything is read).
     pub fn load(&self) -> anyhow::Result<LoadedModel> {
-        Ok(load_model(&self.model, self.weights.as_deref(), self.init_seed)?)
+        let device = self.device.resolve()?;
+        let mut m = load_model(&self.model, self.weights.as_deref(), self.init_seed)?;
+        m.graph.to_device(device);
+        Ok(m)
+    }
+}
+
+/// Where a command computes.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Device the model runs on: cpu, cuda, cuda:N, or auto (CUDA device 0 when libtorch sees a
+    /// GPU, else the CPU). Data are decoded on the CPU and streamed to it; saved models and ONNX
+    /// files are written from host copies.
+    #[arg(long, default_value = "auto", env = "RELPRUNE_DEVICE")]
+    pub device: relprune::device::DeviceChoice,
+}
+
+impl DeviceArgs {
+    pub fn resolve(&self) -> anyhow::Result<tch::Device> {
+        Ok(self.device.resolve()?)
     }
 }
 
@@ -315,11 +338,24 @@ pub fn run_with_progress(
     use relprune::experiment::Stage;
     let pb = progress(opts.rates.len() as u64, &spec.label());
     pb.set_message(format!("{}: scoring", spec.label()));
+    // Evaluation throughput, from the rates after the first (the first one's start is the end of
+    // scoring, which the stages do not mark).
+    let mut first_done: Option<std::time::Instant> = None;
     let r = relprune::experiment::run_criterion(graph, comps, task, spec, opts, &mut |s| match s {
         Stage::Scoring => {}
         Stage::Rate { index, rate, accuracy } => {
             pb.set_position(index as u64 + 1);
-            pb.set_message(format!("{}: {rate:.2} → {:.1}%", spec.label(), 100.0 * accuracy));
+            let speed = match first_done {
+                None => {
+                    first_done = Some(std::time::Instant::now());
+                    String::new()
+                }
+                Some(t) => {
+                    let per_s = (index * task.eval.len()) as f64 / t.elapsed().as_secs_f64().max(1e-9);
+                    format!(", {per_s:.0} img/s")
+                }
+            };
+            pb.set_message(format!("{}: {rate:.2} → {:.1}%{speed}", spec.label(), 100.0 * accuracy));
         }
     });
     pb.finish_and_clear();

@@ -25,7 +25,8 @@ pub struct CurveArgs {
     #[arg(long, default_value = "lrp-epsilon")]
     criterion: String,
     /// LRP rules for `--criterion lrp`: `low=epsilon,mid=gamma:0.25,high=zplus,fc=epsilon`
-    /// (groups not named: epsilon), or a rules file written by `relprune optimize`.
+    /// (groups not named: epsilon); finer, N equal depth groups `d1=zplus,d2=gamma:0.25,…,dN=…`
+    /// in place of low / mid / high; or a rules file written by `relprune optimize`.
     #[arg(long)]
     rules: Option<String>,
     /// Output folder for curve.json and curve.png.

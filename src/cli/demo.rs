@@ -29,6 +29,8 @@ pub struct DemoArgs {
     /// Output folder for the demo's JSON, plots and study.
     #[arg(long, default_value = "out/demo")]
     out: PathBuf,
+    #[command(flatten)]
+    device: super::common::DeviceArgs,
 }
 
 struct Ticks(indicatif::ProgressBar);
@@ -52,7 +54,9 @@ const DEMO_CRITERIA: [&str; 5] = ["lrp-epsilon", "lrp-zplus", "gradient", "weigh
 pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let outdir = relprune::util::OutputDir::new(&args.out)?;
+    let device = args.device.resolve()?;
     let (mut model, manifest) = zoo::load("fmnist-resnet18")?;
+    model.graph.to_device(device);
     let splits = args.data.load_for(&model)?;
     out.say(format!("relprune demo — {}: {}", manifest.name, manifest.description));
     out.say(format!(

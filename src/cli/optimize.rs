@@ -315,7 +315,8 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
         test_header = Some(report.header);
     }
     let summary = serde_json::json!({
-        "study": study_name, "storage": redact(&storage), "sampler": args.sampler, "budget": args.trials,
+        "study": study_name, "storage": redact(&storage), "device": relprune::device::name(model.graph.device()),
+        "sampler": args.sampler, "budget": args.trials,
         "definition": def, "best": { "trial": best.number, "validation_a_pr": best.value, "params": best.params, "criterion": best_spec },
         "importance": imp, "noise": noise, "trials": trials, "test": { "header": test_header, "results": test_results },
     });

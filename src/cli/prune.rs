@@ -23,7 +23,8 @@ pub struct PruneArgs {
     /// Criterion (as for `curve`), or `file:RULES.yaml` from `relprune optimize`.
     #[arg(long, default_value = "lrp-epsilon")]
     criterion: String,
-    /// LRP rules for `--criterion lrp`.
+    /// LRP rules for `--criterion lrp` (as for `curve`: `low=…,mid=…,high=…,fc=…`, `d1=…,…,dN=…`,
+    /// or a rules file).
     #[arg(long)]
     rules: Option<String>,
     /// Fraction of components to remove [range: 0 ≤ rate < 1]. One of --rate, --target, --max-drop.
@@ -186,6 +187,8 @@ struct FinetuneOutcome {
 #[derive(Serialize)]
 struct PruneReport {
     model: String,
+    /// The device it was pruned, fine-tuned and measured on (`cpu`, `cuda:0`, …).
+    device: String,
     criterion: String,
     component: relprune::components::ComponentKind,
     /// The fraction of components removed (given, or found for a budget).
@@ -315,6 +318,7 @@ pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
     };
     let report = PruneReport {
         model: model.name.clone(),
+        device: relprune::device::name(model.graph.device()),
         criterion: spec.label(),
         component: kind,
         rate,

@@ -25,6 +25,8 @@ enum ZooCommand {
         /// Folder for checkpoints and resume state (default: $RELPRUNE_CACHE/zoo-work/NAME).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        #[command(flatten)]
+        device: super::common::DeviceArgs,
     },
     /// Measure a zoo model's accuracy and compare it with its manifest.
     Eval {
@@ -32,6 +34,10 @@ enum ZooCommand {
         /// Folder of the Fashion-MNIST IDX files (default: $RELPRUNE_FMNIST_DIR or Debian's folder).
         #[arg(long)]
         fmnist_dir: Option<PathBuf>,
+        /// Device (the manifests' figures were measured on the CPU; another device may differ
+        /// by a few test images).
+        #[command(flatten)]
+        device: super::common::DeviceArgs,
     },
 }
 
@@ -93,12 +99,12 @@ pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
             }
             out.emit(&rows)
         }
-        ZooCommand::Train { name, fmnist_dir, work_dir } => {
+        ZooCommand::Train { name, fmnist_dir, work_dir, device } => {
             let recipe = (zoo::entry(&name)?.recipe)();
             let splits = recipe.data.splits(fmnist_dir.as_deref())?;
             let work = work_dir.unwrap_or_else(|| cache_dir().join("zoo-work").join(&name));
             out.say(format!("training {name}; checkpoints in {}", work.display()));
-            let m = zoo::train(&name, &splits, &work, &mut Bars { bar: None })?;
+            let m = zoo::train(&name, &splits, &work, device.resolve()?, &mut Bars { bar: None })?;
             out.say(format!(
                 "{name}: best epoch {} of {}, val {:.2} %, test {:.2} % ({} / {}), {:.0} s of training",
                 m.training.best_epoch + 1,
@@ -111,8 +117,10 @@ pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
             ));
             out.emit(&m)
         }
-        ZooCommand::Eval { name, fmnist_dir } => {
-            let (model, manifest) = zoo::load(&name)?;
+        ZooCommand::Eval { name, fmnist_dir, device } => {
+            let device = device.resolve()?;
+            let (mut model, manifest) = zoo::load(&name)?;
+            model.graph.to_device(device);
             let splits = manifest.recipe.data.splits(fmnist_dir.as_deref())?;
             let measured = zoo::measure(&model.graph, &splits)?;
             let same = measured == manifest.measured;

@@ -63,6 +63,10 @@ const ANNOUNCE_FROM: usize = 256;
 pub const MEMORY_BUDGET_ENV: &str = "RELPRUNE_IMAGE_CACHE_MB";
 /// Default memory budget: 2 GiB.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 2 << 30;
+/// Environment variable: MiB of decoded images held at once while a set is written to file.
+pub const CHUNK_ENV: &str = "RELPRUNE_IMAGE_CACHE_CHUNK_MB";
+/// Default chunk: 64 MiB.
+pub const DEFAULT_CHUNK: usize = 64 << 20;
 
 /// Bytes of decoded images held in memory by all caches of this process.
 static IN_MEMORY: AtomicU64 = AtomicU64::new(0);
@@ -84,13 +88,14 @@ pub struct CacheOptions {
     /// Folder of the cache files. `None`: `$RELPRUNE_CACHE/image-cache`, else
     /// `~/.cache/relprune/image-cache`.
     pub dir: Option<PathBuf>,
-    /// Decoded bytes held at once while a set is written to file (at least one image).
-    pub chunk_bytes: usize,
+    /// Decoded bytes held at once while a set is written to file (at least one image). `None`:
+    /// `RELPRUNE_IMAGE_CACHE_CHUNK_MB` MiB, else 64 MiB.
+    pub chunk_bytes: Option<usize>,
 }
 
 impl Default for CacheOptions {
     fn default() -> Self {
-        CacheOptions { enabled: true, memory_budget: None, dir: None, chunk_bytes: 64 << 20 }
+        CacheOptions { enabled: true, memory_budget: None, dir: None, chunk_bytes: None }
     }
 }
 
@@ -166,6 +171,8 @@ pub(crate) type ImageVisitor<'a> = dyn FnMut(usize, Option<&[u8]>) -> Result<()>
 pub(crate) struct Cache {
     opts: CacheOptions,
     budget: u64,
+    /// Bytes decoded at once while a set is written to file.
+    chunk: usize,
     sets: RwLock<Vec<Arc<Set>>>,
     decoded: AtomicUsize,
     files_reused: AtomicUsize,
@@ -184,6 +191,19 @@ fn budget_from_env() -> Result<u64> {
                  (0 puts every image cache in a file)"
             ))
         }),
+    }
+}
+
+fn chunk_from_env() -> Result<usize> {
+    match std::env::var(CHUNK_ENV) {
+        Err(_) => Ok(DEFAULT_CHUNK),
+        Ok(s) => match s.trim().parse::<usize>() {
+            Ok(mb @ 1..) => Ok(mb.saturating_mul(1 << 20)),
+            _ => Err(Error::invalid(format!(
+                "{CHUNK_ENV}={s:?}: give the MiB of decoded images to hold at once while a cache file is \
+                 written, a whole number of at least 1"
+            ))),
+        },
     }
 }
 
@@ -326,9 +346,14 @@ impl Cache {
             None if opts.enabled => budget_from_env()?,
             None => 0,
         };
+        let chunk = match opts.chunk_bytes {
+            Some(c) => c,
+            None => chunk_from_env()?,
+        };
         Ok(Cache {
             opts,
             budget,
+            chunk,
             sets: RwLock::new(Vec::new()),
             decoded: AtomicUsize::new(0),
             files_reused: AtomicUsize::new(0),
@@ -516,7 +541,7 @@ impl Cache {
     fn decode_to_file(&self, src: &Source, order: &[usize], header: &Header, path: &Path) -> Result<Option<Data>> {
         let image_bytes = src.image_bytes();
         let offset = header.data_offset();
-        let per_chunk = (self.opts.chunk_bytes / image_bytes).max(1);
+        let per_chunk = (self.chunk / image_bytes).max(1);
         let mut decode_error = None;
         let written = crate::util::with_atomic_path(path, |tmp| {
             let mut f = File::create(tmp).map_err(Error::io("create", tmp))?;

@@ -26,6 +26,16 @@ pub struct Batch {
     pub labels: Tensor,
 }
 
+impl Batch {
+    /// The batch on `device` (shallow where it is there already).
+    pub fn to_device(&self, device: tch::Device) -> Result<Batch> {
+        Ok(Batch {
+            inputs: self.inputs.iter().map(|t| t.f_to_device(device)).collect::<std::result::Result<_, _>>()?,
+            labels: self.labels.f_to_device(device)?,
+        })
+    }
+}
+
 /// A labelled collection of samples that can produce model-ready batches.
 pub trait Dataset: Send + Sync {
     /// Number of samples.

@@ -78,10 +78,13 @@ impl Graph {
                 inputs.len()
             );
         }
+        // Batches are decoded on the host; they go to the graph's device here, the one place
+        // every forward pass (evaluation, attribution, training) goes through.
+        let device = self.device();
         for (&id, t) in self.inputs().iter().zip(inputs) {
             let Op::Input(kind) = &self.node(id).op else { unreachable!("validated") };
             check_input(&self.node(id).name, kind, t)?;
-            values[id] = Some(t.shallow_clone());
+            values[id] = Some(if t.device() == device { t.shallow_clone() } else { t.f_to_device(device)? });
         }
         Ok(())
     }

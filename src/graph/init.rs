@@ -39,7 +39,7 @@ pub fn kaiming_normal_fan_out(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rn
         let std = (2.0 / fan_out as f64).sqrt();
         set(graph, &node, Role::Weight, normal(rng, &node.op.kind().params()[0].shape, std));
         if c.bias {
-            set(graph, &node, Role::Bias, Tensor::zeros([c.out_channels], (Kind::Float, tch::Device::Cpu)));
+            set(graph, &node, Role::Bias, Tensor::zeros([c.out_channels], (Kind::Float, crate::device::HOST)));
         }
     }
 }
@@ -50,7 +50,7 @@ pub fn normal_linear(graph: &mut Graph, id: NodeId, std: f64, rng: &mut ChaCha8R
     if let Op::Linear(crate::graph::Linear { in_features, out_features, bias }) = node.op {
         set(graph, &node, Role::Weight, normal(rng, &[out_features, in_features], std));
         if bias {
-            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
+            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, crate::device::HOST)));
         }
     }
 }
@@ -68,7 +68,7 @@ pub fn xavier_uniform_linear(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng
         let bound = (6.0 / (in_features + out_features) as f64).sqrt();
         set(graph, &node, Role::Weight, uniform(rng, &[out_features, in_features], bound));
         if bias {
-            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, tch::Device::Cpu)));
+            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, crate::device::HOST)));
         }
     }
 }
@@ -77,7 +77,7 @@ pub fn xavier_uniform_linear(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng
 pub fn zero(graph: &mut Graph, id: NodeId) {
     let node = graph.node(id).clone();
     for ps in node.op.kind().params() {
-        set(graph, &node, ps.role, Tensor::zeros(ps.shape.as_slice(), (Kind::Float, tch::Device::Cpu)));
+        set(graph, &node, ps.role, Tensor::zeros(ps.shape.as_slice(), (Kind::Float, crate::device::HOST)));
     }
 }
 
@@ -87,7 +87,7 @@ pub fn normal_weights(graph: &mut Graph, id: NodeId, std: f64, rng: &mut ChaCha8
     for ps in node.op.kind().params() {
         let t = match ps.role {
             Role::Weight => normal(rng, &ps.shape, std),
-            _ => Tensor::zeros(ps.shape.as_slice(), (Kind::Float, tch::Device::Cpu)),
+            _ => Tensor::zeros(ps.shape.as_slice(), (Kind::Float, crate::device::HOST)),
         };
         set(graph, &node, ps.role, t);
     }

@@ -187,6 +187,7 @@ impl Graph {
     }
 
     fn load_files(&mut self, paths: &[&Path], keep_current: bool) -> Result<()> {
+        let device = self.device();
         let mut loaded = if keep_current { self.params.clone_shallow() } else { ParamStore::default() };
         let mut from_files = std::collections::HashSet::new();
         for p in paths {
@@ -214,12 +215,15 @@ impl Graph {
             )));
         }
         self.params = next;
+        // Files are read on the host; the graph stays where it was.
+        self.to_device(device);
         Ok(())
     }
 
     /// Like [`Graph::load_safetensors`], but keys the graph does not use are handed to
     /// `extra` instead of being an error (used for checkpoints that also hold optimiser state).
     pub fn load_safetensors_with_extra(&mut self, path: &Path, mut extra: impl FnMut(&str, &Tensor)) -> Result<()> {
+        let device = self.device();
         let loaded = ParamStore::read_safetensors(path)?;
         let mut next = self.params.clone_shallow();
         let used = self.bind(&loaded, &mut next, path)?;
@@ -227,6 +231,7 @@ impl Graph {
             extra(k, t);
         }
         self.params = next;
+        self.to_device(device);
         Ok(())
     }
 
@@ -352,6 +357,25 @@ impl Graph {
             if t.is_floating_point() {
                 let c = t.to_kind(kind);
                 self.params.insert(k, c);
+            }
+        }
+    }
+
+    /// The device the parameters live on ([`crate::device::HOST`] for a graph without any).
+    pub fn device(&self) -> tch::Device {
+        self.params.iter().next().map(|(_, t)| t.device()).unwrap_or(crate::device::HOST)
+    }
+
+    /// Moves every parameter and buffer to `device` (nothing is copied where they are already).
+    /// Gradient tracking is kept as it was.
+    pub fn to_device(&mut self, device: tch::Device) {
+        let keys: Vec<String> = self.params.keys().cloned().collect();
+        for k in keys {
+            let t = self.params.get(&k).expect("key exists");
+            if t.device() != device {
+                let grad = t.requires_grad();
+                let moved = t.detach().to_device(device).set_requires_grad(grad);
+                self.params.insert(k, moved);
             }
         }
     }

@@ -81,7 +81,7 @@ impl ParamStore {
             let Some(dtype) = Dtype::of_kind(t.kind()) else {
                 crate::bail!("cannot save tensor `{name}` as safetensors: unsupported kind {:?}", t.kind());
             };
-            entries.push((name, dtype, t.detach().contiguous()));
+            entries.push((name, dtype, crate::device::to_host(&t.detach()).contiguous()));
         }
         entries.sort_by(|(ln, ld, _), (rn, rd, _)| rd.alignment_rank.cmp(&ld.alignment_rank).then(ln.cmp(rn)));
         let mut header = String::from("{");

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 /// One example input of batch size 1 for every graph input (zeros; ones for masks). Token
 /// inputs use `seq_len` tokens (capped at the input's maximum).
 pub fn example_inputs(graph: &Graph, seq_len: i64) -> Vec<Tensor> {
-    let opts = |k| (k, tch::Device::Cpu);
+    let opts = |k| (k, crate::device::HOST);
     // Images in the parameters' precision (float64 graphs are compared with oracles).
     let float = graph.params().iter().find(|(_, t)| t.is_floating_point()).map_or(Kind::Float, |(_, t)| t.kind());
     graph

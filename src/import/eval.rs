@@ -118,7 +118,7 @@ pub fn run(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
             let shape = int_list(x()?)?;
             let t = match n.attrs.get("value") {
                 Some(AttrValue::Tensor(v)) => v.f_reshape([1])?.f_expand(shape.as_slice(), false)?.f_contiguous()?,
-                _ => Tensor::f_zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu))?,
+                _ => Tensor::f_zeros(shape.as_slice(), (Kind::Float, crate::device::HOST))?,
             };
             one(t)
         }
@@ -126,10 +126,10 @@ pub fn run(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
             let (s, l, d) = (need(n, xs, 0)?, need(n, xs, 1)?, need(n, xs, 2)?);
             if is_int(s) {
                 let (s, l, d) = (int_list(s)?[0], int_list(l)?[0], int_list(d)?[0]);
-                one(Tensor::f_arange_start_step(s, l, d, (Kind::Int64, tch::Device::Cpu))?)
+                one(Tensor::f_arange_start_step(s, l, d, (Kind::Int64, crate::device::HOST))?)
             } else {
                 let (a, b, c) = (float_scalar(s)?, float_scalar(l)?, float_scalar(d)?);
-                one(Tensor::f_arange_start_step(a, b, c, (s.kind(), tch::Device::Cpu))?)
+                one(Tensor::f_arange_start_step(a, b, c, (s.kind(), crate::device::HOST))?)
             }
         }
         "Cast" => one(x()?.f_to_kind(kind_of(n.int("to", 1))?)?),
@@ -197,7 +197,7 @@ pub fn run(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
             let t = x()?;
             let shape = int_list(need(n, xs, 1)?)?;
             // Bidirectional broadcast: the result has the broadcast of both shapes.
-            let ones = Tensor::f_ones(shape.as_slice(), (t.kind(), tch::Device::Cpu))?;
+            let ones = Tensor::f_ones(shape.as_slice(), (t.kind(), crate::device::HOST))?;
             let full = broadcast_shape(&t.size(), &ones.size())?;
             one(t.f_expand(full.as_slice(), false)?.f_contiguous()?)
         }
@@ -501,7 +501,7 @@ mod tests {
             position: 0,
             scope: None,
         };
-        let x = Tensor::arange(6, (Kind::Int64, tch::Device::Cpu)).reshape([2, 3]);
+        let x = Tensor::arange(6, (Kind::Int64, crate::device::HOST)).reshape([2, 3]);
         let y = run(&n, &[Some(&x), Some(&Tensor::from_slice(&[-1i64, 0]))]).unwrap().remove(0);
         assert!(y.equal(&Tensor::from_slice(&[2i64, 0, 5, 3]).reshape([2, 2])));
     }

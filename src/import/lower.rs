@@ -188,11 +188,11 @@ impl<'g> Lower<'g> {
                 let c = *g.values[&u.input].size().last().unwrap_or(&0);
                 let gt = match gamma {
                     Some(v) => (g.const_origin(v), g.values[v].f_flatten(0, -1)?),
-                    None => (None, Tensor::f_ones([c], (Kind::Float, tch::Device::Cpu))?),
+                    None => (None, Tensor::f_ones([c], (Kind::Float, crate::device::HOST))?),
                 };
                 let bt = match beta {
                     Some(v) => (g.const_origin(v), g.values[v].f_flatten(0, -1)?),
-                    None => (None, Tensor::f_zeros([c], (Kind::Float, tch::Device::Cpu))?),
+                    None => (None, Tensor::f_zeros([c], (Kind::Float, crate::device::HOST))?),
                 };
                 self.layer_norm(&u.output, &base, &u.input, *eps, gt, bt, at, &from)?;
             }
@@ -470,11 +470,11 @@ impl<'g> Lower<'g> {
                 let c = *g.values[x].size().last().unwrap_or(&0);
                 let gamma = match cval(1) {
                     Some(t) => (g.const_origin(&n.inputs[1]), t.f_flatten(0, -1)?),
-                    None => (None, Tensor::f_ones([c], (Kind::Float, tch::Device::Cpu))?),
+                    None => (None, Tensor::f_ones([c], (Kind::Float, crate::device::HOST))?),
                 };
                 let beta = match cval(2) {
                     Some(t) => (g.const_origin(&n.inputs[2]), t.f_flatten(0, -1)?),
-                    None => (None, Tensor::f_zeros([c], (Kind::Float, tch::Device::Cpu))?),
+                    None => (None, Tensor::f_zeros([c], (Kind::Float, crate::device::HOST))?),
                 };
                 let base = weight_base(g, n, 1).unwrap_or(base);
                 self.layer_norm(&out, &base, x, n.float("epsilon", 1e-5) as f64, gamma, beta, n, &from)?;

@@ -284,7 +284,7 @@ fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Te
                 // Token ids index an embedding table; another int input is the attention mask.
                 let indexes_a_table = vocab(&i.name).is_some();
                 if i.name.to_lowercase().contains("mask") || !indexes_a_table {
-                    let m = Tensor::f_ones([EXAMPLE_BATCH, t], (Kind::Int64, tch::Device::Cpu))?;
+                    let m = Tensor::f_ones([EXAMPLE_BATCH, t], (Kind::Int64, crate::device::HOST))?;
                     // The last sample is padded over its last quarter.
                     let pad = (t / 4).max(1).min(t - 1);
                     let _ = m.f_select(0, EXAMPLE_BATCH - 1)?.f_narrow(0, t - pad, pad)?.f_fill_(0)?;

@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 /// The identity index of a canonical shape.
 pub fn identity(shape: &[i64]) -> Tensor {
     let n: i64 = shape.iter().product();
-    Tensor::arange(n, (Kind::Int64, tch::Device::Cpu)).reshape(shape)
+    Tensor::arange(n, (Kind::Int64, crate::device::HOST)).reshape(shape)
 }
 
 /// Whether `index` is exactly the canonical tensor of `canon`.
@@ -47,7 +47,7 @@ pub fn channels_last(index: &Tensor, canon: &[i64]) -> bool {
     let stride = channel_stride(canon);
     let rows = index.reshape([-1, c]);
     let base = rows.narrow(1, 0, 1);
-    let steps = Tensor::arange(c, (Kind::Int64, tch::Device::Cpu)).g_mul_scalar(stride).unsqueeze(0);
+    let steps = Tensor::arange(c, (Kind::Int64, crate::device::HOST)).g_mul_scalar(stride).unsqueeze(0);
     let starts_at_zero = base.divide_scalar_mode(stride, "floor").remainder(c).eq(0).all().int64_value(&[]) == 1;
     starts_at_zero && rows.g_sub(&base).equal(&steps.expand_as(&rows))
 }
@@ -66,7 +66,7 @@ pub fn with_channels(index: &Tensor, canon: &[i64], new_c: i64) -> Result<(Tenso
     let outer = base.f_divide_scalar_mode(c * stride, "floor")?;
     let inner = base.f_remainder(stride)?;
     let new_base = outer.f_mul_scalar(new_c * stride)?.f_add(&inner)?;
-    let steps = Tensor::f_arange(new_c, (Kind::Int64, tch::Device::Cpu))?.f_mul_scalar(stride)?.f_unsqueeze(0)?;
+    let steps = Tensor::f_arange(new_c, (Kind::Int64, crate::device::HOST))?.f_mul_scalar(stride)?.f_unsqueeze(0)?;
     let mut shape = index.size();
     *shape.last_mut().expect("rank ≥ 2") = new_c;
     Ok((new_base.f_add(&steps)?.f_reshape(shape.as_slice())?, new_canon))

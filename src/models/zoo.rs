@@ -372,6 +372,7 @@ pub fn train(
     name: &str,
     splits: &crate::data::Splits,
     work_dir: &Path,
+    device: tch::Device,
     observer: &mut dyn crate::train::TrainObserver,
 ) -> Result<Manifest> {
     let e = entry(name)?;
@@ -381,6 +382,9 @@ pub fn train(
     if let Some(b) = &base {
         graph.load_safetensors_partial(b)?;
     }
+    // Built and initialised on the host (the same initial weights on every device), trained on
+    // `device`. The committed zoo was trained on the CPU; a GPU run gives other weights.
+    graph.to_device(device);
     let report = crate::train::train(&mut graph, splits, &recipe.train, work_dir, observer)?;
     let measured = measure(&graph, splits)?;
     let (wpath, mpath) = paths(name);

@@ -11,8 +11,9 @@
 //! absolute: [true, false]
 //! ```
 //!
-//! Known parameters: `{low,mid,high,fc}_rule` (epsilon, gamma, zplus, alphabeta = α2β1),
-//! `{group}_epsilon`, `{group}_gamma`, `softmax` and `{group}_softmax` (the treatment of the
+//! Known parameters: `{low,mid,high,fc}_rule` (epsilon, gamma, zplus, alphabeta = α2β1), or,
+//! finer, `d1_rule` … `dN_rule` for N equal depth groups over the layers before the classifier
+//! (in place of low / mid / high; see [`GroupRules::depth`]), `{group}_epsilon`, `{group}_gamma`, `softmax` and `{group}_softmax` (the treatment of the
 //! attention layers fed by that group's projections), `absolute`, `initial` (one_hot, logit),
 //! `batch_norm` (merge, pass), `gate` (constant, uniform: how relevance passes multiplicative
 //! gates such as squeeze-and-excitation), `refs_per_class`, `normalize` (none, max, l2, sum,
@@ -21,7 +22,7 @@
 //! instead of Σ |R|). Anything else is rejected.
 
 use crate::attribution::lrp::{
-    BatchNormTreatment, GateRule, GroupRules, InitialRelevance, LrpConfig, Rule, SoftmaxRule,
+    dense_depth, depth_index, BatchNormTreatment, GateRule, GroupRules, InitialRelevance, LrpConfig, Rule, SoftmaxRule,
 };
 use crate::attribution::CriterionSpec;
 use crate::components::DepthGroup;
@@ -92,17 +93,45 @@ const MAX_FLOW_COLLECTIONS: usize = 4096;
 
 const RULES: [&str; 4] = ["epsilon", "gamma", "zplus", "alphabeta"];
 
-fn group_param(name: &str) -> Option<(DepthGroup, &str)> {
+/// The group a per-group parameter name (`low_rule`, `d3_epsilon`) belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GroupName {
+    /// low / mid / high / fc.
+    Group(DepthGroup),
+    /// The k-th (0-based) of N equal depth groups, `d1`…`dN`.
+    Depth(usize),
+}
+
+fn group_param(name: &str) -> Option<(GroupName, &str)> {
     let (g, what) = name.split_once('_')?;
-    Some((g.parse().ok()?, what))
+    if let Ok(Some(k)) = depth_index(g) {
+        return Some((GroupName::Depth(k), what));
+    }
+    Some((GroupName::Group(g.parse().ok()?), what))
+}
+
+/// The rule a trial's parameters give group `prefix` (`low`, `d2`, …): LRP-ε with ε = 1e-6
+/// where the space does not choose one.
+fn rule_of(params: &Params, prefix: &str) -> Result<Rule> {
+    Ok(match params.get(&format!("{prefix}_rule")).and_then(Value::as_str).unwrap_or("epsilon") {
+        "epsilon" => {
+            Rule::Epsilon { epsilon: params.get(&format!("{prefix}_epsilon")).and_then(Value::as_f64).unwrap_or(1e-6) }
+        }
+        "gamma" => Rule::Gamma { gamma: params.get(&format!("{prefix}_gamma")).and_then(Value::as_f64) },
+        "zplus" => Rule::Zplus,
+        "alphabeta" => Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
+        r => crate::bail!("unknown rule `{r}` in trial parameters"),
+    })
 }
 
 /// Checks one value of a known parameter.
 fn check_value(name: &str, v: &Value) -> Result<()> {
     let bad = |what: &str| Err(Error::invalid(format!("search space: `{name}` takes {what}, got {v}")));
-    // Only the rule, its ε / γ and the softmax treatment exist per depth group.
+    // Only the rule, its ε / γ and the softmax treatment exist per depth group (the equal
+    // depth groups d1…dN have no softmax of their own).
     let what = match group_param(name) {
-        Some((_, w @ ("rule" | "epsilon" | "gamma" | "softmax"))) => w,
+        Some((GroupName::Group(_), w @ ("rule" | "epsilon" | "gamma" | "softmax"))) => w,
+        Some((GroupName::Depth(_), w @ ("rule" | "epsilon" | "gamma"))) => w,
         Some(_) => "",
         None => name,
     };
@@ -152,8 +181,9 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
             _ => bad("a positive integer"),
         },
         _ => Err(Error::invalid(format!(
-            "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule, {{group}}_epsilon, {{group}}_gamma, \
-             {{group}}_softmax, softmax, absolute, initial, batch_norm, gate, refs_per_class, normalize, sum_first"
+            "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule or the equal depth groups \
+             {{d1…dN}}_rule, {{group}}_epsilon, {{group}}_gamma, {{low,mid,high}}_softmax, softmax, absolute, initial, \
+             batch_norm, gate, refs_per_class, normalize, sum_first"
         ))),
     }
 }
@@ -290,7 +320,36 @@ impl SearchSpace {
         if !free {
             crate::bail!("the search space has no free parameter (every entry is fixed); nothing to optimise");
         }
-        Ok(())
+        self.check_depth_groups()
+    }
+
+    /// The equal depth groups, where used: a rule for each of d1…dN, and no low / mid / high
+    /// rule beside them (both would claim the same layers).
+    fn check_depth_groups(&self) -> Result<()> {
+        let mut rules = BTreeMap::new();
+        let mut coarse = None;
+        for p in &self.params {
+            match group_param(&p.name) {
+                Some((GroupName::Depth(k), "rule")) => {
+                    // Only the indices matter here; the rules are the trial's.
+                    rules.insert(k, Rule::Zplus);
+                }
+                Some((GroupName::Depth(k), _)) if !self.params.iter().any(|q| q.name == format!("d{}_rule", k + 1)) => {
+                    crate::bail!("search space: `{}` needs `d{}_rule`", p.name, k + 1)
+                }
+                Some((GroupName::Group(g), "rule")) if g != DepthGroup::Fc => coarse = Some(p.name.clone()),
+                _ => {}
+            }
+        }
+        if rules.is_empty() {
+            return Ok(());
+        }
+        if let Some(c) = coarse {
+            crate::bail!(
+                "search space: `{c}` and the equal depth groups d1…dN both set the same layers' rules; keep one"
+            );
+        }
+        dense_depth(rules).map(|_| ()).map_err(|e| Error::invalid(format!("search space: {e}")))
     }
 
     /// Whether parameter `p` is active given the values chosen so far.
@@ -390,18 +449,15 @@ impl SearchSpace {
     pub fn criterion(params: &Params) -> Result<(CriterionSpec, Option<usize>)> {
         let mut rules = GroupRules::all(Rule::Epsilon { epsilon: 1e-6 });
         for g in DepthGroup::ALL {
-            let n = g.name();
-            let rule = match params.get(&format!("{n}_rule")).and_then(Value::as_str).unwrap_or("epsilon") {
-                "epsilon" => Rule::Epsilon {
-                    epsilon: params.get(&format!("{n}_epsilon")).and_then(Value::as_f64).unwrap_or(1e-6),
-                },
-                "gamma" => Rule::Gamma { gamma: params.get(&format!("{n}_gamma")).and_then(Value::as_f64) },
-                "zplus" => Rule::Zplus,
-                "alphabeta" => Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
-                r => crate::bail!("unknown rule `{r}` in trial parameters"),
-            };
-            rules.set(g, rule);
+            rules.set(g, rule_of(params, g.name())?);
         }
+        let mut depth = BTreeMap::new();
+        for name in params.keys() {
+            if let Some((GroupName::Depth(k), "rule")) = group_param(name) {
+                depth.insert(k, rule_of(params, &format!("d{}", k + 1))?);
+            }
+        }
+        rules.depth = dense_depth(depth)?;
         let mut lrp = LrpConfig::new(rules);
         if let Some(s) = params.get("softmax").and_then(Value::as_str) {
             lrp.softmax = SoftmaxRule::parse(s)?;

@@ -26,9 +26,11 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Mode, NodeId, Role};
 use affine::{Affine, AffineKind};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::Tensor;
 
-/// One rule per depth group.
+/// One rule per depth group: low / mid / high / fc, or, finer, N equal depth groups `d1`…`dN`
+/// over the layers before the classifier (`depth`), with `fc` for the classifier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupRules {
@@ -36,12 +38,32 @@ pub struct GroupRules {
     pub mid: Rule,
     pub high: Rule,
     pub fc: Rule,
+    /// When not empty: the rules of N equal depth groups. The layers that take a rule and read
+    /// spatial or token maps (everything but the classifier's `fc` layers) are split, in graph
+    /// order, into N consecutive runs whose lengths differ by at most one ([`depth_slots`]);
+    /// the k-th run takes `depth[k]`, in place of low / mid / high.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depth: Vec<Rule>,
 }
 
 impl GroupRules {
     /// The same rule everywhere.
     pub fn all(rule: Rule) -> Self {
-        GroupRules { low: rule.clone(), mid: rule.clone(), high: rule.clone(), fc: rule }
+        GroupRules { low: rule.clone(), mid: rule.clone(), high: rule.clone(), fc: rule, depth: Vec::new() }
+    }
+
+    /// Low / mid / high / fc rules.
+    pub fn by_group(low: Rule, mid: Rule, high: Rule, fc: Rule) -> Self {
+        GroupRules { low, mid, high, fc, depth: Vec::new() }
+    }
+
+    /// The rule of a layer in depth group `group`, at position `slot` of the N equal groups
+    /// (see [`depth_slots`]) when there are any.
+    pub fn rule_at(&self, group: DepthGroup, slot: Option<usize>) -> &Rule {
+        match slot {
+            Some(k) if group != DepthGroup::Fc && !self.depth.is_empty() => &self.depth[k.min(self.depth.len() - 1)],
+            _ => self.get(group),
+        }
     }
     pub fn get(&self, g: DepthGroup) -> &Rule {
         match g {
@@ -60,30 +82,101 @@ impl GroupRules {
         }
     }
 
-    /// Parses `all=epsilon` / `low=epsilon,mid=gamma:0.25,high=zplus,fc=epsilon:1e-3`; groups
-    /// not named keep the rules of `base`.
+    /// Parses `all=epsilon` / `low=epsilon,mid=gamma:0.25,high=zplus,fc=epsilon:1e-3`, or N
+    /// equal depth groups `d1=gamma:0.25,d2=epsilon,d3=epsilon,d4=zplus[,fc=…]` (all of d1…dN
+    /// given); groups not named keep the rules of `base`.
     pub fn parse(text: &str, base: GroupRules) -> Result<Self> {
         let mut out = base;
+        let mut depth: BTreeMap<usize, Rule> = BTreeMap::new();
+        let mut named = false;
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (group, rule) = item.split_once('=').ok_or_else(|| {
-                Error::invalid(format!("`{item}` is not GROUP=RULE (groups: low, mid, high, fc, all)"))
+                Error::invalid(format!("`{item}` is not GROUP=RULE (groups: low, mid, high, fc, all, or d1…dN)"))
             })?;
             let rule = Rule::parse(rule)?;
             match group.trim() {
                 "all" => out = GroupRules::all(rule),
-                g => out.set(g.parse()?, rule),
+                g => match depth_index(g)? {
+                    Some(k) => {
+                        if depth.insert(k, rule).is_some() {
+                            crate::bail!("depth group `{g}` is given twice");
+                        }
+                    }
+                    None => {
+                        let g: DepthGroup = g.parse()?;
+                        named |= g != DepthGroup::Fc;
+                        out.set(g, rule);
+                    }
+                },
             }
+        }
+        if !depth.is_empty() {
+            if named {
+                crate::bail!("give either low / mid / high or the equal depth groups d1…dN, not both");
+            }
+            out.depth = dense_depth(depth)?;
         }
         Ok(out)
     }
 
     pub fn check(&self) -> Result<()> {
-        DepthGroup::ALL.iter().try_for_each(|g| self.get(*g).check())
+        DepthGroup::ALL.iter().try_for_each(|g| self.get(*g).check())?;
+        self.depth.iter().try_for_each(Rule::check)
     }
 
     pub fn label(&self) -> String {
-        format!("low={},mid={},high={},fc={}", self.low.label(), self.mid.label(), self.high.label(), self.fc.label())
+        if self.depth.is_empty() {
+            return format!(
+                "low={},mid={},high={},fc={}",
+                self.low.label(),
+                self.mid.label(),
+                self.high.label(),
+                self.fc.label()
+            );
+        }
+        let ds: Vec<String> = self.depth.iter().enumerate().map(|(k, r)| format!("d{}={}", k + 1, r.label())).collect();
+        format!("{},fc={}", ds.join(","), self.fc.label())
     }
+}
+
+/// `dK` (K ≥ 1) as the 0-based index K − 1; None for another name.
+pub fn depth_index(name: &str) -> Result<Option<usize>> {
+    let Some(k) = name.strip_prefix('d').filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())) else {
+        return Ok(None);
+    };
+    match k.parse::<usize>() {
+        Ok(k @ 1..=MAX_DEPTH_GROUPS) => Ok(Some(k - 1)),
+        _ => Err(Error::invalid(format!("depth group `{name}`: the equal depth groups are d1 to d{MAX_DEPTH_GROUPS}"))),
+    }
+}
+
+/// Most equal depth groups (`d1`…`d64`).
+pub const MAX_DEPTH_GROUPS: usize = 64;
+
+/// The rules of d1…dN from an index map that must hold every index below its largest.
+pub fn dense_depth(depth: BTreeMap<usize, Rule>) -> Result<Vec<Rule>> {
+    let n = depth.keys().next_back().map_or(0, |k| k + 1);
+    if depth.len() != n {
+        let missing: Vec<String> = (0..n).filter(|k| !depth.contains_key(k)).map(|k| format!("d{}", k + 1)).collect();
+        crate::bail!("equal depth groups d1…d{n} need a rule each; missing: {}", missing.join(", "));
+    }
+    Ok(depth.into_values().collect())
+}
+
+/// The position of every rule-taking layer before the classifier among `n` equal depth groups
+/// (None for the classifier's layers and for nodes without a rule; all None when `n` is 0).
+pub fn depth_slots(graph: &Graph, n: usize) -> Vec<Option<usize>> {
+    let groups = depth_groups(graph);
+    let deep: Vec<NodeId> = (0..groups.len()).filter(|&id| groups[id].is_some_and(|g| g != DepthGroup::Fc)).collect();
+    let mut slots = vec![None; groups.len()];
+    if n == 0 {
+        return slots;
+    }
+    for (i, &id) in deep.iter().enumerate() {
+        // Layer i of m goes to run ⌊i·n/m⌋: n runs whose lengths differ by at most one.
+        slots[id] = Some((i * n / deep.len().max(1)).min(n - 1));
+    }
+    slots
 }
 
 /// Relevance that starts the backward sweep at the output.
@@ -205,9 +298,7 @@ impl LatentAttribution for Lrp {
                 Some(r) => unit_values(r, l, mask, Reduce::Sum),
                 // No path carries relevance here (a gate held constant, a dead branch): by
                 // LRP's conservation every unit has relevance zero.
-                None => {
-                    Ok(Tensor::zeros([batch.labels.size()[0], l.count as i64], (tch::Kind::Float, tch::Device::Cpu)))
-                }
+                None => Ok(Tensor::zeros([batch.labels.size()[0], l.count as i64], (tch::Kind::Float, graph.device()))),
             })
             .collect()
     }
@@ -237,11 +328,11 @@ pub fn relevances(
         if logits.dim() != 2 {
             crate::bail!("LRP needs a (batch, classes) output, the model gives {:?}", logits.size());
         }
-        let mut init = one_hot(labels, logits.size()[1], logits.kind())?;
+        let mut init = one_hot(labels, logits)?;
         if config.initial == InitialRelevance::Logit {
             init = init.f_mul(logits)?;
         }
-        let groups = depth_groups(graph);
+        let depth = Depth { groups: depth_groups(graph), slots: depth_slots(graph, config.rules.depth.len()) };
         let n = graph.nodes().len();
         let mut rel: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let mut kept: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
@@ -253,7 +344,7 @@ pub fn relevances(
             }
             let node = graph.node(id);
             let xs: Vec<&Tensor> = node.inputs.iter().map(|&i| &outs[i]).collect();
-            let ins = propagate_node(graph, id, &xs, &outs[id], &r, config, &groups).map_err(|e| Error::Node {
+            let ins = propagate_node(graph, id, &xs, &outs[id], &r, config, &depth).map_err(|e| Error::Node {
                 node: node.name.clone(),
                 op: node.op.kind_name().into(),
                 message: format!("LRP: {e}"),
@@ -268,8 +359,14 @@ pub fn relevances(
     })
 }
 
+/// Where every node sits in depth: its group (low / mid / high / fc) and its slot among the
+/// equal depth groups of [`GroupRules::depth`].
+struct Depth {
+    groups: Vec<Option<DepthGroup>>,
+    slots: Vec<Option<usize>>,
+}
+
 /// Relevance at each input of node `id` (None for inputs that receive none, e.g. masks).
-#[allow(clippy::too_many_arguments)]
 fn propagate_node(
     graph: &Graph,
     id: NodeId,
@@ -277,10 +374,10 @@ fn propagate_node(
     out: &Tensor,
     r: &Tensor,
     config: &LrpConfig,
-    groups: &[Option<DepthGroup>],
+    depth: &Depth,
 ) -> Result<Vec<Option<Tensor>>> {
-    let input_group = graph.node(id).inputs.first().and_then(|&i| groups[i]);
-    let cx = LrpCx { graph, id, config, group: groups[id], input_group };
+    let input_group = graph.node(id).inputs.first().and_then(|&i| depth.groups[i]);
+    let cx = LrpCx { graph, id, config, group: depth.groups[id], slot: depth.slots[id], input_group };
     graph.node(id).op.kind().lrp(&cx, xs, out, r)
 }
 
@@ -291,6 +388,8 @@ pub struct LrpCx<'a> {
     pub id: NodeId,
     pub config: &'a LrpConfig,
     group: Option<DepthGroup>,
+    /// Position among the equal depth groups, when the rules have them.
+    slot: Option<usize>,
     /// Depth group of the node's first input (for attention: its projection).
     input_group: Option<DepthGroup>,
 }
@@ -334,7 +433,7 @@ impl LrpCx<'_> {
             ),
         };
         let group = self.group.ok_or_else(|| Error::invalid("layer has no depth group"))?;
-        self.config.rules.get(group).apply(&Affine { kind, weight, bias }, x, r, self.config.stabilizer)
+        self.config.rules.rule_at(group, self.slot).apply(&Affine { kind, weight, bias }, x, r, self.config.stabilizer)
     }
 }
 

@@ -73,8 +73,8 @@ impl OpKind for BatchNorm2d {
     fn init(&self, role: Role, shape: &[i64], _rng: &mut ChaCha8Rng) -> Tensor {
         match role {
             Role::Weight | Role::RunningVar => ones(shape),
-            Role::NumBatchesTracked => Tensor::zeros(shape, (Kind::Int64, tch::Device::Cpu)),
-            Role::Bias | Role::RunningMean => Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu)),
+            Role::NumBatchesTracked => Tensor::zeros(shape, (Kind::Int64, crate::device::HOST)),
+            Role::Bias | Role::RunningMean => Tensor::zeros(shape, (Kind::Float, crate::device::HOST)),
         }
     }
     fn channel_params(&self) -> ChannelParams {

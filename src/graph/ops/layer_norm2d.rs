@@ -42,7 +42,7 @@ impl OpKind for LayerNorm2d {
     fn init(&self, role: Role, shape: &[i64], _rng: &mut ChaCha8Rng) -> Tensor {
         match role {
             Role::Weight => ones(shape),
-            _ => Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu)),
+            _ => Tensor::zeros(shape, (Kind::Float, crate::device::HOST)),
         }
     }
     fn channel_block(&self) -> Option<String> {

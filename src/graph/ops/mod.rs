@@ -342,7 +342,7 @@ pub trait OpKind {
     }
     /// PyTorch's default initialisation of the tensor for `role`.
     fn init(&self, _role: Role, shape: &[i64], _rng: &mut ChaCha8Rng) -> Tensor {
-        Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu))
+        Tensor::zeros(shape, (Kind::Float, crate::device::HOST))
     }
     /// How output channels relate to input channels.
     fn channels(&self) -> ChannelMap {
@@ -442,5 +442,5 @@ pub(crate) fn uniform(rng: &mut ChaCha8Rng, shape: &[i64], bound: f64) -> Tensor
 
 /// A tensor of ones.
 pub(crate) fn ones(shape: &[i64]) -> Tensor {
-    Tensor::ones(shape, (Kind::Float, tch::Device::Cpu))
+    Tensor::ones(shape, (Kind::Float, crate::device::HOST))
 }
