@@ -86,4 +86,9 @@ done
 # Decode + preprocess alone, relprune: the decode-once example on the same val folder (no model).
 mkdir -p "$work/decode/data" && ln -sfn "$data/val" "$work/decode/data/val"
 "$CARGO_TARGET_DIR/release/examples/decode_once" "$work/decode" "$CLASSES" "$VAL" 1 64 > "$work/decode.txt"
+# The figures the doc's table came from are kept in git (the images and caches are not).
+mkdir -p "$here/results"
+suffix=""; [ "$DEVICE" != cpu ] && suffix="-$DEVICE"
+for model in $MODELS; do cp "$work/$model/result.json" "$here/results/$model$suffix.json"; done
+cp "$work/decode.txt" "$here/results/decode$suffix.txt"
 "$RELPRUNE_PYTHON" "$here/summarize.py" "$work" "${DOC:-$root/docs/benchmarks.md}" "$CLASSES" "$TRAIN" "$VAL" "$DEVICE"
