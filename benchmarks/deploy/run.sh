@@ -15,9 +15,16 @@
 #   MODELS=fmnist-mobilenetv2 CRITERIA="lrp-epsilon taylor" ORDERS="relevance/none relevance/mean" benchmarks/deploy/run.sh
 #   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA="lrp-epsilon taylor" ORDERS="relevance/none relevance/mean" benchmarks/deploy/run.sh
 #   MODELS=fmnist-vgg16bn CRITERIA="lrp-epsilon taylor" ORDERS="relevance/mean" benchmarks/deploy/run.sh
-#   MODELS=fmnist-resnet18 CRITERIA=" " ORDERS=" " benchmarks/deploy/run.sh      # Torch-Pruning rows only
-#   MODELS="fmnist-mobilenetv2 fmnist-vgg16bn" CRITERIA="gradient" ORDERS="relevance/mean" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
-#   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA="gradient" ORDERS="relevance/mean" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+# and on a fresh machine (2026-12-02; from here on every row's result file is kept in git, and
+# summarize.py keeps the doc's earlier rows whose files were lost):
+#   MODELS=fmnist-resnet18 CRITERIA=" " ORDERS=" " benchmarks/deploy/run.sh      # Torch-Pruning rows, shared counter
+#   MODELS=fmnist-resnet18 CRITERIA=optimized ORDERS="relevance/none cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+#   MODELS="fmnist-vgg16bn fmnist-mobilenetv2" CRITERIA="lrp-epsilon taylor" ORDERS="cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+#   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA="lrp-epsilon taylor" ORDERS="cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+#   MODELS="fmnist-vit fmnist-vgg16bn fmnist-mobilenetv2" CRITERIA=optimized ORDERS="relevance/none cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh   # (TARGETS="0.7 0.5 0.4" for the ViT)
+#   MODELS="fmnist-vgg16bn fmnist-mobilenetv2" CRITERIA=gradient ORDERS="relevance/mean cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+#   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA=gradient ORDERS="relevance/none cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
+#   MODELS=fmnist-resnet18 CRITERIA=gradient ORDERS="cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
 # The ViT is pruned in its MLP neurons, which hold 63 % of its MACs: no neuron pruning goes below
 # 0.368, so 0.4 stands in for 0.33 there.
 # Results: benchmarks/deploy/results/*.json; table: docs/benchmarks.md, section "deploy".

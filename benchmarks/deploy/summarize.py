@@ -38,6 +38,7 @@ def rows_in_doc(doc):
     return found
 
 
+optimized = {}
 rows = rows_in_doc(doc)
 from_doc = {k: set(t) for k, t in rows.items()}
 for f in sorted(res.glob("*.json")):
@@ -66,7 +67,12 @@ for f in sorted(res.glob("*.json")):
         order = d.get("selection", "relevance").replace("_", "-")
         if d.get("normalize", "none") != "none":
             order += f", per-layer {d['normalize']}"
-        name = f"relprune {d['criterion']} ({order})"
+        criterion = d["criterion"]
+        if "optimized" in parts:
+            # The study's winner (its rules are listed under the table).
+            optimized[model] = criterion
+            criterion = "optimised LRP"
+        name = f"relprune {criterion} ({order})"
         table = rows.setdefault((model, target), {})
         if name in from_doc.get((model, target), set()):
             from_doc[(model, target)].discard(name)
@@ -98,6 +104,9 @@ for (model, target), table in sorted(rows.items(), key=lambda kv: (kv[0][0], -fl
             ftd = f"**{ftd}**"
         out.append(f"| {name} | {r['macs']:.3f} | {r['params']:.3f} | {cell('acc')} | {cell('ft')} | {ftd} | "
                    f"{r['b1']:.2f} | {r['b64']:.2f} |")
+    if model in optimized and target == min((t for m, t in rows if m == model), key=float):
+        out += ["", f"Optimised LRP for {model}: `relprune optimize --axis macs --rates 0:0.7:0.1 --pruner halving` "
+                f"on the validation split (see run.sh); its winner: `{optimized[model]}`."]
     if any(n.endswith("†") for n in table):
         out += ["", "† Torch-Pruning row bisected on its own MACs counter (before the shared one; it counts "
                 "BatchNorm too, 1.2 % more MACs on the unpruned model), so its MACs column is its own."]
