@@ -20,7 +20,7 @@ use relprune::models::Architecture;
 /// groups, where the rules have them).
 fn rules_json(g: &Graph, rules: &GroupRules) -> String {
     let groups = depth_groups(g);
-    let slots = relprune::attribution::lrp::depth_slots(g, rules.depth.len());
+    let slots = relprune::attribution::lrp::depth_slots(&groups, rules.depth.len());
     let mut map = serde_json::Map::new();
     for (id, n) in g.nodes().iter().enumerate() {
         if matches!(n.op, Op::Conv2d(_) | Op::Linear(_)) {

@@ -49,6 +49,14 @@ impl DeviceArgs {
     pub fn resolve(&self) -> anyhow::Result<tch::Device> {
         Ok(self.device.resolve()?)
     }
+
+    /// A zoo model on this device (resolved first, as [`ModelArgs::load`] does).
+    pub fn load_zoo(&self, name: &str) -> anyhow::Result<(LoadedModel, relprune::models::zoo::Manifest)> {
+        let device = self.resolve()?;
+        let (mut model, manifest) = relprune::models::zoo::load(name)?;
+        model.graph.to_device(device);
+        Ok((model, manifest))
+    }
 }
 
 /// Which data to use.

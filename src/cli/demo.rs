@@ -7,7 +7,6 @@ use relprune::components::{ComponentKind, ComponentSet};
 use relprune::data::SplitName;
 use relprune::evaluate::{count_correct, EvalOptions};
 use relprune::experiment::{RunOptions, Task, TaskSpec};
-use relprune::models::zoo;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::{
     best_trial, connect, run_worker, MedianPruner, Pruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
@@ -54,9 +53,7 @@ const DEMO_CRITERIA: [&str; 5] = ["lrp-epsilon", "lrp-zplus", "gradient", "weigh
 pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let outdir = relprune::util::OutputDir::new(&args.out)?;
-    let device = args.device.resolve()?;
-    let (mut model, manifest) = zoo::load("fmnist-resnet18")?;
-    model.graph.to_device(device);
+    let (mut model, manifest) = args.device.load_zoo("fmnist-resnet18")?;
     let splits = args.data.load_for(&model)?;
     out.say(format!("relprune demo — {}: {}", manifest.name, manifest.description));
     out.say(format!(

@@ -118,9 +118,7 @@ pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
             out.emit(&m)
         }
         ZooCommand::Eval { name, fmnist_dir, device } => {
-            let device = device.resolve()?;
-            let (mut model, manifest) = zoo::load(&name)?;
-            model.graph.to_device(device);
+            let (model, manifest) = device.load_zoo(&name)?;
             let splits = manifest.recipe.data.splits(fmnist_dir.as_deref())?;
             let measured = zoo::measure(&model.graph, &splits)?;
             let same = measured == manifest.measured;

@@ -193,17 +193,9 @@ impl<'a> OnnxCx<'a> {
 
 /// The ONNX model's bytes.
 pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
-    // Ops' exports combine their parameters with constants made on the host: export a host copy
-    // of a graph that lives on a GPU.
-    let host;
-    let graph = if graph.device() == crate::device::HOST {
-        graph
-    } else {
-        let mut g = graph.deep_clone();
-        g.to_device(crate::device::HOST);
-        host = g;
-        &host
-    };
+    // Ops' exports combine their parameters with constants made on the host: export the graph
+    // on the host (shared, not copied, when it is there already).
+    let graph = &graph.on_device(crate::device::HOST);
     let ranks = output_ranks(graph.spec());
     let shapes: Vec<Vec<i64>> = tch::no_grad(|| graph.forward_all(&stats::example_inputs(graph, 8), Mode::Eval))?
         .iter()

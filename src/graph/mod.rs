@@ -187,7 +187,6 @@ impl Graph {
     }
 
     fn load_files(&mut self, paths: &[&Path], keep_current: bool) -> Result<()> {
-        let device = self.device();
         let mut loaded = if keep_current { self.params.clone_shallow() } else { ParamStore::default() };
         let mut from_files = std::collections::HashSet::new();
         for p in paths {
@@ -215,15 +214,12 @@ impl Graph {
             )));
         }
         self.params = next;
-        // Files are read on the host; the graph stays where it was.
-        self.to_device(device);
         Ok(())
     }
 
     /// Like [`Graph::load_safetensors`], but keys the graph does not use are handed to
     /// `extra` instead of being an error (used for checkpoints that also hold optimiser state).
     pub fn load_safetensors_with_extra(&mut self, path: &Path, mut extra: impl FnMut(&str, &Tensor)) -> Result<()> {
-        let device = self.device();
         let loaded = ParamStore::read_safetensors(path)?;
         let mut next = self.params.clone_shallow();
         let used = self.bind(&loaded, &mut next, path)?;
@@ -231,7 +227,6 @@ impl Graph {
             extra(k, t);
         }
         self.params = next;
-        self.to_device(device);
         Ok(())
     }
 
@@ -286,6 +281,8 @@ impl Graph {
 
     /// Copies every tensor the spec needs from `loaded` into `into`, checking shapes.
     fn bind(&self, loaded: &ParamStore, into: &mut ParamStore, path: &Path) -> Result<Vec<String>> {
+        // Files are read on the host; what is bound goes where the graph lives.
+        let device = self.device();
         let mut used = Vec::new();
         for node in &self.spec.nodes {
             for ps in node.op.kind().params() {
@@ -305,7 +302,7 @@ impl Graph {
                         } else {
                             t.to_kind(tch::Kind::Float)
                         };
-                        into.insert(key.clone(), t);
+                        into.insert(key.clone(), t.to_device(device));
                         used.push(key.clone());
                     }
                     None if ps.kind == ParamKind::Optional => {}
@@ -378,6 +375,14 @@ impl Graph {
                 self.params.insert(k, moved);
             }
         }
+    }
+
+    /// The graph on `device`, leaving this one as it is: tensors already there are shared,
+    /// the others copied once.
+    pub fn on_device(&self, device: tch::Device) -> Graph {
+        let mut g = Graph { spec: self.spec.clone(), params: self.params.clone_shallow() };
+        g.to_device(device);
+        g
     }
 
     /// A deep copy: new tensors, same values.

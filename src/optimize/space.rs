@@ -22,7 +22,8 @@
 //! instead of Σ |R|). Anything else is rejected.
 
 use crate::attribution::lrp::{
-    dense_depth, depth_index, BatchNormTreatment, GateRule, GroupRules, InitialRelevance, LrpConfig, Rule, SoftmaxRule,
+    check_dense, dense_depth, depth_index, BatchNormTreatment, GateRule, GroupRules, InitialRelevance, LrpConfig, Rule,
+    SoftmaxRule,
 };
 use crate::attribution::CriterionSpec;
 use crate::components::DepthGroup;
@@ -326,13 +327,12 @@ impl SearchSpace {
     /// The equal depth groups, where used: a rule for each of d1…dN, and no low / mid / high
     /// rule beside them (both would claim the same layers).
     fn check_depth_groups(&self) -> Result<()> {
-        let mut rules = BTreeMap::new();
+        let mut rules = std::collections::BTreeSet::new();
         let mut coarse = None;
         for p in &self.params {
             match group_param(&p.name) {
                 Some((GroupName::Depth(k), "rule")) => {
-                    // Only the indices matter here; the rules are the trial's.
-                    rules.insert(k, Rule::Zplus);
+                    rules.insert(k);
                 }
                 Some((GroupName::Depth(k), _)) if !self.params.iter().any(|q| q.name == format!("d{}_rule", k + 1)) => {
                     crate::bail!("search space: `{}` needs `d{}_rule`", p.name, k + 1)
@@ -349,7 +349,7 @@ impl SearchSpace {
                 "search space: `{c}` and the equal depth groups d1…dN both set the same layers' rules; keep one"
             );
         }
-        dense_depth(rules).map(|_| ()).map_err(|e| Error::invalid(format!("search space: {e}")))
+        check_dense(rules.iter().copied()).map_err(|e| Error::invalid(format!("search space: {e}")))
     }
 
     /// Whether parameter `p` is active given the values chosen so far.

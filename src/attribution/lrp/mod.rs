@@ -155,18 +155,26 @@ pub const MAX_DEPTH_GROUPS: usize = 64;
 
 /// The rules of d1…dN from an index map that must hold every index below its largest.
 pub fn dense_depth(depth: BTreeMap<usize, Rule>) -> Result<Vec<Rule>> {
-    let n = depth.keys().next_back().map_or(0, |k| k + 1);
-    if depth.len() != n {
-        let missing: Vec<String> = (0..n).filter(|k| !depth.contains_key(k)).map(|k| format!("d{}", k + 1)).collect();
-        crate::bail!("equal depth groups d1…d{n} need a rule each; missing: {}", missing.join(", "));
-    }
+    check_dense(depth.keys().copied())?;
     Ok(depth.into_values().collect())
 }
 
-/// The position of every rule-taking layer before the classifier among `n` equal depth groups
-/// (None for the classifier's layers and for nodes without a rule; all None when `n` is 0).
-pub fn depth_slots(graph: &Graph, n: usize) -> Vec<Option<usize>> {
-    let groups = depth_groups(graph);
+/// Checks that the 0-based indices of d1…dN (ascending, each once) leave no gap below the
+/// largest, naming the missing groups.
+pub fn check_dense(indices: impl Iterator<Item = usize> + Clone) -> Result<()> {
+    let n = indices.clone().last().map_or(0, |k| k + 1);
+    if indices.clone().count() != n {
+        let missing: Vec<String> =
+            (0..n).filter(|k| !indices.clone().any(|i| i == *k)).map(|k| format!("d{}", k + 1)).collect();
+        crate::bail!("equal depth groups d1…d{n} need a rule each; missing: {}", missing.join(", "));
+    }
+    Ok(())
+}
+
+/// The position of every rule-taking layer before the classifier among `n` equal depth groups,
+/// from the layers' depth `groups` ([`depth_groups`]); None for the classifier's layers and for
+/// nodes without a rule, all None when `n` is 0.
+pub fn depth_slots(groups: &[Option<DepthGroup>], n: usize) -> Vec<Option<usize>> {
     let deep: Vec<NodeId> = (0..groups.len()).filter(|&id| groups[id].is_some_and(|g| g != DepthGroup::Fc)).collect();
     let mut slots = vec![None; groups.len()];
     if n == 0 {
@@ -332,7 +340,8 @@ pub fn relevances(
         if config.initial == InitialRelevance::Logit {
             init = init.f_mul(logits)?;
         }
-        let depth = Depth { groups: depth_groups(graph), slots: depth_slots(graph, config.rules.depth.len()) };
+        let groups = depth_groups(graph);
+        let depth = Depth { slots: depth_slots(&groups, config.rules.depth.len()), groups };
         let n = graph.nodes().len();
         let mut rel: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let mut kept: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
