@@ -170,6 +170,70 @@ pub struct CurveOptions {
     /// Stop once two consecutive rates are at chance (≤ chance + 1 point) and fill the rest
     /// with chance.
     pub stop_at_chance: bool,
+    /// The order the rates are measured in.
+    pub visit: RateVisit,
+}
+
+/// The order a curve's rates are measured in. The curve is the same; what differs is what is
+/// known when a measurement is stopped early (an optimisation pruner's low fidelity).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateVisit {
+    /// Lowest rate first (a partial curve is its low-rate end).
+    #[default]
+    Ascending,
+    /// Both ends of the grid, then midpoints breadth-first (0, n−1, (n−1)/2, quarters, …): every
+    /// prefix spans the whole grid, so a partial curve, interpolated, estimates the whole
+    /// curve's A_PR. At low rates every criterion is at the unpruned accuracy, so the ascending
+    /// prefix tells configurations apart only by noise.
+    CoarseFirst,
+}
+
+impl RateVisit {
+    /// The rate indices of an `n`-point grid in visiting order (a permutation of 0..n).
+    pub fn order(self, n: usize) -> Vec<usize> {
+        match self {
+            RateVisit::Ascending => (0..n).collect(),
+            RateVisit::CoarseFirst => {
+                if n <= 2 {
+                    return (0..n).collect();
+                }
+                let mut order = vec![0, n - 1];
+                let mut intervals = std::collections::VecDeque::from([(0, n - 1)]);
+                while let Some((a, b)) = intervals.pop_front() {
+                    if b - a < 2 {
+                        continue;
+                    }
+                    let m = (a + b) / 2;
+                    order.push(m);
+                    intervals.push_back((a, m));
+                    intervals.push_back((m, b));
+                }
+                order
+            }
+        }
+    }
+}
+
+/// The whole grid's A_PR (mean accuracy over its `n` rates) estimated from the measured points
+/// `known` (rate index → accuracy): linear interpolation between measured indices, the nearest
+/// measured value beyond them. Exact once every rate is measured.
+pub fn estimate_a_pr(n: usize, known: &std::collections::BTreeMap<usize, f64>) -> f64 {
+    if known.is_empty() || n == 0 {
+        return f64::NAN;
+    }
+    let pts: Vec<(usize, f64)> = known.iter().map(|(&i, &a)| (i, a)).collect();
+    let value = |i: usize| -> f64 {
+        match pts.partition_point(|&(j, _)| j <= i) {
+            0 => pts[0].1,
+            k if k == pts.len() => pts[k - 1].1,
+            k => {
+                let ((j0, a0), (j1, a1)) = (pts[k - 1], pts[k]);
+                a0 + (a1 - a0) * (i - j0) as f64 / (j1 - j0) as f64
+            }
+        }
+    };
+    (0..n).map(value).sum::<f64>() / n as f64
 }
 
 /// What a curve's grid measures.
@@ -260,9 +324,11 @@ impl CurvePruning<'_> {
     }
 }
 
-/// Measures accuracy at every rate, removing the selection as `pruning` says.
-/// `progress(rate_index, accuracy)` is called after each rate; returning
-/// `ControlFlow::Break` stops the measurement with [`crate::Error::Interrupted`].
+/// Measures accuracy at every rate, removing the selection as `pruning` says, visiting the
+/// rates in `opts.visit`'s order. `progress(rate_index, accuracy)` is called after each
+/// measured rate; returning `ControlFlow::Break` stops the measurement with
+/// [`crate::Error::Interrupted`]. The curve does not depend on the visiting order (each rate's
+/// selection is made from the ranking alone), except for which rates `stop_at_chance` fills.
 pub fn accuracy_curve(
     graph: &mut Graph,
     comps: &crate::components::ComponentSet,
@@ -282,22 +348,23 @@ pub fn accuracy_curve(
         None => graph.num_outputs().unwrap_or(1) as usize,
     };
     let chance = 1.0 / classes as f64;
-    let mut accuracies = Vec::with_capacity(opts.rates.len());
-    let mut pruned = Vec::with_capacity(opts.rates.len());
-    let mut pruned_per_layer = Vec::with_capacity(opts.rates.len());
-    let mut kept = Vec::new();
+    let n = opts.rates.len();
+    let mut accuracies: Vec<Option<f64>> = vec![None; n];
+    let mut pruned = vec![0; n];
+    let mut pruned_per_layer = vec![Vec::new(); n];
+    let mut kept: Vec<Option<f64>> = vec![None; n];
     let mut unpruned = None;
-    let mut filled_from = None;
-    let mut at_chance = 0;
-    for (i, &rate) in opts.rates.iter().enumerate() {
+    // Rates above `chance_from` are filled with chance once two neighbouring measured rates (in
+    // rate order) are both at chance: ascending, the rule "two consecutive rates at chance".
+    let mut chance_from: Option<usize> = None;
+    let at_chance = |a: f64| a <= chance + 0.01;
+    for i in opts.visit.order(n) {
+        let rate = opts.rates[i];
         let sel = pruning.select(graph, comps, rate)?;
-        pruned.push(sel.components.len());
-        pruned_per_layer.push(crate::ranking::units_per_layer(comps, &sel.components));
-        if let Some(k) = sel.kept {
-            kept.push(k);
-        }
-        if filled_from.is_some() {
-            accuracies.push(chance);
+        pruned[i] = sel.components.len();
+        pruned_per_layer[i] = crate::ranking::units_per_layer(comps, &sel.components);
+        kept[i] = sel.kept;
+        if opts.stop_at_chance && chance_from.is_some_and(|c| i > c) {
             continue;
         }
         let acc = if sel.components.is_empty() {
@@ -305,15 +372,30 @@ pub fn accuracy_curve(
         } else {
             pruning.accuracy(graph, comps, &sel, split, &opts.eval)?
         };
-        accuracies.push(acc);
+        accuracies[i] = Some(acc);
         if progress(i, acc).is_break() {
             return Err(crate::Error::Interrupted(format!("curve stopped by the caller after rate {rate}")));
         }
-        at_chance = if acc <= chance + 0.01 { at_chance + 1 } else { 0 };
-        if opts.stop_at_chance && at_chance >= 2 && i + 1 < opts.rates.len() {
-            filled_from = Some(i + 1);
+        if at_chance(acc) {
+            let below = (0..i).rev().find_map(|j| accuracies[j].map(|a| (j, a)));
+            let above = (i + 1..n).find_map(|j| accuracies[j].map(|a| (j, a)));
+            let pair_top = match (below, above) {
+                (Some((_, a)), _) if at_chance(a) => Some(i),
+                (_, Some((j, a))) if at_chance(a) => Some(j),
+                _ => None,
+            };
+            if let Some(top) = pair_top {
+                chance_from = Some(chance_from.map_or(top, |c| c.min(top)));
+            }
         }
     }
+    let filled_from = match chance_from {
+        Some(c) if opts.stop_at_chance && c + 1 < n => Some(c + 1),
+        _ => None,
+    };
+    let accuracies: Vec<f64> = accuracies.into_iter().map(|a| a.unwrap_or(chance)).collect();
+    let kept: Vec<f64> =
+        if kept.iter().all(Option::is_some) { kept.into_iter().flatten().collect() } else { Vec::new() };
     let unpruned = match unpruned {
         Some(u) => u,
         None => accuracy(graph, split, &opts.eval)?,
@@ -390,4 +472,40 @@ pub fn random_inputs(graph: &Graph, batch: i64, seq_len: i64) -> Vec<tch::Tensor
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn coarse_first_is_a_permutation_whose_prefixes_span_the_grid() {
+        for n in 0..40 {
+            let order = RateVisit::CoarseFirst.order(n);
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "n = {n}");
+            if n >= 3 {
+                assert_eq!(&order[..3], &[0, n - 1, (n - 1) / 2]);
+            }
+        }
+        assert_eq!(RateVisit::CoarseFirst.order(20)[..9], [0, 19, 9, 4, 14, 2, 6, 11, 16]);
+        assert_eq!(RateVisit::Ascending.order(4), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_pr_estimate_interpolates_and_is_exact_when_complete() {
+        let acc = [0.9, 0.88, 0.8, 0.6, 0.3];
+        let all: BTreeMap<usize, f64> = acc.iter().copied().enumerate().collect();
+        let exact = acc.iter().sum::<f64>() / 5.0;
+        assert!((estimate_a_pr(5, &all) - exact).abs() < 1e-15);
+        // Ends and middle: 0.9, (0.9+0.8)/2, 0.8, (0.8+0.3)/2, 0.3.
+        let coarse: BTreeMap<usize, f64> = [(0, 0.9), (2, 0.8), (4, 0.3)].into();
+        assert!((estimate_a_pr(5, &coarse) - (0.9 + 0.85 + 0.8 + 0.55 + 0.3) / 5.0).abs() < 1e-15);
+        // Beyond the measured points, the nearest one.
+        let low: BTreeMap<usize, f64> = [(1, 0.7)].into();
+        assert!((estimate_a_pr(5, &low) - 0.7).abs() < 1e-15);
+        assert!(estimate_a_pr(5, &BTreeMap::new()).is_nan());
+    }
 }

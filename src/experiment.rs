@@ -125,6 +125,9 @@ pub struct RunOptions {
     /// Budget targets to mark on the curve (`curve --target macs=0.5`): each is measured once,
     /// after the curve, on the model `prune --target` would give (see [`mark_targets`]).
     pub marks: Vec<crate::budget::Target>,
+    /// The order the rates are measured in (the optimisation objective measures coarse first,
+    /// so that its pruner judges trials on the whole grid).
+    pub visit: crate::evaluate::RateVisit,
 }
 
 impl Default for RunOptions {
@@ -140,6 +143,7 @@ impl Default for RunOptions {
             selection: crate::budget::Selection::Relevance,
             normalize: crate::ranking::LayerNormalization::None,
             marks: Vec::new(),
+            visit: crate::evaluate::RateVisit::Ascending,
         }
     }
 }
@@ -299,6 +303,7 @@ pub fn measure_curve_until(
         rates: opts.rates.clone(),
         eval: task.eval_options(opts.eval_batch),
         stop_at_chance: opts.stop_at_chance,
+        visit: opts.visit,
     };
     let measure = match opts.axis {
         CurveAxis::Rate => None,

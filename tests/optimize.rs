@@ -169,8 +169,30 @@ fn objective_is_deterministic_beats_default_and_rules_round_trip() {
     {
         let mut obj = PruningObjective::new(&mut g, comps.clone(), &splits, 10, task.clone(), opts.clone()).unwrap();
         let a = obj.evaluate(&default, &mut |_, _| false).unwrap();
-        let b = obj.evaluate(&default, &mut |_, _| false).unwrap();
+        let mut steps = Vec::new();
+        let b = obj
+            .evaluate(&default, &mut |s, v| {
+                steps.push((s, v));
+                false
+            })
+            .unwrap();
         assert_eq!(a, b, "the objective on a fixed configuration is deterministic");
+        // Intermediate values: one per rate, the A_PR estimated from the rates measured so far,
+        // coarse first; the last is the objective's value. The ascending curve gives the points.
+        let t = Task::prepare(&splits, 10, &task).unwrap();
+        let (spec, _) = SearchSpace::criterion(&default).unwrap();
+        let curve =
+            relprune::experiment::run_criterion(obj.graph, &comps, &t, &spec, &opts, &mut |_| {}).unwrap().curve;
+        let n = curve.rates.len();
+        assert_eq!(steps.iter().map(|s| s.0).collect::<Vec<_>>(), (0..n as i64).collect::<Vec<_>>());
+        let mut known = std::collections::BTreeMap::new();
+        for (k, &i) in relprune::evaluate::RateVisit::CoarseFirst.order(n).iter().enumerate() {
+            known.insert(i, curve.accuracies[i]);
+            let want = relprune::evaluate::estimate_a_pr(n, &known);
+            assert!((steps[k].1 - want).abs() < 1e-12, "step {k}: {} vs {want}", steps[k].1);
+        }
+        assert_eq!(TrialOutcome::Complete(steps[n - 1].1), b);
+        assert!((steps[n - 1].1 - curve.summary.a_pr).abs() < 1e-12);
         let dir = tempfile::tempdir().unwrap();
         let mut store =
             StudyStore::open(connect(dir.path().join("o.sqlite").to_str().unwrap()).unwrap(), "o", &def(&space))
@@ -285,6 +307,40 @@ fn a_killed_study_resumes_with_every_completed_trial_kept() {
     assert_eq!(interrupted, running, "the trial running at the kill is marked interrupted, not lost: {after:?}");
     assert_eq!(after.iter().filter(|r| r.1 == "complete").count(), 10, "the budget is met with completed trials");
     assert!(tmp.path().join("out/best-rules.yaml").is_file());
+
+    // `study rules`: the best of the first N trials (what a budget of N would have chosen) and
+    // a chosen trial, written as the rules file `SearchSpace::criterion` makes of its parameters.
+    let (mut store, _) = StudyStore::attach(connect(&url).unwrap(), "shared").unwrap();
+    let trials = store.trials().unwrap();
+    let rules = |extra: &[&str]| {
+        let f = tmp.path().join("chosen.yaml");
+        let _ = std::fs::remove_file(&f);
+        let o = Command::new(env!("CARGO_BIN_EXE_relprune"))
+            .args(["study", "rules", "--storage", &url, "--study", "shared", "--out"])
+            .arg(&f)
+            .args(extra)
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string(), CriterionSpec::from_file(&f).ok())
+    };
+    let expect = |t: &relprune::optimize::Trial| SearchSpace::criterion(&t.params).unwrap().0;
+    let first4: Vec<_> = trials.iter().filter(|t| t.number < 4).cloned().collect();
+    let (ok, err, got) = rules(&["--first", "4"]);
+    assert!(ok, "{err}");
+    assert_eq!(got.unwrap(), expect(best_trial(&first4).unwrap()));
+    let (ok, err, got) = rules(&[]);
+    assert!(ok, "{err}");
+    assert_eq!(got.unwrap(), expect(best_trial(&trials).unwrap()));
+    let done = trials.iter().find(|t| t.state == TrialState::Complete && t.number > 0).unwrap();
+    let (ok, err, got) = rules(&["--trial", &done.number.to_string()]);
+    assert!(ok, "{err}");
+    assert_eq!(got.unwrap(), expect(done));
+    for i in &interrupted {
+        let (ok, err, got) = rules(&["--trial", &i.to_string()]);
+        assert!(!ok && err.contains("interrupted, not complete") && got.is_none(), "{err}");
+    }
+    let (ok, err, got) = rules(&["--trial", "999"]);
+    assert!(!ok && err.contains("has no trial 999") && got.is_none(), "{err}");
 }
 
 #[test]
@@ -435,7 +491,7 @@ impl Objective for Steps {
     }
 }
 
-/// Successive halving: rungs after 2, 6, 18 rates; the best configurations at low fidelity go
+/// Successive halving: rungs after 3, 9, 27 rates; the best configurations at low fidelity go
 /// on to the whole curve, the others stop at a rung; far fewer rates are evaluated than without
 /// a pruner; and a study resumed after a stop keeps every evaluation and goes on.
 #[test]
@@ -443,7 +499,7 @@ fn successive_halving_promotes_the_best_at_low_fidelity_and_resumes() {
     use relprune::optimize::{Pruner, SuccessiveHalving};
     let h = SuccessiveHalving::default();
     let rungs: Vec<i64> = (0..20).filter(|&s| h.is_rung(s)).collect();
-    assert_eq!(rungs, vec![1, 5, 17]);
+    assert_eq!(rungs, vec![2, 8]);
     let dir = tempfile::tempdir().unwrap();
     let space = SearchSpace::from_yaml("mid_gamma: {log: [1.0e-3, 1000.0]}\n").unwrap();
     let path = dir.path().join("h.sqlite");
@@ -461,7 +517,7 @@ fn successive_halving_promotes_the_best_at_low_fidelity_and_resumes() {
     for (a, b) in first.iter().zip(&trials) {
         assert_eq!((a.number, a.state, a.value, &a.intermediate), (b.number, b.state, b.value, &b.intermediate));
     }
-    let best_at_rung0 = trials.iter().map(|t| t.intermediate[1].1).fold(f64::NEG_INFINITY, f64::max);
+    let best_at_rung0 = trials.iter().map(|t| t.intermediate[2].1).fold(f64::NEG_INFINITY, f64::max);
     let best = best_trial(&trials).unwrap();
     assert_eq!(best.value, Some(best_at_rung0), "the best at low fidelity ran the whole curve");
     for t in trials.iter().filter(|t| t.state == TrialState::Pruned) {

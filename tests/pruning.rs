@@ -233,6 +233,31 @@ fn stopping_at_chance_fills_the_rest_and_says_so() {
     assert_eq!(relprune::ranking::units_per_layer(&comps, &first_half), expect);
 }
 
+/// The optimiser measures rates coarse first; the curve must not depend on the order: the same
+/// accuracies, counts and kept fractions as ascending, on masks, physically, and on a MACs axis.
+#[test]
+fn coarse_first_visit_gives_the_ascending_curve() {
+    use relprune::evaluate::{CurveAxis, RateVisit};
+    let s = splits();
+    let t = task(&s);
+    let mut g = small_resnet();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let spec = CriterionSpec::from_name("weight", None, 0).unwrap();
+    let base = RunOptions { rates: parse_rates("0:0.9:0.1").unwrap(), ..Default::default() };
+    for opts in [
+        base.clone(),
+        RunOptions { physical: true, ..base.clone() },
+        RunOptions { axis: CurveAxis::Macs, rates: parse_rates("0:0.6:0.1").unwrap(), ..base.clone() },
+    ] {
+        let asc = run_criterion(&mut g, &comps, &t, &spec, &opts, &mut |_| {}).unwrap().curve;
+        let coarse = RunOptions { visit: RateVisit::CoarseFirst, ..opts.clone() };
+        let c = run_criterion(&mut g, &comps, &t, &spec, &coarse, &mut |_| {}).unwrap().curve;
+        assert_eq!(asc.accuracies, c.accuracies, "physical {} axis {:?}", opts.physical, opts.axis);
+        assert_eq!((&asc.pruned, &asc.pruned_per_layer, &asc.kept), (&c.pruned, &c.pruned_per_layer, &c.kept));
+        assert_eq!(asc.summary.a_pr, c.summary.a_pr);
+    }
+}
+
 #[test]
 fn cli_errors_leave_no_result_files() {
     let out = tempfile::tempdir().unwrap();

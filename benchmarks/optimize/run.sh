@@ -1,82 +1,95 @@
 #!/usr/bin/env bash
-# benchmarks/optimize: for each zoo model and component kind, a fixed trial budget of TPE on the
-# validation split, then the optimised composite's test-split A_PR next to LRP-ε, z+, the faithful
-# preset and every baseline; 3 seeds (2 for minilm-spam). Plus throughput (trials per hour) with 1
-# and 2 workers on this 2-core machine, one thread each, sharing one SQLite study.
-# Writes out/bench/optimize and the sections "optimize" and "optimize-throughput" of docs/benchmarks.md.
+# benchmarks/optimize: does optimising LRP pay, beyond the objective's noise?
+#
+# For each case (zoo model × component kind, 3-class task drawn by the seed) and seed, one study:
+# TPE with the default space, successive halving over the coarse-first rate grid, the whole
+# validation split as objective, TRIALS trials. The best of the first 25 (and of all) is then
+# measured on the test split next to LRP-ε, the presets and every baseline (`optimize --report`,
+# and `study rules --first 25` + `curve` for the smaller budget); the objective's own noise is
+# measured on NOISE reference draws. Seeds are the outer loop, so a run stopped early still has
+# every case at the same number of seeds. Then:
+#   - transfer: seed 0's composite applied unchanged to the other seeds' class subsets and to the
+#     10-class task, next to LRP-ε and the subsets' own composites;
+#   - throughput: configurations per hour on fmnist-resnet18 with no pruner, the median pruner and
+#     successive halving (same sampler, space and objective).
+# Writes out/bench/optimize (results also kept in benchmarks/optimize/results) and the sections
+# "optimize", "optimize-transfer" and "optimize-throughput" of docs/benchmarks.md.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 "$root/scripts/setup.sh" --runtime
 . "$root/scripts/env.sh"
-bin="$CARGO_TARGET_DIR/release/relprune"
+bin="${RELPRUNE_BIN:-$CARGO_TARGET_DIR/release/relprune}"
 out="${OUT:-$root/out/bench/optimize}"
+keep="$root/benchmarks/optimize/results"
 report="lrp-epsilon,lrp-zplus,lrp-faithful,random,weight,activation,gradient,taylor,integrated-gradients"
-# Budgets (overridable for a shorter run; the settings line of the report states what ran).
-seeds="${SEEDS:-0 1 2}"; trials="${TRIALS:-20}"; val="${VAL:-500}"; test="${TEST:-1000}"
-spam_seeds="${SPAM_SEEDS:-0 1}"; spam_trials="${SPAM_TRIALS:-10}"; spam_val="${SPAM_VAL:-100}"; spam_test="${SPAM_TEST:-150}"
-# model | component | classes | seeds | trials | validation samples | test samples
-cases=(
-  "fmnist-resnet18|filters|3|$seeds|$trials|$val|$test"
-  "fmnist-vgg16bn|filters|3|$seeds|$trials|$val|$test"
-  "fmnist-vit|heads|3|$seeds|$trials|$val|$test"
-  "fmnist-vit|neurons|3|$seeds|$trials|$val|$test"
-  "minilm-spam|heads|2|$spam_seeds|$spam_trials|$spam_val|$spam_test"
-  "minilm-spam|neurons|2|$spam_seeds|$spam_trials|$spam_val|$spam_test"
-)
-for c in "${cases[@]}"; do
-  # (own names: the budget variables above are still needed for the report's settings line)
-  IFS='|' read -r model comp classes c_seeds c_trials c_val c_test <<<"$c"
-  for seed in $c_seeds; do
-    d="$out/$model/$comp/seed$seed"
-    [ -f "$d/test-compare.json" ] && continue   # resumable (and the study itself resumes)
-    mkdir -p "$d"
-    echo "== $model $comp seed $seed" >&2
-    "$bin" optimize --model "$model" --component "$comp" --classes "$classes" --seed "$seed" --trials "$c_trials" \
-      --val-samples "$c_val" --eval-samples "$c_test" --report "$report" --storage "sqlite:$d/study.sqlite" --out "$d" \
-      > "$d/log.txt" 2>&1 || { cat "$d/log.txt" >&2; exit 1; }
+seeds="${SEEDS:-0 1 2 3 4}"; trials="${TRIALS:-50}"; small="${SMALL:-25}"; test="${TEST:-1000}"; noise="${NOISE:-3}"
+cases="${CASES:-fmnist-resnet18:filters fmnist-vgg16bn:filters fmnist-mobilenetv2:filters fmnist-vit:neurons fmnist-vit:heads}"
+mkdir -p "$out" "$keep"
+echo "{\"trials\": $trials, \"small\": $small, \"test\": $test, \"noise\": $noise, \"seeds\": \"$seeds\", \"cases\": \"$cases\"}" > "$out/settings.json"
+
+# Keeps the small result files of a finished run in git (studies and plots stay in out/).
+keep_result() {
+  local d="$1" k="$keep/${1#"$out"/}"
+  mkdir -p "$k"
+  for f in summary.json test-compare.json best-rules.yaml first.yaml first/curve.json; do
+    [ -f "$d/$f" ] && { mkdir -p "$(dirname "$k/$f")"; cp "$d/$f" "$k/$f"; }
   done
+  return 0
+}
+
+study() {  # model comp seed
+  local model="$1" comp="$2" seed="$3" d="$out/$1/$2/seed$3"
+  [ -f "$d/first/curve.json" ] && return 0   # resumable (and the study itself resumes)
+  mkdir -p "$d"
+  echo "== $(date +%T) $model $comp seed $seed" >&2
+  "$bin" optimize --model "$model" --component "$comp" --classes 3 --seed "$seed" --trials "$trials" \
+    --pruner halving --noise-draws "$noise" --eval-samples "$test" --report "$report" \
+    --storage "sqlite:$d/study.sqlite" --out "$d" > "$d/log.txt" 2>&1 || { tail -20 "$d/log.txt" >&2; exit 1; }
+  local name; name=$("$RELPRUNE_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["study"])' "$d/summary.json")
+  "$bin" study rules --storage "sqlite:$d/study.sqlite" --study "$name" --first "$small" --out "$d/first.yaml" >> "$d/log.txt" 2>&1
+  "$bin" curve --model "$model" --component "$comp" --classes 3 --seed "$seed" --criterion lrp --rules "$d/first.yaml" \
+    --split test --eval-samples "$test" --out "$d/first.tmp" >> "$d/log.txt" 2>&1
+  rm -rf "$d/first" && mv "$d/first.tmp" "$d/first"
+  keep_result "$d"
+}
+
+transfer() {  # model comp target (a seed, or 10class): seed 0's composite on another task
+  local model="$1" comp="$2" target="$3" src="$out/$1/$2/seed0/best-rules.yaml" d="$out/transfer/$1/$2/$3" task crit
+  [ -f "$src" ] && [ ! -f "$d/compare.json" ] || return 0
+  if [ "$target" = 10class ]; then task=(--seed 0); crit="lrp-epsilon,file:$src"; else
+    [ -f "$out/$model/$comp/seed$target/best-rules.yaml" ] || return 0
+    task=(--classes 3 --seed "$target"); crit="file:$src"; fi
+  echo "== $(date +%T) transfer $model $comp $target" >&2
+  rm -rf "$d.tmp"; mkdir -p "$d.tmp"
+  "$bin" compare --model "$model" --component "$comp" "${task[@]}" --criteria "$crit" --split test \
+    --eval-samples "$test" --out "$d.tmp" > "$d.tmp/log.txt" 2>&1 || { tail -20 "$d.tmp/log.txt" >&2; exit 1; }
+  rm -rf "$d" && mv "$d.tmp" "$d"
+  mkdir -p "$keep/transfer/$model/$comp/$target" && cp "$d/compare.json" "$keep/transfer/$model/$comp/$target/"
+}
+
+throughput() {  # configurations per hour on fmnist-resnet18, seed 0, with each pruner
+  local tp="$out/throughput" p n s e
+  for p in none median halving; do
+    [ -f "$tp/$p/wall.json" ] && continue
+    n=$([ "$p" = none ] && echo 10 || echo 30)
+    rm -rf "$tp/$p" && mkdir -p "$tp/$p"
+    echo "== $(date +%T) throughput $p" >&2
+    s=$(date +%s.%N)
+    "$bin" optimize --model fmnist-resnet18 --classes 3 --seed 0 --trials "$n" --pruner "$p" --noise-draws 0 \
+      --report none --out "$tp/$p" > "$tp/$p/log.txt" 2>&1
+    e=$(date +%s.%N)
+    echo "{\"pruner\": \"$p\", \"trials\": $n, \"seconds\": $("$RELPRUNE_PYTHON" -c "print($e - $s)")}" > "$tp/$p/wall.json"
+    mkdir -p "$keep/throughput/$p" && cp "$tp/$p/wall.json" "$tp/$p/summary.json" "$keep/throughput/$p/"
+  done
+}
+
+for seed in $seeds; do
+  for c in $cases; do study "${c%%:*}" "${c##*:}" "$seed"; done
+  for c in $cases; do
+    if [ "$seed" = 0 ]; then transfer "${c%%:*}" "${c##*:}" 10class; else transfer "${c%%:*}" "${c##*:}" "$seed"; fi
+  done
+  [ "$seed" = 0 ] && throughput
 done
-"$RELPRUNE_PYTHON" "$root/benchmarks/summarize.py" optimize "$out" "$root/docs/benchmarks.md" --file test-compare.json \
-  --title "Optimised LRP vs. presets and baselines (test split)" --command "benchmarks/optimize/run.sh" \
-  --settings "TPE with the default space, median pruner; $trials trials on $val validation images, reported on $test test images, seeds $seeds; minilm-spam: $spam_trials trials on $spam_val validation mails, $spam_test test mails, seeds $spam_seeds"
 
-# Throughput: trials per hour, 1 worker vs. 2 concurrent workers (one thread each), no pruner.
-tp="$out/throughput"
-if [ ! -f "$tp/result.json" ]; then
-  rm -rf "$tp" && mkdir -p "$tp"
-  common=(optimize --model fmnist-resnet18 --classes 3 --val-samples 500 --report none --no-pruner --sampler random)
-  t0=$(date +%s.%N)
-  "$bin" --threads 1 "${common[@]}" --trials 8 --storage "sqlite:$tp/one.sqlite" --study one --out "$tp/one" > /dev/null
-  t1=$(date +%s.%N)
-  "$bin" --threads 1 "${common[@]}" --trials 16 --storage "sqlite:$tp/two.sqlite" --study two --out "$tp/two-a" > /dev/null &
-  "$bin" --threads 1 "${common[@]}" --trials 16 --storage "sqlite:$tp/two.sqlite" --study two --out "$tp/two-b" > /dev/null
-  wait
-  t2=$(date +%s.%N)
-  "$RELPRUNE_PYTHON" - "$tp" "$t0" "$t1" "$t2" <<'PY'
-import json, sys, pathlib, platform, datetime, re
-tp, t0, t1, t2 = sys.argv[1], *map(float, sys.argv[2:])
-one, two = 8 * 3600 / (t1 - t0), 16 * 3600 / (t2 - t1)
-json.dump({"one_worker_trials_per_hour": one, "two_workers_trials_per_hour": two}, open(f"{tp}/result.json", "w"))
-PY
-fi
-"$RELPRUNE_PYTHON" - "$tp/result.json" "$root/docs/benchmarks.md" <<'PY'
-import json, sys, pathlib, re, datetime
-r = json.load(open(sys.argv[1]))
-doc = pathlib.Path(sys.argv[2])
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "CPU")
-body = f"""### Optimisation throughput
-
-Command: `benchmarks/optimize/run.sh` (last step). Trials per hour on fmnist-resnet18 (filters, 3-class task,
-500 validation images, 20 rates, random sampler, no pruner), each worker `--threads 1`, sharing one SQLite
-study; {cpu}, 2 cores; measured {datetime.date.today().isoformat()}.
-
-| workers | trials per hour |
-|---|---|
-| 1 | {r['one_worker_trials_per_hour']:.0f} |
-| 2 | {r['two_workers_trials_per_hour']:.0f} |
-"""
-block = "<!-- BEGIN optimize-throughput -->\n" + body + "<!-- END optimize-throughput -->"
-t = doc.read_text() if doc.exists() else "# Benchmarks\n"
-t = re.sub(r"<!-- BEGIN optimize-throughput -->.*?<!-- END optimize-throughput -->", lambda _: block, t, flags=re.S) if "<!-- BEGIN optimize-throughput -->" in t else t.rstrip() + "\n\n" + block + "\n"
-doc.write_text(t)
-PY
+cp "$out/settings.json" "$keep/settings.json"
+"$RELPRUNE_PYTHON" "$root/benchmarks/optimize/summarize.py" "$keep" "$root/docs/benchmarks.md"

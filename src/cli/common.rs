@@ -259,6 +259,7 @@ impl TaskArgs {
             selection: relprune::budget::Selection::Relevance,
             normalize: relprune::ranking::LayerNormalization::None,
             marks: Vec::new(),
+            visit: relprune::evaluate::RateVisit::Ascending,
         })
     }
     pub fn kind(&self, graph: &relprune::graph::Graph) -> relprune::components::ComponentKind {

@@ -47,9 +47,11 @@ pub struct OptimizeArgs {
     #[arg(long, conflicts_with = "pruner")]
     no_pruner: bool,
     /// How trials are stopped on their partial curve: `median` (below the median of completed
-    /// trials at the same rate), `halving` (successive halving over the rate grid: rungs after
-    /// 2, 6, 18, … rates keep the best third of the trials that reached them, so about 3× more
-    /// configurations are tried at low fidelity in the same time), or `none`.
+    /// trials at the same step), `halving` (successive halving over the rate grid: rungs after
+    /// 3, 9, 27, … rates keep the best third of the trials that reached them, so about 3× more
+    /// configurations are tried at low fidelity in the same time), or `none`. Either judges a
+    /// trial on its A_PR estimated from the rates measured so far, measured coarse first (both
+    /// ends of the grid, then midpoints).
     #[arg(long, value_enum, default_value = "median")]
     pruner: PrunerKind,
     /// Validation samples the objective evaluates on (0, the default: the whole validation split;
@@ -95,6 +97,25 @@ enum StudyCommand {
         storage: String,
         #[arg(long)]
         study: String,
+    },
+    /// Write one trial's composite as a rules file (for `--rules FILE` or `prune`): a chosen
+    /// trial, the best of the first N trials (what a smaller budget would have found), or the
+    /// best of all.
+    Rules {
+        /// sqlite:PATH or postgresql://…
+        #[arg(long)]
+        storage: String,
+        #[arg(long)]
+        study: String,
+        /// This trial's number (it must have completed).
+        #[arg(long, conflicts_with = "first")]
+        trial: Option<usize>,
+        /// The best completed trial among trials 0 … N−1 [range: 1..=100000].
+        #[arg(long, value_parser = super::ranges::count(1, 100_000))]
+        first: Option<usize>,
+        /// The rules file to write (.yaml, or .json).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -149,6 +170,9 @@ fn study_definition(
     let mut objective = serde_json::json!({
         "model": model.name, "origin": model.origin, "component": kind, "task": task,
         "rates": args.task.rates, "objective": "A_PR on the validation split",
+        // Intermediate values are A_PR estimates from coarse-first rates; studies from before
+        // (ascending running means) cannot be mixed with them, so the order is part of the key.
+        "rate_order": relprune::evaluate::RateVisit::CoarseFirst,
     });
     // What else changes the objective's value is part of it, so a study cannot be resumed under
     // another axis, order or normalisation. Recorded only when not the default, so studies
@@ -340,6 +364,53 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
 
 pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
     match args.command {
+        StudyCommand::Rules { storage, study, trial, first, out: path } => {
+            let (mut store, _) = StudyStore::attach(connect_existing(&storage)?, &study)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", redact(&storage)))?;
+            let trials = store.trials()?;
+            let chosen = match (trial, first) {
+                (Some(n), _) => {
+                    let t = trials
+                        .iter()
+                        .find(|t| t.number == n as i64)
+                        .ok_or_else(|| anyhow::anyhow!("study `{study}` has no trial {n} ({} trials)", trials.len()))?;
+                    if t.state != TrialState::Complete {
+                        anyhow::bail!(
+                            "trial {n} of study `{study}` is {}, not complete: its composite was not fully measured",
+                            t.state.name()
+                        );
+                    }
+                    t
+                }
+                (None, limit) => {
+                    let pool: Vec<Trial> =
+                        trials.iter().filter(|t| limit.is_none_or(|n| t.number < n as i64)).cloned().collect();
+                    let b = best_trial(&pool).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no trial of study `{study}` completed{}",
+                            match limit {
+                                Some(n) => format!(" among its first {n}"),
+                                None => String::new(),
+                            }
+                        )
+                    })?;
+                    trials.iter().find(|t| t.number == b.number).expect("the best is one of the trials")
+                }
+            };
+            let (spec, refs) = SearchSpace::criterion(&chosen.params)?;
+            spec.to_file(&path)?;
+            out.say(format!(
+                "trial {} (validation A_PR {:.4}) written to {}{}",
+                chosen.number,
+                chosen.value.unwrap_or(f64::NAN),
+                path.display(),
+                refs.map(|r| format!("; it was measured with --refs-per-class {r}")).unwrap_or_default()
+            ));
+            out.emit(&serde_json::json!({
+                "study": study, "trial": chosen.number, "validation_a_pr": chosen.value,
+                "refs_per_class": refs, "rules": path,
+            }))
+        }
         StudyCommand::Show { storage, study } => {
             let (mut store, def) = StudyStore::attach(connect_existing(&storage)?, &study)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", redact(&storage)))?;

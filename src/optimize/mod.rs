@@ -130,7 +130,7 @@ pub struct SuccessiveHalving {
 
 impl Default for SuccessiveHalving {
     fn default() -> Self {
-        SuccessiveHalving { min_steps: 2, eta: 3 }
+        SuccessiveHalving { min_steps: 3, eta: 3 }
     }
 }
 

@@ -5,6 +5,7 @@ use super::space::{Params, SearchSpace};
 use crate::components::ComponentSet;
 use crate::data::{SplitName, Splits};
 use crate::error::{Error, Result};
+use crate::evaluate::{estimate_a_pr, RateVisit};
 use crate::experiment::{measure_curve_until, score, RunOptions, Task, TaskSpec};
 use crate::graph::Graph;
 use std::collections::HashMap;
@@ -24,8 +25,10 @@ pub trait Objective {
     fn evaluate(&mut self, params: &Params, report: &mut dyn FnMut(i64, f64) -> bool) -> Result<TrialOutcome>;
 }
 
-/// A_PR on the validation split, averaged over reference draws; intermediate value after rate
-/// i = mean accuracy over rates 0..=i of the first draw (so the pruner compares like with like).
+/// A_PR on the validation split, averaged over reference draws. The rates are measured coarse
+/// first ([`RateVisit::CoarseFirst`]); the intermediate value at step s (after s + 1 rates) is
+/// the first draw's A_PR estimated from the rates measured so far ([`estimate_a_pr`]), so a
+/// pruner compares trials on the same points of the whole grid, like with like.
 pub struct PruningObjective<'a> {
     pub graph: &'a mut Graph,
     pub components: ComponentSet,
@@ -51,6 +54,7 @@ impl<'a> PruningObjective<'a> {
         opts: RunOptions,
     ) -> Result<Self> {
         task.split = SplitName::Val;
+        let opts = RunOptions { visit: RateVisit::CoarseFirst, ..opts };
         let mut o = PruningObjective {
             graph,
             components,
@@ -114,11 +118,12 @@ impl Objective for PruningObjective<'_> {
         let k = refs.unwrap_or(self.task.refs_per_class);
         let task = &self.tasks[&(k, first)];
         let scores = score(self.graph, &self.components, task, &spec, self.opts.attribution_batch)?;
-        let (mut sum, mut last) = (0.0, 0.0);
+        let n = self.opts.rates.len();
+        let (mut known, mut last) = (std::collections::BTreeMap::new(), 0.0);
         let r = measure_curve_until(self.graph, &self.components, &scores, task, &self.opts, &mut |i, acc| {
-            sum += acc;
-            last = sum / (i + 1) as f64;
-            if report(i as i64, last) {
+            known.insert(i, acc);
+            last = estimate_a_pr(n, &known);
+            if report(known.len() as i64 - 1, last) {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
