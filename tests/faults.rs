@@ -776,6 +776,7 @@ fn a_study_is_not_resumed_under_another_normalisation_or_axis() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let noise = &summary["noise"];
     assert_eq!(noise["draws"], 3);
+    assert_eq!(noise["first_draw"], 3, "held out: after the 3 draws the objective averages by default");
     assert_eq!(noise["baseline"].as_array().unwrap().len(), 3);
     // One trial: the best is LRP-ε itself, so the gain is exactly zero on every draw.
     assert_eq!(noise["baseline"], noise["best"]);

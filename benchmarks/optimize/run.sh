@@ -22,10 +22,10 @@ bin="${RELPRUNE_BIN:-$CARGO_TARGET_DIR/release/relprune}"
 out="${OUT:-$root/out/bench/optimize}"
 keep="$root/benchmarks/optimize/results"
 report="lrp-epsilon,lrp-zplus,lrp-faithful,random,weight,activation,gradient,taylor,integrated-gradients"
-seeds="${SEEDS:-0 1 2 3 4}"; trials="${TRIALS:-50}"; small="${SMALL:-25}"; test="${TEST:-1000}"; noise="${NOISE:-3}"
+seeds="${SEEDS:-0 1 2 3 4}"; trials="${TRIALS:-50}"; small="${SMALL:-25}"; test="${TEST:-1000}"; noise="${NOISE:-3}"; draws="${DRAWS:-3}"
 cases="${CASES:-fmnist-resnet18:filters fmnist-vgg16bn:filters fmnist-mobilenetv2:filters fmnist-vit:neurons fmnist-vit:heads}"
 mkdir -p "$out" "$keep"
-echo "{\"trials\": $trials, \"small\": $small, \"test\": $test, \"noise\": $noise, \"seeds\": \"$seeds\", \"cases\": \"$cases\"}" > "$out/settings.json"
+echo "{\"trials\": $trials, \"small\": $small, \"test\": $test, \"noise\": $noise, \"draws\": $draws, \"seeds\": \"$seeds\", \"cases\": \"$cases\"}" > "$out/settings.json"
 
 # Keeps the small result files of a finished run in git (studies and plots stay in out/).
 keep_result() {
@@ -43,7 +43,7 @@ study() {  # model comp seed
   mkdir -p "$d"
   echo "== $(date +%T) $model $comp seed $seed" >&2
   "$bin" optimize --model "$model" --component "$comp" --classes 3 --seed "$seed" --trials "$trials" \
-    --pruner halving --noise-draws "$noise" --eval-samples "$test" --report "$report" \
+    --pruner halving --objective-draws "$draws" --noise-draws "$noise" --eval-samples "$test" --report "$report" \
     --storage "sqlite:$d/study.sqlite" --out "$d" > "$d/log.txt" 2>&1 || { tail -20 "$d/log.txt" >&2; exit 1; }
   local name; name=$("$RELPRUNE_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["study"])' "$d/summary.json")
   "$bin" study rules --storage "sqlite:$d/study.sqlite" --study "$name" --first "$small" --out "$d/first.yaml" >> "$d/log.txt" 2>&1

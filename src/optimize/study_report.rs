@@ -9,10 +9,15 @@ use crate::report::{line_plot, parallel_plot, LinePlot, ParallelAxis, Polyline, 
 use std::path::Path;
 
 /// The objective's own noise next to the gain found: LRP-ε (trial 0) and the best trial, each
-/// on the same reference draws of the validation split.
+/// on the same reference draws of the validation split, draws the study did not optimise on
+/// (held out), so the gain is not the selection's own luck.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ObjectiveNoise {
     pub draws: usize,
+    /// The first held-out draw (draws `first_draw`..`first_draw + draws`); the study optimised
+    /// on draws 0..`first_draw`.
+    #[serde(default)]
+    pub first_draw: usize,
     /// Validation A_PR of LRP-ε and of the best trial on each draw.
     pub baseline: Vec<f64>,
     pub best: Vec<f64>,
@@ -27,8 +32,8 @@ impl ObjectiveNoise {
     pub fn describe(&self) -> String {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         format!(
-            "objective noise over {} reference draws (validation A_PR): LRP-ε {:.4} ± {:.4} (sd), best {:.4}; \
-             gain {:+.4} ± {:.4} (se){}",
+            "objective noise over {} held-out reference draws (validation A_PR): LRP-ε {:.4} ± {:.4} (sd), \
+             best {:.4}; gain {:+.4} ± {:.4} (se){}",
             self.draws,
             mean(&self.baseline),
             self.baseline_sd,
@@ -40,20 +45,30 @@ impl ObjectiveNoise {
     }
 }
 
-/// Measures `baseline` and `best` on reference draws 0..`draws` of `objective`'s task.
+/// Measures `baseline` and `best` on reference draws `first_draw`..`first_draw + draws` of
+/// `objective`'s task (`first_draw`: the number of draws the study optimised on).
 pub fn objective_noise(
     objective: &mut PruningObjective,
     baseline: &Params,
     best: &Params,
+    first_draw: usize,
     draws: usize,
 ) -> Result<ObjectiveNoise> {
-    let ids: Vec<usize> = (0..draws).collect();
+    let ids: Vec<usize> = (first_draw..first_draw + draws).collect();
     let b = objective.per_draw(baseline, &ids)?;
     let w = objective.per_draw(best, &ids)?;
     let (mean_sd, d) = (crate::util::mean_sd, draws as f64);
     let diffs: Vec<f64> = w.iter().zip(&b).map(|(w, b)| w - b).collect();
     let (gain, diff_sd) = mean_sd(&diffs);
-    Ok(ObjectiveNoise { draws, baseline_sd: mean_sd(&b).1, best: w, baseline: b, gain, gain_se: diff_sd / d.sqrt() })
+    Ok(ObjectiveNoise {
+        draws,
+        first_draw,
+        baseline_sd: mean_sd(&b).1,
+        best: w,
+        baseline: b,
+        gain,
+        gain_se: diff_sd / d.sqrt(),
+    })
 }
 
 /// The best validation A_PR so far minus trial 0's (LRP-ε), against the number of trials; with
