@@ -110,7 +110,7 @@ pub fn default_rates() -> Vec<f64> {
 /// How scores are scaled within each component layer before the global ranking, which decides
 /// how many units each layer loses. `none` is the paper's raw global ranking; the others divide
 /// a layer's scores by its maximum, L2 norm, sum or mean (Torch-Pruning normalises importance per
-/// group the same way).
+/// group the same way), or replace each by its LAMP score.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerNormalization {
@@ -120,6 +120,11 @@ pub enum LayerNormalization {
     L2,
     Sum,
     Mean,
+    /// LAMP (Lee et al., 2021, "Layer-adaptive sparsity for the magnitude-based pruning"), on
+    /// unit scores: s_u² / Σ s_v² over the units v of the layer scoring at least as much as u.
+    /// A layer's strongest unit scores 1, so no layer is emptied before every layer's strongest
+    /// is the only one left; a layer with a flat score distribution loses units late.
+    Lamp,
 }
 
 impl LayerNormalization {
@@ -141,8 +146,12 @@ pub fn normalize_per_layer(
     }
     for l in &comps.layers {
         let v = &mut values[l.offset..l.offset + l.count];
+        if how == LayerNormalization::Lamp {
+            lamp(v);
+            continue;
+        }
         let scale = match how {
-            LayerNormalization::None => 1.0,
+            LayerNormalization::None | LayerNormalization::Lamp => 1.0,
             LayerNormalization::Max => v.iter().fold(0.0f64, |m, x| m.max(x.abs())),
             LayerNormalization::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
             LayerNormalization::Sum => v.iter().map(|x| x.abs()).sum(),
@@ -153,6 +162,19 @@ pub fn normalize_per_layer(
         }
     }
     crate::attribution::Scores { values }
+}
+
+/// LAMP scores of one layer in place (ties: the unit earlier in the layer counts as smaller).
+fn lamp(v: &mut [f64]) {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs()).then(a.cmp(&b)));
+    let mut suffix = 0.0;
+    let mut out = vec![0.0; v.len()];
+    for &i in order.iter().rev() {
+        suffix += v[i] * v[i];
+        out[i] = if suffix > 0.0 { v[i] * v[i] / suffix } else { 0.0 };
+    }
+    v.copy_from_slice(&out);
 }
 
 #[cfg(test)]
@@ -186,6 +208,33 @@ mod normalization_tests {
                 let raw = &s.values[l.offset..l.offset + l.count];
                 for i in 1..v.len() {
                     assert_eq!(raw[i - 1] < raw[i], v[i - 1] < v[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lamp_scores_by_the_share_of_the_layer_at_least_as_strong() {
+        let mut v = vec![2.0, 1.0, 3.0, 0.0];
+        lamp(&mut v);
+        assert_eq!(v, vec![4.0 / 13.0, 1.0 / 14.0, 1.0, 0.0]);
+        let g = crate::models::Architecture::parse("cifar_vgg11_bn:width=4,hidden=16,in=1,size=8,classes=10")
+            .unwrap()
+            .build(0)
+            .unwrap();
+        let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+        let s = Scores { values: (0..comps.total).map(|i| ((i * 37) % 11) as f64 + 0.5).collect() };
+        let n = normalize_per_layer(&s, &comps, LayerNormalization::Lamp).values;
+        for l in &comps.layers {
+            let v = &n[l.offset..l.offset + l.count];
+            let raw = &s.values[l.offset..l.offset + l.count];
+            // Each layer's strongest unit scores 1; the order within a layer is kept.
+            assert_eq!(v.iter().cloned().fold(0.0, f64::max), 1.0, "{}", l.name);
+            for i in 0..v.len() {
+                for j in 0..v.len() {
+                    if raw[i] < raw[j] {
+                        assert!(v[i] < v[j], "{}: {i} {j}", l.name);
+                    }
                 }
             }
         }

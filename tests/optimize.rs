@@ -445,7 +445,7 @@ fn normalize_and_sum_first_change_scores_as_documented_and_round_trip() {
     let scores = |spec: &CriterionSpec| score(&g, &comps, &t, spec, 16).unwrap();
     let plain = scores(&SearchSpace::criterion(&base).unwrap().0);
     let signed = scores(&with("absolute", false.into()));
-    for how in ["mean", "max", "l2", "sum"] {
+    for how in ["mean", "max", "l2", "sum", "lamp"] {
         let n: LayerNormalization = serde_json::from_value(how.into()).unwrap();
         let got = scores(&with("normalize", how.into()));
         let want = normalize_per_layer(&plain, &comps, n);

@@ -287,7 +287,7 @@ pub struct AxisArgs {
     #[arg(long = "target", value_name = "TARGET")]
     pub targets: Vec<relprune::budget::Target>,
     /// Scale scores within each layer before the global ranking: none (the paper's), max, l2,
-    /// sum or mean (as `prune --normalize`).
+    /// sum, mean or lamp (as `prune --normalize`).
     #[arg(long, value_enum, default_value = "none")]
     pub normalize: relprune::ranking::LayerNormalization,
 }

@@ -49,7 +49,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
     round_to: usize,
     /// Scale scores within each layer before the global ranking: none (the paper's raw global
-    /// ranking), max, l2, sum or mean. Default: mean for conv filters, none for neurons and
+    /// ranking), max, l2, sum, mean or lamp (LAMP scores). Default: mean for conv filters, none for neurons and
     /// heads, the better of the two for each in benchmarks/deploy at equal MACs, before and after
     /// fine-tuning (docs/benchmarks.md, section "deploy").
     #[arg(long, value_enum)]

@@ -17,7 +17,7 @@
 //! attention layers fed by that group's projections), `absolute`, `initial` (one_hot, logit),
 //! `batch_norm` (merge, pass), `gate` (constant, uniform: how relevance passes multiplicative
 //! gates such as squeeze-and-excitation), `refs_per_class`, `normalize` (none, max, l2, sum,
-//! mean: per-layer scaling of the scores before the global ranking, which decides how many
+//! mean, lamp: per-layer scaling of the scores before the global ranking, which decides how many
 //! units each layer loses) and `sum_first` (with `absolute: true`, |Σ R| over the references
 //! instead of Σ |R|). Anything else is rejected.
 
@@ -170,8 +170,8 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
             _ => bad("constant or uniform"),
         },
         "normalize" => match v.as_str() {
-            Some("none" | "max" | "l2" | "sum" | "mean") => Ok(()),
-            _ => bad("none, max, l2, sum or mean"),
+            Some("none" | "max" | "l2" | "sum" | "mean" | "lamp") => Ok(()),
+            _ => bad("none, max, l2, sum, mean or lamp"),
         },
         "sum_first" => match v {
             Value::Bool(_) => Ok(()),
