@@ -10,6 +10,7 @@ mean of the per-seed differences (paired by seed: same classes, references and t
 import datetime
 import json
 import math
+import os
 import pathlib
 import platform
 import re
@@ -71,7 +72,7 @@ def main():
     small = settings.get("small", 25)
     trials = settings.get("trials", 50)
     today = datetime.date.today().isoformat()
-    hw = f"{cpu()}, {len(open('/proc/cpuinfo').read().split('processor')) - 1} cores, libtorch threads = cores"
+    hw = f"{cpu()}, {os.cpu_count()} cores, libtorch threads = cores"
 
     cases = []
     for comp_dir in sorted(p for p in res.glob("*/*") if p.is_dir() and p.parent.name not in ("transfer", "throughput")):
@@ -92,7 +93,6 @@ def main():
                 "val_eps": base["value"], "val_best": s["best"]["validation_a_pr"], "val_best_small": best_small,
                 "complete": sum(t["state"] == "complete" for t in trial_list),
                 "pruned": sum(t["state"] == "pruned" for t in trial_list),
-                "seconds": max(t["finished"] or 0 for t in trial_list) - min(t["started"] or 0 for t in trial_list),
                 "unpruned": tc["results"][0]["curve"]["unpruned_accuracy"],
             })
         if seeds:

@@ -127,9 +127,9 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         let mut store =
             StudyStore::open(connect(&format!("sqlite:{}", args.out.join("study.sqlite").display()))?, &name, &def)?;
         let pb = super::common::progress(args.trials as u64, "optimising");
-        {
+        let val_images = {
             let mut objective =
-                PruningObjective::new(&mut model.graph, comps.clone(), &splits, 10, val_spec.clone(), opts.clone())?;
+                PruningObjective::new(&mut model.graph, comps.clone(), &splits, 10, val_spec, opts.clone())?;
             let sampler = SamplerKind::Tpe.build(0);
             run_worker(
                 &mut store,
@@ -141,7 +141,8 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
                 Some(&space.default_params()),
                 &mut Ticks(pb.clone()),
             )?;
-        }
+            objective.eval_samples()
+        };
         pb.finish_and_clear();
         let opt_seconds = started_opt.elapsed().as_secs_f64();
         let trials = store.trials()?;
@@ -161,7 +162,7 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             "3. optimised LRP ({} trials of TPE with successive halving on the {} validation images, {:.0} s; \
              best validation A_PR {:.4}): test A_PR {:.4} vs LRP-ε {:.4} ({:+.4})",
             trials.len(),
-            Task::prepare(&splits, 10, &val_spec)?.eval.len(),
+            val_images,
             opt_seconds,
             best.value.unwrap_or(f64::NAN),
             optimised.curve.summary.a_pr,

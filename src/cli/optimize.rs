@@ -370,7 +370,7 @@ pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
         StudyCommand::Rules { storage, study, trial, first, out: path } => {
             let (mut store, _) = StudyStore::attach(connect_existing(&storage)?, &study)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", redact(&storage)))?;
-            let trials = store.trials()?;
+            let mut trials = store.trials()?;
             let chosen = match (trial, first) {
                 (Some(n), _) => {
                     let t = trials
@@ -386,9 +386,10 @@ pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
                     t
                 }
                 (None, limit) => {
-                    let pool: Vec<Trial> =
-                        trials.iter().filter(|t| limit.is_none_or(|n| t.number < n as i64)).cloned().collect();
-                    let b = best_trial(&pool).ok_or_else(|| {
+                    if let Some(n) = limit {
+                        trials.retain(|t| t.number < n as i64);
+                    }
+                    best_trial(&trials).ok_or_else(|| {
                         anyhow::anyhow!(
                             "no trial of study `{study}` completed{}",
                             match limit {
@@ -396,8 +397,7 @@ pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
                                 None => String::new(),
                             }
                         )
-                    })?;
-                    trials.iter().find(|t| t.number == b.number).expect("the best is one of the trials")
+                    })?
                 }
             };
             let (spec, refs) = SearchSpace::criterion(&chosen.params)?;

@@ -93,6 +93,11 @@ impl<'a> PruningObjective<'a> {
         Ok(&self.tasks[&(k, draw)])
     }
 
+    /// The number of validation samples each of the objective's curves evaluates.
+    pub fn eval_samples(&self) -> usize {
+        self.tasks[&(self.task.refs_per_class, 0)].eval.len()
+    }
+
     /// The validation A_PR of `params` on each reference draw of `draws` (no pruning).
     pub fn per_draw(&mut self, params: &Params, draws: &[usize]) -> Result<Vec<f64>> {
         let (spec, refs) = SearchSpace::criterion(params)?;
