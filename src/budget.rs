@@ -22,7 +22,7 @@ use crate::surgery::{prune, GroupRanking};
 use serde::{Deserialize, Serialize};
 
 /// How group units are ordered for removal.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
     /// Least relevant first (the paper's global ranking).
@@ -31,6 +31,8 @@ pub enum Selection {
     /// Least relevance per unit of cost saved first (cost: the target's measure, MACs by default).
     CostAware,
 }
+
+crate::from_str_by_serde!(Selection: "relevance or cost-aware");
 
 /// What a budget counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

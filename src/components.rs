@@ -20,7 +20,7 @@ use crate::graph::{output_ranks, Graph, NodeId, Units};
 use serde::{Deserialize, Serialize};
 
 /// The kind of structural component.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentKind {
     /// Conv output channels.
@@ -30,6 +30,8 @@ pub enum ComponentKind {
     /// Attention heads.
     Heads,
 }
+
+crate::from_str_by_serde!(ComponentKind: "filters, neurons or heads");
 
 impl std::fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

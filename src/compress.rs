@@ -38,9 +38,6 @@ pub struct CompressConfig {
     /// Keep every width a multiple of this (1: any).
     pub round_to: usize,
     pub order: PruneOrder,
-    /// Per-layer score scaling before the global ranking.
-    #[serde(default)]
-    pub normalize: crate::ranking::LayerNormalization,
     pub attribution_batch: usize,
     pub eval_batch: usize,
     /// Tokens per sample for MACs of token models.
@@ -48,6 +45,24 @@ pub struct CompressConfig {
     pub finetune: Option<FinetuneConfig>,
     /// Prune in this many equal steps (≥ 1), fine-tuning after each.
     pub steps: usize,
+}
+
+/// Nothing removed until an amount is given; the paper's order, any width, one step, no
+/// fine-tuning, batches of 64, 128 tokens per sample for token models' MACs.
+impl Default for CompressConfig {
+    fn default() -> Self {
+        CompressConfig {
+            amount: Amount::Rate(0.0),
+            selection: Selection::Relevance,
+            round_to: 1,
+            order: PruneOrder::default(),
+            attribution_batch: 64,
+            eval_batch: 64,
+            seq_len: 128,
+            finetune: None,
+            steps: 1,
+        }
+    }
 }
 
 /// What one step did.
@@ -127,7 +142,7 @@ pub fn compress(
             Some(d) => score(now, &comps, d.task, spec, cfg.attribution_batch)?,
             None => spec.build(cfg.attribution_batch)?.score(now, &comps, &Subset::empty())?,
         };
-        let scores = crate::ranking::normalize_per_layer(&scores, &comps, cfg.normalize);
+        let scores = spec.ranking_scores(&scores, &comps, crate::attribution::normalize::RankingUse::Deploy);
         let mut ranking = GroupRanking::new(now, &comps, &scores, cfg.order)?.with_round_to(cfg.round_to)?;
         if cfg.selection == Selection::CostAware {
             let m = match cfg.amount {

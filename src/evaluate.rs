@@ -237,7 +237,7 @@ pub fn estimate_a_pr(n: usize, known: &std::collections::BTreeMap<usize, f64>) -
 }
 
 /// What a curve's grid measures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CurveAxis {
     /// The fraction of components removed (the paper's pruning rate).
@@ -248,6 +248,8 @@ pub enum CurveAxis {
     /// The fraction of the unpruned model's parameters removed.
     Params,
 }
+
+crate::from_str_by_serde!(CurveAxis: "rate, macs or params");
 
 /// How a curve removes each grid point's selection.
 pub enum CurvePruning<'a> {

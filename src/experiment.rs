@@ -2,6 +2,7 @@
 //! → scores → global ranking → accuracy curve. The CLI, the optimiser and the benchmarks all
 //! go through here.
 
+use crate::attribution::normalize::RankingUse;
 use crate::attribution::{CriterionSpec, Scores};
 use crate::components::{ComponentKind, ComponentSet};
 use crate::data::{select_references, ClassSubset, SplitName, Splits, Subset};
@@ -120,8 +121,6 @@ pub struct RunOptions {
     pub axis: CurveAxis,
     /// The group order on a MACs / parameter axis, and for the marks.
     pub selection: crate::budget::Selection,
-    /// Per-layer scaling of the scores before the global ranking (`none`: the paper's).
-    pub normalize: crate::ranking::LayerNormalization,
     /// Budget targets to mark on the curve (`curve --target macs=0.5`): each is measured once,
     /// after the curve, on the model `prune --target` would give (see [`mark_targets`]).
     pub marks: Vec<crate::budget::Target>,
@@ -141,7 +140,6 @@ impl Default for RunOptions {
             physical: false,
             axis: CurveAxis::Rate,
             selection: crate::budget::Selection::Relevance,
-            normalize: crate::ranking::LayerNormalization::None,
             marks: Vec::new(),
             visit: crate::evaluate::RateVisit::Ascending,
         }
@@ -193,7 +191,8 @@ pub enum Stage {
     Rate { index: usize, rate: f64, accuracy: f64 },
 }
 
-/// Scores every component of `comps` with `spec` on the task's references.
+/// Scores every component of `comps` with `spec` on the task's references (normalised as the
+/// criterion fixes; see [`CriterionSpec::ranking_scores`] for the ranking's default).
 pub fn score(graph: &Graph, comps: &ComponentSet, task: &Task, spec: &CriterionSpec, batch: usize) -> Result<Scores> {
     let criterion = spec.build(batch)?;
     criterion.score(graph, comps, &task.refs)
@@ -213,8 +212,11 @@ pub fn run_criterion(
     let scores = score(graph, comps, task, spec, opts.attribution_batch)?;
     let scoring_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let curve = measure_curve(graph, comps, &scores, task, opts, progress)?;
-    let marks = mark_targets(graph, comps, &scores, task, opts)?;
+    // The curve ranks as the paper does where the criterion leaves its normalisation open; the
+    // marks are the models `prune --target` ships, so they rank as `prune` does.
+    let curve =
+        measure_curve(graph, comps, &spec.ranking_scores(&scores, comps, RankingUse::Curve), task, opts, progress)?;
+    let marks = mark_targets(graph, comps, &spec.ranking_scores(&scores, comps, RankingUse::Deploy), task, opts)?;
     Ok(CurveResult {
         criterion: spec.label(),
         spec: spec.clone(),
@@ -257,7 +259,6 @@ pub fn mark_targets(
     if opts.marks.is_empty() {
         return Ok(marks);
     }
-    let scores = &crate::ranking::normalize_per_layer(scores, comps, opts.normalize);
     let eval = task.eval_options(opts.eval_batch);
     // Unit costs (one surgery per group) depend on the groups, not on the target: measured once.
     let costs = match opts.selection {
@@ -298,7 +299,6 @@ pub fn measure_curve_until(
     opts: &RunOptions,
     step: &mut dyn FnMut(usize, f64) -> std::ops::ControlFlow<()>,
 ) -> Result<Curve> {
-    let scores = &crate::ranking::normalize_per_layer(scores, comps, opts.normalize);
     let copts = CurveOptions {
         rates: opts.rates.clone(),
         eval: task.eval_options(opts.eval_batch),

@@ -27,5 +27,6 @@ pub mod runtime;
 pub mod surgery;
 pub mod train;
 pub mod util;
+pub mod workflow;
 
 pub use error::{Error, Result};

@@ -220,3 +220,18 @@ pub fn mean_sd(values: &[f64]) -> (f64, f64) {
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())
 }
+
+/// `FromStr` for plain enums through their serde names (snake_case; `-` is read as `_`, the
+/// command line's spelling), so library types need no command-line parser of their own.
+#[macro_export]
+macro_rules! from_str_by_serde {
+    ($($t:ty: $names:literal),* $(,)?) => {$(
+        impl std::str::FromStr for $t {
+            type Err = $crate::Error;
+            fn from_str(s: &str) -> $crate::Result<Self> {
+                serde_json::from_value(serde_json::Value::String(s.replace('-', "_")))
+                    .map_err(|_| $crate::Error::invalid(format!("unknown value `{s}`; use {}", $names)))
+            }
+        }
+    )*};
+}

@@ -403,11 +403,13 @@ fn compare_marks_budget_targets() {
     }
 }
 
-/// `--normalize` on curves scales the scores per layer before the ranking, as `prune` does:
-/// the curve equals the one of the scaled scores, and differs from the raw ranking's.
+/// `--normalize` on curves scales the scores per layer before the ranking, as `prune` does: a
+/// criterion that fixes its normalisation draws the curve of the scaled scores, which differs
+/// from the raw ranking's (the curve's default for a criterion that leaves it open).
 #[test]
 fn curves_take_the_per_layer_normalisation_of_prune() {
-    use relprune::experiment::{measure_curve, RunOptions, Task, TaskSpec};
+    use relprune::attribution::CriterionSpec;
+    use relprune::experiment::{measure_curve, run_criterion, score, RunOptions, Task, TaskSpec};
     use relprune::ranking::{normalize_per_layer, LayerNormalization};
     let tmp = tempfile::tempdir().unwrap();
     common::synthetic_fmnist(tmp.path(), 600, 200);
@@ -416,19 +418,16 @@ fn curves_take_the_per_layer_normalisation_of_prune() {
         Task::prepare(&splits, 10, &TaskSpec { refs_per_class: 1, eval_samples: 50, ..Default::default() }).unwrap();
     let g = &models()[1];
     let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
-    // Scores of very different scale per layer, so the normalisation changes which units go.
-    let mut scores = random_scores(comps.total, 5);
-    for (i, l) in comps.layers.iter().enumerate() {
-        scores.values[l.offset..l.offset + l.count].iter_mut().for_each(|v| *v *= 10f64.powi(i as i32));
-    }
-    let rates = relprune::ranking::parse_rates("0:0.6:0.3").unwrap();
-    let curve = |scores: &Scores, normalize| {
-        let opts = RunOptions { rates: rates.clone(), normalize, ..Default::default() };
-        measure_curve(&mut g.deep_clone(), &comps, scores, &task, &opts, &mut |_| {}).unwrap()
+    let opts = RunOptions { rates: relprune::ranking::parse_rates("0:0.6:0.3").unwrap(), ..Default::default() };
+    let weight = CriterionSpec::from_name("weight", None, 0).unwrap();
+    let curve = |spec: &CriterionSpec| {
+        run_criterion(&mut g.deep_clone(), &comps, &task, spec, &opts, &mut |_| {}).unwrap().curve
     };
-    let mean = curve(&scores, LayerNormalization::Mean);
-    let scaled = curve(&normalize_per_layer(&scores, &comps, LayerNormalization::Mean), LayerNormalization::None);
-    let raw = curve(&scores, LayerNormalization::None);
+    let mean = curve(&weight.clone().with_normalization(Some(LayerNormalization::Mean)).unwrap());
+    let raw_scores = score(g, &comps, &task, &weight, 16).unwrap();
+    let scaled_scores = normalize_per_layer(&raw_scores, &comps, LayerNormalization::Mean);
+    let scaled = measure_curve(&mut g.deep_clone(), &comps, &scaled_scores, &task, &opts, &mut |_| {}).unwrap();
+    let raw = curve(&weight);
     assert_eq!(mean.pruned_per_layer, scaled.pruned_per_layer);
     assert_eq!(mean.accuracies, scaled.accuracies);
     assert_ne!(mean.pruned_per_layer, raw.pruned_per_layer);

@@ -9,6 +9,8 @@
 pub mod gradient;
 pub mod integrated_gradients;
 pub mod lrp;
+pub mod normalize;
+pub mod options;
 pub mod random;
 pub mod spec;
 pub mod weight;
@@ -81,10 +83,10 @@ impl<A> PerSample<A> {
 }
 
 /// A criterion whose scores are scaled per component layer afterwards
-/// ([`crate::ranking::normalize_per_layer`]).
+/// ([`normalize::normalize_per_layer`]).
 pub struct Normalized {
     pub inner: Box<dyn Criterion>,
-    pub how: crate::ranking::LayerNormalization,
+    pub how: normalize::LayerNormalization,
 }
 
 impl Criterion for Normalized {
@@ -93,7 +95,7 @@ impl Criterion for Normalized {
     }
     fn score(&self, graph: &Graph, components: &ComponentSet, refs: &Subset) -> Result<Scores> {
         let s = self.inner.score(graph, components, refs)?;
-        Ok(crate::ranking::normalize_per_layer(&s, components, self.how))
+        Ok(normalize::normalize_per_layer(&s, components, self.how))
     }
 }
 

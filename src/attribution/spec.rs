@@ -3,9 +3,11 @@
 use super::gradient::{Activation, Gradient, Taylor};
 use super::integrated_gradients::IntegratedGradients;
 use super::lrp::{GroupRules, Lrp, LrpConfig, Rule};
+use super::normalize::{normalize_per_layer, LayerNormalization, RankingUse};
 use super::random::Random;
 use super::weight::{WeightMagnitude, WeightNorm};
-use super::{Criterion, Normalized, PerSample};
+use super::{Criterion, Normalized, PerSample, Scores};
+use crate::components::ComponentSet;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -28,23 +30,34 @@ pub enum CriterionSpec {
     Random {
         #[serde(default)]
         seed: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
     },
     /// L1 / L2 norm of each unit's weights.
     Weight {
         #[serde(default)]
         norm: WeightNorm,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
     },
     /// Mean |activation|.
-    Activation,
+    Activation {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
+    },
     /// Gradient of the true-class logit.
     Gradient {
         #[serde(default = "yes")]
         absolute: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
     },
     /// |activation × gradient|.
     Taylor {
         #[serde(default = "yes")]
         absolute: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
     },
     /// Integrated Gradients with a zero baseline at the latent read points.
     IntegratedGradients {
@@ -52,6 +65,8 @@ pub enum CriterionSpec {
         steps: usize,
         #[serde(default = "yes")]
         absolute: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
     },
 }
 
@@ -97,9 +112,11 @@ fn lrp(label: &str, rules: GroupRules) -> CriterionSpec {
 }
 
 impl CriterionSpec {
-    /// A named criterion. For `lrp`, `rules` (`low=epsilon,mid=gamma:0.25,…`, or a rules file)
-    /// sets the rules, starting from ε everywhere; the presets take no `rules`. `seed` seeds
-    /// the random baseline.
+    /// A named criterion, optionally with options: `NAME[:KEY=VALUE,…]` (see
+    /// [`super::options`]), e.g. `lrp-epsilon:softmax=cp` or `gradient:normalize=mean`. For `lrp`,
+    /// `rules` (`low=epsilon,mid=gamma:0.25,…`, any option of [`super::options`], or a rules
+    /// file) sets the method, starting from ε everywhere; the presets take no `rules`. `seed`
+    /// seeds the random baseline.
     pub fn from_name(name: &str, rules: Option<&str>, seed: u64) -> Result<Self> {
         if let Some((base, opts)) = name.split_once(':') {
             return Self::from_name(base, rules, seed)?.with_options(opts);
@@ -108,12 +125,14 @@ impl CriterionSpec {
         if rules.is_some() && name != "lrp" {
             crate::bail!("--rules only applies to `--criterion lrp` (got `{name}`)");
         }
+        let normalize = None;
         Ok(match name {
             "lrp" => match rules {
                 Some(r) if Path::new(r).is_file() => Self::from_file(Path::new(r))?,
                 Some(r) => {
-                    let rules = GroupRules::parse(r, GroupRules::all(eps()))?;
-                    CriterionSpec::Lrp { label: None, lrp: LrpConfig::new(rules), absolute: true }
+                    let mut spec = CriterionSpec::Lrp { label: None, lrp: LrpConfig::default(), absolute: true };
+                    super::options::apply(&mut spec, &super::options::parse_pairs(r)?)?;
+                    spec
                 }
                 None => lrp("lrp-epsilon", GroupRules::all(eps())),
             },
@@ -138,42 +157,92 @@ impl CriterionSpec {
                 r.fc = eps();
                 lrp(name, r)
             }
-            "random" => CriterionSpec::Random { seed },
-            "weight" => CriterionSpec::Weight { norm: WeightNorm::L1 },
-            "weight-l2" => CriterionSpec::Weight { norm: WeightNorm::L2 },
-            "activation" => CriterionSpec::Activation,
-            "gradient" => CriterionSpec::Gradient { absolute: true },
-            "taylor" => CriterionSpec::Taylor { absolute: true },
-            "integrated-gradients" | "ig" => CriterionSpec::IntegratedGradients { steps: 20, absolute: true },
+            "random" => CriterionSpec::Random { seed, normalize },
+            "weight" => CriterionSpec::Weight { norm: WeightNorm::L1, normalize },
+            "weight-l2" => CriterionSpec::Weight { norm: WeightNorm::L2, normalize },
+            "activation" => CriterionSpec::Activation { normalize },
+            "gradient" => CriterionSpec::Gradient { absolute: true, normalize },
+            "taylor" => CriterionSpec::Taylor { absolute: true, normalize },
+            "integrated-gradients" | "ig" => {
+                CriterionSpec::IntegratedGradients { steps: 20, absolute: true, normalize }
+            }
             other => crate::bail!("unknown criterion `{other}`; known: {}", CRITERION_NAMES.join(", ")),
         })
     }
 
-    /// Applies `key=value` options separated by `;` or `,` to an LRP criterion: `softmax=` one
-    /// of attn_lrp, cp, zplus, zplus_bias; `signed` (signed instead of |R|); `initial=logit`;
-    /// `batch_norm=pass`. E.g. `lrp-epsilon:softmax=cp`.
+    /// Applies `KEY=VALUE` options separated by `;` or `,` (the vocabulary of
+    /// [`super::options`]): e.g. `softmax=cp`, `signed`, `initial=logit`, `batch_norm=pass`,
+    /// `normalize=mean`. A preset's label records them (`lrp-epsilon:softmax=cp`).
     pub fn with_options(mut self, opts: &str) -> Result<Self> {
-        let CriterionSpec::Lrp { label, lrp, absolute } = &mut self else {
-            crate::bail!("options `{opts}` only apply to LRP criteria");
-        };
-        for o in opts.split([';', ',']).map(str::trim).filter(|o| !o.is_empty()) {
-            match o.split_once('=').unwrap_or((o, "")) {
-                ("softmax", v) => lrp.softmax = super::lrp::SoftmaxRule::parse(v)?,
-                ("signed", "") => *absolute = false,
-                ("initial", "logit") => lrp.initial = super::lrp::InitialRelevance::Logit,
-                ("initial", "one_hot") => lrp.initial = super::lrp::InitialRelevance::OneHot,
-                ("batch_norm", "pass") => lrp.batch_norm = super::lrp::BatchNormTreatment::Pass,
-                ("batch_norm", "merge") => lrp.batch_norm = super::lrp::BatchNormTreatment::Merge,
-                _ => crate::bail!(
-                    "unknown LRP option `{o}`; use softmax=attn_lrp|cp|zplus|zplus_bias, signed, initial=one_hot|logit, \
-                     batch_norm=merge|pass"
-                ),
-            }
-        }
-        if let Some(l) = label {
+        super::options::apply(&mut self, &super::options::parse_pairs(opts)?)?;
+        if let CriterionSpec::Lrp { label: Some(l), .. } = &mut self {
             *l = format!("{l}:{opts}");
         }
         Ok(self)
+    }
+
+    /// The same criterion under another report label (LRP only: the other criteria are named by
+    /// their kind), e.g. `lrp-optimised` for a study's winner.
+    pub fn labelled(self, name: &str) -> Self {
+        match self {
+            CriterionSpec::Lrp { lrp, absolute, .. } => CriterionSpec::Lrp { label: Some(name.into()), lrp, absolute },
+            other => other,
+        }
+    }
+
+    /// Whether scoring needs reference samples (all but the weight and random criteria).
+    pub fn needs_references(&self) -> bool {
+        !matches!(self, CriterionSpec::Weight { .. } | CriterionSpec::Random { .. })
+    }
+
+    /// The per-layer normalisation this criterion fixes (None: the ranking's default).
+    pub fn normalization(&self) -> Option<LayerNormalization> {
+        match self {
+            CriterionSpec::Lrp { lrp, .. } => lrp.normalize,
+            CriterionSpec::Random { normalize, .. }
+            | CriterionSpec::Weight { normalize, .. }
+            | CriterionSpec::Activation { normalize }
+            | CriterionSpec::Gradient { normalize, .. }
+            | CriterionSpec::Taylor { normalize, .. }
+            | CriterionSpec::IntegratedGradients { normalize, .. } => *normalize,
+        }
+    }
+
+    /// Where the normalisation is kept (set it with [`super::options::set_normalization`]).
+    pub(crate) fn normalization_mut(&mut self) -> &mut Option<LayerNormalization> {
+        match self {
+            CriterionSpec::Lrp { lrp, .. } => &mut lrp.normalize,
+            CriterionSpec::Random { normalize, .. }
+            | CriterionSpec::Weight { normalize, .. }
+            | CriterionSpec::Activation { normalize }
+            | CriterionSpec::Gradient { normalize, .. }
+            | CriterionSpec::Taylor { normalize, .. }
+            | CriterionSpec::IntegratedGradients { normalize, .. } => normalize,
+        }
+    }
+
+    /// This criterion with its normalisation fixed to `how` where it leaves it open (`--normalize`);
+    /// a different one it fixes already is an error.
+    pub fn with_normalization(mut self, how: Option<LayerNormalization>) -> Result<Self> {
+        if let Some(how) = how {
+            super::options::set_normalization(&mut self, how)?;
+        }
+        Ok(self)
+    }
+
+    /// The normalisation a ranking for `purpose` uses: the criterion's own, else the default.
+    pub fn normalization_for(&self, comps: &ComponentSet, purpose: RankingUse) -> LayerNormalization {
+        self.normalization().unwrap_or(LayerNormalization::default_for(comps.kind, purpose))
+    }
+
+    /// Scores of this criterion (from [`Criterion::score`] of [`Self::build`], which applies a
+    /// normalisation the criterion fixes) ready for a ranking for `purpose`: where the criterion
+    /// leaves its normalisation open, the default of [`LayerNormalization::default_for`].
+    pub fn ranking_scores(&self, scores: &Scores, comps: &ComponentSet, purpose: RankingUse) -> Scores {
+        match self.normalization() {
+            Some(_) => scores.clone(),
+            None => normalize_per_layer(scores, comps, LayerNormalization::default_for(comps.kind, purpose)),
+        }
     }
 
     /// Reads a criterion (typically an LRP rules file written by `relprune optimize`) from
@@ -222,12 +291,15 @@ impl CriterionSpec {
                     (true, true) => ",|sum|",
                     (true, false) => "",
                 },
-                if lrp.normalize.is_none() { String::new() } else { format!(",{:?}", lrp.normalize).to_lowercase() },
+                match lrp.normalize {
+                    Some(n) if !n.is_none() => format!(",{n}"),
+                    _ => String::new(),
+                },
             ),
             CriterionSpec::Random { .. } => "random".into(),
-            CriterionSpec::Weight { norm: WeightNorm::L1 } => "weight".into(),
-            CriterionSpec::Weight { norm: WeightNorm::L2 } => "weight-l2".into(),
-            CriterionSpec::Activation => "activation".into(),
+            CriterionSpec::Weight { norm: WeightNorm::L1, .. } => "weight".into(),
+            CriterionSpec::Weight { norm: WeightNorm::L2, .. } => "weight-l2".into(),
+            CriterionSpec::Activation { .. } => "activation".into(),
             CriterionSpec::Gradient { .. } => "gradient".into(),
             CriterionSpec::Taylor { .. } => "taylor".into(),
             CriterionSpec::IntegratedGradients { .. } => "integrated-gradients".into(),
@@ -235,28 +307,28 @@ impl CriterionSpec {
     }
 
     /// The executable criterion; sample-based ones process `batch_size` references at a time.
+    /// Its scores carry the normalisation the criterion fixes (none where it leaves it open).
     pub fn build(&self, batch_size: usize) -> Result<Box<dyn Criterion>> {
         self.check()?;
         let b = batch_size.max(1);
-        Ok(match self.clone() {
+        let scored: Box<dyn Criterion> = match self.clone() {
             CriterionSpec::Lrp { lrp, absolute, .. } => {
-                let (sum_first, how) = (lrp.sum_first, lrp.normalize);
+                let sum_first = lrp.sum_first;
                 let inner = Lrp { config: lrp, label: self.label() };
-                let scored = Box::new(PerSample { inner, absolute, sum_first, batch_size: b });
-                if how.is_none() {
-                    scored
-                } else {
-                    Box::new(Normalized { inner: scored, how })
-                }
+                Box::new(PerSample { inner, absolute, sum_first, batch_size: b })
             }
-            CriterionSpec::Random { seed } => Box::new(Random { seed }),
-            CriterionSpec::Weight { norm } => Box::new(WeightMagnitude { norm }),
-            CriterionSpec::Activation => Box::new(PerSample::new(Activation, true, b)),
-            CriterionSpec::Gradient { absolute } => Box::new(PerSample::new(Gradient, absolute, b)),
-            CriterionSpec::Taylor { absolute } => Box::new(PerSample::new(Taylor, absolute, b)),
-            CriterionSpec::IntegratedGradients { steps, absolute } => {
+            CriterionSpec::Random { seed, .. } => Box::new(Random { seed }),
+            CriterionSpec::Weight { norm, .. } => Box::new(WeightMagnitude { norm }),
+            CriterionSpec::Activation { .. } => Box::new(PerSample::new(Activation, true, b)),
+            CriterionSpec::Gradient { absolute, .. } => Box::new(PerSample::new(Gradient, absolute, b)),
+            CriterionSpec::Taylor { absolute, .. } => Box::new(PerSample::new(Taylor, absolute, b)),
+            CriterionSpec::IntegratedGradients { steps, absolute, .. } => {
                 Box::new(PerSample::new(IntegratedGradients { steps }, absolute, b))
             }
+        };
+        Ok(match self.normalization() {
+            Some(how) if !how.is_none() => Box::new(Normalized { inner: scored, how }),
+            _ => scored,
         })
     }
 }

@@ -2,8 +2,7 @@
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use relprune::data::{fashion_mnist, image_folder, Splits};
-use relprune::models::{load_model, LoadedModel};
+use relprune::models::LoadedModel;
 use std::path::PathBuf;
 
 /// Which model to use.
@@ -25,13 +24,19 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The model, on the device of `--device` (resolved first: a GPU asked for and missing is an
-    /// error before anything is read).
+    /// The library's model source.
+    pub fn source(&self) -> relprune::workflow::ModelSource {
+        relprune::workflow::ModelSource {
+            model: self.model.clone(),
+            weights: self.weights.clone(),
+            init_seed: self.init_seed,
+            device: self.device.device,
+        }
+    }
+
+    /// The model, on the device of `--device`.
     pub fn load(&self) -> anyhow::Result<LoadedModel> {
-        let device = self.device.resolve()?;
-        let mut m = load_model(&self.model, self.weights.as_deref(), self.init_seed)?;
-        m.graph.to_device(device);
-        Ok(m)
+        Ok(self.source().load()?)
     }
 }
 
@@ -88,55 +93,14 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    /// The data for `model`: `auto` follows the model's own dataset.
-    pub fn load_for(&self, model: &LoadedModel) -> anyhow::Result<Splits> {
-        match (self.data.as_str(), model.dataset) {
-            ("auto", Some(_)) if self.preprocess.is_some() => self.load(),
-            ("auto", Some(d)) => Ok(d.splits(self.fmnist_dir.as_deref())?),
-            _ => self.load(),
+    /// The library's data source.
+    pub fn source(&self) -> relprune::workflow::DataSource {
+        relprune::workflow::DataSource {
+            spec: self.data.clone(),
+            preprocess: self.preprocess.clone(),
+            fmnist_dir: self.fmnist_dir.clone(),
+            skip_empty_classes: self.skip_empty_classes,
         }
-    }
-
-    /// The data named by `--data` (`auto` means Fashion-MNIST here).
-    pub fn load(&self) -> anyhow::Result<Splits> {
-        use relprune::data::text::{spam_dir, spam_splits, TextTokenizer, SPAM_MAX_TOKENS};
-        // Checked before any data is read.
-        let preprocess = self.preprocess.as_deref().map(image_folder::Preprocess::parse).transpose()?;
-        if preprocess.is_some() && !self.data.starts_with("imagefolder:") {
-            anyhow::bail!(
-                "--preprocess applies to image folders (--data imagefolder:PATH) only; `{}` is not one (a tensor \
-                 dataset's arrays are used as they are)",
-                self.data
-            );
-        }
-        if self.data == "fashion-mnist" || self.data == "auto" {
-            return Ok(fashion_mnist::load_splits(&fashion_mnist::resolve_dir(self.fmnist_dir.as_deref()))?);
-        }
-        if let Some(rest) = self.data.strip_prefix("spam") {
-            let tok = match rest.strip_prefix(':') {
-                Some(path) => std::path::PathBuf::from(path),
-                None if rest.is_empty() => relprune::models::bert::minilm_dir()?.join("tokenizer.json"),
-                None => anyhow::bail!("unknown data `{}`; use spam or spam:TOKENIZER.json", self.data),
-            };
-            return Ok(spam_splits(&spam_dir(), &TextTokenizer::from_file(&tok, SPAM_MAX_TOKENS)?)?);
-        }
-        if let Some(path) = self.data.strip_prefix("imagefolder:") {
-            let opts = image_folder::FolderOptions { skip_empty_classes: self.skip_empty_classes };
-            let preprocess = preprocess.unwrap_or_default();
-            return Ok(image_folder::load_splits_with(std::path::Path::new(path), opts, &preprocess)?);
-        }
-        if let Some(dir) = self.data.strip_prefix("tensors:") {
-            return Ok(relprune::data::tensor_file::load_splits(std::path::Path::new(dir))?);
-        }
-        if self.data == "none" {
-            anyhow::bail!(
-                "this command needs data; `--data none` only works for `prune` with the weight or random criterion"
-            );
-        }
-        anyhow::bail!(
-            "unknown data `{}`; use auto, fashion-mnist, spam[:TOKENIZER.json], imagefolder:PATH or tensors:DIR",
-            self.data
-        )
     }
 }
 
@@ -194,7 +158,7 @@ pub fn thousands(n: i64) -> String {
 #[derive(Args, Clone, Debug)]
 pub struct TaskArgs {
     /// Which components to prune (default: filters for CNNs, neurons for transformers).
-    #[arg(long, value_enum)]
+    #[arg(long)]
     pub component: Option<relprune::components::ComponentKind>,
     /// Restrict the task to K classes drawn by --seed (the paper's 3-class tasks) [range: 2..=the
     /// model's classes].
@@ -207,7 +171,7 @@ pub struct TaskArgs {
     #[arg(long, default_value_t = 10, value_parser = super::ranges::count(1, 100_000))]
     pub refs_per_class: usize,
     /// Split to measure accuracy on.
-    #[arg(long, value_enum, default_value = "test")]
+    #[arg(long, default_value = "test")]
     pub split: relprune::data::SplitName,
     /// Evaluate on the first N samples of the (class-filtered) split; 0 = all [range: 0..=10^8].
     #[arg(long, default_value_t = 2000, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
@@ -257,13 +221,9 @@ impl TaskArgs {
             physical: self.physical,
             axis: relprune::evaluate::CurveAxis::Rate,
             selection: relprune::budget::Selection::Relevance,
-            normalize: relprune::ranking::LayerNormalization::None,
             marks: Vec::new(),
             visit: relprune::evaluate::RateVisit::Ascending,
         })
-    }
-    pub fn kind(&self, graph: &relprune::graph::Graph) -> relprune::components::ComponentKind {
-        self.component.unwrap_or_else(|| relprune::components::ComponentSet::default_kind(graph))
     }
 }
 
@@ -274,11 +234,11 @@ pub struct AxisArgs {
     /// `macs` / `params` (a fraction of the unpruned model's MACs / parameters, removed
     /// physically; each point is the shortest prefix of the group order that removes at least
     /// that much, found by bisection). One criterion then compares with another at equal cost.
-    #[arg(long, value_enum, default_value = "rate")]
+    #[arg(long, default_value = "rate")]
     pub axis: relprune::evaluate::CurveAxis,
     /// Group order on a macs / params axis: `relevance` (least relevant first) or `cost-aware`
     /// (least relevance per MAC / parameter saved first).
-    #[arg(long, value_enum, default_value = "relevance")]
+    #[arg(long, default_value = "relevance")]
     pub selection: relprune::budget::Selection,
     /// Budget targets to mark on the curves (repeatable): `macs=0.5`, `params=0.5` or
     /// `latency=0.6[@BATCH]`, the fraction of the unpruned model to keep, as `prune --target`
@@ -286,10 +246,13 @@ pub struct AxisArgs {
     /// with its rate and accuracy, drawn on the plot and listed in the table and JSON.
     #[arg(long = "target", value_name = "TARGET")]
     pub targets: Vec<relprune::budget::Target>,
-    /// Scale scores within each layer before the global ranking: none (the paper's), max, l2,
-    /// sum, mean or lamp (as `prune --normalize`).
-    #[arg(long, value_enum, default_value = "none")]
-    pub normalize: relprune::ranking::LayerNormalization,
+    /// Scale scores within each layer before the global ranking: none, max, l2, sum, mean or
+    /// lamp (as `prune --normalize`). It becomes part of each criterion (a rules file that fixes
+    /// another is an error). Without it, a criterion that leaves it open draws its curve with the
+    /// paper's raw ranking, and its --target marks rank as `prune` does (mean for conv filters,
+    /// none for neurons and heads), so a mark is the model `prune --target` gives.
+    #[arg(long)]
+    pub normalize: Option<relprune::ranking::LayerNormalization>,
 }
 
 impl AxisArgs {
@@ -310,65 +273,71 @@ impl AxisArgs {
         opts.axis = self.axis;
         opts.selection = self.selection;
         opts.marks = self.targets.clone();
-        opts.normalize = self.normalize;
         Ok(opts)
     }
 }
 
-/// What every pruning command starts from: the model, its data, the task and the components.
-pub struct Setup {
-    pub model: LoadedModel,
-    pub splits: Splits,
-    pub classes: i64,
-    pub task: relprune::experiment::Task,
-    pub comps: relprune::components::ComponentSet,
-}
-
 /// Loads the model and its data, prepares the task and finds the components.
-pub fn setup(model: &ModelArgs, data: &DataArgs, task: &TaskArgs) -> anyhow::Result<Setup> {
-    let model = model.load()?;
-    let splits = data.load_for(&model)?;
-    let classes =
-        model.graph.num_outputs().ok_or_else(|| anyhow::anyhow!("the model's output is not a Linear classifier"))?;
-    let t = relprune::experiment::Task::prepare(&splits, classes, &task.task_spec())?;
-    t.check_model(&model.graph)?;
-    let comps = relprune::components::ComponentSet::find(&model.graph, task.kind(&model.graph))?;
-    Ok(Setup { model, splits, classes, task: t, comps })
+pub fn open_session(
+    model: &ModelArgs,
+    data: &DataArgs,
+    task: &TaskArgs,
+) -> anyhow::Result<relprune::workflow::Session> {
+    Ok(relprune::workflow::Session::open(&model.source(), &data.source(), &task.task_spec(), task.component)?)
 }
 
-/// Runs one criterion with a progress bar over the rates.
-pub fn run_with_progress(
-    graph: &mut relprune::graph::Graph,
-    comps: &relprune::components::ComponentSet,
-    task: &relprune::experiment::Task,
-    spec: &relprune::attribution::CriterionSpec,
-    opts: &relprune::experiment::RunOptions,
-) -> anyhow::Result<relprune::experiment::CurveResult> {
-    use relprune::experiment::Stage;
-    let pb = progress(opts.rates.len() as u64, &spec.label());
-    pb.set_message(format!("{}: scoring", spec.label()));
-    // Evaluation throughput, from the rates after the first (the first one's start is the end of
-    // scoring, which the stages do not mark).
-    let mut first_done: Option<std::time::Instant> = None;
-    let r = relprune::experiment::run_criterion(graph, comps, task, spec, opts, &mut |s| match s {
-        Stage::Scoring => {}
-        Stage::Rate { index, rate, accuracy } => {
+/// Curve progress on stderr: one bar per criterion over its rates, with the evaluation speed.
+pub struct CurveBars {
+    /// Evaluation samples per rate (for the speed).
+    eval_samples: usize,
+    bar: Option<(ProgressBar, Option<std::time::Instant>)>,
+}
+
+impl CurveBars {
+    /// Bars for a task of `eval_samples` evaluation samples.
+    pub fn new(eval_samples: usize) -> Self {
+        CurveBars { eval_samples, bar: None }
+    }
+}
+
+impl relprune::workflow::curves::CurveObserver for CurveBars {
+    fn criterion_started(&mut self, spec: &relprune::attribution::CriterionSpec, rates: usize) {
+        let pb = progress(rates as u64, &spec.label());
+        pb.set_message(format!("{}: scoring", spec.label()));
+        self.bar = Some((pb, None));
+    }
+    fn stage(&mut self, spec: &relprune::attribution::CriterionSpec, stage: &relprune::experiment::Stage) {
+        let Some((pb, first_done)) = &mut self.bar else { return };
+        if let relprune::experiment::Stage::Rate { index, rate, accuracy } = *stage {
             pb.set_position(index as u64 + 1);
+            // Evaluation throughput, from the rates after the first (the first one's start is the
+            // end of scoring, which the stages do not mark).
             let speed = match first_done {
                 None => {
-                    first_done = Some(std::time::Instant::now());
+                    *first_done = Some(std::time::Instant::now());
                     String::new()
                 }
                 Some(t) => {
-                    let per_s = (index * task.eval.len()) as f64 / t.elapsed().as_secs_f64().max(1e-9);
-                    format!(", {per_s:.0} img/s")
+                    format!(", {:.0} img/s", (index * self.eval_samples) as f64 / t.elapsed().as_secs_f64().max(1e-9))
                 }
             };
             pb.set_message(format!("{}: {rate:.2} → {:.1}%{speed}", spec.label(), 100.0 * accuracy));
         }
-    });
-    pb.finish_and_clear();
-    Ok(r?)
+    }
+    fn criterion_done(&mut self, _result: &relprune::experiment::CurveResult) {
+        if let Some((pb, _)) = self.bar.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// The summary table of curves, and their budget marks when there are any.
+pub fn print_curves(out: &Output, report: &relprune::report::CurvesReport) {
+    out.say(summary_table(&report.results));
+    let marks = marks_table(&report.results);
+    if !marks.is_empty() {
+        out.say(marks);
+    }
 }
 
 /// A table of the budget marks of curves (empty when there are none).

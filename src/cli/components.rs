@@ -9,7 +9,7 @@ pub struct ComponentsArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Which kind to list (default: all kinds the model has).
-    #[arg(long, value_enum)]
+    #[arg(long)]
     component: Option<ComponentKind>,
 }
 

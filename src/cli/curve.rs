@@ -2,12 +2,12 @@
 //! on the same references and evaluation samples.
 
 use super::common::{
-    marks_table, rate_table, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup,
-    TaskArgs,
+    open_session, print_curves, rate_table, AxisArgs, CurveBars, DataArgs, ModelArgs, Output, TaskArgs,
 };
 use clap::Args;
 use relprune::attribution::spec::{CriterionSpec, DEFAULT_COMPARISON};
-use relprune::report::{write_curves, CurvesReport, RunHeader};
+use relprune::util::OutputDir;
+use relprune::workflow::curves::curves_to;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -53,7 +53,7 @@ pub struct CompareArgs {
     out: PathBuf,
 }
 
-/// Parses a criterion name, or `file:PATH` for a rules file.
+/// Parses a criterion name (with `:OPTIONS`), or `file:PATH` for a rules file.
 pub fn parse_criterion(name: &str, seed: u64) -> anyhow::Result<CriterionSpec> {
     Ok(match name.strip_prefix("file:") {
         Some(path) => CriterionSpec::from_file(std::path::Path::new(path))?,
@@ -62,63 +62,52 @@ pub fn parse_criterion(name: &str, seed: u64) -> anyhow::Result<CriterionSpec> {
 }
 
 pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
-    let outdir = relprune::util::OutputDir::new(&args.out)?;
-    let spec = CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?;
+    let outdir = OutputDir::new(&args.out)?;
+    let spec = CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?
+        .with_normalization(args.axis.normalize)?;
     let opts = args.axis.apply(args.task.run_options()?)?;
-    let Setup { mut model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
+    let mut session = open_session(&args.model, &args.data, &args.task)?;
+    let (comps, data) = (&session.comps, session.data()?);
     out.say(format!(
         "{}: {} {} in {} layers; {} references, {} evaluation samples",
-        model.name,
+        session.model.name,
         comps.total,
         comps.kind,
         comps.layers.len(),
-        task.refs.len(),
-        task.eval.len()
+        data.task.refs.len(),
+        data.task.eval.len()
     ));
-    let result = run_with_progress(&mut model.graph, &comps, &task, &spec, &opts)?;
-    out.say(rate_table(&result));
-    out.say(summary_table(std::slice::from_ref(&result)));
-    let marks = marks_table(std::slice::from_ref(&result));
-    if !marks.is_empty() {
-        out.say(marks);
-    }
-    let report = CurvesReport { header: RunHeader::new(&model, &task), results: vec![result] };
-    write_curves(outdir.path(), "curve", &report)?;
-    outdir.commit(&["curve.json", "curve.png"])?;
+    let mut bars = CurveBars::new(data.task.eval.len());
+    let (report, _) = curves_to(outdir, "curve", &mut session, &[spec], &opts, &mut bars)?;
+    out.say(rate_table(&report.results[0]));
+    print_curves(out, &report);
     out.say(format!("wrote {}/curve.json and curve.png", args.out.display()));
     out.emit(&report)
 }
 
 pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
-    let outdir = relprune::util::OutputDir::new(&args.out)?;
+    let outdir = OutputDir::new(&args.out)?;
     let names: Vec<String> =
         args.criteria.unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
-    let specs: Vec<CriterionSpec> =
-        names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?;
+    let specs: Vec<CriterionSpec> = names
+        .iter()
+        .map(|n| Ok(parse_criterion(n, args.task.seed)?.with_normalization(args.axis.normalize)?))
+        .collect::<anyhow::Result<_>>()?;
     let opts = args.axis.apply(args.task.run_options()?)?;
-    let Setup { mut model, task, comps, .. } = setup(&args.model, &args.data, &args.task)?;
+    let mut session = open_session(&args.model, &args.data, &args.task)?;
+    let (comps, data) = (&session.comps, session.data()?);
     out.say(format!(
         "{}: {} {}; {} references, {} evaluation samples; {} criteria",
-        model.name,
+        session.model.name,
         comps.total,
         comps.kind,
-        task.refs.len(),
-        task.eval.len(),
+        data.task.refs.len(),
+        data.task.eval.len(),
         specs.len()
     ));
-    let mut results = Vec::new();
-    for spec in &specs {
-        results.push(run_with_progress(&mut model.graph, &comps, &task, spec, &opts)?);
-    }
-    results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
-    out.say(summary_table(&results));
-    let marks = marks_table(&results);
-    if !marks.is_empty() {
-        out.say(marks);
-    }
-    let report = CurvesReport { header: RunHeader::new(&model, &task), results };
-    write_curves(outdir.path(), "compare", &report)?;
-    outdir.commit(&["compare.json", "compare.png"])?;
+    let mut bars = CurveBars::new(data.task.eval.len());
+    let (report, _) = curves_to(outdir, "compare", &mut session, &specs, &opts, &mut bars)?;
+    print_curves(out, &report);
     out.say(format!("wrote {}/compare.json and compare.png", args.out.display()));
     out.emit(&report)
 }

@@ -1,18 +1,17 @@
 //! `relprune demo`: the bundled demonstration on the zoo's Fashion-MNIST ResNet-18.
 
-use super::common::{run_with_progress, summary_table, DataArgs, Output};
+use super::common::{summary_table, CurveBars, DataArgs, Output};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
-use relprune::components::{ComponentKind, ComponentSet};
+use relprune::components::ComponentKind;
 use relprune::data::SplitName;
 use relprune::evaluate::{count_correct, EvalOptions};
-use relprune::experiment::{RunOptions, Task, TaskSpec};
-use relprune::optimize::objective::PruningObjective;
-use relprune::optimize::{
-    best_trial, connect, run_worker, Pruner, SamplerKind, SearchSpace, StudyDefinition, StudyObserver, StudyStore,
-    SuccessiveHalving,
-};
-use relprune::report::{write_curves, CurvesReport, RunHeader};
+use relprune::experiment::{RunOptions, TaskSpec};
+use relprune::optimize::{StudyObserver, Trial, TrialState};
+use relprune::report::{write_curves, CurvesReport};
+use relprune::workflow::curves::{curves, CurveObserver};
+use relprune::workflow::study::{run_study, EarlyStopping, StudyConfig, StudyName, StudyProgress};
+use relprune::workflow::Session;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -33,19 +32,16 @@ pub struct DemoArgs {
     device: super::common::DeviceArgs,
 }
 
+/// Study progress: one bar over the trials.
 struct Ticks(indicatif::ProgressBar);
 impl StudyObserver for Ticks {
-    fn trial_finished(
-        &mut self,
-        _t: &relprune::optimize::Trial,
-        _s: relprune::optimize::TrialState,
-        _v: Option<f64>,
-        best: Option<f64>,
-    ) {
+    fn trial_finished(&mut self, _t: &Trial, _s: TrialState, _v: Option<f64>, best: Option<f64>) {
         self.0.inc(1);
         self.0.set_message(format!("best {:.4}", best.unwrap_or(f64::NAN)));
     }
 }
+impl CurveObserver for Ticks {}
+impl StudyProgress for Ticks {}
 
 /// The criteria the demo compares: plain LRP-ε, the LRP preset that did best in
 /// benchmarks/cnn_criteria on this model, and three baselines.
@@ -54,38 +50,24 @@ const DEMO_CRITERIA: [&str; 5] = ["lrp-epsilon", "lrp-zplus", "gradient", "weigh
 pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let outdir = relprune::util::OutputDir::new(&args.out)?;
-    let (mut model, manifest) = args.device.load_zoo("fmnist-resnet18")?;
-    let splits = args.data.load_for(&model)?;
+    let (model, manifest) = args.device.load_zoo("fmnist-resnet18")?;
     out.say(format!("relprune demo — {}: {}", manifest.name, manifest.description));
     out.say(format!(
         "  {} parameters, trained by `relprune zoo train` ({} epochs)",
         manifest.parameters,
         manifest.training.history.len()
     ));
-
-    // 1. The model as shipped.
-    let pb = super::common::progress(splits.test.len() as u64, "test accuracy");
-    let correct =
-        count_correct(&model.graph, &splits.test, &EvalOptions::default(), &mut |n| pb.set_position(n as u64))?;
-    pb.finish_and_clear();
-    let acc = correct as f64 / splits.test.len() as f64;
-    out.say(format!(
-        "1. test accuracy: {:.2} % ({correct} / {}); manifest: {:.2} %",
-        100.0 * acc,
-        splits.test.len(),
-        100.0 * manifest.measured.test_accuracy
-    ));
-
     // 2. Prune conv filters by attribution on a 3-class task (the paper's setting).
     let spec = TaskSpec {
         classes: Some(3),
         seed: 0,
-        refs_per_class: 10,
         split: SplitName::Test,
         eval_samples: args.eval_samples,
+        ..Default::default()
     };
-    let task = Task::prepare(&splits, 10, &spec)?;
-    let comps = ComponentSet::find(&model.graph, ComponentKind::Filters)?;
+    let mut session = Session::with_model(model, &args.data.source(), &spec, Some(ComponentKind::Filters))?;
+    test_accuracy(out, &session, &manifest)?;
+    let (comps, task) = (&session.comps, &session.data()?.task);
     out.say(format!(
         "2. pruning {} conv filters of {} layers, ranked globally; task: classes {:?}, {} reference images, {} test images",
         comps.total,
@@ -95,91 +77,86 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         task.eval.len()
     ));
     let opts = RunOptions { stop_at_chance: true, ..RunOptions::default() };
-    let mut results = Vec::new();
-    for name in DEMO_CRITERIA {
-        let c = CriterionSpec::from_name(name, None, spec.seed)?;
-        results.push(run_with_progress(&mut model.graph, &comps, &task, &c, &opts)?);
-    }
-    out.say(summary_table(&results));
-
-    // 3. Optimise the LRP hyperparameters on the validation split, report on the test split.
+    let specs =
+        DEMO_CRITERIA.iter().map(|n| CriterionSpec::from_name(n, None, spec.seed)).collect::<Result<Vec<_>, _>>()?;
+    let mut bars = CurveBars::new(task.eval.len());
+    let mut report = curves(&mut session, &specs, &opts, &mut bars)?;
+    out.say(summary_table(&report.results));
     if args.trials > 0 {
-        let space = SearchSpace::default_for(false, false);
-        // The whole validation split (1,500 images of the 3 classes): on 500 the objective's
-        // noise chose the winner. Successive halving over the coarse-first rate grid stops most
-        // trials after 3 or 9 of the 20 rates, so 20 configurations fit about a minute (51 s on
-        // 2 cores). One reference draw, not `optimize`'s default of 3: three would add about
-        // 30 s for the trials that run to the end.
-        let started_opt = std::time::Instant::now();
-        let val_spec = TaskSpec { split: SplitName::Val, eval_samples: 0, ..spec.clone() };
-        let def = StudyDefinition {
-            space: space.clone(),
-            objective: serde_json::json!({
-                "demo": manifest.name, "task": val_spec, "component": "filters",
-                "pruner": "halving", "rate_order": relprune::evaluate::RateVisit::CoarseFirst,
-            }),
-        };
-        // The study is named after its definition: a demo run by a later relprune, whose default
-        // space or objective changed, starts a study of its own beside the old one instead of
-        // being refused, while a rerun of the same version resumes its own.
-        let key = relprune::util::derive_seed(0, &serde_json::to_string(&(&def.space, &def.objective))?);
-        let name = format!("demo-{:08x}", key as u32);
-        let mut store =
-            StudyStore::open(connect(&format!("sqlite:{}", args.out.join("study.sqlite").display()))?, &name, &def)?;
-        let pb = super::common::progress(args.trials as u64, "optimising");
-        let val_images = {
-            let mut objective =
-                PruningObjective::new(&mut model.graph, comps.clone(), &splits, 10, val_spec, opts.clone())?;
-            let sampler = SamplerKind::Tpe.build(0);
-            run_worker(
-                &mut store,
-                &space,
-                sampler.as_ref(),
-                Some(Pruner::Halving(SuccessiveHalving::default())),
-                &mut objective,
-                args.trials,
-                Some(&space.default_params()),
-                &mut Ticks(pb.clone()),
-            )?;
-            objective.eval_samples()
-        };
-        pb.finish_and_clear();
-        let opt_seconds = started_opt.elapsed().as_secs_f64();
-        let trials = store.trials()?;
-        let best = best_trial(&trials).ok_or_else(|| anyhow::anyhow!("no optimisation trial completed"))?;
-        let (best_spec, _) = SearchSpace::criterion(&best.params)?;
-        let best_spec = match best_spec {
-            CriterionSpec::Lrp { lrp, absolute, .. } => {
-                CriterionSpec::Lrp { label: Some("lrp-optimised".into()), lrp, absolute }
-            }
-            s => s,
-        };
-        best_spec.to_file(&outdir.path().join("best-rules.yaml"))?;
-        let optimised = run_with_progress(&mut model.graph, &comps, &task, &best_spec, &opts)?;
-        let eps =
-            results.iter().find(|r| r.criterion == "lrp-epsilon").map(|r| r.curve.summary.a_pr).unwrap_or(f64::NAN);
-        out.say(format!(
-            "3. optimised LRP ({} trials of TPE with successive halving on the {} validation images, {:.0} s; \
-             best validation A_PR {:.4}): test A_PR {:.4} vs LRP-ε {:.4} ({:+.4})",
-            trials.len(),
-            val_images,
-            opt_seconds,
-            best.value.unwrap_or(f64::NAN),
-            optimised.curve.summary.a_pr,
-            eps,
-            optimised.curve.summary.a_pr - eps
-        ));
-        out.say(format!("   rules: {}", args.out.join("best-rules.yaml").display()));
-        results.push(optimised);
+        let optimised = optimise(out, &args, &mut session, &opts, &report)?;
+        report.results.push(optimised);
+        report.results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
     }
-    results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
-    let report = CurvesReport { header: RunHeader::new(&model, &task), results };
     write_curves(outdir.path(), "demo-curves", &report)?;
-    outdir.commit(&["best-rules.yaml", "demo-curves.json", "demo-curves.png"])?;
+    outdir.commit(&["demo-curves.json", "demo-curves.png"])?;
     out.say(
         "   A_PR = mean accuracy over rates 0..0.95; Top-PR = highest rate keeping ≥ 95 % of the unpruned accuracy",
     );
     out.say(format!("   wrote {}/demo-curves.json and demo-curves.png", args.out.display()));
     out.say(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     out.emit(&report)
+}
+
+/// 1. The model as shipped, on the whole test split.
+fn test_accuracy(out: &Output, session: &Session, manifest: &relprune::models::zoo::Manifest) -> anyhow::Result<()> {
+    let test = &session.data()?.splits.test;
+    let pb = super::common::progress(test.len() as u64, "test accuracy");
+    let correct =
+        count_correct(&session.model.graph, test, &EvalOptions::default(), &mut |n| pb.set_position(n as u64))?;
+    pb.finish_and_clear();
+    out.say(format!(
+        "1. test accuracy: {:.2} % ({correct} / {}); manifest: {:.2} %",
+        100.0 * correct as f64 / test.len() as f64,
+        test.len(),
+        100.0 * manifest.measured.test_accuracy
+    ));
+    Ok(())
+}
+
+/// 3. Optimise the LRP hyperparameters on the validation split, report on the test split.
+fn optimise(
+    out: &Output,
+    args: &DemoArgs,
+    session: &mut Session,
+    opts: &RunOptions,
+    report: &CurvesReport,
+) -> anyhow::Result<relprune::experiment::CurveResult> {
+    // The whole validation split (1,500 images of the 3 classes): on 500 the objective's noise
+    // chose the winner. Successive halving over the coarse-first rate grid stops most trials
+    // after 3 or 9 of the 20 rates, so 20 configurations fit about a minute (51 s on 2 cores).
+    // One reference draw, not `optimize`'s default of 3: three would add about 30 s for the
+    // trials that run to the end. The study is named after its definition, so a demo of a later
+    // relprune (another default space) starts its own study while a rerun resumes.
+    let cfg = StudyConfig {
+        opts: opts.clone(),
+        trials: args.trials,
+        sampler_seed: Some(0),
+        early_stopping: EarlyStopping::Halving,
+        objective_draws: 1,
+        noise_draws: 0,
+        name: StudyName::Keyed("demo".into()),
+        out: args.out.join("study"),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let mut ticks = Ticks(super::common::progress(args.trials as u64, "optimising"));
+    let study = run_study(session, &cfg, &mut ticks);
+    ticks.0.finish_and_clear();
+    let study = study?;
+    let seconds = started.elapsed().as_secs_f64();
+    let best = study.best.criterion.clone().labelled("lrp-optimised");
+    let eval = session.data()?.task.eval.len();
+    let optimised = curves(session, &[best], opts, &mut CurveBars::new(eval))?.results.remove(0);
+    let eps = report.results.iter().find(|r| r.criterion == "lrp-epsilon").map_or(f64::NAN, |r| r.curve.summary.a_pr);
+    out.say(format!(
+        "3. optimised LRP ({} trials of TPE with successive halving on the {} validation images, {seconds:.0} s; \
+         best validation A_PR {:.4}): test A_PR {:.4} vs LRP-ε {eps:.4} ({:+.4})",
+        study.trials.len(),
+        study.validation_samples,
+        study.best.validation_a_pr.unwrap_or(f64::NAN),
+        optimised.curve.summary.a_pr,
+        optimised.curve.summary.a_pr - eps
+    ));
+    out.say(format!("   rules: {}", study.rules_file.display()));
+    Ok(optimised)
 }

@@ -68,7 +68,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Prune(a) => prune::run(a, &out),
         Command::Run(a) => run::run(a, &out),
         Command::Optimize(a) => optimize::run_optimize(a, &out),
-        Command::Study(a) => optimize::run_study(a, &out),
+        Command::Study(a) => optimize::run_study_command(a, &out),
         Command::Space(a) => optimize::run_space(a, &out),
         Command::Demo(a) => demo::run(a, &out),
         Command::Zoo(a) => zoo::run(a, &out),

@@ -2,23 +2,18 @@
 //! the attribution method for pruning, its stored studies and search spaces.
 
 use super::common::{
-    marks_table, progress, run_with_progress, setup, summary_table, AxisArgs, DataArgs, ModelArgs, Output, Setup,
-    TaskArgs,
+    marks_table, open_session, progress, summary_table, AxisArgs, CurveBars, DataArgs, ModelArgs, Output, TaskArgs,
 };
 use super::curve::parse_criterion;
 use clap::{Args, Subcommand};
 use relprune::attribution::spec::DEFAULT_COMPARISON;
 use relprune::attribution::CriterionSpec;
-use relprune::components::ComponentKind;
-use relprune::experiment::Task;
-use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::storage::redact;
-use relprune::optimize::study_report;
 use relprune::optimize::{
-    best_trial, connect, connect_existing, importance, run_worker, MedianPruner, Pruner, SamplerKind, SearchSpace,
-    StudyDefinition, StudyObserver, StudyStore, SuccessiveHalving, Trial, TrialState,
+    best_trial, connect_existing, SamplerKind, SearchSpace, StudyObserver, StudyStore, Trial, TrialState,
 };
-use relprune::report::{bar_plot, write_curves, CurvesReport, RunHeader};
+use relprune::workflow::curves::CurveObserver;
+use relprune::workflow::study::{run_study, EarlyStopping, StudyConfig, StudyName, StudyProgress};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -38,7 +33,7 @@ pub struct OptimizeArgs {
     /// Trial budget of the study (all workers together) [range: 1..=100000].
     #[arg(long, default_value_t = 30, value_parser = super::ranges::count(1, 100_000))]
     trials: usize,
-    #[arg(long, value_enum, default_value = "tpe")]
+    #[arg(long, default_value = "tpe")]
     sampler: SamplerKind,
     /// Seed of the sampler (default: --seed).
     #[arg(long)]
@@ -52,8 +47,8 @@ pub struct OptimizeArgs {
     /// configurations are tried at low fidelity in the same time), or `none`. Either judges a
     /// trial on its A_PR estimated from the rates measured so far, measured coarse first (both
     /// ends of the grid, then midpoints).
-    #[arg(long, value_enum, default_value = "median")]
-    pruner: PrunerKind,
+    #[arg(long, default_value = "median")]
+    pruner: EarlyStopping,
     /// Validation samples the objective evaluates on (0, the default: the whole validation split;
     /// fewer make each trial faster and the objective noisier) [range: 0..=10^8].
     #[arg(long, default_value_t = 0, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
@@ -132,8 +127,12 @@ pub struct SpaceArgs {
     gated: bool,
 }
 
+/// Study progress: a bar over the trials, a line per trial, the header and the noise.
 struct Bar {
     pb: indicatif::ProgressBar,
+    trials: usize,
+    curves: CurveBars,
+    out: bool,
 }
 
 impl StudyObserver for Bar {
@@ -152,220 +151,104 @@ impl StudyObserver for Bar {
     }
 }
 
-/// `--pruner`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum PrunerKind {
-    Median,
-    Halving,
-    None,
+impl CurveObserver for Bar {
+    fn criterion_started(&mut self, spec: &CriterionSpec, rates: usize) {
+        self.pb.finish_and_clear();
+        self.curves.criterion_started(spec, rates);
+    }
+    fn stage(&mut self, spec: &CriterionSpec, stage: &relprune::experiment::Stage) {
+        self.curves.stage(spec, stage);
+    }
+    fn criterion_done(&mut self, r: &relprune::experiment::CurveResult) {
+        self.curves.criterion_done(r);
+    }
 }
 
-fn study_definition(
-    args: &OptimizeArgs,
-    model: &relprune::models::LoadedModel,
-    space: &SearchSpace,
-    kind: ComponentKind,
-) -> StudyDefinition {
-    let mut task = args.task.task_spec();
-    task.split = relprune::data::SplitName::Val;
-    task.eval_samples = args.val_samples;
-    let mut objective = serde_json::json!({
-        "model": model.name, "origin": model.origin, "component": kind, "task": task,
-        "rates": args.task.rates, "objective": "A_PR on the validation split",
-        // Intermediate values are A_PR estimates from coarse-first rates; studies from before
-        // (ascending running means) cannot be mixed with them, so the order is part of the key.
-        "rate_order": relprune::evaluate::RateVisit::CoarseFirst,
-    });
-    // What else changes the objective's value is part of it, so a study cannot be resumed under
-    // another axis, order or normalisation. Recorded only when not the default, so studies
-    // written before these options existed still resume.
-    let a = &args.axis;
-    for (key, value, default) in [
-        ("reference_draws", serde_json::json!(args.objective_draws), args.objective_draws == 1),
-        ("axis", serde_json::json!(a.axis), a.axis == relprune::evaluate::CurveAxis::Rate),
-        ("selection", serde_json::json!(a.selection), a.selection == relprune::budget::Selection::Relevance),
-        ("normalize", serde_json::json!(a.normalize), a.normalize == relprune::ranking::LayerNormalization::None),
-    ] {
-        if !default {
-            objective[key] = value;
+impl StudyProgress for Bar {
+    fn opened(&mut self, name: &str, storage: &str, done: usize, sampler: &str) {
+        if self.out {
+            println!("study `{name}` in {storage}: {done} of {} trials done; sampler {sampler}", self.trials);
+        }
+        self.pb = progress(self.trials as u64, "optimising");
+        self.pb.set_position(done as u64);
+    }
+    fn noise(&mut self, n: &relprune::optimize::study_report::ObjectiveNoise) {
+        self.pb.finish_and_clear();
+        if self.out {
+            println!("{}", n.describe());
         }
     }
-    StudyDefinition { space: space.clone(), objective }
+}
+
+impl OptimizeArgs {
+    /// The library's study configuration (the report's criteria and the space checked first).
+    fn config(&self) -> anyhow::Result<StudyConfig> {
+        let names: Vec<String> =
+            self.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
+        let report = if names.first().map(String::as_str) == Some("none") {
+            Vec::new()
+        } else {
+            names.iter().map(|n| parse_criterion(n, self.task.seed)).collect::<anyhow::Result<_>>()?
+        };
+        let space = match &self.space {
+            Some(p) => Some(SearchSpace::from_yaml(
+                &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
+            )?),
+            None => None,
+        };
+        Ok(StudyConfig {
+            opts: self.axis.apply(self.task.run_options()?)?,
+            space,
+            normalize: self.axis.normalize,
+            trials: self.trials,
+            sampler: self.sampler,
+            sampler_seed: self.sampler_seed,
+            early_stopping: if self.no_pruner { EarlyStopping::None } else { self.pruner },
+            val_samples: self.val_samples,
+            objective_draws: self.objective_draws,
+            noise_draws: self.noise_draws,
+            storage: self.storage.clone(),
+            name: self.study.clone().map_or(StudyName::Derived, StudyName::Given),
+            report,
+            out: self.out.clone(),
+        })
+    }
 }
 
 pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
-    // Everything a run needs at its end is checked before its first trial: the output folder,
-    // the storage, the search space and the report's criteria.
-    let outdir = relprune::util::OutputDir::new(&args.out)?;
-    let opts = args.axis.apply(args.task.run_options()?)?;
-    let names: Vec<String> =
-        args.report.clone().unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
-    let report_specs: Vec<CriterionSpec> = if names.first().map(String::as_str) == Some("none") {
-        Vec::new()
-    } else {
-        names.iter().map(|n| parse_criterion(n, args.task.seed)).collect::<anyhow::Result<_>>()?
-    };
-    let user_space = match &args.space {
-        Some(p) => Some(SearchSpace::from_yaml(
-            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
-        )?),
-        None => None,
-    };
-    let storage = args.storage.clone().unwrap_or_else(|| format!("sqlite:{}", args.out.join("study.sqlite").display()));
-    relprune::optimize::storage::check_url(&storage)?;
-    let Setup { mut model, splits, comps, classes, .. } = setup(&args.model, &args.data, &args.task)?;
-    let kind = comps.kind;
-    let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention(_)));
-    let gated = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Mul(_)));
-    let space = user_space.unwrap_or_else(|| SearchSpace::default_for(transformer, gated));
-    let study_name = args.study.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}-c{}-s{}",
-            model.name,
-            kind,
-            args.task.classes.map(|c| c.to_string()).unwrap_or("all".into()),
-            args.task.seed
-        )
-    });
-    let def = study_definition(&args, &model, &space, kind);
-    let mut store = StudyStore::open(connect(&storage)?, &study_name, &def)?;
-    let sampler = args.sampler.build(args.sampler_seed.unwrap_or(args.task.seed));
-    let before = store.trials()?;
+    let cfg = args.config()?;
+    let mut session = open_session(&args.model, &args.data, &args.task)?;
+    let eval = session.data()?.task.eval.len();
+    let mut bar =
+        Bar { pb: indicatif::ProgressBar::hidden(), trials: args.trials, curves: CurveBars::new(eval), out: !out.json };
+    let r = run_study(&mut session, &cfg, &mut bar);
+    bar.pb.finish_and_clear();
+    let r = r?;
+    let w = &r.worker;
+    out.say(format!("this worker: {} complete, {} pruned, {} failed", w.completed, w.pruned, w.failed));
     out.say(format!(
-        "study `{study_name}` in {}: {} of {} trials done; sampler {}, {} {} of {}; objective A_PR on {} validation samples{}",
-        redact(&storage),
-        before.iter().filter(|t| t.state != TrialState::Interrupted && t.state != TrialState::Running).count(),
-        args.trials,
-        sampler.name(),
-        comps.total,
-        kind,
-        model.name,
-        if args.val_samples == 0 { "all".to_string() } else { args.val_samples.to_string() },
-        if args.objective_draws > 1 { format!(", mean of {} reference draws", args.objective_draws) } else { String::new() }
+        "best: trial {} with validation A_PR {:.4} on {} samples; rules written to {}",
+        r.best.trial,
+        r.best.validation_a_pr.unwrap_or(0.0),
+        r.validation_samples,
+        r.rules_file.display()
     ));
-    let first = space.default_params();
-    {
-        let mut task = args.task.task_spec();
-        task.eval_samples = args.val_samples;
-        let mut objective =
-            PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?
-                .with_draws((0..args.objective_draws).collect())?;
-        let pb = progress(args.trials as u64, "optimising");
-        pb.set_position(
-            before.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count() as u64,
-        );
-        let pruner = match (args.no_pruner, args.pruner) {
-            (true, _) | (_, PrunerKind::None) => None,
-            (_, PrunerKind::Median) => Some(Pruner::Median(MedianPruner::default())),
-            (_, PrunerKind::Halving) => Some(Pruner::Halving(SuccessiveHalving::default())),
-        };
-        let summary = run_worker(
-            &mut store,
-            &space,
-            sampler.as_ref(),
-            pruner,
-            &mut objective,
-            args.trials,
-            Some(&first),
-            &mut Bar { pb: pb.clone() },
-        )?;
-        pb.finish_and_clear();
-        out.say(format!(
-            "this worker: {} complete, {} pruned, {} failed",
-            summary.completed, summary.pruned, summary.failed
-        ));
-    }
-    let trials = store.trials()?;
-    let best = best_trial(&trials)
-        .ok_or_else(|| anyhow::anyhow!("no trial of study `{study_name}` completed; see `relprune study show`"))?;
-    let (best_spec, best_refs) = SearchSpace::criterion(&best.params)?;
-    let rules_path = outdir.final_path("best-rules.yaml");
-    best_spec.to_file(&outdir.path().join("best-rules.yaml"))?;
-    out.say(format!(
-        "best: trial {} with validation A_PR {:.4}; rules written to {}",
-        best.number,
-        best.value.unwrap_or(0.0),
-        rules_path.display()
-    ));
-    let noise = if args.noise_draws > 0 {
-        let mut task = args.task.task_spec();
-        task.eval_samples = args.val_samples;
-        let mut objective =
-            PruningObjective::new(&mut model.graph, comps.clone(), &splits, classes, task, opts.clone())?;
-        let n = study_report::objective_noise(
-            &mut objective,
-            &first,
-            &best.params,
-            args.objective_draws,
-            args.noise_draws,
-        )?;
-        out.say(n.describe());
-        Some(n)
-    } else {
-        None
-    };
-    study_report::write_history_plot(&outdir.path().join("history.png"), &study_name, &trials)?;
-    study_report::write_gain_plot(&outdir.path().join("gain.png"), &study_name, &trials, noise.as_ref())?;
-    study_report::write_parallel_plot(&outdir.path().join("parallel.png"), &study_name, &space, &trials)?;
-    let imp = importance::importances(&space, &trials);
-    bar_plot(&outdir.path().join("importance.png"), &format!("{study_name}: parameter importance (η²)"), &imp)?;
-
-    // The result is the winner's curve on the test split next to LRP-ε and the baselines.
-    let mut test_results = Vec::new();
-    let mut test_header = None;
-    if !report_specs.is_empty() {
-        let mut task_spec = args.task.task_spec();
-        task_spec.split = relprune::data::SplitName::Test;
-        if let Some(r) = best_refs {
-            task_spec.refs_per_class = r;
-        }
-        let task = Task::prepare(&splits, classes, &task_spec)?;
-        let mut specs = vec![match best_spec.clone() {
-            CriterionSpec::Lrp { lrp, absolute, .. } => {
-                CriterionSpec::Lrp { label: Some("lrp-optimised".into()), lrp, absolute }
-            }
-            s => s,
-        }];
-        specs.extend(report_specs);
-        for s in &specs {
-            test_results.push(run_with_progress(&mut model.graph, &comps, &task, s, &opts)?);
-        }
-        test_results.sort_by(|a, b| b.curve.summary.a_pr.total_cmp(&a.curve.summary.a_pr));
+    if !r.test.results.is_empty() {
         out.say("test split (the reported result):");
-        out.say(summary_table(&test_results));
-        let marks = marks_table(&test_results);
+        out.say(summary_table(&r.test.results));
+        let marks = marks_table(&r.test.results);
         if !marks.is_empty() {
             out.say(marks);
         }
-        let report = CurvesReport { header: RunHeader::new(&model, &task), results: test_results.clone() };
-        write_curves(outdir.path(), "test-compare", &report)?;
-        test_header = Some(report.header);
     }
-    let summary = serde_json::json!({
-        "study": study_name, "storage": redact(&storage), "device": relprune::device::name(model.graph.device()),
-        "sampler": args.sampler, "budget": args.trials,
-        "definition": def, "best": { "trial": best.number, "validation_a_pr": best.value, "params": best.params, "criterion": best_spec },
-        "importance": imp, "noise": noise, "trials": trials, "test": { "header": test_header, "results": test_results },
-    });
-    relprune::util::write_json_atomic(&outdir.path().join("summary.json"), &summary)?;
-    outdir.commit(&[
-        "best-rules.yaml",
-        "history.png",
-        "gain.png",
-        "parallel.png",
-        "importance.png",
-        "summary.json",
-        "test-compare.json",
-        "test-compare.png",
-    ])?;
     out.say(format!(
         "wrote {}/{{best-rules.yaml, history.png, gain.png, parallel.png, importance.png, summary.json, test-compare.*}}",
         args.out.display()
     ));
-    out.emit(&summary)
+    out.emit(&r)
 }
 
-pub fn run_study(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
+pub fn run_study_command(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
     match args.command {
         StudyCommand::Rules { storage, study, trial, first, out: path } => {
             let (mut store, _) = StudyStore::attach(connect_existing(&storage)?, &study)

@@ -1,14 +1,11 @@
 //! `relprune prune`: a genuinely smaller model — surgery at one rate, with parameters, MACs,
 //! latency and accuracy before and after; saved as a reloadable graph folder and as ONNX.
 
-use super::common::{progress, setup, DataArgs, ModelArgs, Output, Setup, TaskArgs};
+use super::common::{progress, DataArgs, ModelArgs, Output, TaskArgs};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
-use relprune::compress::{compress, Amount, CompressConfig, TaskData};
-use relprune::evaluate::{accuracy, latency, random_inputs, Latency};
-use relprune::graph::{stats, Graph};
-use relprune::surgery::SurgeryReport;
-use serde::Serialize;
+use relprune::compress::{Amount, CompressConfig};
+use relprune::workflow::prune::{prune, PruneConfig, PruneOutcome, PruneRequest};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -42,7 +39,7 @@ pub struct PruneArgs {
     max_drop: Option<f64>,
     /// Order of removal: `relevance` (least relevant first, the paper's) or `cost-aware` (least
     /// relevance per MAC saved first; per parameter with --target params=…).
-    #[arg(long, value_enum, default_value = "relevance")]
+    #[arg(long, default_value = "relevance")]
     selection: relprune::budget::Selection,
     /// Keep every pruned layer's width a multiple of K (hardware-friendly widths, as
     /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
@@ -52,7 +49,7 @@ pub struct PruneArgs {
     /// ranking), max, l2, sum, mean or lamp (LAMP scores). Default: mean for conv filters, none for neurons and
     /// heads, the better of the two for each in benchmarks/deploy at equal MACs, before and after
     /// fine-tuning (docs/benchmarks.md, section "deploy").
-    #[arg(long, value_enum)]
+    #[arg(long)]
     normalize: Option<relprune::ranking::LayerNormalization>,
     /// Prune in N equal steps (of the rate or of the MACs / parameter target), re-scoring the
     /// pruned model and fine-tuning after each step; needs --finetune [range: 1..=100].
@@ -70,17 +67,6 @@ pub struct PruneArgs {
     /// Output folder: model/ (graph.json + model.safetensors), model.onnx, prune.json.
     #[arg(long, default_value = "out/prune")]
     out: PathBuf,
-}
-
-/// Size and speed of one model.
-#[derive(Serialize)]
-pub struct Measures {
-    pub parameters: i64,
-    pub macs: i64,
-    pub latency_batch1: Latency,
-    pub latency_batch64: Latency,
-    /// On the task's evaluation samples (None with `--data none`).
-    pub accuracy: Option<f64>,
 }
 
 /// Recovery fine-tuning after pruning.
@@ -175,232 +161,106 @@ impl FinetuneBar {
     }
 }
 
-/// What fine-tuning did.
-#[derive(Serialize)]
-struct FinetuneOutcome {
-    config: relprune::recovery::FinetuneConfig,
-    training: relprune::train::TrainReport,
-    /// On the task's evaluation samples, after fine-tuning.
-    accuracy: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct PruneReport {
-    model: String,
-    /// The device it was pruned, fine-tuned and measured on (`cpu`, `cuda:0`, …).
-    device: String,
-    criterion: String,
-    component: relprune::components::ComponentKind,
-    /// The fraction of components removed (given, or found for a budget).
-    rate: f64,
-    selection: relprune::budget::Selection,
-    normalize: relprune::ranking::LayerNormalization,
-    round_to: usize,
-    /// The budget search, when a target or an accuracy budget was given.
-    budget: Option<relprune::budget::BudgetChoice>,
-    /// Recovery fine-tuning, when asked for (`before`/`after` are before pruning and right after
-    /// it; the saved model is the fine-tuned one).
-    finetune: Option<FinetuneOutcome>,
-    /// With --steps N: every step's figures.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    steps: Vec<relprune::compress::StepRecord>,
-    surgery: SurgeryReport,
-    before: Measures,
-    after: Measures,
-    parameter_ratio: f64,
-    macs_ratio: f64,
-    latency_ratio_batch1: f64,
-    latency_ratio_batch64: f64,
-}
-
-/// Size and speed of `g`, with its accuracy measured elsewhere (None without data).
-pub fn measure(g: &Graph, accuracy: Option<f64>, seq_len: i64, runs: usize) -> anyhow::Result<Measures> {
-    Ok(Measures {
-        parameters: g.num_parameters(),
-        macs: stats::macs(g, seq_len)?,
-        latency_batch1: latency(g, &random_inputs(g, 1, seq_len), 3, runs)?,
-        latency_batch64: latency(g, &random_inputs(g, 64, seq_len), 1, (runs / 4).max(3))?,
-        accuracy,
-    })
+impl PruneArgs {
+    /// The library request these options describe (the criterion checked first).
+    fn request(&self) -> anyhow::Result<PruneRequest> {
+        let spec = match self.criterion.strip_prefix("file:") {
+            Some(p) => CriterionSpec::from_file(std::path::Path::new(p))?,
+            None => CriterionSpec::from_name(&self.criterion, self.rules.as_deref(), self.task.seed)?,
+        }
+        .with_normalization(self.normalize)?;
+        let opts = self.task.run_options()?;
+        let amount = match (self.rate, self.target, self.max_drop) {
+            (Some(r), _, _) => Amount::Rate(r),
+            (None, Some(t), _) => Amount::Target(t),
+            (None, None, Some(d)) => Amount::MaxDrop(d),
+            (None, None, None) => unreachable!("clap requires one of --rate, --target, --max-drop"),
+        };
+        let compress = CompressConfig {
+            amount,
+            selection: self.selection,
+            round_to: self.round_to,
+            order: opts.order,
+            attribution_batch: opts.attribution_batch,
+            eval_batch: opts.eval_batch,
+            seq_len: self.seq_len,
+            finetune: self.finetune.config(self.task.seed),
+            steps: self.steps,
+        };
+        Ok(PruneRequest {
+            model: self.model.source(),
+            data: self.data.source(),
+            task: self.task.task_spec(),
+            component: self.task.component,
+            config: PruneConfig { criterion: spec, compress, latency_runs: self.latency_runs },
+            out: self.out.clone(),
+        })
+    }
 }
 
 pub fn run(args: PruneArgs, out: &Output) -> anyhow::Result<()> {
-    // Everything that can be checked is checked before any work: the output folder, the
-    // criterion, the options.
-    let outdir = relprune::util::OutputDir::new(&args.out)?;
-    let spec = match args.criterion.strip_prefix("file:") {
-        Some(p) => CriterionSpec::from_file(std::path::Path::new(p))?,
-        None => CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?,
-    };
-    let opts = args.task.run_options()?;
-    // `--data none`: a model without data (e.g. random weights to measure speed); only the
-    // data-free criteria (weight, random) can score it, and accuracy is not measured.
-    let (model, task, comps, splits) = if args.data.data == "none" {
-        if !matches!(spec, CriterionSpec::Weight { .. } | CriterionSpec::Random { .. }) {
-            anyhow::bail!("criterion {} needs reference samples; give --data", spec.label());
-        }
-        let model = args.model.load()?;
-        relprune::evaluate::check_finite(&model.graph, &random_inputs(&model.graph, 2, args.seq_len))?;
-        let comps = relprune::components::ComponentSet::find(&model.graph, args.task.kind(&model.graph))?;
-        (model, None, comps, None)
-    } else {
-        let Setup { model, task, comps, splits, .. } = setup(&args.model, &args.data, &args.task)?;
-        (model, Some(task), comps, Some(splits))
-    };
-    stats::check_seq_len(&model.graph, args.seq_len)?;
-    let kind = comps.kind;
-    let normalize = args.normalize.unwrap_or(match kind {
-        relprune::components::ComponentKind::Filters => relprune::ranking::LayerNormalization::Mean,
-        relprune::components::ComponentKind::Neurons | relprune::components::ComponentKind::Heads => {
-            relprune::ranking::LayerNormalization::None
-        }
-    });
-    let amount = match (args.rate, args.target, args.max_drop) {
-        (Some(r), _, _) => Amount::Rate(r),
-        (None, Some(t), _) => Amount::Target(t),
-        (None, None, Some(d)) => Amount::MaxDrop(d),
-        (None, None, None) => unreachable!("clap requires one of --rate, --target, --max-drop"),
-    };
-    let cfg = CompressConfig {
-        amount,
-        selection: args.selection,
-        round_to: args.round_to,
-        order: opts.order,
-        normalize,
-        attribution_batch: opts.attribution_batch,
-        eval_batch: opts.eval_batch,
-        seq_len: args.seq_len,
-        finetune: args.finetune.config(args.task.seed),
-        steps: args.steps,
-    };
-    let data = match (&task, &splits) {
-        (Some(task), Some(splits)) => Some(TaskData { task, splits }),
-        _ => None,
-    };
+    let request = args.request()?;
     let mut bar = FinetuneBar::default();
-    let result = compress(&model.graph, kind, &spec, data, &cfg, &args.out.join("finetune-work"), &mut bar)?;
+    let outcome = prune(&request, &mut bar);
     bar.finish();
-    let rate = args.rate.unwrap_or(result.removed_components as f64 / result.total_components.max(1) as f64);
-    let last = result.steps.last();
-    let pb = progress(2, "measuring");
-    let unpruned_accuracy = task.as_ref().map(|t| accuracy(&model.graph, &t.eval, &t.eval_options(opts.eval_batch)));
-    let before = measure(&model.graph, unpruned_accuracy.transpose()?, args.seq_len, args.latency_runs)?;
-    pb.set_position(1);
-    // The pruned model's accuracy was measured by `compress`, right after its last surgery.
-    let pruned = result.pruned.as_ref().unwrap_or(&result.graph);
-    let after = measure(pruned, last.and_then(|s| s.accuracy_pruned), args.seq_len, args.latency_runs)?;
-    pb.finish_and_clear();
-    let finetune = cfg.finetune.clone().zip(last).and_then(|(config, step)| {
-        Some(FinetuneOutcome { config, training: step.training.clone()?, accuracy: step.accuracy_finetuned })
-    });
-    let surgery = SurgeryReport {
-        removed_units: result.steps.iter().map(|s| s.surgery.removed_units).sum(),
-        removed_components: result.removed_components,
-        emptied: result.steps.iter().flat_map(|s| s.surgery.emptied.clone()).collect(),
-    };
-    let budget = if result.steps.len() == 1 { last.and_then(|s| s.budget.clone()) } else { None };
-    let steps = if result.steps.len() > 1 { result.steps.clone() } else { Vec::new() };
-    let small = result.graph;
-    // All outputs are staged and moved into place together: the model, its ONNX form and the
-    // report always describe the same run.
-    let dir = outdir.final_path("model");
-    small.save(&outdir.path().join("model"))?;
-    relprune::util::write_json_atomic(
-        &outdir.path().join("model").join("source.json"),
-        &serde_json::json!({ "source": model.name, "dataset": model.dataset, "criterion": spec.label(), "rate": rate }),
-    )?;
-    let onnx_note = match relprune::export::onnx::export(&small, &outdir.path().join("model.onnx")) {
-        Ok(()) => format!("{}", outdir.final_path("model.onnx").display()),
-        // A file system failure fails the run; a model ONNX cannot express is reported and
-        // leaves no model.onnx (an older one is removed on commit).
-        Err(e @ relprune::Error::Io { .. }) => return Err(e.into()),
-        Err(e) => format!("not written: {e}"),
-    };
-    let report = PruneReport {
-        model: model.name.clone(),
-        device: relprune::device::name(model.graph.device()),
-        criterion: spec.label(),
-        component: kind,
-        rate,
-        selection: args.selection,
-        normalize,
-        round_to: args.round_to,
-        budget,
-        finetune,
-        steps,
-        parameter_ratio: after.parameters as f64 / before.parameters as f64,
-        macs_ratio: after.macs as f64 / before.macs as f64,
-        latency_ratio_batch1: after.latency_batch1.median_ms / before.latency_batch1.median_ms,
-        latency_ratio_batch64: after.latency_batch64.median_ms / before.latency_batch64.median_ms,
-        surgery,
-        before,
-        after,
-    };
-    relprune::util::write_json_atomic(&outdir.path().join("prune.json"), &report)?;
-    let report_path = outdir.final_path("prune.json");
-    outdir.commit(&["model", "model.onnx", "prune.json"])?;
-    // The fine-tuned model is in place: its checkpoints are no longer needed for resuming.
-    if report.finetune.is_some() {
-        let _ = std::fs::remove_dir_all(args.out.join("finetune-work"));
-    }
+    let outcome = outcome?;
+    print_outcome(out, &outcome, &args);
+    out.emit(&outcome.pruned.report)
+}
+
+/// The human summary of a prune run.
+fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
+    let r = &outcome.pruned.report;
     out.say(format!(
         "{}: removed {} of {} {} ({} units after coupling) by {} at rate {}",
-        report.model,
-        report.surgery.removed_components,
-        comps.total,
-        kind,
-        report.surgery.removed_units,
-        report.criterion,
-        rate
+        r.model, r.surgery.removed_components, r.components, r.component, r.surgery.removed_units, r.criterion, r.rate
     ));
-    if let Some(b) = &report.budget {
-        match b.val_accuracy {
-            Some((v0, v1)) => out.say(format!(
+    if let Some(b) = &r.budget {
+        out.say(match (b.val_accuracy, args.target) {
+            (Some((v0, v1)), _) => format!(
                 "budget: validation accuracy {:.2} % → {:.2} % (max drop {} points) after {} trial surgeries",
                 100.0 * v0,
                 100.0 * v1,
                 args.max_drop.unwrap_or(0.0),
                 b.evaluations
-            )),
-            None => out.say(format!(
+            ),
+            (None, t) => format!(
                 "budget: {:.3} of the {} kept (target {}) after {} trial surgeries",
                 b.ratio,
-                args.target.map_or("MACs", |t| t.measure.name()),
-                args.target.map(|t| t.ratio).unwrap_or(0.0),
+                t.map_or("MACs", |t| t.measure.name()),
+                t.map(|t| t.ratio).unwrap_or(0.0),
                 b.evaluations
-            )),
-        }
+            ),
+        });
     }
-    for name in &report.surgery.emptied {
+    for name in &r.surgery.emptied {
         out.say(format!("note: `{name}` lost all its units (its block now only adds a bias)"));
     }
     out.say(format!("{:<22} {:>14} {:>14} {:>8}", "", "before", "after", "ratio"));
     let row = |what: &str, a: f64, b: f64| format!("{what:<22} {a:>14.4} {b:>14.4} {:>8.3}", b / a);
-    out.say(row("parameters (M)", report.before.parameters as f64 / 1e6, report.after.parameters as f64 / 1e6));
-    out.say(row("MACs per sample (M)", report.before.macs as f64 / 1e6, report.after.macs as f64 / 1e6));
-    out.say(row("latency batch 1 (ms)", report.before.latency_batch1.median_ms, report.after.latency_batch1.median_ms));
-    out.say(row(
-        "latency batch 64 (ms)",
-        report.before.latency_batch64.median_ms,
-        report.after.latency_batch64.median_ms,
-    ));
-    if let (Some(a), Some(b)) = (report.before.accuracy, report.after.accuracy) {
-        out.say(row("accuracy", a, b));
+    let (b, a) = (&r.before, &r.after);
+    out.say(row("parameters (M)", b.parameters as f64 / 1e6, a.parameters as f64 / 1e6));
+    out.say(row("MACs per sample (M)", b.macs as f64 / 1e6, a.macs as f64 / 1e6));
+    out.say(row("latency batch 1 (ms)", b.latency_batch1.median_ms, a.latency_batch1.median_ms));
+    out.say(row("latency batch 64 (ms)", b.latency_batch64.median_ms, a.latency_batch64.median_ms));
+    if let (Some(x), Some(y)) = (b.accuracy, a.accuracy) {
+        out.say(row("accuracy", x, y));
     }
-    if let (Some(a), Some(f)) = (report.before.accuracy, &report.finetune) {
-        if let Some(b) = f.accuracy {
-            out.say(row(&format!("… after {} epoch(s) ft", f.config.epochs), a, b));
+    if let (Some(x), Some(f)) = (b.accuracy, &r.finetune) {
+        if let Some(y) = f.accuracy {
+            out.say(row(&format!("… after {} epoch(s) ft", f.config.epochs), x, y));
         }
     }
+    out.say(format!("({} threads; latency = median of timed runs after warm-up)", b.latency_batch1.threads));
+    let f = &outcome.files;
+    let onnx = match &f.onnx {
+        Ok(p) => p.display().to_string(),
+        Err(why) => format!("not written: {why}"),
+    };
     out.say(format!(
-        "({} threads; latency = median of timed runs after warm-up)",
-        report.before.latency_batch1.threads
+        "wrote {} (reload with --model {}), ONNX: {onnx}, {}",
+        f.model_dir.display(),
+        f.model_dir.display(),
+        f.report.display()
     ));
-    out.say(format!(
-        "wrote {} (reload with --model {}), ONNX: {onnx_note}, {}",
-        dir.display(),
-        dir.display(),
-        report_path.display()
-    ));
-    out.emit(&report)
 }

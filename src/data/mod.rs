@@ -247,13 +247,15 @@ pub struct Splits {
 }
 
 /// Which split to evaluate on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SplitName {
     Train,
     Val,
     Test,
 }
+
+crate::from_str_by_serde!(SplitName: "train, val or test");
 
 impl Splits {
     pub fn get(&self, name: SplitName) -> &Subset {

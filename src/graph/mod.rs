@@ -76,6 +76,17 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Whether the graph has an attention layer (a transformer: its LRP space adds the softmax
+    /// treatment, its fine-tuning uses AdamW).
+    pub fn has_attention(&self) -> bool {
+        self.nodes().iter().any(|n| matches!(n.op, Op::Attention(_)))
+    }
+
+    /// Whether the graph has a multiplicative gate (its LRP space adds the gate rule).
+    pub fn has_gates(&self) -> bool {
+        self.nodes().iter().any(|n| matches!(n.op, Op::Mul(_)))
+    }
+
     /// Builds a graph from a description and a parameter store, checking that every node's
     /// parameters exist with the right shapes and that node references are topological.
     pub fn new(spec: GraphSpec, params: ParamStore) -> Result<Self> {

@@ -2,6 +2,7 @@
 //! attribution hyperparameters fixed (model, components, classes, references, rates).
 
 use super::space::{Params, SearchSpace};
+use crate::attribution::normalize::RankingUse;
 use crate::components::ComponentSet;
 use crate::data::{SplitName, Splits};
 use crate::error::{Error, Result};
@@ -106,6 +107,7 @@ impl<'a> PruningObjective<'a> {
             self.task_for(refs, d)?;
             let task = &self.tasks[&(refs.unwrap_or(self.task.refs_per_class), d)];
             let scores = score(self.graph, &self.components, task, &spec, self.opts.attribution_batch)?;
+            let scores = spec.ranking_scores(&scores, &self.components, RankingUse::Curve);
             let curve = measure_curve_until(self.graph, &self.components, &scores, task, &self.opts, &mut |_, _| {
                 ControlFlow::Continue(())
             })?;
@@ -123,6 +125,7 @@ impl Objective for PruningObjective<'_> {
         let k = refs.unwrap_or(self.task.refs_per_class);
         let task = &self.tasks[&(k, first)];
         let scores = score(self.graph, &self.components, task, &spec, self.opts.attribution_batch)?;
+        let scores = spec.ranking_scores(&scores, &self.components, RankingUse::Curve);
         let n = self.opts.rates.len();
         let (mut known, mut last) = (std::collections::BTreeMap::new(), 0.0);
         let r = measure_curve_until(self.graph, &self.components, &scores, task, &self.opts, &mut |i, acc| {

@@ -16,7 +16,7 @@ pub trait Sampler {
 }
 
 /// Which sampler, as chosen on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
     /// Tree-structured Parzen estimator (Optuna's default algorithm).
@@ -28,6 +28,8 @@ pub enum SamplerKind {
     /// Every combination of the categorical parameters, in order.
     Grid,
 }
+
+crate::from_str_by_serde!(SamplerKind: "tpe, gp, random or grid");
 
 impl SamplerKind {
     pub fn build(self, seed: u64) -> Box<dyn Sampler> {

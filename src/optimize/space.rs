@@ -21,10 +21,8 @@
 //! units each layer loses) and `sum_first` (with `absolute: true`, |Σ R| over the references
 //! instead of Σ |R|). Anything else is rejected.
 
-use crate::attribution::lrp::{
-    check_dense, dense_depth, depth_index, BatchNormTreatment, GateRule, GroupRules, InitialRelevance, LrpConfig, Rule,
-    SoftmaxRule,
-};
+use crate::attribution::lrp::{check_dense, depth_index, SoftmaxRule};
+use crate::attribution::normalize::LayerNormalization;
 use crate::attribution::CriterionSpec;
 use crate::components::DepthGroup;
 use crate::error::{Error, Result};
@@ -109,20 +107,6 @@ fn group_param(name: &str) -> Option<(GroupName, &str)> {
         return Some((GroupName::Depth(k), what));
     }
     Some((GroupName::Group(g.parse().ok()?), what))
-}
-
-/// The rule a trial's parameters give group `prefix` (`low`, `d2`, …): LRP-ε with ε = 1e-6
-/// where the space does not choose one.
-fn rule_of(params: &Params, prefix: &str) -> Result<Rule> {
-    Ok(match params.get(&format!("{prefix}_rule")).and_then(Value::as_str).unwrap_or("epsilon") {
-        "epsilon" => {
-            Rule::Epsilon { epsilon: params.get(&format!("{prefix}_epsilon")).and_then(Value::as_f64).unwrap_or(1e-6) }
-        }
-        "gamma" => Rule::Gamma { gamma: params.get(&format!("{prefix}_gamma")).and_then(Value::as_f64) },
-        "zplus" => Rule::Zplus,
-        "alphabeta" => Rule::Alphabeta { alpha: 2.0, beta: 1.0 },
-        r => crate::bail!("unknown rule `{r}` in trial parameters"),
-    })
 }
 
 /// Checks one value of a known parameter.
@@ -352,6 +336,20 @@ impl SearchSpace {
         check_dense(rules.iter().copied()).map_err(|e| Error::invalid(format!("search space: {e}")))
     }
 
+    /// This space with `normalize` fixed to `how` (replacing a searched `normalize`), or
+    /// unchanged without one: `optimize --normalize` makes the normalisation part of every trial.
+    pub fn with_fixed_normalization(mut self, how: Option<LayerNormalization>) -> Result<Self> {
+        let Some(how) = how else { return Ok(self) };
+        let fixed =
+            Param { name: "normalize".into(), domain: Domain::Categorical(vec![Value::from(how.name())]), when: None };
+        match self.params.iter_mut().find(|p| p.name == "normalize") {
+            Some(p) => *p = fixed,
+            None => self.params.push(fixed),
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Whether parameter `p` is active given the values chosen so far.
     pub fn active(p: &Param, chosen: &Params) -> bool {
         match &p.when {
@@ -446,45 +444,41 @@ impl SearchSpace {
     }
 
     /// The LRP criterion (and references per class, if searched) a trial's parameters describe.
+    /// The parameters are translated key by key into the options of
+    /// [`crate::attribution::options`] (a group's `_rule` with its `_epsilon` / `_gamma` becomes
+    /// one rule, e.g. `low=gamma:0.3`), which parse, check and default them as `--rules` does.
     pub fn criterion(params: &Params) -> Result<(CriterionSpec, Option<usize>)> {
-        let mut rules = GroupRules::all(Rule::Epsilon { epsilon: 1e-6 });
-        for g in DepthGroup::ALL {
-            rules.set(g, rule_of(params, g.name())?);
-        }
-        let mut depth = BTreeMap::new();
-        for name in params.keys() {
-            if let Some((GroupName::Depth(k), "rule")) = group_param(name) {
-                depth.insert(k, rule_of(params, &format!("d{}", k + 1))?);
+        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        let mut pairs = Vec::new();
+        let mut refs = None;
+        for (name, v) in params {
+            match group_param(name) {
+                Some((_, "rule")) => {
+                    let prefix = &name[..name.len() - "_rule".len()];
+                    let rule = text(v);
+                    let value = match rule.as_str() {
+                        "epsilon" | "gamma" => match params.get(&format!("{prefix}_{rule}")) {
+                            Some(x) => format!("{rule}:{}", text(x)),
+                            None => rule,
+                        },
+                        _ => rule,
+                    };
+                    pairs.push((prefix.to_string(), value));
+                }
+                // Folded into their group's rule above.
+                Some((_, "epsilon" | "gamma")) => {}
+                _ if name == "refs_per_class" => {
+                    refs =
+                        Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                            Error::invalid(format!("refs_per_class takes a positive integer, got {v}"))
+                        })? as usize)
+                }
+                _ => pairs.push((name.clone(), text(v))),
             }
         }
-        rules.depth = dense_depth(depth)?;
-        let mut lrp = LrpConfig::new(rules);
-        if let Some(s) = params.get("softmax").and_then(Value::as_str) {
-            lrp.softmax = SoftmaxRule::parse(s)?;
-        }
-        for g in DepthGroup::ALL {
-            if let Some(s) = params.get(&format!("{}_softmax", g.name())).and_then(Value::as_str) {
-                lrp.softmax_by_group.insert(g, SoftmaxRule::parse(s)?);
-            }
-        }
-        if params.get("initial").and_then(Value::as_str) == Some("logit") {
-            lrp.initial = InitialRelevance::Logit;
-        }
-        if params.get("batch_norm").and_then(Value::as_str) == Some("pass") {
-            lrp.batch_norm = BatchNormTreatment::Pass;
-        }
-        if params.get("gate").and_then(Value::as_str) == Some("uniform") {
-            lrp.gate = GateRule::Uniform;
-        }
-        lrp.sum_first = params.get("sum_first").and_then(Value::as_bool).unwrap_or(false);
-        if let Some(n) = params.get("normalize").and_then(Value::as_str) {
-            lrp.normalize = serde_json::from_value(Value::from(n))
-                .map_err(|_| Error::invalid(format!("unknown normalize `{n}` in trial parameters")))?;
-        }
-        let absolute = params.get("absolute").and_then(Value::as_bool).unwrap_or(true);
-        let refs = params.get("refs_per_class").and_then(Value::as_u64).map(|n| n as usize);
-        let spec = CriterionSpec::Lrp { label: None, lrp, absolute };
-        spec.check()?;
+        let mut spec = CriterionSpec::Lrp { label: None, lrp: Default::default(), absolute: true };
+        crate::attribution::options::apply(&mut spec, &pairs)
+            .map_err(|e| Error::invalid(format!("trial parameters: {e}")))?;
         Ok((spec, refs))
     }
 }

@@ -112,17 +112,18 @@ impl StudyStore {
         )?;
         let (study_id, stored) = Self::stored(conn.as_mut(), name)?
             .ok_or_else(|| Error::invalid(format!("study `{name}` could not be created")))?;
-        if stored.space != def.space {
-            crate::bail!(
-                "study `{name}` was created with a different search space; use another --study name, or the original space:\n{}",
-                stored.space.to_yaml()
-            );
-        }
+        // The objective first: options such as --normalize change both, and name the cause there.
         if stored.objective != def.objective {
             crate::bail!(
                 "study `{name}` was created for a different objective ({}); use another --study name or the same \
                  model, task and settings",
                 stored.objective
+            );
+        }
+        if stored.space != def.space {
+            crate::bail!(
+                "study `{name}` was created with a different search space; use another --study name, or the original space:\n{}",
+                stored.space.to_yaml()
             );
         }
         Ok(StudyStore { study_id, conn, name: name.into(), stale_after_seconds: 900 })

@@ -87,35 +87,7 @@ impl GroupRules {
     /// given); groups not named keep the rules of `base`.
     pub fn parse(text: &str, base: GroupRules) -> Result<Self> {
         let mut out = base;
-        let mut depth: BTreeMap<usize, Rule> = BTreeMap::new();
-        let mut named = false;
-        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (group, rule) = item.split_once('=').ok_or_else(|| {
-                Error::invalid(format!("`{item}` is not GROUP=RULE (groups: low, mid, high, fc, all, or d1…dN)"))
-            })?;
-            let rule = Rule::parse(rule)?;
-            match group.trim() {
-                "all" => out = GroupRules::all(rule),
-                g => match depth_index(g)? {
-                    Some(k) => {
-                        if depth.insert(k, rule).is_some() {
-                            crate::bail!("depth group `{g}` is given twice");
-                        }
-                    }
-                    None => {
-                        let g: DepthGroup = g.parse()?;
-                        named |= g != DepthGroup::Fc;
-                        out.set(g, rule);
-                    }
-                },
-            }
-        }
-        if !depth.is_empty() {
-            if named {
-                crate::bail!("give either low / mid / high or the equal depth groups d1…dN, not both");
-            }
-            out.depth = dense_depth(depth)?;
-        }
+        crate::attribution::options::apply_rules(&mut out, &crate::attribution::options::parse_pairs(text)?)?;
         Ok(out)
     }
 
@@ -250,13 +222,21 @@ pub struct LrpConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sum_first: bool,
     /// Per-layer scaling of the scores before the global ranking, part of the method so that a
-    /// rules file carries it (`none`: the paper's raw ranking).
-    #[serde(default, skip_serializing_if = "crate::ranking::LayerNormalization::is_none")]
-    pub normalize: crate::ranking::LayerNormalization,
+    /// rules file carries it (`none`: the paper's raw ranking). Absent: the ranking's default
+    /// ([`LayerNormalization::default_for`](crate::attribution::normalize::LayerNormalization::default_for)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<crate::attribution::normalize::LayerNormalization>,
 }
 
 fn default_stabilizer() -> f64 {
     rules::STABILIZER
+}
+
+/// LRP-ε (ε = 1e-6) in every group, every other treatment at its default.
+impl Default for LrpConfig {
+    fn default() -> Self {
+        LrpConfig::new(GroupRules::all(Rule::Epsilon { epsilon: rules::default_epsilon() }))
+    }
 }
 
 impl LrpConfig {
@@ -270,7 +250,7 @@ impl LrpConfig {
             gate: GateRule::default(),
             stabilizer: default_stabilizer(),
             sum_first: false,
-            normalize: crate::ranking::LayerNormalization::None,
+            normalize: None,
         }
     }
     pub fn check(&self) -> Result<()> {

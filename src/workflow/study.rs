@@ -1,0 +1,373 @@
+//! A study: Bayesian optimisation of the attribution method for pruning on the validation
+//! split, then the winner's curve on the test split next to LRP-ε and the baselines —
+//! `relprune optimize` and the demo's step 3.
+
+use super::curves::{curves, CurveObserver};
+use super::source::Session;
+use crate::attribution::normalize::LayerNormalization;
+use crate::attribution::CriterionSpec;
+use crate::data::SplitName;
+use crate::error::Result;
+use crate::evaluate::{CurveAxis, RateVisit};
+use crate::experiment::{CurveResult, RunOptions, Task, TaskSpec};
+use crate::optimize::objective::PruningObjective;
+use crate::optimize::storage::redact;
+use crate::optimize::study_report::{self, ObjectiveNoise};
+use crate::optimize::{
+    best_trial, connect, importance, run_worker, MedianPruner, Pruner, SamplerKind, SearchSpace, StudyDefinition,
+    StudyObserver, StudyStore, SuccessiveHalving, Trial, TrialState, WorkerSummary,
+};
+use crate::report::{bar_plot, write_curves, RunHeader};
+use crate::util::OutputDir;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// How trials are stopped on their partial curve (Optuna's "pruners": early stopping of
+/// trials, not network pruning).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EarlyStopping {
+    /// Below the median of completed trials at the same step.
+    #[default]
+    Median,
+    /// Successive halving over the rate grid.
+    Halving,
+    /// Every trial runs its whole curve.
+    None,
+}
+
+crate::from_str_by_serde!(EarlyStopping: "median, halving or none");
+
+impl EarlyStopping {
+    fn build(self) -> Option<Pruner> {
+        match self {
+            EarlyStopping::Median => Some(Pruner::Median(MedianPruner::default())),
+            EarlyStopping::Halving => Some(Pruner::Halving(SuccessiveHalving::default())),
+            EarlyStopping::None => None,
+        }
+    }
+}
+
+/// The study's name.
+#[derive(Clone, Debug, Default)]
+pub enum StudyName {
+    /// `{model}-{component}-c{classes}-s{seed}`.
+    #[default]
+    Derived,
+    /// This name.
+    Given(String),
+    /// `{prefix}-{hash of the definition}`: a run whose definition changed (a later relprune's
+    /// default space) starts a study of its own beside the old one instead of being refused.
+    Keyed(String),
+}
+
+/// Everything a study needs besides the session (model, data, task, components).
+#[derive(Clone, Debug)]
+pub struct StudyConfig {
+    /// The curve settings of the objective and of the test comparison.
+    pub opts: RunOptions,
+    /// The search space (None: the default for the model).
+    pub space: Option<SearchSpace>,
+    /// Fix the per-layer normalisation in every trial (replacing a searched one).
+    pub normalize: Option<LayerNormalization>,
+    /// Trial budget of the study (all workers together).
+    pub trials: usize,
+    pub sampler: SamplerKind,
+    /// Seed of the sampler (None: the task's seed).
+    pub sampler_seed: Option<u64>,
+    pub early_stopping: EarlyStopping,
+    /// Validation samples the objective evaluates on (0: the whole validation split).
+    pub val_samples: usize,
+    /// Reference draws the objective averages.
+    pub objective_draws: usize,
+    /// Held-out draws on which LRP-ε and the winner are measured after the study (0: skip).
+    pub noise_draws: usize,
+    /// `sqlite:PATH` or `postgresql://…` (None: `OUT/study.sqlite`).
+    pub storage: Option<String>,
+    pub name: StudyName,
+    /// Criteria the winner is compared with on the test split (empty: no test comparison).
+    pub report: Vec<CriterionSpec>,
+    /// Output folder: best-rules.yaml, plots, summary.json, test-compare.*.
+    pub out: PathBuf,
+}
+
+impl Default for StudyConfig {
+    fn default() -> Self {
+        StudyConfig {
+            opts: RunOptions::default(),
+            space: None,
+            normalize: None,
+            trials: 30,
+            sampler: SamplerKind::Tpe,
+            sampler_seed: None,
+            early_stopping: EarlyStopping::Median,
+            val_samples: 0,
+            // With one draw, the winner of fmnist-resnet18's study was worse than LRP-ε on the
+            // draws it had not seen (docs/benchmarks.md, "optimize").
+            objective_draws: 3,
+            noise_draws: 5,
+            storage: None,
+            name: StudyName::Derived,
+            report: Vec::new(),
+            out: PathBuf::from("out/optimize"),
+        }
+    }
+}
+
+/// The best trial.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BestTrial {
+    pub trial: i64,
+    pub validation_a_pr: Option<f64>,
+    pub params: crate::optimize::space::Params,
+    pub criterion: CriterionSpec,
+}
+
+/// The winner's curve on the test split next to the report's criteria.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TestComparison {
+    pub header: Option<RunHeader>,
+    pub results: Vec<CurveResult>,
+}
+
+/// Everything a study reports: the content of `summary.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StudyOutcome {
+    pub study: String,
+    /// The storage URL, password redacted.
+    pub storage: String,
+    pub device: String,
+    pub sampler: SamplerKind,
+    pub budget: usize,
+    pub definition: StudyDefinition,
+    pub best: BestTrial,
+    pub importance: Vec<(String, f64)>,
+    pub noise: Option<ObjectiveNoise>,
+    pub trials: Vec<Trial>,
+    pub test: TestComparison,
+    /// What this worker did.
+    pub worker: WorkerSummary,
+    /// Validation samples each of the objective's curves evaluated.
+    pub validation_samples: usize,
+    /// The winner's rules file (for `--rules FILE` or `prune --criterion file:FILE`).
+    pub rules_file: PathBuf,
+}
+
+/// What a study says while it runs.
+pub trait StudyProgress: StudyObserver + CurveObserver {
+    /// The study is open: its name, storage (redacted), trials done so far, the sampler's name.
+    fn opened(&mut self, _name: &str, _storage: &str, _done: usize, _sampler: &str) {}
+    /// The objective's noise was measured.
+    fn noise(&mut self, _noise: &ObjectiveNoise) {}
+}
+
+/// No progress reports.
+impl StudyProgress for () {}
+impl StudyObserver for () {}
+
+/// The default search space for the session's model (the softmax treatment where it has
+/// attention, the gate rule where it has multiplicative gates), with `normalize` fixed.
+pub fn space_for(session: &Session, cfg: &StudyConfig) -> Result<SearchSpace> {
+    let g = &session.model.graph;
+    let space = match &cfg.space {
+        Some(s) => s.clone(),
+        None => SearchSpace::default_for(g.has_attention(), g.has_gates()),
+    };
+    space.with_fixed_normalization(cfg.normalize)
+}
+
+/// What defines the objective: a study cannot be resumed under another model, task, grid or
+/// setting that changes the objective's value.
+fn definition(session: &Session, cfg: &StudyConfig, space: SearchSpace) -> Result<StudyDefinition> {
+    let task = val_task(session, cfg)?;
+    let model = &session.model;
+    let mut objective = serde_json::json!({
+        "model": model.name, "origin": model.origin, "component": session.comps.kind, "task": task,
+        "rates": rates_text(&cfg.opts.rates), "objective": "A_PR on the validation split",
+        // Intermediate values are A_PR estimates from coarse-first rates; studies from before
+        // (ascending running means) cannot be mixed with them, so the order is part of the key.
+        "rate_order": RateVisit::CoarseFirst,
+    });
+    // Recorded only when not the default, so studies written before these options existed
+    // still resume.
+    let o = &cfg.opts;
+    for (key, value, default) in [
+        ("reference_draws", serde_json::json!(cfg.objective_draws), cfg.objective_draws == 1),
+        ("axis", serde_json::json!(o.axis), o.axis == CurveAxis::Rate),
+        ("selection", serde_json::json!(o.selection), o.selection == crate::budget::Selection::Relevance),
+        // Also fixed in the space; recorded here too so that a resume under another one names it.
+        ("normalize", serde_json::json!(cfg.normalize), cfg.normalize.is_none()),
+        ("stop_at_chance", serde_json::json!(o.stop_at_chance), !o.stop_at_chance),
+    ] {
+        if !default {
+            objective[key] = value;
+        }
+    }
+    Ok(StudyDefinition { space, objective })
+}
+
+/// The rates as the CLI's default grid text wrote them into earlier definitions (so that studies
+/// written before the workflow moved into the library still resume).
+fn rates_text(rates: &[f64]) -> String {
+    if rates == crate::ranking::default_rates() {
+        return "0:0.95:0.05".into();
+    }
+    rates.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn val_task(session: &Session, cfg: &StudyConfig) -> Result<TaskSpec> {
+    let mut task = session.data()?.task.spec.clone();
+    task.split = SplitName::Val;
+    task.eval_samples = cfg.val_samples;
+    Ok(task)
+}
+
+/// Runs (or resumes) the study, then reports the winner: its rules file, plots, the objective's
+/// noise on held-out draws, and its test curve next to `cfg.report`, written into `cfg.out`
+/// together with `summary.json` (everything checked before the first trial: the output folder
+/// and the storage).
+pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn StudyProgress) -> Result<StudyOutcome> {
+    let outdir = OutputDir::new(&cfg.out)?;
+    let storage = cfg.storage.clone().unwrap_or_else(|| format!("sqlite:{}", cfg.out.join("study.sqlite").display()));
+    crate::optimize::storage::check_url(&storage)?;
+    let space = space_for(session, cfg)?;
+    let def = definition(session, cfg, space.clone())?;
+    let data = session.data()?;
+    let (classes, task_spec) = (data.classes, data.task.spec.clone());
+    let name = match &cfg.name {
+        StudyName::Given(n) => n.clone(),
+        StudyName::Derived => format!(
+            "{}-{}-c{}-s{}",
+            session.model.name,
+            session.comps.kind,
+            task_spec.classes.map(|c| c.to_string()).unwrap_or("all".into()),
+            task_spec.seed
+        ),
+        StudyName::Keyed(prefix) => {
+            let text = serde_json::to_string(&(&def.space, &def.objective)).map_err(crate::Error::json("study"))?;
+            format!("{prefix}-{:08x}", crate::util::derive_seed(0, &text) as u32)
+        }
+    };
+    let mut store = StudyStore::open(connect(&storage)?, &name, &def)?;
+    let sampler = cfg.sampler.build(cfg.sampler_seed.unwrap_or(task_spec.seed));
+    let done =
+        store.trials()?.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count();
+    progress.opened(&name, &redact(&storage), done, &sampler.name());
+    let first = space.default_params();
+    let mut val = val_task(session, cfg)?;
+    let data = session.data.as_ref().expect("checked by val_task");
+    let (worker, validation_samples) = {
+        let mut objective = PruningObjective::new(
+            &mut session.model.graph,
+            session.comps.clone(),
+            &data.splits,
+            classes,
+            val.clone(),
+            cfg.opts.clone(),
+        )?
+        .with_draws((0..cfg.objective_draws).collect())?;
+        let w = run_worker(
+            &mut store,
+            &space,
+            sampler.as_ref(),
+            cfg.early_stopping.build(),
+            &mut objective,
+            cfg.trials,
+            Some(&first),
+            progress,
+        )?;
+        (w, objective.eval_samples())
+    };
+    let trials = store.trials()?;
+    let best = best_trial(&trials).ok_or_else(|| {
+        crate::Error::invalid(format!("no trial of study `{name}` completed; see `relprune study show`"))
+    })?;
+    let (best_spec, best_refs) = SearchSpace::criterion(&best.params)?;
+    best_spec.to_file(&outdir.path().join("best-rules.yaml"))?;
+    let noise = if cfg.noise_draws > 0 {
+        val.split = SplitName::Val;
+        let mut objective = PruningObjective::new(
+            &mut session.model.graph,
+            session.comps.clone(),
+            &data.splits,
+            classes,
+            val,
+            cfg.opts.clone(),
+        )?;
+        let n =
+            study_report::objective_noise(&mut objective, &first, &best.params, cfg.objective_draws, cfg.noise_draws)?;
+        progress.noise(&n);
+        Some(n)
+    } else {
+        None
+    };
+    study_report::write_history_plot(&outdir.path().join("history.png"), &name, &trials)?;
+    study_report::write_gain_plot(&outdir.path().join("gain.png"), &name, &trials, noise.as_ref())?;
+    study_report::write_parallel_plot(&outdir.path().join("parallel.png"), &name, &space, &trials)?;
+    let imp = importance::importances(&space, &trials);
+    bar_plot(&outdir.path().join("importance.png"), &format!("{name}: parameter importance (η²)"), &imp)?;
+    let test = test_comparison(session, cfg, &best_spec, best_refs, &outdir, progress)?;
+    let outcome = StudyOutcome {
+        study: name,
+        storage: redact(&storage),
+        device: crate::device::name(session.model.graph.device()),
+        sampler: cfg.sampler,
+        budget: cfg.trials,
+        definition: def,
+        best: BestTrial {
+            trial: best.number,
+            validation_a_pr: best.value,
+            params: best.params.clone(),
+            criterion: best_spec,
+        },
+        importance: imp,
+        noise,
+        trials: trials.clone(),
+        test,
+        worker,
+        validation_samples,
+        rules_file: outdir.final_path("best-rules.yaml"),
+    };
+    crate::util::write_json_atomic(&outdir.path().join("summary.json"), &outcome)?;
+    outdir.commit(&[
+        "best-rules.yaml",
+        "history.png",
+        "gain.png",
+        "parallel.png",
+        "importance.png",
+        "summary.json",
+        "test-compare.json",
+        "test-compare.png",
+    ])?;
+    Ok(outcome)
+}
+
+/// The winner (labelled `lrp-optimised`) and `cfg.report` on the test split, best first.
+fn test_comparison(
+    session: &mut Session,
+    cfg: &StudyConfig,
+    best: &CriterionSpec,
+    best_refs: Option<usize>,
+    outdir: &OutputDir,
+    progress: &mut dyn StudyProgress,
+) -> Result<TestComparison> {
+    if cfg.report.is_empty() {
+        return Ok(TestComparison::default());
+    }
+    let data = session.data()?;
+    let mut spec = data.task.spec.clone();
+    spec.split = SplitName::Test;
+    if let Some(r) = best_refs {
+        spec.refs_per_class = r;
+    }
+    let task = Task::prepare(&data.splits, data.classes, &spec)?;
+    let mut specs = vec![best.clone().labelled("lrp-optimised")];
+    specs.extend(cfg.report.iter().cloned());
+    // The test task replaces the session's for the comparison only.
+    let own = std::mem::replace(&mut session.data.as_mut().expect("checked").task, task);
+    let report = curves(session, &specs, &cfg.opts, progress);
+    session.data.as_mut().expect("checked").task = own;
+    let report = report?;
+    write_curves(outdir.path(), "test-compare", &report)?;
+    Ok(TestComparison { header: Some(report.header), results: report.results })
+}
