@@ -2,8 +2,6 @@
 
 use super::common::{thousands, ModelArgs, Output};
 use clap::Args;
-use relprune::graph::{stats, Mode};
-use serde::Serialize;
 
 #[derive(Args)]
 pub struct InfoArgs {
@@ -15,60 +13,8 @@ pub struct InfoArgs {
     seq_len: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct LayerRow {
-    name: String,
-    kind: String,
-    detail: String,
-    output_shape: Vec<i64>,
-    parameters: i64,
-}
-
-#[derive(Serialize)]
-struct InfoReport {
-    model: String,
-    origin: String,
-    parameters: i64,
-    macs: i64,
-    layers: Vec<LayerRow>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    import: Option<relprune::import::ImportReport>,
-}
-
 pub fn run(args: InfoArgs, out: &Output) -> anyhow::Result<()> {
-    let m = args.model.load()?;
-    let g = &m.graph;
-    let seq_len = args.seq_len.unwrap_or_else(|| stats::max_tokens(g).unwrap_or(128).min(128));
-    stats::check_seq_len(g, seq_len)?;
-    let inputs = stats::example_inputs(g, seq_len);
-    let values = tch::no_grad(|| g.forward_all(&inputs, Mode::Eval))?;
-    let layers: Vec<LayerRow> = g
-        .nodes()
-        .iter()
-        .enumerate()
-        .map(|(id, n)| LayerRow {
-            name: n.name.clone(),
-            kind: n.op.kind_name().into(),
-            detail: n.op.kind().describe(),
-            output_shape: values[id].size(),
-            parameters: n
-                .op
-                .kind()
-                .params()
-                .iter()
-                .filter(|p| p.kind == relprune::graph::ParamKind::Weight)
-                .map(|p| p.shape.iter().product::<i64>())
-                .sum(),
-        })
-        .collect();
-    let report = InfoReport {
-        model: m.name.clone(),
-        origin: m.origin.clone(),
-        parameters: g.num_parameters(),
-        macs: stats::macs(g, seq_len)?,
-        layers,
-        import: m.import,
-    };
+    let report = relprune::workflow::info::model_info(args.model.load()?, args.seq_len)?;
     out.say(format!("{} ({})", report.model, report.origin));
     out.say(format!("{:<34} {:<18} {:<28} {:<20} {:>12}", "node", "kind", "detail", "output", "params"));
     for l in &report.layers {

@@ -8,12 +8,11 @@ use super::curve::parse_criterion;
 use clap::{Args, Subcommand};
 use relprune::attribution::spec::DEFAULT_COMPARISON;
 use relprune::attribution::CriterionSpec;
-use relprune::optimize::storage::redact;
-use relprune::optimize::{
-    best_trial, connect_existing, SamplerKind, SearchSpace, StudyObserver, StudyStore, Trial, TrialState,
-};
+use relprune::optimize::{best_trial, SamplerKind, SearchSpace, StudyObserver, Trial, TrialState};
 use relprune::workflow::curves::CurveObserver;
-use relprune::workflow::study::{run_study, EarlyStopping, StudyConfig, StudyName, StudyProgress};
+use relprune::workflow::study::{
+    run_study, stored_study, write_trial_rules, EarlyStopping, StudyConfig, StudyName, StudyProgress, TrialChoice,
+};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -251,62 +250,29 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
 pub fn run_study_command(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
     match args.command {
         StudyCommand::Rules { storage, study, trial, first, out: path } => {
-            let (mut store, _) = StudyStore::attach(connect_existing(&storage)?, &study)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", redact(&storage)))?;
-            let mut trials = store.trials()?;
-            let chosen = match (trial, first) {
-                (Some(n), _) => {
-                    let t = trials
-                        .iter()
-                        .find(|t| t.number == n as i64)
-                        .ok_or_else(|| anyhow::anyhow!("study `{study}` has no trial {n} ({} trials)", trials.len()))?;
-                    if t.state != TrialState::Complete {
-                        anyhow::bail!(
-                            "trial {n} of study `{study}` is {}, not complete: its composite was not fully measured",
-                            t.state.name()
-                        );
-                    }
-                    t
-                }
-                (None, limit) => {
-                    if let Some(n) = limit {
-                        trials.retain(|t| t.number < n as i64);
-                    }
-                    best_trial(&trials).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "no trial of study `{study}` completed{}",
-                            match limit {
-                                Some(n) => format!(" among its first {n}"),
-                                None => String::new(),
-                            }
-                        )
-                    })?
-                }
+            let choice = match (trial, first) {
+                (Some(n), _) => TrialChoice::Number(n),
+                (None, Some(n)) => TrialChoice::BestOfFirst(n),
+                (None, None) => TrialChoice::Best,
             };
-            let (spec, refs) = SearchSpace::criterion(&chosen.params)?;
-            spec.to_file(&path)?;
+            let r = write_trial_rules(&storage, &study, choice, &path)?;
             out.say(format!(
                 "trial {} (validation A_PR {:.4}) written to {}{}",
-                chosen.number,
-                chosen.value.unwrap_or(f64::NAN),
-                path.display(),
-                refs.map(|r| format!("; it was measured with --refs-per-class {r}")).unwrap_or_default()
+                r.trial,
+                r.validation_a_pr.unwrap_or(f64::NAN),
+                r.rules.display(),
+                r.refs_per_class.map(|r| format!("; it was measured with --refs-per-class {r}")).unwrap_or_default()
             ));
-            out.emit(&serde_json::json!({
-                "study": study, "trial": chosen.number, "validation_a_pr": chosen.value,
-                "refs_per_class": refs, "rules": path,
-            }))
+            out.emit(&r)
         }
         StudyCommand::Show { storage, study } => {
-            let (mut store, def) = StudyStore::attach(connect_existing(&storage)?, &study)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", redact(&storage)))?;
-            let trials = store.trials()?;
-            out.say(format!("study `{study}` ({} trials); objective {}", trials.len(), def.objective));
+            let s = stored_study(&storage, &study)?;
+            out.say(format!("study `{study}` ({} trials); objective {}", s.trials.len(), s.definition.objective));
             out.say(format!(
                 "{:>5} {:<11} {:>8} {:<22} {}",
                 "trial", "state", "value", "worker", "parameters / message"
             ));
-            for t in &trials {
+            for t in &s.trials {
                 let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 out.say(format!(
                     "{:>5} {:<11} {:>8} {:<22} {}",
@@ -317,10 +283,10 @@ pub fn run_study_command(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
                     t.message.clone().unwrap_or_else(|| params.join(" "))
                 ));
             }
-            if let Some(b) = best_trial(&trials) {
+            if let Some(b) = best_trial(&s.trials) {
                 out.say(format!("best: trial {} ({:.4})", b.number, b.value.unwrap_or(0.0)));
             }
-            out.emit(&serde_json::json!({ "study": study, "definition": def, "trials": trials }))
+            out.emit(&s)
         }
     }
 }

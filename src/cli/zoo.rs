@@ -80,25 +80,7 @@ fn cache_dir() -> PathBuf {
 
 pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
     match args.command {
-        ZooCommand::List => {
-            let mut rows = Vec::new();
-            for e in zoo::ZOO {
-                let m = zoo::manifest(e.name).ok();
-                out.say(format!(
-                    "{:<18} {:<10} {}",
-                    e.name,
-                    m.as_ref()
-                        .map(|m| format!("{:.2} %", 100.0 * m.measured.test_accuracy))
-                        .unwrap_or_else(|| "untrained".into()),
-                    e.description
-                ));
-                rows.push(serde_json::json!({
-                    "name": e.name, "description": e.description,
-                    "test_accuracy": m.as_ref().map(|m| m.measured.test_accuracy),
-                }));
-            }
-            out.emit(&rows)
-        }
+        ZooCommand::List => list(out),
         ZooCommand::Train { name, fmnist_dir, work_dir, device } => {
             let recipe = (zoo::entry(&name)?.recipe)();
             let splits = recipe.data.splits(fmnist_dir.as_deref())?;
@@ -117,27 +99,44 @@ pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {
             ));
             out.emit(&m)
         }
-        ZooCommand::Eval { name, fmnist_dir, device } => {
-            let (model, manifest) = device.load_zoo(&name)?;
-            let splits = manifest.recipe.data.splits(fmnist_dir.as_deref())?;
-            let measured = zoo::measure(&model.graph, &splits)?;
-            let same = measured == manifest.measured;
-            out.say(format!(
-                "{name}: val {:.2} % (manifest {:.2} %), test {:.2} % (manifest {:.2} %), first {} test images: {} correct (manifest {}) — {}",
-                100.0 * measured.val_accuracy,
-                100.0 * manifest.measured.val_accuracy,
-                100.0 * measured.test_accuracy,
-                100.0 * manifest.measured.test_accuracy,
-                measured.check_samples,
-                measured.check_correct,
-                manifest.measured.check_correct,
-                if same { "reproduced" } else { "DIFFERS from the manifest" }
-            ));
-            out.emit(&serde_json::json!({ "name": name, "measured": measured, "manifest": manifest.measured, "reproduced": same }))?;
-            if !same {
-                anyhow::bail!("measured accuracy differs from the manifest of {name}");
-            }
-            Ok(())
-        }
+        ZooCommand::Eval { name, fmnist_dir, device } => eval(out, &name, fmnist_dir, &device),
     }
+}
+
+/// `zoo list`: every zoo model with its measured test accuracy (None: not trained yet).
+fn list(out: &Output) -> anyhow::Result<()> {
+    let rows = zoo::list();
+    for r in &rows {
+        let acc = r.test_accuracy.map(|a| format!("{:.2} %", 100.0 * a)).unwrap_or_else(|| "untrained".into());
+        out.say(format!("{:<18} {:<10} {}", r.name, acc, r.description));
+    }
+    out.emit(&rows)
+}
+
+/// `zoo eval`: the model's accuracy against its manifest; a difference fails the command.
+fn eval(
+    out: &Output,
+    name: &str,
+    fmnist_dir: Option<PathBuf>,
+    device: &super::common::DeviceArgs,
+) -> anyhow::Result<()> {
+    let (model, manifest) = device.load_zoo(name)?;
+    let r = zoo::evaluate(&model, &manifest, fmnist_dir.as_deref())?;
+    let (m, o) = (&r.measured, &r.manifest);
+    out.say(format!(
+        "{name}: val {:.2} % (manifest {:.2} %), test {:.2} % (manifest {:.2} %), first {} test images: {} correct (manifest {}) — {}",
+        100.0 * m.val_accuracy,
+        100.0 * o.val_accuracy,
+        100.0 * m.test_accuracy,
+        100.0 * o.test_accuracy,
+        m.check_samples,
+        m.check_correct,
+        o.check_correct,
+        if r.reproduced { "reproduced" } else { "DIFFERS from the manifest" }
+    ));
+    out.emit(&r)?;
+    if !r.reproduced {
+        anyhow::bail!("measured accuracy differs from the manifest of {name}");
+    }
+    Ok(())
 }

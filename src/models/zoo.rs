@@ -416,3 +416,41 @@ pub fn train(
     crate::util::write_json_atomic(&mpath, &manifest)?;
     Ok(manifest)
 }
+
+/// A zoo model as `zoo list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ZooRow {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// From the manifest (None: not trained yet).
+    pub test_accuracy: Option<f64>,
+}
+
+/// Every zoo model with its manifest's test accuracy.
+pub fn list() -> Vec<ZooRow> {
+    ZOO.iter()
+        .map(|e| ZooRow {
+            name: e.name,
+            description: e.description,
+            test_accuracy: manifest(e.name).ok().map(|m| m.measured.test_accuracy),
+        })
+        .collect()
+}
+
+/// A zoo model measured again against its manifest.
+#[derive(Clone, Debug, Serialize)]
+pub struct ZooEval {
+    pub name: String,
+    pub measured: Measured,
+    pub manifest: Measured,
+    /// Whether the measurement equals the manifest's exactly.
+    pub reproduced: bool,
+}
+
+/// Measures `model` on its recipe's data and compares with `manifest`.
+pub fn evaluate(model: &crate::models::LoadedModel, manifest: &Manifest, fmnist_dir: Option<&Path>) -> Result<ZooEval> {
+    let splits = manifest.recipe.data.splits(fmnist_dir)?;
+    let measured = measure(&model.graph, &splits)?;
+    let reproduced = measured == manifest.measured;
+    Ok(ZooEval { name: manifest.name.clone(), measured, manifest: manifest.measured.clone(), reproduced })
+}

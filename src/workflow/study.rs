@@ -371,3 +371,87 @@ fn test_comparison(
     write_curves(outdir.path(), "test-compare", &report)?;
     Ok(TestComparison { header: Some(report.header), results: report.results })
 }
+
+/// Which trial `study rules` writes.
+#[derive(Clone, Copy, Debug)]
+pub enum TrialChoice {
+    /// This trial (it must have completed).
+    Number(usize),
+    /// The best completed trial among trials 0 … N−1 (what a budget of N would have chosen).
+    BestOfFirst(usize),
+    /// The best completed trial.
+    Best,
+}
+
+/// A stored study: its definition and trials (`relprune study show`).
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredStudy {
+    pub study: String,
+    pub definition: StudyDefinition,
+    pub trials: Vec<Trial>,
+}
+
+/// Reads a stored study (`storage`: `sqlite:PATH` or `postgresql://…`; it must exist).
+pub fn stored_study(storage: &str, study: &str) -> Result<StoredStudy> {
+    let (mut store, definition) = StudyStore::attach(crate::optimize::connect_existing(storage)?, study)
+        .map_err(|e| crate::Error::invalid(format!("{}: {e}", redact(storage))))?;
+    Ok(StoredStudy { study: study.into(), definition, trials: store.trials()? })
+}
+
+/// One trial's composite written as a rules file (`relprune study rules`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TrialRules {
+    pub study: String,
+    pub trial: i64,
+    pub validation_a_pr: Option<f64>,
+    /// References per class the trial was measured with, where the space searched it.
+    pub refs_per_class: Option<usize>,
+    /// The rules file written.
+    pub rules: PathBuf,
+}
+
+/// Writes the composite of the chosen trial of a stored study to `path` (.yaml, or .json).
+pub fn write_trial_rules(
+    storage: &str,
+    study: &str,
+    choice: TrialChoice,
+    path: &std::path::Path,
+) -> Result<TrialRules> {
+    let mut trials = stored_study(storage, study)?.trials;
+    let chosen = match choice {
+        TrialChoice::Number(n) => {
+            let t = trials.iter().find(|t| t.number == n as i64).ok_or_else(|| {
+                crate::Error::invalid(format!("study `{study}` has no trial {n} ({} trials)", trials.len()))
+            })?;
+            if t.state != TrialState::Complete {
+                crate::bail!(
+                    "trial {n} of study `{study}` is {}, not complete: its composite was not fully measured",
+                    t.state.name()
+                );
+            }
+            t
+        }
+        TrialChoice::BestOfFirst(_) | TrialChoice::Best => {
+            if let TrialChoice::BestOfFirst(n) = choice {
+                trials.retain(|t| t.number < n as i64);
+            }
+            best_trial(&trials).ok_or_else(|| {
+                let among = match choice {
+                    TrialChoice::BestOfFirst(n) => format!(" among its first {n}"),
+                    _ => String::new(),
+                };
+                crate::Error::invalid(format!("no trial of study `{study}` completed{among}"))
+            })?
+        }
+    };
+    let (spec, refs) = SearchSpace::criterion(&chosen.params)
+        .map_err(|e| crate::Error::invalid(format!("trial {} of study `{study}`: {e}", chosen.number)))?;
+    spec.to_file(path)?;
+    Ok(TrialRules {
+        study: study.into(),
+        trial: chosen.number,
+        validation_a_pr: chosen.value,
+        refs_per_class: refs,
+        rules: path.to_path_buf(),
+    })
+}
