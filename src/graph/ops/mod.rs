@@ -6,9 +6,7 @@
 //! a new file plus one line in the `ops!` registration below (see `docs/adding-an-op.md`).
 
 use super::{Graph, Mode, NodeId};
-use crate::attribution::lrp::LrpCx;
 use crate::error::{Error, Result};
-use crate::export::onnx::OnnxCx;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -23,6 +21,7 @@ mod channel_linear;
 mod channel_slice;
 mod class_token;
 mod concat;
+mod context;
 mod conv2d;
 mod dropout;
 mod embedding;
@@ -45,13 +44,14 @@ mod token_position_embedding;
 pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, Relu, Sigmoid, Silu, Tanh};
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
 pub use add::Add;
-pub use attention::Attention;
+pub use attention::{Attention, SoftmaxRule};
 pub use avg_pool2d::AvgPool2d;
 pub use batchnorm2d::BatchNorm2d;
 pub use channel_linear::ChannelLinear;
 pub use channel_slice::ChannelSlice;
 pub use class_token::ClassToken;
 pub use concat::Concat;
+pub use context::{vjp, AffineOp, Attr, LrpContext, OnnxContext, FLOAT, INT64};
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
@@ -62,7 +62,7 @@ pub use layer_norm2d::LayerNorm2d;
 pub use linear::Linear;
 pub use max_pool2d::MaxPool2d;
 pub use mean_pool::MeanPool;
-pub use mul::Mul;
+pub use mul::{GateRule, Mul};
 pub use patches_to_tokens::PatchesToTokens;
 pub use position_embedding::PositionEmbedding;
 pub use scale::Scale;
@@ -375,9 +375,9 @@ pub trait OpKind {
     }
     /// Relevance at each input, given the inputs, the output and the relevance at the output
     /// (None for inputs that receive none, such as masks).
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>>;
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>>;
     /// Writes the op as ONNX nodes; returns the name of the output value.
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String>;
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String>;
 }
 
 /// The error for an operation an op does not support: names the op, the node and the operation.
