@@ -2,6 +2,10 @@
 //! needs of it: parameter roles, arity and shape checks, forward, MACs, initialisation, how it
 //! maps channels (for dependency groups, masks and surgery), its LRP rule and its ONNX export.
 //!
+//! The LRP rule and the ONNX export run in contexts defined here ([`LrpContext`],
+//! [`OnnxContext`], in `context.rs`) and implemented by `attribution::lrp` and `export::onnx`,
+//! so the graph depends on nothing above it.
+//!
 //! Dispatch happens here only: [`Op::kind`] is the one `match` over the op enum. Adding an op is
 //! a new file plus one line in the `ops!` registration below (see `docs/adding-an-op.md`).
 
@@ -374,9 +378,9 @@ pub trait OpKind {
         false
     }
     /// Relevance at each input, given the inputs, the output and the relevance at the output
-    /// (None for inputs that receive none, such as masks).
+    /// (None for inputs that receive none, such as masks); `cx` gives the configured rules.
     fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>>;
-    /// Writes the op as ONNX nodes; returns the name of the output value.
+    /// Writes the op as ONNX nodes through `cx`; returns the name of the output value.
     fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String>;
 }
 
