@@ -16,8 +16,8 @@
 
 use crate::components::ComponentSet;
 use crate::error::Result;
-use crate::evaluate::{accuracy, EvalOptions};
 use crate::graph::{stats, Graph};
+use crate::metrics::{accuracy, EvalOptions};
 use crate::surgery::{prune, GroupRanking};
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +54,8 @@ impl Measure {
             Measure::Macs => stats::macs(graph, seq_len),
             Measure::Params => Ok(graph.num_parameters()),
             Measure::Latency { batch } => {
-                let inputs = crate::evaluate::random_inputs(graph, batch, seq_len);
-                let l = crate::evaluate::latency(graph, &inputs, 2, 10)?;
+                let inputs = crate::metrics::random_inputs(graph, batch, seq_len);
+                let l = crate::metrics::latency(graph, &inputs, 2, 10)?;
                 Ok((l.median_ms * 1e3).round() as i64)
             }
         }
@@ -272,15 +272,6 @@ impl BudgetMark {
             params_kept: ratio(small.num_parameters(), graph.num_parameters()),
             accuracy: accuracy(&small, split, eval)?,
         })
-    }
-
-    /// Where the mark sits on a curve's x axis.
-    pub fn x(&self, axis: crate::evaluate::CurveAxis) -> f64 {
-        match axis {
-            crate::evaluate::CurveAxis::Rate => self.rate,
-            crate::evaluate::CurveAxis::Macs => 1.0 - self.macs_kept,
-            crate::evaluate::CurveAxis::Params => 1.0 - self.params_kept,
-        }
     }
 
     /// `macs=0.5` (the target's own syntax), for labels.

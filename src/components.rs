@@ -262,3 +262,62 @@ fn carriers(graph: &Graph, spaces: &ChannelSpaces, owner: NodeId) -> Vec<Carrier
     }
     out
 }
+
+/// Components that must be removed together, and their channel / head count.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CoupledGroup {
+    /// Indices into `ComponentSet::layers`.
+    pub members: Vec<usize>,
+    /// Units per member (every member has the same count).
+    pub units: usize,
+    /// Why this group cannot be removed physically (None: it can).
+    pub blocked: Option<String>,
+    /// Channel class of each unit (empty for heads).
+    #[serde(skip)]
+    pub classes: Vec<usize>,
+}
+
+/// The dependency groups of a component set: layers whose channels are one class index by
+/// index (filters coupled through residual additions or gates) share a group; every other layer
+/// (and every attention layer's heads) is a group of its own. Layers whose channels are tied to
+/// other layers' channels at other positions (through a concatenation and an addition) are
+/// blocked, with the reason.
+pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<CoupledGroup>> {
+    if comps.kind == ComponentKind::Heads {
+        return Ok(comps
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| CoupledGroup { members: vec![i], units: l.count, blocked: None, classes: Vec::new() })
+            .collect());
+    }
+    let sp = channel_spaces(graph)?;
+    let mut groups: Vec<CoupledGroup> = Vec::new();
+    for (i, l) in comps.layers.iter().enumerate() {
+        let classes = sp.classes(l.node);
+        match groups.iter_mut().find(|g| g.classes == classes) {
+            Some(g) => g.members.push(i),
+            None => {
+                groups.push(CoupledGroup { members: vec![i], units: l.count, blocked: sp.blocked_at(l.node), classes })
+            }
+        }
+    }
+    // A class claimed by two groups, or twice by one, cannot be removed unit by unit.
+    let mut owner: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut tangled = vec![false; groups.len()];
+    for (gi, g) in groups.iter().enumerate() {
+        for &c in &g.classes {
+            if let Some(&other) = owner.get(&c) {
+                tangled[gi] = true;
+                tangled[other] = true;
+            }
+            owner.insert(c, gi);
+        }
+    }
+    for (g, t) in groups.iter_mut().zip(tangled) {
+        if t && g.blocked.is_none() {
+            g.blocked = Some("its channels are tied to other layers' channels at different positions".into());
+        }
+    }
+    Ok(groups)
+}

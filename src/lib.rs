@@ -18,6 +18,7 @@ pub mod export;
 pub mod graph;
 pub mod import;
 pub mod masking;
+pub mod metrics;
 pub mod models;
 pub mod optimize;
 pub mod ranking;

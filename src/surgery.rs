@@ -10,8 +10,8 @@
 //! which the report says.
 
 use crate::attribution::Scores;
-use crate::components::{ComponentKind, ComponentSet};
-use crate::dependency::{channel_spaces, coupled_groups, CoupledGroup};
+use crate::components::{coupled_groups, ComponentKind, ComponentSet, CoupledGroup};
+use crate::dependency::channel_spaces;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, Op, ParamStore};
 use crate::ranking::{check_rate, PruneOrder};

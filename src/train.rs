@@ -3,9 +3,9 @@
 
 use crate::data::{Splits, Subset};
 use crate::error::{Error, Result};
-use crate::evaluate::{accuracy, EvalOptions};
 use crate::graph::ops::*;
 use crate::graph::{Graph, Mode};
+use crate::metrics::{accuracy, EvalOptions};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

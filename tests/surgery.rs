@@ -157,7 +157,7 @@ fn zoo_transformers() {
 fn residual_coupling_groups_and_parameter_arithmetic() {
     let g = Architecture::parse("resnet18:size=64").unwrap().build(1).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let groups = relprune::dependency::coupled_groups(&g, &comps).unwrap();
+    let groups = relprune::components::coupled_groups(&g, &comps).unwrap();
     let names = |i: usize| -> Vec<&str> { groups[i].members.iter().map(|&m| comps.layers[m].name.as_str()).collect() };
     let stage1 = groups.iter().position(|gr| gr.members.iter().any(|&m| comps.layers[m].name == "conv1")).unwrap();
     assert_eq!(
@@ -189,7 +189,7 @@ fn residual_coupling_groups_and_parameter_arithmetic() {
     assert!(e.contains("removes every channel"), "{e}");
 }
 
-fn names_of<'a>(comps: &'a ComponentSet, g: &relprune::dependency::CoupledGroup) -> Vec<&'a str> {
+fn names_of<'a>(comps: &'a ComponentSet, g: &relprune::components::CoupledGroup) -> Vec<&'a str> {
     g.members.iter().map(|&m| comps.layers[m].name.as_str()).collect()
 }
 
@@ -334,7 +334,7 @@ fn dropout_after_flatten_and_grouped_convs() {
     let out = b.add("fc2", Op::Linear(Linear::new(10, 4)), &[y]);
     let g = b.finish(out, 3).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let groups = relprune::dependency::coupled_groups(&g, &comps).unwrap();
+    let groups = relprune::components::coupled_groups(&g, &comps).unwrap();
     let blocked: Vec<Vec<&str>> =
         groups.iter().filter(|gr| gr.blocked.is_some()).map(|gr| names_of(&comps, gr)).collect();
     assert_eq!(blocked, vec![vec!["c1"], vec!["g2"]], "the grouped conv's input and output spaces are blocked");
@@ -357,7 +357,7 @@ fn efficientnet_and_resnext_filters() {
     // gate's second conv; the gate's hidden channels are their own group.
     let g = Architecture::parse("efficientnet_b0:size=64,classes=10").unwrap().build(1).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let groups = relprune::dependency::coupled_groups(&g, &comps).unwrap();
+    let groups = relprune::components::coupled_groups(&g, &comps).unwrap();
     let find = |name: &str| groups.iter().find(|gr| names_of(&comps, gr).contains(&name)).unwrap();
     assert_eq!(
         names_of(&comps, find("features.2.0.block.0.0")),

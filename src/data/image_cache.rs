@@ -326,7 +326,7 @@ fn decode_parallel(src: &Source, indices: &[usize], out: &mut [u8]) -> Result<()
                     break;
                 }
                 let Some((k, (&i, slot))) = jobs.lock().unwrap_or_else(|e| e.into_inner()).next() else { break };
-                if let Err(e) = super::image_folder::decode_into(&src.files[i], src.preprocess, slot) {
+                if let Err(e) = super::preprocess::decode_into(&src.files[i], src.preprocess, slot) {
                     failed.store(true, Ordering::Relaxed);
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push((k, e));
                 }

@@ -24,6 +24,10 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 
+/// ImageNet's per-channel mean (R, G, B), the default preprocessing's.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation (R, G, B), the default preprocessing's.
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// Largest resize or crop side accepted (the graph's limit on an image side).
 pub const MAX_SIDE: u32 = crate::graph::MAX_SPATIAL as u32;
 /// Largest preprocessing YAML file read, in bytes (the file holds five short keys).
@@ -262,8 +266,8 @@ impl Preprocess {
         Preprocess {
             resize: Some(256),
             crop: (224, 224),
-            mean: super::image_folder::IMAGENET_MEAN.to_vec(),
-            std: super::image_folder::IMAGENET_STD.to_vec(),
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
             channels: Channels::Rgb,
         }
     }
@@ -470,4 +474,76 @@ impl Fields {
         p.check().map_err(|reason| invalid(spec, reason))?;
         Ok(p)
     }
+}
+
+/// Decodes the image at `path` with preprocessing `p` into `out`: C × H × W bytes,
+/// one plane per channel, for a crop of H × W and C channels. RGB: the decoded image's RGB.
+/// Grey: its ITU-R 601-2 luminance computed as PIL's `convert("L")` does
+/// (`(19595 R + 38470 G + 7471 B + 2^15) >> 16`), so a grey image stays as it is. Then the
+/// shorter side is resized to `resize` with a triangle filter (the longer side truncated), unless
+/// `resize` is `none`, and the centre H × W pixels are kept (offsets rounded half away from zero).
+pub(crate) fn decode_into(path: &Path, p: &Preprocess, out: &mut [u8]) -> Result<()> {
+    let bad = |reason: String| Error::CorruptData { what: "image".into(), path: path.into(), reason };
+    let img = image::open(path).map_err(|e| bad(e.to_string()))?.to_rgb8();
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Err(bad("the image has no pixels".into()));
+    }
+    match p.channels {
+        Channels::Rgb => resize_crop_into(img, p, out).map_err(bad),
+        Channels::Grey => {
+            let grey = image::GrayImage::from_fn(w, h, |x, y| image::Luma([luma(img.get_pixel(x, y).0)]));
+            resize_crop_into(grey, p, out).map_err(bad)
+        }
+    }
+}
+
+/// PIL's luminance of an RGB pixel (`L24` in its `Convert.c`): ITU-R 601-2 weights in 16-bit
+/// fixed point, rounded.
+fn luma([r, g, b]: [u8; 3]) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+/// Resizes (unless `resize` is none) and centre-crops `img`, then writes its channels as planes.
+fn resize_crop_into<P>(
+    img: image::ImageBuffer<P, Vec<u8>>,
+    p: &Preprocess,
+    out: &mut [u8],
+) -> std::result::Result<(), String>
+where
+    P: image::Pixel<Subpixel = u8> + 'static,
+{
+    let (w, h) = img.dimensions();
+    let (img, nw, nh) = match p.resize {
+        Some(resize) => {
+            let (nw, nh) = if w <= h {
+                (resize, (resize as u64 * h as u64 / w as u64) as u32)
+            } else {
+                ((resize as u64 * w as u64 / h as u64) as u32, resize)
+            };
+            (image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle), nw, nh)
+        }
+        None => (img, w, h),
+    };
+    let (ch, cw) = p.crop;
+    let channels = P::CHANNEL_COUNT as usize;
+    if ch > nh || cw > nw || out.len() != channels * (ch * cw) as usize {
+        let crop = if ch == cw { format!("{ch}-pixel") } else { format!("{ch}×{cw} (height×width)") };
+        return Err(match p.resize {
+            Some(_) => format!("resized to {nw}×{nh} it is smaller than the {crop} crop"),
+            None => format!(
+                "at {nw}×{nh} it is smaller than the {crop} crop (resize=none keeps each image's size; give a resize)"
+            ),
+        });
+    }
+    let left = ((nw - cw) as f64 / 2.0).round() as u32;
+    let top = ((nh - ch) as f64 / 2.0).round() as u32;
+    let img = image::imageops::crop_imm(&img, left, top, cw, ch).to_image();
+    let plane = (ch * cw) as usize;
+    for (i, px) in img.pixels().enumerate() {
+        for (c, &v) in px.channels().iter().enumerate() {
+            out[c * plane + i] = v;
+        }
+    }
+    Ok(())
 }

@@ -3,25 +3,15 @@
 
 use super::protobuf::Msg;
 use crate::error::{Error, Result};
+use crate::graph::ops::{Attr, OnnxContext, FLOAT, INT64};
 use crate::graph::{output_ranks, stats, Graph, Mode, NodeId, Role};
 use tch::{Kind, Tensor};
-
-/// ONNX element type of float32 tensors.
-pub const FLOAT: i64 = 1;
-const INT64: i64 = 7;
 
 /// Builds the ONNX graph node by node.
 pub(crate) struct Builder {
     nodes: Vec<Msg>,
     inits: Vec<Msg>,
     counter: usize,
-}
-
-/// A node attribute.
-pub enum Attr<'a> {
-    Int(i64),
-    Ints(&'a [i64]),
-    Float(f32),
 }
 
 impl Builder {
@@ -107,8 +97,8 @@ pub fn export(graph: &Graph, path: &std::path::Path) -> Result<()> {
     crate::util::write_atomic(path, &bytes)
 }
 
-/// What an op's export sees: its inputs' value names and shapes, its parameters, and the
-/// builder the nodes go to.
+/// What an op's export sees ([`OnnxContext`]): its inputs' value names and shapes, its
+/// parameters, and the builder the nodes go to.
 pub struct OnnxCx<'a> {
     b: &'a mut Builder,
     graph: &'a Graph,
@@ -123,70 +113,59 @@ impl<'a> OnnxCx<'a> {
     fn out_name(&self) -> &'a str {
         &self.graph.node(self.id).name
     }
-    /// Name of input `i`'s value.
-    pub fn x(&self, i: usize) -> String {
+}
+
+impl OnnxContext for OnnxCx<'_> {
+    fn x(&self, i: usize) -> String {
         self.inputs[i].clone()
     }
-    /// Number of inputs the node has.
-    pub fn arity(&self) -> usize {
+    fn arity(&self) -> usize {
         self.inputs.len()
     }
-    /// Shape of input `i` on the example input (batch 1, 8 tokens).
-    pub fn in_shape(&self, i: usize) -> &[i64] {
+    fn in_shape(&self, i: usize) -> &[i64] {
         &self.in_shapes[i]
     }
-    /// Shape of the output on the example input.
-    pub fn out_shape(&self) -> &[i64] {
+    fn out_shape(&self) -> &[i64] {
         &self.out_shape
     }
-    /// The initializer name of the node's parameter `role`: `param:<store key>`.
-    pub fn param_name(&self, role: Role) -> String {
+    /// `param:<store key>`.
+    fn param_name(&self, role: Role) -> String {
         format!("param:{}", self.graph.node(self.id).params.get(&role).cloned().unwrap_or_default())
     }
-    /// The node's parameter tensor for `role`.
-    pub fn weight(&self, role: Role) -> Result<&'a Tensor> {
+    fn weight(&self, role: Role) -> Result<&Tensor> {
         self.graph.require_param(self.id, role)
     }
-    /// Adds the node's parameter `role` as an initializer; returns its name.
-    pub fn param(&mut self, role: Role) -> Result<String> {
+    fn param(&mut self, role: Role) -> Result<String> {
         let name = self.param_name(role);
-        let t = self.weight(role)?;
+        let t = self.graph.require_param(self.id, role)?;
         self.b.tensor(&name, t)
     }
-    /// Adds a tensor initializer under `name`.
-    pub fn tensor(&mut self, name: &str, t: &Tensor) -> Result<String> {
+    fn tensor(&mut self, name: &str, t: &Tensor) -> Result<String> {
         self.b.tensor(name, t)
     }
-    /// Adds an int64 vector constant.
-    pub fn ints(&mut self, base: &str, v: &[i64]) -> Result<String> {
+    fn ints(&mut self, base: &str, v: &[i64]) -> Result<String> {
         self.b.ints(base, v)
     }
-    /// Adds a float scalar constant.
-    pub fn scalar(&mut self, base: &str, v: f32) -> Result<String> {
+    fn scalar(&mut self, base: &str, v: f32) -> Result<String> {
         self.b.scalar(base, v)
     }
-    /// A fresh value name.
-    pub fn fresh(&mut self, base: &str) -> String {
+    fn fresh(&mut self, base: &str) -> String {
         self.b.fresh(base)
     }
-    /// An intermediate node; returns its (generated) output name.
-    pub fn step<S: AsRef<str>>(&mut self, op: &str, inputs: &[S], attrs: &[(&str, Attr)]) -> String {
+    fn add_step(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         let out = self.b.fresh(self.out_name());
         self.b.node(op, inputs, &out, attrs)
     }
-    /// The node that produces this op's output (named after the relprune node).
-    pub fn output<S: AsRef<str>>(&mut self, op: &str, inputs: &[S], attrs: &[(&str, Attr)]) -> String {
+    fn add_output(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         let out = self.out_name();
         self.b.node(op, inputs, out, attrs)
     }
-    /// Declares this node as a graph input (float, or int64 for token inputs).
-    pub fn graph_input(&mut self, int64: bool, dims: &[std::result::Result<i64, &str>]) -> Result<String> {
+    fn graph_input(&mut self, int64: bool, dims: &[std::result::Result<i64, &str>]) -> Result<String> {
         let name = self.out_name().to_string();
         self.graph_inputs.push(value_info(&name, if int64 { INT64 } else { FLOAT }, dims));
         Ok(name)
     }
-    /// The error for a node this export cannot write.
-    pub fn unsupported(&self, why: &str) -> Error {
+    fn unsupported(&self, why: &str) -> Error {
         crate::graph::ops::unsupported(self.graph, self.id, "export to ONNX", why)
     }
 }

@@ -348,7 +348,7 @@ pub fn hardware_line() -> String {
 /// Measures the figures a manifest records: validation and test accuracy, and the exact
 /// correct count on the first [`CHECK_SAMPLES`] test samples.
 pub fn measure(graph: &Graph, splits: &crate::data::Splits) -> Result<Measured> {
-    use crate::evaluate::{count_correct, EvalOptions};
+    use crate::metrics::{count_correct, EvalOptions};
     let opts = EvalOptions::default();
     let val_correct = count_correct(graph, &splits.val, &opts, &mut |_| {})?;
     let test_correct = count_correct(graph, &splits.test, &opts, &mut |_| {})?;

@@ -14,17 +14,19 @@
 pub mod affine;
 mod canonize;
 pub mod rules;
-pub mod softmax;
 
 pub use rules::Rule;
-pub use softmax::SoftmaxRule;
+// The variants of the gate and softmax rules are defined with their ops (`Mul`, `Attention`),
+// the graph being below attribution; they are part of the configuration here.
+pub use crate::graph::ops::{GateRule, SoftmaxRule};
 
 use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
 use crate::components::{depth_groups, ComponentSet, DepthGroup};
 use crate::data::Batch;
 use crate::error::{Error, Result};
+use crate::graph::ops::{vjp, AffineOp, LrpContext};
 use crate::graph::{Graph, Mode, NodeId, Role};
-use affine::{Affine, AffineKind};
+use affine::Affine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -179,18 +181,6 @@ pub enum BatchNormTreatment {
     Merge,
     /// Leave BatchNorm as a separate pass-through layer.
     Pass,
-}
-
-/// How relevance passes a multiplicative gate `x · g` (squeeze-and-excitation, layer gates).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GateRule {
-    /// The gate is a constant: all relevance goes to the gated signal (the usual LRP
-    /// treatment of gates).
-    #[default]
-    Constant,
-    /// AttnLRP's uniform rule for products: signal and gate get half each.
-    Uniform,
 }
 
 /// Everything that defines an LRP variant (plain data, shared by CLI, rules files and the optimiser).
@@ -370,8 +360,8 @@ fn propagate_node(
     graph.node(id).op.kind().lrp(&cx, xs, out, r)
 }
 
-/// What an op's LRP rule sees besides its tensors: its node, the configuration and its depth
-/// group's rule.
+/// What an op's LRP rule sees besides its tensors ([`LrpContext`]): its node, the configuration
+/// and its depth group's rule.
 pub struct LrpCx<'a> {
     pub graph: &'a Graph,
     pub id: NodeId,
@@ -383,34 +373,30 @@ pub struct LrpCx<'a> {
     input_group: Option<DepthGroup>,
 }
 
-impl LrpCx<'_> {
-    /// The softmax treatment at this node: its input's group's, else the configuration's.
-    pub fn softmax_rule(&self) -> SoftmaxRule {
-        self.input_group.and_then(|g| self.config.softmax_by_group.get(&g).copied()).unwrap_or(self.config.softmax)
-    }
-    /// `z` with the configured stabiliser added away from zero.
-    pub fn stabilize(&self, z: &Tensor) -> Result<Tensor> {
-        rules::stabilize(z, self.config.stabilizer)
-    }
-    /// The node's parameter for `role`.
-    pub fn param(&self, role: Role) -> Result<&Tensor> {
+impl LrpContext for LrpCx<'_> {
+    fn param(&self, role: Role) -> Result<&Tensor> {
         self.graph.require_param(self.id, role)
     }
-    /// zennit's `Norm` rule for a parameter-free linear map f: R_in = x · fᵀ(R / stab(f(x))).
-    pub fn norm_rule(
-        &self,
-        x: &Tensor,
-        z: &Tensor,
-        r: &Tensor,
-        f: impl Fn(&Tensor) -> Result<Tensor>,
-    ) -> Result<Tensor> {
+    fn stabilizer(&self) -> f64 {
+        self.config.stabilizer
+    }
+    fn stabilize(&self, z: &Tensor) -> Result<Tensor> {
+        rules::stabilize(z, self.config.stabilizer)
+    }
+    fn gate_rule(&self) -> GateRule {
+        self.config.gate
+    }
+    /// The softmax treatment at this node: its input's group's, else the configuration's.
+    fn softmax_rule(&self) -> SoftmaxRule {
+        self.input_group.and_then(|g| self.config.softmax_by_group.get(&g).copied()).unwrap_or(self.config.softmax)
+    }
+    fn norm_rule(&self, x: &Tensor, z: &Tensor, r: &Tensor, f: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
         let s = r.f_div(&self.stabilize(z)?)?;
         Ok(x.f_mul(&vjp(x, &s, f)?)?)
     }
-    /// The depth group's rule applied to an affine layer. With `batch_norm: merge`, a
-    /// BatchNorm that solely follows the layer is folded into its weights first (zennit's
-    /// canonizer, computed on the fly).
-    pub fn affine_rule(&self, kind: &AffineKind, x: &Tensor, r: &Tensor) -> Result<Tensor> {
+    /// With `batch_norm: merge`, a BatchNorm that solely follows the layer is folded into its
+    /// weights first (zennit's canonizer, computed on the fly).
+    fn affine_rule(&self, op: &dyn AffineOp, x: &Tensor, r: &Tensor) -> Result<Tensor> {
         let (graph, id) = (self.graph, self.id);
         let (weight, bias) = match graph.following_batchnorm(id) {
             Some(bn) if self.config.batch_norm == BatchNormTreatment::Merge => {
@@ -422,17 +408,6 @@ impl LrpCx<'_> {
             ),
         };
         let group = self.group.ok_or_else(|| Error::invalid("layer has no depth group"))?;
-        self.config.rules.rule_at(group, self.slot).apply(&Affine { kind, weight, bias }, x, r, self.config.stabilizer)
+        self.config.rules.rule_at(group, self.slot).apply(&Affine { op, weight, bias }, x, r, self.config.stabilizer)
     }
-}
-
-/// Vector–Jacobian product: the gradient of ⟨f(x), g⟩ with respect to x.
-pub(crate) fn vjp(x: &Tensor, g: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    tch::with_grad(|| {
-        let x = x.detach().set_requires_grad(true);
-        let y = f(&x)?;
-        let dot = y.f_mul(&g.detach())?.f_sum(y.kind())?;
-        let grads = Tensor::f_run_backward(&[&dot], &[&x], false, false)?;
-        Ok(grads.into_iter().next().expect("one gradient"))
-    })
 }

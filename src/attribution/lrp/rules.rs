@@ -1,7 +1,7 @@
 //! LRP rules for linear layers, numerically as in zennit 0.5.1 (`zennit.rules`): each rule
 //! maps the relevance at a layer's output to relevance at its input. A rule acts on one layer.
 
-use super::affine::{Affine, AffineKind};
+use super::affine::Affine;
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -16,7 +16,8 @@ pub enum Rule {
         epsilon: f64,
     },
     /// Generalised LRP-γ (positive and negative inputs), weights w + γ·w⁺. Without `gamma`,
-    /// the paper's defaults: 0.25 on convolutions, 0.05 on linear layers.
+    /// the layer's default ([`AffineOp::default_gamma`](crate::graph::ops::AffineOp::default_gamma),
+    /// the paper's: 0.25 on convolutions, 0.05 on linear layers).
     Gamma {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gamma: Option<f64>,
@@ -92,58 +93,61 @@ impl Rule {
     /// Relevance at the input `x` of `layer` given relevance `r` at its output; `stabilizer`
     /// is added (with the sign of the denominator) by every rule but ε.
     pub fn apply(&self, layer: &Affine, x: &Tensor, r: &Tensor, stabilizer: f64) -> Result<Tensor> {
-        let k = layer.kind;
+        let k = layer.op;
         let (w, b) = (&layer.weight, layer.bias.as_ref());
         let size = x.size();
         match *self {
             Rule::Epsilon { epsilon } => {
-                let z = k.forward(x, w, b)?;
+                let z = k.affine_forward(x, w, b)?;
                 let s = r.f_div(&stabilize(&z, epsilon)?)?;
-                Ok(x.f_mul(&k.backward(&s, w, &size)?)?)
+                Ok(x.f_mul(&k.affine_transpose(&s, w, &size)?)?)
             }
             Rule::Zplus => {
                 let (xp, xn) = (x.f_clamp_min(0.0)?, x.f_clamp_max(0.0)?);
                 let (wp, wn) = (w.f_clamp_min(0.0)?, w.f_clamp_max(0.0)?);
                 let bp = b.map(|b| b.f_clamp_min(0.0)).transpose()?;
-                let z = k.forward(&xp, &wp, bp.as_ref())?.f_add(&k.forward(&xn, &wn, None)?)?;
+                let z = k.affine_forward(&xp, &wp, bp.as_ref())?.f_add(&k.affine_forward(&xn, &wn, None)?)?;
                 let s = r.f_div(&stabilize(&z, stabilizer)?)?;
-                Ok(xp.f_mul(&k.backward(&s, &wp, &size)?)?.f_add(&xn.f_mul(&k.backward(&s, &wn, &size)?)?)?)
+                Ok(xp
+                    .f_mul(&k.affine_transpose(&s, &wp, &size)?)?
+                    .f_add(&xn.f_mul(&k.affine_transpose(&s, &wn, &size)?)?)?)
             }
             Rule::Alphabeta { alpha, beta } => {
                 let (xp, xn) = (x.f_clamp_min(0.0)?, x.f_clamp_max(0.0)?);
                 let (wp, wn) = (w.f_clamp_min(0.0)?, w.f_clamp_max(0.0)?);
                 let bp = b.map(|b| b.f_clamp_min(0.0)).transpose()?;
                 let bn = b.map(|b| b.f_clamp_max(0.0)).transpose()?;
-                let zp = k.forward(&xp, &wp, bp.as_ref())?.f_add(&k.forward(&xn, &wn, None)?)?;
-                let zn = k.forward(&xp, &wn, bn.as_ref())?.f_add(&k.forward(&xn, &wp, None)?)?;
+                let zp = k.affine_forward(&xp, &wp, bp.as_ref())?.f_add(&k.affine_forward(&xn, &wn, None)?)?;
+                let zn = k.affine_forward(&xp, &wn, bn.as_ref())?.f_add(&k.affine_forward(&xn, &wp, None)?)?;
                 let sp = r.f_div(&stabilize(&zp, stabilizer)?)?;
                 let sn = r.f_div(&stabilize(&zn, stabilizer)?)?;
-                let pos = xp.f_mul(&k.backward(&sp, &wp, &size)?)?.f_add(&xn.f_mul(&k.backward(&sp, &wn, &size)?)?)?;
-                let neg = xp.f_mul(&k.backward(&sn, &wn, &size)?)?.f_add(&xn.f_mul(&k.backward(&sn, &wp, &size)?)?)?;
+                let pos = xp
+                    .f_mul(&k.affine_transpose(&sp, &wp, &size)?)?
+                    .f_add(&xn.f_mul(&k.affine_transpose(&sp, &wn, &size)?)?)?;
+                let neg = xp
+                    .f_mul(&k.affine_transpose(&sn, &wn, &size)?)?
+                    .f_add(&xn.f_mul(&k.affine_transpose(&sn, &wp, &size)?)?)?;
                 Ok(pos.f_mul_scalar(alpha)?.f_sub(&neg.f_mul_scalar(beta)?)?)
             }
             Rule::Gamma { gamma } => {
-                let g = gamma.unwrap_or(match k {
-                    AffineKind::Conv(_) => 0.25,
-                    AffineKind::Linear | AffineKind::ChannelLinear => 0.05,
-                });
+                let g = gamma.unwrap_or_else(|| k.default_gamma());
                 let (xp, xn) = (x.f_clamp_min(0.0)?, x.f_clamp_max(0.0)?);
                 let gp = |t: &Tensor| -> Result<Tensor> { Ok(t.f_add(&t.f_clamp_min(0.0)?.f_mul_scalar(g)?)?) };
                 let gn = |t: &Tensor| -> Result<Tensor> { Ok(t.f_add(&t.f_clamp_max(0.0)?.f_mul_scalar(g)?)?) };
                 let (wgp, wgn) = (gp(w)?, gn(w)?);
                 let bgp = b.map(gp).transpose()?;
                 let bgn = b.map(gn).transpose()?;
-                let o0 = k.forward(&xp, &wgp, bgp.as_ref())?;
-                let o1 = k.forward(&xn, &wgn, None)?;
-                let o2 = k.forward(&xp, &wgn, bgn.as_ref())?;
-                let o3 = k.forward(&xn, &wgp, None)?;
-                let o4 = k.forward(x, w, b)?;
+                let o0 = k.affine_forward(&xp, &wgp, bgp.as_ref())?;
+                let o1 = k.affine_forward(&xn, &wgn, None)?;
+                let o2 = k.affine_forward(&xp, &wgn, bgn.as_ref())?;
+                let o3 = k.affine_forward(&xn, &wgp, None)?;
+                let o4 = k.affine_forward(x, w, b)?;
                 let gpos = r.f_mul(&o4.f_gt(0.0)?)?.f_div(&stabilize(&o0.f_add(&o1)?, stabilizer)?)?;
                 let gneg = r.f_mul(&o4.f_lt(0.0)?)?.f_div(&stabilize(&o2.f_add(&o3)?, stabilizer)?)?;
-                let mut out = xp.f_mul(&k.backward(&gpos, &wgp, &size)?)?;
-                out = out.f_add(&xn.f_mul(&k.backward(&gpos, &wgn, &size)?)?)?;
-                out = out.f_add(&xp.f_mul(&k.backward(&gneg, &wgn, &size)?)?)?;
-                out = out.f_add(&xn.f_mul(&k.backward(&gneg, &wgp, &size)?)?)?;
+                let mut out = xp.f_mul(&k.affine_transpose(&gpos, &wgp, &size)?)?;
+                out = out.f_add(&xn.f_mul(&k.affine_transpose(&gpos, &wgn, &size)?)?)?;
+                out = out.f_add(&xp.f_mul(&k.affine_transpose(&gneg, &wgn, &size)?)?)?;
+                out = out.f_add(&xn.f_mul(&k.affine_transpose(&gneg, &wgp, &size)?)?)?;
                 Ok(out)
             }
         }

@@ -2,10 +2,8 @@
 //! each keeps shape and channels, has no parameters, and passes relevance through unchanged
 //! (LRP's identity treatment of activations: relevance is what arrives, not a gradient).
 
-use super::{Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{Attr, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -26,11 +24,11 @@ macro_rules! parameter_free {
                 let f: fn(&Tensor) -> std::result::Result<Tensor, tch::TchError> = $fwd;
                 Ok(f(xs[0])?)
             }
-            fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+            fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
                 pass(r)
             }
-            fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
-                let f: fn(&mut OnnxCx) -> Result<String> = $onnx;
+            fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
+                let f: fn(&mut dyn OnnxContext) -> Result<String> = $onnx;
                 f(cx)
             }
         }
@@ -88,10 +86,10 @@ impl OpKind for Gelu {
     fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         Ok(xs[0].f_gelu(if self.tanh { "tanh" } else { "none" })?)
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         pass(r)
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let x = cx.x(0);
         let (half, one) = (cx.scalar("half", 0.5)?, cx.scalar("one", 1.0)?);
         let gate = if self.tanh {
@@ -143,10 +141,10 @@ impl OpKind for Hardtanh {
     fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         Ok(xs[0].f_clamp(self.min_val, self.max_val)?)
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         pass(r)
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let lo = cx.scalar("min", self.min_val as f32)?;
         let hi = cx.scalar("max", self.max_val as f32)?;
         Ok(cx.output("Clip", &[cx.x(0), lo, hi], &[]))

@@ -1,9 +1,7 @@
 //! Elementwise sum of all inputs (residual connections).
 
-use super::{Arity, ChannelMap, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{Arity, ChannelMap, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -29,12 +27,12 @@ impl OpKind for Add {
     fn channels(&self) -> ChannelMap {
         ChannelMap::Merge
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // zennit's Norm rule: each summand gets its share of the sum.
         let s = r.f_div(&cx.stabilize(out)?)?;
         xs.iter().map(|x| Ok(Some(x.f_mul(&s)?))).collect()
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let ins: Vec<String> = (0..cx.arity()).map(|i| cx.x(i)).collect();
         Ok(cx.output("Sum", &ins, &[]))
     }

@@ -1,9 +1,7 @@
 //! Average pooling (padding counted, as PyTorch's default).
 
-use super::{check_spatial, map_rank, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{check_spatial, map_rank, Attr, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -37,10 +35,10 @@ impl OpKind for AvgPool2d {
     fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         self.apply(xs[0])
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(cx.norm_rule(xs[0], out, r, |x| self.apply(x))?)])
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.norm_rule(xs[0], out, r, &|x| self.apply(x))?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let p = self.padding;
         Ok(cx.output(
             "AveragePool",

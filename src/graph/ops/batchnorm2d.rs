@@ -1,9 +1,10 @@
 //! Batch normalisation over the channels of a map (also applied to (B, C) vectors).
 
-use super::{at_least, check_non_negative, check_size, ones, ChannelParams, Ctx, OpKind, ParamKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{
+    at_least, check_non_negative, check_size, ones, Attr, ChannelParams, Ctx, LrpContext, OnnxContext, OpKind,
+    ParamKind, ParamSpec, Role,
+};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -86,11 +87,11 @@ impl OpKind for BatchNorm2d {
             self.features = n;
         }
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // Merged into the conv before it (the canonizer), or passed: the identity either way.
         Ok(vec![Some(r.shallow_clone())])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let mut ins = vec![cx.x(0)];
         for r in [Role::Weight, Role::Bias, Role::RunningMean, Role::RunningVar] {
             ins.push(cx.param(r)?);

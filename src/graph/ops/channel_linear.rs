@@ -2,10 +2,11 @@
 //! weight (ConvNeXt's `nn.Linear` between its two permutes; a 1×1 convolution with a linear
 //! layer's parameter shapes).
 
-use super::{check_range, map_rank, uniform, ChannelMap, ChannelParams, Ctx, OpKind, ParamSpec, Role, Units};
-use crate::attribution::lrp::{affine::AffineKind, LrpCx};
+use super::{
+    check_range, map_rank, uniform, AffineOp, Attr, ChannelMap, ChannelParams, Ctx, LrpContext, OnnxContext, OpKind,
+    ParamSpec, Role, Units,
+};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::MAX_FIELD;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,19 @@ pub struct ChannelLinear {
     pub in_channels: i64,
     pub out_channels: i64,
     pub bias: bool,
+}
+
+impl AffineOp for ChannelLinear {
+    fn affine_forward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        Ok(x.f_movedim_int(1, -1)?.f_linear(w, b)?.f_movedim_int(-1, 1)?)
+    }
+    fn affine_transpose(&self, g: &Tensor, w: &Tensor, _x_size: &[i64]) -> Result<Tensor> {
+        Ok(g.f_movedim_int(1, -1)?.f_matmul(w)?.f_movedim_int(-1, 1)?)
+    }
+    /// A linear layer's default (it is one, applied at every position).
+    fn default_gamma(&self) -> f64 {
+        0.05
+    }
 }
 
 impl OpKind for ChannelLinear {
@@ -40,7 +54,7 @@ impl OpKind for ChannelLinear {
     }
     fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         let bias = if self.bias { Some(cx.p(Role::Bias)?) } else { None };
-        AffineKind::ChannelLinear.forward(xs[0], cx.p(Role::Weight)?, bias)
+        self.affine_forward(xs[0], cx.p(Role::Weight)?, bias)
     }
     fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
         output[1..].iter().product::<i64>() * self.in_channels
@@ -68,10 +82,10 @@ impl OpKind for ChannelLinear {
     fn takes_rule(&self) -> bool {
         true
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(cx.affine_rule(&AffineKind::ChannelLinear, xs[0], r)?)])
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.affine_rule(self, xs[0], r)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let t = cx.step("Transpose", &[cx.x(0)], &[("perm", Attr::Ints(&[0, 2, 3, 1]))]);
         let name = format!("{}:T", cx.param_name(Role::Weight));
         let wt = cx.weight(Role::Weight)?.f_transpose(0, 1)?;

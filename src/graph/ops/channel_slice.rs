@@ -1,10 +1,8 @@
 //! A contiguous range of channels (`torch.split` / `chunk` along channels, as in ShuffleNet,
 //! GhostNet or CSP blocks: one node per part).
 
-use super::{check_range, ChannelMap, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{check_range, ChannelMap, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
 use crate::graph::MAX_FIELD;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -58,13 +56,13 @@ impl OpKind for ChannelSlice {
             self.length = kept.len() as i64;
         }
     }
-    fn lrp(&self, _cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // Relevance goes back to the channels the slice took; the others get none from here.
         let z = xs[0].f_zeros_like()?;
         z.f_narrow(channel_dim(z.dim()), self.start, self.length)?.f_copy_(r)?;
         Ok(vec![Some(z)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let d = channel_dim(cx.in_shape(0).len());
         let s = cx.ints("start", &[self.start])?;
         let e = cx.ints("end", &[self.start + self.length])?;

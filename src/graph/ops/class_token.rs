@@ -1,9 +1,7 @@
 //! Prepends a learned class token: (B, T, D) → (B, T+1, D).
 
-use super::{check_size, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{check_size, Attr, Ctx, LrpContext, OnnxContext, OpKind, ParamSpec, Role};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -35,11 +33,11 @@ impl OpKind for ClassToken {
     fn channel_block(&self) -> Option<String> {
         Some("a learned class token is prepended to it".into())
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // The class token keeps its own relevance; the patches get theirs.
         Ok(vec![Some(r.f_narrow(1, 1, r.size()[1] - 1)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let x = cx.x(0);
         let tok = cx.param(Role::Weight)?;
         let shape = cx.step("Shape", &[&x], &[]);

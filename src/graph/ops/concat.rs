@@ -1,9 +1,7 @@
 //! Concatenation along one dimension (DenseNet's channel concatenation, Inception branches).
 
-use super::{check_range, Arity, ChannelMap, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{check_range, Arity, Attr, ChannelMap, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -38,7 +36,7 @@ impl OpKind for Concat {
         // recognises from the shapes.
         ChannelMap::Concat
     }
-    fn lrp(&self, _cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // Relevance is routed back to the input each slice came from.
         let mut start = 0;
         xs.iter()
@@ -50,7 +48,7 @@ impl OpKind for Concat {
             })
             .collect()
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let ins: Vec<String> = (0..cx.arity()).map(|i| cx.x(i)).collect();
         Ok(cx.output("Concat", &ins, &[("axis", Attr::Int(self.dim))]))
     }

@@ -2,11 +2,10 @@
 //! channel).
 
 use super::{
-    check_size, check_spatial, map_rank, uniform, ChannelMap, ChannelParams, Ctx, OpKind, ParamSpec, Role, Units,
+    check_size, check_spatial, map_rank, uniform, AffineOp, Attr, ChannelMap, ChannelParams, Ctx, LrpContext,
+    OnnxContext, OpKind, ParamSpec, Role, Units,
 };
-use crate::attribution::lrp::{affine::AffineKind, LrpCx};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -69,6 +68,34 @@ impl Conv2d {
     }
 }
 
+impl AffineOp for Conv2d {
+    fn affine_forward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        Ok(x.f_conv2d(w, b, self.stride, self.padding, self.dilation, self.groups)?)
+    }
+    fn affine_transpose(&self, g: &Tensor, w: &Tensor, x_size: &[i64]) -> Result<Tensor> {
+        // The output padding that gives back the input's size where the stride dropped rows.
+        let out = g.size();
+        let pad = |d: usize| {
+            x_size[2 + d]
+                - ((out[2 + d] - 1) * self.stride[d] - 2 * self.padding[d]
+                    + self.dilation[d] * (self.kernel[d] - 1)
+                    + 1)
+        };
+        Ok(g.f_conv_transpose2d(
+            w,
+            None::<&Tensor>,
+            self.stride,
+            self.padding,
+            [pad(0), pad(1)],
+            self.groups,
+            self.dilation,
+        )?)
+    }
+    fn default_gamma(&self) -> f64 {
+        0.25
+    }
+}
+
 impl OpKind for Conv2d {
     fn describe(&self) -> String {
         format!(
@@ -113,7 +140,7 @@ impl OpKind for Conv2d {
     }
     fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         let bias = if self.bias { Some(cx.p(Role::Bias)?) } else { None };
-        Ok(xs[0].f_conv2d(cx.p(Role::Weight)?, bias, self.stride, self.padding, self.dilation, self.groups)?)
+        self.affine_forward(xs[0], cx.p(Role::Weight)?, bias)
     }
     fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
         output[1..].iter().product::<i64>() * self.fan_in()
@@ -159,10 +186,10 @@ impl OpKind for Conv2d {
     fn takes_rule(&self) -> bool {
         true
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(cx.affine_rule(&AffineKind::Conv(self.clone()), xs[0], r)?)])
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.affine_rule(self, xs[0], r)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let mut ins = vec![cx.x(0), cx.param(Role::Weight)?];
         if self.bias {
             ins.push(cx.param(Role::Bias)?);

@@ -1,9 +1,7 @@
 //! Dropout: the identity at evaluation.
 
-use super::{Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -28,10 +26,10 @@ impl OpKind for Dropout {
     fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         Ok(if cx.train() { xs[0].f_dropout(self.p, true)? } else { xs[0].shallow_clone() })
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(r.shallow_clone())])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         Ok(cx.output("Identity", &[cx.x(0)], &[]))
     }
 }

@@ -1,9 +1,7 @@
 //! Token embedding table: ids (B, T) → (B, T, dim).
 
-use super::{check_size, ChannelMap, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{check_size, Attr, ChannelMap, Ctx, LrpContext, OnnxContext, OpKind, ParamSpec, Role};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::init::normal;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -48,11 +46,11 @@ impl OpKind for Embedding {
     fn channel_block(&self) -> Option<String> {
         Some("an embedding table writes it".into())
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, _r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, _r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // Token ids are not differentiable: relevance stops at the embedding output.
         Ok(vec![None])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let w = cx.param(Role::Weight)?;
         Ok(cx.output("Gather", &[w, cx.x(0)], &[("axis", Attr::Int(0))]))
     }

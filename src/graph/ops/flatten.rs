@@ -1,9 +1,7 @@
 //! Flattens every dimension from `start_dim` on.
 
-use super::{ChannelMap, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{Attr, ChannelMap, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -28,10 +26,10 @@ impl OpKind for Flatten {
     fn channels(&self) -> ChannelMap {
         ChannelMap::Flatten
     }
-    fn lrp(&self, _cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(r.f_reshape(xs[0].size())?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         Ok(cx.output("Flatten", &[cx.x(0)], &[("axis", Attr::Int(self.start_dim))]))
     }
 }

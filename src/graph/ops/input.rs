@@ -1,9 +1,7 @@
 //! Graph inputs: images, token ids, attention masks.
 
-use super::{check_range, check_size, Arity, ChannelMap, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{check_range, check_size, Arity, ChannelMap, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
 use crate::graph::{MAX_INPUT_ELEMENTS, MAX_SPATIAL};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -79,10 +77,10 @@ impl OpKind for InputKind {
     fn channel_block(&self) -> Option<String> {
         Some("it is the graph input".into())
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, _r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, _r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(Vec::new())
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         match self {
             InputKind::Image { channels, height, width } => {
                 cx.graph_input(false, &[Err("batch"), Ok(*channels), Ok(*height), Ok(*width)])

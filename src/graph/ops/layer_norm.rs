@@ -3,10 +3,11 @@
 //! LRP: the standard deviation is a constant (AttnLRP's identity treatment), so the layer is
 //! linear in x and relevance follows the ε-rule through it: R_x = x ⊙ Jᵀ(R / y).
 
-use super::{at_least, check_non_negative, check_size, ones, ChannelParams, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{
+    at_least, check_non_negative, check_size, ones, Attr, ChannelParams, Ctx, LrpContext, OnnxContext, OpKind,
+    ParamSpec, Role,
+};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -48,10 +49,10 @@ impl OpKind for LayerNorm {
     fn channel_params(&self) -> ChannelParams {
         ChannelParams { output: vec![(Role::Weight, 0), (Role::Bias, 0)], input: Vec::new() }
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(lrp_constant_std(cx, xs[0], out, r, cx.param(Role::Weight)?, self.eps, -1)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let (w, b) = (cx.param(Role::Weight)?, cx.param(Role::Bias)?);
         Ok(cx.output(
             "LayerNormalization",
@@ -65,7 +66,7 @@ impl OpKind for LayerNorm {
 /// layer is then linear in x and relevance follows the ε-rule, R_x = x ⊙ Jᵀ(R / y). `weight`
 /// is shaped to broadcast along `dim`.
 pub(super) fn lrp_constant_std(
-    cx: &LrpCx,
+    cx: &dyn LrpContext,
     x: &Tensor,
     out: &Tensor,
     r: &Tensor,

@@ -4,10 +4,11 @@
 //! LRP: as [`super::LayerNorm`], the standard deviation is a constant and relevance follows the
 //! ε-rule through the then linear layer.
 
-use super::{check_non_negative, check_size, map_rank, ones, ChannelParams, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{
+    check_non_negative, check_size, map_rank, ones, Attr, ChannelParams, Ctx, LrpContext, OnnxContext, OpKind,
+    ParamSpec, Role,
+};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -51,11 +52,11 @@ impl OpKind for LayerNorm2d {
     fn channel_params(&self) -> ChannelParams {
         ChannelParams { output: vec![(Role::Weight, 0), (Role::Bias, 0)], input: Vec::new() }
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let w = cx.param(Role::Weight)?.f_reshape([-1, 1, 1])?;
         Ok(vec![Some(super::layer_norm::lrp_constant_std(cx, xs[0], out, r, &w, self.eps, -3)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let (w, b) = (cx.param(Role::Weight)?, cx.param(Role::Bias)?);
         let t = cx.step("Transpose", &[cx.x(0)], &[("perm", Attr::Ints(&[0, 2, 3, 1]))]);
         let n = cx.step(

@@ -1,9 +1,10 @@
 //! Fully connected layer over the last dimension.
 
-use super::{at_least, check_range, uniform, ChannelMap, ChannelParams, Ctx, OpKind, ParamSpec, Role, Units};
-use crate::attribution::lrp::{affine::AffineKind, LrpCx};
+use super::{
+    at_least, check_range, uniform, AffineOp, Attr, ChannelMap, ChannelParams, Ctx, LrpContext, OnnxContext, OpKind,
+    ParamSpec, Role, Units,
+};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::MAX_FIELD;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,18 @@ impl Linear {
     /// A linear layer with bias.
     pub fn new(in_features: i64, out_features: i64) -> Self {
         Linear { in_features, out_features, bias: true }
+    }
+}
+
+impl AffineOp for Linear {
+    fn affine_forward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        Ok(x.f_linear(w, b)?)
+    }
+    fn affine_transpose(&self, g: &Tensor, w: &Tensor, _x_size: &[i64]) -> Result<Tensor> {
+        Ok(g.f_matmul(w)?)
+    }
+    fn default_gamma(&self) -> f64 {
+        0.05
     }
 }
 
@@ -46,7 +59,7 @@ impl OpKind for Linear {
     }
     fn forward(&self, cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         let bias = if self.bias { Some(cx.p(Role::Bias)?) } else { None };
-        Ok(xs[0].f_linear(cx.p(Role::Weight)?, bias)?)
+        self.affine_forward(xs[0], cx.p(Role::Weight)?, bias)
     }
     fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
         output[1..].iter().product::<i64>() * self.in_features
@@ -74,11 +87,10 @@ impl OpKind for Linear {
     fn takes_rule(&self) -> bool {
         true
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(cx.affine_rule(&AffineKind::Linear, xs[0], r)?)])
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.affine_rule(self, xs[0], r)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
-        let w = cx.weight(Role::Weight)?;
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         if cx.in_shape(0).len() == 2 {
             let mut ins = vec![cx.x(0), cx.param(Role::Weight)?];
             if self.bias {
@@ -87,7 +99,8 @@ impl OpKind for Linear {
             return Ok(cx.output("Gemm", &ins, &[("transB", Attr::Int(1))]));
         }
         let name = format!("{}:T", cx.param_name(Role::Weight));
-        let wt = cx.tensor(&name, &w.f_transpose(0, 1)?)?;
+        let wt = cx.weight(Role::Weight)?.f_transpose(0, 1)?;
+        let wt = cx.tensor(&name, &wt)?;
         if self.bias {
             let m = cx.step("MatMul", &[cx.x(0), wt], &[]);
             let b = cx.param(Role::Bias)?;

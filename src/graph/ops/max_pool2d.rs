@@ -1,9 +1,7 @@
 //! Max pooling.
 
-use super::{check_spatial, map_rank, Ctx, OpKind};
-use crate::attribution::lrp::{vjp, LrpCx};
+use super::{check_spatial, map_rank, vjp, Attr, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -38,11 +36,11 @@ impl OpKind for MaxPool2d {
     fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         self.apply(xs[0])
     }
-    fn lrp(&self, _cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // Winner takes all: relevance goes to the maximum (the gradient).
         Ok(vec![Some(vjp(xs[0], r, |x| self.apply(x))?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let p = self.padding;
         Ok(cx.output(
             "MaxPool",

@@ -1,9 +1,7 @@
 //! Mean over real tokens (mask-aware when a (B, T) mask input is given): (B, T, D) → (B, D).
 
-use super::{at_least, Arity, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{at_least, Arity, Attr, Ctx, LrpContext, OnnxContext, OpKind, FLOAT};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx, FLOAT};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -35,7 +33,7 @@ impl OpKind for MeanPool {
             }
         }
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let x = xs[0];
         let k = x.kind();
         let t = x.size()[1];
@@ -54,7 +52,7 @@ impl OpKind for MeanPool {
         }
         Ok(v)
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let x = cx.x(0);
         if cx.arity() == 1 {
             return Ok(cx.output("ReduceMean", &[&x], &[("axes", Attr::Ints(&[1])), ("keepdims", Attr::Int(0))]));

@@ -2,13 +2,15 @@
 //! needs of it: parameter roles, arity and shape checks, forward, MACs, initialisation, how it
 //! maps channels (for dependency groups, masks and surgery), its LRP rule and its ONNX export.
 //!
+//! The LRP rule and the ONNX export run in contexts defined here ([`LrpContext`],
+//! [`OnnxContext`], in `context.rs`) and implemented by `attribution::lrp` and `export::onnx`,
+//! so the graph depends on nothing above it.
+//!
 //! Dispatch happens here only: [`Op::kind`] is the one `match` over the op enum. Adding an op is
 //! a new file plus one line in the `ops!` registration below (see `docs/adding-an-op.md`).
 
 use super::{Graph, Mode, NodeId};
-use crate::attribution::lrp::LrpCx;
 use crate::error::{Error, Result};
-use crate::export::onnx::OnnxCx;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -23,6 +25,7 @@ mod channel_linear;
 mod channel_slice;
 mod class_token;
 mod concat;
+mod context;
 mod conv2d;
 mod dropout;
 mod embedding;
@@ -45,13 +48,14 @@ mod token_position_embedding;
 pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, Relu, Sigmoid, Silu, Tanh};
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
 pub use add::Add;
-pub use attention::Attention;
+pub use attention::{Attention, SoftmaxRule};
 pub use avg_pool2d::AvgPool2d;
 pub use batchnorm2d::BatchNorm2d;
 pub use channel_linear::ChannelLinear;
 pub use channel_slice::ChannelSlice;
 pub use class_token::ClassToken;
 pub use concat::Concat;
+pub use context::{vjp, AffineOp, Attr, LrpContext, OnnxContext, FLOAT, INT64};
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
@@ -62,7 +66,7 @@ pub use layer_norm2d::LayerNorm2d;
 pub use linear::Linear;
 pub use max_pool2d::MaxPool2d;
 pub use mean_pool::MeanPool;
-pub use mul::Mul;
+pub use mul::{GateRule, Mul};
 pub use patches_to_tokens::PatchesToTokens;
 pub use position_embedding::PositionEmbedding;
 pub use scale::Scale;
@@ -374,10 +378,10 @@ pub trait OpKind {
         false
     }
     /// Relevance at each input, given the inputs, the output and the relevance at the output
-    /// (None for inputs that receive none, such as masks).
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>>;
-    /// Writes the op as ONNX nodes; returns the name of the output value.
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String>;
+    /// (None for inputs that receive none, such as masks); `cx` gives the configured rules.
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>>;
+    /// Writes the op as ONNX nodes through `cx`; returns the name of the output value.
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String>;
 }
 
 /// The error for an operation an op does not support: names the op, the node and the operation.

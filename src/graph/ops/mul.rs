@@ -1,12 +1,26 @@
 //! Elementwise product `x · gate` with broadcasting: squeeze-and-excitation gates (a (B, C, 1, 1)
 //! gate over a (B, C, H, W) map), and any other multiplicative gating.
 
-use super::{Arity, ChannelMap, Ctx, OpKind};
-use crate::attribution::lrp::{GateRule, LrpCx};
+use super::{Arity, ChannelMap, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
+
+/// How relevance passes a multiplicative gate `x · g` (squeeze-and-excitation, layer gates).
+///
+/// The variants of this op's LRP rule are defined with the op, so the rule and its choices stay
+/// in one place and the graph depends on nothing above it; `attribution::lrp` re-exports the
+/// type under its old name as part of the LRP configuration, which picks one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateRule {
+    /// The gate is a constant: all relevance goes to the gated signal (the usual LRP
+    /// treatment of gates).
+    #[default]
+    Constant,
+    /// AttnLRP's uniform rule for products: signal and gate get half each.
+    Uniform,
+}
 
 /// Product of the gated signal (input 0) and the gate (input 1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,8 +56,8 @@ impl OpKind for Mul {
     fn channels(&self) -> ChannelMap {
         ChannelMap::Merge
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        match cx.config.gate {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        match cx.gate_rule() {
             // The gate is a constant: the product is linear in x, which keeps all relevance.
             GateRule::Constant => Ok(vec![Some(sum_to(r, &xs[0].size())?), None]),
             // AttnLRP's uniform rule for products: each factor gets half.
@@ -53,7 +67,7 @@ impl OpKind for Mul {
             }
         }
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         Ok(cx.output("Mul", &[cx.x(0), cx.x(1)], &[]))
     }
 }

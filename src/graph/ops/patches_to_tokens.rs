@@ -1,9 +1,7 @@
 //! (B, C, H, W) → (B, H·W, C): patches as tokens.
 
-use super::{at_least, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{at_least, Attr, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -20,10 +18,10 @@ impl OpKind for PatchesToTokens {
     fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         Ok(xs[0].f_flatten(2, -1)?.f_transpose(1, 2)?)
     }
-    fn lrp(&self, _cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(r.f_transpose(1, 2)?.f_reshape(xs[0].size())?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let c = cx.in_shape(0)[1];
         let shape = cx.ints("shape", &[0, c, -1])?;
         let r = cx.step("Reshape", &[cx.x(0), shape], &[]);

@@ -1,9 +1,7 @@
 //! Adds a learned position table to (B, T, dim); positions 0..T are used.
 
-use super::{at_least, check_size, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{at_least, check_size, Attr, Ctx, LrpContext, OnnxContext, OpKind, ParamSpec, Role};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::init::normal;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -53,11 +51,11 @@ impl OpKind for PositionEmbedding {
     fn channel_block(&self) -> Option<String> {
         Some("a learned position table is added over it".into())
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // The table acts as a bias and keeps its share.
         Ok(vec![Some(xs[0].f_mul(&r.f_div(&cx.stabilize(out)?)?)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let x = cx.x(0);
         let w = cx.param(Role::Weight)?;
         let s = if self.leading_one {

@@ -1,9 +1,7 @@
 //! Multiplies each channel by a learned factor (ConvNeXt's layer scale, a (C, 1, 1) parameter).
 
-use super::{check_size, ones, ChannelParams, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{check_size, ones, ChannelParams, Ctx, LrpContext, OnnxContext, OpKind, ParamSpec, Role};
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -39,11 +37,11 @@ impl OpKind for Scale {
             self.channels = n;
         }
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // A diagonal linear map without bias: the ε-rule passes relevance unchanged.
         Ok(vec![Some(r.shallow_clone())])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let w = cx.param(Role::Weight)?;
         Ok(cx.output("Mul", &[cx.x(0), w], &[]))
     }

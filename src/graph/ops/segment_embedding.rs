@@ -1,10 +1,8 @@
 //! Adds row 0 of a (types, dim) segment table (BERT `token_type_embeddings` for single-segment
 //! input, where every token type id is 0).
 
-use super::{check_size, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{check_size, Attr, Ctx, LrpContext, OnnxContext, OpKind, ParamSpec, Role};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::init::normal;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -38,10 +36,10 @@ impl OpKind for SegmentEmbedding {
     fn channel_block(&self) -> Option<String> {
         Some("a learned segment table is added over it".into())
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(xs[0].f_mul(&r.f_div(&cx.stabilize(out)?)?)?)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         // The whole table and a lookup of row 0, so the file keeps every parameter (and an
         // import gives back the same table).
         let table = cx.param(Role::Weight)?;

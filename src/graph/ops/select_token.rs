@@ -1,9 +1,7 @@
 //! Selects one token: (B, T, D) → (B, D).
 
-use super::{at_least, check_range, Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{at_least, check_range, Attr, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::MAX_FIELD;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -23,12 +21,12 @@ impl OpKind for SelectToken {
     fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
         Ok(xs[0].f_select(1, self.index)?)
     }
-    fn lrp(&self, _cx: &LrpCx, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let z = xs[0].f_zeros_like()?;
         z.f_select(1, self.index)?.f_copy_(r)?;
         Ok(vec![Some(z)])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let name = cx.fresh("index");
         let i = cx.tensor(&name, &Tensor::from(self.index))?;
         Ok(cx.output("Gather", &[cx.x(0), i], &[("axis", Attr::Int(1))]))

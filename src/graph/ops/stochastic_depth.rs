@@ -2,10 +2,8 @@
 //! residual branch is dropped with probability `p` and the kept ones scaled by 1/(1−p); the
 //! identity at evaluation.
 
-use super::{Ctx, OpKind};
-use crate::attribution::lrp::LrpCx;
+use super::{Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
-use crate::export::onnx::OnnxCx;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -37,10 +35,10 @@ impl OpKind for StochasticDepth {
         let keep = Tensor::f_empty(shape.as_slice(), (x.kind(), x.device()))?.f_bernoulli_float_(1.0 - self.p)?;
         Ok(x.f_mul(&keep.f_div_scalar(1.0 - self.p)?)?)
     }
-    fn lrp(&self, _cx: &LrpCx, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(r.shallow_clone())])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         Ok(cx.output("Identity", &[cx.x(0)], &[]))
     }
 }

@@ -2,10 +2,8 @@
 //! tokens get `padding_idx + 1, + 2, …` in order, padding tokens get `padding_idx`. Inputs: the
 //! (B, T, dim) embeddings and the (B, T) token ids they came from.
 
-use super::{at_least, check_range, check_size, Arity, Ctx, OpKind, ParamSpec, Role};
-use crate::attribution::lrp::LrpCx;
+use super::{at_least, check_range, check_size, Arity, Attr, Ctx, LrpContext, OnnxContext, OpKind, ParamSpec, Role};
 use crate::error::Result;
-use crate::export::onnx::{Attr, OnnxCx};
 use crate::graph::init::normal;
 use crate::graph::MAX_FIELD;
 use rand_chacha::ChaCha8Rng;
@@ -61,11 +59,11 @@ impl OpKind for TokenPositionEmbedding {
     fn channel_block(&self) -> Option<String> {
         Some("a learned position table is added over it".into())
     }
-    fn lrp(&self, cx: &LrpCx, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // The table acts as a bias and keeps its share; token ids receive none.
         Ok(vec![Some(xs[0].f_mul(&r.f_div(&cx.stabilize(out)?)?)?), None])
     }
-    fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let (x, ids) = (cx.x(0), cx.x(1));
         let w = cx.param(Role::Weight)?;
         let name = cx.fresh("padding_idx");

@@ -1,0 +1,153 @@
+//! Measuring a model: top-1 accuracy on a split (optionally restricted to a class subset), a
+//! check that its outputs are finite, and forward latency. Below pruning in the module order,
+//! since budgets measure what they prune ([`crate::budget`]); [`crate::evaluate`] builds the
+//! accuracy curves on top and re-exports these under their old names.
+
+use crate::data::{ClassSubset, Subset};
+use crate::error::Result;
+use crate::graph::{Graph, Mode};
+use tch::Kind;
+
+/// Options of an accuracy measurement.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub batch_size: usize,
+    /// Restrict the model's output to these classes (and the data to their samples is the
+    /// caller's business: pass an already filtered split).
+    pub classes: Option<ClassSubset>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions { batch_size: 256, classes: None }
+    }
+}
+
+/// Number of correct top-1 predictions on `split`, calling `progress(samples_done)` per batch.
+pub fn count_correct(
+    graph: &Graph,
+    split: &Subset,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<i64> {
+    tch::no_grad(|| {
+        let mut correct = 0i64;
+        let mut done = 0usize;
+        for batch in split.batches(opts.batch_size) {
+            let batch = batch?;
+            let logits = graph.forward(&batch.inputs, Mode::Eval)?;
+            let (logits, labels) = match &opts.classes {
+                Some(c) => (c.restrict_logits(&logits)?, c.remap_labels(&batch.labels)?),
+                None => (logits, batch.labels.shallow_clone()),
+            };
+            let pred = logits.f_argmax(-1, false)?;
+            correct += pred.f_eq_tensor(&labels.f_to_device(pred.device())?)?.f_sum(Kind::Int64)?.int64_value(&[]);
+            done += batch.labels.size()[0] as usize;
+            progress(done);
+        }
+        Ok(correct)
+    })
+}
+
+/// Checks that the model's outputs on `inputs` are finite. A model with NaN or infinite
+/// weights would otherwise give chance-level curves that look like results; the error names
+/// the first layer whose output is not finite.
+pub fn check_finite(graph: &Graph, inputs: &[tch::Tensor]) -> Result<()> {
+    let finite = |t: &tch::Tensor| -> Result<bool> { Ok(t.f_isfinite()?.f_all()?.int64_value(&[]) == 1) };
+    tch::no_grad(|| {
+        let out = graph.forward(inputs, Mode::Eval)?;
+        if finite(&out)? {
+            return Ok(());
+        }
+        let all = graph.forward_all(inputs, Mode::Eval)?;
+        for (id, t) in all.iter().enumerate() {
+            if t.is_floating_point() && !finite(t)? {
+                let node = graph.node(id);
+                let params: Vec<&str> = node
+                    .params
+                    .values()
+                    .filter(|k| {
+                        graph.params().get(k).is_some_and(|p| p.is_floating_point() && !finite(p).unwrap_or(false))
+                    })
+                    .map(String::as_str)
+                    .collect();
+                crate::bail!(
+                    "the unpruned model's output is not finite (NaN or infinity): the first non-finite values appear at \
+                     layer `{}` ({}){}; check the weights file",
+                    node.name,
+                    node.op.kind_name(),
+                    if params.is_empty() { String::new() } else { format!(", whose parameters {} hold non-finite values", params.join(", ")) }
+                );
+            }
+        }
+        crate::bail!("the unpruned model's output is not finite (NaN or infinity); check the weights file")
+    })
+}
+
+/// Top-1 accuracy in [0, 1] on `split`.
+pub fn accuracy(graph: &Graph, split: &Subset, opts: &EvalOptions) -> Result<f64> {
+    if split.is_empty() {
+        crate::bail!("cannot measure accuracy on an empty split");
+    }
+    let correct = count_correct(graph, split, opts, &mut |_| {})?;
+    Ok(correct as f64 / split.len() as f64)
+}
+
+/// Forward latency of one batch.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub batch: usize,
+    pub median_ms: f64,
+    pub p10_ms: f64,
+    pub p90_ms: f64,
+    pub runs: usize,
+    pub threads: i32,
+}
+
+/// Measures eval-mode forward latency on `inputs` (one batch): `warmup` untimed runs, then the
+/// median of `runs` timed ones.
+pub fn latency(graph: &Graph, inputs: &[tch::Tensor], warmup: usize, runs: usize) -> Result<Latency> {
+    let mut times = Vec::with_capacity(runs);
+    // The input is put on the graph's device before timing, so a GPU's latency is its own and
+    // not the host-to-device copy's; CUDA kernels run asynchronously, so each run waits for them.
+    let device = graph.device();
+    let inputs = inputs.iter().map(|t| t.f_to_device(device)).collect::<std::result::Result<Vec<_>, _>>()?;
+    tch::no_grad(|| -> Result<()> {
+        for i in 0..warmup + runs {
+            let t = std::time::Instant::now();
+            let _ = graph.forward(&inputs, Mode::Eval)?;
+            crate::device::synchronize(device);
+            if i >= warmup {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        Ok(())
+    })?;
+    times.sort_by(f64::total_cmp);
+    let q = |f: f64| times[((times.len() - 1) as f64 * f).round() as usize];
+    Ok(Latency {
+        batch: inputs.first().map(|t| t.size()[0] as usize).unwrap_or(0),
+        median_ms: q(0.5),
+        p10_ms: q(0.1),
+        p90_ms: q(0.9),
+        runs,
+        threads: tch::get_num_threads(),
+    })
+}
+
+/// A random input batch of `batch` samples matching the graph's inputs (token models:
+/// `seq_len` tokens, all real).
+pub fn random_inputs(graph: &Graph, batch: i64, seq_len: i64) -> Vec<tch::Tensor> {
+    crate::graph::stats::example_inputs(graph, seq_len)
+        .into_iter()
+        .map(|t| {
+            let mut s = t.size();
+            s[0] = batch;
+            match t.kind() {
+                Kind::Float => tch::Tensor::randn(s.as_slice(), (Kind::Float, graph.device())),
+                _ if t.int64_value(&[0, 0]) == 1 => tch::Tensor::ones(s.as_slice(), (Kind::Int64, graph.device())),
+                _ => tch::Tensor::randint(100, s.as_slice(), (Kind::Int64, graph.device())) + 1000,
+            }
+        })
+        .collect()
+}
