@@ -215,8 +215,8 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     relprune::optimize::storage::check_url(&storage)?;
     let Setup { mut model, splits, comps, classes, .. } = setup(&args.model, &args.data, &args.task)?;
     let kind = comps.kind;
-    let transformer = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Attention(_)));
-    let gated = model.graph.nodes().iter().any(|n| matches!(n.op, relprune::graph::Op::Mul(_)));
+    let transformer = model.graph.has_attention();
+    let gated = model.graph.has_gates();
     let space = user_space.unwrap_or_else(|| SearchSpace::default_for(transformer, gated));
     let study_name = args.study.clone().unwrap_or_else(|| {
         format!(

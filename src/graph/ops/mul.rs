@@ -56,4 +56,8 @@ impl OpKind for Mul {
     fn onnx(&self, cx: &mut OnnxCx) -> Result<String> {
         Ok(cx.output("Mul", &[cx.x(0), cx.x(1)], &[]))
     }
+
+    fn gates(&self) -> bool {
+        true
+    }
 }
