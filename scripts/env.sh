@@ -12,7 +12,7 @@ export RELPRUNE_ZOO="${RELPRUNE_ZOO:-$RELPRUNE_ROOT/zoo}"
 export RELPRUNE_ONNX_PROTO="${RELPRUNE_ONNX_PROTO:-$RELPRUNE_CACHE/onnx/onnx.proto}"
 export RELPRUNE_SPAM_DIR="${RELPRUNE_SPAM_DIR:-$RELPRUNE_CACHE/data/spam-assassin}"
 # Builds live outside the clone so a fresh clone reuses them (CI caches this folder).
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RELPRUNE_CACHE/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RELPRUNE_CACHE/target-ops}"  # LEAD: worktree-local target dir (shared hashes collide); do not commit
 if [ -n "${LIBTORCH:-}" ]; then
   # A user's own libtorch: torch-sys links against $LIBTORCH/lib, build.rs embeds it as rpath.
   unset LIBTORCH_USE_PYTORCH
