@@ -9,7 +9,7 @@
 
 use crate::components::{ComponentKind, ComponentLayer, ComponentSet};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, NodeId, Op, Role};
+use crate::graph::{Graph, NodeId, Role, UnitHolders};
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use tch::Tensor;
@@ -68,24 +68,38 @@ pub fn mask_targets(
             }
         }
         ComponentKind::Heads => {
+            // Units whose channels do not travel (heads): zeroed where the op's unit spans say
+            // zeroing silences them — for a head, its columns of the output projection.
             let n = graph.node(layer.node);
-            let Op::Attention(att) = &n.op else { crate::bail!("`{}` is not an attention node", n.name) };
-            let consumers = graph.consumers();
-            let proj = match consumers[layer.node].as_slice() {
-                [p] => *p,
-                _ => crate::bail!("cannot mask heads of `{}`: its output must feed exactly one projection", n.name),
-            };
-            let cols = att.head_rows(units, 0);
-            let inputs = graph.node(proj).op.kind().channel_params().input;
-            if inputs.is_empty() {
-                crate::bail!(
-                    "cannot mask heads of `{}`: `{}` has no per-channel input weights",
-                    n.name,
-                    graph.node(proj).name
-                );
+            let silencing: Vec<UnitHolders> =
+                graph.unit_holders(layer.node).into_iter().filter(|h| h.span.silences).collect();
+            if silencing.is_empty() {
+                crate::bail!("`{}` ({}) has no {kind} to mask", n.name, n.op.kind_name());
             }
-            for (role, dim) in inputs {
-                out.push((key(proj, role)?, dim, cols.clone()));
+            for h in silencing {
+                // A reader silences the units only when nothing else reads them.
+                let nodes = match (h.span.reads(), h.nodes.as_slice()) {
+                    (true, [p]) => vec![*p],
+                    (true, _) => {
+                        crate::bail!("cannot mask {kind} of `{}`: its output must feed exactly one projection", n.name)
+                    }
+                    (false, nodes) => nodes.to_vec(),
+                };
+                let positions = h.span.positions(layer.count as i64, units);
+                for node in nodes {
+                    let params = h.params(graph, node);
+                    if params.is_empty() {
+                        crate::bail!(
+                            "cannot mask {kind} of `{}`: `{}` has no per-channel {} weights",
+                            n.name,
+                            graph.node(node).name,
+                            if h.span.reads() { "input" } else { "output" }
+                        );
+                    }
+                    for (role, dim) in params {
+                        out.push((key(node, role)?, dim, positions.clone()));
+                    }
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use crate::data::{ClassSubset, Splits, Subset};
 use crate::error::Result;
-use crate::graph::{Graph, Op};
+use crate::graph::Graph;
 use crate::train::{train_with_teacher, Augment, Distill, Optimizer, TrainConfig, TrainObserver, TrainReport};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -46,7 +46,7 @@ impl FinetuneConfig {
     /// transformers (their usual fine-tuning optimisers), cosine decay with no warm-up (the
     /// weights are already trained), the light augmentation the zoo's image models use.
     pub fn recipe(&self, graph: &Graph) -> TrainConfig {
-        let transformer = graph.nodes().iter().any(|n| matches!(n.op, Op::Attention(_)));
+        let transformer = graph.has_attention();
         let images = graph.input_kinds().iter().any(|k| matches!(k, crate::graph::InputKind::Image { .. }));
         let optimizer = if transformer {
             Optimizer::AdamW { lr: self.lr.unwrap_or(1e-4), beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05 }

@@ -13,7 +13,7 @@ use crate::attribution::Scores;
 use crate::components::{coupled_groups, ComponentKind, ComponentSet, CoupledGroup};
 use crate::dependency::channel_spaces;
 use crate::error::Result;
-use crate::graph::{Graph, NodeId, Op, ParamStore};
+use crate::graph::{Graph, NodeId, ParamStore};
 use crate::ranking::{check_rate, PruneOrder};
 use std::collections::HashSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -184,32 +184,30 @@ pub fn prune(
     // Kept output channels, and kept channels of input 0, of every node that changes.
     let mut out_keep: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
     let mut in_keep: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
-    let consumers = graph.consumers();
     match comps.kind {
         ComponentKind::Heads => {
             for (&g, units) in &removed {
                 let layer = &comps.layers[ranking.groups[g].members[0]];
                 let node = graph.node(layer.node);
-                let Op::Attention(att) = &node.op else {
-                    crate::bail!("`{}` ({}) has no heads", node.name, node.op.kind_name())
-                };
+                let holders = graph.unit_holders(layer.node);
+                if holders.is_empty() {
+                    crate::bail!("`{}` ({}) has no {}", node.name, node.op.kind_name(), comps.kind);
+                }
                 let keep: Vec<i64> = (0..layer.count as i64).filter(|h| !units.contains(h)).collect();
                 if keep.is_empty() {
                     report.emptied.push(layer.name.clone());
                 }
                 report.removed_units += units.len();
                 report.removed_components += units.len();
-                if att.packed {
-                    out_keep.insert(node.inputs[0], att.packed_rows(&keep));
-                } else {
-                    for &p in &node.inputs[..3] {
-                        out_keep.insert(p, att.head_rows(&keep, 0));
+                // Every holder keeps the kept units' channels: a head's rows of the q, k, v
+                // projections, its columns of the output projection, its share of the context.
+                for h in holders {
+                    let kept = h.span.positions(layer.count as i64, &keep);
+                    let side = if h.span.reads() { &mut in_keep } else { &mut out_keep };
+                    for n in h.nodes {
+                        side.insert(n, kept.clone());
                     }
                 }
-                for &c in &consumers[layer.node] {
-                    in_keep.insert(c, att.head_rows(&keep, 0));
-                }
-                out_keep.insert(layer.node, att.head_rows(&keep, 0));
             }
         }
         ComponentKind::Filters | ComponentKind::Neurons => {

@@ -446,7 +446,7 @@ fn train_head(
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainReport> {
     let out = graph.output();
-    if !matches!(graph.node(out).op, crate::graph::Op::Linear(_)) {
+    if !graph.node(out).op.kind().linear_classifier() {
         crate::bail!("head-only training needs a Linear output layer");
     }
     let cache = work_dir.join("features.safetensors");

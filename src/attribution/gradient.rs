@@ -6,7 +6,7 @@ use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
 use crate::components::ComponentSet;
 use crate::data::Batch;
 use crate::error::Result;
-use crate::graph::{Graph, Mode, Op};
+use crate::graph::{Graph, Mode};
 use tch::Tensor;
 
 /// Activations and gradients of the target logit at each layer's read point.
@@ -21,7 +21,7 @@ pub struct LatentGrads {
 pub fn latent_grads(graph: &Graph, comps: &ComponentSet, batch: &Batch, alpha: Option<f64>) -> Result<LatentGrads> {
     tch::with_grad(|| {
         let outs = graph.forward_with(&batch.inputs, Mode::Eval, &mut |id, y| {
-            let root = matches!(graph.node(id).op, Op::Input(_) | Op::Embedding(_));
+            let root = graph.node(id).op.kind().is_path_root();
             if root && y.is_floating_point() {
                 let base = match alpha {
                     Some(a) => y.detach() * a,

@@ -3,11 +3,10 @@
 //! the output projection (columns).
 
 use super::{Criterion, Scores};
-use crate::components::{ComponentKind, ComponentLayer, ComponentSet};
+use crate::components::{ComponentLayer, ComponentSet};
 use crate::data::Subset;
 use crate::error::Result;
-use crate::graph::ops::*;
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, Role};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -36,26 +35,25 @@ impl WeightMagnitude {
         Ok(v.f_sum_dim_intlist(1, false, Kind::Double)?)
     }
 
-    fn head_sums(&self, graph: &Graph, consumers: &[Vec<NodeId>], l: &ComponentLayer) -> Result<Tensor> {
-        let Op::Attention(Attention { heads, packed, .. }) = graph.node(l.node).op else {
-            unreachable!("heads live on attention nodes")
-        };
-        let mut total = Tensor::zeros([heads], (Kind::Double, graph.device()));
-        // Output projection: columns of each head.
-        for &c in &consumers[l.node] {
-            if let Some(w) = graph.param(c, Role::Weight).filter(|_| matches!(graph.node(c).op, Op::Linear(_))) {
-                total = total.f_add(&self.block_sums(w, 1, heads)?)?;
-            }
-        }
-        // q, k, v projections: rows of each head (a packed projection holds q | k | v).
-        let producers: Vec<NodeId> =
-            graph.node(l.node).inputs.iter().take(if packed { 1 } else { 3 }).copied().collect();
-        for p in producers {
-            if let (Op::Linear(_), Some(w)) = (&graph.node(p).op, graph.param(p, Role::Weight)) {
-                let blocks = if packed { 3 * heads } else { heads };
-                let s = self.block_sums(w, 0, blocks)?;
-                let s = if packed { s.f_reshape([3, heads])?.f_sum_dim_intlist(0, false, Kind::Double)? } else { s };
-                total = total.f_add(&s)?;
+    /// Per-unit sums over every weight that holds the layer's units ([`Graph::unit_holders`]),
+    /// in the order of the op's spans.
+    fn unit_sums(&self, graph: &Graph, l: &ComponentLayer) -> Result<Tensor> {
+        let units = l.count as i64;
+        let mut total = Tensor::zeros([units], (Kind::Double, graph.device()));
+        for h in graph.unit_holders(l.node) {
+            let parts = h.span.parts;
+            for &n in &h.nodes {
+                let Some(w) = graph.param(n, Role::Weight) else { continue };
+                for (_, dim) in h.params(graph, n).into_iter().filter(|&(role, _)| role == Role::Weight) {
+                    // Unit u's block in each part (a packed q | k | v projection has three).
+                    let s = self.block_sums(w, dim, parts * units)?;
+                    let s = if parts > 1 {
+                        s.f_reshape([parts, units])?.f_sum_dim_intlist(0, false, Kind::Double)?
+                    } else {
+                        s
+                    };
+                    total = total.f_add(&s)?;
+                }
             }
         }
         Ok(total)
@@ -70,15 +68,9 @@ impl Criterion for WeightMagnitude {
         }
     }
     fn score(&self, graph: &Graph, comps: &ComponentSet, _refs: &Subset) -> Result<Scores> {
-        let consumers = graph.consumers();
         let mut values = Vec::with_capacity(comps.total);
         for l in &comps.layers {
-            let sums = match comps.kind {
-                ComponentKind::Filters | ComponentKind::Neurons => {
-                    self.block_sums(graph.require_param(l.node, Role::Weight)?, 0, l.count as i64)?
-                }
-                ComponentKind::Heads => self.head_sums(graph, &consumers, l)?,
-            };
+            let sums = self.unit_sums(graph, l)?;
             let sums = if self.norm == WeightNorm::L2 { sums.f_sqrt()? } else { sums };
             values.extend(Vec::<f64>::try_from(&sums)?);
         }

@@ -1,7 +1,7 @@
 //! Executing a graph: one sweep over the nodes in topological order.
 
 use super::ops::Ctx;
-use super::{Graph, InputKind, Mode, Node, NodeId, Op};
+use super::{Graph, InputKind, Mode, Node, NodeId};
 use crate::error::{Error, Result};
 use tch::Tensor;
 
@@ -82,7 +82,7 @@ impl Graph {
         // every forward pass (evaluation, attribution, training) goes through.
         let device = self.device();
         for (&id, t) in self.inputs().iter().zip(inputs) {
-            let Op::Input(kind) = &self.node(id).op else { unreachable!("validated") };
+            let kind = self.node(id).op.kind().input_kind().expect("validated: inputs are Input nodes");
             check_input(&self.node(id).name, kind, t)?;
             values[id] = Some(if t.device() == device { t.shallow_clone() } else { t.f_to_device(device)? });
         }

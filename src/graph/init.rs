@@ -1,7 +1,7 @@
 //! Parameter initialisation from a seeded generator, matching PyTorch's layer defaults (and the
 //! torchvision model-specific schemes builders ask for).
 
-use super::{ops::uniform, Graph, Node, NodeId, Op, ParamStore, Role};
+use super::{ops::uniform, Graph, InitHint, Node, NodeId, ParamStore, Role};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
@@ -34,24 +34,19 @@ pub fn pytorch_default(node: &Node, params: &mut ParamStore, rng: &mut ChaCha8Rn
 /// torchvision's ResNet/VGG conv scheme: Kaiming normal, fan-out, ReLU gain; zero bias.
 pub fn kaiming_normal_fan_out(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng) {
     let node = graph.node(id).clone();
-    if let Op::Conv2d(c) = &node.op {
-        let fan_out = c.out_channels * c.kernel[0] * c.kernel[1];
+    if let Some(InitHint::Conv { fan_out }) = node.op.kind().init_hint() {
         let std = (2.0 / fan_out as f64).sqrt();
         set(graph, &node, Role::Weight, normal(rng, &node.op.kind().params()[0].shape, std));
-        if c.bias {
-            set(graph, &node, Role::Bias, Tensor::zeros([c.out_channels], (Kind::Float, crate::device::HOST)));
-        }
+        zero_bias(graph, &node);
     }
 }
 
 /// Normal(0, std) weights and zero bias for a Linear node (torchvision VGG classifier: 0.01).
 pub fn normal_linear(graph: &mut Graph, id: NodeId, std: f64, rng: &mut ChaCha8Rng) {
     let node = graph.node(id).clone();
-    if let Op::Linear(crate::graph::Linear { in_features, out_features, bias }) = node.op {
+    if let Some(InitHint::Linear { in_features, out_features }) = node.op.kind().init_hint() {
         set(graph, &node, Role::Weight, normal(rng, &[out_features, in_features], std));
-        if bias {
-            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, crate::device::HOST)));
-        }
+        zero_bias(graph, &node);
     }
 }
 
@@ -61,15 +56,20 @@ fn set(graph: &mut Graph, node: &Node, role: Role, t: Tensor) {
     }
 }
 
+/// Zeroes the node's bias, when its op has one.
+fn zero_bias(graph: &mut Graph, node: &Node) {
+    for ps in node.op.kind().params().into_iter().filter(|ps| ps.role == Role::Bias) {
+        set(graph, node, Role::Bias, Tensor::zeros(ps.shape.as_slice(), (Kind::Float, crate::device::HOST)));
+    }
+}
+
 /// Xavier-uniform weights and zero bias for a Linear node (torchvision's ViT scheme).
 pub fn xavier_uniform_linear(graph: &mut Graph, id: NodeId, rng: &mut ChaCha8Rng) {
     let node = graph.node(id).clone();
-    if let Op::Linear(crate::graph::Linear { in_features, out_features, bias }) = node.op {
+    if let Some(InitHint::Linear { in_features, out_features }) = node.op.kind().init_hint() {
         let bound = (6.0 / (in_features + out_features) as f64).sqrt();
         set(graph, &node, Role::Weight, uniform(rng, &[out_features, in_features], bound));
-        if bias {
-            set(graph, &node, Role::Bias, Tensor::zeros([out_features], (Kind::Float, crate::device::HOST)));
-        }
+        zero_bias(graph, &node);
     }
 }
 

@@ -20,6 +20,7 @@ pub use ops::{
     Op, OpKind, ParamKind, ParamSpec, PatchesToTokens, PositionEmbedding, Relu, Role, SegmentEmbedding, SelectToken,
     Sigmoid, Silu, Tanh, Units, OP_NAMES,
 };
+pub use ops::{InitHint, UnitAt, UnitSpan};
 pub use params::ParamStore;
 
 use crate::error::{Error, Result};
@@ -69,6 +70,26 @@ pub struct GraphSpec {
 /// Current version of [`GraphSpec`]'s JSON form.
 pub const GRAPH_FORMAT: u32 = 1;
 
+/// The nodes at one [`UnitSpan`] of a unit-carrying node ([`Graph::unit_holders`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitHolders {
+    pub span: UnitSpan,
+    pub nodes: Vec<NodeId>,
+}
+
+impl UnitHolders {
+    /// (role, dimension) of `node`'s parameters indexed by the units' channels there: per
+    /// input channel where the holders read the units, per output channel where they make them.
+    pub fn params(&self, graph: &Graph, node: NodeId) -> Vec<(Role, i64)> {
+        let cp = graph.node(node).op.kind().channel_params();
+        if self.span.reads() {
+            cp.input
+        } else {
+            cp.output
+        }
+    }
+}
+
 /// A network: nodes in topological order and their parameters.
 pub struct Graph {
     spec: GraphSpec,
@@ -76,17 +97,6 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Whether the graph has an attention layer (a transformer: its LRP space adds the softmax
-    /// treatment, its fine-tuning uses AdamW).
-    pub fn has_attention(&self) -> bool {
-        self.nodes().iter().any(|n| matches!(n.op, Op::Attention(_)))
-    }
-
-    /// Whether the graph has a multiplicative gate (its LRP space adds the gate rule).
-    pub fn has_gates(&self) -> bool {
-        self.nodes().iter().any(|n| matches!(n.op, Op::Mul(_)))
-    }
-
     /// Builds a graph from a description and a parameter store, checking that every node's
     /// parameters exist with the right shapes and that node references are topological.
     pub fn new(spec: GraphSpec, params: ParamStore) -> Result<Self> {
@@ -153,7 +163,7 @@ impl Graph {
     pub fn following_batchnorm(&self, id: NodeId) -> Option<NodeId> {
         let mut consumers = self.spec.nodes.iter().enumerate().filter(|(_, n)| n.inputs.contains(&id));
         match (consumers.next(), consumers.next()) {
-            (Some((bn, n)), None) if matches!(n.op, Op::BatchNorm2d(_)) && n.inputs.len() == 1 => Some(bn),
+            (Some((bn, n)), None) if n.op.kind().batch_norm_eps().is_some() && n.inputs.len() == 1 => Some(bn),
             _ => None,
         }
     }
@@ -163,9 +173,43 @@ impl Graph {
         self.spec
             .inputs
             .iter()
-            .map(|&i| match &self.spec.nodes[i].op {
-                Op::Input(k) => k,
-                _ => unreachable!("validated: inputs are Input nodes"),
+            .map(|&i| self.spec.nodes[i].op.kind().input_kind().expect("validated: inputs are Input nodes"))
+            .collect()
+    }
+
+    /// Whether some node mixes tokens by attention (the graph is a transformer).
+    pub fn has_attention(&self) -> bool {
+        self.spec.nodes.iter().any(|n| n.op.kind().attends())
+    }
+
+    /// Whether some node multiplies by a computed gate (squeeze-and-excitation).
+    pub fn has_gates(&self) -> bool {
+        self.spec.nodes.iter().any(|n| n.op.kind().gates())
+    }
+
+    /// The nodes holding the units of node `id`, span by span in the order of its op's
+    /// [`OpKind::unit_spans`] (empty for a node without units). Masking, surgery and the weight
+    /// criterion find a unit's parameters here, whatever the unit is.
+    pub fn unit_holders(&self, id: NodeId) -> Vec<UnitHolders> {
+        let node = &self.spec.nodes[id];
+        node.op
+            .kind()
+            .unit_spans()
+            .into_iter()
+            .map(|span| {
+                let nodes = match span.at {
+                    UnitAt::Output => vec![id],
+                    UnitAt::Input(k) => node.inputs.get(k).copied().into_iter().collect(),
+                    // As in `consumers`: a node reading the output twice is listed twice.
+                    UnitAt::Readers => self
+                        .spec
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(c, n)| n.inputs.iter().filter(|&&i| i == id).map(move |_| c))
+                        .collect(),
+                };
+                UnitHolders { span, nodes }
             })
             .collect()
     }
@@ -498,14 +542,14 @@ fn validate_structure(spec: &GraphSpec) -> Result<()> {
     }
     let mut listed = vec![false; n];
     for &i in &spec.inputs {
-        if i >= n || !matches!(spec.nodes[i].op, Op::Input(_)) {
+        if i >= n || spec.nodes[i].op.kind().input_kind().is_none() {
             crate::bail!("graph input {i} is not an input node");
         }
         if std::mem::replace(&mut listed[i], true) {
             crate::bail!("graph input {i} (`{}`) is listed twice", spec.nodes[i].name);
         }
     }
-    if let Some(node) = spec.nodes.iter().zip(&listed).find(|(nd, l)| matches!(nd.op, Op::Input(_)) && !**l) {
+    if let Some(node) = spec.nodes.iter().zip(&listed).find(|(nd, l)| nd.op.kind().input_kind().is_some() && !**l) {
         crate::bail!("input node `{}` is not listed among the graph inputs", node.0.name);
     }
     if spec.output >= n {

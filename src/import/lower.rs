@@ -238,7 +238,7 @@ impl<'g> Lower<'g> {
             .iter()
             .filter_map(|s| self.env.get(s))
             .map(|b| b.id)
-            .filter(|&id| matches!(self.nodes[id].op, Op::Input(InputKind::AttentionMask { .. })))
+            .filter(|&id| matches!(self.nodes[id].op.kind().input_kind(), Some(InputKind::AttentionMask { .. })))
             .collect();
         match masks.as_slice() {
             [id] if sources.len() == 1 => Ok(*id),
@@ -596,12 +596,7 @@ impl<'g> Lower<'g> {
 
     /// Whether `id` is a bias-free affine layer whose output only `value` reads.
     fn takes_bias(&self, id: NodeId, value: &str) -> bool {
-        let free = match &self.nodes[id].op {
-            Op::Linear(l) => !l.bias,
-            Op::ChannelLinear(l) => !l.bias,
-            Op::Conv2d(c) => !c.bias,
-            _ => false,
-        };
+        let free = self.nodes[id].op.kind().bias_flag() == Some(false);
         free && self.g.consumers(value).len() == 1 && self.env.values().filter(|b| b.id == id).count() == 1
     }
 
@@ -651,12 +646,7 @@ impl<'g> Lower<'g> {
                     self.keys.insert(key.clone());
                     self.params.insert(key.clone(), c.f_flatten(0, -1)?);
                     self.nodes[id].params.insert(Role::Bias, key);
-                    match &mut self.nodes[id].op {
-                        Op::Linear(l) => l.bias = true,
-                        Op::ChannelLinear(l) => l.bias = true,
-                        Op::Conv2d(cv) => cv.bias = true,
-                        _ => unreachable!("takes_bias checked the op"),
-                    }
+                    *self.nodes[id].op.kind_mut().bias_flag_mut().expect("takes_bias checked the op") = true;
                     let v = self.env[dv].view.as_ref().map(|t| t.shallow_clone());
                     // The value before the bias is no longer what the node computes.
                     self.checked.retain(|c| c != dv);
@@ -805,10 +795,9 @@ impl<'g> Lower<'g> {
             // Positions computed from the token ids: the sum with the embeddings maps it.
             let sources = g.input_sources(idx);
             let from_ids = sources.len() == 1
-                && self
-                    .env
-                    .get(&sources[0])
-                    .is_some_and(|b| matches!(self.nodes[b.id].op, Op::Input(InputKind::TokenIds { .. })));
+                && self.env.get(&sources[0]).is_some_and(|b| {
+                    matches!(self.nodes[b.id].op.kind().input_kind(), Some(InputKind::TokenIds { .. }))
+                });
             if from_ids {
                 self.deferred.insert(out.clone(), (t.clone(), idx.clone()));
                 return Ok(());
@@ -816,7 +805,7 @@ impl<'g> Lower<'g> {
         }
         if g.is_const(t) && !g.is_const(idx) {
             let ids = self.canonical(idx, n, "an embedding lookup")?;
-            if !matches!(self.nodes[ids].op, Op::Input(InputKind::TokenIds { .. })) {
+            if !matches!(self.nodes[ids].op.kind().input_kind(), Some(InputKind::TokenIds { .. })) {
                 return Err(self.unsupported(n, "an embedding lookup of something other than the token ids"));
             }
             let table = &g.values[t];

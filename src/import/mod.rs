@@ -504,13 +504,10 @@ fn build(g: &OnnxGraph, examples: &[(String, InputKind, Tensor)]) -> Result<Impo
     }
     let out = lower.output(&output)?;
     // Token inputs accept as many tokens as the position table holds.
-    let max_len = lower.nodes.iter().find_map(|n| match &n.op {
-        crate::graph::Op::PositionEmbedding(p) => Some(p.max_len),
-        _ => None,
-    });
+    let max_len = lower.nodes.iter().find_map(|n| n.op.kind().max_tokens());
     for &i in &lower.inputs {
-        if let crate::graph::Op::Input(InputKind::TokenIds { max_len: m } | InputKind::AttentionMask { max_len: m }) =
-            &mut lower.nodes[i].op
+        if let Some(InputKind::TokenIds { max_len: m } | InputKind::AttentionMask { max_len: m }) =
+            lower.nodes[i].op.kind_mut().input_kind_mut()
         {
             if let Some(l) = max_len {
                 *m = l;

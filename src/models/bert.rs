@@ -210,7 +210,7 @@ pub fn build(cfg: &BertConfig, seed: u64) -> Result<Graph> {
     let mut g = b.finish(t, seed)?;
     let mut rng = crate::util::rng(crate::util::derive_seed(seed, "bert-init"));
     for id in 0..g.nodes().len() {
-        if let Op::Linear(_) | Op::Embedding(_) = g.node(id).op {
+        if let Some(InitHint::Linear { .. } | InitHint::Embedding) = g.node(id).op.kind().init_hint() {
             crate::graph::init::normal_weights(&mut g, id, 0.02, &mut rng);
         }
     }

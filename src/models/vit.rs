@@ -147,7 +147,7 @@ pub fn build(cfg: &VitConfig, seed: u64) -> Result<Graph> {
     let mut g = b.finish(out, seed)?;
     let mut rng = crate::util::rng(crate::util::derive_seed(seed, "vit-init"));
     for id in 0..g.nodes().len() {
-        if let Op::Linear(_) = g.node(id).op {
+        if let Some(InitHint::Linear { .. }) = g.node(id).op.kind().init_hint() {
             if id == g.output() {
                 init::zero(&mut g, id);
             } else {

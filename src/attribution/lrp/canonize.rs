@@ -2,14 +2,15 @@
 //! temporary rewrites, computed without touching the graph.
 
 use crate::error::Result;
-use crate::graph::{Graph, NodeId, Op, Role};
+use crate::graph::{Graph, NodeId, Role};
 use tch::Tensor;
 
 /// Weight and bias of conv `conv` with BatchNorm `bn` folded in (zennit `MergeBatchNorm`):
 /// w' = w·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β.
 pub fn merge_batchnorm(graph: &Graph, conv: NodeId, bn: NodeId) -> Result<(Tensor, Option<Tensor>)> {
-    let Op::BatchNorm2d(norm) = &graph.node(bn).op else { unreachable!("checked by caller") };
-    let eps = norm.eps;
+    let Some(eps) = graph.node(bn).op.kind().batch_norm_eps() else {
+        crate::bail!("`{}` is not a normalisation by running statistics", graph.node(bn).name)
+    };
     let w = graph.require_param(conv, Role::Weight)?;
     let scale = graph
         .require_param(bn, Role::Weight)?

@@ -56,18 +56,6 @@ impl Attention {
         let s = x.size();
         Ok(x.f_reshape([s[0], s[1], self.heads, self.head_dim])?.f_transpose(1, 2)?)
     }
-
-    /// Rows of whole heads: `keep` heads of `head_dim` each, from `offset` on (surgery of the
-    /// q / k / v projections and of the output projection's columns).
-    pub fn head_rows(&self, keep: &[i64], offset: i64) -> Vec<i64> {
-        let dh = self.head_dim;
-        keep.iter().flat_map(|&h| (offset + h * dh)..(offset + (h + 1) * dh)).collect()
-    }
-
-    /// Rows of the packed q|k|v projection that keep heads `keep`.
-    pub fn packed_rows(&self, keep: &[i64]) -> Vec<i64> {
-        (0..3).flat_map(|part| self.head_rows(keep, part * self.width())).collect()
-    }
 }
 
 /// (B, H, T, dh) → (B, T, H·dh).
@@ -225,6 +213,24 @@ impl OpKind for Attention {
         let ctx = cx.step("Transpose", &[&ctx], &[("perm", Attr::Ints(&[0, 2, 1, 3]))]);
         let merge = cx.ints("merge", &[0, 0, w])?;
         Ok(cx.output("Reshape", &[&ctx, &merge], &[]))
+    }
+
+    fn attends(&self) -> bool {
+        true
+    }
+    fn unit_spans(&self) -> Vec<super::UnitSpan> {
+        use super::{UnitAt, UnitSpan};
+        let head = |at, parts, silences| UnitSpan { at, size: self.head_dim, parts, silences };
+        // A head is silenced by its columns of the output projection alone (zeroing q or k
+        // rows leaves a uniform softmax). Readers first: the weight criterion sums in this order.
+        let mut spans = vec![head(UnitAt::Readers, 1, true)];
+        if self.packed {
+            spans.push(head(UnitAt::Input(0), 3, false));
+        } else {
+            spans.extend((0..3).map(|k| head(UnitAt::Input(k), 1, false)));
+        }
+        spans.push(head(UnitAt::Output, 1, false));
+        spans
     }
 }
 

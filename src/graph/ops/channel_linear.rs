@@ -97,4 +97,14 @@ impl OpKind for ChannelLinear {
         }
         Ok(cx.output("Transpose", &[y], &[("perm", Attr::Ints(&[0, 3, 1, 2]))]))
     }
+
+    fn bias_flag(&self) -> Option<bool> {
+        Some(self.bias)
+    }
+    fn bias_flag_mut(&mut self) -> Option<&mut bool> {
+        Some(&mut self.bias)
+    }
+    fn init_hint(&self) -> Option<super::InitHint> {
+        Some(super::InitHint::Linear { in_features: self.in_channels, out_features: self.out_channels })
+    }
 }

@@ -207,4 +207,14 @@ impl OpKind for Conv2d {
             ],
         ))
     }
+
+    fn bias_flag(&self) -> Option<bool> {
+        Some(self.bias)
+    }
+    fn bias_flag_mut(&mut self) -> Option<&mut bool> {
+        Some(&mut self.bias)
+    }
+    fn init_hint(&self) -> Option<super::InitHint> {
+        Some(super::InitHint::Conv { fan_out: self.out_channels * self.kernel[0] * self.kernel[1] })
+    }
 }

@@ -54,4 +54,11 @@ impl OpKind for Embedding {
         let w = cx.param(Role::Weight)?;
         Ok(cx.output("Gather", &[w, cx.x(0)], &[("axis", Attr::Int(0))]))
     }
+
+    fn is_path_root(&self) -> bool {
+        true
+    }
+    fn init_hint(&self) -> Option<super::InitHint> {
+        Some(super::InitHint::Embedding)
+    }
 }

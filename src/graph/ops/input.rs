@@ -90,4 +90,11 @@ impl OpKind for InputKind {
             }
         }
     }
+
+    fn input_kind(&self) -> Option<&InputKind> {
+        Some(self)
+    }
+    fn input_kind_mut(&mut self) -> Option<&mut InputKind> {
+        Some(self)
+    }
 }

@@ -109,4 +109,17 @@ impl OpKind for Linear {
             Ok(cx.output("MatMul", &[cx.x(0), wt], &[]))
         }
     }
+
+    fn linear_classifier(&self) -> bool {
+        true
+    }
+    fn bias_flag(&self) -> Option<bool> {
+        Some(self.bias)
+    }
+    fn bias_flag_mut(&mut self) -> Option<&mut bool> {
+        Some(&mut self.bias)
+    }
+    fn init_hint(&self) -> Option<super::InitHint> {
+        Some(super::InitHint::Linear { in_features: self.in_features, out_features: self.out_features })
+    }
 }

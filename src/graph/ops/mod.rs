@@ -382,6 +382,70 @@ pub trait OpKind {
     fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>>;
     /// Writes the op as ONNX nodes through `cx`; returns the name of the output value.
     fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String>;
+
+    // Capabilities: what callers outside the op files ask of an op, so that none of them needs
+    // to test which op it is (tests/op_capabilities.rs keeps it that way).
+
+    /// What the op reads from outside, when it is a graph input (None: it is computed).
+    fn input_kind(&self) -> Option<&InputKind> {
+        None
+    }
+    /// Mutable [`OpKind::input_kind`], for the importer (which learns token limits late).
+    fn input_kind_mut(&mut self) -> Option<&mut InputKind> {
+        None
+    }
+    /// Whether the op's output starts a path of float activations that gradients flow back to:
+    /// graph inputs, and embedding lookups (their integer ids have no gradient).
+    fn is_path_root(&self) -> bool {
+        self.input_kind().is_some()
+    }
+    /// Whether the op mixes tokens by attention: a graph with one is a transformer (its own
+    /// fine-tuning recipe, softmax rules in the search space).
+    fn attends(&self) -> bool {
+        false
+    }
+    /// Whether the op multiplies a tensor by a computed gate (squeeze-and-excitation): a graph
+    /// with one has a gate rule to choose.
+    fn gates(&self) -> bool {
+        false
+    }
+    /// Whether the op is exactly `x·Wᵀ + b` of its one input, with weight (out, in): an output
+    /// layer that head-only training can fit on cached input features.
+    fn linear_classifier(&self) -> bool {
+        false
+    }
+    /// Whether the op adds its optional bias (None: it has no such option).
+    fn bias_flag(&self) -> Option<bool> {
+        None
+    }
+    /// Mutable [`OpKind::bias_flag`], for the importer (which folds a following addition into it).
+    fn bias_flag_mut(&mut self) -> Option<&mut bool> {
+        None
+    }
+    /// The layer kind that model-specific initialisation schemes ([`crate::graph::init`]) treat.
+    fn init_hint(&self) -> Option<InitHint> {
+        None
+    }
+    /// ε of a normalisation by running statistics, y = (x − μ)/√(σ² + ε)·γ + β per channel,
+    /// which a canonizer folds into the layer before it (None: the op is no such layer).
+    fn batch_norm_eps(&self) -> Option<f64> {
+        None
+    }
+    /// The length of a table indexed by token position: the most tokens the op accepts (None
+    /// where the op does not index by position, or counts positions otherwise).
+    fn max_tokens(&self) -> Option<i64> {
+        None
+    }
+    /// Where each of the op's units lives in the channels around it: every parameter that holds
+    /// a unit is found through these spans ([`crate::graph::Graph::unit_holders`]), which is how
+    /// masking, surgery and the weight criterion treat filters, neurons and heads alike. By
+    /// default a channel unit is one output channel of the op itself.
+    fn unit_spans(&self) -> Vec<UnitSpan> {
+        match self.units() {
+            Some(Units::Channels(_)) => vec![UnitSpan { at: UnitAt::Output, size: 1, parts: 1, silences: true }],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The error for an operation an op does not support: names the op, the node and the operation.
@@ -447,4 +511,59 @@ pub(crate) fn uniform(rng: &mut ChaCha8Rng, shape: &[i64], bound: f64) -> Tensor
 /// A tensor of ones.
 pub(crate) fn ones(shape: &[i64]) -> Tensor {
     Tensor::ones(shape, (Kind::Float, crate::device::HOST))
+}
+
+/// What model-specific initialisation schemes need to know of a layer (torchvision's and
+/// Hugging Face's schemes name the PyTorch layer they apply to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitHint {
+    /// A convolution (`nn.Conv2d`): Kaiming's fan-out is out channels × kernel area.
+    Conv { fan_out: i64 },
+    /// A fully connected layer (`nn.Linear`) with an (out, in) weight.
+    Linear { in_features: i64, out_features: i64 },
+    /// A token-id lookup table (`nn.Embedding` of the vocabulary).
+    Embedding,
+}
+
+/// Which nodes hold a unit's channels, relative to the op that owns the unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitAt {
+    /// The op's own output channels (a filter, a neuron; an attention node's context).
+    Output,
+    /// The output channels of the node feeding input `k` (attention's q, k, v projections).
+    Input(usize),
+    /// The input channels of every node that reads the op's output (attention's output
+    /// projection).
+    Readers,
+}
+
+/// One place of an op's units: there, the channels form `parts` consecutive parts of
+/// `units · size` channels each, and unit u owns channels `u·size .. (u + 1)·size` of every
+/// part (a head of a packed q|k|v projection: its rows in each of the 3 parts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitSpan {
+    pub at: UnitAt,
+    /// Channels per unit in each part.
+    pub size: i64,
+    /// Number of parts.
+    pub parts: i64,
+    /// Whether zeroing a unit's parameters here alone removes its contribution (what masking
+    /// zeroes): a head's output-projection columns do, its q / k rows do not.
+    pub silences: bool,
+}
+
+impl UnitSpan {
+    /// Whether the holders read the units (per-input-channel parameters) rather than produce
+    /// them (per-output-channel parameters).
+    pub fn reads(&self) -> bool {
+        self.at == UnitAt::Readers
+    }
+    /// Channel positions of units `which` (in that order within each part) when the op has
+    /// `units` units.
+    pub fn positions(&self, units: i64, which: &[i64]) -> Vec<i64> {
+        let part = units * self.size;
+        (0..self.parts)
+            .flat_map(|p| which.iter().flat_map(move |&u| (p * part + u * self.size)..(p * part + (u + 1) * self.size)))
+            .collect()
+    }
 }

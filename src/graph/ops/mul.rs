@@ -70,4 +70,8 @@ impl OpKind for Mul {
     fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         Ok(cx.output("Mul", &[cx.x(0), cx.x(1)], &[]))
     }
+
+    fn gates(&self) -> bool {
+        true
+    }
 }

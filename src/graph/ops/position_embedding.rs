@@ -73,4 +73,8 @@ impl OpKind for PositionEmbedding {
         };
         Ok(cx.output("Add", &[&x, &s], &[]))
     }
+
+    fn max_tokens(&self) -> Option<i64> {
+        Some(self.max_len)
+    }
 }
