@@ -1,21 +1,32 @@
-//! The README's library example, compiled with the tests so it stays true:
-//! prune the zoo ResNet's filters by LRP with per-group rules on a 3-class task.
+//! The README's library example, compiled with the tests so it stays true: curves of two
+//! criteria on the zoo ResNet's filters on a 3-class task, then a model pruned to half its MACs,
+//! through the same workflows the command line calls.
 //!
 //! cargo run --release --example library
 
 use relprune::attribution::CriterionSpec;
-use relprune::components::{ComponentKind, ComponentSet};
-use relprune::data::fashion_mnist;
-use relprune::experiment::{run_criterion, RunOptions, Task, TaskSpec};
-use relprune::models::load_model;
+use relprune::budget::Target;
+use relprune::compress::Amount;
+use relprune::experiment::{RunOptions, TaskSpec};
+use relprune::train::Silent;
+use relprune::workflow::curves::curves;
+use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};
+use relprune::workflow::{DataSource, ModelSource, Session};
 
 fn main() -> relprune::Result<()> {
-    let mut model = load_model("fmnist-resnet18", None, 0)?;
-    let splits = fashion_mnist::load_splits(&fashion_mnist::resolve_dir(None))?;
-    let task = Task::prepare(&splits, 10, &TaskSpec { classes: Some(3), ..TaskSpec::default() })?;
-    let filters = ComponentSet::find(&model.graph, ComponentKind::Filters)?;
+    let (model, data) = (ModelSource::named("fmnist-resnet18"), DataSource::default());
+    let task = TaskSpec { classes: Some(3), ..TaskSpec::default() };
+    let mut session = Session::open(&model, &data, &task, None)?;
     let lrp = CriterionSpec::from_name("lrp", Some("low=zplus,mid=gamma:0.25"), 0)?;
-    let result = run_criterion(&mut model.graph, &filters, &task, &lrp, &RunOptions::default(), &mut |_| {})?;
-    println!("A_PR {:.3}", result.curve.summary.a_pr);
+    let gradient = CriterionSpec::from_name("gradient", None, 0)?;
+    let report = curves(&mut session, &[lrp.clone(), gradient], &RunOptions::default(), &mut ())?;
+    for r in &report.results {
+        println!("{:<40} A_PR {:.3}", r.criterion, r.curve.summary.a_pr);
+    }
+    let config = PruneConfig::new(lrp, Amount::Target("macs=0.5".parse::<Target>()?));
+    let request = PruneRequest { model, data, task, component: None, config, out: "out/library".into() };
+    let outcome = prune(&request, &mut Silent)?;
+    let r = &outcome.pruned.report;
+    println!("MACs {:.3}, accuracy {:?} → {:?}", r.macs_ratio, r.before.accuracy, r.after.accuracy);
     Ok(())
 }

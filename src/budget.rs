@@ -79,10 +79,16 @@ pub struct Target {
 }
 
 impl std::str::FromStr for Target {
-    type Err = String;
+    type Err = crate::Error;
     /// `macs=0.5`, `params=0.5` or `latency=0.6[@BATCH]` (batch 1 unless given): the fraction of
     /// the unpruned model's MACs, parameters or measured latency to keep, in (0, 1).
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s).map_err(crate::Error::invalid)
+    }
+}
+
+impl Target {
+    fn parse(s: &str) -> std::result::Result<Self, String> {
         const HELP: &str = "use macs=FRACTION, params=FRACTION or latency=FRACTION[@BATCH]";
         let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: {HELP}"))?;
         let (v, batch) = match v.split_once('@') {
@@ -377,7 +383,7 @@ mod tests {
 
     #[test]
     fn targets_parse_with_clear_errors() {
-        assert_eq!("macs=0.5".parse::<Target>(), Ok(Target { measure: Measure::Macs, ratio: 0.5 }));
+        assert_eq!("macs=0.5".parse::<Target>().unwrap(), Target { measure: Measure::Macs, ratio: 0.5 });
         assert_eq!("params=0.25".parse::<Target>().unwrap().measure, Measure::Params);
         assert_eq!("latency=0.6".parse::<Target>().unwrap().measure, Measure::Latency { batch: 1 });
         assert_eq!("latency=0.6@64".parse::<Target>().unwrap().measure, Measure::Latency { batch: 64 });

@@ -104,6 +104,9 @@ pub trait CompressObserver: TrainObserver {
     fn stage(&mut self, _step: usize, _what: &str) {}
 }
 
+/// No progress reports.
+impl CompressObserver for crate::train::Silent {}
+
 /// Prunes `graph` (not modified) as `cfg` says. Without data only data-free criteria can
 /// score, and neither an accuracy budget nor fine-tuning is possible.
 pub fn compress(

@@ -7,7 +7,8 @@ use crate::error::Result;
 use crate::graph::Graph;
 pub use crate::metrics::{accuracy, check_finite, count_correct, latency, random_inputs, EvalOptions, Latency};
 
-/// Summary figures of an accuracy-vs-rate curve (METHOD.md §5).
+/// Summary figures of an accuracy-vs-rate curve: A_PR (the paper's objective), the trapezoid AUC
+/// (what its released code printed) and Top-PR.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct CurveSummary {
     /// Mean accuracy over the rate grid (the paper's objective, 0..1).

@@ -1,8 +1,28 @@
 //! relprune: prune neural networks by attribution (LRP above all) and optimise the attribution
 //! method for pruning.
 //!
-//! The pipeline, one module per step: [`graph`] (model representation) → [`models`] (builders)
-//! → [`data`] (datasets, splits, reference samples).
+//! The pipeline, in the order data flows and imports point (a module uses only those above it;
+//! `tests/architecture.rs` keeps it so):
+//!
+//! - Model: [`graph`] (typed ops in a DAG: forward, shapes, MACs, safetensors; one file per op
+//!   behind `OpKind`), [`models`] (builders with torchvision / Hugging Face names, the zoo),
+//!   [`import`] (ONNX files → graphs), [`export`] (graphs → ONNX).
+//! - Data: [`data`] (image folders, tensor files, Fashion-MNIST, text; splits and references).
+//! - Components: [`components`] (prunable units, depth groups, coupled groups), [`dependency`]
+//!   (channel dependencies through each op's channel map).
+//! - Scoring: [`attribution`] (the criteria, LRP's rules, the option vocabulary, per-layer
+//!   normalisation).
+//! - Pruning: [`ranking`] (global order, nested selections), [`masking`] (zeroed under a guard),
+//!   [`surgery`] (physically smaller graphs), [`budget`] (MACs / parameter / accuracy targets),
+//!   [`compress`] (score → select → surgery → fine-tune, in steps).
+//! - Measuring: [`metrics`] (accuracy, latency), [`evaluate`] (accuracy curves, A_PR / AUC /
+//!   Top-PR), [`experiment`] (a task and one criterion's curve), [`train`] and [`recovery`]
+//!   (training and recovery fine-tuning), [`report`] (plots and result files).
+//! - Optimisation: [`optimize`] (search space, samplers, early stopping of trials, storage, the
+//!   objective).
+//! - Workflows: [`workflow`] (prune, curves, study, info: what the command line and other front
+//!   ends call, with typed outcomes).
+//! - Helpers anyone may use: [`error`], [`util`], [`device`], [`runtime`].
 
 pub mod attribution;
 pub mod budget;

@@ -235,3 +235,17 @@ macro_rules! from_str_by_serde {
         }
     )*};
 }
+
+/// Splits `KEY=VALUE` items separated by `,` or `;` (a bare `KEY` has the value ""). A key given
+/// twice is refused.
+pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in text.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = item.split_once('=').map_or((item, ""), |(k, v)| (k.trim(), v.trim()));
+        if out.iter().any(|(seen, _)| seen == k) {
+            crate::bail!("option `{k}` is given twice in `{text}`; give each once");
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}

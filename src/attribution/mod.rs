@@ -3,7 +3,7 @@
 //! A criterion implements [`Criterion`]: scores for every component of a [`ComponentSet`]
 //! from a reference set. Sample-based criteria implement the smaller [`LatentAttribution`]
 //! (per-sample, per-unit attributions for one batch) and get the shared aggregation of
-//! METHOD.md §3 — absolute value per sample (or signed), summed over the references — from
+//! the paper's aggregation — absolute value per sample (or signed), summed over the references — from
 //! [`PerSample`]. Adding a criterion is one file plus one line in [`spec`].
 
 pub mod gradient;

@@ -12,32 +12,17 @@
 //! apply to every criterion with a sign choice and `normalize` to every criterion, the rest to
 //! LRP only. A key given twice is an error, never "the last one wins".
 
-use super::lrp::{
-    dense_depth, depth_index, BatchNormTreatment, GateRule, GroupRules, InitialRelevance, Rule, SoftmaxRule,
-};
+use super::lrp::{BatchNormTreatment, GateRule, InitialRelevance, SoftmaxRule};
 use super::normalize::LayerNormalization;
 use super::CriterionSpec;
 use crate::components::DepthGroup;
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
+/// `KEY=VALUE` items, each key once (the splitter all option texts share).
+pub use crate::util::parse_pairs;
 
 /// The keys, for messages.
 const KEYS: &str = "all, low, mid, high, fc, d1…dN (rules), softmax, {low,mid,high}_softmax, initial, batch_norm, \
                     gate, stabilizer, sum_first, signed, absolute, normalize";
-
-/// Splits `KEY=VALUE` items separated by `,` or `;` (a bare `KEY` has the value ""). A key given
-/// twice is refused.
-pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for item in text.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = item.split_once('=').map_or((item, ""), |(k, v)| (k.trim(), v.trim()));
-        if out.iter().any(|(seen, _)| seen == k) {
-            crate::bail!("option `{k}` is given twice in `{text}`; give each once");
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
-}
 
 /// Applies options to `spec`, in order (`all=…` first, then single groups, overrides).
 pub fn apply(spec: &mut CriterionSpec, pairs: &[(String, String)]) -> Result<()> {
@@ -91,44 +76,9 @@ pub fn apply(spec: &mut CriterionSpec, pairs: &[(String, String)]) -> Result<()>
     }
     if !rules.is_empty() {
         let CriterionSpec::Lrp { lrp, .. } = spec else { unreachable!("rules are collected for LRP only") };
-        apply_rules(&mut lrp.rules, &rules)?;
+        lrp.rules.apply(&rules).map_err(|e| Error::invalid(format!("{e}; options known: {KEYS}")))?;
     }
     spec.check()
-}
-
-/// Applies `GROUP=RULE` pairs to `rules` (groups not named keep theirs): `all`, low / mid / high /
-/// fc, or the equal depth groups d1…dN (all of them, and not beside low / mid / high).
-pub fn apply_rules(rules: &mut GroupRules, pairs: &[(String, String)]) -> Result<()> {
-    let mut depth: BTreeMap<usize, Rule> = BTreeMap::new();
-    let mut named = false;
-    for (group, rule) in pairs {
-        let group = group.trim();
-        if rule.is_empty() {
-            crate::bail!("`{group}` is not GROUP=RULE or a known option; known: {KEYS}");
-        }
-        let rule = Rule::parse(rule)?;
-        match group {
-            "all" => *rules = GroupRules { depth: std::mem::take(&mut rules.depth), ..GroupRules::all(rule) },
-            g => match depth_index(g)? {
-                Some(k) => {
-                    depth.insert(k, rule);
-                }
-                None => {
-                    let g: DepthGroup =
-                        g.parse().map_err(|e: Error| Error::invalid(format!("{e}; options known: {KEYS}")))?;
-                    named |= g != DepthGroup::Fc;
-                    rules.set(g, rule);
-                }
-            },
-        }
-    }
-    if !depth.is_empty() {
-        if named {
-            crate::bail!("give either low / mid / high or the equal depth groups d1…dN, not both");
-        }
-        rules.depth = dense_depth(depth)?;
-    }
-    Ok(())
 }
 
 fn flag(key: &str, v: &str) -> Result<bool> {
@@ -178,6 +128,7 @@ pub fn set_normalization(spec: &mut CriterionSpec, how: LayerNormalization) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attribution::lrp::Rule;
 
     fn lrp(text: &str) -> Result<CriterionSpec> {
         let mut s = CriterionSpec::from_name("lrp-epsilon", None, 0)?;

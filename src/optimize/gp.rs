@@ -119,7 +119,7 @@ impl Gp {
 fn expected_improvement(mean: f64, sd: f64, best: f64) -> f64 {
     let z = (mean - best - 0.01) / sd;
     let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
-    let cdf = super::tpe::normal_cdf(z);
+    let cdf = super::sampler::normal_cdf(z);
     (mean - best - 0.01) * cdf + sd * pdf
 }
 

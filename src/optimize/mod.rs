@@ -14,6 +14,7 @@ pub mod objective;
 mod postgres;
 pub mod sampler;
 pub mod space;
+mod sql;
 mod sqlite;
 pub mod storage;
 pub mod study_report;
@@ -21,6 +22,18 @@ mod tpe;
 
 pub use objective::{Objective, TrialOutcome};
 pub use sampler::{Sampler, SamplerKind};
+
+impl SamplerKind {
+    /// The sampler, seeded (defined here, above the samplers it builds).
+    pub fn build(self, seed: u64) -> Box<dyn Sampler> {
+        match self {
+            SamplerKind::Tpe => Box::new(tpe::Tpe::new(seed)),
+            SamplerKind::Gp => Box::new(gp::GpSampler::new(seed)),
+            SamplerKind::Random => Box::new(sampler::RandomSampler { seed }),
+            SamplerKind::Grid => Box::new(sampler::GridSampler),
+        }
+    }
+}
 pub use space::{Params, SearchSpace};
 pub use storage::{connect, connect_existing, StudyDefinition, StudyStore};
 

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, for several workers on several machines sharing one study.
 
-use super::storage::{redact, Sql, SqlConn};
+use super::sql::{redact, Sql, SqlConn};
 use crate::error::{Error, Result};
 use postgres::types::ToSql;
 

@@ -31,15 +31,23 @@ pub enum SamplerKind {
 
 crate::from_str_by_serde!(SamplerKind: "tpe, gp, random or grid");
 
-impl SamplerKind {
-    pub fn build(self, seed: u64) -> Box<dyn Sampler> {
-        match self {
-            SamplerKind::Tpe => Box::new(super::tpe::Tpe::new(seed)),
-            SamplerKind::Gp => Box::new(super::gp::GpSampler::new(seed)),
-            SamplerKind::Random => Box::new(RandomSampler { seed }),
-            SamplerKind::Grid => Box::new(GridSampler),
-        }
+/// Error function (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
+pub(super) fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    if x >= 0.0 {
+        y
+    } else {
+        -y
     }
+}
+
+/// Standard normal CDF.
+pub(super) fn normal_cdf(z: f64) -> f64 {
+    0.5 * (1.0 + erf(z / std::f64::consts::SQRT_2))
 }
 
 /// A generator for trial `number` of a sampler seeded with `seed`.

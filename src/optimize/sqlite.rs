@@ -1,6 +1,6 @@
 //! The embedded SQLite backend (a file; several local processes may share it).
 
-use super::storage::{Sql, SqlConn};
+use super::sql::{Sql, SqlConn};
 use crate::error::{Error, Result};
 use std::path::Path;
 

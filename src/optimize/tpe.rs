@@ -6,7 +6,7 @@
 //! to neighbouring observations, clipped), categorical ones smoothed frequencies. Conditional
 //! parameters only learn from trials where they were active.
 
-use super::sampler::{draw, trial_rng, RandomSampler, Sampler};
+use super::sampler::{draw, normal_cdf, trial_rng, RandomSampler, Sampler};
 use super::space::{Domain, Params, SearchSpace};
 use super::{Trial, TrialState};
 use crate::error::Result;
@@ -25,25 +25,6 @@ impl Tpe {
     pub fn new(seed: u64) -> Self {
         Tpe { seed, startup_trials: 10, candidates: 24, prior_weight: 1.0 }
     }
-}
-
-/// Error function (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
-fn erf(x: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
-            * t
-            * (-x * x).exp();
-    if x >= 0.0 {
-        y
-    } else {
-        -y
-    }
-}
-
-/// Standard normal CDF.
-pub(super) fn normal_cdf(z: f64) -> f64 {
-    0.5 * (1.0 + erf(z / std::f64::consts::SQRT_2))
 }
 
 /// A mixture of Gaussians truncated to [lo, hi].

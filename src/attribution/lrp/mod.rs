@@ -89,8 +89,42 @@ impl GroupRules {
     /// given); groups not named keep the rules of `base`.
     pub fn parse(text: &str, base: GroupRules) -> Result<Self> {
         let mut out = base;
-        crate::attribution::options::apply_rules(&mut out, &crate::attribution::options::parse_pairs(text)?)?;
+        out.apply(&crate::util::parse_pairs(text)?)?;
         Ok(out)
+    }
+
+    /// Applies `GROUP=RULE` pairs (groups not named keep theirs): `all`, low / mid / high /
+    /// fc, or the equal depth groups d1…dN (all of them, and not beside low / mid / high).
+    pub fn apply(&mut self, pairs: &[(String, String)]) -> Result<()> {
+        let mut depth: BTreeMap<usize, Rule> = BTreeMap::new();
+        let mut named = false;
+        for (group, rule) in pairs {
+            let group = group.trim();
+            if rule.is_empty() {
+                crate::bail!("`{group}` is not GROUP=RULE (groups: all, low, mid, high, fc, or d1…dN)");
+            }
+            let rule = Rule::parse(rule)?;
+            match group {
+                "all" => *self = GroupRules { depth: std::mem::take(&mut self.depth), ..GroupRules::all(rule) },
+                g => match depth_index(g)? {
+                    Some(k) => {
+                        depth.insert(k, rule);
+                    }
+                    None => {
+                        let g: DepthGroup = g.parse()?;
+                        named |= g != DepthGroup::Fc;
+                        self.set(g, rule);
+                    }
+                },
+            }
+        }
+        if !depth.is_empty() {
+            if named {
+                crate::bail!("give either low / mid / high or the equal depth groups d1…dN, not both");
+            }
+            self.depth = dense_depth(depth)?;
+        }
+        Ok(())
     }
 
     pub fn check(&self) -> Result<()> {
