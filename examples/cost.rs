@@ -6,12 +6,12 @@
 //! plain evaluation passes over the same samples.
 
 use relprune::attribution::{lrp::Lrp, CriterionSpec, LatentAttribution};
-use relprune::components::ComponentSet;
 use relprune::data::{fashion_mnist, SplitName};
 use relprune::evaluate::{accuracy, EvalOptions};
 use relprune::experiment::{measure_curve, score, RunOptions, Task, TaskSpec};
 use relprune::graph::Mode;
 use relprune::models::load_model;
+use relprune::prune::components::ComponentSet;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {

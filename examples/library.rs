@@ -5,9 +5,9 @@
 //! cargo run --release --example library
 
 use relprune::attribution::CriterionSpec;
-use relprune::budget::Target;
-use relprune::compress::Amount;
 use relprune::experiment::{RunOptions, TaskSpec};
+use relprune::prune::budget::Target;
+use relprune::prune::compress::Amount;
 use relprune::train::Silent;
 use relprune::workflow::curves::curves;
 use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};

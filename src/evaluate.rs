@@ -170,7 +170,7 @@ pub enum CurveAxis {
 crate::from_str_by_serde!(CurveAxis: "rate, macs or params");
 
 // Defined with the curves, whose axes it reads: a budget mark is made below them (budget).
-impl crate::budget::BudgetMark {
+impl crate::prune::budget::BudgetMark {
     /// Where the mark sits on a curve's x axis.
     pub fn x(&self, axis: CurveAxis) -> f64 {
         match axis {
@@ -184,16 +184,16 @@ impl crate::budget::BudgetMark {
 /// How a curve removes each grid point's selection.
 pub enum CurvePruning<'a> {
     /// Masks on the ranked components, restored after each rate (the paper's protocol).
-    Masks(&'a crate::ranking::Ranking),
+    Masks(&'a crate::prune::ranking::Ranking),
     /// Surgery on whole dependency groups (coupled channels go together, ranked by their mean
     /// score): a smaller graph per rate, faster at high rates. Its accuracies equal masking the
     /// same group-level selection.
-    Physical(&'a crate::surgery::GroupRanking),
+    Physical(&'a crate::prune::surgery::GroupRanking),
     /// Surgery on the shortest prefix of the group order that removes at least the grid
     /// point's fraction of `measure` (MACs or parameters; token models counted at `seq_len`
     /// tokens). Where the criterion cannot remove that much, the curve stays at its largest
     /// removal.
-    Budget { ranking: &'a crate::surgery::GroupRanking, measure: crate::budget::Measure, seq_len: i64 },
+    Budget { ranking: &'a crate::prune::surgery::GroupRanking, measure: crate::prune::budget::Measure, seq_len: i64 },
 }
 
 /// One grid point's selection.
@@ -208,7 +208,7 @@ struct PointSelection {
 
 impl CurvePruning<'_> {
     /// The selection at grid value `x`.
-    fn select(&self, graph: &Graph, comps: &crate::components::ComponentSet, x: f64) -> Result<PointSelection> {
+    fn select(&self, graph: &Graph, comps: &crate::prune::components::ComponentSet, x: f64) -> Result<PointSelection> {
         Ok(match self {
             CurvePruning::Masks(r) => {
                 let mut components = r.selection(x)?.to_vec();
@@ -223,8 +223,8 @@ impl CurvePruning<'_> {
                 if x <= 0.0 {
                     return Ok(PointSelection { components: Vec::new(), groups: Vec::new(), kept: Some(1.0) });
                 }
-                let target = crate::budget::Target { measure: *measure, ratio: 1.0 - x };
-                let (choice, _) = crate::budget::select_at_most(graph, comps, ranking, target, *seq_len)?;
+                let target = crate::prune::budget::Target { measure: *measure, ratio: 1.0 - x };
+                let (choice, _) = crate::prune::budget::select_at_most(graph, comps, ranking, target, *seq_len)?;
                 PointSelection {
                     components: ranking.component_indices(comps, &choice.selection),
                     groups: choice.selection,
@@ -238,18 +238,18 @@ impl CurvePruning<'_> {
     fn accuracy(
         &self,
         graph: &mut Graph,
-        comps: &crate::components::ComponentSet,
+        comps: &crate::prune::components::ComponentSet,
         sel: &PointSelection,
         split: &Subset,
         eval: &EvalOptions,
     ) -> Result<f64> {
         match self {
             CurvePruning::Masks(_) => {
-                let guard = crate::masking::apply_mask(graph, comps, &sel.components)?;
+                let guard = crate::prune::masking::apply_mask(graph, comps, &sel.components)?;
                 accuracy(&guard, split, eval)
             }
             CurvePruning::Physical(r) | CurvePruning::Budget { ranking: r, .. } => {
-                let (small, _) = crate::surgery::prune(graph, comps, r, &sel.groups)?;
+                let (small, _) = crate::prune::surgery::prune(graph, comps, r, &sel.groups)?;
                 accuracy(&small, split, eval)
             }
         }
@@ -263,7 +263,7 @@ impl CurvePruning<'_> {
 /// selection is made from the ranking alone), except for which rates `stop_at_chance` fills.
 pub fn accuracy_curve(
     graph: &mut Graph,
-    comps: &crate::components::ComponentSet,
+    comps: &crate::prune::components::ComponentSet,
     pruning: CurvePruning,
     split: &Subset,
     opts: &CurveOptions,
@@ -294,7 +294,7 @@ pub fn accuracy_curve(
         let rate = opts.rates[i];
         let sel = pruning.select(graph, comps, rate)?;
         pruned[i] = sel.components.len();
-        pruned_per_layer[i] = crate::ranking::units_per_layer(comps, &sel.components);
+        pruned_per_layer[i] = crate::prune::ranking::units_per_layer(comps, &sel.components);
         kept[i] = sel.kept;
         if opts.stop_at_chance && chance_from.is_some_and(|c| i > c) {
             continue;

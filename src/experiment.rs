@@ -4,12 +4,12 @@
 
 use crate::attribution::normalize::RankingUse;
 use crate::attribution::{CriterionSpec, Scores};
-use crate::components::{ComponentKind, ComponentSet};
 use crate::data::{select_references, ClassSubset, SplitName, Splits, Subset};
 use crate::error::Result;
 use crate::evaluate::{accuracy_curve, Curve, CurveAxis, CurveOptions, CurvePruning, EvalOptions};
 use crate::graph::Graph;
-use crate::ranking::{PruneOrder, Ranking};
+use crate::prune::components::{ComponentKind, ComponentSet};
+use crate::prune::ranking::{PruneOrder, Ranking};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -120,10 +120,10 @@ pub struct RunOptions {
     /// (always physically, by bisection on the group order).
     pub axis: CurveAxis,
     /// The group order on a MACs / parameter axis, and for the marks.
-    pub selection: crate::budget::Selection,
+    pub selection: crate::prune::budget::Selection,
     /// Budget targets to mark on the curve (`curve --target macs=0.5`): each is measured once,
     /// after the curve, on the model `prune --target` would give (see [`mark_targets`]).
-    pub marks: Vec<crate::budget::Target>,
+    pub marks: Vec<crate::prune::budget::Target>,
     /// The order the rates are measured in (the optimisation objective measures coarse first,
     /// so that its pruner judges trials on the whole grid).
     pub visit: crate::evaluate::RateVisit,
@@ -132,14 +132,14 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            rates: crate::ranking::default_rates(),
+            rates: crate::prune::ranking::default_rates(),
             stop_at_chance: false,
             order: PruneOrder::default(),
             attribution_batch: 64,
             eval_batch: 64,
             physical: false,
             axis: CurveAxis::Rate,
-            selection: crate::budget::Selection::Relevance,
+            selection: crate::prune::budget::Selection::Relevance,
             marks: Vec::new(),
             visit: crate::evaluate::RateVisit::Ascending,
         }
@@ -167,7 +167,7 @@ pub struct CurveResult {
     pub curve: Curve,
     /// The budget targets of [`RunOptions::marks`], measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub marks: Vec<crate::budget::BudgetMark>,
+    pub marks: Vec<crate::prune::budget::BudgetMark>,
     pub timings: Timings,
 }
 
@@ -175,7 +175,7 @@ pub struct CurveResult {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerUnits {
     pub name: String,
-    pub group: crate::components::DepthGroup,
+    pub group: crate::prune::components::DepthGroup,
     pub units: usize,
 }
 
@@ -254,7 +254,7 @@ pub fn mark_targets(
     scores: &Scores,
     task: &Task,
     opts: &RunOptions,
-) -> Result<Vec<crate::budget::BudgetMark>> {
+) -> Result<Vec<crate::prune::budget::BudgetMark>> {
     let mut marks = Vec::with_capacity(opts.marks.len());
     if opts.marks.is_empty() {
         return Ok(marks);
@@ -262,18 +262,18 @@ pub fn mark_targets(
     let eval = task.eval_options(opts.eval_batch);
     // Unit costs (one surgery per group) depend on the groups, not on the target: measured once.
     let costs = match opts.selection {
-        crate::budget::Selection::CostAware => {
-            let ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
-            Some(crate::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?)
+        crate::prune::budget::Selection::CostAware => {
+            let ranking = crate::prune::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+            Some(crate::prune::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?)
         }
-        crate::budget::Selection::Relevance => None,
+        crate::prune::budget::Selection::Relevance => None,
     };
     for &target in &opts.marks {
-        let mut ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+        let mut ranking = crate::prune::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
         if let Some(costs) = &costs {
-            crate::budget::order_by_cost(&mut ranking, costs, target.measure);
+            crate::prune::budget::order_by_cost(&mut ranking, costs, target.measure);
         }
-        marks.push(crate::budget::BudgetMark::measure(
+        marks.push(crate::prune::budget::BudgetMark::measure(
             graph,
             comps,
             &ranking,
@@ -307,21 +307,21 @@ pub fn measure_curve_until(
     };
     let measure = match opts.axis {
         CurveAxis::Rate => None,
-        CurveAxis::Macs => Some(crate::budget::Measure::Macs),
-        CurveAxis::Params => Some(crate::budget::Measure::Params),
+        CurveAxis::Macs => Some(crate::prune::budget::Measure::Macs),
+        CurveAxis::Params => Some(crate::prune::budget::Measure::Params),
     };
     if let Some(measure) = measure {
-        let mut ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
-        if opts.selection == crate::budget::Selection::CostAware {
-            let costs = crate::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?;
-            crate::budget::order_by_cost(&mut ranking, &costs, measure);
+        let mut ranking = crate::prune::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+        if opts.selection == crate::prune::budget::Selection::CostAware {
+            let costs = crate::prune::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?;
+            crate::prune::budget::order_by_cost(&mut ranking, &costs, measure);
         }
         let pruning = CurvePruning::Budget { ranking: &ranking, measure, seq_len: CURVE_SEQ_LEN };
         let mut curve = accuracy_curve(graph, comps, pruning, &task.eval, &copts, step)?;
         curve.axis = opts.axis;
         Ok(curve)
     } else if opts.physical {
-        let ranking = crate::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
+        let ranking = crate::prune::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
         accuracy_curve(graph, comps, CurvePruning::Physical(&ranking), &task.eval, &copts, step)
     } else {
         let ranking = Ranking::new(scores, opts.order);

@@ -8,13 +8,13 @@
 //!   behind `OpKind`), [`models`] (builders with torchvision / Hugging Face names, the zoo),
 //!   [`import`] (ONNX files → graphs), [`export`] (graphs → ONNX).
 //! - Data: [`data`] (image folders, tensor files, Fashion-MNIST, text; splits and references).
-//! - Components: [`components`] (prunable units, depth groups, coupled groups), [`dependency`]
-//!   (channel dependencies through each op's channel map).
+//! - Components: [`prune::components`] (prunable units, depth groups, coupled groups),
+//!   [`prune::dependency`] (channel dependencies through each op's channel map).
 //! - Scoring: [`attribution`] (the criteria, LRP's rules, the option vocabulary, per-layer
 //!   normalisation).
-//! - Pruning: [`ranking`] (global order, nested selections), [`masking`] (zeroed under a guard),
-//!   [`surgery`] (physically smaller graphs), [`budget`] (MACs / parameter / accuracy targets),
-//!   [`compress`] (score → select → surgery → fine-tune, in steps).
+//! - Pruning: [`prune::ranking`] (global order, nested selections), [`prune::masking`] (zeroed
+//!   under a guard), [`prune::surgery`] (physically smaller graphs), [`prune::budget`] (MACs /
+//!   parameter / accuracy targets), [`prune::compress`] (score → select → surgery → fine-tune).
 //! - Measuring: [`metrics`] (accuracy, latency), [`evaluate`] (accuracy curves, A_PR / AUC /
 //!   Top-PR), [`experiment`] (a task and one criterion's curve), [`train`] and [`recovery`]
 //!   (training and recovery fine-tuning), [`report`] (plots and result files).
@@ -25,11 +25,7 @@
 //! - Helpers anyone may use: [`error`], [`util`], [`device`], [`runtime`].
 
 pub mod attribution;
-pub mod budget;
-pub mod components;
-pub mod compress;
 pub mod data;
-pub mod dependency;
 pub mod device;
 pub mod error;
 pub mod evaluate;
@@ -37,15 +33,13 @@ pub mod experiment;
 pub mod export;
 pub mod graph;
 pub mod import;
-pub mod masking;
 pub mod metrics;
 pub mod models;
 pub mod optimize;
-pub mod ranking;
+pub mod prune;
 pub mod recovery;
 pub mod report;
 pub mod runtime;
-pub mod surgery;
 pub mod train;
 pub mod util;
 pub mod workflow;

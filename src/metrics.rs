@@ -1,6 +1,6 @@
 //! Measuring a model: top-1 accuracy on a split (optionally restricted to a class subset), a
 //! check that its outputs are finite, and forward latency. Below pruning in the module order,
-//! since budgets measure what they prune ([`crate::budget`]); [`crate::evaluate`] builds the
+//! since budgets measure what they prune ([`crate::prune::budget`]); [`crate::evaluate`] builds the
 //! accuracy curves on top and re-exports these under their old names.
 
 use crate::data::{ClassSubset, Subset};

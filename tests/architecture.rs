@@ -1,8 +1,10 @@
 //! The module layering of `src/`, checked on the source text so it stays true.
 //!
 //! The library's top-level modules form layers, each depending only on those below:
-//! graph → components / dependency → attribution → ranking → pruning (masking, surgery, budget,
-//! compress) → evaluate → optimize → front ends (cli). `util`, `error`, `device` and `runtime`
+//! graph → prune::components / prune::dependency → attribution → prune::ranking → pruning
+//! (prune::masking, surgery, budget, compress) → evaluate → optimize → workflow → front ends
+//! (cli). A folder whose `mod.rs` only declares its modules (`prune`) is a namespace: its modules
+//! are checked one by one, since the pipeline passes through it. `util`, `error`, `device` and `runtime`
 //! are leaf helpers anyone may import. This test reads every library file, collects the
 //! references `crate::<module>…` (in `use` trees, groups included, and inline paths) and the
 //! `super::…` paths that climb out of their top-level module, and asserts that the graph of
@@ -221,8 +223,9 @@ fn module_path(rel: &str) -> Vec<String> {
 /// The references of one file (`rel`: its path under `src/`) to top-level modules other than
 /// its own. `super` is resolved against the module it is written in, inline `mod x { … }`
 /// blocks included.
-fn references(rel: &str, text: &str, modules: &BTreeSet<String>) -> Vec<Reference> {
+fn references(rel: &str, text: &str, modules: &BTreeSet<String>, namespaces: &BTreeSet<String>) -> Vec<Reference> {
     let file = module_path(rel);
+    let from = unit(&file, namespaces);
     let toks = without_test_items(tokens(&strip(text)));
     let mut paths = Vec::new();
     // Inline modules open at this point, with the brace depth inside each.
@@ -270,14 +273,40 @@ fn references(rel: &str, text: &str, modules: &BTreeSet<String>) -> Vec<Referenc
             }
             here[..here.len() - ups].iter().chain(&path[ups..]).cloned().collect()
         };
-        let Some(to) = absolute.first().filter(|m| modules.contains(*m)) else { continue };
-        let r = Reference { from: file[0].clone(), to: to.clone(), at: format!("{rel}:{line}") };
+        if !absolute.first().is_some_and(|m| modules.contains(m)) {
+            continue;
+        }
+        let to = unit(&absolute, namespaces);
+        let r = Reference { from: from.clone(), to: to.clone(), at: format!("{rel}:{line}") };
         // A group (`use crate::graph::{A, B}`) is one reference.
-        if file.first() != Some(to) && !out.contains(&r) {
+        if from != to && !out.contains(&r) {
             out.push(r);
         }
     }
     out
+}
+
+/// The unit a module path belongs to: its top-level module, or within a namespace folder the
+/// namespace's module (`prune::surgery`).
+fn unit(path: &[String], namespaces: &BTreeSet<String>) -> String {
+    match path {
+        [ns, m, ..] if namespaces.contains(ns) => format!("{ns}::{m}"),
+        [m, ..] => m.clone(),
+        [] => String::new(),
+    }
+}
+
+/// Top-level folders whose `mod.rs` holds nothing but `pub mod` lines (and docs).
+fn namespaces(modules: &BTreeSet<String>) -> BTreeSet<String> {
+    modules
+        .iter()
+        .filter(|m| {
+            let Ok(text) = std::fs::read_to_string(src().join(m.as_str()).join("mod.rs")) else { return false };
+            let toks: Vec<String> = tokens(&strip(&text)).into_iter().map(|t| t.0).collect();
+            !toks.is_empty() && toks.chunks(4).all(|c| c.len() == 4 && c[0] == "pub" && c[1] == "mod" && c[3] == ";")
+        })
+        .cloned()
+        .collect()
 }
 
 /// The strongly connected components of the module graph that hold more than one module: its
@@ -382,10 +411,12 @@ fn library_modules() -> BTreeSet<String> {
 fn library_references() -> Vec<Reference> {
     let modules = library_modules();
     assert!(modules.len() > 10 && modules.contains("graph"), "lib.rs's modules not found: {modules:?}");
+    let namespaces = namespaces(&modules);
+    assert!(namespaces.contains("prune"), "prune/ is a namespace of the pipeline's pruning steps");
     rust_files(&src())
         .iter()
         .filter(|(rel, _)| modules.contains(&module_path(rel)[0]))
-        .flat_map(|(rel, text)| references(rel, text, &modules))
+        .flat_map(|(rel, text)| references(rel, text, &modules, &namespaces))
         .collect()
 }
 
@@ -444,8 +475,41 @@ fn modules(names: &[&str]) -> BTreeSet<String> {
 }
 
 fn all_refs(files: &[(&str, &str)], names: &[&str]) -> Vec<Reference> {
-    let m = modules(names);
-    files.iter().flat_map(|(rel, text)| references(rel, text, &m)).collect()
+    all_refs_in(files, names, &[])
+}
+
+fn all_refs_in(files: &[(&str, &str)], names: &[&str], namespaces: &[&str]) -> Vec<Reference> {
+    let (m, ns) = (modules(names), modules(namespaces));
+    files.iter().flat_map(|(rel, text)| references(rel, text, &m, &ns)).collect()
+}
+
+#[test]
+fn a_namespace_is_checked_module_by_module() {
+    // The pipeline passes through `p`: p::low → a → p::high is a layering, not a cycle.
+    let files = [
+        (
+            "p/high.rs",
+            "use crate::a::A;
+use super::low::L;
+",
+        ),
+        (
+            "a.rs",
+            "use crate::p::low::L;
+",
+        ),
+        (
+            "p/low.rs",
+            "pub struct L;
+",
+        ),
+    ];
+    let refs = all_refs_in(&files, &["a", "p"], &["p"]);
+    let seen: Vec<(&str, &str)> = refs.iter().map(|r| (r.from.as_str(), r.to.as_str())).collect();
+    assert_eq!(seen, vec![("p::high", "a"), ("p::high", "p::low"), ("a", "p::low")]);
+    assert!(cycles(&refs).is_empty());
+    // Without the namespace the folder is one module, and the same files make a cycle.
+    assert_eq!(cycles(&all_refs(&files, &["a", "p"])), vec![vec!["a".to_string(), "p".into()]]);
 }
 
 #[test]

@@ -5,13 +5,15 @@
 mod common;
 
 use relprune::attribution::Scores;
-use relprune::budget::{order_by_cost, select_for_max_drop, select_for_target, unit_costs, Measure, Selection, Target};
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::evaluate::{accuracy, EvalOptions};
 use relprune::graph::{stats, Graph};
 use relprune::models::Architecture;
-use relprune::ranking::PruneOrder;
-use relprune::surgery::{prune, GroupRanking};
+use relprune::prune::budget::{
+    order_by_cost, select_for_max_drop, select_for_target, unit_costs, Measure, Selection, Target,
+};
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::ranking::PruneOrder;
+use relprune::prune::surgery::{prune, GroupRanking};
 
 fn random_scores(n: usize, seed: u64) -> Scores {
     use rand::RngExt;
@@ -167,7 +169,7 @@ fn round_to_keeps_widths_multiples_of_k_and_equals_the_masked_model() {
         let x = vec![x[0].randn_like()];
         let masked = {
             let guard =
-                relprune::masking::apply_mask(&mut g, &comps, &ranking.component_indices(&comps, &sel)).unwrap();
+                relprune::prune::masking::apply_mask(&mut g, &comps, &ranking.component_indices(&comps, &sel)).unwrap();
             tch::no_grad(|| guard.forward(&x, Mode::Eval)).unwrap()
         };
         let pruned = tch::no_grad(|| small.forward(&x, Mode::Eval)).unwrap();
@@ -259,7 +261,7 @@ fn curves_on_a_macs_axis_remove_what_each_point_asks() {
         for selection in [Selection::Relevance, Selection::CostAware] {
             for axis in [CurveAxis::Macs, CurveAxis::Params] {
                 let opts = RunOptions {
-                    rates: relprune::ranking::parse_rates("0:0.6:0.2").unwrap(),
+                    rates: relprune::prune::ranking::parse_rates("0:0.6:0.2").unwrap(),
                     axis,
                     selection,
                     ..Default::default()
@@ -307,7 +309,7 @@ fn budget_marks_are_the_models_prune_target_gives() {
     let scores = random_scores(comps.total, 9);
     let targets: Vec<Target> = ["macs=0.6", "params=0.5", "macs=0.001"].iter().map(|t| t.parse().unwrap()).collect();
     let opts = RunOptions {
-        rates: relprune::ranking::parse_rates("0:0.4:0.2").unwrap(),
+        rates: relprune::prune::ranking::parse_rates("0:0.4:0.2").unwrap(),
         axis: CurveAxis::Macs,
         marks: targets.clone(),
         ..Default::default()
@@ -342,7 +344,7 @@ fn budget_marks_are_the_models_prune_target_gives() {
     assert_eq!(cost_mark.rate, choice.rate);
     assert!(cost_mark.rate != marks[0].rate, "the cost-aware order selects other units");
     // serde_json reads floats to within an ulp (no float_roundtrip feature).
-    let back: Vec<relprune::budget::BudgetMark> =
+    let back: Vec<relprune::prune::budget::BudgetMark> =
         serde_json::from_str(&serde_json::to_string(&marks).unwrap()).unwrap();
     for (a, b) in back.iter().zip(&marks) {
         assert!(a.target == b.target && a.reached == b.reached && a.accuracy == b.accuracy);
@@ -410,7 +412,7 @@ fn compare_marks_budget_targets() {
 fn curves_take_the_per_layer_normalisation_of_prune() {
     use relprune::attribution::CriterionSpec;
     use relprune::experiment::{measure_curve, run_criterion, score, RunOptions, Task, TaskSpec};
-    use relprune::ranking::{normalize_per_layer, LayerNormalization};
+    use relprune::prune::ranking::{normalize_per_layer, LayerNormalization};
     let tmp = tempfile::tempdir().unwrap();
     common::synthetic_fmnist(tmp.path(), 600, 200);
     let splits = relprune::data::fashion_mnist::load_splits(tmp.path()).unwrap();
@@ -418,7 +420,7 @@ fn curves_take_the_per_layer_normalisation_of_prune() {
         Task::prepare(&splits, 10, &TaskSpec { refs_per_class: 1, eval_samples: 50, ..Default::default() }).unwrap();
     let g = &models()[1];
     let comps = ComponentSet::find(g, ComponentKind::Filters).unwrap();
-    let opts = RunOptions { rates: relprune::ranking::parse_rates("0:0.6:0.3").unwrap(), ..Default::default() };
+    let opts = RunOptions { rates: relprune::prune::ranking::parse_rates("0:0.6:0.3").unwrap(), ..Default::default() };
     let weight = CriterionSpec::from_name("weight", None, 0).unwrap();
     let curve = |spec: &CriterionSpec| {
         run_criterion(&mut g.deep_clone(), &comps, &task, spec, &opts, &mut |_| {}).unwrap().curve

@@ -438,7 +438,7 @@ fn baseline_once(kind: SamplerKind, space: &SearchSpace) {
                 &mut store,
                 &space,
                 sampler.as_ref(),
-                Some(relprune::optimize::Pruner::Median(relprune::optimize::MedianPruner {
+                Some(relprune::optimize::EarlyStop::Median(relprune::optimize::MedianStop {
                     startup_trials: 2,
                     warmup_steps: 1,
                 })),

@@ -11,10 +11,10 @@ mod common;
 
 use relprune::attribution::lrp::{GroupRules, InitialRelevance, Lrp, LrpConfig, Rule, SoftmaxRule};
 use relprune::attribution::LatentAttribution;
-use relprune::components::{depth_groups, ComponentKind, ComponentSet};
 use relprune::data::Batch;
 use relprune::graph::{Graph, Op};
 use relprune::models::{load_model, Architecture};
+use relprune::prune::components::{depth_groups, ComponentKind, ComponentSet};
 
 fn rules_json(g: &Graph, rules: &GroupRules) -> String {
     let groups = depth_groups(g);

@@ -3,11 +3,11 @@
 
 use relprune::attribution::lrp::{relevances, BatchNormTreatment, GroupRules, Lrp, LrpConfig, Rule};
 use relprune::attribution::LatentAttribution;
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::data::Batch;
 use relprune::graph::ops::*;
 use relprune::graph::{Conv2d, Graph, GraphBuilder, InputKind, Op};
 use relprune::models::Architecture;
+use relprune::prune::components::{ComponentKind, ComponentSet};
 use tch::{Kind, Tensor};
 
 fn set(g: &mut Graph, key: &str, values: &[f32], shape: &[i64]) {

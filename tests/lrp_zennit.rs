@@ -11,10 +11,10 @@ mod common;
 
 use relprune::attribution::lrp::{BatchNormTreatment, GroupRules, InitialRelevance, Lrp, LrpConfig, Rule};
 use relprune::attribution::LatentAttribution;
-use relprune::components::{depth_groups, ComponentKind, ComponentSet};
 use relprune::data::Batch;
 use relprune::graph::{Graph, Op};
 use relprune::models::Architecture;
+use relprune::prune::components::{depth_groups, ComponentKind, ComponentSet};
 
 /// JSON map module name → rule for the oracle, from our own depth groups (and equal depth
 /// groups, where the rules have them).

@@ -4,11 +4,11 @@
 mod common;
 
 use relprune::attribution::Scores;
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::graph::{stats, Graph, Mode};
 use relprune::models::{load_model, Architecture};
-use relprune::ranking::PruneOrder;
-use relprune::surgery::{prune, GroupRanking};
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::ranking::PruneOrder;
+use relprune::prune::surgery::{prune, GroupRanking};
 use tch::{Kind, Tensor};
 
 fn pruned(g: &Graph, kind: ComponentKind, rate: f64) -> Graph {

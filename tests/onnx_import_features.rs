@@ -16,13 +16,13 @@ mod common;
 
 use relprune::attribution::lrp::{GroupRules, Lrp, LrpConfig, Rule};
 use relprune::attribution::{LatentAttribution, Scores};
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::data::Batch;
 use relprune::graph::{Graph, Mode, Node, Op, Role};
-use relprune::masking::apply_mask;
 use relprune::models::{load_model, Architecture};
-use relprune::ranking::PruneOrder;
-use relprune::surgery::{prune, GroupRanking};
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::masking::apply_mask;
+use relprune::prune::ranking::PruneOrder;
+use relprune::prune::surgery::{prune, GroupRanking};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

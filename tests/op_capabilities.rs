@@ -6,11 +6,11 @@
 
 use relprune::attribution::weight::{WeightMagnitude, WeightNorm};
 use relprune::attribution::Criterion;
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::data::Subset;
 use relprune::graph::{Graph, Role, UnitAt};
-use relprune::masking::mask_targets;
 use relprune::models::Architecture;
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::masking::mask_targets;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 

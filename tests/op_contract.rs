@@ -8,12 +8,12 @@ mod common;
 
 use relprune::attribution::lrp::{relevances, BatchNormTreatment, GateRule, GroupRules, LrpConfig, Rule};
 use relprune::attribution::Scores;
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::graph::ops::*;
 use relprune::graph::{Graph, GraphBuilder, Mode, NodeId, OP_NAMES};
-use relprune::masking::apply_mask;
-use relprune::ranking::PruneOrder;
-use relprune::surgery::{prune, GroupRanking};
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::masking::apply_mask;
+use relprune::prune::ranking::PruneOrder;
+use relprune::prune::surgery::{prune, GroupRanking};
 use std::collections::BTreeSet;
 use tch::{Kind, Tensor};
 

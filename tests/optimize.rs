@@ -4,7 +4,6 @@
 mod common;
 
 use relprune::attribution::CriterionSpec;
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::data::{fashion_mnist, SplitName};
 use relprune::experiment::{score, RunOptions, Task, TaskSpec};
 use relprune::models::Architecture;
@@ -14,6 +13,7 @@ use relprune::optimize::{
     best_trial, connect, run_worker, Objective, Params, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
     StudyStore, TrialOutcome, TrialState,
 };
+use relprune::prune::components::{ComponentKind, ComponentSet};
 use std::process::Command;
 
 struct Quiet;
@@ -163,7 +163,7 @@ fn objective_is_deterministic_beats_default_and_rules_round_trip() {
     let mut g = Architecture::parse(TINY).unwrap().build(3).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let task = TaskSpec { classes: None, seed: 1, refs_per_class: 3, split: SplitName::Val, eval_samples: 80 };
-    let opts = RunOptions { rates: relprune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
+    let opts = RunOptions { rates: relprune::prune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
     let space = SearchSpace::default_for(false, false);
     let default = space.default_params();
     {
@@ -390,7 +390,7 @@ fn objective_over_draws_is_the_mean_of_single_draws() {
     let mut g = Architecture::parse(TINY).unwrap().build(3).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let task = TaskSpec { classes: Some(3), seed: 2, refs_per_class: 2, split: SplitName::Val, eval_samples: 60 };
-    let opts = RunOptions { rates: relprune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
+    let opts = RunOptions { rates: relprune::prune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
     let params = SearchSpace::default_for(false, false).default_params();
     let t = Task::prepare(&splits, 10, &task).unwrap();
     let draws: Vec<Task> = (0..3).map(|d| t.with_reference_draw(&splits, d).unwrap()).collect();
@@ -425,7 +425,7 @@ fn objective_over_draws_is_the_mean_of_single_draws() {
 /// LRP-ε's scores; |Σ R| = |signed scores|), and round-trip through a rules file.
 #[test]
 fn normalize_and_sum_first_change_scores_as_documented_and_round_trip() {
-    use relprune::ranking::{normalize_per_layer, LayerNormalization};
+    use relprune::prune::ranking::{normalize_per_layer, LayerNormalization};
     let data = tempfile::tempdir().unwrap();
     common::synthetic_fmnist(data.path(), 600, 100);
     let splits = fashion_mnist::load_splits(data.path()).unwrap();
@@ -496,7 +496,7 @@ impl Objective for Steps {
 /// a pruner; and a study resumed after a stop keeps every evaluation and goes on.
 #[test]
 fn successive_halving_promotes_the_best_at_low_fidelity_and_resumes() {
-    use relprune::optimize::{Pruner, SuccessiveHalving};
+    use relprune::optimize::{EarlyStop, SuccessiveHalving};
     let h = SuccessiveHalving::default();
     let rungs: Vec<i64> = (0..20).filter(|&s| h.is_rung(s)).collect();
     assert_eq!(rungs, vec![2, 8]);
@@ -505,7 +505,7 @@ fn successive_halving_promotes_the_best_at_low_fidelity_and_resumes() {
     let path = dir.path().join("h.sqlite");
     let sampler = SamplerKind::Random.build(3);
     let mut objective = Steps { evaluated: 0 };
-    let pruner = Some(Pruner::Halving(h));
+    let pruner = Some(EarlyStop::Halving(h));
     let mut run = |budget| {
         let mut store = StudyStore::open(connect(path.to_str().unwrap()).unwrap(), "h", &def(&space)).unwrap();
         run_worker(&mut store, &space, sampler.as_ref(), pruner, &mut objective, budget, None, &mut Quiet).unwrap();

@@ -506,7 +506,7 @@ fn check_graph(dir: &Path) -> bool {
     match Graph::load(dir) {
         Ok(g) => {
             let _ = g.num_parameters();
-            let _ = relprune::components::depth_groups(&g);
+            let _ = relprune::prune::components::depth_groups(&g);
             let inputs = tiny_inputs(&g);
             let _ = tch::no_grad(|| g.forward(&inputs, Mode::Eval));
             // MAC counts allocate an example input of the declared shape: run them unless that

@@ -2,15 +2,15 @@
 
 use relprune::attribution::spec::{CriterionSpec, CRITERION_NAMES};
 use relprune::attribution::Scores;
-use relprune::components::{depth_groups, ComponentKind, ComponentSet, DepthGroup};
 use relprune::data::fashion_mnist::{split_train_file, GreyImages};
 use relprune::data::{Dataset, SplitName, Splits};
 use relprune::evaluate::summarize;
 use relprune::experiment::{run_criterion, RunOptions, Task, TaskSpec};
 use relprune::graph::{Graph, Mode, Op};
-use relprune::masking::apply_mask;
 use relprune::models::Architecture;
-use relprune::ranking::{parse_rates, PruneOrder, Ranking};
+use relprune::prune::components::{depth_groups, ComponentKind, ComponentSet, DepthGroup};
+use relprune::prune::masking::apply_mask;
+use relprune::prune::ranking::{parse_rates, PruneOrder, Ranking};
 use std::sync::Arc;
 use tch::{Kind, Tensor};
 
@@ -230,7 +230,7 @@ fn stopping_at_chance_fills_the_rest_and_says_so() {
     for (l, layer) in comps.layers.iter().enumerate() {
         expect[l] = layer.count.min((comps.total / 2).saturating_sub(layer.offset));
     }
-    assert_eq!(relprune::ranking::units_per_layer(&comps, &first_half), expect);
+    assert_eq!(relprune::prune::ranking::units_per_layer(&comps, &first_half), expect);
 }
 
 /// The optimiser measures rates coarse first; the curve must not depend on the order: the same

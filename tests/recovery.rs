@@ -4,14 +4,14 @@
 
 mod common;
 
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::data::Splits;
 use relprune::evaluate::{accuracy, EvalOptions};
 use relprune::graph::Graph;
 use relprune::models::Architecture;
-use relprune::ranking::PruneOrder;
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::ranking::PruneOrder;
+use relprune::prune::surgery::{prune, GroupRanking};
 use relprune::recovery::{finetune, FinetuneConfig};
-use relprune::surgery::{prune, GroupRanking};
 use relprune::train::{distill_loss, Distill, EpochRecord, TrainObserver};
 use tch::Tensor;
 

@@ -5,13 +5,13 @@
 mod common;
 
 use relprune::attribution::Scores;
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::graph::ops::*;
 use relprune::graph::{stats, Graph, Mode};
-use relprune::masking::apply_mask;
 use relprune::models::{load_model, Architecture};
-use relprune::ranking::PruneOrder;
-use relprune::surgery::{prune, GroupRanking};
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::masking::apply_mask;
+use relprune::prune::ranking::PruneOrder;
+use relprune::prune::surgery::{prune, GroupRanking};
 use tch::{Kind, Tensor};
 
 fn random_scores(n: usize, seed: u64) -> Scores {
@@ -157,7 +157,7 @@ fn zoo_transformers() {
 fn residual_coupling_groups_and_parameter_arithmetic() {
     let g = Architecture::parse("resnet18:size=64").unwrap().build(1).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let groups = relprune::components::coupled_groups(&g, &comps).unwrap();
+    let groups = relprune::prune::components::coupled_groups(&g, &comps).unwrap();
     let names = |i: usize| -> Vec<&str> { groups[i].members.iter().map(|&m| comps.layers[m].name.as_str()).collect() };
     let stage1 = groups.iter().position(|gr| gr.members.iter().any(|&m| comps.layers[m].name == "conv1")).unwrap();
     assert_eq!(
@@ -189,7 +189,7 @@ fn residual_coupling_groups_and_parameter_arithmetic() {
     assert!(e.contains("removes every channel"), "{e}");
 }
 
-fn names_of<'a>(comps: &'a ComponentSet, g: &relprune::components::CoupledGroup) -> Vec<&'a str> {
+fn names_of<'a>(comps: &'a ComponentSet, g: &relprune::prune::components::CoupledGroup) -> Vec<&'a str> {
     g.members.iter().map(|&m| comps.layers[m].name.as_str()).collect()
 }
 
@@ -279,7 +279,7 @@ fn physical_curve_equals_masked_curve_at_group_level() {
     .unwrap();
     let scores = random_scores(comps.total, 2);
     let opts = relprune::experiment::RunOptions {
-        rates: relprune::ranking::parse_rates("0:0.8:0.2").unwrap(),
+        rates: relprune::prune::ranking::parse_rates("0:0.8:0.2").unwrap(),
         physical: true,
         ..Default::default()
     };
@@ -289,7 +289,7 @@ fn physical_curve_equals_masked_curve_at_group_level() {
     let ranking = GroupRanking::new(&g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
     for (i, &rate) in opts.rates.iter().enumerate() {
         let sel = ranking.component_indices(&comps, &ranking.selection(rate).unwrap());
-        assert_eq!(phys.pruned_per_layer[i], relprune::ranking::units_per_layer(&comps, &sel), "rate {rate}");
+        assert_eq!(phys.pruned_per_layer[i], relprune::prune::ranking::units_per_layer(&comps, &sel), "rate {rate}");
         assert_eq!(phys.pruned_per_layer[i].iter().sum::<usize>(), sel.len());
         let guard = apply_mask(&mut g, &comps, &sel).unwrap();
         let acc = relprune::evaluate::accuracy(&guard, &task.eval, &task.eval_options(256)).unwrap();
@@ -334,7 +334,7 @@ fn dropout_after_flatten_and_grouped_convs() {
     let out = b.add("fc2", Op::Linear(Linear::new(10, 4)), &[y]);
     let g = b.finish(out, 3).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let groups = relprune::components::coupled_groups(&g, &comps).unwrap();
+    let groups = relprune::prune::components::coupled_groups(&g, &comps).unwrap();
     let blocked: Vec<Vec<&str>> =
         groups.iter().filter(|gr| gr.blocked.is_some()).map(|gr| names_of(&comps, gr)).collect();
     assert_eq!(blocked, vec![vec!["c1"], vec!["g2"]], "the grouped conv's input and output spaces are blocked");
@@ -357,7 +357,7 @@ fn efficientnet_and_resnext_filters() {
     // gate's second conv; the gate's hidden channels are their own group.
     let g = Architecture::parse("efficientnet_b0:size=64,classes=10").unwrap().build(1).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
-    let groups = relprune::components::coupled_groups(&g, &comps).unwrap();
+    let groups = relprune::prune::components::coupled_groups(&g, &comps).unwrap();
     let find = |name: &str| groups.iter().find(|gr| names_of(&comps, gr).contains(&name)).unwrap();
     assert_eq!(
         names_of(&comps, find("features.2.0.block.0.0")),

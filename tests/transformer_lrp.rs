@@ -3,10 +3,10 @@
 //! probabilities, exact restore.
 
 use relprune::attribution::lrp::{relevances, GroupRules, LrpConfig, Rule, SoftmaxRule};
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::graph::{Graph, Mode};
-use relprune::masking::apply_mask;
 use relprune::models::Architecture;
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::masking::apply_mask;
 use tch::{Kind, Tensor};
 
 /// Brute force: c_ab = ∂s_b/∂x_a · x_a, keep positives, split R_b in proportion.

@@ -6,11 +6,11 @@ mod common;
 
 use relprune::attribution::normalize::RankingUse;
 use relprune::attribution::CriterionSpec;
-use relprune::components::{ComponentKind, ComponentSet};
 use relprune::experiment::{score, Task, TaskSpec};
 use relprune::models::Architecture;
 use relprune::optimize::SearchSpace;
-use relprune::ranking::{normalize_per_layer, units_per_layer, LayerNormalization, PruneOrder, Ranking};
+use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::ranking::{normalize_per_layer, units_per_layer, LayerNormalization, PruneOrder, Ranking};
 use std::process::Command;
 
 /// No coupled channels (no residual sums): a group is one filter, so the physical selection of

@@ -3,10 +3,10 @@
 //! unit, Molchanov et al.). y is the logit of the true class.
 
 use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
-use crate::components::ComponentSet;
 use crate::data::Batch;
 use crate::error::Result;
 use crate::graph::{Graph, Mode};
+use crate::prune::components::ComponentSet;
 use tch::Tensor;
 
 /// Activations and gradients of the target logit at each layer's read point.

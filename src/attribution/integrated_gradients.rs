@@ -5,10 +5,10 @@
 
 use super::gradient::latent_grads;
 use super::{token_mask, unit_values, LatentAttribution, Reduce};
-use crate::components::ComponentSet;
 use crate::data::Batch;
 use crate::error::Result;
 use crate::graph::Graph;
+use crate::prune::components::ComponentSet;
 use tch::Tensor;
 
 pub struct IntegratedGradients {

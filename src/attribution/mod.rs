@@ -17,10 +17,10 @@ pub mod weight;
 
 pub use spec::CriterionSpec;
 
-use crate::components::{ComponentLayer, ComponentSet};
 use crate::data::{Batch, Subset};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, InputKind};
+use crate::prune::components::{ComponentLayer, ComponentSet};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 

@@ -4,8 +4,8 @@
 //! leaves it open is ranked with [`LayerNormalization::default_for`].
 
 use super::Scores;
-use crate::components::{ComponentKind, ComponentSet};
 use crate::error::{Error, Result};
+use crate::prune::components::{ComponentKind, ComponentSet};
 
 /// How scores are scaled within each component layer before the global ranking, which decides
 /// how many units each layer loses. `none` is the paper's raw global ranking; the others divide
@@ -128,7 +128,7 @@ fn lamp(v: &mut [f64]) {
 #[cfg(test)]
 mod normalization_tests {
     use super::*;
-    use crate::components::{ComponentKind, ComponentSet};
+    use crate::prune::components::{ComponentKind, ComponentSet};
     use Scores;
 
     #[test]

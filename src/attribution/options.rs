@@ -15,8 +15,8 @@
 use super::lrp::{BatchNormTreatment, GateRule, InitialRelevance, SoftmaxRule};
 use super::normalize::LayerNormalization;
 use super::CriterionSpec;
-use crate::components::DepthGroup;
 use crate::error::{Error, Result};
+use crate::prune::components::DepthGroup;
 /// `KEY=VALUE` items, each key once (the splitter all option texts share).
 pub use crate::util::parse_pairs;
 

@@ -1,10 +1,10 @@
 //! The random baseline: independent uniform scores from a seed.
 
 use super::{Criterion, Scores};
-use crate::components::ComponentSet;
 use crate::data::Subset;
 use crate::error::Result;
 use crate::graph::Graph;
+use crate::prune::components::ComponentSet;
 use rand::RngExt;
 
 pub struct Random {

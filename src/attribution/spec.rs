@@ -7,8 +7,8 @@ use super::normalize::{normalize_per_layer, LayerNormalization, RankingUse};
 use super::random::Random;
 use super::weight::{WeightMagnitude, WeightNorm};
 use super::{Criterion, Normalized, PerSample, Scores};
-use crate::components::ComponentSet;
 use crate::error::{Error, Result};
+use crate::prune::components::ComponentSet;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

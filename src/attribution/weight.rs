@@ -3,10 +3,10 @@
 //! the output projection (columns).
 
 use super::{Criterion, Scores};
-use crate::components::{ComponentLayer, ComponentSet};
 use crate::data::Subset;
 use crate::error::Result;
 use crate::graph::{Graph, Role};
+use crate::prune::components::{ComponentLayer, ComponentSet};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 

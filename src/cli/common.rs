@@ -159,7 +159,7 @@ pub fn thousands(n: i64) -> String {
 pub struct TaskArgs {
     /// Which components to prune (default: filters for CNNs, neurons for transformers).
     #[arg(long)]
-    pub component: Option<relprune::components::ComponentKind>,
+    pub component: Option<relprune::prune::components::ComponentKind>,
     /// Restrict the task to K classes drawn by --seed (the paper's 3-class tasks) [range: 2..=the
     /// model's classes].
     #[arg(long, value_name = "K", value_parser = super::ranges::count(2, super::ranges::MAX_COUNT))]
@@ -209,18 +209,18 @@ impl TaskArgs {
     }
     pub fn run_options(&self) -> anyhow::Result<relprune::experiment::RunOptions> {
         Ok(relprune::experiment::RunOptions {
-            rates: relprune::ranking::parse_rates(&self.rates)?,
+            rates: relprune::prune::ranking::parse_rates(&self.rates)?,
             stop_at_chance: self.stop_at_chance,
             order: if self.most_relevant_first {
-                relprune::ranking::PruneOrder::MostRelevantFirst
+                relprune::prune::ranking::PruneOrder::MostRelevantFirst
             } else {
-                relprune::ranking::PruneOrder::LeastRelevantFirst
+                relprune::prune::ranking::PruneOrder::LeastRelevantFirst
             },
             attribution_batch: self.attribution_batch,
             eval_batch: self.eval_batch,
             physical: self.physical,
             axis: relprune::evaluate::CurveAxis::Rate,
-            selection: relprune::budget::Selection::Relevance,
+            selection: relprune::prune::budget::Selection::Relevance,
             marks: Vec::new(),
             visit: relprune::evaluate::RateVisit::Ascending,
         })
@@ -239,20 +239,20 @@ pub struct AxisArgs {
     /// Group order on a macs / params axis: `relevance` (least relevant first) or `cost-aware`
     /// (least relevance per MAC / parameter saved first).
     #[arg(long, default_value = "relevance")]
-    pub selection: relprune::budget::Selection,
+    pub selection: relprune::prune::budget::Selection,
     /// Budget targets to mark on the curves (repeatable): `macs=0.5`, `params=0.5` or
     /// `latency=0.6[@BATCH]`, the fraction of the unpruned model to keep, as `prune --target`
     /// takes it. Each criterion's mark is the physically pruned model `prune --target` would give,
     /// with its rate and accuracy, drawn on the plot and listed in the table and JSON.
     #[arg(long = "target", value_name = "TARGET")]
-    pub targets: Vec<relprune::budget::Target>,
+    pub targets: Vec<relprune::prune::budget::Target>,
     /// Scale scores within each layer before the global ranking: none, max, l2, sum, mean or
     /// lamp (as `prune --normalize`). It becomes part of each criterion (a rules file that fixes
     /// another is an error). Without it, a criterion that leaves it open draws its curve with the
     /// paper's raw ranking, and its --target marks rank as `prune` does (mean for conv filters,
     /// none for neurons and heads), so a mark is the model `prune --target` gives.
     #[arg(long)]
-    pub normalize: Option<relprune::ranking::LayerNormalization>,
+    pub normalize: Option<relprune::prune::ranking::LayerNormalization>,
 }
 
 impl AxisArgs {
@@ -262,7 +262,7 @@ impl AxisArgs {
         mut opts: relprune::experiment::RunOptions,
     ) -> anyhow::Result<relprune::experiment::RunOptions> {
         if self.axis == relprune::evaluate::CurveAxis::Rate
-            && self.selection != relprune::budget::Selection::Relevance
+            && self.selection != relprune::prune::budget::Selection::Relevance
             && self.targets.is_empty()
         {
             anyhow::bail!(
@@ -390,7 +390,7 @@ pub fn summary_table(results: &[relprune::experiment::CurveResult]) -> String {
 
 /// The per-rate table of one curve.
 pub fn rate_table(r: &relprune::experiment::CurveResult) -> String {
-    use relprune::components::DepthGroup;
+    use relprune::prune::components::DepthGroup;
     // Share of each depth group's units removed: where the global ranking prunes.
     let groups: Vec<DepthGroup> =
         DepthGroup::ALL.into_iter().filter(|g| r.layers.iter().any(|l| l.group == *g)).collect();

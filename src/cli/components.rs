@@ -2,7 +2,7 @@
 
 use super::common::{ModelArgs, Output};
 use clap::Args;
-use relprune::components::{ComponentKind, ComponentSet};
+use relprune::prune::components::{ComponentKind, ComponentSet};
 
 #[derive(Args)]
 pub struct ComponentsArgs {

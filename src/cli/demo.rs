@@ -3,11 +3,11 @@
 use super::common::{summary_table, CurveBars, DataArgs, Output};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
-use relprune::components::ComponentKind;
 use relprune::data::SplitName;
 use relprune::evaluate::{count_correct, EvalOptions};
 use relprune::experiment::{RunOptions, TaskSpec};
 use relprune::optimize::{StudyObserver, Trial, TrialState};
+use relprune::prune::components::ComponentKind;
 use relprune::report::{write_curves, CurvesReport};
 use relprune::workflow::curves::{curves, CurveObserver};
 use relprune::workflow::study::{run_study, EarlyStopping, StudyConfig, StudyName, StudyProgress};

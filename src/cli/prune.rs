@@ -4,7 +4,7 @@
 use super::common::{progress, DataArgs, ModelArgs, Output, TaskArgs};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
-use relprune::compress::{Amount, CompressConfig};
+use relprune::prune::compress::{Amount, CompressConfig};
 use relprune::workflow::prune::{prune, PruneConfig, PruneOutcome, PruneRequest};
 use std::path::PathBuf;
 
@@ -31,8 +31,8 @@ pub struct PruneArgs {
     /// most that fraction of the unpruned model's MACs, parameters or measured latency (batch 1
     /// unless given) — the smallest removal that meets it, found by bisection on the nested
     /// selections.
-    #[arg(long, value_parser = clap::value_parser!(relprune::budget::Target))]
-    target: Option<relprune::budget::Target>,
+    #[arg(long, value_parser = clap::value_parser!(relprune::prune::budget::Target))]
+    target: Option<relprune::prune::budget::Target>,
     /// An accuracy budget instead of a rate: the largest removal whose accuracy on the validation
     /// split stays within this many percentage points of the unpruned model's [range: ≥ 0].
     #[arg(long, value_name = "POINTS", value_parser = super::ranges::non_negative)]
@@ -40,7 +40,7 @@ pub struct PruneArgs {
     /// Order of removal: `relevance` (least relevant first, the paper's) or `cost-aware` (least
     /// relevance per MAC saved first; per parameter with --target params=…).
     #[arg(long, default_value = "relevance")]
-    selection: relprune::budget::Selection,
+    selection: relprune::prune::budget::Selection,
     /// Keep every pruned layer's width a multiple of K (hardware-friendly widths, as
     /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
@@ -50,7 +50,7 @@ pub struct PruneArgs {
     /// heads, the better of the two for each in benchmarks/deploy at equal MACs, before and after
     /// fine-tuning (docs/benchmarks.md, section "deploy").
     #[arg(long)]
-    normalize: Option<relprune::ranking::LayerNormalization>,
+    normalize: Option<relprune::prune::ranking::LayerNormalization>,
     /// Prune in N equal steps (of the rate or of the MACs / parameter target), re-scoring the
     /// pruned model and fine-tuning after each step; needs --finetune [range: 1..=100].
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = super::ranges::count(1, 100))]
@@ -120,7 +120,7 @@ struct FinetuneBar {
     bar: Option<indicatif::ProgressBar>,
 }
 
-impl relprune::compress::CompressObserver for FinetuneBar {
+impl relprune::prune::compress::CompressObserver for FinetuneBar {
     fn stage(&mut self, step: usize, what: &str) {
         if step > 1 || what == "fine-tuning" {
             eprintln!("step {step}: {what}");

@@ -55,7 +55,7 @@ pub fn unit_interval(s: &str) -> Result<f64, String> {
 /// A pruning rate: a finite number in [0, 1).
 pub fn rate(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number; give a rate in [0, 1)"))?;
-    relprune::ranking::check_rate(v).map_err(|e| e.to_string())?;
+    relprune::prune::ranking::check_rate(v).map_err(|e| e.to_string())?;
     Ok(v)
 }
 

@@ -1,5 +1,6 @@
 //! Optimising the attribution method for pruning: a search space (plain data), samplers (TPE,
-//! a Gaussian-process optimiser, random, grid), a median pruner, an objective (A_PR on the
+//! a Gaussian-process optimiser, random, grid), early stopping of trials (Optuna calls these
+//! "pruners"; here pruning means the network's), an objective (A_PR on the
 //! validation split), and studies stored in SQLite or PostgreSQL so that runs resume after a
 //! crash and several workers share one study.
 //!
@@ -46,7 +47,7 @@ use serde::{Deserialize, Serialize};
 pub enum TrialState {
     Running,
     Complete,
-    /// Stopped early by the pruner; its value is the last intermediate value.
+    /// Stopped early (Optuna's "pruned"); its value is the last intermediate value.
     Pruned,
     /// The objective raised an error (recorded with its message); counts toward the budget.
     Failed,
@@ -96,19 +97,19 @@ pub struct Trial {
 /// Median stopping rule: after `warmup_steps` rates, stop a trial whose running value is below
 /// the median of the completed trials' values at the same step (once `startup_trials` exist).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub struct MedianPruner {
+pub struct MedianStop {
     pub startup_trials: usize,
     pub warmup_steps: i64,
 }
 
-impl Default for MedianPruner {
+impl Default for MedianStop {
     fn default() -> Self {
-        MedianPruner { startup_trials: 5, warmup_steps: 3 }
+        MedianStop { startup_trials: 5, warmup_steps: 3 }
     }
 }
 
-impl MedianPruner {
-    pub fn should_prune(&self, step: i64, value: f64, history: &[Trial]) -> bool {
+impl MedianStop {
+    pub fn should_stop(&self, step: i64, value: f64, history: &[Trial]) -> bool {
         if step < self.warmup_steps {
             return false;
         }
@@ -157,7 +158,7 @@ impl SuccessiveHalving {
         r - 1 == step
     }
 
-    pub fn should_prune(&self, step: i64, value: f64, history: &[Trial]) -> bool {
+    pub fn should_stop(&self, step: i64, value: f64, history: &[Trial]) -> bool {
         if !self.is_rung(step) {
             return false;
         }
@@ -172,18 +173,18 @@ impl SuccessiveHalving {
 
 /// When a trial is stopped on its partial curve.
 #[derive(Clone, Copy, Debug)]
-pub enum Pruner {
+pub enum EarlyStop {
     /// Below the median of the completed trials at the same rate (Optuna's default).
-    Median(MedianPruner),
+    Median(MedianStop),
     /// Successive halving: multi-fidelity over the rate grid.
     Halving(SuccessiveHalving),
 }
 
-impl Pruner {
-    pub fn should_prune(&self, step: i64, value: f64, history: &[Trial]) -> bool {
+impl EarlyStop {
+    pub fn should_stop(&self, step: i64, value: f64, history: &[Trial]) -> bool {
         match self {
-            Pruner::Median(p) => p.should_prune(step, value, history),
-            Pruner::Halving(p) => p.should_prune(step, value, history),
+            EarlyStop::Median(p) => p.should_stop(step, value, history),
+            EarlyStop::Halving(p) => p.should_stop(step, value, history),
         }
     }
 }
@@ -210,13 +211,13 @@ pub trait StudyObserver {
 /// `first` (the default configuration, plain LRP-ε) is the study's baseline: it is evaluated
 /// exactly once per study, whatever the kill pattern or sampler. Whichever worker claims a trial
 /// while no live or finished trial holds it evaluates it (a baseline trial whose worker died is
-/// interrupted and claimed again), and the pruner never stops it, so the best value is never
+/// interrupted and claimed again), and early stopping never stops it, so the best value is never
 /// below the baseline's.
 pub fn run_worker(
     store: &mut StudyStore,
     space: &SearchSpace,
     sampler: &dyn Sampler,
-    pruner: Option<Pruner>,
+    early_stop: Option<EarlyStop>,
     objective: &mut dyn Objective,
     budget: usize,
     first: Option<&Params>,
@@ -243,7 +244,7 @@ pub fn run_worker(
                 report_err = Some(e);
                 return true;
             }
-            !baseline && pruner.is_some_and(|p| p.should_prune(step, value, &snapshot))
+            !baseline && early_stop.is_some_and(|p| p.should_stop(step, value, &snapshot))
         });
         if let Some(e) = report_err {
             return Err(e);

@@ -3,12 +3,12 @@
 
 use super::space::{Params, SearchSpace};
 use crate::attribution::normalize::RankingUse;
-use crate::components::ComponentSet;
 use crate::data::{SplitName, Splits};
 use crate::error::{Error, Result};
 use crate::evaluate::{estimate_a_pr, RateVisit};
 use crate::experiment::{measure_curve_until, score, RunOptions, Task, TaskSpec};
 use crate::graph::Graph;
+use crate::prune::components::ComponentSet;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TrialOutcome {
     Complete(f64),
-    /// Stopped by the pruner; the last intermediate value.
+    /// Stopped early; the last intermediate value.
     Pruned(f64),
 }
 
@@ -29,7 +29,7 @@ pub trait Objective {
 /// A_PR on the validation split, averaged over reference draws. The rates are measured coarse
 /// first ([`RateVisit::CoarseFirst`]); the intermediate value at step s (after s + 1 rates) is
 /// the first draw's A_PR estimated from the rates measured so far ([`estimate_a_pr`]), so a
-/// pruner compares trials on the same points of the whole grid, like with like.
+/// early stopping compares trials on the same points of the whole grid, like with like.
 pub struct PruningObjective<'a> {
     pub graph: &'a mut Graph,
     pub components: ComponentSet,
@@ -139,7 +139,7 @@ impl Objective for PruningObjective<'_> {
         });
         match r {
             Ok(curve) => {
-                // The other draws run whole: the pruner has judged the trial on the first.
+                // The other draws run whole: early stopping has judged the trial on the first.
                 let rest = self.draws[1..].to_vec();
                 let others = self.per_draw(params, &rest)?;
                 let total = curve.summary.a_pr + others.iter().sum::<f64>();

@@ -24,8 +24,8 @@
 use crate::attribution::lrp::{check_dense, depth_index, SoftmaxRule};
 use crate::attribution::normalize::LayerNormalization;
 use crate::attribution::CriterionSpec;
-use crate::components::DepthGroup;
 use crate::error::{Error, Result};
+use crate::prune::components::DepthGroup;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;

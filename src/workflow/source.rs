@@ -2,12 +2,12 @@
 //! [`Session`] every pruning workflow starts from: the model on its device, its data, the task
 //! and the components.
 
-use crate::components::{ComponentKind, ComponentSet};
 use crate::data::{fashion_mnist, image_folder, Splits};
 use crate::device::DeviceChoice;
 use crate::error::Result;
 use crate::experiment::{Task, TaskSpec};
 use crate::models::{load_model, LoadedModel};
+use crate::prune::components::{ComponentKind, ComponentSet};
 use std::path::{Path, PathBuf};
 
 /// A model to load: a zoo name, an architecture (`resnet18`, `cifar_resnet18:width=16,…`), a

@@ -14,7 +14,7 @@ use crate::optimize::objective::PruningObjective;
 use crate::optimize::storage::redact;
 use crate::optimize::study_report::{self, ObjectiveNoise};
 use crate::optimize::{
-    best_trial, connect, importance, run_worker, MedianPruner, Pruner, SamplerKind, SearchSpace, StudyDefinition,
+    best_trial, connect, importance, run_worker, EarlyStop, MedianStop, SamplerKind, SearchSpace, StudyDefinition,
     StudyObserver, StudyStore, SuccessiveHalving, Trial, TrialState, WorkerSummary,
 };
 use crate::report::{bar_plot, write_curves, RunHeader};
@@ -39,10 +39,10 @@ pub enum EarlyStopping {
 crate::from_str_by_serde!(EarlyStopping: "median, halving or none");
 
 impl EarlyStopping {
-    fn build(self) -> Option<Pruner> {
+    fn build(self) -> Option<EarlyStop> {
         match self {
-            EarlyStopping::Median => Some(Pruner::Median(MedianPruner::default())),
-            EarlyStopping::Halving => Some(Pruner::Halving(SuccessiveHalving::default())),
+            EarlyStopping::Median => Some(EarlyStop::Median(MedianStop::default())),
+            EarlyStopping::Halving => Some(EarlyStop::Halving(SuccessiveHalving::default())),
             EarlyStopping::None => None,
         }
     }
@@ -194,7 +194,7 @@ fn definition(session: &Session, cfg: &StudyConfig, space: SearchSpace) -> Resul
     for (key, value, default) in [
         ("reference_draws", serde_json::json!(cfg.objective_draws), cfg.objective_draws == 1),
         ("axis", serde_json::json!(o.axis), o.axis == CurveAxis::Rate),
-        ("selection", serde_json::json!(o.selection), o.selection == crate::budget::Selection::Relevance),
+        ("selection", serde_json::json!(o.selection), o.selection == crate::prune::budget::Selection::Relevance),
         // Also fixed in the space; recorded here too so that a resume under another one names it.
         ("normalize", serde_json::json!(cfg.normalize), cfg.normalize.is_none()),
         ("stop_at_chance", serde_json::json!(o.stop_at_chance), !o.stop_at_chance),
@@ -209,7 +209,7 @@ fn definition(session: &Session, cfg: &StudyConfig, space: SearchSpace) -> Resul
 /// The rates as the CLI's default grid text wrote them into earlier definitions (so that studies
 /// written before the workflow moved into the library still resume).
 fn rates_text(rates: &[f64]) -> String {
-    if rates == crate::ranking::default_rates() {
+    if rates == crate::prune::ranking::default_rates() {
         return "0:0.95:0.05".into();
     }
     rates.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")
@@ -254,7 +254,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
         store.trials()?.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count();
     progress.opened(&name, &redact(&storage), done, &sampler.name());
     let first = space.default_params();
-    let mut val = val_task(session, cfg)?;
+    let val = val_task(session, cfg)?;
     let data = session.data.as_ref().expect("checked by val_task");
     let (worker, validation_samples) = {
         let mut objective = PruningObjective::new(
@@ -285,7 +285,6 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
     let (best_spec, best_refs) = SearchSpace::criterion(&best.params)?;
     best_spec.to_file(&outdir.path().join("best-rules.yaml"))?;
     let noise = if cfg.noise_draws > 0 {
-        val.split = SplitName::Val;
         let mut objective = PruningObjective::new(
             &mut session.model.graph,
             session.comps.clone(),

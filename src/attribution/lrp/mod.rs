@@ -21,11 +21,11 @@ pub use rules::Rule;
 pub use crate::graph::ops::{GateRule, SoftmaxRule};
 
 use super::{one_hot, token_mask, unit_values, LatentAttribution, Reduce};
-use crate::components::{depth_groups, ComponentSet, DepthGroup};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::graph::ops::{vjp, AffineOp, LrpContext};
 use crate::graph::{Graph, Mode, NodeId, Role};
+use crate::prune::components::{depth_groups, ComponentSet, DepthGroup};
 use affine::Affine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

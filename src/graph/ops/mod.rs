@@ -244,7 +244,7 @@ impl Arity {
 
 /// How an op's output channels relate to its inputs' channels. Channels are dimension 1 of a
 /// 4-d map and the last dimension otherwise. Dependency analysis follows these maps through
-/// the graph ([`crate::dependency`]).
+/// the graph ([`crate::prune::dependency`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelMap {
     /// Output channel c is input 0's channel c (activations, normalisation, pooling, depthwise

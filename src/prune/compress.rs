@@ -4,16 +4,16 @@
 //! `relprune prune` is this function plus option parsing and reports.
 
 use crate::attribution::CriterionSpec;
-use crate::budget::{order_by_cost, select_for_max_drop, select_for_target, unit_costs, BudgetChoice};
-use crate::budget::{Measure, Selection, Target};
-use crate::components::{ComponentKind, ComponentSet};
 use crate::data::{SplitName, Splits, Subset};
 use crate::error::Result;
 use crate::experiment::{score, Task, TaskSpec};
 use crate::graph::Graph;
-use crate::ranking::PruneOrder;
+use crate::prune::budget::{order_by_cost, select_for_max_drop, select_for_target, unit_costs, BudgetChoice};
+use crate::prune::budget::{Measure, Selection, Target};
+use crate::prune::components::{ComponentKind, ComponentSet};
+use crate::prune::ranking::PruneOrder;
+use crate::prune::surgery::{prune, GroupRanking, SurgeryReport};
 use crate::recovery::{finetune, FinetuneConfig};
-use crate::surgery::{prune, GroupRanking, SurgeryReport};
 use crate::train::{TrainObserver, TrainReport};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -5,7 +5,7 @@
 //!   shortcut / downsample and squeeze-and-excitation convs included; a depthwise conv keeps
 //!   the channels of the layer before it);
 //! - **neurons**: the channels of every layer that makes new channels of a vector or token
-//!   sequence and whose channels may be removed ([`crate::dependency`]): never the classifier,
+//!   sequence and whose channels may be removed ([`crate::prune::dependency`]): never the classifier,
 //!   nor a projection into a residual stream or into attention; in a ViT / BERT these are the
 //!   MLP's hidden units;
 //! - **heads**: the heads of every attention node.
@@ -14,9 +14,9 @@
 //! Linear layers applied to a flat (B, D) vector, i.e. after the spatial / token reduction —
 //! and, by forward order, `low` (first quarter), `mid` and `high` (last quarter).
 
-use crate::dependency::{channel_spaces, ChannelSpaces};
 use crate::error::Result;
 use crate::graph::{output_ranks, Graph, NodeId, Units};
+use crate::prune::dependency::{channel_spaces, ChannelSpaces};
 use serde::{Deserialize, Serialize};
 
 /// The kind of structural component.

@@ -46,7 +46,7 @@ impl Ranking {
 }
 
 /// Units a selection removes from each layer of `comps` (in the set's layer order).
-pub fn units_per_layer(comps: &crate::components::ComponentSet, selection: &[usize]) -> Vec<usize> {
+pub fn units_per_layer(comps: &crate::prune::components::ComponentSet, selection: &[usize]) -> Vec<usize> {
     let mut counts = vec![0; comps.layers.len()];
     for &i in selection {
         // Layers are contiguous and ordered by offset.

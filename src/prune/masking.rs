@@ -7,9 +7,9 @@
 //! - a head: its columns of the output projection — the same as zeroing the head's slice of
 //!   the attention output (or its attention probabilities) before the projection.
 
-use crate::components::{ComponentKind, ComponentLayer, ComponentSet};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Role, UnitHolders};
+use crate::prune::components::{ComponentKind, ComponentLayer, ComponentSet};
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use tch::Tensor;

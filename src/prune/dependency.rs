@@ -13,7 +13,7 @@
 //! LayerNorm, learned tables, attention, grouped convolutions) or when it reaches the output.
 //!
 //! The coupled groups of a component set, which follow from these classes, are
-//! [`crate::components::coupled_groups`]: components are built on channel spaces, not the
+//! [`crate::prune::components::coupled_groups`]: components are built on channel spaces, not the
 //! other way round.
 
 use crate::error::Result;

@@ -14,11 +14,11 @@
 //!   An accuracy budget (`max_drop`) bisects on the validation split, never the test split, and
 //!   keeps only prefixes it has measured within the budget.
 
-use crate::components::ComponentSet;
 use crate::error::Result;
 use crate::graph::{stats, Graph};
 use crate::metrics::{accuracy, EvalOptions};
-use crate::surgery::{prune, GroupRanking};
+use crate::prune::components::ComponentSet;
+use crate::prune::surgery::{prune, GroupRanking};
 use serde::{Deserialize, Serialize};
 
 /// How group units are ordered for removal.

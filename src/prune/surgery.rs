@@ -1,6 +1,6 @@
 //! Physical pruning: a graph whose tensors are really smaller.
 //!
-//! Units are removed per dependency group ([`crate::dependency`]): filters coupled through
+//! Units are removed per dependency group ([`crate::prune::dependency`]): filters coupled through
 //! residual additions go together, scored by the **mean** of their members' scores (so a
 //! coupled group competes with single layers on the same scale); the global ranking then takes
 //! the longest prefix of group units whose component count does not exceed floor(N·rate).
@@ -10,11 +10,11 @@
 //! which the report says.
 
 use crate::attribution::Scores;
-use crate::components::{coupled_groups, ComponentKind, ComponentSet, CoupledGroup};
-use crate::dependency::channel_spaces;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, ParamStore};
-use crate::ranking::{check_rate, PruneOrder};
+use crate::prune::components::{coupled_groups, ComponentKind, ComponentSet, CoupledGroup};
+use crate::prune::dependency::channel_spaces;
+use crate::prune::ranking::{check_rate, PruneOrder};
 use std::collections::HashSet;
 use std::collections::{BTreeMap, BTreeSet};
 use tch::Tensor;
