@@ -4,14 +4,8 @@
 //!
 //! cargo run --release --example library
 
-use relprune::attribution::CriterionSpec;
-use relprune::experiment::{RunOptions, TaskSpec};
-use relprune::prune::budget::Target;
-use relprune::prune::compress::Amount;
+use relprune::prelude::*;
 use relprune::train::Silent;
-use relprune::workflow::curves::curves;
-use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};
-use relprune::workflow::{DataSource, ModelSource, Session};
 
 fn main() -> relprune::Result<()> {
     let (model, data) = (ModelSource::named("fmnist-resnet18"), DataSource::default());

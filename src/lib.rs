@@ -45,3 +45,19 @@ pub mod util;
 pub mod workflow;
 
 pub use error::{Error, Result};
+
+/// What a library user needs for the common workflows, in one import:
+/// `use relprune::prelude::*;`.
+pub mod prelude {
+    pub use crate::attribution::normalize::LayerNormalization;
+    pub use crate::attribution::CriterionSpec;
+    pub use crate::experiment::{RunOptions, TaskSpec};
+    pub use crate::prune::budget::{Selection, Target};
+    pub use crate::prune::components::ComponentKind;
+    pub use crate::prune::compress::{Amount, CompressConfig};
+    pub use crate::workflow::curves::{curves, curves_to, CurveObserver};
+    pub use crate::workflow::prune::{prune, prune_session, PruneConfig, PruneOutcome, PruneReport, PruneRequest};
+    pub use crate::workflow::study::{run_study, StudyConfig, StudyOutcome};
+    pub use crate::workflow::{DataSource, ModelSource, Session};
+    pub use crate::{Error, Result};
+}

@@ -123,8 +123,9 @@ impl DataSource {
 /// The data of a session: the splits and the prepared task.
 pub struct SessionData {
     pub splits: Splits,
-    /// The model's outputs (= the data's classes).
-    pub classes: i64,
+    /// How many classes the data has (= the model's outputs); the task may use a subset of
+    /// them (`task.classes`).
+    pub num_classes: i64,
     pub task: Task,
 }
 
@@ -165,14 +166,14 @@ impl Session {
             return Ok(Session { model, data: None, comps });
         }
         let splits = data.load_for(&model)?;
-        let classes = model
+        let num_classes = model
             .graph
             .num_outputs()
             .ok_or_else(|| crate::Error::invalid("the model's output is not a Linear classifier"))?;
-        let t = Task::prepare(&splits, classes, task)?;
+        let t = Task::prepare(&splits, num_classes, task)?;
         t.check_model(&model.graph)?;
         let comps = ComponentSet::find(&model.graph, kind)?;
-        Ok(Session { model, data: Some(SessionData { splits, classes, task: t }), comps })
+        Ok(Session { model, data: Some(SessionData { splits, num_classes, task: t }), comps })
     }
 
     /// The data, for workflows that need it.

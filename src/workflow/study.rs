@@ -233,7 +233,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
     let space = space_for(session, cfg)?;
     let def = definition(session, cfg, space.clone())?;
     let data = session.data()?;
-    let (classes, task_spec) = (data.classes, data.task.spec.clone());
+    let (num_classes, task_spec) = (data.num_classes, data.task.spec.clone());
     let name = match &cfg.name {
         StudyName::Given(n) => n.clone(),
         StudyName::Derived => format!(
@@ -261,7 +261,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
             &mut session.model.graph,
             session.comps.clone(),
             &data.splits,
-            classes,
+            num_classes,
             val.clone(),
             cfg.opts.clone(),
         )?
@@ -289,7 +289,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
             &mut session.model.graph,
             session.comps.clone(),
             &data.splits,
-            classes,
+            num_classes,
             val,
             cfg.opts.clone(),
         )?;
@@ -359,7 +359,7 @@ fn test_comparison(
     if let Some(r) = best_refs {
         spec.refs_per_class = r;
     }
-    let task = Task::prepare(&data.splits, data.classes, &spec)?;
+    let task = Task::prepare(&data.splits, data.num_classes, &spec)?;
     let mut specs = vec![best.clone().labelled("lrp-optimised")];
     specs.extend(cfg.report.iter().cloned());
     // The test task replaces the session's for the comparison only.
