@@ -3,6 +3,16 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // Ctrl-C, SIGTERM or SIGHUP: remove the staging folders and temporary files of unfinished
+    // outputs (earlier outputs stay as they were), then exit as a shell expects of an interrupt.
+    let _ = ctrlc::set_handler(|| {
+        let _held = relprune::util::remove_partials();
+        eprintln!("interrupted: unfinished outputs removed; rerun to resume where supported");
+        // `_exit`, not `exit`: the main thread is still computing, and running libtorch's static
+        // destructors under it can crash the process instead of ending it.
+        // SAFETY: `_exit` only ends the process; nothing runs after it.
+        unsafe { libc::_exit(130) }
+    });
     match cli::run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -35,17 +35,61 @@ pub fn with_atomic_path(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
         std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     }
     let tmp = tmp_sibling(path);
-    match write(&tmp).and_then(|()| sync_file(&tmp)) {
+    let _partial = Partial::register(&tmp);
+    let done = write(&tmp)
+        .and_then(|()| sync_file(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(Error::io("move into place", path)));
+    match done {
         Ok(()) => {
-            std::fs::rename(&tmp, path).map_err(Error::io("move into place", path))?;
             sync_dir(dir.unwrap_or(Path::new(".")));
             Ok(())
         }
+        // Whatever failed (the write, the flush, or the rename onto a folder or across devices),
+        // the temporary file goes: a failed write leaves nothing behind.
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
     }
+}
+
+/// Paths this process is writing that a kill would leave half-done: temporary files and output
+/// staging folders. Process-wide because a signal handler must find them; each is registered by
+/// a [`Partial`] guard for as long as it exists.
+static PARTIALS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a partial path while alive (see [`remove_partials`]).
+pub struct Partial(PathBuf);
+
+impl Partial {
+    /// Registers `path` until the guard is dropped.
+    pub fn register(path: &Path) -> Self {
+        if let Ok(mut p) = PARTIALS.lock() {
+            p.push(path.to_path_buf());
+        }
+        Partial(path.to_path_buf())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Ok(mut p) = PARTIALS.lock() {
+            if let Some(i) = p.iter().rposition(|x| *x == self.0) {
+                p.remove(i);
+            }
+        }
+    }
+}
+
+/// Removes every registered partial path (files and folders) and keeps the registry locked, so
+/// no new one is registered before the process exits: what an interrupt handler calls before
+/// exiting. Previous outputs are untouched (they are only replaced by a commit's renames).
+pub fn remove_partials() -> impl Drop {
+    let guard = PARTIALS.lock().unwrap_or_else(|e| e.into_inner());
+    for p in guard.iter() {
+        let _ = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+    }
+    guard
 }
 
 /// The output folder of one command run, written as a unit.
@@ -58,6 +102,8 @@ pub fn with_atomic_path(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
 pub struct OutputDir {
     target: PathBuf,
     staging: PathBuf,
+    /// Registers the staging folder for removal on an interrupt.
+    _partial: Partial,
     /// The target did not exist before: a run that fails removes it again if still empty.
     created: bool,
 }
@@ -76,7 +122,8 @@ impl OutputDir {
         Self::remove_dead_stagings(target);
         let staging = target.join(format!("{}{}", Self::STAGING_PREFIX, std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        let guard = OutputDir { target: target.to_path_buf(), staging, created };
+        let _partial = Partial::register(&staging);
+        let guard = OutputDir { target: target.to_path_buf(), staging, created, _partial };
         std::fs::create_dir(&guard.staging).map_err(Error::io("write into output folder", target))?;
         let probe = guard.staging.join(".probe");
         std::fs::write(&probe, b"relprune").map_err(Error::io("write into output folder", target))?;

@@ -786,3 +786,84 @@ fn a_study_is_not_resumed_under_another_normalisation_or_axis() {
     let o = run("2", &["--normalize", "mean"]);
     assert!(o.status.success(), "the same objective resumes: {}", stderr(&o));
 }
+
+// --- Exits: an interrupt or a failed rename leaves no partial output behind ---------------------
+
+/// Staging folders and temporary files a run leaves in `dir` (none after any exit).
+fn partials(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".relprune-partial-") || n.contains(".tmp-"))
+        .collect()
+}
+
+#[test]
+fn an_interrupt_removes_unfinished_outputs_and_keeps_the_previous_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = fmnist(tmp.path());
+    let out = tmp.path().join("out");
+    let args = ["compare", "--model", TINY, "--fmnist-dir", d.to_str().unwrap(), "--eval-samples", "120"];
+    let o = relprune(&[&args[..], &["--criteria", "weight", "--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = snapshot(&out);
+    for signal in ["INT", "TERM"] {
+        // The default comparison runs long enough to be interrupted mid-way.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relprune"))
+            .args(["--threads", "1"])
+            .args(args)
+            .args(["--rates", "0:0.95:0.01", "--out", out.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        while partials(&out).is_empty() {
+            assert!(t0.elapsed().as_secs() < 60, "no staging folder appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let k = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(k.success());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(130), "SIG{signal}: {}", stderr(&o));
+        assert!(stderr(&o).contains("interrupted"), "SIG{signal}: {}", stderr(&o));
+        assert!(partials(&out).is_empty(), "SIG{signal} left {:?}", partials(&out));
+        assert_eq!(snapshot(&out), before, "SIG{signal}: the previous outputs are untouched");
+    }
+}
+
+/// A minimal float32 `.npy` file of `shape` filled with `value`.
+fn write_npy(path: &Path, shape: &[usize], value: f32) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for _ in 0..shape.iter().product::<usize>() {
+        bytes.extend(value.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_failed_rename_leaves_no_temporary_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let x = tmp.path().join("x.npy");
+    write_npy(&x, &[2, 1, 8, 8], 0.5);
+    // The output path is an existing folder: the rename onto it fails.
+    let target = tmp.path().join("y.npy");
+    std::fs::create_dir(&target).unwrap();
+    let o = relprune(&["run", "--model", TINY, "--input", x.to_str().unwrap(), "--output", target.to_str().unwrap()]);
+    assert_clear_error(&o, &["y.npy"]);
+    assert!(partials(tmp.path()).is_empty(), "left {:?}", partials(tmp.path()));
+    // The same command to a file path works and leaves nothing else.
+    let file = tmp.path().join("z.npy");
+    let o = relprune(&["run", "--model", TINY, "--input", x.to_str().unwrap(), "--output", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(file.is_file() && partials(tmp.path()).is_empty());
+}
