@@ -810,7 +810,7 @@ fn an_interrupt_removes_unfinished_outputs_and_keeps_the_previous_ones() {
     let before = snapshot(&out);
     for signal in ["INT", "TERM"] {
         // The default comparison runs long enough to be interrupted mid-way.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relprune"))
+        let child = Command::new(env!("CARGO_BIN_EXE_relprune"))
             .args(["--threads", "1"])
             .args(args)
             .args(["--rates", "0:0.95:0.01", "--out", out.to_str().unwrap()])
