@@ -461,4 +461,25 @@ fn prune_normalises_neurons_raw_by_default() {
     };
     assert_eq!(run(&[])["normalize"], "none");
     assert_eq!(run(&["--normalize", "max"])["normalize"], "max");
+    assert!(run(&[])["after"]["latency_batch64"]["median_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// `prune --latency-runs 0` skips measuring latency (minutes on a large model on a CPU): the
+/// report has no latency figures and no latency ratios, and everything else.
+#[test]
+fn prune_can_skip_the_latency_measurement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+        .args(["--threads", "1", "--json", "prune", "--model", "cifar_vgg11_bn:width=4,hidden=16,in=1,size=8"])
+        .args(["--data", "none", "--criterion", "weight", "--rate", "0.25", "--latency-runs", "0", "--out"])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["latency_batch1", "latency_batch64"] {
+        assert!(r["before"][k].is_null() && r["after"][k].is_null(), "{k}: {r}");
+    }
+    assert!(r["latency_ratio_batch1"].is_null() && r["latency_ratio_batch64"].is_null());
+    assert!(r["macs_ratio"].as_f64().unwrap() < 1.0);
 }

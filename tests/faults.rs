@@ -67,7 +67,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn numeric_options_out_of_range_are_refused_at_parse_time_with_their_range() {
     let cases: &[&[&str]] = &[
-        &["prune", "--model", TINY, "--rate", "0.3", "--latency-runs", "0"],
+        &["prune", "--model", TINY, "--rate", "0.3", "--latency-runs", "100001"],
         &["prune", "--model", TINY, "--rate", "0.3", "--seq-len", "0"],
         &["prune", "--model", TINY, "--rate", "NaN"],
         &["prune", "--model", TINY, "--rate", "1.5"],
@@ -866,4 +866,8 @@ fn a_failed_rename_leaves_no_temporary_file() {
     let o = relprune(&["run", "--model", TINY, "--input", x.to_str().unwrap(), "--output", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(file.is_file() && partials(tmp.path()).is_empty());
+    // Several arrays after one `--input` (here one model input given twice is refused by count,
+    // not by the option parser).
+    let o = relprune(&["run", "--model", TINY, "--input", x.to_str().unwrap(), x.to_str().unwrap()]);
+    assert_clear_error(&o, &["input"]);
 }

@@ -56,8 +56,9 @@ pub struct PruneArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = super::ranges::count(1, 100))]
     steps: usize,
     /// Timed forward passes for the batch-1 latency (after 3 warm-up passes); batch 64 uses a
-    /// quarter of them (at least 3) after 1 warm-up pass [range: 1..=100000].
-    #[arg(long, default_value_t = 20, value_parser = super::ranges::count(1, 100_000))]
+    /// quarter of them (at least 3) after 1 warm-up pass; 0 skips measuring latency (minutes on a
+    /// large model on a CPU) [range: 0..=100000].
+    #[arg(long, default_value_t = 20, value_parser = super::ranges::count(0, 100_000))]
     latency_runs: usize,
     /// Tokens per sample for MACs and latency of token models [range: 1..=the model's positions].
     #[arg(long, default_value_t = 128, value_parser = super::ranges::size(1, 1 << 20))]
@@ -241,8 +242,13 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
     let (b, a) = (&r.before, &r.after);
     out.say(row("parameters (M)", b.parameters as f64 / 1e6, a.parameters as f64 / 1e6));
     out.say(row("MACs per sample (M)", b.macs as f64 / 1e6, a.macs as f64 / 1e6));
-    out.say(row("latency batch 1 (ms)", b.latency_batch1.median_ms, a.latency_batch1.median_ms));
-    out.say(row("latency batch 64 (ms)", b.latency_batch64.median_ms, a.latency_batch64.median_ms));
+    if let (Some(x1), Some(y1), Some(x64), Some(y64)) =
+        (&b.latency_batch1, &a.latency_batch1, &b.latency_batch64, &a.latency_batch64)
+    {
+        out.say(row("latency batch 1 (ms)", x1.median_ms, y1.median_ms));
+        out.say(row("latency batch 64 (ms)", x64.median_ms, y64.median_ms));
+        out.say(format!("({} threads; latency = median of timed runs after warm-up)", x1.threads));
+    }
     if let (Some(x), Some(y)) = (b.accuracy, a.accuracy) {
         out.say(row("accuracy", x, y));
     }
@@ -251,7 +257,6 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
             out.say(row(&format!("… after {} epoch(s) ft", f.config.epochs), x, y));
         }
     }
-    out.say(format!("({} threads; latency = median of timed runs after warm-up)", b.latency_batch1.threads));
     let f = &outcome.files;
     let onnx = match &f.onnx {
         Ok(p) => p.display().to_string(),

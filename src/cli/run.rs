@@ -13,8 +13,9 @@ pub struct RunArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// A `.npy` array per model input, in the model's input order (images: float (N, C, H, W);
-    /// token models: int token ids (N, T), then the int attention mask (N, T)).
-    #[arg(long, required = true)]
+    /// token models: int token ids (N, T), then the int attention mask (N, T)); several after one
+    /// `--input` (`--input ids.npy mask.npy`) or the flag repeated.
+    #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Write the output as a `.npy` array (float32) instead of printing it.
     #[arg(long)]

@@ -27,7 +27,8 @@ pub struct PruneConfig {
     /// How much to remove, in which order, in how many steps, with which fine-tuning.
     pub compress: CompressConfig,
     /// Timed forward passes for the batch-1 latency (after 3 warm-up passes); batch 64 uses a
-    /// quarter of them (at least 3) after 1 warm-up pass.
+    /// quarter of them (at least 3) after 1 warm-up pass. 0 skips the latency measurement
+    /// (on a large model without a GPU it takes minutes).
     pub latency_runs: usize,
 }
 
@@ -43,8 +44,9 @@ impl PruneConfig {
 pub struct Measures {
     pub parameters: i64,
     pub macs: i64,
-    pub latency_batch1: Latency,
-    pub latency_batch64: Latency,
+    /// None when the latency was not measured (`latency_runs` 0).
+    pub latency_batch1: Option<Latency>,
+    pub latency_batch64: Option<Latency>,
     /// On the task's evaluation samples (None without data).
     pub accuracy: Option<f64>,
 }
@@ -87,8 +89,8 @@ pub struct PruneReport {
     pub after: Measures,
     pub parameter_ratio: f64,
     pub macs_ratio: f64,
-    pub latency_ratio_batch1: f64,
-    pub latency_ratio_batch64: f64,
+    pub latency_ratio_batch1: Option<f64>,
+    pub latency_ratio_batch64: Option<f64>,
 }
 
 /// The pruned model and its report.
@@ -134,8 +136,10 @@ pub fn measure(g: &Graph, accuracy: Option<f64>, seq_len: i64, runs: usize) -> R
     Ok(Measures {
         parameters: g.num_parameters(),
         macs: stats::macs(g, seq_len)?,
-        latency_batch1: latency(g, &random_inputs(g, 1, seq_len), 3, runs)?,
-        latency_batch64: latency(g, &random_inputs(g, 64, seq_len), 1, (runs / 4).max(3))?,
+        latency_batch1: (runs > 0).then(|| latency(g, &random_inputs(g, 1, seq_len), 3, runs)).transpose()?,
+        latency_batch64: (runs > 0)
+            .then(|| latency(g, &random_inputs(g, 64, seq_len), 1, (runs / 4).max(3)))
+            .transpose()?,
         accuracy,
     })
 }
@@ -206,13 +210,18 @@ pub fn prune_session(
         steps: if single { Vec::new() } else { result.steps.clone() },
         parameter_ratio: after.parameters as f64 / before.parameters as f64,
         macs_ratio: after.macs as f64 / before.macs as f64,
-        latency_ratio_batch1: after.latency_batch1.median_ms / before.latency_batch1.median_ms,
-        latency_ratio_batch64: after.latency_batch64.median_ms / before.latency_batch64.median_ms,
+        latency_ratio_batch1: ratio(&after.latency_batch1, &before.latency_batch1),
+        latency_ratio_batch64: ratio(&after.latency_batch64, &before.latency_batch64),
         surgery,
         before,
         after,
     };
     Ok(Pruned { graph: result.graph, report })
+}
+
+/// After over before, where both were measured.
+fn ratio(after: &Option<Latency>, before: &Option<Latency>) -> Option<f64> {
+    Some(after.as_ref()?.median_ms / before.as_ref()?.median_ms)
 }
 
 /// Writes the model folder, its ONNX form and the report, staged and moved into place together:
