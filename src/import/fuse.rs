@@ -4,8 +4,7 @@
 //! HardSigmoid, Softmax), delimited as the closed region between one input value and one output
 //! value, and accepted only when relprune's op gives the region's value on the example input.
 
-use super::eval;
-use super::OnnxGraph;
+use super::{eval, ops, OnnxGraph};
 use crate::error::Result;
 use std::collections::{BTreeSet, HashSet};
 use tch::{Kind, Tensor};
@@ -99,11 +98,7 @@ pub fn find(g: &OnnxGraph) -> Result<Vec<Unit>> {
             "Tanh" => numeric(g, i, &|x| Ok(x.f_gelu("tanh")?), Fused::Gelu { tanh: true })?,
             "Sqrt" => layer_norm(g, i)?,
             "Sigmoid" => gate(g, i, Fused::Silu),
-            "HardSigmoid"
-                if (n.float("alpha", 0.2) - 1.0 / 6.0).abs() < 1e-6 && (n.float("beta", 0.5) - 0.5).abs() < 1e-6 =>
-            {
-                gate(g, i, Fused::Hardswish)
-            }
+            "HardSigmoid" if ops::is_pytorch_hardsigmoid(n) => gate(g, i, Fused::Hardswish),
             _ => None,
         };
         if let Some(u) = unit {

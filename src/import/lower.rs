@@ -3,7 +3,7 @@
 
 use super::fuse::{Fused, Unit};
 use super::proto::ONode;
-use super::{eval, view, OnnxGraph};
+use super::{eval, ops, view, OnnxGraph};
 use crate::error::{Error, Result};
 use crate::graph::ops::*;
 use crate::graph::{InputKind, Node, NodeId, Op, ParamStore, Role};
@@ -353,7 +353,7 @@ impl<'g> Lower<'g> {
                 if w.dim() != 4 {
                     return Err(self.unsupported(n, "only 2-d convolutions are supported"));
                 }
-                let pads = eval::conv_pads(n, &g.values[&n.inputs[0]], w)?;
+                let pads = ops::conv_pads(n, &g.values[&n.inputs[0]], w)?;
                 let pad = eval::symmetric_pads(&pads, 2).ok_or_else(|| {
                     self.unsupported(n, &format!("asymmetric padding {pads:?} (export with symmetric padding)"))
                 })?;
@@ -411,7 +411,7 @@ impl<'g> Lower<'g> {
                 let op = match n.op.as_str() {
                     "GlobalAveragePool" => Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [1, 1] }),
                     op => {
-                        let p = eval::pool_pads(n)?;
+                        let p = ops::pool_pads(n)?;
                         let kernel = two("kernel_shape", 1);
                         let (stride, padding) = (two("strides", 1), [p[0], p[1]]);
                         if op == "MaxPool" {

@@ -1,0 +1,155 @@
+//! Convolution, BatchNorm and pooling over 2-d maps.
+
+use super::{float_attr, ints_attr, one, Args, Arity, OpDef, BASE};
+use crate::error::{Error, Result};
+use crate::import::eval::symmetric_pads;
+use crate::import::proto::ONode;
+use tch::Tensor;
+
+pub(super) const OPS: &[OpDef] = &[
+    OpDef {
+        name: "Conv",
+        doc: "conv2d (2-d, symmetric or SAME padding, groups, dilation)",
+        inputs: Arity::range(2, 3),
+        attrs: conv_attrs,
+        eval: conv,
+        ..BASE
+    },
+    OpDef {
+        name: "BatchNormalization",
+        doc: "batch_norm2d (inference form)",
+        inputs: Arity::exactly(5),
+        // Training mode adds the running statistics' updates (up to 5 outputs in older opsets).
+        outputs: Arity::range(1, 5),
+        attrs: |n| float_attr(n, "epsilon"),
+        eval: |a| {
+            let (s, b, m, v) = (a.x(1)?, a.x(2)?, a.x(3)?, a.x(4)?);
+            let eps = a.n.float("epsilon", 1e-5) as f64;
+            one(a.x(0)?.f_batch_norm(Some(s), Some(b), Some(m), Some(v), false, 0.0, eps, false)?)
+        },
+        ..BASE
+    },
+];
+
+pub(super) const POOLING: &[OpDef] = &[
+    OpDef {
+        name: "MaxPool",
+        doc: "max_pool2d (symmetric padding, ceil_mode)",
+        // The second output holds the indices.
+        outputs: Arity::range(1, 2),
+        attrs: pool_attrs,
+        eval: |a| {
+            let (k, stride, pads, ceil) = pool_geometry(a.n)?;
+            let dil = a.n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+            one(a.x(0)?.f_max_pool2d(k.as_slice(), stride.as_slice(), pads.as_slice(), dil.as_slice(), ceil)?)
+        },
+        ..BASE
+    },
+    OpDef {
+        name: "AveragePool",
+        doc: "avg_pool2d (padding counted, as PyTorch's default)",
+        attrs: pool_attrs,
+        eval: |a| {
+            let (k, stride, pads, ceil) = pool_geometry(a.n)?;
+            let include = a.n.int("count_include_pad", 0) == 1;
+            one(a.x(0)?.f_avg_pool2d(k.as_slice(), stride.as_slice(), pads.as_slice(), ceil, include, None::<i64>)?)
+        },
+        ..BASE
+    },
+    OpDef {
+        name: "GlobalAveragePool",
+        doc: "adaptive_avg_pool2d to 1×1",
+        eval: |a| one(a.x(0)?.f_adaptive_avg_pool2d([1, 1])?),
+        ..BASE
+    },
+];
+
+/// Strides and dilations positive, pads four and not negative, groups positive.
+fn conv_attrs(n: &ONode) -> Result<()> {
+    ints_attr(n, "strides", 2, 1)?;
+    ints_attr(n, "dilations", 2, 1)?;
+    ints_attr(n, "pads", 4, 0)?;
+    if n.int("group", 1) < 1 {
+        crate::bail!("`group` {} must be at least 1", n.int("group", 1));
+    }
+    auto_pad(n)
+}
+
+fn auto_pad(n: &ONode) -> Result<()> {
+    match n.str("auto_pad") {
+        None | Some("NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER") => Ok(()),
+        Some(other) => crate::bail!("auto_pad `{other}` is not an ONNX padding mode"),
+    }
+}
+
+/// A 2-d kernel, strides and dilations positive, pads four and not negative.
+fn pool_attrs(n: &ONode) -> Result<()> {
+    if n.ints("kernel_shape").is_none_or(|k| k.len() != 2) {
+        crate::bail!("only 2-d pooling is supported (kernel_shape {:?})", n.ints("kernel_shape").unwrap_or_default());
+    }
+    ints_attr(n, "kernel_shape", 2, 1)?;
+    ints_attr(n, "strides", 2, 1)?;
+    ints_attr(n, "dilations", 2, 1)?;
+    ints_attr(n, "pads", 4, 0)?;
+    auto_pad(n)
+}
+
+fn conv(a: &Args) -> Result<Vec<Tensor>> {
+    let (n, t, w) = (a.n, a.x(0)?, a.x(1)?);
+    if w.dim() != 4 {
+        crate::bail!("{}: only 2-d convolutions are supported", n.describe());
+    }
+    if t.dim() != 4 {
+        crate::bail!("{}: the input has rank {}; a 2-d convolution reads (N, C, H, W)", n.describe(), t.dim());
+    }
+    let pads = conv_pads(n, t, w)?;
+    let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+    let dil = n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+    let t = t.f_constant_pad_nd([pads[1], pads[3], pads[0], pads[2]].as_slice())?;
+    one(t.f_conv2d(w, a.opt(2), stride.as_slice(), [0, 0].as_slice(), dil.as_slice(), n.int("group", 1))?)
+}
+
+/// A pooling node's kernel, strides, symmetric pads and ceil mode.
+fn pool_geometry(n: &ONode) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>, bool)> {
+    let k = n.ints("kernel_shape").map(<[i64]>::to_vec).unwrap_or_default();
+    let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+    Ok((k, stride, pool_pads(n)?, n.int("ceil_mode", 0) == 1))
+}
+
+/// A conv's explicit pads [top, left, bottom, right], resolving `auto_pad` (attributes checked
+/// by [`conv_attrs`], input a 4-d map, weight 4-d).
+pub fn conv_pads(n: &ONode, t: &Tensor, w: &Tensor) -> Result<Vec<i64>> {
+    let auto = n.str("auto_pad").unwrap_or("NOTSET");
+    match auto {
+        "NOTSET" => Ok(n.ints("pads").map(<[i64]>::to_vec).unwrap_or(vec![0; 4])),
+        "VALID" => Ok(vec![0; 4]),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+            let dil = n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+            let mut begin = [0; 2];
+            let mut end = [0; 2];
+            for i in 0..2 {
+                let inp = t.size()[2 + i];
+                let k = (w.size()[2 + i] - 1) * dil[i] + 1;
+                let out = (inp + stride[i] - 1) / stride[i];
+                let total = ((out - 1) * stride[i] + k - inp).max(0);
+                let small = total / 2;
+                let (b, e) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                begin[i] = b;
+                end[i] = e;
+            }
+            Ok(vec![begin[0], begin[1], end[0], end[1]])
+        }
+        other => crate::bail!("{}: auto_pad `{other}`", n.describe()),
+    }
+}
+
+/// A pooling node's symmetric pads (asymmetric pooling pads are refused).
+pub fn pool_pads(n: &ONode) -> Result<Vec<i64>> {
+    if !matches!(n.str("auto_pad").unwrap_or("NOTSET"), "NOTSET" | "VALID") {
+        crate::bail!("{}: auto_pad SAME is not supported for pooling; export with explicit padding", n.describe());
+    }
+    let pads = n.ints("pads").map(<[i64]>::to_vec).unwrap_or_default();
+    symmetric_pads(&pads, 2)
+        .ok_or_else(|| Error::invalid(format!("{}: asymmetric pooling pads {pads:?} are not supported", n.describe())))
+}

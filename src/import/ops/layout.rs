@@ -1,0 +1,124 @@
+//! Layout operators: they only reshape, transpose or pass on their input, so lowering runs them
+//! on the view's index tensor (see [`crate::import::view`]) instead of adding a relprune op.
+
+use super::{one, Args, Arity, OpDef, BASE};
+use crate::error::{Error, Result};
+use crate::import::eval::{axis, int_list};
+use tch::Tensor;
+
+pub(super) const OPS: &[OpDef] = &[
+    OpDef {
+        name: "Reshape",
+        doc: "absorbed: tracked as a view (flatten, head split and merge, patches to tokens)",
+        inputs: Arity::exactly(2),
+        eval: reshape,
+        layout: true,
+        keeps_values: true,
+        ..BASE
+    },
+    OpDef {
+        name: "Transpose",
+        doc: "absorbed: tracked as a view (channels-last, (T, B, E) attention layout)",
+        eval: |a| {
+            let t = a.x(0)?;
+            let perm: Vec<i64> = match a.n.ints("perm") {
+                Some(p) => p.to_vec(),
+                None => (0..t.dim() as i64).rev().collect(),
+            };
+            one(t.f_permute(perm.as_slice())?)
+        },
+        layout: true,
+        keeps_values: true,
+        ..BASE
+    },
+    OpDef {
+        name: "Flatten",
+        doc: "absorbed: a flatten node where a linear layer reads a map",
+        eval: |a| {
+            let t = a.x(0)?;
+            let ax = axis(a.n.int("axis", 1), t.dim() + 1)?;
+            let lead: i64 = t.size()[..ax as usize].iter().product();
+            one(t.f_reshape([lead, -1])?)
+        },
+        layout: true,
+        ..BASE
+    },
+    OpDef {
+        name: "Squeeze",
+        doc: "absorbed: tracked as a view",
+        inputs: Arity::range(1, 2),
+        eval: |a| {
+            let t = a.x(0)?;
+            let axes = match (a.n.ints("axes"), a.opt(1)) {
+                (Some(x), _) => x.to_vec(),
+                (None, Some(x)) => int_list(x)?,
+                (None, None) => (0..t.dim() as i64).filter(|&d| t.size()[d as usize] == 1).collect(),
+            };
+            let mut axes: Vec<i64> = axes.iter().map(|&x| axis(x, t.dim())).collect::<Result<_>>()?;
+            axes.sort_unstable();
+            let mut t = t.shallow_clone();
+            for &x in axes.iter().rev() {
+                t = t.f_squeeze_dim(x)?;
+            }
+            one(t)
+        },
+        layout: true,
+        keeps_values: true,
+        ..BASE
+    },
+    OpDef {
+        name: "Unsqueeze",
+        doc: "absorbed: tracked as a view",
+        inputs: Arity::range(1, 2),
+        eval: |a| {
+            let t = a.x(0)?;
+            let axes = match (a.n.ints("axes"), a.opt(1)) {
+                (Some(x), _) => x.to_vec(),
+                (None, Some(x)) => int_list(x)?,
+                _ => crate::bail!("{}: no axes", a.n.describe()),
+            };
+            let out_rank = t.dim() + axes.len();
+            let mut axes: Vec<i64> = axes.iter().map(|&x| axis(x, out_rank)).collect::<Result<_>>()?;
+            axes.sort_unstable();
+            let mut t = t.shallow_clone();
+            for &x in &axes {
+                t = t.f_unsqueeze(x)?;
+            }
+            one(t)
+        },
+        layout: true,
+        keeps_values: true,
+        ..BASE
+    },
+    OpDef {
+        name: "Identity",
+        doc: "dropped",
+        eval: |a| one(a.x(0)?.shallow_clone()),
+        layout: true,
+        keeps_values: true,
+        ..BASE
+    },
+    OpDef {
+        name: "Dropout",
+        doc: "dropped (inference)",
+        // The ratio and training mode; the mask may follow the output.
+        inputs: Arity::range(1, 3),
+        outputs: Arity::range(1, 2),
+        eval: |a| one(a.x(0)?.shallow_clone()),
+        layout: true,
+        ..BASE
+    },
+];
+
+fn reshape(a: &Args) -> Result<Vec<Tensor>> {
+    let t = a.x(0)?;
+    let mut shape = int_list(a.x(1)?)?;
+    if a.n.int("allowzero", 0) == 0 {
+        for (i, d) in shape.iter_mut().enumerate() {
+            if *d == 0 {
+                *d = *t.size().get(i).ok_or_else(|| Error::invalid(format!("{}: 0 past rank", a.n.describe())))?;
+            }
+        }
+    }
+    one(t.f_reshape(shape.as_slice())?)
+}
