@@ -2,7 +2,11 @@
 
 use super::{float_attr, ints_attr, one, Args, Arity, OpDef, BASE};
 use crate::error::{Error, Result};
+use crate::graph::ops::*;
+use crate::graph::{Op, Role};
+use crate::import::eval;
 use crate::import::eval::symmetric_pads;
+use crate::import::lower::{weight_base, Lower};
 use crate::import::proto::ONode;
 use tch::Tensor;
 
@@ -13,6 +17,7 @@ pub(super) const OPS: &[OpDef] = &[
         inputs: Arity::range(2, 3),
         attrs: conv_attrs,
         eval: conv,
+        lower: Some(|l, i| l.conv(i)),
         ..BASE
     },
     OpDef {
@@ -27,6 +32,7 @@ pub(super) const OPS: &[OpDef] = &[
             let eps = a.n.float("epsilon", 1e-5) as f64;
             one(a.x(0)?.f_batch_norm(Some(s), Some(b), Some(m), Some(v), false, 0.0, eps, false)?)
         },
+        lower: Some(|l, i| l.batch_norm(i)),
         ..BASE
     },
 ];
@@ -43,6 +49,7 @@ pub(super) const POOLING: &[OpDef] = &[
             let dil = a.n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
             one(a.x(0)?.f_max_pool2d(k.as_slice(), stride.as_slice(), pads.as_slice(), dil.as_slice(), ceil)?)
         },
+        lower: Some(|l, i| l.pool(i, max_pool)),
         ..BASE
     },
     OpDef {
@@ -54,12 +61,14 @@ pub(super) const POOLING: &[OpDef] = &[
             let include = a.n.int("count_include_pad", 0) == 1;
             one(a.x(0)?.f_avg_pool2d(k.as_slice(), stride.as_slice(), pads.as_slice(), ceil, include, None::<i64>)?)
         },
+        lower: Some(|l, i| l.pool(i, avg_pool)),
         ..BASE
     },
     OpDef {
         name: "GlobalAveragePool",
         doc: "adaptive_avg_pool2d to 1×1",
         eval: |a| one(a.x(0)?.f_adaptive_avg_pool2d([1, 1])?),
+        lower: Some(|l, i| l.pool(i, |_, _| Ok(Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [1, 1] })))),
         ..BASE
     },
 ];
@@ -152,4 +161,114 @@ pub fn pool_pads(n: &ONode) -> Result<Vec<i64>> {
     let pads = n.ints("pads").map(<[i64]>::to_vec).unwrap_or_default();
     symmetric_pads(&pads, 2)
         .ok_or_else(|| Error::invalid(format!("{}: asymmetric pooling pads {pads:?} are not supported", n.describe())))
+}
+
+impl Lower<'_> {
+    /// A convolution with constant weights: conv2d.
+    fn conv(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let base = g.module_name(n);
+        let from = n.name.clone();
+        let out = n.outputs[0].clone();
+        let x = self.canonical(&n.inputs[0], n, "a convolution")?;
+        let w = self.cval(n, 1).ok_or_else(|| self.unsupported(n, "a convolution whose weight is not a constant"))?;
+        if w.dim() != 4 {
+            return Err(self.unsupported(n, "only 2-d convolutions are supported"));
+        }
+        let pads = conv_pads(n, &g.values[&n.inputs[0]], w)?;
+        let pad = eval::symmetric_pads(&pads, 2).ok_or_else(|| {
+            self.unsupported(n, &format!("asymmetric padding {pads:?} (export with symmetric padding)"))
+        })?;
+        let s = w.size();
+        let groups = n.int("group", 1);
+        let bias = self.cval(n, 2);
+        let op = Op::Conv2d(Conv2d {
+            in_channels: s[1] * groups,
+            out_channels: s[0],
+            kernel: [s[2], s[3]],
+            stride: pair(n, "strides", 1),
+            padding: [pad[0], pad[1]],
+            dilation: pair(n, "dilations", 1),
+            groups,
+            bias: bias.is_some(),
+        });
+        let mut params = vec![(Role::Weight, g.const_origin(&n.inputs[1]), w.shallow_clone())];
+        if let Some(b) = bias {
+            params.push((Role::Bias, g.const_origin(&n.inputs[2]), b.shallow_clone()));
+        }
+        let base = weight_base(g, n, 1).unwrap_or(base);
+        let id = self.add(&base, op, &[x], params, g.values[&out].size(), &from);
+        self.bind(&out, id, None);
+        Ok(())
+    }
+
+    /// Inference BatchNorm over a map: batch_norm2d.
+    fn batch_norm(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let base = g.module_name(n);
+        let from = n.name.clone();
+        let out = n.outputs[0].clone();
+        let x = self.canonical(&n.inputs[0], n, "a BatchNorm")?;
+        if self.canon[x].len() != 4 {
+            return Err(self.unsupported(n, "BatchNorm over something other than a 4-d map"));
+        }
+        let mut params = Vec::new();
+        for (k, role) in [(1, Role::Weight), (2, Role::Bias), (3, Role::RunningMean), (4, Role::RunningVar)] {
+            let t =
+                self.cval(n, k).ok_or_else(|| self.unsupported(n, "BatchNorm statistics that are not constants"))?;
+            params.push((role, g.const_origin(&n.inputs[k]), t.f_flatten(0, -1)?));
+        }
+        let op = Op::BatchNorm2d(BatchNorm2d {
+            features: self.canon[x][1],
+            eps: n.float("epsilon", 1e-5) as f64,
+            momentum: 0.1,
+        });
+        let base = weight_base(g, n, 1).unwrap_or(base);
+        let id = self.add(&base, op, &[x], params, g.values[&out].size(), &from);
+        self.bind(&out, id, None);
+        Ok(())
+    }
+
+    /// Pooling: the relprune op `op` makes of the node.
+    fn pool(&mut self, i: usize, op: fn(&Lower, &ONode) -> Result<Op>) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let out = &n.outputs[0];
+        let x = self.canonical(&n.inputs[0], n, "pooling")?;
+        let op = op(self, n)?;
+        let id = self.add(&g.module_name(n), op, &[x], Vec::new(), g.values[out].size(), &n.name);
+        self.bind(out, id, None);
+        Ok(())
+    }
+}
+
+/// A 2-d attribute (checked to have two entries when present), or `[d, d]`.
+fn pair(n: &ONode, k: &str, d: i64) -> [i64; 2] {
+    let v = n.ints(k).map(<[i64]>::to_vec).unwrap_or(vec![d, d]);
+    [v[0], *v.get(1).unwrap_or(&v[0])]
+}
+
+/// Undilated max pooling: max_pool2d.
+fn max_pool(l: &Lower, n: &ONode) -> Result<Op> {
+    let p = pool_pads(n)?;
+    let (kernel, stride, padding) = (pair(n, "kernel_shape", 1), pair(n, "strides", 1), [p[0], p[1]]);
+    if pair(n, "dilations", 1) != [1, 1] {
+        return Err(l.unsupported(n, "dilated max pooling"));
+    }
+    Ok(Op::MaxPool2d(MaxPool2d { kernel, stride, padding, ceil_mode: n.int("ceil_mode", 0) == 1 }))
+}
+
+/// Average pooling that counts the padding, as PyTorch's default: avg_pool2d.
+fn avg_pool(l: &Lower, n: &ONode) -> Result<Op> {
+    let p = pool_pads(n)?;
+    let (kernel, stride, padding) = (pair(n, "kernel_shape", 1), pair(n, "strides", 1), [p[0], p[1]]);
+    if n.int("ceil_mode", 0) == 1 {
+        return Err(l.unsupported(n, "average pooling with ceil_mode"));
+    }
+    if padding != [0, 0] && n.int("count_include_pad", 0) == 0 {
+        return Err(l.unsupported(n, "padded average pooling that excludes the padding"));
+    }
+    Ok(Op::AvgPool2d(AvgPool2d { kernel, stride, padding }))
 }

@@ -3,7 +3,9 @@
 
 use super::{one, Args, Arity, OpDef, BASE};
 use crate::error::{Error, Result};
+use crate::import::eval;
 use crate::import::eval::{axis, int_list};
+use crate::import::lower::{Bound, Lower};
 use tch::Tensor;
 
 pub(super) const OPS: &[OpDef] = &[
@@ -14,6 +16,7 @@ pub(super) const OPS: &[OpDef] = &[
         eval: reshape,
         layout: true,
         keeps_values: true,
+        lower: Some(|l, i| l.layout_view(i)),
         ..BASE
     },
     OpDef {
@@ -29,6 +32,7 @@ pub(super) const OPS: &[OpDef] = &[
         },
         layout: true,
         keeps_values: true,
+        lower: Some(|l, i| l.layout_view(i)),
         ..BASE
     },
     OpDef {
@@ -41,6 +45,7 @@ pub(super) const OPS: &[OpDef] = &[
             one(t.f_reshape([lead, -1])?)
         },
         layout: true,
+        lower: Some(|l, i| l.layout_view(i)),
         ..BASE
     },
     OpDef {
@@ -64,6 +69,7 @@ pub(super) const OPS: &[OpDef] = &[
         },
         layout: true,
         keeps_values: true,
+        lower: Some(|l, i| l.layout_view(i)),
         ..BASE
     },
     OpDef {
@@ -88,6 +94,7 @@ pub(super) const OPS: &[OpDef] = &[
         },
         layout: true,
         keeps_values: true,
+        lower: Some(|l, i| l.layout_view(i)),
         ..BASE
     },
     OpDef {
@@ -96,6 +103,7 @@ pub(super) const OPS: &[OpDef] = &[
         eval: |a| one(a.x(0)?.shallow_clone()),
         layout: true,
         keeps_values: true,
+        lower: Some(|l, i| l.pass_on(i)),
         ..BASE
     },
     OpDef {
@@ -106,6 +114,7 @@ pub(super) const OPS: &[OpDef] = &[
         outputs: Arity::range(1, 2),
         eval: |a| one(a.x(0)?.shallow_clone()),
         layout: true,
+        lower: Some(|l, i| l.pass_on(i)),
         ..BASE
     },
 ];
@@ -121,4 +130,34 @@ fn reshape(a: &Args) -> Result<Vec<Tensor>> {
         }
     }
     one(t.f_reshape(shape.as_slice())?)
+}
+
+impl Lower<'_> {
+    /// Identity and Dropout: the output is the input.
+    fn pass_on(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let out = n.outputs[0].clone();
+        let b = self.bound(&n.inputs[0], n)?;
+        let (id, v) = (b.id, b.view.as_ref().map(|v| v.shallow_clone()));
+        self.env.insert(out, Bound { id, view: v });
+        Ok(())
+    }
+
+    /// A layout op: run on the view's index tensor, the output is a new view of the same node.
+    fn layout_view(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let out = n.outputs[0].clone();
+        let b = self.bound(&n.inputs[0], n)?;
+        let id = b.id;
+        let idx = self.index(b);
+        let mut xs: Vec<Option<&Tensor>> = vec![Some(&idx)];
+        for v in &n.inputs[1..] {
+            xs.push(if v.is_empty() { None } else { Some(&g.values[v]) });
+        }
+        let moved = eval::run(n, &xs)?.remove(0);
+        self.bind(&out, id, Some(moved));
+        Ok(())
+    }
 }

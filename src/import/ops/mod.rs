@@ -23,7 +23,6 @@ use crate::error::{Error, Result};
 use tch::Tensor;
 
 pub use activation::is_pytorch_hardsigmoid;
-pub(super) use conv::{conv_pads, pool_pads};
 
 /// How many inputs (or outputs) an operator takes. The first `min` inputs are required (named,
 /// not `""`); the others are optional.
