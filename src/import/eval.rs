@@ -66,17 +66,6 @@ pub fn promote(a: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((a.f_to_kind(k)?, b.f_to_kind(k)?))
 }
 
-/// Symmetric (begin, end) pads, or None.
-pub fn symmetric_pads(pads: &[i64], spatial: usize) -> Option<Vec<i64>> {
-    if pads.is_empty() {
-        return Some(vec![0; spatial]);
-    }
-    if pads.len() != 2 * spatial || pads[..spatial] != pads[spatial..] {
-        return None;
-    }
-    Some(pads[..spatial].to_vec())
-}
-
 /// Runs one node by its operator's registry entry, after checking its arity and attributes.
 /// `xs` holds the inputs (None for omitted optional ones).
 pub fn run(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {

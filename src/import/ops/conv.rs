@@ -4,8 +4,6 @@ use super::{float_attr, ints_attr, one, Args, Arity, OpDef, BASE};
 use crate::error::{Error, Result};
 use crate::graph::ops::*;
 use crate::graph::{Op, Role};
-use crate::import::eval;
-use crate::import::eval::symmetric_pads;
 use crate::import::lower::{weight_base, Lower};
 use crate::import::proto::ONode;
 use tch::Tensor;
@@ -106,10 +104,10 @@ fn pool_attrs(n: &ONode) -> Result<()> {
 fn conv(a: &Args) -> Result<Vec<Tensor>> {
     let (n, t, w) = (a.n, a.x(0)?, a.x(1)?);
     if w.dim() != 4 {
-        crate::bail!("{}: only 2-d convolutions are supported", n.describe());
+        crate::bail!("only 2-d convolutions are supported");
     }
     if t.dim() != 4 {
-        crate::bail!("{}: the input has rank {}; a 2-d convolution reads (N, C, H, W)", n.describe(), t.dim());
+        crate::bail!("the input has rank {}; a 2-d convolution reads (N, C, H, W)", t.dim());
     }
     let pads = conv_pads(n, t, w)?;
     let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
@@ -127,7 +125,7 @@ fn pool_geometry(n: &ONode) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>, bool)> {
 
 /// A conv's explicit pads [top, left, bottom, right], resolving `auto_pad` (attributes checked
 /// by [`conv_attrs`], input a 4-d map, weight 4-d).
-pub fn conv_pads(n: &ONode, t: &Tensor, w: &Tensor) -> Result<Vec<i64>> {
+fn conv_pads(n: &ONode, t: &Tensor, w: &Tensor) -> Result<Vec<i64>> {
     let auto = n.str("auto_pad").unwrap_or("NOTSET");
     match auto {
         "NOTSET" => Ok(n.ints("pads").map(<[i64]>::to_vec).unwrap_or(vec![0; 4])),
@@ -149,18 +147,18 @@ pub fn conv_pads(n: &ONode, t: &Tensor, w: &Tensor) -> Result<Vec<i64>> {
             }
             Ok(vec![begin[0], begin[1], end[0], end[1]])
         }
-        other => crate::bail!("{}: auto_pad `{other}`", n.describe()),
+        other => crate::bail!("auto_pad `{other}`"),
     }
 }
 
 /// A pooling node's symmetric pads (asymmetric pooling pads are refused).
-pub fn pool_pads(n: &ONode) -> Result<Vec<i64>> {
+fn pool_pads(n: &ONode) -> Result<Vec<i64>> {
     if !matches!(n.str("auto_pad").unwrap_or("NOTSET"), "NOTSET" | "VALID") {
-        crate::bail!("{}: auto_pad SAME is not supported for pooling; export with explicit padding", n.describe());
+        crate::bail!("auto_pad SAME is not supported for pooling; export with explicit padding");
     }
     let pads = n.ints("pads").map(<[i64]>::to_vec).unwrap_or_default();
     symmetric_pads(&pads, 2)
-        .ok_or_else(|| Error::invalid(format!("{}: asymmetric pooling pads {pads:?} are not supported", n.describe())))
+        .ok_or_else(|| Error::invalid(format!("asymmetric pooling pads {pads:?} are not supported")))
 }
 
 impl Lower<'_> {
@@ -176,8 +174,8 @@ impl Lower<'_> {
         if w.dim() != 4 {
             return Err(self.unsupported(n, "only 2-d convolutions are supported"));
         }
-        let pads = conv_pads(n, &g.values[&n.inputs[0]], w)?;
-        let pad = eval::symmetric_pads(&pads, 2).ok_or_else(|| {
+        let pads = conv_pads(n, &g.values[&n.inputs[0]], w).map_err(|e| self.unsupported(n, &e.to_string()))?;
+        let pad = symmetric_pads(&pads, 2).ok_or_else(|| {
             self.unsupported(n, &format!("asymmetric padding {pads:?} (export with symmetric padding)"))
         })?;
         let s = w.size();
@@ -252,7 +250,7 @@ fn pair(n: &ONode, k: &str, d: i64) -> [i64; 2] {
 
 /// Undilated max pooling: max_pool2d.
 fn max_pool(l: &Lower, n: &ONode) -> Result<Op> {
-    let p = pool_pads(n)?;
+    let p = pool_pads(n).map_err(|e| l.unsupported(n, &e.to_string()))?;
     let (kernel, stride, padding) = (pair(n, "kernel_shape", 1), pair(n, "strides", 1), [p[0], p[1]]);
     if pair(n, "dilations", 1) != [1, 1] {
         return Err(l.unsupported(n, "dilated max pooling"));
@@ -262,7 +260,7 @@ fn max_pool(l: &Lower, n: &ONode) -> Result<Op> {
 
 /// Average pooling that counts the padding, as PyTorch's default: avg_pool2d.
 fn avg_pool(l: &Lower, n: &ONode) -> Result<Op> {
-    let p = pool_pads(n)?;
+    let p = pool_pads(n).map_err(|e| l.unsupported(n, &e.to_string()))?;
     let (kernel, stride, padding) = (pair(n, "kernel_shape", 1), pair(n, "strides", 1), [p[0], p[1]]);
     if n.int("ceil_mode", 0) == 1 {
         return Err(l.unsupported(n, "average pooling with ceil_mode"));
@@ -271,4 +269,15 @@ fn avg_pool(l: &Lower, n: &ONode) -> Result<Op> {
         return Err(l.unsupported(n, "padded average pooling that excludes the padding"));
     }
     Ok(Op::AvgPool2d(AvgPool2d { kernel, stride, padding }))
+}
+
+/// Symmetric (begin, end) pads, or None.
+fn symmetric_pads(pads: &[i64], spatial: usize) -> Option<Vec<i64>> {
+    if pads.is_empty() {
+        return Some(vec![0; spatial]);
+    }
+    if pads.len() != 2 * spatial || pads[..spatial] != pads[spatial..] {
+        return None;
+    }
+    Some(pads[..spatial].to_vec())
 }

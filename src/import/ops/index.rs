@@ -18,7 +18,7 @@ pub(super) const OPS: &[OpDef] = &[
         inputs: Arity::at_least(1),
         eval: |a| {
             let ts = a.given();
-            let Some(first) = ts.first() else { crate::bail!("{}: no inputs to concatenate", a.n.describe()) };
+            let Some(first) = ts.first() else { crate::bail!("no inputs to concatenate") };
             let ax = axis(a.n.int("axis", 0), first.dim())?;
             let k = if ts.iter().all(|t| t.kind() == first.kind()) { first.kind() } else { Kind::Float };
             let ts: Vec<Tensor> = ts.iter().map(|t| t.f_to_kind(k)).collect::<std::result::Result<_, _>>()?;
@@ -55,9 +55,9 @@ pub(super) const OPS: &[OpDef] = &[
 ];
 
 /// The size of axis `a` of `t`, the axis normalised (a scalar has none).
-fn dim_of(a: &Args, t: &Tensor, ax: i64) -> Result<(i64, i64)> {
+fn dim_of(t: &Tensor, ax: i64) -> Result<(i64, i64)> {
     if t.dim() == 0 {
-        crate::bail!("{}: the input is a scalar; it has no axis {ax}", a.n.describe());
+        crate::bail!("the input is a scalar; it has no axis {ax}");
     }
     let ax = axis(ax, t.dim())?;
     Ok((ax, t.size()[ax as usize]))
@@ -65,7 +65,7 @@ fn dim_of(a: &Args, t: &Tensor, ax: i64) -> Result<(i64, i64)> {
 
 fn gather(a: &Args) -> Result<Vec<Tensor>> {
     let (t, idx) = (a.x(0)?, a.x(1)?);
-    let (ax, dim) = dim_of(a, t, a.n.int("axis", 0))?;
+    let (ax, dim) = dim_of(t, a.n.int("axis", 0))?;
     // Negative indices count from the end.
     let idx = idx.f_to_kind(Kind::Int64)?;
     let idx = idx.f_add(&idx.f_lt(0)?.f_to_kind(Kind::Int64)?.f_mul_scalar(dim)?)?;
@@ -90,8 +90,7 @@ fn slice(a: &Args) -> Result<Vec<Tensor>> {
     };
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
         crate::bail!(
-            "{}: {} starts, {} ends, {} axes and {} steps; Slice needs as many of each",
-            a.n.describe(),
+            "{} starts, {} ends, {} axes and {} steps; Slice needs as many of each",
             starts.len(),
             ends.len(),
             axes.len(),
@@ -100,10 +99,10 @@ fn slice(a: &Args) -> Result<Vec<Tensor>> {
     }
     let mut t = t.shallow_clone();
     for i in 0..starts.len() {
-        let (ax, dim) = dim_of(a, &t, axes[i])?;
+        let (ax, dim) = dim_of(&t, axes[i])?;
         let step = steps[i];
         if step <= 0 {
-            crate::bail!("{}: only positive Slice steps are supported", a.n.describe());
+            crate::bail!("only positive Slice steps are supported");
         }
         let norm = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
         let (s, e) = (norm(starts[i]), norm(ends[i]));
@@ -114,7 +113,7 @@ fn slice(a: &Args) -> Result<Vec<Tensor>> {
 
 fn split(a: &Args) -> Result<Vec<Tensor>> {
     let (n, t) = (a.n, a.x(0)?);
-    let (ax, dim) = dim_of(a, t, n.int("axis", 0))?;
+    let (ax, dim) = dim_of(t, n.int("axis", 0))?;
     let sizes = match (a.opt(1), n.ints("split")) {
         (Some(s), _) => int_list(s)?,
         (None, Some(s)) => s.to_vec(),

@@ -81,7 +81,7 @@ pub(super) const OPS: &[OpDef] = &[
             let axes = match (a.n.ints("axes"), a.opt(1)) {
                 (Some(x), _) => x.to_vec(),
                 (None, Some(x)) => int_list(x)?,
-                _ => crate::bail!("{}: no axes", a.n.describe()),
+                _ => crate::bail!("no axes"),
             };
             let out_rank = t.dim() + axes.len();
             let mut axes: Vec<i64> = axes.iter().map(|&x| axis(x, out_rank)).collect::<Result<_>>()?;
@@ -125,7 +125,7 @@ fn reshape(a: &Args) -> Result<Vec<Tensor>> {
     if a.n.int("allowzero", 0) == 0 {
         for (i, d) in shape.iter_mut().enumerate() {
             if *d == 0 {
-                *d = *t.size().get(i).ok_or_else(|| Error::invalid(format!("{}: 0 past rank", a.n.describe())))?;
+                *d = *t.size().get(i).ok_or_else(|| Error::invalid("a 0 in the shape past the input's rank"))?;
             }
         }
     }

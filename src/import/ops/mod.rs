@@ -77,7 +77,7 @@ impl<'a> Args<'a> {
     }
     /// Input `i`, which the node must have.
     pub fn x(&self, i: usize) -> Result<&'a Tensor> {
-        self.opt(i).ok_or_else(|| Error::invalid(format!("{}: input {i} is missing", self.n.describe())))
+        self.opt(i).ok_or_else(|| Error::invalid(format!("input {i} is missing")))
     }
     /// Input `i` if given.
     pub fn opt(&self, i: usize) -> Option<&'a Tensor> {
@@ -135,7 +135,7 @@ const BASE: OpDef = OpDef {
     inputs: Arity::exactly(1),
     outputs: Arity::exactly(1),
     attrs: no_attrs,
-    eval: |a| Err(Error::invalid(format!("{}: no evaluation", a.n.describe()))),
+    eval: |_| Err(Error::invalid("no evaluation")),
     lower: None,
     layout: false,
     shape_only: false,
@@ -235,11 +235,11 @@ pub fn check(def: &OpDef, n: &ONode) -> Result<()> {
     (def.attrs)(n).map_err(|e| wrong(e.to_string()))
 }
 
-/// Runs node `n` by its entry (arity and attributes checked first).
+/// Runs node `n` by its entry (arity and attributes checked first); errors name the node.
 pub fn evaluate(n: &ONode, xs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-    let def = def(n)?;
+    let def = def(n).map_err(|e| Error::invalid(format!("{}: {e}", n.describe())))?;
     check(def, n)?;
-    (def.eval)(&Args::new(n, xs))
+    (def.eval)(&Args::new(n, xs)).map_err(|e| Error::invalid(format!("{}: {e}", n.describe())))
 }
 
 /// An integer-list attribute, if present, checked to have `len` entries, each at least `least`.

@@ -50,7 +50,7 @@ pub(super) const POSITIONS: &[OpDef] = &[OpDef {
     },
     eval: |a| {
         let t = a.x(0)?;
-        let Some(&ax) = int_list(a.x(1)?)?.first() else { crate::bail!("{}: the axis input is empty", a.n.describe()) };
+        let Some(&ax) = int_list(a.x(1)?)?.first() else { crate::bail!("the axis input is empty") };
         one(t.f_cumsum(axis(ax, t.dim())?, t.kind())?)
     },
     ..BASE

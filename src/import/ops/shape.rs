@@ -90,7 +90,7 @@ fn constant(a: &Args) -> Result<Vec<Tensor>> {
         Some((_, AttrValue::Int(v))) => Tensor::from(*v),
         Some((_, AttrValue::Ints(v))) => Tensor::from_slice(v),
         Some((_, AttrValue::Floats(v))) => Tensor::from_slice(v),
-        _ => crate::bail!("{}: unsupported Constant form", a.n.describe()),
+        _ => crate::bail!("unsupported Constant form"),
     })
 }
 
