@@ -116,8 +116,11 @@ fn conv(a: &Args) -> Result<Vec<Tensor>> {
     one(t.f_conv2d(w, a.opt(2), stride.as_slice(), [0, 0].as_slice(), dil.as_slice(), n.int("group", 1))?)
 }
 
-/// A pooling node's kernel, strides, symmetric pads and ceil mode.
-fn pool_geometry(n: &ONode) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>, bool)> {
+/// A pooling node's kernel, strides, symmetric pads (one per spatial axis) and ceil mode.
+type PoolGeometry = (Vec<i64>, Vec<i64>, Vec<i64>, bool);
+
+/// A pooling node's [`PoolGeometry`].
+fn pool_geometry(n: &ONode) -> Result<PoolGeometry> {
     let k = n.ints("kernel_shape").map(<[i64]>::to_vec).unwrap_or_default();
     let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
     Ok((k, stride, pool_pads(n)?, n.int("ceil_mode", 0) == 1))
