@@ -70,11 +70,6 @@ fn summarize(ops: &[&str]) -> String {
     counts.iter().map(|(k, n)| if *n > 1 { format!("{k}×{n}") } else { k.to_string() }).collect::<Vec<_>>().join(", ")
 }
 
-/// Ops that only move or scale elements (what lies between attention's projections and its
-/// matmuls).
-const LAYOUT: &[&str] =
-    &["Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Split", "Identity", "Flatten"];
-
 fn close(a: &Tensor, b: &Tensor) -> bool {
     if a.size() != b.size() {
         return false;
@@ -303,7 +298,7 @@ fn up_through_layout(g: &OnnxGraph, mut v: String, nodes: &mut BTreeSet<usize>) 
         }
         let scalar = |x: &String| g.is_const(x) && g.values[x].numel() == 1 && g.values[x].is_floating_point();
         match n.op.as_str() {
-            op if LAYOUT.contains(&op) => {}
+            _ if ops::lookup(&n.op).is_some_and(|d| d.moves) => {}
             "Mul" if n.inputs.iter().any(scalar) => {
                 let c = n.inputs.iter().find(|x| scalar(x)).expect("checked");
                 scale *= g.values[c].f_flatten(0, -1)?.double_value(&[0]);

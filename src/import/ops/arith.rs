@@ -129,10 +129,7 @@ impl Lower<'_> {
     fn add_op(&mut self, i: usize) -> Result<()> {
         let g = self.g;
         let n = &g.model.nodes[i];
-        let out = &n.outputs[0];
         let (a, b) = (&n.inputs[0], &n.inputs[1]);
-        let from = n.name.clone();
-        let base = g.module_name(n);
         if let Some((other, (table, pos))) =
             [(b, a), (a, b)].iter().find_map(|(o, d)| self.deferred.get(d.as_str()).map(|t| (*o, t.clone())))
         {
@@ -147,85 +144,91 @@ impl Lower<'_> {
                 }
                 let (x, y, v) = (ba.id, bb.id, ba.view.as_ref().map(|t| t.shallow_clone()));
                 let canon = self.canon[x].clone();
-                let id = self.add(&base, Op::Add(Add), &[x, y], Vec::new(), canon, &from);
-                self.bind(out, id, v);
+                let id = self.add(&g.module_name(n), Op::Add(Add), &[x, y], Vec::new(), canon, &n.name);
+                self.bind(&n.outputs[0], id, v);
+                Ok(())
             }
-            (ca, cb) if ca != cb => {
-                let (dv, cv) = if ca { (b, a) } else { (a, b) };
-                let c = &g.values[cv];
-                let bnd = self.bound(dv, n)?;
-                let (id, idx) = (bnd.id, self.index(bnd));
-                let canon = self.canon[id].clone();
-                let ch = canon[view::channel_dim(&canon)];
-                let per_channel = c.numel() as i64 == ch && view::channels_last(&idx, &canon)
-                    || (canon.len() == 4
-                        && bnd.view.is_none()
-                        && c.size().iter().rev().take(2).all(|&d| d == 1)
-                        && c.numel() as i64 == ch);
-                if per_channel && self.takes_bias(id, dv) {
-                    // The bias of the preceding affine layer (MatMul + Add).
-                    let key = g
-                        .const_origin(cv)
-                        .map(|k| user_name(&k).to_string())
-                        .filter(|k| meaningful(k) && !self.keys.contains(k))
-                        .unwrap_or_else(|| format!("{}.bias", self.nodes[id].name));
-                    self.keys.insert(key.clone());
-                    self.params.insert(key.clone(), c.f_flatten(0, -1)?);
-                    self.nodes[id].params.insert(Role::Bias, key);
-                    *self.nodes[id].op.kind_mut().bias_flag_mut().expect("takes_bias checked the op") = true;
-                    let v = self.env[dv].view.as_ref().map(|t| t.shallow_clone());
-                    // The value before the bias is no longer what the node computes.
-                    self.checked.retain(|c| c != dv);
-                    self.bind(out, id, v);
-                    self.from[id] = format!("{} + {}", self.from[id], n.name);
-                    return Ok(());
-                }
-                if bnd.view.is_some() || canon.len() != 3 {
-                    return Err(
-                        self.unsupported(n, "adding a constant that is neither a bias nor a position or segment table")
-                    );
-                }
-                let (t, dim) = (canon[1], canon[2]);
-                let op_params = match g.table_rows(cv) {
-                    Some((table, rows)) if rows == (0..t).collect::<Vec<_>>() => {
-                        let tv = &g.values[&table];
-                        let op =
-                            Op::PositionEmbedding(PositionEmbedding { max_len: tv.size()[0], dim, leading_one: false });
-                        Some((op, g.const_origin(&table), tv.shallow_clone()))
-                    }
-                    Some((table, rows)) if rows.iter().all(|&r| r == 0) => {
-                        let tv = &g.values[&table];
-                        Some((
-                            Op::SegmentEmbedding(SegmentEmbedding { types: tv.size()[0], dim }),
-                            g.const_origin(&table),
-                            tv.shallow_clone(),
-                        ))
-                    }
-                    _ if c.size() == [1, t, dim] => Some((
-                        Op::PositionEmbedding(PositionEmbedding { max_len: t, dim, leading_one: true }),
-                        g.const_origin(cv),
-                        c.shallow_clone(),
-                    )),
-                    // One row added to every token: a segment table of one type (relprune's own
-                    // export writes its segment embedding so).
-                    _ if c.numel() as i64 == dim && c.size().last() == Some(&dim) => Some((
-                        Op::SegmentEmbedding(SegmentEmbedding { types: 1, dim }),
-                        g.const_origin(cv),
-                        c.f_reshape([1, dim])?,
-                    )),
-                    _ => None,
-                };
-                let Some((op, origin, table)) = op_params else {
-                    return Err(
-                        self.unsupported(n, "adding a constant that is neither a bias nor a position or segment table")
-                    );
-                };
-                let base = origin.as_deref().map(strip_role).unwrap_or(base);
-                let id = self.add(&base, op, &[id], vec![(Role::Weight, origin, table)], canon, &from);
-                self.bind(out, id, None);
-            }
-            _ => unreachable!("constant sums are folded"),
+            (true, false) => self.add_constant(n, b, a),
+            (false, true) => self.add_constant(n, a, b),
+            (true, true) => unreachable!("constant sums are folded"),
         }
+    }
+
+    /// Data `dv` plus constant `cv`: the bias of the affine layer that computes `dv`, else a
+    /// position or segment table added to tokens.
+    fn add_constant(&mut self, n: &ONode, dv: &str, cv: &str) -> Result<()> {
+        let g = self.g;
+        let c = &g.values[cv];
+        let bnd = self.bound(dv, n)?;
+        let (id, idx) = (bnd.id, self.index(bnd));
+        let canon = self.canon[id].clone();
+        let ch = canon[view::channel_dim(&canon)];
+        let per_channel = c.numel() as i64 == ch && view::channels_last(&idx, &canon)
+            || (canon.len() == 4
+                && bnd.view.is_none()
+                && c.size().iter().rev().take(2).all(|&d| d == 1)
+                && c.numel() as i64 == ch);
+        if per_channel && self.takes_bias(id, dv) {
+            return self.absorb_bias(n, id, dv, cv);
+        }
+        if bnd.view.is_some() || canon.len() != 3 {
+            return Err(self.unsupported(n, "adding a constant that is neither a bias nor a position or segment table"));
+        }
+        let (t, dim) = (canon[1], canon[2]);
+        let op_params = match g.table_rows(cv) {
+            Some((table, rows)) if rows == (0..t).collect::<Vec<_>>() => {
+                let tv = &g.values[&table];
+                let op = Op::PositionEmbedding(PositionEmbedding { max_len: tv.size()[0], dim, leading_one: false });
+                Some((op, g.const_origin(&table), tv.shallow_clone()))
+            }
+            Some((table, rows)) if rows.iter().all(|&r| r == 0) => {
+                let tv = &g.values[&table];
+                Some((
+                    Op::SegmentEmbedding(SegmentEmbedding { types: tv.size()[0], dim }),
+                    g.const_origin(&table),
+                    tv.shallow_clone(),
+                ))
+            }
+            _ if c.size() == [1, t, dim] => Some((
+                Op::PositionEmbedding(PositionEmbedding { max_len: t, dim, leading_one: true }),
+                g.const_origin(cv),
+                c.shallow_clone(),
+            )),
+            // One row added to every token: a segment table of one type (relprune's own
+            // export writes its segment embedding so).
+            _ if c.numel() as i64 == dim && c.size().last() == Some(&dim) => Some((
+                Op::SegmentEmbedding(SegmentEmbedding { types: 1, dim }),
+                g.const_origin(cv),
+                c.f_reshape([1, dim])?,
+            )),
+            _ => None,
+        };
+        let Some((op, origin, table)) = op_params else {
+            return Err(self.unsupported(n, "adding a constant that is neither a bias nor a position or segment table"));
+        };
+        let base = origin.as_deref().map(strip_role).unwrap_or_else(|| g.module_name(n));
+        let id = self.add(&base, op, &[id], vec![(Role::Weight, origin, table)], canon, &n.name);
+        self.bind(&n.outputs[0], id, None);
+        Ok(())
+    }
+
+    /// Constant `cv` becomes the bias of node `id` (MatMul + Add), which computes `dv`.
+    fn absorb_bias(&mut self, n: &ONode, id: NodeId, dv: &str, cv: &str) -> Result<()> {
+        let key = self
+            .g
+            .const_origin(cv)
+            .map(|k| user_name(&k).to_string())
+            .filter(|k| meaningful(k) && !self.keys.contains(k))
+            .unwrap_or_else(|| format!("{}.bias", self.nodes[id].name));
+        self.keys.insert(key.clone());
+        self.params.insert(key.clone(), self.g.values[cv].f_flatten(0, -1)?);
+        self.nodes[id].params.insert(Role::Bias, key);
+        *self.nodes[id].op.kind_mut().bias_flag_mut().expect("takes_bias checked the op") = true;
+        let v = self.env[dv].view.as_ref().map(|t| t.shallow_clone());
+        // The value before the bias is no longer what the node computes.
+        self.checked.retain(|c| c != dv);
+        self.bind(&n.outputs[0], id, v);
+        self.from[id] = format!("{} + {}", self.from[id], n.name);
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub(super) const OPS: &[OpDef] = &[
         outputs: Arity::at_least(1),
         eval: split,
         lower: Some(|l, i| l.channel_slices(i, false)),
+        moves: true,
         ..BASE
     },
     OpDef {
@@ -42,6 +43,7 @@ pub(super) const OPS: &[OpDef] = &[
         inputs: Arity::range(3, 5),
         eval: slice,
         lower: Some(|l, i| l.channel_slices(i, true)),
+        moves: true,
         ..BASE
     },
     OpDef {
@@ -50,6 +52,7 @@ pub(super) const OPS: &[OpDef] = &[
         inputs: Arity::exactly(2),
         eval: gather,
         lower: Some(|l, i| l.gather(i)),
+        moves: true,
         ..BASE
     },
 ];

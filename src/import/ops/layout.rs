@@ -17,6 +17,7 @@ pub(super) const OPS: &[OpDef] = &[
         layout: true,
         keeps_values: true,
         lower: Some(|l, i| l.layout_view(i)),
+        moves: true,
         ..BASE
     },
     OpDef {
@@ -33,6 +34,7 @@ pub(super) const OPS: &[OpDef] = &[
         layout: true,
         keeps_values: true,
         lower: Some(|l, i| l.layout_view(i)),
+        moves: true,
         ..BASE
     },
     OpDef {
@@ -46,6 +48,7 @@ pub(super) const OPS: &[OpDef] = &[
         },
         layout: true,
         lower: Some(|l, i| l.layout_view(i)),
+        moves: true,
         ..BASE
     },
     OpDef {
@@ -70,6 +73,7 @@ pub(super) const OPS: &[OpDef] = &[
         layout: true,
         keeps_values: true,
         lower: Some(|l, i| l.layout_view(i)),
+        moves: true,
         ..BASE
     },
     OpDef {
@@ -95,6 +99,7 @@ pub(super) const OPS: &[OpDef] = &[
         layout: true,
         keeps_values: true,
         lower: Some(|l, i| l.layout_view(i)),
+        moves: true,
         ..BASE
     },
     OpDef {
@@ -104,6 +109,7 @@ pub(super) const OPS: &[OpDef] = &[
         layout: true,
         keeps_values: true,
         lower: Some(|l, i| l.pass_on(i)),
+        moves: true,
         ..BASE
     },
     OpDef {

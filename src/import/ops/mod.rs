@@ -122,6 +122,9 @@ pub struct OpDef {
     /// Its output holds its first input's values, cast, reshaped or broadcast: a constant is
     /// traced back through it to the initializer it comes from.
     pub keeps_values: bool,
+    /// It only moves or selects its first input's elements (reshape, transpose, gather, slice):
+    /// the attention fusion follows q, k and v through it to their projections.
+    pub moves: bool,
 }
 
 /// The doc line of the operators that are only folded into constants.
@@ -140,6 +143,7 @@ const BASE: OpDef = OpDef {
     layout: false,
     shape_only: false,
     keeps_values: false,
+    moves: false,
 };
 
 fn no_attrs(_: &ONode) -> Result<()> {
@@ -275,5 +279,35 @@ fn bounded(what: &str, shape: &[i64]) -> Result<()> {
     match numel {
         Some(k) if k <= MAX_ELEMENTS => Ok(()),
         _ => crate::bail!("{what} of shape {shape:?} is larger than the {MAX_ELEMENTS} values the importer evaluates"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_unique_documented_and_in_the_table_once() {
+        let names: Vec<&str> = all().map(|d| d.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "an operator is registered twice");
+        for d in all() {
+            assert!(!d.doc.is_empty(), "{} has no doc line", d.name);
+            assert!(d.inputs.max.is_none_or(|m| m >= d.inputs.min), "{}: arity", d.name);
+            assert!(d.outputs.min >= 1, "{}: outputs", d.name);
+        }
+        let listed: Vec<String> =
+            rows().iter().flat_map(|(ops, _)| ops.split(", ").map(String::from).collect::<Vec<_>>()).collect();
+        assert_eq!(listed.len(), names.len());
+        assert!(names.iter().all(|n| listed.iter().any(|l| l == n)));
+    }
+
+    #[test]
+    fn arity_reads_as_english() {
+        assert_eq!(Arity::exactly(1).describe("input"), "1 input");
+        assert_eq!(Arity::range(2, 3).describe("input"), "2 to 3 inputs");
+        assert_eq!(Arity::at_least(1).describe("input"), "at least 1 input");
     }
 }
