@@ -1,7 +1,8 @@
 //! Malformed and hostile ONNX files give a clean one-line error naming the node, its operator
 //! and what is wrong, never a panic: the operator registry checks each node's arity and
 //! attributes before evaluating it, and each evaluation bounds what it would allocate. The
-//! models are built in memory with the ONNX protobuf types the importer decodes.
+//! models are built in memory with the ONNX protobuf types the importer decodes; sweeps give
+//! every registered operator wrong arities, degenerate inputs and out-of-range attributes.
 
 use prost::Message;
 use relprune::import::ops;
@@ -194,4 +195,82 @@ fn unknown_operators_are_named_with_the_supported_ones() {
             assert!(e.contains(op), "{op} missing from: {e}");
         }
     }
+}
+
+/// Every registered operator, given degenerate inputs (a scalar, an empty list, a huge value, the
+/// image itself) at each arity it takes, errors or imports but never panics.
+#[test]
+fn every_operator_survives_degenerate_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = || {
+        vec![
+            ints("scalar", &[], &[3]),
+            ints("empty", &[0], &[]),
+            ints("huge", &[1], &[1 << 40]),
+            ints("negative", &[2], &[-7, -1]),
+            floats("fscalar", &[]),
+        ]
+    };
+    let mut failures = Vec::new();
+    for def in ops::all() {
+        let max = def.inputs.max.unwrap_or(def.inputs.min + 2);
+        for k in def.inputs.min.max(1)..=max {
+            for v in ["x", "scalar", "empty", "huge", "negative", "fscalar", "w"] {
+                // The first input is the image or `v`; the others `v`.
+                for first in ["x", v] {
+                    let mut inputs = vec![first];
+                    inputs.extend(std::iter::repeat_n(v, k - 1));
+                    if let Err(e) = import_error(dir.path(), &model(node(def.name, &inputs, vec![]), values())) {
+                        if e != "imported" {
+                            failures.push(format!("{} with inputs {inputs:?}: {e}", def.name));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every registered operator, given out-of-range attributes, errors or imports but never panics.
+#[test]
+fn every_operator_survives_degenerate_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let attrs = || {
+        vec![
+            attr_int("axis", 100),
+            attr_int("axis", -100),
+            attr_ints("perm", &[5, 5]),
+            attr_ints("axes", &[100]),
+            attr_ints("kernel_shape", &[0, 0]),
+            attr_ints("kernel_shape", &[3]),
+            attr_ints("strides", &[-1, -1]),
+            attr_ints("dilations", &[0, 0]),
+            attr_ints("pads", &[-1, -1, -1, -1]),
+            attr_int("group", 0),
+            attr_int("group", 7),
+            attr_ints("split", &[-1, 100]),
+            attr_int("num_outputs", 0),
+            attr_int("to", 999),
+            attr_int("start", -100),
+            attr_int("end", 100),
+            attr_str("auto_pad", "SAME_LOWER"),
+            attr_str("auto_pad", "bogus"),
+        ]
+    };
+    let mut failures = Vec::new();
+    for def in ops::all() {
+        let mut inputs = vec!["x"];
+        inputs.extend(std::iter::repeat_n("w", def.inputs.min.saturating_sub(1)));
+        inputs.truncate(def.inputs.min.max(1).min(def.inputs.max.unwrap_or(usize::MAX)));
+        for a in attrs() {
+            let what = format!("{} with {:?}", def.name, a.name.clone().unwrap_or_default());
+            if let Err(e) = import_error(dir.path(), &model(node(def.name, &inputs, vec![a]), vec![])) {
+                if e != "imported" {
+                    failures.push(format!("{what}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

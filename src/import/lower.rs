@@ -112,12 +112,14 @@ impl<'g> Lower<'g> {
         self.nodes.len() - 1
     }
 
+    /// Binds ONNX value `value` to node `id` seen through `view`, and checks it after the build.
     pub(super) fn bind(&mut self, value: &str, id: NodeId, view: Option<Tensor>) {
         let view = view.filter(|v| !view::is_identity(v, &self.canon[id]));
         self.env.insert(value.to_string(), Bound { id, view });
         self.checked.push(value.to_string());
     }
 
+    /// The binding of a data value (an error naming `at` if it has none).
     pub(super) fn bound(&self, v: &str, at: &ONode) -> Result<&Bound> {
         self.env.get(v).ok_or_else(|| {
             if self.g.is_const(v) {
@@ -131,6 +133,7 @@ impl<'g> Lower<'g> {
         })
     }
 
+    /// The canonical index of each element of a bound value.
     pub(super) fn index(&self, b: &Bound) -> Tensor {
         b.view.as_ref().map(|v| v.shallow_clone()).unwrap_or_else(|| view::identity(&self.canon[b.id]))
     }
@@ -156,6 +159,7 @@ impl<'g> Lower<'g> {
         Ok(n)
     }
 
+    /// The error for a node relprune cannot map, saying why.
     pub(super) fn unsupported(&self, at: &ONode, why: &str) -> Error {
         Error::invalid(format!(
             "cannot import {}: {why}. What relprune reads is listed in docs/import-onnx.md; \
@@ -258,12 +262,14 @@ impl<'g> Lower<'g> {
         }
     }
 
+    /// An elementwise op on node `id`, its output seen through the input's view `v`.
     pub(super) fn elementwise(&mut self, out: &str, base: &str, op: Op, id: NodeId, v: Option<Tensor>, from: &str) {
         let canon = self.canon[id].clone();
         let n = self.add(base, op, &[id], Vec::new(), canon, from);
         self.bind(out, n, v);
     }
 
+    /// LayerNorm over the channels of `x` (layer_norm2d on a map seen channels-last).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn layer_norm(
         &mut self,
