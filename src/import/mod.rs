@@ -6,6 +6,8 @@
 //!    including external-data files.
 //! 2. [`eval`] runs the file once on an example input with a reference interpreter: constants
 //!    and the exporters' shape arithmetic fold to values, and every tensor gets a concrete value.
+//!    Each operator's evaluation, checks and lowering are its entry in the registry [`ops`];
+//!    every node is checked against its entry (arity, attributes) before it runs.
 //! 3. [`fuse`] finds the multi-node patterns (GELU, LayerNorm, SiLU, Hardswish, attention).
 //! 4. [`lower`] maps each remaining node onto relprune's ops, tracking reshapes and transposes as
 //!    [`view`]s of canonical tensors.
