@@ -1,4 +1,3 @@
 //! Exporting graphs to other formats.
 
 pub mod onnx;
-mod protobuf;

@@ -1,16 +1,22 @@
 //! ONNX export (opset 17): every node kind maps to standard ONNX operators, so onnxruntime and
-//! other runtimes load relprune's (pruned) graphs. Batch and sequence length are dynamic.
+//! other runtimes load relprune's (pruned) graphs. Batch and sequence length are dynamic. The
+//! model is built with the protobuf types generated from the official `onnx.proto` (the ones
+//! the importer decodes) and encoded by prost.
 
-use super::protobuf::Msg;
 use crate::error::{Error, Result};
 use crate::graph::ops::{Attr, OnnxContext, FLOAT, INT64};
 use crate::graph::{output_ranks, stats, Graph, Mode, NodeId, Role};
+use crate::import::proto::pb;
+use pb::attribute_proto::AttributeType;
+use pb::tensor_proto::DataType;
+use pb::tensor_shape_proto::{dimension, Dimension};
+use prost::Message;
 use tch::{Kind, Tensor};
 
 /// Builds the ONNX graph node by node.
 pub(crate) struct Builder {
-    nodes: Vec<Msg>,
-    inits: Vec<Msg>,
+    nodes: Vec<pb::NodeProto>,
+    inits: Vec<pb::TensorProto>,
     counter: usize,
 }
 
@@ -21,22 +27,14 @@ impl Builder {
     }
 
     fn node<S: AsRef<str>>(&mut self, op: &str, inputs: &[S], output: &str, attrs: &[(&str, Attr)]) -> String {
-        let mut n = Msg::default();
-        for i in inputs {
-            n.str(1, i.as_ref());
-        }
-        n.str(2, output).str(3, output).str(4, op);
-        for (name, a) in attrs {
-            let mut m = Msg::default();
-            m.str(1, name);
-            match a {
-                Attr::Int(v) => m.int(3, *v).int(20, 2),
-                Attr::Ints(v) => m.ints(8, v).int(20, 7),
-                Attr::Float(v) => m.float(2, *v).int(20, 1),
-            };
-            n.msg(5, &m);
-        }
-        self.nodes.push(n);
+        self.nodes.push(pb::NodeProto {
+            input: inputs.iter().map(|i| i.as_ref().to_string()).collect(),
+            output: vec![output.to_string()],
+            name: Some(output.to_string()),
+            op_type: Some(op.to_string()),
+            attribute: attrs.iter().map(|(name, a)| attribute(name, a)).collect(),
+            ..Default::default()
+        });
         output.to_string()
     }
 
@@ -44,20 +42,24 @@ impl Builder {
         let t = t.f_contiguous()?;
         let (dtype, bytes) = match t.kind() {
             Kind::Int64 => (
-                INT64,
+                DataType::Int64,
                 Vec::<i64>::try_from(t.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
             ),
             _ => (
-                FLOAT,
+                DataType::Float,
                 Vec::<f32>::try_from(t.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?
                     .iter()
                     .flat_map(|v| v.to_le_bytes())
                     .collect(),
             ),
         };
-        let mut m = Msg::default();
-        m.ints(1, &t.size()).int(2, dtype).str(8, name).bytes(9, &bytes);
-        self.inits.push(m);
+        self.inits.push(pb::TensorProto {
+            dims: t.size(),
+            data_type: Some(dtype as i32),
+            name: Some(name.to_string()),
+            raw_data: Some(bytes),
+            ..Default::default()
+        });
         Ok(name.to_string())
     }
 
@@ -72,23 +74,34 @@ impl Builder {
     }
 }
 
-fn value_info(name: &str, elem: i64, dims: &[Result<i64, &str>]) -> Msg {
-    let mut shape = Msg::default();
-    for d in dims {
-        let mut dm = Msg::default();
-        match d {
-            Ok(v) => dm.int(1, *v),
-            Err(p) => dm.str(2, p),
-        };
-        shape.msg(1, &dm);
+fn attribute(name: &str, a: &Attr) -> pb::AttributeProto {
+    let mut p = pb::AttributeProto { name: Some(name.to_string()), ..Default::default() };
+    match a {
+        Attr::Int(v) => (p.i, p.r#type) = (Some(*v), Some(AttributeType::Int as i32)),
+        Attr::Ints(v) => (p.ints, p.r#type) = (v.to_vec(), Some(AttributeType::Ints as i32)),
+        Attr::Float(v) => (p.f, p.r#type) = (Some(*v), Some(AttributeType::Float as i32)),
     }
-    let mut tt = Msg::default();
-    tt.int(1, elem).msg(2, &shape);
-    let mut ty = Msg::default();
-    ty.msg(1, &tt);
-    let mut vi = Msg::default();
-    vi.str(1, name).msg(2, &ty);
-    vi
+    p
+}
+
+/// A tensor value's declaration: element type and dimensions (a symbol where dynamic).
+fn value_info(name: &str, elem: i64, dims: &[Result<i64, &str>]) -> pb::ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Ok(v) => dimension::Value::DimValue(*v),
+                Err(p) => dimension::Value::DimParam(p.to_string()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let tensor = pb::type_proto::Tensor { elem_type: Some(elem as i32), shape: Some(pb::TensorShapeProto { dim }) };
+    pb::ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tensor)), ..Default::default() }),
+        ..Default::default()
+    }
 }
 
 /// Writes `graph` as an ONNX model (atomically).
@@ -106,7 +119,7 @@ pub struct OnnxCx<'a> {
     inputs: Vec<String>,
     in_shapes: Vec<Vec<i64>>,
     out_shape: Vec<i64>,
-    graph_inputs: &'a mut Vec<Msg>,
+    graph_inputs: &'a mut Vec<pb::ValueInfoProto>,
 }
 
 impl<'a> OnnxCx<'a> {
@@ -196,23 +209,23 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
         let made = node.op.kind().onnx(&mut cx)?;
         name.push(made);
     }
-    let mut g = Msg::default();
-    for n in &b.nodes {
-        g.msg(1, n);
-    }
-    g.str(2, "relprune");
-    for i in &b.inits {
-        g.msg(5, i);
-    }
-    for i in &inputs {
-        g.msg(11, i);
-    }
     let out_rank = ranks[graph.output()];
     let dims: Vec<Result<i64, &str>> = (0..out_rank).map(|i| if i == 0 { Err("batch") } else { Err("d") }).collect();
-    g.msg(12, &value_info(&name[graph.output()], FLOAT, &dims));
-    let mut opset = Msg::default();
-    opset.str(1, "").int(2, 17);
-    let mut model = Msg::default();
-    model.int(1, 8).str(2, "relprune").str(3, env!("CARGO_PKG_VERSION")).msg(7, &g).msg(8, &opset);
-    Ok(model.0)
+    let g = pb::GraphProto {
+        node: b.nodes,
+        name: Some("relprune".into()),
+        initializer: b.inits,
+        input: inputs,
+        output: vec![value_info(&name[graph.output()], FLOAT, &dims)],
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("relprune".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        graph: Some(g),
+        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        ..Default::default()
+    };
+    Ok(model.encode_to_vec())
 }

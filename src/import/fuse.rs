@@ -4,8 +4,7 @@
 //! HardSigmoid, Softmax), delimited as the closed region between one input value and one output
 //! value, and accepted only when relprune's op gives the region's value on the example input.
 
-use super::eval;
-use super::OnnxGraph;
+use super::{eval, ops, OnnxGraph};
 use crate::error::Result;
 use std::collections::{BTreeSet, HashSet};
 use tch::{Kind, Tensor};
@@ -71,11 +70,6 @@ fn summarize(ops: &[&str]) -> String {
     counts.iter().map(|(k, n)| if *n > 1 { format!("{k}×{n}") } else { k.to_string() }).collect::<Vec<_>>().join(", ")
 }
 
-/// Ops that only move or scale elements (what lies between attention's projections and its
-/// matmuls).
-const LAYOUT: &[&str] =
-    &["Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Split", "Identity", "Flatten"];
-
 fn close(a: &Tensor, b: &Tensor) -> bool {
     if a.size() != b.size() {
         return false;
@@ -99,11 +93,7 @@ pub fn find(g: &OnnxGraph) -> Result<Vec<Unit>> {
             "Tanh" => numeric(g, i, &|x| Ok(x.f_gelu("tanh")?), Fused::Gelu { tanh: true })?,
             "Sqrt" => layer_norm(g, i)?,
             "Sigmoid" => gate(g, i, Fused::Silu),
-            "HardSigmoid"
-                if (n.float("alpha", 0.2) - 1.0 / 6.0).abs() < 1e-6 && (n.float("beta", 0.5) - 0.5).abs() < 1e-6 =>
-            {
-                gate(g, i, Fused::Hardswish)
-            }
+            "HardSigmoid" if ops::is_pytorch_hardsigmoid(n) => gate(g, i, Fused::Hardswish),
             _ => None,
         };
         if let Some(u) = unit {
@@ -308,7 +298,7 @@ fn up_through_layout(g: &OnnxGraph, mut v: String, nodes: &mut BTreeSet<usize>) 
         }
         let scalar = |x: &String| g.is_const(x) && g.values[x].numel() == 1 && g.values[x].is_floating_point();
         match n.op.as_str() {
-            op if LAYOUT.contains(&op) => {}
+            _ if ops::lookup(&n.op).is_some_and(|d| d.moves) => {}
             "Mul" if n.inputs.iter().any(scalar) => {
                 let c = n.inputs.iter().find(|x| scalar(x)).expect("checked");
                 scale *= g.values[c].f_flatten(0, -1)?.double_value(&[0]);

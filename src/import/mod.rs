@@ -6,6 +6,8 @@
 //!    including external-data files.
 //! 2. [`eval`] runs the file once on an example input with a reference interpreter: constants
 //!    and the exporters' shape arithmetic fold to values, and every tensor gets a concrete value.
+//!    Each operator's evaluation, checks and lowering are its entry in the registry [`ops`];
+//!    every node is checked against its entry (arity, attributes) before it runs.
 //! 3. [`fuse`] finds the multi-node patterns (GELU, LayerNorm, SiLU, Hardswish, attention).
 //! 4. [`lower`] maps each remaining node onto relprune's ops, tracking reshapes and transposes as
 //!    [`view`]s of canonical tensors.
@@ -15,6 +17,7 @@
 pub mod eval;
 pub mod fuse;
 pub mod lower;
+pub mod ops;
 pub mod proto;
 pub mod view;
 
@@ -25,45 +28,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-/// Every ONNX operator the importer reads and what it becomes; `docs/import-onnx.md`'s table is
-/// generated from this list (tests/onnx_import.rs checks it is current).
-pub const SUPPORTED: &[(&str, &str)] = &[
-    ("Conv", "conv2d (2-d, symmetric or SAME padding, groups, dilation)"),
-    ("BatchNormalization", "batch_norm2d (inference form)"),
-    ("Gemm", "linear (transB either way, alpha = beta = 1); channel_linear on channels-last maps"),
-    ("MatMul", "linear with a constant weight (+ the following Add as its bias); inside attention: the score and value products"),
-    ("Sum", "add (relprune's own export writes residual sums so)"),
-    ("Add", "add of two tensors; the bias of the preceding MatMul / Conv; position / segment tables (BERT, ViT)"),
-    ("Mul", "mul (gating, squeeze-excitation); scale by a per-channel constant (layer scale); x·Sigmoid(x) → silu; x·HardSigmoid(x) → hardswish"),
-    ("Relu", "relu"),
-    ("Clip", "hardtanh (ReLU6 is Clip(0, 6)); relu when only the lower bound 0 is given"),
-    ("Sigmoid", "sigmoid"),
-    ("HardSigmoid", "hardsigmoid (alpha 1/6, beta 0.5, as PyTorch)"),
-    ("HardSwish", "hardswish"),
-    ("Tanh", "tanh"),
-    ("Gelu", "gelu (exact or tanh)"),
-    ("Erf", "with Div / Add / Mul: gelu"),
-    ("MaxPool", "max_pool2d (symmetric padding, ceil_mode)"),
-    ("AveragePool", "avg_pool2d (padding counted, as PyTorch's default)"),
-    ("GlobalAveragePool", "adaptive_avg_pool2d to 1×1"),
-    ("ReduceMean", "over height and width: adaptive_avg_pool2d to 1×1; with Sub / Pow / Sqrt / Div: layer_norm"),
-    ("LayerNormalization", "layer_norm over the last axis; layer_norm2d on channels-last maps (ConvNeXt)"),
-    ("Softmax", "with the surrounding MatMuls, reshapes and mask: attention (its heads become prunable components)"),
-    ("Where", "inside attention: the masked_fill of the scores (DistilBERT)"),
-    ("Concat", "concat of maps' channels (DenseNet); a class token before the tokens (ViT); constant shape arithmetic is folded"),
-    ("Split", "channel_slice per output (channel splits)"),
-    ("Slice", "channel_slice of a contiguous channel range; constant shape arithmetic is folded"),
-    ("Gather", "embedding (token ids); select_token (x[:, i]); re-indexing; constant shape arithmetic is folded"),
-    ("Reshape", "absorbed: tracked as a view (flatten, head split and merge, patches to tokens)"),
-    ("Transpose", "absorbed: tracked as a view (channels-last, (T, B, E) attention layout)"),
-    ("Flatten", "absorbed: a flatten node where a linear layer reads a map"),
-    ("Squeeze", "absorbed: tracked as a view"),
-    ("Unsqueeze", "absorbed: tracked as a view"),
-    ("CumSum", "with Equal / Not / Cast / Mul / Add on the token ids, read by a Gather of a table and added to the embeddings: token_position_embedding (RoBERTa's padding-aware positions)"),
-    ("Identity", "dropped"),
-    ("Dropout", "dropped (inference)"),
-    ("Shape, Size, Constant, ConstantOfShape, Range, Cast, CastLike, Expand, Equal, Less, Greater, And, Or, Not, Neg, Abs, Sub, Div, Pow, Sqrt, Reciprocal, Exp, Log, Max, Min, Mod, ReduceSum, ReduceMax", "folded into constants when they compute shapes or constants (the exporters' shape arithmetic, attention masks)"),
-];
+/// Every ONNX operator the importer reads and what it becomes, one row per doc line (operators
+/// that are only folded share one); `docs/import-onnx.md`'s table is generated from the operator
+/// registry ([`ops`]) this way (tests/onnx_import.rs checks it is current).
+pub fn supported() -> Vec<(String, &'static str)> {
+    ops::rows()
+}
 
 /// Batch size of the example input. One sample keeps imports fast (two forward passes of the
 /// model); views are exact index maps, so no axis is confused with the batch even at size 1.
@@ -109,13 +79,11 @@ impl OnnxGraph {
                 return Some(v);
             }
             let n = &self.model.nodes[*self.producer.get(&v)?];
-            if !["Cast", "Identity", "Expand", "Unsqueeze", "Reshape", "Squeeze", "Transpose", "Constant"]
-                .contains(&n.op.as_str())
-            {
-                return None;
-            }
             if n.op == "Constant" {
                 return Some(n.name.clone()).filter(|s| lower::meaningful(s));
+            }
+            if !ops::lookup(&n.op).is_some_and(|d| d.keeps_values) {
+                return None;
             }
             v = n.inputs.first()?.clone();
         }
@@ -390,11 +358,13 @@ fn evaluate(model: proto::OnnxModel, examples: &[(String, InputKind, Tensor)]) -
                 xs.push(Some(t));
                 consumers.entry(v.clone()).or_default().push(i);
             }
-            let outs =
-                eval::run(n, &xs).map_err(|e| Error::invalid(format!("{}: {e}. {}", n.describe(), hint(&n.op))))?;
+            let def =
+                ops::def(n).map_err(|e| Error::invalid(format!("{}: {e}. {}", n.describe(), ops::hint(&n.op))))?;
+            ops::check(def, n)?;
+            let outs = (def.eval)(&ops::Args::new(n, &xs))
+                .map_err(|e| Error::invalid(format!("{}: {e}. {}", n.describe(), ops::hint(&n.op))))?;
             // Shape needs only its input's shape; everything else is constant if its inputs are.
-            let constant =
-                n.op == "Shape" || n.op == "Size" || n.inputs.iter().all(|v| v.is_empty() || consts.contains(v));
+            let constant = def.shape_only || n.inputs.iter().all(|v| v.is_empty() || consts.contains(v));
             for (o, t) in n.outputs.iter().zip(outs) {
                 if o.is_empty() {
                     continue;
@@ -409,17 +379,6 @@ fn evaluate(model: proto::OnnxModel, examples: &[(String, InputKind, Tensor)]) -
         Ok(())
     })?;
     Ok(OnnxGraph { model, values, consts, producer, consumers, batch: EXAMPLE_BATCH })
-}
-
-/// A hint for an operator relprune does not know.
-fn hint(op: &str) -> &'static str {
-    match op {
-        "Resize" | "Upsample" => "Upsampling layers (detection / segmentation heads) are not supported; export the classifier backbone",
-        "LSTM" | "GRU" | "RNN" | "Loop" | "If" | "Scan" => "recurrent and control-flow graphs are not supported",
-        "ConvTranspose" => "transposed convolutions are not supported",
-        "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" => "quantized models are not supported; export the float model",
-        _ => "If another exporter or opset spells this differently, try torch.onnx.export(..., opset_version=17) or dynamo=True / False",
-    }
 }
 
 /// Nodes the output needs, over fused units.
@@ -493,9 +452,7 @@ fn build(g: &OnnxGraph, examples: &[(String, InputKind, Tensor)]) -> Result<Impo
                 if integer && n.op != "Gather" {
                     continue;
                 }
-                if ["Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"]
-                    .contains(&g.model.nodes[i].op.as_str())
-                {
+                if ops::lookup(&n.op).is_some_and(|d| d.layout) {
                     layout += 1;
                 }
                 lower.node(i)?;

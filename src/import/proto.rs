@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
+/// The ONNX protobuf types, generated at build time from the official `onnx.proto` (the
+/// exporter builds its models with them too).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
-mod pb {
+pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 

@@ -1,0 +1,286 @@
+//! Convolution, BatchNorm and pooling over 2-d maps.
+
+use super::{float_attr, ints_attr, one, Args, Arity, OpDef, BASE};
+use crate::error::{Error, Result};
+use crate::graph::ops::*;
+use crate::graph::{Op, Role};
+use crate::import::lower::{weight_base, Lower};
+use crate::import::proto::ONode;
+use tch::Tensor;
+
+pub(super) const OPS: &[OpDef] = &[
+    OpDef {
+        name: "Conv",
+        doc: "conv2d (2-d, symmetric or SAME padding, groups, dilation)",
+        inputs: Arity::range(2, 3),
+        attrs: conv_attrs,
+        eval: conv,
+        lower: Some(|l, i| l.conv(i)),
+        ..BASE
+    },
+    OpDef {
+        name: "BatchNormalization",
+        doc: "batch_norm2d (inference form)",
+        inputs: Arity::exactly(5),
+        // Training mode adds the running statistics' updates (up to 5 outputs in older opsets).
+        outputs: Arity::range(1, 5),
+        attrs: |n| float_attr(n, "epsilon"),
+        eval: |a| {
+            let (s, b, m, v) = (a.x(1)?, a.x(2)?, a.x(3)?, a.x(4)?);
+            let eps = a.n.float("epsilon", 1e-5) as f64;
+            one(a.x(0)?.f_batch_norm(Some(s), Some(b), Some(m), Some(v), false, 0.0, eps, false)?)
+        },
+        lower: Some(|l, i| l.batch_norm(i)),
+        ..BASE
+    },
+];
+
+pub(super) const POOLING: &[OpDef] = &[
+    OpDef {
+        name: "MaxPool",
+        doc: "max_pool2d (symmetric padding, ceil_mode)",
+        // The second output holds the indices.
+        outputs: Arity::range(1, 2),
+        attrs: pool_attrs,
+        eval: |a| {
+            let (k, stride, pads, ceil) = pool_geometry(a.n)?;
+            let dil = a.n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+            one(a.x(0)?.f_max_pool2d(k.as_slice(), stride.as_slice(), pads.as_slice(), dil.as_slice(), ceil)?)
+        },
+        lower: Some(|l, i| l.pool(i, max_pool)),
+        ..BASE
+    },
+    OpDef {
+        name: "AveragePool",
+        doc: "avg_pool2d (padding counted, as PyTorch's default)",
+        attrs: pool_attrs,
+        eval: |a| {
+            let (k, stride, pads, ceil) = pool_geometry(a.n)?;
+            let include = a.n.int("count_include_pad", 0) == 1;
+            one(a.x(0)?.f_avg_pool2d(k.as_slice(), stride.as_slice(), pads.as_slice(), ceil, include, None::<i64>)?)
+        },
+        lower: Some(|l, i| l.pool(i, avg_pool)),
+        ..BASE
+    },
+    OpDef {
+        name: "GlobalAveragePool",
+        doc: "adaptive_avg_pool2d to 1×1",
+        eval: |a| one(a.x(0)?.f_adaptive_avg_pool2d([1, 1])?),
+        lower: Some(|l, i| l.pool(i, |_, _| Ok(Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [1, 1] })))),
+        ..BASE
+    },
+];
+
+/// Strides and dilations positive, pads four and not negative, groups positive.
+fn conv_attrs(n: &ONode) -> Result<()> {
+    ints_attr(n, "strides", 2, 1)?;
+    ints_attr(n, "dilations", 2, 1)?;
+    ints_attr(n, "pads", 4, 0)?;
+    if n.int("group", 1) < 1 {
+        crate::bail!("`group` {} must be at least 1", n.int("group", 1));
+    }
+    auto_pad(n)
+}
+
+fn auto_pad(n: &ONode) -> Result<()> {
+    match n.str("auto_pad") {
+        None | Some("NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER") => Ok(()),
+        Some(other) => crate::bail!("auto_pad `{other}` is not an ONNX padding mode"),
+    }
+}
+
+/// A 2-d kernel, strides and dilations positive, pads four and not negative.
+fn pool_attrs(n: &ONode) -> Result<()> {
+    if n.ints("kernel_shape").is_none_or(|k| k.len() != 2) {
+        crate::bail!("only 2-d pooling is supported (kernel_shape {:?})", n.ints("kernel_shape").unwrap_or_default());
+    }
+    ints_attr(n, "kernel_shape", 2, 1)?;
+    ints_attr(n, "strides", 2, 1)?;
+    ints_attr(n, "dilations", 2, 1)?;
+    ints_attr(n, "pads", 4, 0)?;
+    auto_pad(n)
+}
+
+fn conv(a: &Args) -> Result<Vec<Tensor>> {
+    let (n, t, w) = (a.n, a.x(0)?, a.x(1)?);
+    if w.dim() != 4 {
+        crate::bail!("only 2-d convolutions are supported");
+    }
+    if t.dim() != 4 {
+        crate::bail!("the input has rank {}; a 2-d convolution reads (N, C, H, W)", t.dim());
+    }
+    let pads = conv_pads(n, t, w)?;
+    let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+    let dil = n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+    let t = t.f_constant_pad_nd([pads[1], pads[3], pads[0], pads[2]].as_slice())?;
+    one(t.f_conv2d(w, a.opt(2), stride.as_slice(), [0, 0].as_slice(), dil.as_slice(), n.int("group", 1))?)
+}
+
+/// A pooling node's kernel, strides, symmetric pads (one per spatial axis) and ceil mode.
+type PoolGeometry = (Vec<i64>, Vec<i64>, Vec<i64>, bool);
+
+/// A pooling node's [`PoolGeometry`].
+fn pool_geometry(n: &ONode) -> Result<PoolGeometry> {
+    let k = n.ints("kernel_shape").map(<[i64]>::to_vec).unwrap_or_default();
+    let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+    Ok((k, stride, pool_pads(n)?, n.int("ceil_mode", 0) == 1))
+}
+
+/// A conv's explicit pads [top, left, bottom, right], resolving `auto_pad` (attributes checked
+/// by [`conv_attrs`], input a 4-d map, weight 4-d).
+fn conv_pads(n: &ONode, t: &Tensor, w: &Tensor) -> Result<Vec<i64>> {
+    let auto = n.str("auto_pad").unwrap_or("NOTSET");
+    match auto {
+        "NOTSET" => Ok(n.ints("pads").map(<[i64]>::to_vec).unwrap_or(vec![0; 4])),
+        "VALID" => Ok(vec![0; 4]),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let stride = n.ints("strides").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+            let dil = n.ints("dilations").map(<[i64]>::to_vec).unwrap_or(vec![1, 1]);
+            let mut begin = [0; 2];
+            let mut end = [0; 2];
+            for i in 0..2 {
+                let inp = t.size()[2 + i];
+                let k = (w.size()[2 + i] - 1) * dil[i] + 1;
+                let out = (inp + stride[i] - 1) / stride[i];
+                let total = ((out - 1) * stride[i] + k - inp).max(0);
+                let small = total / 2;
+                let (b, e) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                begin[i] = b;
+                end[i] = e;
+            }
+            Ok(vec![begin[0], begin[1], end[0], end[1]])
+        }
+        other => crate::bail!("auto_pad `{other}`"),
+    }
+}
+
+/// A pooling node's symmetric pads (asymmetric pooling pads are refused).
+fn pool_pads(n: &ONode) -> Result<Vec<i64>> {
+    if !matches!(n.str("auto_pad").unwrap_or("NOTSET"), "NOTSET" | "VALID") {
+        crate::bail!("auto_pad SAME is not supported for pooling; export with explicit padding");
+    }
+    let pads = n.ints("pads").map(<[i64]>::to_vec).unwrap_or_default();
+    symmetric_pads(&pads, 2)
+        .ok_or_else(|| Error::invalid(format!("asymmetric pooling pads {pads:?} are not supported")))
+}
+
+impl Lower<'_> {
+    /// A convolution with constant weights: conv2d.
+    fn conv(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let base = g.module_name(n);
+        let from = n.name.clone();
+        let out = n.outputs[0].clone();
+        let x = self.canonical(&n.inputs[0], n, "a convolution")?;
+        let w = self.cval(n, 1).ok_or_else(|| self.unsupported(n, "a convolution whose weight is not a constant"))?;
+        if w.dim() != 4 {
+            return Err(self.unsupported(n, "only 2-d convolutions are supported"));
+        }
+        let pads = conv_pads(n, &g.values[&n.inputs[0]], w).map_err(|e| self.unsupported(n, &e.to_string()))?;
+        let pad = symmetric_pads(&pads, 2).ok_or_else(|| {
+            self.unsupported(n, &format!("asymmetric padding {pads:?} (export with symmetric padding)"))
+        })?;
+        let s = w.size();
+        let groups = n.int("group", 1);
+        let bias = self.cval(n, 2);
+        let op = Op::Conv2d(Conv2d {
+            in_channels: s[1] * groups,
+            out_channels: s[0],
+            kernel: [s[2], s[3]],
+            stride: pair(n, "strides", 1),
+            padding: [pad[0], pad[1]],
+            dilation: pair(n, "dilations", 1),
+            groups,
+            bias: bias.is_some(),
+        });
+        let mut params = vec![(Role::Weight, g.const_origin(&n.inputs[1]), w.shallow_clone())];
+        if let Some(b) = bias {
+            params.push((Role::Bias, g.const_origin(&n.inputs[2]), b.shallow_clone()));
+        }
+        let base = weight_base(g, n, 1).unwrap_or(base);
+        let id = self.add(&base, op, &[x], params, g.values[&out].size(), &from);
+        self.bind(&out, id, None);
+        Ok(())
+    }
+
+    /// Inference BatchNorm over a map: batch_norm2d.
+    fn batch_norm(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let base = g.module_name(n);
+        let from = n.name.clone();
+        let out = n.outputs[0].clone();
+        let x = self.canonical(&n.inputs[0], n, "a BatchNorm")?;
+        if self.canon[x].len() != 4 {
+            return Err(self.unsupported(n, "BatchNorm over something other than a 4-d map"));
+        }
+        let mut params = Vec::new();
+        for (k, role) in [(1, Role::Weight), (2, Role::Bias), (3, Role::RunningMean), (4, Role::RunningVar)] {
+            let t =
+                self.cval(n, k).ok_or_else(|| self.unsupported(n, "BatchNorm statistics that are not constants"))?;
+            params.push((role, g.const_origin(&n.inputs[k]), t.f_flatten(0, -1)?));
+        }
+        let op = Op::BatchNorm2d(BatchNorm2d {
+            features: self.canon[x][1],
+            eps: n.float("epsilon", 1e-5) as f64,
+            momentum: 0.1,
+        });
+        let base = weight_base(g, n, 1).unwrap_or(base);
+        let id = self.add(&base, op, &[x], params, g.values[&out].size(), &from);
+        self.bind(&out, id, None);
+        Ok(())
+    }
+
+    /// Pooling: the relprune op `op` makes of the node.
+    fn pool(&mut self, i: usize, op: fn(&Lower, &ONode) -> Result<Op>) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let out = &n.outputs[0];
+        let x = self.canonical(&n.inputs[0], n, "pooling")?;
+        let op = op(self, n)?;
+        let id = self.add(&g.module_name(n), op, &[x], Vec::new(), g.values[out].size(), &n.name);
+        self.bind(out, id, None);
+        Ok(())
+    }
+}
+
+/// A 2-d attribute (checked to have two entries when present), or `[d, d]`.
+fn pair(n: &ONode, k: &str, d: i64) -> [i64; 2] {
+    let v = n.ints(k).map(<[i64]>::to_vec).unwrap_or(vec![d, d]);
+    [v[0], *v.get(1).unwrap_or(&v[0])]
+}
+
+/// Undilated max pooling: max_pool2d.
+fn max_pool(l: &Lower, n: &ONode) -> Result<Op> {
+    let p = pool_pads(n).map_err(|e| l.unsupported(n, &e.to_string()))?;
+    let (kernel, stride, padding) = (pair(n, "kernel_shape", 1), pair(n, "strides", 1), [p[0], p[1]]);
+    if pair(n, "dilations", 1) != [1, 1] {
+        return Err(l.unsupported(n, "dilated max pooling"));
+    }
+    Ok(Op::MaxPool2d(MaxPool2d { kernel, stride, padding, ceil_mode: n.int("ceil_mode", 0) == 1 }))
+}
+
+/// Average pooling that counts the padding, as PyTorch's default: avg_pool2d.
+fn avg_pool(l: &Lower, n: &ONode) -> Result<Op> {
+    let p = pool_pads(n).map_err(|e| l.unsupported(n, &e.to_string()))?;
+    let (kernel, stride, padding) = (pair(n, "kernel_shape", 1), pair(n, "strides", 1), [p[0], p[1]]);
+    if n.int("ceil_mode", 0) == 1 {
+        return Err(l.unsupported(n, "average pooling with ceil_mode"));
+    }
+    if padding != [0, 0] && n.int("count_include_pad", 0) == 0 {
+        return Err(l.unsupported(n, "padded average pooling that excludes the padding"));
+    }
+    Ok(Op::AvgPool2d(AvgPool2d { kernel, stride, padding }))
+}
+
+/// Symmetric (begin, end) pads, or None.
+fn symmetric_pads(pads: &[i64], spatial: usize) -> Option<Vec<i64>> {
+    if pads.is_empty() {
+        return Some(vec![0; spatial]);
+    }
+    if pads.len() != 2 * spatial || pads[..spatial] != pads[spatial..] {
+        return None;
+    }
+    Some(pads[..spatial].to_vec())
+}
