@@ -417,7 +417,9 @@ impl SearchSpace {
             }
             let want: Value = match group_param(&param.name).map(|(_, w)| w).unwrap_or(&param.name) {
                 "rule" => "epsilon".into(),
-                "epsilon" => 1e-6.into(),
+                "epsilon" => crate::attribution::lrp::rules::default_epsilon().into(),
+                // A searched γ needs a number where the rule's default is per op (0.25 on
+                // convolutions, 0.05 on linear layers): the start is the convolutions'.
                 "gamma" => 0.25.into(),
                 "softmax" => "attn_lrp".into(),
                 "absolute" => true.into(),
