@@ -871,3 +871,58 @@ fn a_failed_rename_leaves_no_temporary_file() {
     let o = relprune(&["run", "--model", TINY, "--input", x.to_str().unwrap(), x.to_str().unwrap()]);
     assert_clear_error(&o, &["input"]);
 }
+
+#[test]
+fn a_condition_that_can_never_hold_is_refused() {
+    let yaml = "low_rule: [epsilon, zplus]\nlow_gamma: {log: [0.01, 1.0], when: {low_rule: gamma}}\n";
+    let e = SearchSpace::from_yaml(yaml).unwrap_err().to_string();
+    assert!(e.contains("low_gamma") && e.contains("never"), "{e}");
+    // The same condition with gamma among the choices is fine.
+    SearchSpace::from_yaml("low_rule: [epsilon, gamma]\nlow_gamma: {log: [0.01, 1.0], when: {low_rule: gamma}}\n")
+        .unwrap();
+}
+
+#[test]
+fn a_stored_trial_with_invalid_parameters_is_named_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = fmnist(tmp.path());
+    let db = tmp.path().join("study.sqlite");
+    let url = format!("sqlite:{}", db.display());
+    let run = |trials: &str| {
+        let out = tmp.path().join(format!("out{trials}"));
+        relprune(&[
+            "optimize",
+            "--model",
+            TINY,
+            "--fmnist-dir",
+            d.to_str().unwrap(),
+            "--storage",
+            &url,
+            "--study",
+            "s",
+            "--trials",
+            trials,
+            "--refs-per-class",
+            "1",
+            "--val-samples",
+            "40",
+            "--rates",
+            "0:0.4:0.2",
+            "--report",
+            "none",
+            "--noise-draws",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = run("1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut bad = SearchSpace::default_for(false, false).default_params();
+    bad.insert("low_rule".into(), "bogus".into());
+    completed(&url, 1, &bad, 0.5);
+    let started = std::time::Instant::now();
+    let o = run("5");
+    assert_clear_error(&o, &["trial 1", "study `s`", "bogus"]);
+    assert!(started.elapsed().as_secs() < 20, "refused before any trial ran");
+}

@@ -299,6 +299,18 @@ impl SearchSpace {
                 for v in vals {
                     check_value(&o.name, v)?;
                 }
+                // A condition no choice of the other parameter meets leaves `p` never active.
+                if let Domain::Categorical(choices) = &o.domain {
+                    if !vals.iter().any(|v| choices.contains(v)) {
+                        crate::bail!(
+                            "search space: `{}` is active only when `{other}` is one of {}, which its choices \
+                             {} never are; it would never be searched (fix the condition or the choices)",
+                            p.name,
+                            Value::from(vals.clone()),
+                            Value::from(choices.clone())
+                        );
+                    }
+                }
             }
             seen.push(&p.name);
         }

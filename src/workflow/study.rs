@@ -249,6 +249,17 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
         }
     };
     let mut store = StudyStore::open(connect(&storage)?, &name, &def)?;
+    // A stored trial whose parameters no longer describe a criterion would fail the study at its
+    // end (as the winner, or in the history): named now, before any work.
+    for t in store.trials()? {
+        SearchSpace::criterion(&t.params).map_err(|e| {
+            crate::Error::invalid(format!(
+                "trial {} of study `{name}` has stored parameters that are not a valid criterion ({e}); use \
+                 another --study name",
+                t.number
+            ))
+        })?;
+    }
     let sampler = cfg.sampler.build(cfg.sampler_seed.unwrap_or(task_spec.seed));
     let done =
         store.trials()?.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count();
