@@ -2,6 +2,10 @@
 # Source it yourself (`. scripts/env.sh`) to run cargo by hand with the same settings.
 RELPRUNE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export RELPRUNE_ROOT
+if [ -z "${RELPRUNE_CACHE:-}" ] && [ -z "${XDG_CACHE_HOME:-}" ] && [ -z "${HOME:-}" ]; then
+  echo "relprune: HOME is not set, so there is no place for the build and the Python venv; set HOME, or RELPRUNE_CACHE to a writable folder" >&2
+  return 2 2>/dev/null || exit 2
+fi
 export RELPRUNE_CACHE="${RELPRUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/relprune}"
 export RELPRUNE_VENV="${RELPRUNE_VENV:-$RELPRUNE_CACHE/venv}"
 export RELPRUNE_PYTHON="$RELPRUNE_VENV/bin/python"

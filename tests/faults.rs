@@ -926,3 +926,18 @@ fn a_stored_trial_with_invalid_parameters_is_named_before_any_work() {
     assert_clear_error(&o, &["trial 1", "study `s`", "bogus"]);
     assert!(started.elapsed().as_secs() < 20, "refused before any trial ran");
 }
+
+#[test]
+fn the_launcher_without_home_says_what_to_set() {
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("relprune");
+    let o = Command::new(&launcher)
+        .arg("--version")
+        .env_remove("HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("RELPRUNE_CACHE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_clear_error(&o, &["HOME is not set", "RELPRUNE_CACHE"]);
+    assert!(!stderr(&o).contains("unbound variable"), "{}", stderr(&o));
+}
