@@ -216,7 +216,11 @@ pub fn run_criterion(
     // marks are the models `prune --target` ships, so they rank as `prune` does.
     let curve =
         measure_curve(graph, comps, &spec.ranking_scores(&scores, comps, RankingUse::Curve), task, opts, progress)?;
-    let marks = mark_targets(graph, comps, &spec.ranking_scores(&scores, comps, RankingUse::Deploy), task, opts)?;
+    let marks = if opts.marks.is_empty() {
+        Vec::new()
+    } else {
+        mark_targets(graph, comps, &spec.ranking_scores(&scores, comps, RankingUse::Deploy), task, opts)?
+    };
     Ok(CurveResult {
         criterion: spec.label(),
         spec: spec.clone(),

@@ -118,6 +118,15 @@ fn a_trial_its_rules_file_and_the_library_rank_alike() {
         .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("normalize: lamp"), "{e}");
+    // `--rules` beside a rules file is refused, not ignored.
+    let o = Command::new(env!("CARGO_BIN_EXE_relprune"))
+        .args(["--threads", "1", "prune", "--model", folder.to_str().unwrap(), "--criterion", &criterion])
+        .args(["--rules", "low=zplus", "--rate", "0.3", "--out", tmp.path().join("r").to_str().unwrap()])
+        .args(common_args)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("give one"), "{e}");
 }
 
 #[test]

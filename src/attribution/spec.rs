@@ -170,6 +170,19 @@ impl CriterionSpec {
         })
     }
 
+    /// A criterion as the command line names it: `file:RULES.yaml` (a rules file, e.g. from
+    /// `relprune optimize`) or a name with options ([`Self::from_name`]). `rules` applies to
+    /// `lrp` only; beside a rules file it is an error, not ignored.
+    pub fn parse(text: &str, rules: Option<&str>, seed: u64) -> Result<Self> {
+        match text.strip_prefix("file:") {
+            Some(_) if rules.is_some() => {
+                crate::bail!("--rules and a rules file (`{text}`) both set the method; give one")
+            }
+            Some(path) => Self::from_file(Path::new(path)),
+            None => Self::from_name(text, rules, seed),
+        }
+    }
+
     /// Applies `KEY=VALUE` options separated by `;` or `,` (the vocabulary of
     /// [`super::options`]): e.g. `softmax=cp`, `signed`, `initial=logit`, `batch_norm=pass`,
     /// `normalize=mean`. A preset's label records them (`lrp-epsilon:softmax=cp`).

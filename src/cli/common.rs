@@ -332,9 +332,9 @@ impl relprune::workflow::curves::CurveObserver for CurveBars {
 }
 
 /// The summary table of curves, and their budget marks when there are any.
-pub fn print_curves(out: &Output, report: &relprune::report::CurvesReport) {
-    out.say(summary_table(&report.results));
-    let marks = marks_table(&report.results);
+pub fn print_curves(out: &Output, results: &[relprune::experiment::CurveResult]) {
+    out.say(summary_table(results));
+    let marks = marks_table(results);
     if !marks.is_empty() {
         out.say(marks);
     }

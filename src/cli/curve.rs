@@ -53,17 +53,9 @@ pub struct CompareArgs {
     out: PathBuf,
 }
 
-/// Parses a criterion name (with `:OPTIONS`), or `file:PATH` for a rules file.
-pub fn parse_criterion(name: &str, seed: u64) -> anyhow::Result<CriterionSpec> {
-    Ok(match name.strip_prefix("file:") {
-        Some(path) => CriterionSpec::from_file(std::path::Path::new(path))?,
-        None => CriterionSpec::from_name(name, None, seed)?,
-    })
-}
-
 pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     let outdir = OutputDir::new(&args.out)?;
-    let spec = CriterionSpec::from_name(&args.criterion, args.rules.as_deref(), args.task.seed)?
+    let spec = CriterionSpec::parse(&args.criterion, args.rules.as_deref(), args.task.seed)?
         .with_normalization(args.axis.normalize)?;
     let opts = args.axis.apply(args.task.run_options()?)?;
     let mut session = open_session(&args.model, &args.data, &args.task)?;
@@ -80,7 +72,7 @@ pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
     let mut bars = CurveBars::new(data.task.eval.len());
     let (report, _) = curves_to(outdir, "curve", &mut session, &[spec], &opts, &mut bars)?;
     out.say(rate_table(&report.results[0]));
-    print_curves(out, &report);
+    print_curves(out, &report.results);
     out.say(format!("wrote {}/curve.json and curve.png", args.out.display()));
     out.emit(&report)
 }
@@ -91,7 +83,7 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
         args.criteria.unwrap_or_else(|| DEFAULT_COMPARISON.iter().map(|s| s.to_string()).collect());
     let specs: Vec<CriterionSpec> = names
         .iter()
-        .map(|n| Ok(parse_criterion(n, args.task.seed)?.with_normalization(args.axis.normalize)?))
+        .map(|n| Ok(CriterionSpec::parse(n, None, args.task.seed)?.with_normalization(args.axis.normalize)?))
         .collect::<anyhow::Result<_>>()?;
     let opts = args.axis.apply(args.task.run_options()?)?;
     let mut session = open_session(&args.model, &args.data, &args.task)?;
@@ -107,7 +99,7 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
     ));
     let mut bars = CurveBars::new(data.task.eval.len());
     let (report, _) = curves_to(outdir, "compare", &mut session, &specs, &opts, &mut bars)?;
-    print_curves(out, &report);
+    print_curves(out, &report.results);
     out.say(format!("wrote {}/compare.json and compare.png", args.out.display()));
     out.emit(&report)
 }

@@ -1,10 +1,7 @@
 //! `relprune optimize`, `relprune study show` and `relprune space`: Bayesian optimisation of
 //! the attribution method for pruning, its stored studies and search spaces.
 
-use super::common::{
-    marks_table, open_session, progress, summary_table, AxisArgs, CurveBars, DataArgs, ModelArgs, Output, TaskArgs,
-};
-use super::curve::parse_criterion;
+use super::common::{open_session, print_curves, progress, AxisArgs, CurveBars, DataArgs, ModelArgs, Output, TaskArgs};
 use clap::{Args, Subcommand};
 use relprune::attribution::spec::DEFAULT_COMPARISON;
 use relprune::attribution::CriterionSpec;
@@ -187,7 +184,7 @@ impl OptimizeArgs {
         let report = if names.first().map(String::as_str) == Some("none") {
             Vec::new()
         } else {
-            names.iter().map(|n| parse_criterion(n, self.task.seed)).collect::<anyhow::Result<_>>()?
+            names.iter().map(|n| CriterionSpec::parse(n, None, self.task.seed)).collect::<relprune::Result<_>>()?
         };
         let space = match &self.space {
             Some(p) => Some(SearchSpace::from_yaml(
@@ -234,11 +231,7 @@ pub fn run_optimize(args: OptimizeArgs, out: &Output) -> anyhow::Result<()> {
     ));
     if !r.test.results.is_empty() {
         out.say("test split (the reported result):");
-        out.say(summary_table(&r.test.results));
-        let marks = marks_table(&r.test.results);
-        if !marks.is_empty() {
-            out.say(marks);
-        }
+        print_curves(out, &r.test.results);
     }
     out.say(format!(
         "wrote {}/{{best-rules.yaml, history.png, gain.png, parallel.png, importance.png, summary.json, test-compare.*}}",

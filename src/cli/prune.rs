@@ -165,11 +165,8 @@ impl FinetuneBar {
 impl PruneArgs {
     /// The library request these options describe (the criterion checked first).
     fn request(&self) -> anyhow::Result<PruneRequest> {
-        let spec = match self.criterion.strip_prefix("file:") {
-            Some(p) => CriterionSpec::from_file(std::path::Path::new(p))?,
-            None => CriterionSpec::from_name(&self.criterion, self.rules.as_deref(), self.task.seed)?,
-        }
-        .with_normalization(self.normalize)?;
+        let spec = CriterionSpec::parse(&self.criterion, self.rules.as_deref(), self.task.seed)?
+            .with_normalization(self.normalize)?;
         let opts = self.task.run_options()?;
         let amount = match (self.rate, self.target, self.max_drop) {
             (Some(r), _, _) => Amount::Rate(r),

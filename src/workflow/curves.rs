@@ -29,7 +29,9 @@ pub fn curves(
     opts: &RunOptions,
     observer: &mut dyn CurveObserver,
 ) -> Result<CurvesReport> {
-    let data = session.data.as_ref().ok_or_else(|| crate::Error::invalid("curves need data; give --data"))?;
+    session.data()?;
+    // The fields apart: the graph is borrowed mutably beside the task.
+    let data = session.data.as_ref().expect("checked above");
     let mut results = Vec::with_capacity(specs.len());
     for spec in specs {
         observer.criterion_started(spec, opts.rates.len());

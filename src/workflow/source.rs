@@ -120,6 +120,10 @@ impl DataSource {
     }
 }
 
+/// Why a workflow without data stops.
+const NEEDS_DATA: &str =
+    "this command needs data; `--data none` only works for `prune` with the weight or random criterion";
+
 /// The data of a session: the splits and the prepared task.
 pub struct SessionData {
     pub splits: Splits,
@@ -178,10 +182,6 @@ impl Session {
 
     /// The data, for workflows that need it.
     pub fn data(&self) -> Result<&SessionData> {
-        self.data.as_ref().ok_or_else(|| {
-            crate::Error::invalid(
-                "this command needs data; `--data none` only works for `prune` with the weight or random criterion",
-            )
-        })
+        self.data.as_ref().ok_or_else(|| crate::Error::invalid(NEEDS_DATA))
     }
 }
