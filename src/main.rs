@@ -17,8 +17,20 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", message(&e));
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// 1 for a failure while working (a tensor operation, the file system, an interruption), 2
+/// for input to change (an option, a file's contents, a missing file; clap's usage errors exit
+/// 2 too). Front ends rely on it: the Python package raises `ValueError` on 2.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use relprune::Error;
+    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        Some(Error::Torch(_) | Error::Node { .. } | Error::Json { .. } | Error::Interrupted(_)) => 1,
+        Some(Error::Io { source, .. }) if source.kind() != std::io::ErrorKind::NotFound => 1,
+        _ => 2,
     }
 }
 

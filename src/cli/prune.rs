@@ -63,6 +63,10 @@ pub struct PruneArgs {
     /// Tokens per sample for MACs and latency of token models [range: 1..=the model's positions].
     #[arg(long, default_value_t = 128, value_parser = super::ranges::size(1, 1 << 20))]
     seq_len: i64,
+    /// Never prune this layer (a name from `relprune components`, or a module prefix such as
+    /// `layer4` for every layer under it), nor the layers coupled to it; repeat for several.
+    #[arg(long, value_name = "LAYER")]
+    ignore: Vec<String>,
     #[command(flatten)]
     finetune: FinetuneArgs,
     /// Output folder: model/ (graph.json + model.safetensors), model.onnx, prune.json.
@@ -184,6 +188,7 @@ impl PruneArgs {
             seq_len: self.seq_len,
             finetune: self.finetune.config(self.task.seed),
             steps: self.steps,
+            ignored: self.ignore.clone(),
         };
         Ok(PruneRequest {
             model: self.model.source(),

@@ -11,6 +11,7 @@ use crate::graph::Graph;
 use crate::prune::budget::{order_by_cost, select_for_max_drop, select_for_target, unit_costs, BudgetChoice};
 use crate::prune::budget::{Measure, Selection, Target};
 use crate::prune::components::{ComponentKind, ComponentSet};
+use crate::prune::plan::Plan;
 use crate::prune::ranking::PruneOrder;
 use crate::prune::surgery::{prune, GroupRanking, SurgeryReport};
 use crate::recovery::{finetune, FinetuneConfig};
@@ -45,6 +46,9 @@ pub struct CompressConfig {
     pub finetune: Option<FinetuneConfig>,
     /// Prune in this many equal steps (≥ 1), fine-tuning after each.
     pub steps: usize,
+    /// Layers (or module prefixes) never pruned, with the layers coupled to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
 }
 
 /// Nothing removed until an amount is given; the paper's order, any width, one step, no
@@ -61,6 +65,7 @@ impl Default for CompressConfig {
             seq_len: 128,
             finetune: None,
             steps: 1,
+            ignored: Vec::new(),
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct Compressed {
     /// Components of the unpruned model, and removed in all.
     pub total_components: usize,
     pub removed_components: usize,
+    /// What all steps kept, in the unpruned model's numbering.
+    pub plan: Plan,
 }
 
 /// The data a run scores, selects and fine-tunes on: the task (references and evaluation
@@ -146,7 +153,9 @@ pub fn compress(
             None => spec.build(cfg.attribution_batch)?.score(now, &comps, &Subset::empty())?,
         };
         let scores = spec.ranking_scores(&scores, &comps, crate::attribution::normalize::RankingUse::Deploy);
-        let mut ranking = GroupRanking::new(now, &comps, &scores, cfg.order)?.with_round_to(cfg.round_to)?;
+        let mut ranking = GroupRanking::new(now, &comps, &scores, cfg.order)?
+            .with_round_to(cfg.round_to)?
+            .with_ignored(&comps, &cfg.ignored)?;
         if cfg.selection == Selection::CostAware {
             let m = match cfg.amount {
                 Amount::Target(t) => t.measure,
@@ -235,11 +244,13 @@ pub fn compress(
         current = Some(small);
     }
     let left = records.last().map_or(total, |r| r.components_left);
+    let plan = records.iter().fold(Plan::default(), |plan, r| plan.then(&r.surgery.plan));
     Ok(Compressed {
         pruned: pruned_last,
         graph: current.unwrap_or_else(|| graph.deep_clone()),
         steps: records,
         total_components: total,
         removed_components: total - left,
+        plan,
     })
 }

@@ -1,6 +1,6 @@
 //! Pruning, step by step: the prunable [`components`] and their channel [`dependency`] groups,
 //! the global [`ranking`] of scored components, removal by [`masking`] (zeroed under a guard) or
-//! [`surgery`] (physically smaller), selection under a [`budget`], and [`compress`] (score →
+//! [`surgery`] (physically smaller, with the [`plan`] of what it kept), selection under a [`budget`], and [`compress`] (score →
 //! select → surgery → fine-tune, in steps). A namespace only: each module's imports follow the
 //! pipeline (components and dependency below attribution, the rest above it), which
 //! `tests/architecture.rs` checks module by module.
@@ -10,5 +10,6 @@ pub mod components;
 pub mod compress;
 pub mod dependency;
 pub mod masking;
+pub mod plan;
 pub mod ranking;
 pub mod surgery;

@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::graph::{Graph, NodeId, ParamStore};
 use crate::prune::components::{coupled_groups, ComponentKind, ComponentSet, CoupledGroup};
 use crate::prune::dependency::channel_spaces;
+use crate::prune::plan::Plan;
 use crate::prune::ranking::{check_rate, PruneOrder};
 use std::collections::HashSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +82,39 @@ impl GroupRanking {
             crate::bail!("--round-to must be at least 1");
         }
         self.round_to = k;
+        Ok(self)
+    }
+
+    /// Leaves the layers named in `ignored` (a layer's name, or a module prefix such as
+    /// `layer4` for every layer under it) and every layer coupled to them out of the order, as
+    /// Torch-Pruning's `ignored_layers` does. A name that matches no prunable layer is an error.
+    pub fn with_ignored(mut self, comps: &ComponentSet, ignored: &[String]) -> Result<Self> {
+        if ignored.is_empty() {
+            return Ok(self);
+        }
+        let matches =
+            |layer: &str, name: &str| layer == name || layer.strip_prefix(name).is_some_and(|r| r.starts_with('.'));
+        for name in ignored {
+            if !comps.layers.iter().any(|l| matches(&l.name, name)) {
+                let known: Vec<&str> = comps.layers.iter().map(|l| l.name.as_str()).take(12).collect();
+                crate::bail!(
+                    "ignored layer `{name}` is not a prunable layer (of {}) or a module holding one; the {} are: {}{}",
+                    comps.kind,
+                    comps.kind,
+                    known.join(", "),
+                    if comps.layers.len() > known.len() { ", …" } else { "" }
+                );
+            }
+        }
+        let mut out = BTreeSet::new();
+        for (gi, g) in self.groups.iter_mut().enumerate() {
+            let hit = g.members.iter().find(|&&m| ignored.iter().any(|n| matches(&comps.layers[m].name, n)));
+            if let (Some(&m), None) = (hit, &g.blocked) {
+                g.blocked = Some(format!("`{}` is ignored", comps.layers[m].name));
+                out.insert(gi);
+            }
+        }
+        self.order.retain(|(g, _)| !out.contains(g));
         Ok(self)
     }
 
@@ -159,6 +193,9 @@ pub struct SurgeryReport {
     pub removed_components: usize,
     /// Layers that lost every unit (said, not hidden).
     pub emptied: Vec<String>,
+    /// What was kept, per parameter and per layer (written beside the report, not in it).
+    #[serde(skip)]
+    pub plan: Plan,
 }
 
 fn index(v: &[i64]) -> Tensor {
@@ -194,6 +231,7 @@ pub fn prune(
                     crate::bail!("`{}` ({}) has no {}", node.name, node.op.kind_name(), comps.kind);
                 }
                 let keep: Vec<i64> = (0..layer.count as i64).filter(|h| !units.contains(h)).collect();
+                report.plan.keep_units(&layer.name, layer.count as i64, keep.clone());
                 if keep.is_empty() {
                     report.emptied.push(layer.name.clone());
                 }
@@ -227,6 +265,10 @@ pub fn prune(
                     report.emptied.extend(names.iter().map(|s| s.to_string()));
                 }
                 gone.extend(units.iter().map(|&u| group.classes[u as usize]));
+                let keep: Vec<i64> = (0..group.units as i64).filter(|u| !units.contains(u)).collect();
+                for &m in &group.members {
+                    report.plan.keep_units(&comps.layers[m].name, group.units as i64, keep.clone());
+                }
             }
             let kept = |id: NodeId| -> Option<Vec<i64>> {
                 let classes = sp.classes(id);
@@ -270,6 +312,7 @@ pub fn prune(
                 .cloned()
                 .ok_or_else(|| crate::Error::invalid(format!("node `{}` has no parameter `{role}`", node.name)))?;
             let t = params.get(&key).expect("bound parameter");
+            report.plan.keep_param(&key, &t.size(), dim as usize, keep);
             let t = t.f_index_select(dim, &index(keep).f_to_device(t.device())?)?;
             params.insert(key, t);
         }

@@ -12,6 +12,7 @@ use crate::graph::{stats, Graph};
 use crate::prune::budget::{BudgetChoice, Selection};
 use crate::prune::components::ComponentKind;
 use crate::prune::compress::{compress, Amount, CompressConfig, CompressObserver, StepRecord, TaskData};
+use crate::prune::plan::Plan;
 use crate::prune::surgery::SurgeryReport;
 use crate::recovery::FinetuneConfig;
 use crate::train::TrainReport;
@@ -98,6 +99,8 @@ pub struct Pruned {
     /// The final model (fine-tuned when asked for).
     pub graph: Graph,
     pub report: PruneReport,
+    /// What was kept of each parameter and layer, in the unpruned model's numbering.
+    pub plan: Plan,
 }
 
 /// Where [`prune`] wrote its outputs.
@@ -109,6 +112,8 @@ pub struct PruneFiles {
     pub onnx: std::result::Result<PathBuf, String>,
     /// `prune.json`.
     pub report: PathBuf,
+    /// `plan.json`: the [`Plan`], for slicing the unpruned model in another framework.
+    pub plan: PathBuf,
 }
 
 /// What [`prune`] did: the model, its report and its files.
@@ -193,6 +198,7 @@ pub fn prune_session(
         removed_units: result.steps.iter().map(|s| s.surgery.removed_units).sum(),
         removed_components: result.removed_components,
         emptied: result.steps.iter().flat_map(|s| s.surgery.emptied.clone()).collect(),
+        plan: Plan::default(),
     };
     let single = result.steps.len() == 1;
     let report = PruneReport {
@@ -216,7 +222,7 @@ pub fn prune_session(
         before,
         after,
     };
-    Ok(Pruned { graph: result.graph, report })
+    Ok(Pruned { graph: result.graph, report, plan: result.plan })
 }
 
 /// After over before, where both were measured.
@@ -241,7 +247,13 @@ fn save(outdir: OutputDir, session: &Session, pruned: &Pruned) -> Result<PruneFi
         Err(e) => Err(e.to_string()),
     };
     crate::util::write_json_atomic(&outdir.path().join("prune.json"), r)?;
-    let files = PruneFiles { model_dir: outdir.final_path("model"), onnx, report: outdir.final_path("prune.json") };
-    outdir.commit(&["model", "model.onnx", "prune.json"])?;
+    crate::util::write_json_atomic(&outdir.path().join("plan.json"), &pruned.plan)?;
+    let files = PruneFiles {
+        model_dir: outdir.final_path("model"),
+        onnx,
+        report: outdir.final_path("prune.json"),
+        plan: outdir.final_path("plan.json"),
+    };
+    outdir.commit(&["model", "model.onnx", "prune.json", "plan.json"])?;
     Ok(files)
 }
