@@ -231,9 +231,19 @@ fn region_around(g: &OnnxGraph, i: usize, up: usize, limit: usize, accept: &Acce
     Ok(None)
 }
 
-/// A region around node `i` whose output is `f(input)` on the example input.
+/// A region around node `i` whose output is `f(input)` on the example input. An elementwise
+/// function's constants are scalars: a region holding a per-channel constant has swallowed a
+/// neighbour (a linear layer's bias Add before GELU, which a near-zero bias would let pass the
+/// numeric test, and the bias would be lost).
 fn numeric(g: &OnnxGraph, i: usize, f: &dyn Fn(&Tensor) -> Result<Tensor>, kind: Fused) -> Result<Option<Unit>> {
-    region_around(g, i, 5, 12, &|x, y, nodes| Ok((nodes.len() >= 2 && close(&f(x)?, y)).then(|| kind.clone())))
+    region_around(g, i, 5, 12, &|x, y, nodes| {
+        let scalars = nodes
+            .iter()
+            .flat_map(|&k| g.model.nodes[k].inputs.iter())
+            .filter(|v| !v.is_empty() && g.is_const(v))
+            .all(|v| g.values.get(v).is_none_or(|t| t.numel() <= 1));
+        Ok((scalars && nodes.len() >= 2 && close(&f(x)?, y)).then(|| kind.clone()))
+    })
 }
 
 /// LayerNorm decomposed: the region around its Sqrt, with γ, β and ε read from its constants.
