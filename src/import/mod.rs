@@ -90,6 +90,17 @@ impl OnnxGraph {
         None
     }
 
+    /// The initializer whose transpose `v` is (`Transpose(W)`, as PyTorch's exporter writes a
+    /// linear layer over tokens when it does not fold constants): a linear layer's weight then
+    /// has W's layout, and keeps W's name.
+    pub fn transposed_origin(&self, v: &str) -> Option<String> {
+        let n = &self.model.nodes[*self.producer.get(v)?];
+        if n.op != "Transpose" || !matches!(n.ints("perm"), None | Some([1, 0])) {
+            return None;
+        }
+        self.const_origin(n.inputs.first()?)
+    }
+
     /// A constant made of rows of a table: `Gather(table, ids)` with constant ids, possibly
     /// broadcast; returns the table and the row of each position (batch 0).
     pub fn table_rows(&self, v: &str) -> Option<(String, Vec<i64>)> {

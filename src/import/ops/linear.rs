@@ -99,8 +99,11 @@ impl Lower<'_> {
         if canon[view::channel_dim(&canon)] != in_f {
             return Err(self.unsupported(n, "a linear layer whose weight does not match its input's features"));
         }
-        let mut params =
-            vec![(Role::Weight, g.const_origin(wname).filter(|_| gemm && n.int("transB", 0) == 1), weight)];
+        // The initializer's name only where relprune's weight has its layout (a front end slices
+        // the user's tensor of that name by the pruning plan).
+        let origin =
+            if gemm { g.const_origin(wname).filter(|_| n.int("transB", 0) == 1) } else { g.transposed_origin(wname) };
+        let mut params = vec![(Role::Weight, origin, weight)];
         if let Some(bv) = bias {
             let t = g
                 .values
