@@ -10,6 +10,7 @@ mod optimize;
 mod prune;
 mod ranges;
 mod run;
+mod scores;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     Info(info::InfoArgs),
     /// List a model's prunable components per layer and depth group.
     Components(components::ComponentsArgs),
+    /// A criterion's per-unit scores, per layer (what `prune` ranks by).
+    Scores(scores::ScoresArgs),
     /// Prune by one criterion at a grid of rates and measure the accuracy curve.
     Curve(curve::CurveArgs),
     /// Compare criteria on the same references and evaluation samples.
@@ -63,6 +66,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(a) => info::run(a, &out),
         Command::Components(a) => components::run(a, &out),
+        Command::Scores(a) => scores::run(a, &out),
         Command::Curve(a) => curve::run_curve(a, &out),
         Command::Compare(a) => curve::run_compare(a, &out),
         Command::Prune(a) => prune::run(a, &out),

@@ -5,12 +5,14 @@
 //! - [`prune`]: score → select under a budget → surgery → fine-tune → [`prune::PruneOutcome`].
 //! - [`curves`]: accuracy curves of one or several criteria → [`crate::report::CurvesReport`].
 //! - [`study`]: optimise the attribution method, report the winner → [`study::StudyOutcome`].
+//! - [`scores`]: a criterion's per-unit scores, per layer → [`scores::ScoresReport`].
 //! - [`info`]: a model's layers, parameters and MACs → [`info::ModelInfo`].
 //! - [`source`]: where the model and data come from, and the [`Session`] they open into.
 
 pub mod curves;
 pub mod info;
 pub mod prune;
+pub mod scores;
 pub mod source;
 pub mod study;
 
