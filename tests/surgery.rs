@@ -84,7 +84,32 @@ fn check(mut g: Graph, kind: ComponentKind, rate: f64) -> (Graph, Graph) {
     assert!(err < 1e-4, "{kind:?} at rate {rate}: pruned vs masked relative error {err:e}");
     let after = tch::no_grad(|| g.forward(&x, Mode::Eval)).unwrap();
     assert!(before.equal(&after), "the input graph is untouched");
+    assert_plan_describes_surgery(&g, &small, &report.plan);
     (g, small)
+}
+
+/// The plan is exact: every pruned parameter is its unpruned tensor indexed by the plan's kept
+/// indices, dimension by dimension, and every parameter the plan does not name is unchanged
+/// (a front end slices the user's own tensors by it).
+fn assert_plan_describes_surgery(g: &Graph, small: &Graph, plan: &relprune::prune::plan::Plan) {
+    assert!(!plan.params.is_empty() && !plan.layers.is_empty());
+    for (key, t) in g.params().iter() {
+        let got = small.params().get(key).unwrap_or_else(|| panic!("`{key}` is gone after surgery"));
+        let want = match plan.params.get(key) {
+            Some(p) => {
+                assert_eq!(p.shape, t.size(), "{key}: the plan's unpruned shape");
+                p.kept.iter().fold(t.shallow_clone(), |acc, (dim, kept)| {
+                    acc.index_select(*dim as i64, &Tensor::from_slice(kept))
+                })
+            }
+            None => t.shallow_clone(),
+        };
+        assert!(got.equal(&want), "`{key}` is not what the plan says");
+    }
+    for (name, layer) in &plan.layers {
+        assert!(layer.kept.windows(2).all(|w| w[0] < w[1]), "{name}: kept units ascending");
+        assert_eq!(layer.kept.len() + layer.removed().len(), layer.count as usize, "{name}");
+    }
 }
 
 #[test]
