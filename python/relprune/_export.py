@@ -66,7 +66,9 @@ def export(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> No
                 output_names=["output"],
                 dynamic_axes={**{n: {0: "batch"} for n in names}, "output": {0: "batch"}},
             )
-        except Exception as e:  # the exporter raises many types; all mean "cannot export this"
+        except Exception as e:  # the exporter raises many types; all but a missing package mean "cannot export this"
+            if isinstance(e, ImportError) or "not installed" in str(e):
+                raise ImportError(f"torch.onnx.export needs a package this environment lacks: {e}") from e
             raise TypeError(
                 f"relprune cannot export {type(model).__name__} to ONNX (torch.onnx.export, TorchScript tracing): "
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Make forward traceable with these "
