@@ -703,13 +703,35 @@ fn tensor_datasets_from_npz_and_safetensors_load_their_values() {
 }
 
 #[test]
+fn token_tensor_datasets_hold_each_samples_ids_without_its_padding() {
+    let tmp = tensor_cases();
+    let s = tensor_file::load_splits(&tmp.path().join("tokens")).unwrap();
+    assert_eq!(s.train.data.len(), 6);
+    assert_eq!(s.train.data.sample_shape(), None);
+    // Samples 1 (3 tokens) and 4 (1 token): padded to the batch's longest, mask 1 on the tokens.
+    let b = s.train.data.batch(&[1, 4]).unwrap();
+    assert_eq!(b.inputs.len(), 2);
+    assert_eq!(Vec::<i64>::try_from(&b.inputs[0].reshape([-1])).unwrap(), vec![8, 9, 10, 23, 0, 0]);
+    assert_eq!(Vec::<i64>::try_from(&b.inputs[1].reshape([-1])).unwrap(), vec![1, 1, 1, 1, 0, 0]);
+    assert_eq!(Vec::<i64>::try_from(&b.labels).unwrap(), vec![1, 1]);
+    // Without a mask (int32 ids) every position is a token.
+    let b = s.val.data.batch(&[0]).unwrap();
+    assert_eq!(Vec::<i64>::try_from(&b.inputs[0].reshape([-1])).unwrap(), vec![3, 4, 5, 6, 7]);
+    assert_eq!(Vec::<i64>::try_from(&b.inputs[1].reshape([-1])).unwrap(), vec![1; 5]);
+}
+
+#[test]
 fn tensor_dataset_defects_are_named_errors() {
     let tmp = tensor_cases();
     let cases = tmp.path();
     let table: &[(&str, &str, &str)] = &[
         ("no_y", "train.npz", "it has no array `y` (it has `x`)"),
         ("n_mismatch", "train.npz", "x has 6 samples but y has 5 labels"),
-        ("x_rank", "train.npz", "x has shape [6, 24] (rank 2); it must have rank 4, (N, C, H, W)"),
+        (
+            "x_rank",
+            "train.npz",
+            "x has shape [6, 24] (rank 2); it must be images of rank 4, (N, C, H, W), or integer token ids",
+        ),
         ("y_rank", "val.npz", "y has shape [4, 1] (rank 2); it must have rank 1"),
         ("label_range", "train.npz", "y[2] = 2 is not a class: classes.txt names 2 classes (labels 0..=1)"),
         ("negative", "train.npz", "y[1] = -1 is negative"),
@@ -718,7 +740,12 @@ fn tensor_dataset_defects_are_named_errors() {
         ("empty", "val.npz", "the split is empty"),
         ("uint8", "train.npz", "x is uint8; relprune does not guess"),
         ("float_y", "train.npz", "y has dtype float32; labels must be integers"),
-        ("shape_mismatch", "val.npz", "its samples have shape (C, H, W) = [2, 3, 5] but those of"),
+        ("shape_mismatch", "val.npz", "its samples are images of shape (C, H, W) = [2, 3, 5] but those of"),
+        ("mask_gap", "train.npz", "mask row 0 is not 1s then 0s"),
+        ("mask_on_images", "train.npz", "it holds a `mask`, which goes with integer token ids"),
+        ("token_and_image_splits", "val.npz", "its samples are images of shape (C, H, W) = [2, 3, 4] but those of"),
+        ("huge_label", "huge_label", "the largest label is 2147483648, more classes than the limit of 1048576"),
+        ("classes_many", "classes.txt", "more than the limit of 1048576 classes"),
         ("no_val", "no_val", "split `val` (`val.npz` or `val.safetensors`) not found"),
         ("both", "both", "both train.npz and train.safetensors exist"),
         ("st_no_x", "train.safetensors", "it has no tensor `x` (it has `input`, `y`)"),

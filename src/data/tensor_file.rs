@@ -12,6 +12,11 @@
 //!   and which normalisation follows, is the model's training convention, which relprune does not
 //!   guess; convert them as in training, e.g. `x.astype(np.float32) / 255`, then normalise.
 //!   Other dtypes (integers, bool) are errors too.
+//!
+//!   Or, for token models, `x` of shape (N, T): integer token ids, with an optional `mask` of the
+//!   same shape (1 = token, 0 = padding at the end of the row, as tokenizers pad on the right);
+//!   each sample keeps its tokens without the padding and batches are padded again to their
+//!   longest sample (ids 0, mask 0). Every split holds the same kind.
 //! - `y`, shape (N,): integer class labels in `0..K`: int8, int16, int32, int64 or uint8 (a
 //!   `.npz` may also hold uint16, uint32 or uint64; safetensors files of those dtypes are not
 //!   read, as libtorch has no such types).
@@ -30,6 +35,7 @@
 //! by class), so their first n samples are a random sample of every class. The arrays are held
 //! in memory as float32.
 
+use super::text::TokenizedTexts;
 use super::{permutation, Batch, Dataset, Splits, Subset};
 use crate::error::{Error, Result};
 use std::io::Read;
@@ -55,13 +61,32 @@ pub struct TensorFile {
     class_names: Vec<String>,
 }
 
-/// The two arrays of a split file, checked and converted.
+/// The arrays of a split file, checked and converted.
 struct Arrays {
     path: PathBuf,
-    x: Vec<f32>,
-    shape: [i64; 3],
+    samples: Samples,
     labels: Vec<i64>,
 }
+
+/// A split's inputs: images, or token ids.
+enum Samples {
+    /// N × C × H × W floats.
+    Images { x: Vec<f32>, shape: [i64; 3] },
+    /// Each sample's token ids, its padding (per `mask`) removed.
+    Tokens { ids: Vec<Vec<i64>> },
+}
+
+impl Samples {
+    fn describe(&self) -> String {
+        match self {
+            Samples::Images { shape, .. } => format!("images of shape (C, H, W) = {shape:?}"),
+            Samples::Tokens { .. } => "token ids".into(),
+        }
+    }
+}
+
+/// Most tokens per sample of a token dataset.
+const MAX_TOKENS: i64 = 1 << 16;
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
     Error::CorruptData { what: "tensor dataset file".into(), path: path.into(), reason: reason.into() }
@@ -113,14 +138,19 @@ pub fn load_splits(dir: &Path) -> Result<Splits> {
     let test = find_split(dir, "test")?.map(|p| read_arrays(&p)).transpose()?;
     let splits: Vec<&Arrays> = [Some(&train), Some(&val), test.as_ref()].into_iter().flatten().collect();
     for s in &splits[1..] {
-        if s.shape != train.shape {
+        let same = match (&s.samples, &train.samples) {
+            (Samples::Images { shape: a, .. }, Samples::Images { shape: b, .. }) => a == b,
+            (Samples::Tokens { .. }, Samples::Tokens { .. }) => true,
+            _ => false,
+        };
+        if !same {
             return Err(corrupt(
                 &s.path,
                 format!(
-                    "its samples have shape (C, H, W) = {:?} but those of {} have {:?}; every split needs the same shape",
-                    s.shape,
+                    "its samples are {} but those of {} are {}; every split needs the same kind and shape",
+                    s.samples.describe(),
                     train.path.display(),
-                    train.shape
+                    train.samples.describe()
                 ),
             ));
         }
@@ -140,13 +170,20 @@ pub fn load_splits(dir: &Path) -> Result<Splits> {
         }
     }
     let dataset = |a: Arrays| -> Arc<dyn Dataset> {
-        Arc::new(TensorFile {
-            path: a.path,
-            x: a.x,
-            shape: a.shape,
-            labels: a.labels,
-            class_names: class_names.clone(),
-        })
+        match a.samples {
+            Samples::Images { x, shape } => {
+                Arc::new(TensorFile { path: a.path, x, shape, labels: a.labels, class_names: class_names.clone() })
+            }
+            Samples::Tokens { ids } => {
+                let description = format!(
+                    "token file {} ({} samples, {} classes)",
+                    a.path.display(),
+                    a.labels.len(),
+                    class_names.len()
+                );
+                Arc::new(TokenizedTexts::new(ids, a.labels, class_names.clone(), description))
+            }
+        }
     };
     let train = dataset(train);
     let val = dataset(val);
@@ -172,6 +209,10 @@ fn class_names(dir: &Path, splits: &[&Arrays]) -> Result<Vec<String>> {
     let names: Vec<String> = if file.is_file() {
         let bad = |reason: String| Error::CorruptData { what: "class list".into(), path: file.clone(), reason };
         let text = std::fs::read_to_string(&file).map_err(Error::io("read", &file))?;
+        // The limit before any per-line work (a file from elsewhere may hold millions of lines).
+        if text.lines().nth(MAX_CLASSES as usize + 1).is_some() {
+            return Err(bad(format!("it names more than the limit of {MAX_CLASSES} classes")));
+        }
         let mut names: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
         if names.last().is_some_and(|l| l.trim().is_empty()) {
             names.pop();
@@ -179,8 +220,9 @@ fn class_names(dir: &Path, splits: &[&Arrays]) -> Result<Vec<String>> {
         if let Some(i) = names.iter().position(|n| n.trim().is_empty()) {
             return Err(bad(format!("line {} is empty; give one class name per line", i + 1)));
         }
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
-            if let Some(j) = names[..i].iter().position(|m| m == n) {
+            if let Some(j) = seen.insert(n.as_str(), i) {
                 return Err(bad(format!("`{n}` is on lines {} and {}; class names must differ", j + 1, i + 1)));
             }
         }
@@ -190,6 +232,14 @@ fn class_names(dir: &Path, splits: &[&Arrays]) -> Result<Vec<String>> {
         names
     } else {
         let k = splits.iter().flat_map(|s| s.labels.iter().copied()).max().unwrap_or(0) + 1;
+        if k > MAX_CLASSES {
+            crate::bail!(
+                "tensor dataset {}: the largest label is {}, more classes than the limit of {MAX_CLASSES}; labels \
+                 are class indices 0..K-1 (a classes.txt names them)",
+                dir.display(),
+                k - 1
+            );
+        }
         if k < 2 {
             crate::bail!(
                 "tensor dataset {}: every label is 0, so there is one class; a classifier needs at least two (or add \
@@ -205,30 +255,30 @@ fn class_names(dir: &Path, splits: &[&Arrays]) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Reads `x` and `y` of one split file and checks them.
+/// Reads `x` and `y` (and `mask`, for token ids) of one split file and checks them.
 fn read_arrays(path: &Path) -> Result<Arrays> {
     let is_npz = path.extension().is_some_and(|e| e == "npz");
-    let (x, y) = if is_npz { read_npz(path)? } else { read_safetensors(path)? };
+    let (x, y, mask) = if is_npz { read_npz(path)? } else { read_safetensors(path)? };
     let xs = x.size();
-    let ys = y.size();
+    if xs.len() == 2 && is_integer(x.kind()) {
+        let ids = read_tokens(path, &x, mask.as_ref())?;
+        let labels = read_labels(path, &y, xs[0])?;
+        return Ok(Arrays { path: path.into(), samples: Samples::Tokens { ids }, labels });
+    }
+    if mask.is_some() {
+        return Err(corrupt(path, "it holds a `mask`, which goes with integer token ids x of shape (N, T)"));
+    }
     let [n, c, h, w] = xs[..] else {
         return Err(corrupt(
             path,
-            format!("x has shape {xs:?} (rank {}); it must have rank 4, (N, C, H, W)", xs.len()),
+            format!(
+                "x has shape {xs:?} (rank {}); it must be images of rank 4, (N, C, H, W), or integer token ids of \
+                 rank 2, (N, T)",
+                xs.len()
+            ),
         ));
     };
-    let [ny] = ys[..] else {
-        return Err(corrupt(
-            path,
-            format!("y has shape {ys:?} (rank {}); it must have rank 1, (N,): one class index per sample", ys.len()),
-        ));
-    };
-    if n != ny {
-        return Err(corrupt(path, format!("x has {n} samples but y has {ny} labels; they must have as many")));
-    }
-    if n == 0 {
-        return Err(corrupt(path, "the split is empty (x and y have no samples)"));
-    }
+    let labels = read_labels(path, &y, n)?;
     if [c, h, w].contains(&0) {
         return Err(corrupt(path, format!("x has shape {xs:?}: each sample has no values")));
     }
@@ -261,10 +311,31 @@ fn read_arrays(path: &Path) -> Result<Arrays> {
             format!("x holds NaN or infinite values (first in sample {first}); every input value must be finite"),
         ));
     }
+    let x = Vec::<f32>::try_from(&x.f_contiguous()?.f_reshape([-1])?)?;
+    Ok(Arrays { path: path.into(), samples: Samples::Images { x, shape: [c, h, w] }, labels })
+}
+
+fn is_integer(k: Kind) -> bool {
+    matches!(k, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
+}
+
+/// `y`: one non-negative integer label per sample, for `n` samples (≥ 1).
+fn read_labels(path: &Path, y: &Tensor, n: i64) -> Result<Vec<i64>> {
+    let ys = y.size();
+    let [ny] = ys[..] else {
+        return Err(corrupt(
+            path,
+            format!("y has shape {ys:?} (rank {}); it must have rank 1, (N,): one class index per sample", ys.len()),
+        ));
+    };
+    if n != ny {
+        return Err(corrupt(path, format!("x has {n} samples but y has {ny} labels; they must have as many")));
+    }
+    if n == 0 {
+        return Err(corrupt(path, "the split is empty (x and y have no samples)"));
+    }
     let labels: Vec<i64> = match y.kind() {
-        Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8 => {
-            Vec::<i64>::try_from(&y.f_to_kind(Kind::Int64)?.f_contiguous()?)?
-        }
+        k if is_integer(k) => Vec::<i64>::try_from(&y.f_to_kind(Kind::Int64)?.f_contiguous()?)?,
         k => {
             return Err(corrupt(
                 path,
@@ -275,8 +346,53 @@ fn read_arrays(path: &Path) -> Result<Arrays> {
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l < 0) {
         return Err(corrupt(path, format!("y[{i}] = {l} is negative; labels are class indices 0..K-1")));
     }
-    let x = Vec::<f32>::try_from(&x.f_contiguous()?.f_reshape([-1])?)?;
-    Ok(Arrays { path: path.into(), x, shape: [c, h, w], labels })
+    Ok(labels)
+}
+
+/// Token ids `x` (N, T) and their attention `mask` (N, T; 1 = a token, 0 = padding after the
+/// last token): each sample's ids without its padding. Without a mask every position is a token.
+fn read_tokens(path: &Path, x: &Tensor, mask: Option<&Tensor>) -> Result<Vec<Vec<i64>>> {
+    let [n, t] = x.size()[..] else { unreachable!("rank 2 checked") };
+    if t == 0 || t > MAX_TOKENS {
+        return Err(corrupt(path, format!("x has {t} tokens per sample; give 1 to {MAX_TOKENS}")));
+    }
+    let ids = Vec::<i64>::try_from(&x.f_to_kind(Kind::Int64)?.f_contiguous()?.f_reshape([-1])?)?;
+    if let Some((i, v)) = ids.iter().enumerate().find(|(_, &v)| v < 0) {
+        return Err(corrupt(path, format!("x holds the negative token id {v} (sample {})", i as i64 / t)));
+    }
+    let lengths: Vec<usize> = match mask {
+        None => vec![t as usize; n as usize],
+        Some(m) => {
+            if m.size() != [n, t] || !is_integer(m.kind()) && m.kind() != Kind::Bool {
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "mask has shape {:?}; it must be integers of x's shape {:?} (1 = token, 0 = padding)",
+                        m.size(),
+                        [n, t]
+                    ),
+                ));
+            }
+            let m = Vec::<i64>::try_from(&m.f_to_kind(Kind::Int64)?.f_contiguous()?.f_reshape([-1])?)?;
+            m.chunks(t as usize)
+                .enumerate()
+                .map(|(i, row)| {
+                    let len = row.iter().take_while(|&&v| v == 1).count();
+                    if len == 0 || row[len..].iter().any(|&v| v != 0) {
+                        return Err(corrupt(
+                            path,
+                            format!(
+                                "mask row {i} is not 1s then 0s (tokens, then padding at the end) with at least one \
+                                 token; relprune pads on the right"
+                            ),
+                        ));
+                    }
+                    Ok(len)
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    Ok(ids.chunks(t as usize).zip(lengths).map(|(row, len)| row[..len].to_vec()).collect())
 }
 
 fn kind_name(k: Kind) -> &'static str {
@@ -295,8 +411,8 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
-/// The arrays `x` and `y` of a safetensors file.
-fn read_safetensors(path: &Path) -> Result<(Tensor, Tensor)> {
+/// The arrays `x`, `y` and (if present) `mask` of a safetensors file.
+fn read_safetensors(path: &Path) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let mut store = crate::graph::ParamStore::read_safetensors(path)?;
     let names: Vec<String> = store.keys().cloned().collect();
     let mut take = |name: &str| {
@@ -304,7 +420,8 @@ fn read_safetensors(path: &Path) -> Result<(Tensor, Tensor)> {
             corrupt(path, format!("it has no tensor `{name}` (it has {}); save {{\"x\": x, \"y\": y}}", list(&names)))
         })
     };
-    Ok((take("x")?, take("y")?))
+    let mask = if names.iter().any(|n| n == "mask") { Some(take("mask")?) } else { None };
+    Ok((take("x")?, take("y")?, mask))
 }
 
 fn list(names: &[String]) -> String {
@@ -314,8 +431,9 @@ fn list(names: &[String]) -> String {
     names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
-/// The arrays `x` and `y` of a .npz file (a zip of .npy files, stored or deflated).
-fn read_npz(path: &Path) -> Result<(Tensor, Tensor)> {
+/// The arrays `x`, `y` and (if present) `mask` of a .npz file (a zip of .npy files, stored or
+/// deflated).
+fn read_npz(path: &Path) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let file = std::fs::File::open(path).map_err(Error::io("open", path))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| corrupt(path, format!("not a .npz (zip) archive: {e}")))?;
@@ -331,7 +449,8 @@ fn read_npz(path: &Path) -> Result<(Tensor, Tensor)> {
         member.read_to_end(&mut bytes).map_err(|e| corrupt(path, format!("array `{name}`: {e}")))?;
         parse_npy(&bytes).map_err(|reason| corrupt(path, format!("array `{name}`: {reason}")))
     };
-    Ok((take("x")?, take("y")?))
+    let mask = if names.iter().any(|n| n == "mask") { Some(take("mask")?) } else { None };
+    Ok((take("x")?, take("y")?, mask))
 }
 
 /// An element type of the .npy format that a tensor dataset reads.

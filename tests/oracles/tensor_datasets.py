@@ -131,3 +131,34 @@ valid_pair(d)
 d = case("one_class")
 np.savez(d / "train.npz", x=x_of(6), y=np.zeros(6, np.int64))
 np.savez(d / "val.npz", x=x_of(4), y=np.zeros(4, np.int64))
+
+# Token ids for token models: x (N, T) integers, an optional right-padded mask.
+d = case("tokens")
+ids = (np.arange(6 * 5).reshape(6, 5) + 3).astype(np.int64)
+mask = np.ones((6, 5), np.int64)
+mask[1, 3:] = 0
+mask[4, 1:] = 0
+np.savez(d / "train.npz", x=ids * mask, mask=mask, y=y_of(6))
+np.savez(d / "val.npz", x=(np.arange(4 * 5).reshape(4, 5) + 3).astype(np.int32), y=y_of(4))
+
+d = case("mask_gap")
+np.savez(d / "train.npz", x=ids, mask=np.array([[1, 0, 1, 1, 1]] * 6, np.int64), y=y_of(6))
+np.savez(d / "val.npz", x=ids[:4], y=y_of(4))
+
+d = case("mask_on_images")
+valid_pair(d)
+np.savez(d / "train.npz", x=x_of(6), mask=np.ones((6, 5), np.int64), y=y_of(6))
+
+d = case("token_and_image_splits")
+np.savez(d / "train.npz", x=ids, y=y_of(6))
+np.savez(d / "val.npz", x=x_of(4), y=y_of(4))
+
+# Sizes from the file are checked before work: a label of 2^31 without classes.txt, and a
+# classes.txt of more lines than the class limit (2^20).
+d = case("huge_label")
+valid_pair(d)
+np.savez(d / "train.npz", x=x_of(6), y=np.array([0, 1, 2, 0, 1, 2**31], np.int64))
+
+d = case("classes_many")
+valid_pair(d)
+(d / "classes.txt").write_text("".join(f"c{i}\n" for i in range(2**20 + 2)))
