@@ -127,7 +127,7 @@ rows["relprune lrp-epsilon"] = {"prune_seconds": api_seconds, "model": pruned}
 with tempfile.TemporaryDirectory() as tmp:
     work = pathlib.Path(tmp)
     _export.export(model, (example,), work / "m.onnx")
-    _data.prepare((xref, yref), tuple(example.shape[1:]), 10, work / "d", 10_000)
+    _data.prepare((xref, yref), (example,), 10, work / "d", 10_000)
     t = time.perf_counter()
     subprocess.run(
         [str(_core.binary()), "--json", "prune", "--model", str(work / "m.onnx"), "--data", f"tensors:{work / 'd'}",

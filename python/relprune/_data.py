@@ -37,11 +37,13 @@ class Prepared:
     refs_per_class: int | None
 
 
-def prepare(data: Data, sample_shape: tuple[int, ...], classes: int, folder: Path, max_samples: int) -> Prepared:
+def prepare(data: Data, example: tuple[torch.Tensor, ...], classes: int, folder: Path, max_samples: int) -> Prepared:
     """Writes ``data`` under ``folder`` as the core reads it; checks shapes and labels first.
 
     ``(x, y)`` serves as every split: the references are drawn from it and accuracy is measured
     on it. A mapping gives ``train`` (references, fine-tuning) and ``val`` / ``test`` apart.
+    ``x`` is what the model takes: an image batch (N, C, H, W), or for a token model its token
+    ids (N, T), alone or as ``(ids, attention_mask)`` in the model's input order.
     """
     if data is None:
         return Prepared(["--data", "none"], 0, None)
@@ -52,7 +54,7 @@ def prepare(data: Data, sample_shape: tuple[int, ...], classes: int, folder: Pat
         if unknown or "train" not in data:
             raise ValueError(f"data as a mapping takes the splits {SPLITS} ('train' required); got {sorted(data)}")
         splits = {k: _pair(v, f"data[{k!r}]") for k, v in data.items()}
-    elif isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+    elif isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], torch.Tensor):
         splits = {"train": _pair(data, "data")}
     elif isinstance(data, (Dataset, DataLoader)):
         splits = {"train": _collect(data, max_samples)}
@@ -64,7 +66,7 @@ def prepare(data: Data, sample_shape: tuple[int, ...], classes: int, folder: Pat
     folder.mkdir(parents=True, exist_ok=True)
     smallest = None
     for name, (x, y) in splits.items():
-        _check(name, x, y, sample_shape, classes)
+        _check(name, x, y, example, classes)
         counts = torch.bincount(y, minlength=classes)
         present = counts[counts > 0]
         if name == "train":
@@ -75,22 +77,40 @@ def prepare(data: Data, sample_shape: tuple[int, ...], classes: int, folder: Pat
                 )
     for name in SPLITS:
         x, y = splits.get(name, splits.get("val", splits["train"]))
-        np.savez(folder / f"{name}.npz", x=x.numpy(), y=y.numpy())
+        arrays = {"x": x[0].numpy(), "y": y.numpy()}
+        if len(x) == 2:
+            arrays["mask"] = x[1].numpy()
+        np.savez(folder / f"{name}.npz", **arrays)
     (folder / "classes.txt").write_text("".join(f"{k}\n" for k in range(classes)))
     refs = min(REFS_PER_CLASS, smallest or REFS_PER_CLASS)
     return Prepared(["--data", f"tensors:{folder}"], len(splits["train"][1]), refs)
 
 
-def _pair(value: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(t, torch.Tensor) for t in value)):
-        raise TypeError(f"{what} must be a pair (x, y) of tensors")
-    x, y = value
-    return x.detach().to("cpu", torch.float32).contiguous(), y.detach().to("cpu").reshape(-1)
+Inputs = tuple[torch.Tensor, ...]
 
 
-def _collect(source: Dataset | DataLoader, max_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(x: Any, what: str) -> Inputs:
+    """``x`` as a tuple of CPU tensors: images as float32, token ids and masks as int64."""
+    parts = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    if not parts or not all(isinstance(t, torch.Tensor) for t in parts):
+        raise TypeError(f"{what}: x must be a tensor or a tuple of tensors (the model's inputs)")
+    out = []
+    for t in parts:
+        t = t.detach().to("cpu")
+        t = t.to(torch.float32) if t.dtype.is_floating_point else t.to(torch.int64)
+        out.append(t.contiguous())
+    return tuple(out)
+
+
+def _pair(value: Any, what: str) -> tuple[Inputs, torch.Tensor]:
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], torch.Tensor)):
+        raise TypeError(f"{what} must be a pair (x, y): x the model's inputs, y the labels")
+    return _inputs(value[0], what), value[1].detach().to("cpu").reshape(-1)
+
+
+def _collect(source: Dataset | DataLoader, max_samples: int) -> tuple[Inputs, torch.Tensor]:
     """The first ``max_samples`` (x, y) samples of a Dataset or DataLoader, stacked."""
-    xs: list[torch.Tensor] = []
+    xs: list[Inputs] = []
     ys: list[torch.Tensor] = []
     n = 0
     batched = isinstance(source, DataLoader)
@@ -100,34 +120,48 @@ def _collect(source: Dataset | DataLoader, max_samples: int) -> tuple[torch.Tens
             raise TypeError(
                 f"each {'batch' if batched else 'sample'} of data must be (x, y); got {type(item).__name__}"
             )
-        x, y = item[0], item[1]
-        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
-        y = torch.as_tensor(y)
+        parts = item[0] if isinstance(item[0], (tuple, list)) else (item[0],)
+        parts = tuple(t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in parts)
+        y = torch.as_tensor(item[1])
         if not batched:
-            x, y = x.unsqueeze(0), y.reshape(1)
-        xs.append(x.detach().cpu())
+            parts, y = tuple(t.unsqueeze(0) for t in parts), y.reshape(1)
+        xs.append(_inputs(parts, "data"))
         ys.append(y.detach().cpu().reshape(-1))
         n += len(ys[-1])
         if n >= max_samples:
             break
     if not xs:
         raise ValueError("data holds no samples")
-    return torch.cat(xs)[:max_samples].to(torch.float32).contiguous(), torch.cat(ys)[:max_samples]
+    stacked = tuple(torch.cat([x[i] for x in xs])[:max_samples] for i in range(len(xs[0])))
+    return stacked, torch.cat(ys)[:max_samples]
 
 
-def _check(name: str, x: torch.Tensor, y: torch.Tensor, sample_shape: tuple[int, ...], classes: int) -> None:
-    if tuple(x.shape[1:]) != sample_shape:
+def _check(name: str, x: Inputs, y: torch.Tensor, example: tuple[torch.Tensor, ...], classes: int) -> None:
+    tokens = not example[0].dtype.is_floating_point
+    if len(x) != len(example) or (not tokens and len(x) != 1):
         raise ValueError(
-            f"{name} samples have shape {tuple(x.shape[1:])} but the model's example input has {sample_shape}; "
-            "give data shaped as the model's input (x of shape (N, *example_inputs.shape[1:]))"
+            f"{name}: x holds {len(x)} tensor(s) but the model takes {len(example)} input(s); give x as the model's "
+            "inputs (images (N, C, H, W), or token ids (N, T) with their attention mask)"
         )
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}: x has {x.shape[0]} samples but y has {y.shape[0]} labels")
-    if x.shape[0] == 0:
+    if tokens:
+        if x[0].dtype.is_floating_point or x[0].dim() != 2:
+            raise ValueError(f"{name}: x must be integer token ids of shape (N, T), as the model's example input")
+        if len(x) == 2 and tuple(x[1].shape) != tuple(x[0].shape):
+            raise ValueError(f"{name}: the attention mask has shape {tuple(x[1].shape)}, the ids {tuple(x[0].shape)}")
+    elif tuple(x[0].shape[1:]) != tuple(example[0].shape[1:]):
+        raise ValueError(
+            f"{name} samples have shape {tuple(x[0].shape[1:])} but the model's example input has "
+            f"{tuple(example[0].shape[1:])}; give data shaped as the model's input "
+            "(x of shape (N, *example_inputs.shape[1:]))"
+        )
+    n = x[0].shape[0]
+    if n != y.shape[0]:
+        raise ValueError(f"{name}: x has {n} samples but y has {y.shape[0]} labels")
+    if n == 0:
         raise ValueError(f"{name} holds no samples")
     if y.dtype.is_floating_point or y.dtype == torch.bool:
         raise ValueError(f"{name}: y must hold integer class labels, not {y.dtype}")
-    if not torch.isfinite(x).all():
+    if not tokens and not torch.isfinite(x[0]).all():
         raise ValueError(f"{name}: x holds NaN or infinite values")
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= classes:

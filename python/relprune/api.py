@@ -104,6 +104,8 @@ def prune(
         args = ["prune", *base, *_criterion_args(criterion, rules, normalize), *amount]
         args += ["--seed", str(seed), "--device", _core_device(dev), "--latency-runs", str(latency_runs)]
         args += ["--split", "test", "--eval-samples", "0"]
+        if not inputs[0].dtype.is_floating_point:  # token ids: MACs and latency at the example's length
+            args += ["--seq-len", str(inputs[0].shape[-1])]
         args += _refs(refs_per_class, work)
         if component is not None:
             args += ["--component", component]
@@ -197,7 +199,7 @@ def _prepare(
             f"got {type(out).__name__}{f' of shape {tuple(out.shape)}' if isinstance(out, torch.Tensor) else ''}"
         )
     _export.export(model, inputs, work / "model.onnx")
-    prepared = _data.prepare(data, tuple(inputs[0].shape[1:]), int(out.shape[-1]), work / "data", max_samples)
+    prepared = _data.prepare(data, inputs, int(out.shape[-1]), work / "data", max_samples)
     (work / "refs").write_text("" if prepared.refs_per_class is None else str(prepared.refs_per_class))
     return ["--model", str(work / "model.onnx"), *prepared.args]
 

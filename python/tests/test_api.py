@@ -180,7 +180,7 @@ def test_scores_equal_the_cli_scores(tmp_path) -> None:
     from relprune import _core, _data, _export
 
     _export.export(model, (x[:2],), tmp_path / "m.onnx")
-    _data.prepare((x, y), (3, 16, 16), 4, tmp_path / "d", 100)
+    _data.prepare((x, y), (x[:2],), 4, tmp_path / "d", 100)
     out = subprocess.run(
         [str(_core.binary()), "--json", "scores", "--model", str(tmp_path / "m.onnx"), "--data",
          f"tensors:{tmp_path / 'd'}", "--refs-per-class", "10", "--criterion", "lrp-epsilon"],
@@ -296,7 +296,7 @@ def test_curve_equals_the_cli_a_pr(tmp_path) -> None:
     from relprune import _core, _data, _export
 
     _export.export(model, (x[:2],), tmp_path / "m.onnx")
-    _data.prepare((x, y), (3, 16, 16), 4, tmp_path / "d", 100)
+    _data.prepare((x, y), (x[:2],), 4, tmp_path / "d", 100)
     out = subprocess.run(
         [str(_core.binary()), "--json", "curve", "--model", str(tmp_path / "m.onnx"), "--data",
          f"tensors:{tmp_path / 'd'}", "--refs-per-class", "10", "--criterion", "lrp-zplus", "--rates", "0,0.2,0.4",
@@ -337,3 +337,61 @@ def test_the_api_reference_is_current() -> None:
     tool = Path(__file__).resolve().parents[1] / "tools" / "api_doc.py"
     done = subprocess.run([_sys.executable, str(tool), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+class Logits(nn.Module):
+    """A Hugging Face sequence classifier that returns only the logits (how users wrap one)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def _hf(family: str) -> nn.Module:
+    import transformers as tf
+
+    small = dict(vocab_size=200, num_labels=2, attn_implementation="eager", max_position_embeddings=32)
+    if family == "bert":
+        cfg = tf.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **small)
+        return Logits(tf.BertForSequenceClassification(cfg))
+    cfg = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **small)
+    return Logits(tf.DistilBertForSequenceClassification(cfg))
+
+
+def _tokens(n: int, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(3, 200, (n, t), generator=g)
+    mask = torch.ones(n, t, dtype=torch.int64)
+    lengths = torch.randint(t // 2, t + 1, (n,), generator=g)
+    for i, length in enumerate(lengths):
+        mask[i, length:] = 0
+        ids[i, length:] = 0
+    return ids, mask, torch.arange(n) % 2
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+@pytest.mark.parametrize("component, amount", [("heads", {"rate": 0.3}), ("neurons", {"target": "macs=0.7"})])
+def test_hugging_face_models_prune_by_lrp_on_token_tensors(family: str, component: str, amount: dict) -> None:
+    model = _hf(family).eval()
+    ids, mask, y = _tokens(40, 12)
+    before = copy.deepcopy(model.state_dict())
+    result = relprune.prune(model, (ids[:2], mask[:2]), data=((ids, mask), y), component=component, **amount)
+    pruned = result.model
+    assert type(pruned) is type(model) and type(pruned.model) is type(model.model)
+    assert set(pruned.state_dict()) == set(model.state_dict())
+    assert result.max_difference <= 1e-3
+    assert sum(p.numel() for p in pruned.parameters()) == result.report.after.parameters
+    assert result.report.after.parameters < result.report.before.parameters
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(result.removed.values())
+    pruned.train()
+    loss = nn.functional.cross_entropy(pruned(ids[:8], mask[:8]), y[:8])
+    loss.backward()
+    for k, p in pruned.named_parameters():
+        assert p.grad is not None, k
+    clone = copy.deepcopy(pruned)
+    clone.load_state_dict(pruned.state_dict())
