@@ -746,6 +746,12 @@ fn tensor_dataset_defects_are_named_errors() {
         ("token_and_image_splits", "val.npz", "its samples are images of shape (C, H, W) = [2, 3, 4] but those of"),
         ("huge_label", "huge_label", "the largest label is 2147483648, more classes than the limit of 1048576"),
         ("classes_many", "classes.txt", "more than the limit of 1048576 classes"),
+        (
+            "npz_bomb",
+            "train.npz",
+            "array `x`: shape [6, 2, 3, 4] of dtype `<f4` needs 576 bytes of data but the array holds 577",
+        ),
+        ("npz_huge_header", "train.npz", "more than the limit of 68719476736 for an array"),
         ("no_val", "no_val", "split `val` (`val.npz` or `val.safetensors`) not found"),
         ("both", "both", "both train.npz and train.safetensors exist"),
         ("st_no_x", "train.safetensors", "it has no tensor `x` (it has `input`, `y`)"),

@@ -274,3 +274,125 @@ fn every_operator_survives_degenerate_attributes() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A model whose weight `w` (4×3×3×3 floats) lives in the external file `location`.
+fn external_model(location: &str) -> Vec<u8> {
+    let mut w = floats("w", &[4, 3, 3, 3]);
+    w.float_data.clear();
+    w.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+    w.external_data = vec![pb::StringStringEntryProto { key: Some("location".into()), value: Some(location.into()) }];
+    let graph = pb::GraphProto {
+        node: vec![node("Conv", &["x", "w"], vec![attr_ints("pads", &[1, 1, 1, 1])])],
+        name: Some("external".into()),
+        initializer: vec![w],
+        input: vec![value_info("x", &[1, 3, 8, 8])],
+        output: vec![value_info("y", &[1, 4, 8, 8])],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn weight_bytes() -> Vec<u8> {
+    (0..4 * 3 * 3 * 3).flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes()).collect()
+}
+
+/// External data is read only from regular files inside the model's folder: a symlink to a file
+/// outside, a symlinked subfolder, a link to /dev/zero and a FIFO are refused (the FIFO without
+/// blocking), as is a model file that is itself a FIFO; a regular file inside is read.
+#[test]
+fn external_data_stays_inside_the_models_folder_and_in_regular_files() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("w.bin"), weight_bytes()).unwrap();
+    let fifo = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", p.display());
+    };
+    let cases: Vec<(&str, &str, Box<dyn Fn(&Path)>, Option<&str>)> = vec![
+        ("regular file", "w.bin", Box::new(|d: &Path| std::fs::write(d.join("w.bin"), weight_bytes()).unwrap()), None),
+        (
+            "symlink to a file outside",
+            "w.bin",
+            Box::new(|d: &Path| symlink(outside.path().join("w.bin"), d.join("w.bin")).unwrap()),
+            Some("outside the model's folder"),
+        ),
+        (
+            "symlinked subfolder",
+            "sub/w.bin",
+            Box::new(|d: &Path| symlink(outside.path(), d.join("sub")).unwrap()),
+            Some("outside the model's folder"),
+        ),
+        (
+            "symlink to /dev/zero",
+            "w.bin",
+            Box::new(|d: &Path| symlink("/dev/zero", d.join("w.bin")).unwrap()),
+            Some("outside the model's folder"),
+        ),
+        ("FIFO", "w.bin", Box::new(move |d: &Path| fifo(&d.join("w.bin"))), Some("not a regular file")),
+    ];
+    for (what, location, setup, wanted) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let started = std::time::Instant::now();
+        let got = import_error(dir.path(), &external_model(location));
+        assert!(started.elapsed().as_secs() < 10, "{what}: took {:?}", started.elapsed());
+        match (wanted, got) {
+            (None, Err(e)) if e == "imported" => {}
+            (Some(w), Ok(msg)) => {
+                assert!(msg.contains(w), "{what}: `{w}` not in: {msg}");
+                assert_eq!(msg.lines().count(), 1, "{what}: {msg}");
+            }
+            (w, got) => panic!("{what}: wanted {w:?}, got {got:?}"),
+        }
+    }
+    // The model file itself a FIFO: refused, not read (which would block).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let e = relprune::import::import(&path).err().expect("a FIFO is not a model");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
+
+/// Two nodes writing one value, or a node overwriting an initializer or the graph's input, are
+/// refused (onnxruntime refuses them; the last definition would silently win).
+#[test]
+fn graphs_that_define_a_value_twice_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, second_output, wanted) in [
+        ("two nodes write y", "y", "already defines"),
+        ("a node overwrites the initializer w", "w", "an initializer already defines"),
+        ("a node overwrites the input x", "x", "a graph input already defines"),
+    ] {
+        let mut bytes = pb::ModelProto::decode(model(node("Relu", &["x"], vec![]), vec![]).as_slice()).unwrap();
+        let g = bytes.graph.as_mut().unwrap();
+        g.node[0].output = vec!["r".into()];
+        let conv = pb::NodeProto {
+            name: Some("conv".into()),
+            op_type: Some("Conv".into()),
+            input: vec!["r".into(), "w".into()],
+            output: vec!["y".into()],
+            attribute: vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ..Default::default()
+        };
+        let again = pb::NodeProto {
+            name: Some("again".into()),
+            op_type: Some("Relu".into()),
+            input: vec!["r".into()],
+            output: vec![second_output.into()],
+            ..Default::default()
+        };
+        g.node.push(conv);
+        g.node.push(again);
+        let msg = import_error(dir.path(), &bytes.encode_to_vec()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(msg.contains(wanted) && msg.contains("again"), "{what}: {msg}");
+    }
+}

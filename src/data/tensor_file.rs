@@ -445,9 +445,29 @@ fn read_npz(path: &Path) -> Result<(Tensor, Tensor, Option<Tensor>)> {
                 format!("it has no array `{name}` (it has {}); save it with np.savez(path, x=x, y=y)", list(&names)),
             )
         })?;
-        let mut bytes = Vec::with_capacity(member.size().min(1 << 30) as usize);
-        member.read_to_end(&mut bytes).map_err(|e| corrupt(path, format!("array `{name}`: {e}")))?;
-        parse_npy(&bytes).map_err(|reason| corrupt(path, format!("array `{name}`: {reason}")))
+        // The header first: the size it declares is bounded before anything is inflated (a
+        // small deflated member may inflate to gigabytes), then exactly that much is read.
+        let bad = |reason: String| corrupt(path, format!("array `{name}`: {reason}"));
+        let mut bytes = Vec::new();
+        let mut prefix = (&mut member).take(12);
+        prefix.read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
+        let header_end = npy_header_end(&bytes).map_err(bad)?;
+        if header_end > MAX_NPY_HEADER {
+            return Err(bad(format!("its header declares {header_end} bytes, more than a .npy header holds")));
+        }
+        (&mut member)
+            .take((header_end - bytes.len()) as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(e.to_string()))?;
+        let data = npy_header(&bytes).map_err(bad)?.data_bytes;
+        if data > MAX_NPY_BYTES {
+            return Err(bad(format!(
+                "its header declares {data} bytes of data, more than the limit of {MAX_NPY_BYTES} for an array"
+            )));
+        }
+        // One byte more than declared, to tell a too-long member from an exact one.
+        (&mut member).take(data + 1).read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
+        parse_npy(&bytes).map_err(bad)
     };
     let mask = if names.iter().any(|n| n == "mask") { Some(take("mask")?) } else { None };
     Ok((take("x")?, take("y")?, mask))
@@ -462,9 +482,14 @@ enum NpyType {
     Unsigned,
 }
 
-/// Parses one .npy file (format versions 1 to 3) into a tensor. C and Fortran order, either
-/// byte order; the data must be exactly the header's shape × element size.
-pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
+/// Most bytes of one array's data in a tensor dataset (the machine's memory is the real bound;
+/// this stops a file's header from asking for more than any sane dataset holds).
+const MAX_NPY_BYTES: u64 = 1 << 36;
+/// Most bytes of a .npy header (numpy writes a few hundred).
+const MAX_NPY_HEADER: usize = 1 << 20;
+
+/// Where the header of a .npy file ends (from its first 10 or 12 bytes).
+fn npy_header_end(bytes: &[u8]) -> std::result::Result<usize, String> {
     const MAGIC: &[u8] = b"\x93NUMPY";
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy array (bad magic bytes)".into());
@@ -474,9 +499,29 @@ pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(format!("unsupported .npy format version {v}")),
     };
-    let end = start.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or("the header is truncated")?;
+    start.checked_add(header_len).ok_or_else(|| "the header length overflows".into())
+}
+
+/// A parsed .npy header.
+struct NpyHeader {
+    end: usize,
+    shape: Vec<i64>,
+    descr: String,
+    ty: NpyType,
+    size: usize,
+    big_endian: bool,
+    fortran: bool,
+    data_bytes: u64,
+}
+
+/// Parses the header of a .npy file (`bytes` holds at least the header).
+fn npy_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
+    let end = npy_header_end(bytes)?;
+    let start = if bytes[6] == 1 { 10 } else { 12 };
+    if end > bytes.len() {
+        return Err("the header is truncated".into());
+    }
     let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "the header is not text")?;
-    let data = &bytes[end..];
     let descr = dict_value(header, "descr")?;
     let descr = descr
         .strip_prefix('\'')
@@ -526,7 +571,15 @@ pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
         .iter()
         .try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
         .ok_or_else(|| format!("shape {shape:?} is invalid or too large"))?;
-    let nbytes = count.checked_mul(size as u64).ok_or_else(|| format!("shape {shape:?} is too large"))?;
+    let data_bytes = count.checked_mul(size as u64).ok_or_else(|| format!("shape {shape:?} is too large"))?;
+    Ok(NpyHeader { end, shape, descr: descr.to_string(), ty, size, big_endian, fortran, data_bytes })
+}
+
+/// Parses one .npy file (format versions 1 to 3) into a tensor. C and Fortran order, either
+/// byte order; the data must be exactly the header's shape × element size.
+pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
+    let NpyHeader { end, shape, descr, ty, size, big_endian, fortran, data_bytes: nbytes } = npy_header(bytes)?;
+    let data = &bytes[end..];
     if nbytes != data.len() as u64 {
         return Err(format!(
             "shape {shape:?} of dtype `{descr}` needs {nbytes} bytes of data but the array holds {} (truncated?)",

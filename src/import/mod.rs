@@ -335,11 +335,37 @@ pub fn import(path: &Path) -> Result<Imported> {
             ))));
         }
     }
+    check_single_assignment(&model).map_err(ctx)?;
     let examples = example_inputs(&model).map_err(ctx)?;
     let g = evaluate(model, &examples).map_err(ctx)?;
     let mut imported = build(&g, &examples).map_err(ctx)?;
     imported.report.seconds = start.elapsed().as_secs_f64();
     Ok(imported)
+}
+
+/// Every value is defined once (ONNX graphs are in single static assignment form, and
+/// onnxruntime refuses others): no two nodes write one name, and no node overwrites a graph input
+/// or an initializer. Otherwise the last definition would silently win.
+fn check_single_assignment(model: &proto::OnnxModel) -> Result<()> {
+    let mut defined: HashMap<&str, String> = HashMap::new();
+    for v in model.inputs.iter().map(|i| i.name.as_str()) {
+        defined.insert(v, "a graph input".into());
+    }
+    for v in model.inits.keys() {
+        defined.entry(v.as_str()).or_insert_with(|| "an initializer".into());
+    }
+    for n in &model.nodes {
+        for o in n.outputs.iter().filter(|o| !o.is_empty()) {
+            if let Some(first) = defined.insert(o.as_str(), n.describe()) {
+                crate::bail!(
+                    "{} writes `{o}`, which {first} already defines; an ONNX graph defines each value once \
+                     (re-export the model, or rename one of the outputs)",
+                    n.describe()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs the file on the example input, folding constants.

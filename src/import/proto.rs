@@ -121,8 +121,18 @@ pub struct OnnxModel {
 /// The opsets this importer is tested on.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
+/// Whether `path` is a regular file (not a FIFO, device or folder), else an error saying so.
+fn regular_file(path: &Path, what: &str) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
+    if !meta.file_type().is_file() {
+        crate::bail!("{what} {} is not a regular file (a folder, FIFO or device); give a file", path.display());
+    }
+    Ok(())
+}
+
 /// Reads and decodes `path` (and its external-data files).
 pub fn read(path: &Path) -> Result<OnnxModel> {
+    regular_file(path, "the ONNX model")?;
     let bytes = std::fs::read(path).map_err(Error::io("read the ONNX file", path))?;
     let not_onnx = |why: String| {
         Error::invalid(format!(
@@ -244,12 +254,26 @@ impl ExternalFiles<'_> {
         }
         if !self.open.contains_key(&location) {
             let p = self.dir.join(rel);
-            let data = std::fs::read(&p).map_err(|e| {
+            let missing = |e: std::io::Error| {
                 Error::invalid(format!(
                     "external data file {} ({e}); keep it next to the .onnx file, as the exporter wrote it",
                     p.display()
                 ))
-            })?;
+            };
+            // Resolved, it must still be inside the model's folder (a symlink may point anywhere)
+            // and a regular file (a FIFO blocks, a device never ends); its length is then known.
+            let dir = self.dir.canonicalize().map_err(missing)?;
+            let real = p.canonicalize().map_err(missing)?;
+            if !real.starts_with(&dir) {
+                crate::bail!(
+                    "external data file {} resolves to {}, outside the model's folder; copy the data next to the \
+                     .onnx file instead of linking to it",
+                    p.display(),
+                    real.display()
+                );
+            }
+            regular_file(&real, "external data file")?;
+            let data = std::fs::read(&real).map_err(missing)?;
             self.open.insert(location.clone(), data);
         }
         let data = &self.open[&location];

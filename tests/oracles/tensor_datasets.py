@@ -162,3 +162,26 @@ np.savez(d / "train.npz", x=x_of(6), y=np.array([0, 1, 2, 0, 1, 2**31], np.int64
 d = case("classes_many")
 valid_pair(d)
 (d / "classes.txt").write_text("".join(f"c{i}\n" for i in range(2**20 + 2)))
+
+# Decompression bombs: a member that inflates far past what its header declares (only the
+# declared bytes are inflated), and a header that declares more than any array may hold.
+import io  # noqa: E402
+import zipfile  # noqa: E402
+
+
+def npy_bytes(arr, extra=b""):
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue() + extra
+
+
+def bomb(d, x_member):
+    with zipfile.ZipFile(d / "train.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", x_member)
+        z.writestr("y.npy", npy_bytes(y_of(6)))
+    np.savez(d / "val.npz", x=x_of(4), y=y_of(4))
+
+
+bomb(case("npz_bomb"), npy_bytes(x_of(6), b"\0" * (256 << 20)))
+huge = npy_bytes(x_of(6)).replace(b"(6, 2, 3, 4)", b"(1099511627776, 2, 3, 4)")
+bomb(case("npz_huge_header"), huge)
