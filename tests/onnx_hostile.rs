@@ -315,7 +315,8 @@ fn external_data_stays_inside_the_models_folder_and_in_regular_files() {
         // SAFETY: mkfifo reads a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", p.display());
     };
-    let cases: Vec<(&str, &str, Box<dyn Fn(&Path)>, Option<&str>)> = vec![
+    type Setup<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, &str, Setup, Option<&str>)> = vec![
         ("regular file", "w.bin", Box::new(|d: &Path| std::fs::write(d.join("w.bin"), weight_bytes()).unwrap()), None),
         (
             "symlink to a file outside",
