@@ -397,3 +397,21 @@ fn graphs_that_define_a_value_twice_are_refused() {
         assert!(msg.contains(wanted) && msg.contains("again"), "{what}: {msg}");
     }
 }
+
+/// An input declared far larger than any image is refused before its example is allocated
+/// (once an abort allocating 43 GB).
+#[test]
+fn a_huge_declared_input_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dims, wanted) in [
+        (vec![1, 3, 60000, 60000], "3×60000×60000, more than the limit"),
+        (vec![1, 1 << 20, 1 << 10, 1], "1048576×1024×1, more than the limit"),
+    ] {
+        let mut m = pb::ModelProto::decode(model(node("Relu", &["x"], vec![]), vec![]).as_slice()).unwrap();
+        m.graph.as_mut().unwrap().input = vec![value_info("x", &dims)];
+        let started = std::time::Instant::now();
+        let msg = import_error(dir.path(), &m.encode_to_vec()).unwrap_or_else(|e| panic!("{dims:?}: {e}"));
+        assert!(msg.contains(wanted), "{dims:?}: {msg}");
+        assert!(started.elapsed().as_secs() < 5);
+    }
+}

@@ -254,12 +254,29 @@ fn example_inputs(model: &proto::OnnxModel) -> Result<Vec<(String, InputKind, Te
                         shown.join(", ")
                     );
                 };
+                // The declared size is the file's: bounded before the example is allocated.
+                let per_sample = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+                if c < 1 || h < 1 || w < 1 || per_sample.is_none_or(|n| n > crate::graph::MAX_INPUT_ELEMENTS) {
+                    crate::bail!(
+                        "input `{}` declares images of {c}×{h}×{w}, more than the limit of {} values per sample \
+                         (or not positive); export with the image size the model is used at",
+                        i.name,
+                        crate::graph::MAX_INPUT_ELEMENTS
+                    );
+                }
                 let x = crate::graph::init::normal(&mut rng, &[EXAMPLE_BATCH, c, h, w], 1.0);
                 (InputKind::Image { channels: c, height: h, width: w }, x)
             }
             (false, 2) if matches!(i.elem, 6 | 7) => {
                 let t = dims[1].unwrap_or(EXAMPLE_TOKENS);
                 let max_len = dims[1].unwrap_or(512);
+                if !(1..=crate::graph::MAX_SPATIAL).contains(&t) {
+                    crate::bail!(
+                        "input `{}` declares {t} tokens per sample; give 1 to {} (or leave the axis dynamic)",
+                        i.name,
+                        crate::graph::MAX_SPATIAL
+                    );
+                }
                 // Token ids index an embedding table; another int input is the attention mask.
                 let indexes_a_table = vocab(&i.name).is_some();
                 if i.name.to_lowercase().contains("mask") || !indexes_a_table {
