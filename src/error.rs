@@ -42,7 +42,7 @@ pub enum Error {
     Node { node: String, op: String, message: String },
 
     /// A tensor operation failed outside of a node.
-    #[error("tensor operation failed: {0}")]
+    #[error("tensor operation failed: {}", torch_message(.0))]
     Torch(#[from] tch::TchError),
 
     /// A long-running job was stopped on request; its state is saved for resuming.
@@ -90,4 +90,34 @@ fn io_reason(e: &std::io::Error) -> String {
 #[macro_export]
 macro_rules! bail {
     ($($arg:tt)*) => { return Err($crate::error::Error::Invalid(format!($($arg)*))) };
+}
+
+/// libtorch's message without the C++ stack trace it appends ("Exception raised from …",
+/// "frame #0: …"): users get the one line that says what is wrong.
+pub fn torch_message(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let cut = ["Exception raised from", "frame #0"].iter().filter_map(|m| text.find(m)).min().unwrap_or(text.len());
+    let head = text[..cut].trim();
+    head.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtorch_traces_are_cut_to_their_message() {
+        let e = tch::TchError::Torch(
+            "Given groups=3, weight of size [4, 1, 3, 3], expected input[2, 4, 8, 8] to have 3 channels\n\
+             Exception raised from check_shape_forward at /pytorch/aten/src/ATen/native/Convolution.cpp:123\n\
+             frame #0: c10::Error::Error(...) + 0x1\nframe #1: ..."
+                .into(),
+        );
+        let text = Error::Torch(e).to_string();
+        assert_eq!(
+            text,
+            "tensor operation failed: Internal torch error: Given groups=3, weight of size [4, 1, 3, 3], expected \
+             input[2, 4, 8, 8] to have 3 channels"
+        );
+    }
 }

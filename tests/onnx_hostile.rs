@@ -415,3 +415,19 @@ fn a_huge_declared_input_is_refused_before_allocating() {
         assert!(started.elapsed().as_secs() < 5);
     }
 }
+
+/// A malformed model libtorch itself rejects gives one line, never its C++ stack trace.
+#[test]
+fn libtorch_errors_come_without_their_cpp_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, n) in [
+        ("groups that do not divide the channels", node("Conv", &["x", "w"], vec![attr_int("group", 2)])),
+        ("a reshape to the wrong size", node("Reshape", &["x", "shape"], vec![])),
+    ] {
+        let msg = import_error(dir.path(), &model(n, vec![ints("shape", &[2], &[7, 5])]))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(msg.lines().count(), 1, "{what}: {msg}");
+        assert!(!msg.contains("frame #") && !msg.contains("Exception raised from"), "{what}: {msg}");
+        assert!(msg.contains("bad"), "{what}: names the node: {msg}");
+    }
+}

@@ -593,7 +593,9 @@ pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
     // Fortran order: the data is the C-order array of the reversed shape, transposed.
     let stored: Vec<i64> = if fortran { shape.iter().rev().copied().collect() } else { shape.clone() };
     let t = match ty {
-        NpyType::Torch(kind) => Tensor::f_from_data_size(&data, &stored, kind).map_err(|e| e.to_string())?,
+        NpyType::Torch(kind) => {
+            Tensor::f_from_data_size(&data, &stored, kind).map_err(|e| crate::error::torch_message(&e))?
+        }
         NpyType::Unsigned => {
             let values: Vec<i64> = data
                 .chunks_exact(size)
@@ -603,12 +605,12 @@ pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
                     i64::try_from(u64::from_le_bytes(v)).map_err(|_| "a value beyond int64".to_string())
                 })
                 .collect::<std::result::Result<_, _>>()?;
-            Tensor::from_slice(&values).f_reshape(&stored).map_err(|e| e.to_string())?
+            Tensor::from_slice(&values).f_reshape(&stored).map_err(|e| crate::error::torch_message(&e))?
         }
     };
     if fortran {
         let dims: Vec<i64> = (0..shape.len() as i64).rev().collect();
-        return t.f_permute(&dims).and_then(|t| t.f_contiguous()).map_err(|e| e.to_string());
+        return t.f_permute(&dims).and_then(|t| t.f_contiguous()).map_err(|e| crate::error::torch_message(&e));
     }
     Ok(t)
 }
