@@ -422,10 +422,18 @@ fn attention(g: &OnnxGraph, s: usize) -> Result<Option<Unit>> {
     let batch = g.batch;
     let heads = if sv.dim() == 4 { sv.size()[1] } else { sv.size()[0] / batch };
     let projections = if q == k && k == vv { vec![q.clone()] } else { vec![q.clone(), k, vv] };
-    let width: i64 = projections.iter().map(|p| *g.values[p].size().last().unwrap_or(&0)).sum::<i64>();
-    // Packed or not, q, k and v together are three widths.
-    let e = width / 3;
-    if heads <= 0 || e % heads != 0 {
+    // The head width comes from the query alone: q may be separate from a packed k/v (PVT), and
+    // widths may differ, where a sum over q, k and v divided by 3 gave a false head_dim (and a
+    // false "scales its scores by …" refusal).
+    let width = |p: &String| *g.values[p].size().last().unwrap_or(&0);
+    let (e, kw, vw) = match projections.as_slice() {
+        [packed] => (width(packed) / 3, width(packed) / 3, width(packed) / 3),
+        [q, k, v] if k == v => (width(q), width(k) / 2, width(k) / 2),
+        [q, k, v] => (width(q), width(k), width(v)),
+        _ => return Ok(None),
+    };
+    // relprune's attention holds one head width for q, k and v.
+    if heads <= 0 || e % heads != 0 || kw != e || vw != e {
         return Ok(None);
     }
     let dh = e / heads;
