@@ -431,3 +431,21 @@ fn libtorch_errors_come_without_their_cpp_trace() {
         assert!(msg.contains("bad"), "{what}: names the node: {msg}");
     }
 }
+
+/// Refusals say why in the user's terms where relprune knows, and never suggest another opset or
+/// exporter by default (that hint fixed none of the models it was shown for).
+#[test]
+fn refusals_name_the_construct_and_give_no_generic_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    for (op, inputs, wanted) in [
+        ("Resize", vec!["x", "", "scales"], "resizing feature maps"),
+        ("GatherND", vec!["x", "idx"], "decoder-only language model"),
+        ("Conv", vec!["x", "w"], "bad"),
+    ] {
+        let extra = vec![floats("scales", &[4]), ints("idx", &[1, 1], &[0])];
+        let n = node(op, &inputs, if op == "Conv" { vec![attr_int("group", 2)] } else { vec![] });
+        let msg = import_error(dir.path(), &model(n, extra)).unwrap_or_else(|e| panic!("{op}: {e}"));
+        assert!(msg.contains(wanted), "{op}: `{wanted}` not in: {msg}");
+        assert!(!msg.contains("opset_version") && !msg.contains("dynamo=True"), "{op}: {msg}");
+    }
+}

@@ -162,9 +162,7 @@ impl<'g> Lower<'g> {
     /// The error for a node relprune cannot map, saying why.
     pub(super) fn unsupported(&self, at: &ONode, why: &str) -> Error {
         Error::invalid(format!(
-            "cannot import {}: {why}. What relprune reads is listed in docs/import-onnx.md; \
-             another opset (torch.onnx.export(..., opset_version=17)) or the other exporter (dynamo=True / False) \
-             may spell it differently",
+            "cannot import {}: {why}. What relprune reads is listed in docs/import-onnx.md",
             at.describe()
         ))
     }

@@ -385,6 +385,11 @@ fn check_single_assignment(model: &proto::OnnxModel) -> Result<()> {
     Ok(())
 }
 
+/// ". why" for an operator relprune refuses knowingly, else nothing.
+fn hint_suffix(op: &str) -> String {
+    ops::hint(op).map(|h| format!(". {h}")).unwrap_or_default()
+}
+
 /// Runs the file on the example input, folding constants.
 fn evaluate(model: proto::OnnxModel, examples: &[(String, InputKind, Tensor)]) -> Result<OnnxGraph> {
     let mut values: HashMap<String, Tensor> = HashMap::new();
@@ -413,10 +418,10 @@ fn evaluate(model: proto::OnnxModel, examples: &[(String, InputKind, Tensor)]) -
                 consumers.entry(v.clone()).or_default().push(i);
             }
             let def =
-                ops::def(n).map_err(|e| Error::invalid(format!("{}: {e}. {}", n.describe(), ops::hint(&n.op))))?;
+                ops::def(n).map_err(|e| Error::invalid(format!("{}: {e}{}", n.describe(), hint_suffix(&n.op))))?;
             ops::check(def, n)?;
             let outs = (def.eval)(&ops::Args::new(n, &xs))
-                .map_err(|e| Error::invalid(format!("{}: {e}. {}", n.describe(), ops::hint(&n.op))))?;
+                .map_err(|e| Error::invalid(format!("{}: {e}{}", n.describe(), hint_suffix(&n.op))))?;
             // Shape needs only its input's shape; everything else is constant if its inputs are.
             let constant = def.shape_only || n.inputs.iter().all(|v| v.is_empty() || consts.contains(v));
             for (o, t) in n.outputs.iter().zip(outs) {

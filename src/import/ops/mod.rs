@@ -202,7 +202,8 @@ pub fn rows() -> Vec<(String, &'static str)> {
 const REFUSED: &[(&[&str], &str)] = &[
     (
         &["Resize", "Upsample"],
-        "Upsampling layers (detection / segmentation heads) are not supported; export the classifier backbone",
+        "resizing feature maps (HRNet-style fusion inside the backbone, or a segmentation / detection head) is not \
+         supported",
     ),
     (&["LSTM", "GRU", "RNN", "Loop", "If", "Scan"], "recurrent and control-flow graphs are not supported"),
     (&["ConvTranspose"], "transposed convolutions are not supported"),
@@ -210,14 +211,17 @@ const REFUSED: &[(&[&str], &str)] = &[
         &["QuantizeLinear", "DequantizeLinear", "QLinearConv"],
         "quantized models are not supported; export the float model",
     ),
+    (
+        &["GatherND"],
+        "GatherND (the dynamo exporter's advanced indexing, or a decoder-only language model's last-token pooling \
+         as in GPT-2) is not supported",
+    ),
 ];
 
-/// A hint for an error evaluating `op`: why it is refused, or how another export may spell it.
-pub fn hint(op: &str) -> &'static str {
-    REFUSED.iter().find(|(ops, _)| ops.contains(&op)).map(|(_, why)| *why).unwrap_or(
-        "If another exporter or opset spells this differently, try torch.onnx.export(..., opset_version=17) or \
-         dynamo=True / False",
-    )
+/// Why `op` is refused, in the user's terms, where relprune knows; no hint otherwise (a generic
+/// "try another opset or exporter" fixed none of the models it was shown for).
+pub fn hint(op: &str) -> Option<&'static str> {
+    REFUSED.iter().find(|(ops, _)| ops.contains(&op)).map(|(_, why)| *why)
 }
 
 /// Checks node `n` against its operator's entry before it is evaluated: its arity (required
