@@ -64,6 +64,7 @@ impl FinetuneConfig {
             seed: self.seed,
             val_samples: self.val_samples,
             head_only: false,
+            keep_start: true,
         }
     }
 }

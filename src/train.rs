@@ -51,6 +51,11 @@ pub struct TrainConfig {
     /// once (a classification head on a pretrained encoder).
     #[serde(default)]
     pub head_only: bool,
+    /// The starting weights compete with every epoch on validation, and win ties (recovery
+    /// fine-tuning: a run that makes the pruned model worse hands back the pruned model, and
+    /// says so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_start: bool,
 }
 
 /// One epoch's figures.
@@ -69,6 +74,13 @@ pub struct TrainReport {
     pub best_epoch: usize,
     pub best_val_accuracy: f64,
     pub wall_seconds: f64,
+    /// Validation accuracy of the starting weights (with [`TrainConfig::keep_start`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_val_accuracy: Option<f64>,
+    /// No epoch beat the starting weights on validation: they were kept, and `best_epoch`
+    /// names the best epoch that lost to them.
+    #[serde(default)]
+    pub kept_start: bool,
 }
 
 /// Knowledge distillation from a teacher (the unpruned model when fine-tuning after pruning):
@@ -120,6 +132,8 @@ struct ResumeState {
     history: Vec<EpochRecord>,
     best_epoch: usize,
     best_val_accuracy: f64,
+    #[serde(default)]
+    start_val_accuracy: Option<f64>,
 }
 
 /// Progress notifications during training.
@@ -236,6 +250,7 @@ pub fn train_with_teacher(
     };
     let mut history: Vec<EpochRecord> = Vec::new();
     let (mut best_epoch, mut best_val) = (0usize, -1.0f64);
+    let mut start_val: Option<f64> = None;
 
     if paths.state.is_file() && paths.last.is_file() {
         let st: ResumeState = crate::util::read_json(&paths.state)?;
@@ -257,11 +272,25 @@ pub fn train_with_teacher(
         history = st.history;
         best_epoch = st.best_epoch;
         best_val = st.best_val_accuracy;
+        start_val = st.start_val_accuracy;
     }
 
+    let val: Subset = if cfg.val_samples > 0 { splits.val.head(cfg.val_samples) } else { splits.val.clone() };
+    if cfg.keep_start && history.is_empty() && start_val.is_none() {
+        // The starting weights are the first candidate: an epoch must beat them to be kept.
+        let acc = accuracy(graph, &val, &EvalOptions::default())?;
+        start_val = Some(acc);
+        best_val = acc;
+        graph.save_safetensors(&paths.best)?;
+    }
+    // The best epoch among those run (for the report, even where the start wins).
+    let mut best_run: Option<(usize, f64)> =
+        history.iter().map(|r| (r.epoch, r.val_accuracy)).fold(None, |b, (e, a)| match b {
+            Some((_, ba)) if ba >= a => b,
+            _ => Some((e, a)),
+        });
     graph.set_requires_grad(true);
     let params = graph.trainable();
-    let val: Subset = if cfg.val_samples > 0 { splits.val.head(cfg.val_samples) } else { splits.val.clone() };
     let n_train = splits.train.len();
     let steps_per_epoch = n_train.div_ceil(cfg.batch_size);
 
@@ -315,6 +344,9 @@ pub fn train_with_teacher(
         };
         observer.epoch_done(&record);
         history.push(record);
+        if best_run.is_none_or(|(_, a)| val_acc > a) {
+            best_run = Some((epoch, val_acc));
+        }
         if val_acc > best_val {
             best_val = val_acc;
             best_epoch = epoch;
@@ -329,6 +361,7 @@ pub fn train_with_teacher(
                 history: history.clone(),
                 best_epoch,
                 best_val_accuracy: best_val,
+                start_val_accuracy: start_val,
             },
         )?;
         if epoch + 1 < cfg.epochs && observer.should_stop() {
@@ -344,7 +377,18 @@ pub fn train_with_teacher(
     graph.load_safetensors(&paths.best)?;
     // Summed over epochs, so time spent before a resume counts too.
     let wall: f64 = history.iter().map(|r| r.seconds).sum();
-    Ok(TrainReport { history, best_epoch, best_val_accuracy: best_val, wall_seconds: wall })
+    let kept_start = start_val.is_some_and(|s| best_run.is_none_or(|(_, a)| a <= s));
+    if kept_start {
+        best_epoch = best_run.map_or(0, |(e, _)| e);
+    }
+    Ok(TrainReport {
+        history,
+        best_epoch,
+        best_val_accuracy: best_val,
+        wall_seconds: wall,
+        start_val_accuracy: start_val,
+        kept_start,
+    })
 }
 
 fn save_resume(graph: &Graph, opt: &OptimState, paths: &TrainPaths) -> Result<()> {
@@ -527,5 +571,12 @@ fn train_head(
         graph.params_mut().insert(key, t);
     }
     let wall = history.iter().map(|r| r.seconds).sum();
-    Ok(TrainReport { history, best_epoch, best_val_accuracy: best_val, wall_seconds: wall })
+    Ok(TrainReport {
+        history,
+        best_epoch,
+        best_val_accuracy: best_val,
+        wall_seconds: wall,
+        start_val_accuracy: None,
+        kept_start: false,
+    })
 }

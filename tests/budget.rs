@@ -114,6 +114,7 @@ fn an_accuracy_budget_never_exceeds_its_drop_on_validation() {
         seed: 0,
         val_samples: 200,
         head_only: false,
+        keep_start: false,
     };
     relprune::train::train(&mut g, &splits, &cfg, &tmp.path().join("work"), &mut relprune::train::Silent).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();

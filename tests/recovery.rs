@@ -95,6 +95,33 @@ fn fine_tuning_recovers_accuracy_deterministically_and_resumes_to_the_same_weigh
     assert!(e.is_ok() || e.unwrap_err().to_string().contains("different recipe"));
 }
 
+/// A fine-tune that makes the pruned model worse on validation (a learning rate far too high,
+/// finite losses) hands back the pruned weights and says so; one that helps reports the pruned
+/// model's validation accuracy beside its own.
+#[test]
+fn a_fine_tune_that_makes_things_worse_keeps_the_pruned_model_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (teacher, small, splits) = setup(tmp.path());
+    let cfg = FinetuneConfig { epochs: 1, lr: Some(40.0), batch_size: 64, val_samples: 100, ..Default::default() };
+    let mut g = small.deep_clone();
+    match finetune(&mut g, &teacher, &splits, None, &cfg, &tmp.path().join("bad"), &mut StopAfter(None, 0)) {
+        Ok(r) => {
+            let start = r.start_val_accuracy.expect("the pruned model is measured first");
+            assert!(r.kept_start, "{r:?}");
+            assert!(r.history[0].val_accuracy <= start, "{r:?}");
+            assert_eq!(r.best_val_accuracy, start);
+            assert!(weights_equal(&g, &small), "the pruned weights are handed back");
+        }
+        // A loss that became infinite is the other honest outcome.
+        Err(e) => assert!(e.to_string().contains("diverged"), "{e}"),
+    }
+    let cfg = FinetuneConfig { epochs: 2, lr: Some(0.02), batch_size: 64, val_samples: 100, ..Default::default() };
+    let mut g = small.deep_clone();
+    let r = finetune(&mut g, &teacher, &splits, None, &cfg, &tmp.path().join("good"), &mut StopAfter(None, 0)).unwrap();
+    assert!(!r.kept_start && r.best_val_accuracy > r.start_val_accuracy.unwrap(), "{r:?}");
+    assert!(!weights_equal(&g, &small));
+}
+
 #[test]
 fn the_distillation_loss_is_the_textbook_formula() {
     let s = Tensor::from_slice(&[1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0]).reshape([2, 3]);

@@ -46,6 +46,7 @@ fn config(epochs: usize) -> TrainConfig {
         seed: 11,
         val_samples: 0,
         head_only: false,
+        keep_start: false,
     }
 }
 

@@ -259,6 +259,17 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
             out.say(row(&format!("… after {} epoch(s) ft", f.config.epochs), x, y));
         }
     }
+    if let Some(t) = r.finetune.as_ref().map(|f| &f.training).filter(|t| t.kept_start) {
+        // Said on stderr even under --json: a fine-tune that did not help must not pass unseen.
+        eprintln!(
+            "warning: fine-tuning did not beat the pruned model on validation (its best epoch {}: {:.2} %, the pruned \
+             model: {:.2} %); the pruned weights are kept. Try a lower --ft-lr (a network without BatchNorm, e.g. a \
+             folded ONNX export, needs a smaller one) or more epochs",
+            t.best_epoch + 1,
+            100.0 * t.history.get(t.best_epoch).map_or(f64::NAN, |e| e.val_accuracy),
+            100.0 * t.start_val_accuracy.unwrap_or(f64::NAN)
+        );
+    }
     let f = &outcome.files;
     let onnx = match &f.onnx {
         Ok(p) => p.display().to_string(),

@@ -93,6 +93,7 @@ fn fmnist_cnn_recipe(architecture: &str, lr: f64) -> Recipe {
             seed: 0,
             val_samples: 0,
             head_only: false,
+            keep_start: false,
         },
         base: None,
     }
@@ -129,6 +130,7 @@ fn vit_recipe() -> Recipe {
             seed: 0,
             val_samples: 0,
             head_only: false,
+            keep_start: false,
         },
         base: None,
     }
@@ -148,6 +150,7 @@ fn minilm_spam_recipe() -> Recipe {
             seed: 0,
             val_samples: 0,
             head_only: true,
+            keep_start: false,
         },
         base: Some(BaseWeights::AllMinilmL6V2),
     }
