@@ -14,6 +14,7 @@ from ._version import check as _check_torch
 _check_torch(_torch.__version__)
 
 from ._errors import RelpruneError, TorchVersionError, VerificationError  # noqa: E402
+from ._graph_module import GraphModule  # noqa: E402
 from ._slice import PrunedMultiheadAttention  # noqa: E402
 from .analysis import Comparison, Curve, Study, compare, curve, optimize  # noqa: E402
 from .api import prune, scores  # noqa: E402
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Comparison",
     "Curve",
+    "GraphModule",
     "Measures",
     "PruneReport",
     "PrunedMultiheadAttention",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ def prune(
     finetune: int | Mapping[str, Any] | None = None,
     device: str | torch.device | None = None,
     inplace: bool = False,
+    fallback: bool = True,
     seed: int = 0,
     refs_per_class: int | None = None,
-    latency_runs: int = 0,
+    latency_runs: int = 10,
     max_samples: int = _data.MAX_SAMPLES,
     verbose: bool = False,
 ) -> PruneResult:
@@ -76,10 +78,16 @@ def prune(
         finetune: epochs of recovery fine-tuning in the core (or a dict of the CLI's fine-tuning
             options: ``{"epochs": 1, "lr": 0.01, "batch": 128, "distill": True}``).
         device: where the core works (default: the model's device).
-        inplace: prune ``model`` itself instead of a copy.
+        inplace: prune ``model`` itself instead of a copy (a model that cannot be sliced is then an
+            error, as no other module can take its place).
+        fallback: where the model cannot be sliced (a forward with hard-coded shapes, a layer
+            relprune cannot resize), return relprune's pruned graph as a trainable
+            ``relprune.GraphModule`` instead (said in ``.generic`` and as a warning); ``False``
+            raises the slicing error.
         seed: the reference draw's seed.
         refs_per_class: reference samples per class (default: 10, fewer when the data has fewer).
-        latency_runs: timed passes for the latency figures (0: not measured).
+        latency_runs: timed forward passes for the latency figures at batch 1 (batch 64 takes a
+            quarter of them, at least 3); 0 skips measuring latency.
         max_samples: samples read from a ``Dataset`` / ``DataLoader``.
         verbose: show the core's progress on stderr.
 
@@ -119,18 +127,36 @@ def prune(
         args += ["--out", str(work / "out")]
         raw = _core.run(args, verbose=verbose)
         report = PruneReport.from_json(raw)
+        if report.finetune_kept_pruned:
+            warnings.warn(
+                "relprune: fine-tuning did not beat the pruned model on validation; the pruned weights are kept "
+                "(try a lower finetune lr or more epochs)",
+                stacklevel=2,
+            )
         plan_json = json.loads((work / "out" / "plan.json").read_text())
         plan = _slice.parse_plan(plan_json["params"])
         weights = _safetensors.load(work / "out" / "model" / "model.safetensors")
-        # Slice a copy first: a plan that does not fit leaves the caller's model as it was.
-        target_model = copy.deepcopy(model)
-        sliced = _slice.apply_plan(target_model, plan)
-        _load_core_weights(target_model, weights, finetuned=report.raw.get("finetune") is not None)
+        finetuned = report.raw.get("finetune") is not None
         expected = _core_outputs(work, inputs)
-        difference = _verify(target_model, inputs, expected, sliced)
+        # Slice a copy first: a plan that does not fit leaves the caller's model as it was.
+        target_model: nn.Module = copy.deepcopy(model)
+        generic = None
+        try:
+            sliced = _slice.apply_plan(target_model, plan)
+            _load_core_weights(target_model, weights, finetuned=finetuned)
+            difference = _verify(target_model, inputs, expected, sliced)
+        except (_slice.SliceError, VerificationError) as e:
+            if inplace or not fallback:
+                raise
+            target_model, difference = _generic(work / "out" / "model", inputs, expected, dev, model)
+            sliced = _slice.SliceReport(sliced={}, modules={}, replaced={}, notes=[])
+            generic = (
+                f"{type(model).__name__} could not be sliced ({e}); the model is relprune's pruned graph as a module"
+            )
+            warnings.warn(f"relprune: {generic}", stacklevel=2)
         if inplace:
             _slice.apply_plan(model, plan)
-            _load_core_weights(model, weights, finetuned=report.raw.get("finetune") is not None)
+            _load_core_weights(model, weights, finetuned=finetuned)
             target_model = model
     removed = {name: _removed(layer) for name, layer in plan_json["layers"].items()}
     return PruneResult(
@@ -140,8 +166,21 @@ def prune(
         replaced=dict(sliced.replaced),
         notes=list(sliced.notes),
         max_difference=difference,
+        generic=generic,
         _example_inputs=inputs,
     )
+
+
+def _generic(
+    folder: Path, inputs: tuple[torch.Tensor, ...], expected: torch.Tensor, dev: torch.device, model: nn.Module
+) -> tuple[nn.Module, float]:
+    """The core's pruned graph as a trainable module (``GraphModule``), verified like a slice."""
+    from ._graph_module import GraphModule
+
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    module = GraphModule.load(folder, device=dev, dtype=dtype)
+    empty = _slice.SliceReport(sliced={}, modules={}, replaced={}, notes=[])
+    return module, _verify(module, inputs, expected, empty)
 
 
 def scores(
@@ -341,8 +380,11 @@ def _load_core_weights(model: nn.Module, weights: dict[str, torch.Tensor], *, fi
 
 def _verify(model: nn.Module, inputs: tuple[torch.Tensor, ...], expected: torch.Tensor, sliced: Any) -> float:
     """The largest output difference to the core's graph, or ``VerificationError``."""
-    with _export.eval_mode(model), torch.no_grad():
-        got = model(*inputs).detach().float().cpu()
+    try:
+        with _export.eval_mode(model), torch.no_grad():
+            got = model(*inputs).detach().float().cpu()
+    except Exception as e:  # a forward that reads shapes relprune did not update fails in any way
+        raise VerificationError(f"the sliced module does not run: {type(e).__name__}: {e}") from e
     if tuple(got.shape) != tuple(expected.shape):
         raise VerificationError(
             f"the sliced module outputs shape {tuple(got.shape)}, the core's {tuple(expected.shape)}"

@@ -42,7 +42,9 @@ class PruneReport:
 
     ``before.accuracy`` / ``after.accuracy`` are measured on the evaluation data (the ``test``
     split of ``data``; with ``(x, y)`` the given samples), ``after`` right after surgery; the
-    fine-tuned accuracy is ``finetuned_accuracy``. ``raw`` is the core's whole ``prune.json``.
+    fine-tuned accuracy is ``finetuned_accuracy``. ``finetune_kept_pruned``: fine-tuning did not
+    beat the pruned model on validation, so the pruned weights were kept (a warning says so).
+    ``raw`` is the core's whole ``prune.json``.
     """
 
     criterion: str
@@ -54,6 +56,7 @@ class PruneReport:
     parameter_ratio: float
     macs_ratio: float
     finetuned_accuracy: float | None
+    finetune_kept_pruned: bool
     emptied: tuple[str, ...]
     raw: dict[str, Any] = field(repr=False)
 
@@ -71,6 +74,7 @@ class PruneReport:
             parameter_ratio=float(d["parameter_ratio"]),
             macs_ratio=float(d["macs_ratio"]),
             finetuned_accuracy=None if ft is None else ft.get("accuracy"),
+            finetune_kept_pruned=bool(ft and ft["training"].get("kept_start")),
             emptied=tuple(d["surgery"]["emptied"]),
             raw=d,
         )
@@ -89,6 +93,9 @@ class PruneResult:
         notes: what the slicing could not check by itself (the outputs were verified anyway).
         max_difference: the largest difference between ``model``'s outputs and the core's
             pruned graph's on the example inputs (verified below the tolerance).
+        generic: None when ``model`` is the user's own module sliced; otherwise why it could not
+            be sliced, and ``model`` is relprune's pruned graph as a ``GraphModule`` (its
+            parameters keep the user's names).
     """
 
     model: nn.Module
@@ -97,6 +104,7 @@ class PruneResult:
     replaced: dict[str, str]
     notes: list[str]
     max_difference: float
+    generic: str | None
     _example_inputs: tuple[torch.Tensor, ...] = field(repr=False)
 
     def save_onnx(self, path: str | Path) -> Path:
