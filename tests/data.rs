@@ -745,6 +745,7 @@ fn tensor_dataset_defects_are_named_errors() {
         ("mask_on_images", "train.npz", "it holds a `mask`, which goes with integer token ids"),
         ("token_and_image_splits", "val.npz", "its samples are images of shape (C, H, W) = [2, 3, 4] but those of"),
         ("huge_label", "huge_label", "the largest label is 2147483648, more classes than the limit of 1048576"),
+        ("max_label", "max_label", "the largest label is 9223372036854775807, more classes than the limit"),
         ("classes_many", "classes.txt", "more than the limit of 1048576 classes"),
         (
             "npz_bomb",

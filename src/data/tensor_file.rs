@@ -231,15 +231,16 @@ fn class_names(dir: &Path, splits: &[&Arrays]) -> Result<Vec<String>> {
         }
         names
     } else {
-        let k = splits.iter().flat_map(|s| s.labels.iter().copied()).max().unwrap_or(0) + 1;
-        if k > MAX_CLASSES {
+        let largest = splits.iter().flat_map(|s| s.labels.iter().copied()).max().unwrap_or(0);
+        // Checked before the +1 (a label of i64::MAX would overflow) and before any name is built.
+        if largest >= MAX_CLASSES {
             crate::bail!(
-                "tensor dataset {}: the largest label is {}, more classes than the limit of {MAX_CLASSES}; labels \
-                 are class indices 0..K-1 (a classes.txt names them)",
-                dir.display(),
-                k - 1
+                "tensor dataset {}: the largest label is {largest}, more classes than the limit of {MAX_CLASSES}; \
+                 labels are class indices 0..K-1 (a classes.txt names them)",
+                dir.display()
             );
         }
+        let k = largest + 1;
         if k < 2 {
             crate::bail!(
                 "tensor dataset {}: every label is 0, so there is one class; a classifier needs at least two (or add \

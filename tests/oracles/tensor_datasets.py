@@ -185,3 +185,7 @@ def bomb(d, x_member):
 bomb(case("npz_bomb"), npy_bytes(x_of(6), b"\0" * (256 << 20)))
 huge = npy_bytes(x_of(6)).replace(b"(6, 2, 3, 4)", b"(1099511627776, 2, 3, 4)")
 bomb(case("npz_huge_header"), huge)
+
+d = case("max_label")
+valid_pair(d)
+np.savez(d / "train.npz", x=x_of(6), y=np.array([0, 1, 2, 0, 1, 2**63 - 1], np.int64))
