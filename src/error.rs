@@ -92,12 +92,14 @@ macro_rules! bail {
     ($($arg:tt)*) => { return Err($crate::error::Error::Invalid(format!($($arg)*))) };
 }
 
-/// libtorch's message without the C++ stack trace it appends ("Exception raised from …",
-/// "frame #0: …"): users get the one line that says what is wrong.
+/// libtorch's message without tch's "Internal torch error:" prefix and the C++ stack trace
+/// libtorch appends ("Exception raised from …", "frame #0: …"): the one line that says what is
+/// wrong.
 pub fn torch_message(e: &tch::TchError) -> String {
     let text = e.to_string();
     let cut = ["Exception raised from", "frame #0"].iter().filter_map(|m| text.find(m)).min().unwrap_or(text.len());
-    let head = text[..cut].trim();
+    // tch's own prefix reads like a crash; the message after it says what is wrong.
+    let head = text[..cut].trim().trim_start_matches("Internal torch error:").trim();
     head.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
@@ -116,8 +118,8 @@ mod tests {
         let text = Error::Torch(e).to_string();
         assert_eq!(
             text,
-            "tensor operation failed: Internal torch error: Given groups=3, weight of size [4, 1, 3, 3], expected \
-             input[2, 4, 8, 8] to have 3 channels"
+            "tensor operation failed: Given groups=3, weight of size [4, 1, 3, 3], expected input[2, 4, 8, 8] to \
+             have 3 channels"
         );
     }
 }
