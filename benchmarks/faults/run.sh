@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Replays the hostile test's fault cases against a relprune binary and prints one line per case
-# (class, case, verdict) and the count of well-handled cases per class. Run it against two
+# (class, case, verdict) and the count of well-handled cases per class (crash, wrong, lost, unclear,
+# and the hostile-file classes outside, bomb, trace, ssa). Run it against two
 # binaries to compare releases:
 #   benchmarks/faults/run.sh [BINARY]      (default: the release build of this checkout)
 # A case is "ok" when the binary exits non-zero with a clear message (no panic, no libtorch
@@ -82,7 +83,8 @@ EOF
 F="--fmnist-dir $W/fmnist"
 # --- crashes --------------------------------------------------------------------------------------
 expect_error crash "IDX header 4 x 2^31 x 2^31"            "IDX"         "$BIN" --threads 1 curve --model "$TINY" --fmnist-dir "$W/bigidx" --refs-per-class 1 --out "$W/o1"
-expect_error crash "prune --latency-runs 0"                "range"       "$BIN" --threads 1 prune --model "$TINY" $F --rate 0.3 --latency-runs 0 --out "$W/o2"
+# (--latency-runs 0 once crashed; it now means "skip latency", so the range is probed above it.)
+expect_error crash "prune --latency-runs 100001"           "range"       "$BIN" --threads 1 prune --model "$TINY" $F --rate 0.3 --latency-runs 100001 --out "$W/o2"
 expect_error crash "--threads 100000000"                   "range"       "$BIN" --threads 100000000 info --model "$TINY"
 expect_error crash "RELPRUNE_THREADS=999999"               "range"       env RELPRUNE_THREADS=999999 "$BIN" info --model "$TINY"
 expect_error crash "--rates 0:0.9:1e-12 (a trillion rates)" "at most"    "$BIN" --threads 1 curve --model "$TINY" $F --rates 0:0.9:1e-12 --out "$W/o3"
@@ -138,9 +140,64 @@ if mount -t tmpfs -o size=3m relprune-faults "$W/fs" 2>/dev/null; then
 else
   echo "SKIPPED full-disk cases (need root to mount a tmpfs)"
 fi
+# --- hostile files (outside the folder, bombs, libtorch traces, non-SSA graphs) ----------------
+"$PY" - "$W" <<'EOF'
+import io, os, sys, zipfile
+import numpy as np, onnx, torch
+w = sys.argv[1]
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4))
+torch.onnx.export(net.eval(), (torch.randn(1, 3, 8, 8),), f"{w}/base.onnx", dynamo=False, input_names=["x"])
+def ext(name):  # the model with its weights in w.bin beside it
+    d = f"{w}/{name}"; os.makedirs(d)
+    m = onnx.load(f"{w}/base.onnx")
+    onnx.save_model(m, f"{d}/m.onnx", save_as_external_data=True, location="w.bin", size_threshold=0)
+    return d
+open(f"{w}/outside.bin", "wb").write(open(f"{ext('ext-ok')}/w.bin", "rb").read())
+d = ext("ext-link"); os.remove(f"{d}/w.bin"); os.symlink(f"{w}/outside.bin", f"{d}/w.bin")
+d = ext("ext-zero"); os.remove(f"{d}/w.bin"); os.symlink("/dev/zero", f"{d}/w.bin")
+d = ext("ext-fifo"); os.remove(f"{d}/w.bin"); os.mkfifo(f"{d}/w.bin")
+d = ext("ext-dir"); os.makedirs(f"{w}/outdir"); os.rename(f"{d}/w.bin", f"{w}/outdir/w.bin")
+os.symlink(f"{w}/outdir", f"{d}/sub"); m = onnx.load(f"{d}/m.onnx", load_external_data=False)
+for t in m.graph.initializer:
+    for e in t.external_data:
+        if e.key == "location": e.value = "sub/w.bin"
+onnx.save(m, f"{d}/m.onnx")
+m = onnx.load(f"{w}/base.onnx"); dims = m.graph.input[0].type.tensor_type.shape.dim
+dims[2].dim_value = 60000; dims[3].dim_value = 60000; onnx.save(m, f"{w}/huge-input.onnx")
+m = onnx.load(f"{w}/base.onnx")
+conv = next(n for n in m.graph.node if n.op_type == "Conv")
+for a in list(conv.attribute):
+    if a.name == "group": conv.attribute.remove(a)
+conv.attribute.append(onnx.helper.make_attribute("group", 2)); onnx.save(m, f"{w}/bad-group.onnx")
+m = onnx.load(f"{w}/base.onnx"); m.graph.node[1].output[0] = m.graph.node[0].output[0]; onnx.save(m, f"{w}/non-ssa.onnx")
+# Tensor datasets: a deflate bomb, a label of 2^31, a classes.txt of a million lines.
+def npy(a, extra=b""):
+    b = io.BytesIO(); np.save(b, a); return b.getvalue() + extra
+x, y = np.zeros((20, 1, 8, 8), np.float32), np.arange(20) % 10
+for name in ["bomb", "label", "classes"]:
+    os.makedirs(f"{w}/t-{name}")
+    np.savez(f"{w}/t-{name}/val.npz", x=x, y=y)
+with zipfile.ZipFile(f"{w}/t-bomb/train.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+    z.writestr("x.npy", npy(x, b"\0" * (512 << 20))); z.writestr("y.npy", npy(y))
+np.savez(f"{w}/t-label/train.npz", x=x, y=np.where(y == 9, 2**31, y))
+np.savez(f"{w}/t-classes/train.npz", x=x, y=y)
+open(f"{w}/t-classes/classes.txt", "w").write("".join(f"c{i}\n" for i in range(10**6)))
+EOF
+if "$BIN" --threads 1 info --model "$W/ext-ok/m.onnx" >/dev/null 2>&1; then verdict outside "external data: a regular file inside imports" ok
+else verdict outside "external data: a regular file inside imports" "refused"; fi
+expect_error outside "external data: symlink to a file outside"  "outside"      "$BIN" --threads 1 info --model "$W/ext-link/m.onnx"
+expect_error outside "external data: symlink to /dev/zero"       "outside"      timeout 20 "$BIN" --threads 1 info --model "$W/ext-zero/m.onnx"
+expect_error outside "external data: a FIFO"                     "regular file" timeout 20 "$BIN" --threads 1 info --model "$W/ext-fifo/m.onnx"
+expect_error outside "external data: a symlinked subfolder"      "outside"      "$BIN" --threads 1 info --model "$W/ext-dir/m.onnx"
+expect_error bomb "ONNX input declared 3x60000x60000"            "limit"        timeout 60 "$BIN" --threads 1 info --model "$W/huge-input.onnx"
+expect_error bomb ".npz member inflating to 512 MiB"             "bytes"        timeout 60 "$BIN" --threads 1 curve --model "$TINY" --data "tensors:$W/t-bomb" --refs-per-class 1 --out "$W/o20"
+expect_error bomb "a label of 2^31 without classes.txt"          "limit"        timeout 60 "$BIN" --threads 1 curve --model "$TINY" --data "tensors:$W/t-label" --refs-per-class 1 --out "$W/o21"
+expect_error bomb "classes.txt of 10^6 lines (linear, then named)" "1000000 classes"      timeout 60 "$BIN" --threads 1 curve --model "$TINY" --data "tensors:$W/t-classes" --refs-per-class 1 --out "$W/o22"
+expect_error trace "Conv group not dividing the channels"        "groups"       "$BIN" --threads 1 info --model "$W/bad-group.onnx"
+expect_error ssa "two nodes writing one value"                   "defines"      "$BIN" --threads 1 info --model "$W/non-ssa.onnx"
 # --- unclear errors ------------------------------------------------------------------------------------
 expect_error unclear "--seq-len 0"                         "range"       "$BIN" --threads 1 prune --model "$TINY" --data none --criterion weight --rate 0.1 --seq-len 0 --out "$W/o14"
 
 echo
 echo "class            well handled"
-for c in crash wrong lost unclear; do printf '%-16s %s of %s\n' "$c" "${ok[$c]:-0}" "${total[$c]:-0}"; done
+for c in crash wrong lost unclear outside bomb trace ssa; do printf '%-16s %s of %s\n' "$c" "${ok[$c]:-0}" "${total[$c]:-0}"; done
