@@ -194,6 +194,13 @@ fn a_damaged_or_partial_cache_file_is_rebuilt_never_read() {
     wrong_key[30] ^= 1;
     let mut longer = intact.clone();
     longer.push(0);
+    // Payload bytes changed under an intact header and length: caught by the per-image checksums
+    // (10 images of 8 bytes each end the file; the data starts at the first 4 KiB boundary).
+    let payload = 4096..len - 10 * 8;
+    let mut one_byte = intact.clone();
+    one_byte[payload.start + 777] ^= 0x10;
+    let mut every_byte = intact.clone();
+    every_byte[payload.clone()].iter_mut().for_each(|b| *b = b.wrapping_add(1));
     let damaged: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
         ("header only", intact[..4096].to_vec()),
@@ -202,6 +209,8 @@ fn a_damaged_or_partial_cache_file_is_rebuilt_never_read() {
         ("one byte long", longer),
         ("garbage of the right length", garbage),
         ("another key in the header", wrong_key),
+        ("one payload byte changed", one_byte),
+        ("every payload byte changed", every_byte),
     ];
     for budget in [0, u64::MAX] {
         for (what, bytes) in &damaged {

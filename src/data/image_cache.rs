@@ -32,7 +32,9 @@
 //! name changes and the set is decoded again; the outdated file is deleted then, as are files of
 //! folders that no longer exist. Files are written temp → fsync → rename
 //! ([`crate::util::with_atomic_path`]), so a killed process never leaves a partial file under
-//! the final name; a file whose header or length does not match is ignored and rebuilt. Sets
+//! the final name; a file whose header or length does not match is ignored and rebuilt, and one
+//! whose images do not match the checksum stored for each (verified when the file is opened) is
+//! reported on stderr and rebuilt. Sets
 //! written to file are decoded in chunks ([`CacheOptions::chunk_bytes`]) and written as they
 //! go, so memory stays bounded however large the set. The folder can be deleted at any time.
 //! The preprocessing's mean and std are not part of the key: they are applied when a batch is
@@ -51,8 +53,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// Bumped whenever the preprocessing or the file layout changes: old files are then ignored.
 /// Version 2: the key and header hold the crop's height and width and the channels, and a
-/// resize of 0 means none.
-const FORMAT_VERSION: u32 = 2;
+/// resize of 0 means none. Version 3: a checksum per image after the data, verified when the
+/// file is opened.
+const FORMAT_VERSION: u32 = 3;
+/// Bytes of each image's checksum (the first bytes of its SHA-256).
+const SUM_BYTES: usize = 8;
 const MAGIC: &[u8; 8] = b"RPIMGCCH";
 const EXTENSION: &str = "rpimg";
 /// Data starts at a multiple of this (page-aligned reads).
@@ -262,18 +267,50 @@ fn recorded_root(path: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsStr::from_bytes(&root)))
 }
 
-/// Opens `path` if it is a complete cache file with exactly this header.
-fn open_valid(path: &Path, header: &Header, image_bytes: usize) -> Option<File> {
+/// The checksums of the images in `data` (`image_bytes` each), one after another.
+fn checksums(data: &[u8], image_bytes: usize) -> Vec<u8> {
+    data.chunks(image_bytes).flat_map(|img| Sha256::digest(img)[..SUM_BYTES].to_vec()).collect()
+}
+
+/// Opens `path` if it is a complete cache file with exactly this header whose every image
+/// matches its checksum. A file with the right header and length whose bytes changed (a disk
+/// error, a hand edit) is reported and not used: the caller decodes the set again and rewrites it.
+/// The data is verified `chunk` bytes at a time (the cache's decode chunk: memory stays bounded).
+fn open_valid(path: &Path, header: &Header, image_bytes: usize, chunk: usize) -> Option<File> {
     let f = File::open(path).ok()?;
     let expected = header.encode();
     let len = f.metadata().ok()?.len();
     let data = header.count.checked_mul(image_bytes as u64)?;
-    if len != header.data_offset().checked_add(data)? {
+    let sums = header.count.checked_mul(SUM_BYTES as u64)?;
+    if len != header.data_offset().checked_add(data)?.checked_add(sums)? {
         return None;
     }
     let mut found = vec![0u8; expected.len()];
     f.read_exact_at(&mut found, 0).ok()?;
-    (found == expected).then_some(f)
+    if found != expected {
+        return None;
+    }
+    let mut stored = vec![0u8; sums as usize];
+    f.read_exact_at(&mut stored, header.data_offset() + data).ok()?;
+    let per_read = (chunk / image_bytes).max(1);
+    let mut buf = Vec::new();
+    for first in (0..header.count as usize).step_by(per_read) {
+        let n = per_read.min(header.count as usize - first);
+        buf.resize(n * image_bytes, 0);
+        f.read_exact_at(&mut buf, header.data_offset() + (first * image_bytes) as u64).ok()?;
+        let want = &stored[first * SUM_BYTES..(first + n) * SUM_BYTES];
+        if let Some(k) =
+            checksums(&buf, image_bytes).chunks(SUM_BYTES).zip(want.chunks(SUM_BYTES)).position(|(a, b)| a != b)
+        {
+            eprintln!(
+                "warning: image cache: {} is damaged (image {} does not match its checksum); decoding the set again",
+                path.display(),
+                first + k
+            );
+            return None;
+        }
+    }
+    Some(f)
 }
 
 /// Deletes what a cache folder no longer needs: older versions of the set named `stem`
@@ -377,7 +414,10 @@ impl Cache {
             match &s.data {
                 Data::Memory(v) => st.in_memory_bytes += v.len() as u64,
                 Data::File { file, offset, .. } => {
-                    st.in_file_bytes += file.metadata().map(|m| m.len()).unwrap_or(0).saturating_sub(*offset)
+                    // The images' bytes: without the header and the checksums after them.
+                    let sums = (s.positions.len() * SUM_BYTES) as u64;
+                    st.in_file_bytes +=
+                        file.metadata().map(|m| m.len()).unwrap_or(0).saturating_sub(*offset).saturating_sub(sums)
                 }
             }
         }
@@ -476,7 +516,7 @@ impl Cache {
         let path = dir.join(&name);
         let fits = IN_MEMORY.load(Ordering::SeqCst).saturating_add(bytes) <= self.budget;
         let offset = header.data_offset();
-        let data = match open_valid(&path, &header, image_bytes) {
+        let data = match open_valid(&path, &header, image_bytes, self.chunk) {
             Some(file) => {
                 self.files_reused.fetch_add(1, Ordering::SeqCst);
                 if fits {
@@ -524,7 +564,11 @@ impl Cache {
             let mut f = File::create(tmp).map_err(Error::io("create", tmp))?;
             let mut head = header.encode();
             head.resize(header.data_offset() as usize, 0);
-            f.write_all(&head).and_then(|()| f.write_all(&v)).map_err(Error::io("write", tmp))
+            let sums = checksums(&v, src.image_bytes());
+            f.write_all(&head)
+                .and_then(|()| f.write_all(&v))
+                .and_then(|()| f.write_all(&sums))
+                .map_err(Error::io("write", tmp))
         });
         match written {
             Ok(()) => {
@@ -550,6 +594,7 @@ impl Cache {
             f.write_all(&head).map_err(Error::io("write", tmp))?;
             let mut buf = vec![0u8; per_chunk.min(order.len()) * image_bytes];
             self.peak_chunk.fetch_max(buf.len(), Ordering::SeqCst);
+            let mut sums = Vec::with_capacity(order.len() * SUM_BYTES);
             for chunk in order.chunks(per_chunk) {
                 let out = &mut buf[..chunk.len() * image_bytes];
                 if let Err(e) = decode_parallel(src, chunk, out) {
@@ -557,9 +602,10 @@ impl Cache {
                     return Err(Error::invalid("decoding failed"));
                 }
                 self.decoded.fetch_add(chunk.len(), Ordering::SeqCst);
+                sums.extend(checksums(out, image_bytes));
                 f.write_all(out).map_err(Error::io("write", tmp))?;
             }
-            Ok(())
+            f.write_all(&sums).map_err(Error::io("write", tmp))
         });
         if let Some(e) = decode_error {
             return Err(e);
@@ -570,7 +616,7 @@ impl Cache {
         }
         self.files_written.fetch_add(1, Ordering::SeqCst);
         evict(path.parent().unwrap_or(Path::new(".")), path);
-        match open_valid(path, header, image_bytes) {
+        match open_valid(path, header, image_bytes, self.chunk) {
             Some(file) => Ok(Some(Data::File { file, offset, path: path.to_path_buf() })),
             None => {
                 self.warn(&format!("{} did not read back; decoding per batch instead", path.display()));
