@@ -355,6 +355,7 @@ fn preprocess_errors_are_clear_and_come_first() {
         ("channels=grey,mean=0.5,std=0.2:0.2:0.2", &["std has 3 value(s)", "channels=grey gives 1 channel(s)"]),
         ("channels=grey", &["channels=grey needs its own mean and std"]),
         ("std=0.2:0:0.2", &["std holds 0; every std must be positive"]),
+        ("channels=grey,mean=0.5,std=1e-45", &["std holds 1e-45; a std below 1e-6 blows pixel values up"]),
         ("std=0.2:-1:0.2", &["std holds -1"]),
         ("mean=nan:0:0", &["mean holds NaN, which is not a finite number"]),
         ("crop=300", &["the crop 300:300 (height:width) is larger than the resize 256"]),

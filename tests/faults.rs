@@ -941,3 +941,16 @@ fn the_launcher_without_home_says_what_to_set() {
     assert_clear_error(&o, &["HOME is not set", "RELPRUNE_CACHE"]);
     assert!(!stderr(&o).contains("unbound variable"), "{}", stderr(&o));
 }
+
+/// `relprune run` on a token model with ids and a mask of different lengths names both files
+/// (once a libtorch error).
+#[test]
+fn token_ids_and_a_mask_of_different_lengths_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let (ids, mask) = (t.path().join("ids.npy"), t.path().join("mask.npy"));
+    relprune::data::npy::write(&ids, &(tch::Tensor::ones([2, 12], (tch::Kind::Int64, tch::Device::Cpu)) * 5)).unwrap();
+    relprune::data::npy::write(&mask, &tch::Tensor::ones([2, 10], (tch::Kind::Int64, tch::Device::Cpu))).unwrap();
+    let model = "bert:vocab=100,dim=32,layers=1,heads=4,mlp=64,positions=16,max_len=16,classes=3";
+    let o = relprune(&["run", "--model", model, "--input", ids.to_str().unwrap(), mask.to_str().unwrap()]);
+    assert_clear_error(&o, &["token ids and their attention mask must have the same shape", "ids.npy", "mask.npy"]);
+}

@@ -75,6 +75,24 @@ pub fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
     if inputs.iter().any(|t| t.size()[0] != batch) {
         anyhow::bail!("the inputs have different numbers of samples");
     }
+    // Token ids and their attention mask go together position by position.
+    let tokens: Vec<(usize, Vec<i64>)> = kinds
+        .iter()
+        .zip(&inputs)
+        .enumerate()
+        .filter(|(_, (k, _))| matches!(k, InputKind::TokenIds { .. } | InputKind::AttentionMask { .. }))
+        .map(|(i, (_, t))| (i, t.size()))
+        .collect();
+    if let [(i, a), (j, b), ..] = tokens.as_slice() {
+        if a != b {
+            anyhow::bail!(
+                "input {i} ({}) has shape {a:?} and input {j} ({}) {b:?}; token ids and their attention mask must have \
+                 the same shape (batch, tokens)",
+                args.input[*i].display(),
+                args.input[*j].display()
+            );
+        }
+    }
     let y = tch::no_grad(|| g.forward(&inputs, Mode::Eval))?;
     if let Some(path) = &args.output {
         relprune::data::npy::write(path, &y)?;

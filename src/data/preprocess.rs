@@ -16,12 +16,15 @@
 //! usual transform: `resize=256,crop=224,mean=0.485:0.456:0.406,std=0.229:0.224:0.225,channels=rgb`.
 //! A spec is checked completely when it is parsed ([`Preprocess::parse`]), before any image is
 //! read: unknown keys, malformed values, a mean or std whose length is not the channel count, a
-//! std that is not positive, a crop side larger than the resize.
+//! std that is not positive or below 1e-6, a crop side larger than the resize.
 
 use crate::error::{Error, Result};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
+
+/// Smallest std a preprocessing may divide by.
+const MIN_STD: f32 = 1e-6;
 use std::path::Path;
 
 /// ImageNet's per-channel mean (R, G, B), the default preprocessing's.
@@ -404,6 +407,14 @@ impl Preprocess {
         }
         if let Some(x) = self.std.iter().find(|&&x| x <= 0.0) {
             return Err(format!("std holds {x}; every std must be positive (it is divided by)"));
+        }
+        // A tiny std makes every pixel huge or infinite, and the model's output then looks like
+        // broken weights; real normalisations divide by about 0.01 to 1.
+        if let Some(x) = self.std.iter().find(|&&x| x < MIN_STD) {
+            return Err(format!(
+                "std holds {x:e}; a std below {MIN_STD:e} blows pixel values up (towards infinity): give the \
+                 data's standard deviation, e.g. std=0.229:0.224:0.225"
+            ));
         }
         Ok(())
     }
