@@ -96,7 +96,14 @@ fn cases() -> Vec<Case> {
             "max_pool2d",
             Op::MaxPool2d(MaxPool2d { kernel: [2, 2], stride: [2, 2], padding: [0, 0], ceil_mode: false }),
         ),
-        unary("avg_pool2d", Op::AvgPool2d(AvgPool2d { kernel: [3, 3], stride: [1, 1], padding: [1, 1] })),
+        unary(
+            "avg_pool2d",
+            Op::AvgPool2d(AvgPool2d {
+                ceil_mode: true,
+                count_include_pad: false,
+                ..AvgPool2d::new([3, 3], [2, 2], [1, 1])
+            }),
+        ),
         unary("adaptive_avg_pool2d", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [3, 3] })),
         map_case("add", |b, x, r| {
             let c2 = conv(b, "c2", 3, 8, x);

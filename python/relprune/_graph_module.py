@@ -121,10 +121,12 @@ class _Op:
     """One node's computation: its checked fields, the tensors it reads, its forward."""
 
     fields: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {}
+    #: Fields the core leaves out of graph.json when they hold their default.
+    defaults: ClassVar[Mapping[str, Any]] = {}
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
-        for name, value in _fields(cfg, self.fields, "the op").items():
+        for name, value in _fields({**self.defaults, **cfg}, self.fields, "the op").items():
             setattr(self, name, value)
         self.check()
 
@@ -409,11 +411,25 @@ class _MaxPool2d(_Op):
 
 @_op("avg_pool2d")
 class _AvgPool2d(_Op):
-    fields = {"kernel": _pair(1), "stride": _pair(1), "padding": _pair(0)}
+    fields = {
+        "kernel": _pair(1),
+        "stride": _pair(1),
+        "padding": _pair(0),
+        "ceil_mode": _bool,
+        "count_include_pad": _bool,
+    }
+    defaults = {"ceil_mode": False, "count_include_pad": True}
 
     def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
-        """Average pooling, padding counted, floor mode (PyTorch's defaults)."""
-        return F.avg_pool2d(xs[0], self.kernel, self.stride, self.padding, ceil_mode=False, count_include_pad=True)
+        """Average pooling (by default padding counted, floor mode: PyTorch's defaults)."""
+        return F.avg_pool2d(
+            xs[0],
+            self.kernel,
+            self.stride,
+            self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+        )
 
 
 @_op("adaptive_avg_pool2d")

@@ -468,3 +468,31 @@ def test_the_head_width_comes_from_the_query(tmp_path) -> None:
         env=_core._environment(), capture_output=True, text=True,
     )  # fmt: skip
     assert "scales its scores" not in done.stderr, done.stderr
+
+
+def test_resnet_d_average_pooling_shortcuts_import_equal_onnxruntime_and_prune(tmp_path) -> None:
+    # timm's resnet26d: AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) in its
+    # downsampling shortcuts (once refused). At 72×72 a shortcut pools a 9×9 map, where ceil mode
+    # and the excluded padding change the result.
+    timm = pytest.importorskip("timm")
+    import onnxruntime as ort
+
+    from relprune import _core, _export
+
+    model = timm.create_model("resnet26d", pretrained=False, num_classes=10).eval()
+    x = torch.randn(2, 3, 72, 72)
+    _export.export(model, (x,), tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", x.numpy())
+    subprocess.run(
+        [str(_core.binary()), "run", "--model", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x.npy"),
+         "--output", str(tmp_path / "y.npy")],
+        env=_core._environment(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    ours = np.load(tmp_path / "y.npy")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    theirs = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(ours - theirs).max() <= 1e-4 * max(1.0, np.abs(theirs).max())
+    xs, ys = _samples(40, (3, 72, 72), 10)
+    result = prune(model, xs[:2], data=(xs, ys), target="macs=0.5")
+    assert type(result.model) is type(model) and result.generic is None
+    assert result.report.macs_ratio <= 0.5 and result.max_difference <= 1e-3

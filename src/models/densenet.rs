@@ -88,7 +88,7 @@ pub fn build(cfg: &DenseNetConfig, seed: u64) -> Result<Graph> {
             let p = format!("features.transition{}", bi + 1);
             let mut y = bn_relu(&mut b, format!("{p}.norm"), format!("{p}.relu"), features, x);
             y = b.add(format!("{p}.conv"), Op::Conv2d(Conv2d::new(features, features / 2, 1)), &[y]);
-            let avg = AvgPool2d { kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+            let avg = AvgPool2d::new([2, 2], [2, 2], [0, 0]);
             x = b.add(format!("{p}.pool"), Op::AvgPool2d(avg), &[y]);
             features /= 2;
         }

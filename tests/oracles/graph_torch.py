@@ -53,7 +53,8 @@ def run(folder, inputs_path, out_path):
         elif t == "max_pool2d":
             y = F.max_pool2d(x, op["kernel"], op["stride"], op["padding"], ceil_mode=op["ceil_mode"])
         elif t == "avg_pool2d":
-            y = F.avg_pool2d(x, op["kernel"], op["stride"], op["padding"])
+            y = F.avg_pool2d(x, op["kernel"], op["stride"], op["padding"], ceil_mode=op.get("ceil_mode", False),
+                             count_include_pad=op.get("count_include_pad", True))
         elif t == "adaptive_avg_pool2d":
             y = F.adaptive_avg_pool2d(x, op["output"])
         elif t == "linear":

@@ -1,4 +1,6 @@
-//! Average pooling (padding counted, as PyTorch's default).
+//! Average pooling: by default padding counted and floor mode, as PyTorch's defaults; ceil mode
+//! and padding left out of the average as options (the ResNet-D shortcut's
+//! `AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`).
 
 use super::{check_spatial, map_rank, Attr, Ctx, LrpContext, OnnxContext, OpKind};
 use crate::error::Result;
@@ -12,17 +14,34 @@ pub struct AvgPool2d {
     pub kernel: [i64; 2],
     pub stride: [i64; 2],
     pub padding: [i64; 2],
+    /// Output size rounded up: a last window that starts inside the input is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ceil_mode: bool,
+    /// Padded positions count in the average's denominator.
+    #[serde(default = "counted", skip_serializing_if = "Clone::clone")]
+    pub count_include_pad: bool,
+}
+
+fn counted() -> bool {
+    true
 }
 
 impl AvgPool2d {
+    /// PyTorch's default pooling: padding counted, floor mode.
+    pub fn new(kernel: [i64; 2], stride: [i64; 2], padding: [i64; 2]) -> Self {
+        AvgPool2d { kernel, stride, padding, ceil_mode: false, count_include_pad: true }
+    }
+
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_avg_pool2d(self.kernel, self.stride, self.padding, false, true, None)?)
+        Ok(x.f_avg_pool2d(self.kernel, self.stride, self.padding, self.ceil_mode, self.count_include_pad, None)?)
     }
 }
 
 impl OpKind for AvgPool2d {
     fn describe(&self) -> String {
-        format!("k{} s{}", self.kernel[0], self.stride[0])
+        let ceil = if self.ceil_mode { " ceil" } else { "" };
+        let pad = if self.count_include_pad { "" } else { " pad excluded" };
+        format!("k{} s{}{ceil}{pad}", self.kernel[0], self.stride[0])
     }
     fn check(&self) -> std::result::Result<(), String> {
         check_spatial("kernel", &self.kernel, 1)?;
@@ -47,7 +66,8 @@ impl OpKind for AvgPool2d {
                 ("kernel_shape", Attr::Ints(&self.kernel)),
                 ("strides", Attr::Ints(&self.stride)),
                 ("pads", Attr::Ints(&[p[0], p[1], p[0], p[1]])),
-                ("count_include_pad", Attr::Int(1)),
+                ("count_include_pad", Attr::Int(self.count_include_pad as i64)),
+                ("ceil_mode", Attr::Int(self.ceil_mode as i64)),
             ],
         ))
     }

@@ -52,7 +52,7 @@ pub(super) const POOLING: &[OpDef] = &[
     },
     OpDef {
         name: "AveragePool",
-        doc: "avg_pool2d (padding counted, as PyTorch's default)",
+        doc: "avg_pool2d (ceil mode and padding counted or not, as the attributes say)",
         attrs: pool_attrs,
         eval: |a| {
             let (k, stride, pads, ceil) = pool_geometry(a.n)?;
@@ -265,13 +265,13 @@ fn max_pool(l: &Lower, n: &ONode) -> Result<Op> {
 fn avg_pool(l: &Lower, n: &ONode) -> Result<Op> {
     let p = pool_pads(n).map_err(|e| l.unsupported(n, &e.to_string()))?;
     let (kernel, stride, padding) = (pair(n, "kernel_shape", 1), pair(n, "strides", 1), [p[0], p[1]]);
-    if n.int("ceil_mode", 0) == 1 {
-        return Err(l.unsupported(n, "average pooling with ceil_mode"));
-    }
-    if padding != [0, 0] && n.int("count_include_pad", 0) == 0 {
-        return Err(l.unsupported(n, "padded average pooling that excludes the padding"));
-    }
-    Ok(Op::AvgPool2d(AvgPool2d { kernel, stride, padding }))
+    Ok(Op::AvgPool2d(AvgPool2d {
+        kernel,
+        stride,
+        padding,
+        ceil_mode: n.int("ceil_mode", 0) == 1,
+        count_include_pad: n.int("count_include_pad", 0) == 1,
+    }))
 }
 
 /// Symmetric (begin, end) pads, or None.
