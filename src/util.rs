@@ -231,15 +231,38 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &bytes)
 }
 
+/// Checks that `path` is a regular file (after links): a FIFO would block a read forever and a
+/// device such as /dev/zero never ends, so neither is read as a file the user named.
+pub fn regular_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
+    if !meta.file_type().is_file() {
+        let what = if meta.is_dir() { "a folder" } else { "not a regular file (a FIFO, socket or device)" };
+        crate::bail!("{} is {what}; give a file", path.display());
+    }
+    Ok(())
+}
+
+/// The bytes of the regular file `path` (see [`regular_file`]).
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    regular_file(path)?;
+    std::fs::read(path).map_err(Error::io("read", path))
+}
+
+/// The text of the regular file `path` (see [`regular_file`]).
+pub fn read_text(path: &Path) -> Result<String> {
+    regular_file(path)?;
+    std::fs::read_to_string(path).map_err(Error::io("read", path))
+}
+
 /// Reads and parses a JSON file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
+    let bytes = read_file(path)?;
     serde_json::from_slice(&bytes).map_err(Error::json(path.display().to_string()))
 }
 
 /// Hex SHA-256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
+    let bytes = read_file(path)?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 

@@ -954,3 +954,29 @@ fn token_ids_and_a_mask_of_different_lengths_are_named() {
     let o = relprune(&["run", "--model", model, "--input", ids.to_str().unwrap(), mask.to_str().unwrap()]);
     assert_clear_error(&o, &["token ids and their attention mask must have the same shape", "ids.npy", "mask.npy"]);
 }
+
+/// Files the user names (weights, rules, search spaces, preprocessing, arrays, graph folders)
+/// are read only when they are regular files: a FIFO would block forever and /dev/zero never
+/// ends; both are refused at once, naming the path.
+#[test]
+fn special_files_named_as_inputs_are_refused_without_blocking() {
+    let t = tempfile::tempdir().unwrap();
+    let fifo = t.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let tiny = "cifar_resnet18:width=4,in=1,size=8,classes=10";
+    for special in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let started = std::time::Instant::now();
+        let rules = format!("file:{special}");
+        for args in [
+            vec!["info", "--model", tiny, "--weights", special],
+            vec!["prune", "--model", tiny, "--data", "none", "--criterion", &rules, "--rate", "0.1"],
+            vec!["run", "--model", tiny, "--input", special],
+        ] {
+            let o = relprune(&args);
+            assert_clear_error(&o, &["not a regular file"]);
+        }
+        assert!(started.elapsed().as_secs() < 30, "{special}: {:?}", started.elapsed());
+    }
+}

@@ -261,7 +261,7 @@ impl CriterionSpec {
     /// Reads a criterion (typically an LRP rules file written by `relprune optimize`) from
     /// JSON or YAML. Unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
+        let text = crate::util::read_text(path)?;
         let spec: CriterionSpec = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(Error::json(path.display().to_string()))?
         } else {

@@ -187,9 +187,7 @@ impl OptimizeArgs {
             names.iter().map(|n| CriterionSpec::parse(n, None, self.task.seed)).collect::<relprune::Result<_>>()?
         };
         let space = match &self.space {
-            Some(p) => Some(SearchSpace::from_yaml(
-                &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
-            )?),
+            Some(p) => Some(SearchSpace::from_yaml(&relprune::util::read_text(p)?)?),
             None => None,
         };
         Ok(StudyConfig {

@@ -17,7 +17,7 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
 
 /// Reads an IDX file of type unsigned byte (0x08), gzip-compressed or not.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let raw = std::fs::read(path).map_err(Error::io("read", path))?;
+    let raw = crate::util::read_file(path)?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])

@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 
 /// Reads a `.npy` file (any byte order, C or Fortran order).
 pub fn read(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(Error::io("read the array", path))?;
+    let bytes = crate::util::read_file(path)?;
     super::tensor_file::parse_npy(&bytes).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
 }
 

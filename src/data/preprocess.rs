@@ -354,7 +354,7 @@ impl Preprocess {
         if len > MAX_YAML_BYTES {
             return Err(invalid(&label, format_args!("the file has {len} bytes, more than {MAX_YAML_BYTES}")));
         }
-        let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
+        let text = crate::util::read_text(path)?;
         let fields: Fields = if text.trim().is_empty() {
             Fields::default()
         } else {

@@ -208,7 +208,7 @@ fn class_names(dir: &Path, splits: &[&Arrays]) -> Result<Vec<String>> {
     let file = dir.join("classes.txt");
     let names: Vec<String> = if file.is_file() {
         let bad = |reason: String| Error::CorruptData { what: "class list".into(), path: file.clone(), reason };
-        let text = std::fs::read_to_string(&file).map_err(Error::io("read", &file))?;
+        let text = crate::util::read_text(&file)?;
         // The limit before any per-line work (a file from elsewhere may hold millions of lines).
         if text.lines().nth(MAX_CLASSES as usize + 1).is_some() {
             return Err(bad(format!("it names more than the limit of {MAX_CLASSES} classes")));
@@ -435,6 +435,7 @@ fn list(names: &[String]) -> String {
 /// The arrays `x`, `y` and (if present) `mask` of a .npz file (a zip of .npy files, stored or
 /// deflated).
 fn read_npz(path: &Path) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    crate::util::regular_file(path)?;
     let file = std::fs::File::open(path).map_err(Error::io("open", path))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| corrupt(path, format!("not a .npz (zip) archive: {e}")))?;

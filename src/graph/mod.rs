@@ -306,6 +306,7 @@ impl Graph {
     /// Loads a graph written by [`Graph::save`]; the weights must match the description.
     pub fn load(dir: &Path) -> Result<Self> {
         let spec_path = dir.join("graph.json");
+        crate::util::regular_file(&spec_path)?;
         let text = std::fs::read(&spec_path).map_err(Error::io("read graph description", &spec_path))?;
         let spec: GraphSpec = serde_json::from_slice(&text).map_err(Error::json(spec_path.display().to_string()))?;
         if spec.format != GRAPH_FORMAT {

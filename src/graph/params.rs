@@ -51,7 +51,7 @@ impl ParamStore {
     /// against the file's real size (overflow-checked) before anything is allocated, and every
     /// defect is an [`Error::CorruptData`] naming the cause, never a panic.
     pub fn read_safetensors(path: &Path) -> Result<Self> {
-        if !path.is_file() {
+        if !path.exists() {
             return Err(Error::DataNotFound {
                 what: "weights file".into(),
                 path: path.to_path_buf(),
@@ -60,7 +60,7 @@ impl ParamStore {
                     .into(),
             });
         }
-        let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
+        let bytes = crate::util::read_file(path)?;
         let map = parse_safetensors(&bytes).map_err(|reason| Error::CorruptData {
             what: "safetensors file".into(),
             path: path.to_path_buf(),

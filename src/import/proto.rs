@@ -121,18 +121,9 @@ pub struct OnnxModel {
 /// The opsets this importer is tested on.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
-/// Whether `path` is a regular file (not a FIFO, device or folder), else an error saying so.
-fn regular_file(path: &Path, what: &str) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
-    if !meta.file_type().is_file() {
-        crate::bail!("{what} {} is not a regular file (a folder, FIFO or device); give a file", path.display());
-    }
-    Ok(())
-}
-
 /// Reads and decodes `path` (and its external-data files).
 pub fn read(path: &Path) -> Result<OnnxModel> {
-    regular_file(path, "the ONNX model")?;
+    crate::util::regular_file(path)?;
     let bytes = std::fs::read(path).map_err(Error::io("read the ONNX file", path))?;
     let not_onnx = |why: String| {
         Error::invalid(format!(
@@ -272,7 +263,7 @@ impl ExternalFiles<'_> {
                     real.display()
                 );
             }
-            regular_file(&real, "external data file")?;
+            crate::util::regular_file(&real)?;
             let data = std::fs::read(&real).map_err(missing)?;
             self.open.insert(location.clone(), data);
         }
