@@ -95,6 +95,11 @@ fn model(node: pb::NodeProto, extra: Vec<pb::TensorProto>) -> Vec<u8> {
         output: vec![value_info("y", &[1, 4, 8, 8])],
         ..Default::default()
     };
+    encode(graph)
+}
+
+/// `graph` as an opset-17 model file's bytes.
+fn encode(graph: pb::GraphProto) -> Vec<u8> {
     pb::ModelProto {
         ir_version: Some(8),
         opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
@@ -289,13 +294,7 @@ fn external_model(location: &str) -> Vec<u8> {
         output: vec![value_info("y", &[1, 4, 8, 8])],
         ..Default::default()
     };
-    pb::ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    encode(graph)
 }
 
 fn weight_bytes() -> Vec<u8> {

@@ -148,8 +148,8 @@ def prune(
         except (_slice.SliceError, VerificationError) as e:
             if inplace or not fallback:
                 raise
-            target_model, difference = _generic(work / "out" / "model", inputs, expected, dev, model)
             sliced = _slice.SliceReport(sliced={}, modules={}, replaced={}, notes=[])
+            target_model, difference = _generic(work / "out" / "model", inputs, expected, dev, model, sliced)
             generic = (
                 f"{type(model).__name__} could not be sliced ({e}); the model is relprune's pruned graph as a module"
             )
@@ -172,15 +172,19 @@ def prune(
 
 
 def _generic(
-    folder: Path, inputs: tuple[torch.Tensor, ...], expected: torch.Tensor, dev: torch.device, model: nn.Module
+    folder: Path,
+    inputs: tuple[torch.Tensor, ...],
+    expected: torch.Tensor,
+    dev: torch.device,
+    model: nn.Module,
+    nothing_sliced: _slice.SliceReport,
 ) -> tuple[nn.Module, float]:
     """The core's pruned graph as a trainable module (``GraphModule``), verified like a slice."""
     from ._graph_module import GraphModule
 
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     module = GraphModule.load(folder, device=dev, dtype=dtype)
-    empty = _slice.SliceReport(sliced={}, modules={}, replaced={}, notes=[])
-    return module, _verify(module, inputs, expected, empty)
+    return module, _verify(module, inputs, expected, nothing_sliced)
 
 
 def scores(

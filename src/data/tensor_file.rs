@@ -453,7 +453,7 @@ fn read_npz(path: &Path) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let mut bytes = Vec::new();
         let mut prefix = (&mut member).take(12);
         prefix.read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
-        let header_end = npy_header_end(&bytes).map_err(bad)?;
+        let (_, header_end) = npy_header_span(&bytes).map_err(bad)?;
         if header_end > MAX_NPY_HEADER {
             return Err(bad(format!("its header declares {header_end} bytes, more than a .npy header holds")));
         }
@@ -490,8 +490,8 @@ const MAX_NPY_BYTES: u64 = 1 << 36;
 /// Most bytes of a .npy header (numpy writes a few hundred).
 const MAX_NPY_HEADER: usize = 1 << 20;
 
-/// Where the header of a .npy file ends (from its first 10 or 12 bytes).
-fn npy_header_end(bytes: &[u8]) -> std::result::Result<usize, String> {
+/// Where the header text of a .npy file starts and ends (from its first 10 or 12 bytes).
+fn npy_header_span(bytes: &[u8]) -> std::result::Result<(usize, usize), String> {
     const MAGIC: &[u8] = b"\x93NUMPY";
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy array (bad magic bytes)".into());
@@ -501,7 +501,8 @@ fn npy_header_end(bytes: &[u8]) -> std::result::Result<usize, String> {
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(format!("unsupported .npy format version {v}")),
     };
-    start.checked_add(header_len).ok_or_else(|| "the header length overflows".into())
+    let end = start.checked_add(header_len).ok_or("the header length overflows")?;
+    Ok((start, end))
 }
 
 /// A parsed .npy header.
@@ -518,8 +519,7 @@ struct NpyHeader {
 
 /// Parses the header of a .npy file (`bytes` holds at least the header).
 fn npy_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
-    let end = npy_header_end(bytes)?;
-    let start = if bytes[6] == 1 { 10 } else { 12 };
+    let (start, end) = npy_header_span(bytes)?;
     if end > bytes.len() {
         return Err("the header is truncated".into());
     }
