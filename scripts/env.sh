@@ -15,6 +15,11 @@ export RELPRUNE_ZOO="${RELPRUNE_ZOO:-$RELPRUNE_ROOT/zoo}"
 # the pinned `onnx` package).
 export RELPRUNE_ONNX_PROTO="${RELPRUNE_ONNX_PROTO:-$RELPRUNE_CACHE/onnx/onnx.proto}"
 export RELPRUNE_SPAM_DIR="${RELPRUNE_SPAM_DIR:-$RELPRUNE_CACHE/data/spam-assassin}"
+# Decoder-LLM assets prepared by setup.sh from package registries (scripts/prepare_llm_assets.py):
+# SmolLM2-135M-Instruct as a float32 HF folder, Wikipedia validation/test text, Brown reference text.
+export RELPRUNE_SMOLLM2_DIR="${RELPRUNE_SMOLLM2_DIR:-$RELPRUNE_CACHE/models/smollm2-135m}"
+export RELPRUNE_ENWIKI_DIR="${RELPRUNE_ENWIKI_DIR:-$RELPRUNE_CACHE/data/enwiki}"
+export RELPRUNE_BROWN_DIR="${RELPRUNE_BROWN_DIR:-$RELPRUNE_CACHE/data/brown}"
 # Builds live outside the clone so a fresh clone reuses them (CI caches this folder).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RELPRUNE_CACHE/target}"
 if [ -n "${LIBTORCH:-}" ]; then

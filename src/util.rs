@@ -319,3 +319,11 @@ pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>> {
     }
     Ok(out)
 }
+
+/// relprune's cache folder: `$RELPRUNE_CACHE`, else `~/.cache/relprune` (where setup puts the
+/// venv, prepared models and data, and caches).
+pub fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("RELPRUNE_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/relprune")
+    })
+}

@@ -186,6 +186,36 @@ fn cases() -> Vec<Case> {
     let h = b.add("act", Op::Tanh(Tanh), &[h]);
     let out = b.add("head", Op::Linear(Linear { in_features: 8, out_features: 4, bias: false }), &[h]);
     v.push(finish("text encoder", b, out));
+    // A decoder: RMSNorm, grouped-query attention with rotary positions, then plain multi-head
+    // causal attention, SwiGLU MLPs (the gated product), mean pooling of real tokens.
+    let mut b = GraphBuilder::new();
+    let ids = b.input("ids", InputKind::TokenIds { max_len: 8 });
+    let mask = b.input("mask", InputKind::AttentionMask { max_len: 8 });
+    let mut t = b.add("emb", Op::Embedding(Embedding { num: 20, dim: 16 }), &[ids]);
+    for (i, (kv, rope)) in [(1, Some(10_000.0)), (2, None)].into_iter().enumerate() {
+        let lin = |b: &mut GraphBuilder, name: &str, x: NodeId, i: i64, o: i64| {
+            b.add(name.to_string(), Op::Linear(Linear { in_features: i, out_features: o, bias: false }), &[x])
+        };
+        let n = b.add(format!("l{i}.norm1"), Op::RmsNorm(RmsNorm { dim: 16, eps: 1e-6 }), &[t]);
+        let q = lin(&mut b, &format!("l{i}.q"), n, 16, 8);
+        let k = lin(&mut b, &format!("l{i}.k"), n, 16, 4 * kv);
+        let vv = lin(&mut b, &format!("l{i}.v"), n, 16, 4 * kv);
+        let att = CausalAttention { heads: 2, kv_heads: kv, head_dim: 4, rope_theta: rope };
+        let a = b.add(format!("l{i}.attn"), Op::CausalAttention(att), &[q, k, vv, mask]);
+        let o = lin(&mut b, &format!("l{i}.o"), a, 8, 16);
+        t = b.add(format!("l{i}.res1"), Op::Add(Add), &[o, t]);
+        let n = b.add(format!("l{i}.norm2"), Op::RmsNorm(RmsNorm { dim: 16, eps: 1e-6 }), &[t]);
+        let gate = lin(&mut b, &format!("l{i}.gate"), n, 16, 12);
+        let gate = b.add(format!("l{i}.act"), Op::Silu(Silu), &[gate]);
+        let up = lin(&mut b, &format!("l{i}.up"), n, 16, 12);
+        let m = b.add(format!("l{i}.prod"), Op::Mul(Mul), &[up, gate]);
+        let down = lin(&mut b, &format!("l{i}.down"), m, 12, 16);
+        t = b.add(format!("l{i}.res2"), Op::Add(Add), &[down, t]);
+    }
+    let n = b.add("norm", Op::RmsNorm(RmsNorm { dim: 16, eps: 1e-6 }), &[t]);
+    let pooled = b.add("pool", Op::MeanPool(MeanPool), &[n, mask]);
+    let out = b.add("head", Op::Linear(Linear { in_features: 16, out_features: 4, bias: false }), &[pooled]);
+    v.push(finish("decoder", b, out));
     // RoBERTa's embeddings: positions counted from the token ids, padding-aware.
     let mut b = GraphBuilder::new();
     let ids = b.input("ids", InputKind::TokenIds { max_len: 8 });
@@ -212,6 +242,7 @@ fn conserves(op: &Op) -> bool {
             | Op::SegmentEmbedding(_)
             | Op::ClassToken(_)
             | Op::Attention(_)
+            | Op::CausalAttention(_)
     )
 }
 
@@ -336,7 +367,7 @@ fn lrp_conserves_relevance_through_bias_free_ops() {
 #[test]
 fn surgery_keeps_shapes_consistent() {
     for case in cases() {
-        for kind in [ComponentKind::Filters, ComponentKind::Neurons] {
+        for kind in [ComponentKind::Filters, ComponentKind::Neurons, ComponentKind::Heads] {
             let mut g = case.graph.deep_clone();
             let Ok(comps) = ComponentSet::find(&g, kind) else { continue };
             let scores = Scores { values: (0..comps.total).map(|i| ((i * 7919) % 101) as f64).collect() };

@@ -73,9 +73,7 @@ impl TrainObserver for Bars {
 }
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("RELPRUNE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/relprune"))
+    relprune::util::cache_dir()
 }
 
 pub fn run(args: ZooArgs, out: &Output) -> anyhow::Result<()> {

@@ -213,10 +213,7 @@ fn chunk_from_env() -> Result<usize> {
 }
 
 fn default_dir() -> PathBuf {
-    std::env::var_os("RELPRUNE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/relprune"))
-        .join("image-cache")
+    crate::util::cache_dir().join("image-cache")
 }
 
 /// The expected header of a cache file: a fixed part of 64 bytes (magic, version, resize, crop

@@ -166,12 +166,7 @@ pub const SPAM_MAX_TOKENS: usize = 128;
 
 /// The spam folder: `$RELPRUNE_SPAM_DIR`, else `$RELPRUNE_CACHE/data/spam-assassin`.
 pub fn spam_dir() -> PathBuf {
-    std::env::var_os(SPAM_ENV).map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("RELPRUNE_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/relprune"));
-        cache.join("data/spam-assassin")
-    })
+    std::env::var_os(SPAM_ENV).map(PathBuf::from).unwrap_or_else(|| crate::util::cache_dir().join("data/spam-assassin"))
 }
 
 /// One mail of the corpus.

@@ -383,10 +383,15 @@ impl Graph {
 
     /// Total number of trainable parameters (weights and biases, not running statistics).
     pub fn num_parameters(&self) -> i64 {
+        // A tensor shared by several nodes (a tied LM head) counts once.
+        let mut seen = std::collections::HashSet::new();
         let mut total = 0;
         for node in &self.spec.nodes {
             for ps in node.op.kind().params() {
-                if ps.kind == ParamKind::Weight && node.params.contains_key(&ps.role) {
+                if ps.kind != ParamKind::Weight {
+                    continue;
+                }
+                if node.params.get(&ps.role).is_some_and(|k| seen.insert(k.as_str())) {
                     total += ps.shape.iter().product::<i64>();
                 }
             }
@@ -463,13 +468,15 @@ impl Graph {
         }
     }
 
-    /// Trainable parameter tensors (for optimisers), in a stable order.
+    /// Trainable parameter tensors (for optimisers), in a stable order; a tensor shared by
+    /// several nodes (a tied LM head) once.
     pub fn trainable(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for node in &self.spec.nodes {
             for ps in node.op.kind().params() {
                 if ps.kind == ParamKind::Weight {
-                    if let Some(key) = node.params.get(&ps.role) {
+                    if let Some(key) = node.params.get(&ps.role).filter(|k| seen.insert(k.as_str())) {
                         if let Some(t) = self.params.get(key) {
                             out.push((key.clone(), t.shallow_clone()));
                         }

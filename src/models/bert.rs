@@ -223,12 +223,8 @@ pub fn minilm_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("RELPRUNE_MINILM_DIR") {
         return Ok(PathBuf::from(d));
     }
-    let venv = std::env::var_os("RELPRUNE_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("RELPRUNE_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/relprune"));
-        cache.join("venv")
-    });
+    let venv =
+        std::env::var_os("RELPRUNE_VENV").map(PathBuf::from).unwrap_or_else(|| crate::util::cache_dir().join("venv"));
     let lib = venv.join("lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
         entries

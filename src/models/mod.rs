@@ -8,6 +8,7 @@ pub mod bert;
 pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
+pub mod llama;
 pub mod mobilenet;
 pub mod regnet;
 pub mod resnet;
@@ -19,6 +20,7 @@ pub use bert::{BertConfig, Pooling};
 pub use convnext::ConvNextConfig;
 pub use densenet::DenseNetConfig;
 pub use efficientnet::EfficientNetConfig;
+pub use llama::LlamaConfig;
 pub use mobilenet::{MobileNetConfig, MobileNetVersion};
 pub use regnet::RegNetConfig;
 pub use resnet::{ResNetConfig, Stem};
@@ -47,6 +49,8 @@ pub enum Architecture {
     RegNet(RegNetConfig),
     #[serde(rename = "convnext")]
     ConvNext(ConvNextConfig),
+    /// A LLaMA-family decoder language model (LLaMA, Qwen2, Mistral).
+    Llama(LlamaConfig),
 }
 
 /// Architecture names accepted by [`Architecture::parse`].
@@ -55,7 +59,8 @@ pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, 
     (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \
     resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2, \
     convnext_tiny, convnext_small, convnext_base, convnext_large, regnet_x_400mf … regnet_x_32gf, regnet_y_400mf … regnet_y_128gf, densenet121, densenet161, densenet169, densenet201, efficientnet_b0 … efficientnet_b7, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also cifar_), \
-    bert (custom), minilm (all-MiniLM-L6-v2's shape), hf-bert:FOLDER (a Hugging Face BERT folder)";
+    bert (custom), minilm (all-MiniLM-L6-v2's shape), hf-bert:FOLDER (a Hugging Face BERT folder), \
+    hf:FOLDER (a Hugging Face folder: BERT encoders, and LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM decoders)";
 
 impl Architecture {
     /// Builds the graph with freshly initialised (seeded) parameters.
@@ -70,6 +75,7 @@ impl Architecture {
             Architecture::DenseNet(c) => densenet::build(c, seed),
             Architecture::RegNet(c) => regnet::build(c, seed),
             Architecture::ConvNext(c) => convnext::build(c, seed),
+            Architecture::Llama(c) => llama::build(c, seed),
         }
     }
 
@@ -98,6 +104,10 @@ impl Architecture {
             Architecture::DenseNet(c) => c.name(),
             Architecture::RegNet(c) => c.name.clone(),
             Architecture::ConvNext(c) => c.name(),
+            Architecture::Llama(c) => format!(
+                "{}({} layers, {} heads on {} key/value heads, width {})",
+                c.family, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.hidden_size
+            ),
         }
     }
 
@@ -112,6 +122,9 @@ impl Architecture {
             Some(rest) => (true, rest),
             None => (false, name),
         };
+        if let Some(folder) = text.strip_prefix("hf:") {
+            return Self::from_hf_folder(std::path::Path::new(folder));
+        }
         if let Some(folder) = text.strip_prefix("hf-bert:") {
             let cfg = BertConfig::from_hf_folder(std::path::Path::new(folder), Pooling::Cls)?;
             return Ok(Architecture::Bert(cfg));
@@ -285,10 +298,29 @@ impl Architecture {
                     Architecture::EfficientNet(_) => "classes, in, size, dropout, stochastic_depth",
                     Architecture::DenseNet(_) | Architecture::RegNet(_) | Architecture::ConvNext(_) =>
                         "classes, in, size",
+                    Architecture::Llama(_) => "none (a decoder is read from its config.json)",
                 }
             ),
         }
         Ok(())
+    }
+
+    /// The architecture of a Hugging Face model folder, by its `config.json`'s `model_type`: a
+    /// BERT encoder or a LLaMA-family decoder.
+    pub fn from_hf_folder(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let raw: serde_json::Value = crate::util::read_json(&path).map_err(|e| match e {
+            crate::error::Error::Io { .. } => crate::error::Error::DataNotFound {
+                what: "Hugging Face config.json".into(),
+                path: path.clone(),
+                hint: "point at a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)".into(),
+            },
+            other => other,
+        })?;
+        if raw.get("model_type").and_then(|t| t.as_str()) == Some("bert") {
+            return Ok(Architecture::Bert(BertConfig::from_hf_folder(dir, Pooling::Cls)?));
+        }
+        Ok(Architecture::Llama(LlamaConfig::from_hf_folder(dir)?))
     }
 
     /// Validates without building tensors.
@@ -296,6 +328,7 @@ impl Architecture {
         match self {
             Architecture::Vit(c) => c.check(),
             Architecture::Bert(c) => c.check(),
+            Architecture::Llama(c) => c.check(),
             Architecture::MobileNet(c) => c.check(),
             Architecture::EfficientNet(c) => c.check(),
             Architecture::Resnet(c) if ![18, 34, 50, 101, 152].contains(&c.depth) => Err(unknown(&self.name())),
@@ -337,6 +370,15 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
             crate::bail!("{spec} is a zoo model with its own weights; drop --weights");
         }
         return Ok(zoo::load(spec)?.0);
+    }
+    if let Some(folder) = llama::prepared_folder(spec) {
+        if weights.is_some() {
+            crate::bail!("{spec} is a prepared model with its own weights; drop --weights");
+        }
+        let folder = folder?;
+        let mut m = load_model(&format!("hf:{}", folder.display()), None, seed)?;
+        m.name = spec.to_string();
+        return Ok(m);
     }
     let path = std::path::Path::new(spec);
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
@@ -381,14 +423,24 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         crate::error::Error::invalid(format!("{e}; zoo models: {}{folder}", zoo_names.join(", ")))
     })?;
     let mut graph = arch.build(seed)?;
-    let folder_weights = spec.strip_prefix("hf-bert:").map(|f| std::path::Path::new(f).join("model.safetensors"));
-    let weights = weights.or(folder_weights.as_deref());
-    let origin = match weights {
-        Some(w) => {
-            graph.load_safetensors(w)?;
-            format!("weights {}", w.display())
+    let folder = spec.strip_prefix("hf:").or_else(|| spec.strip_prefix("hf-bert:")).map(std::path::Path::new);
+    let folder_weights = match folder {
+        Some(f) if weights.is_some() => {
+            crate::bail!("{} is a Hugging Face folder with its own weights; drop --weights", f.display())
         }
-        None => format!("random initialisation (seed {seed})"),
+        Some(f) if matches!(arch, Architecture::Llama(_)) => llama::weight_files(f)?,
+        Some(f) => vec![f.join("model.safetensors")],
+        None => weights.map(|w| vec![w.to_path_buf()]).unwrap_or_default(),
+    };
+    let origin = if folder_weights.is_empty() {
+        format!("random initialisation (seed {seed})")
+    } else {
+        let paths: Vec<&std::path::Path> = folder_weights.iter().map(|p| p.as_path()).collect();
+        graph.load_safetensors_files(&paths)?;
+        match folder {
+            Some(f) => format!("Hugging Face folder {}", f.display()),
+            None => format!("weights {}", paths[0].display()),
+        }
     };
     Ok(LoadedModel { graph, name: arch.name(), origin, dataset: None, import: None })
 }

@@ -159,6 +159,13 @@ pub struct ComponentSet {
     pub total: usize,
 }
 
+/// Whether node `c` consumes its input's channels with weights per input channel (a linear
+/// layer or convolution), so that removing channels there is slicing its weight.
+fn reads_channels(graph: &Graph, c: NodeId) -> bool {
+    let k = graph.node(c).op.kind();
+    k.channels() == crate::graph::ops::ChannelMap::New && !k.channel_params().input.is_empty()
+}
+
 impl ComponentSet {
     /// Finds every unit of `kind` in `graph`.
     pub fn find(graph: &Graph, kind: ComponentKind) -> Result<Self> {
@@ -178,7 +185,11 @@ impl ComponentSet {
                 {
                     (c as usize, None, groups[id])
                 }
-                (Some(Units::Heads { heads, head_dim }), ComponentKind::Heads) => {
+                // A head's output is removed with the columns of the projections that read it;
+                // read by anything else (a pooling), its channels cannot go.
+                (Some(Units::Heads { heads, head_dim }), ComponentKind::Heads)
+                    if consumers[id].iter().all(|&c| reads_channels(graph, c)) =>
+                {
                     // Heads take the group of the projection that consumes them.
                     let g = consumers[id].iter().find_map(|&c| groups[c]).or(Some(DepthGroup::Mid));
                     (heads as usize, Some(head_dim), g)
@@ -206,7 +217,7 @@ impl ComponentSet {
                 match kind {
                     ComponentKind::Filters => "no convolution with channels of its own",
                     ComponentKind::Neurons => "no hidden linear layer whose outputs may be removed",
-                    ComponentKind::Heads => "no attention layers",
+                    ComponentKind::Heads => "no attention layer whose heads feed an output projection",
                 }
             );
         }

@@ -57,7 +57,10 @@ pub fn oracle(script: &str, args: &[&str]) -> PathBuf {
     if dir.join(".done").is_file() {
         return dir;
     }
-    let tmp = cache_root().join(format!(".tmp-{}-{}", &key[..16], std::process::id()));
+    // Unique per call: tests of one process may compute the same oracle at once.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache_root().join(format!(".tmp-{}-{}-{call}", &key[..16], std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
     let status = Command::new(python())
@@ -71,6 +74,11 @@ pub fn oracle(script: &str, args: &[&str]) -> PathBuf {
         .expect("run python oracle");
     assert!(status.success(), "oracle {script} {args:?} failed");
     std::fs::write(tmp.join(".done"), b"").unwrap();
+    if dir.join(".done").is_file() {
+        // Another test finished the same oracle first; keep its (equal) results in place.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return dir;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     if std::fs::rename(&tmp, &dir).is_err() {
         // Another test process finished the same oracle first.

@@ -91,6 +91,26 @@ def run(folder, inputs_path, out_path):
             m = None if mask is None else mask.bool()[:, None, None, :]
             ctx = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=m)
             y = ctx.transpose(1, 2).reshape(x.shape[0], x.shape[1], h * dh)
+        elif t == "rms_norm":
+            # torch.nn.functional.rms_norm: x / sqrt(mean(x^2) + eps) * weight.
+            y = F.rms_norm(x, (op["dim"],), P("weight"), op["eps"])
+        elif t == "causal_attention":
+            h, kv, dh = op["heads"], op["kv_heads"], op["head_dim"]
+            split = lambda z, n: z.reshape(z.shape[0], z.shape[1], n, dh).transpose(1, 2)  # noqa: E731
+            q, k, v = split(xs[0], h), split(xs[1], kv), split(xs[2], kv)
+            T = q.shape[2]
+            if op.get("rope_theta") is not None:
+                # Rotary embedding, the half-split layout: pairs (i, i + dh/2) rotate by pos * theta^(-2i/dh).
+                inv = op["rope_theta"] ** (-torch.arange(0, dh, 2, dtype=torch.float64) / dh)
+                ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+                cos, sin = ang.cos().repeat(1, 2), ang.sin().repeat(1, 2)
+                rot = lambda z: torch.cat([-z[..., dh // 2:], z[..., :dh // 2]], -1)  # noqa: E731
+                q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
+            allowed = torch.ones(T, T, dtype=torch.bool).tril()[None, None]
+            if len(xs) > 3:
+                allowed = allowed & xs[3].bool()[:, None, None, :]
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+            y = ctx.transpose(1, 2).reshape(x.shape[0], x.shape[1], h * dh)
         elif t == "embedding":
             y = F.embedding(x, P("weight"))
         elif t == "position_embedding":

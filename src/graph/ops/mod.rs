@@ -21,6 +21,7 @@ mod add;
 mod attention;
 mod avg_pool2d;
 mod batchnorm2d;
+mod causal_attention;
 mod channel_linear;
 mod channel_slice;
 mod class_token;
@@ -39,6 +40,7 @@ mod mean_pool;
 mod mul;
 mod patches_to_tokens;
 mod position_embedding;
+mod rms_norm;
 mod scale;
 mod segment_embedding;
 mod select_token;
@@ -51,6 +53,7 @@ pub use add::Add;
 pub use attention::{Attention, SoftmaxRule};
 pub use avg_pool2d::AvgPool2d;
 pub use batchnorm2d::BatchNorm2d;
+pub use causal_attention::CausalAttention;
 pub use channel_linear::ChannelLinear;
 pub use channel_slice::ChannelSlice;
 pub use class_token::ClassToken;
@@ -69,6 +72,7 @@ pub use mean_pool::MeanPool;
 pub use mul::{GateRule, Mul};
 pub use patches_to_tokens::PatchesToTokens;
 pub use position_embedding::PositionEmbedding;
+pub use rms_norm::RmsNorm;
 pub use scale::Scale;
 pub use segment_embedding::SegmentEmbedding;
 pub use select_token::SelectToken;
@@ -148,6 +152,10 @@ ops! {
     Gelu(Gelu) = "gelu",
     Tanh(Tanh) = "tanh",
     Attention(Attention) = "attention",
+    /// RMSNorm over the last dimension (LLaMA-family decoders).
+    RmsNorm(RmsNorm) = "rms_norm",
+    /// Causal attention with grouped key/value heads and rotary positions (decoders).
+    CausalAttention(CausalAttention) = "causal_attention",
     Embedding(Embedding) = "embedding",
     PositionEmbedding(PositionEmbedding) = "position_embedding",
     /// Positions counted from the token ids, padding-aware (RoBERTa).

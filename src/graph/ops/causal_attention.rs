@@ -1,0 +1,371 @@
+//! Causal scaled dot-product attention of a decoder (LLaMA, Qwen2, Mistral): inputs q
+//! (B, T, heads·head_dim), k and v (B, T, kv_heads·head_dim) and an optional (B, T) padding mask
+//! of the keys. Query head h reads key/value head h / (heads / kv_heads) (grouped-query
+//! attention; kv_heads = heads is plain multi-head attention). With `rope_theta`, q and k are
+//! rotated by their position first (rotary position embedding, Hugging Face's half-split
+//! layout). Output (B, T, heads·head_dim), before the output projection.
+//!
+//! The rotary embedding lives inside this op rather than as an op of its own: it is a linear
+//! map of q and k, and inside the attention its LRP needs no division by the rotated q and k
+//! (relevance reaches the unrotated q as q ⊙ Rᵀ(∂)), which a separate node would need.
+//!
+//! LRP (AttnLRP as LXT applies it to LLaMA): the q·kᵀ and A·V products split relevance uniformly
+//! between their operands, the softmax follows the configured [`SoftmaxRule`], the rotation
+//! passes relevance through as the linear map it is, and a key/value head collects the
+//! relevance of every query head of its group.
+
+use super::attention::SoftmaxRule;
+use super::{at_least, check_non_negative, check_range, check_size, Arity, ChannelMap, Ctx, OpKind, Units};
+use super::{Attr, LrpContext, OnnxContext, FLOAT};
+use crate::error::Result;
+use crate::graph::MAX_FIELD;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// What a masked score becomes before the softmax (as Hugging Face does).
+const MASK_BIAS: f64 = -3.402_823_466e38;
+
+/// A decoder attention layer's head layout and position encoding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CausalAttention {
+    /// Query heads.
+    pub heads: i64,
+    /// Key/value heads; divides `heads`.
+    pub kv_heads: i64,
+    pub head_dim: i64,
+    /// Base of the rotary embedding's frequencies (None: no rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+}
+
+/// The tensors of one attention evaluation, kept for LRP.
+struct Parts {
+    /// Rotated queries (B, H, T, dh) and keys/values repeated per query head (B, H, T, dh).
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// Where a query may look: (1 or B, 1, T, T) booleans.
+    allowed: Tensor,
+    /// Scaled scores before masking, the masked scores and the softmax.
+    z: Tensor,
+    x: Tensor,
+    probs: Tensor,
+    /// cos and sin of the rotation, (T, dh), when there is one.
+    rot: Option<(Tensor, Tensor)>,
+}
+
+impl CausalAttention {
+    fn group(&self) -> i64 {
+        if self.kv_heads > 0 {
+            self.heads / self.kv_heads
+        } else {
+            1
+        }
+    }
+
+    /// (B, T, n·dh) → (B, n, T, dh).
+    fn split(&self, x: &Tensor, n: i64, what: &str) -> Result<Tensor> {
+        let s = x.size();
+        if s.len() != 3 || s[2] != n * self.head_dim {
+            crate::bail!("{what} input has shape {s:?}, expected (batch, tokens, {})", n * self.head_dim);
+        }
+        Ok(x.f_reshape([s[0], s[1], n, self.head_dim])?.f_transpose(1, 2)?)
+    }
+
+    /// cos and sin of position · frequency, (T, dh), in the float type `kind` (frequencies in
+    /// float32 or wider, as transformers computes them).
+    fn rotation(&self, tokens: i64, kind: Kind, device: tch::Device) -> Result<Option<(Tensor, Tensor)>> {
+        let Some(theta) = self.rope_theta else { return Ok(None) };
+        let wide = if kind == Kind::Double { Kind::Double } else { Kind::Float };
+        let half = self.head_dim / 2;
+        let exps = Tensor::f_arange_start_step(0, 2 * half, 2, (Kind::Int64, device))?
+            .f_to_kind(wide)?
+            .f_div_scalar(self.head_dim as f64)?;
+        let inv_freq = Tensor::f_full([half], theta, (wide, device))?.f_pow(&exps)?.f_reciprocal()?;
+        let pos = Tensor::f_arange(tokens, (Kind::Int64, device))?.f_to_kind(wide)?;
+        let freqs = pos.f_unsqueeze(1)?.f_mul(&inv_freq.f_unsqueeze(0)?)?;
+        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
+        Ok(Some((emb.f_cos()?.f_to_kind(kind)?, emb.f_sin()?.f_to_kind(kind)?)))
+    }
+
+    fn parts(&self, xs: &[&Tensor]) -> Result<Parts> {
+        let q = self.split(xs[0], self.heads, "q")?;
+        let k = self.split(xs[1], self.kv_heads, "k")?;
+        let v = self.split(xs[2], self.kv_heads, "v")?;
+        let tokens = q.size()[2];
+        let rot = self.rotation(tokens, q.kind(), q.device())?;
+        let (q, k) = match &rot {
+            Some((c, s)) => (rotate(&q, c, s)?, rotate(&k, c, s)?),
+            None => (q, k),
+        };
+        let (k, v) = (self.repeat(&k)?, self.repeat(&v)?);
+        let mut allowed =
+            Tensor::f_ones([tokens, tokens], (Kind::Bool, q.device()))?.f_tril(0)?.f_unsqueeze(0)?.f_unsqueeze(0)?;
+        if let Some(m) = xs.get(3) {
+            allowed = allowed.f_logical_and(&m.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)?;
+        }
+        let z = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((self.head_dim as f64).sqrt())?;
+        let x = z.f_masked_fill(&allowed.f_logical_not()?, MASK_BIAS)?;
+        // Softmax in float32 or wider, as transformers does.
+        let wide = if x.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+        let probs = x.f_softmax(-1, wide)?.f_to_kind(x.kind())?;
+        Ok(Parts { q, k, v, allowed, z, x, probs, rot })
+    }
+
+    /// (B, KV, T, dh) → (B, H, T, dh): each key/value head once per query head of its group.
+    fn repeat(&self, t: &Tensor) -> Result<Tensor> {
+        let g = self.group();
+        Ok(if g == 1 { t.shallow_clone() } else { t.f_repeat_interleave_self_int(g, 1, None)? })
+    }
+
+    /// (B, H, T, dh) → (B, KV, T, dh): the sum over each group's query heads (the transpose of
+    /// [`Self::repeat`]).
+    fn gather(&self, t: &Tensor) -> Result<Tensor> {
+        let g = self.group();
+        if g == 1 {
+            return Ok(t.shallow_clone());
+        }
+        let s = t.size();
+        Ok(t.f_reshape([s[0], self.kv_heads, g, s[2], s[3]])?.f_sum_dim_intlist(2, false, t.kind())?)
+    }
+}
+
+/// x·cos + rotate_half(x)·sin over the last dimension, rotate_half(x) = (−x₂, x₁).
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.size()[3] / 2;
+    let (x1, x2) = (x.f_narrow(-1, 0, half)?, x.f_narrow(-1, half, half)?);
+    let turned = Tensor::f_cat(&[&x2.f_neg()?, &x1], -1)?;
+    Ok(x.f_mul(cos)?.f_add(&turned.f_mul(sin)?)?)
+}
+
+/// The transpose of [`rotate`] applied to g: g·cos + rotate_halfᵀ(g·sin), rotate_halfᵀ(y) =
+/// (y₂, −y₁).
+fn rotate_transposed(g: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = g.size()[3] / 2;
+    let gs = g.f_mul(sin)?;
+    let (y1, y2) = (gs.f_narrow(-1, 0, half)?, gs.f_narrow(-1, half, half)?);
+    Ok(g.f_mul(cos)?.f_add(&Tensor::f_cat(&[&y2, &y1.f_neg()?], -1)?)?)
+}
+
+/// (B, H, T, dh) → (B, T, H·dh).
+fn merge(x: &Tensor) -> Result<Tensor> {
+    let s = x.size();
+    Ok(x.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?)
+}
+
+impl OpKind for CausalAttention {
+    fn describe(&self) -> String {
+        let rope = self.rope_theta.map(|t| format!(", rotary θ = {t}")).unwrap_or_default();
+        format!("{} heads × {} on {} key/value heads, causal{rope}", self.heads, self.head_dim, self.kv_heads)
+    }
+    fn arity(&self) -> Arity {
+        Arity::Between(3, 4)
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        // Pruning may remove every head.
+        check_range("heads", self.heads, 0, MAX_FIELD)?;
+        check_range("kv_heads", self.kv_heads, 0, MAX_FIELD)?;
+        check_size("head_dim", self.head_dim)?;
+        check_range("heads·head_dim", self.heads * self.head_dim, 0, MAX_FIELD)?;
+        if (self.kv_heads == 0) != (self.heads == 0) || (self.kv_heads > 0 && self.heads % self.kv_heads != 0) {
+            return Err(format!("{} key/value heads do not divide {} query heads", self.kv_heads, self.heads));
+        }
+        if let Some(t) = self.rope_theta {
+            check_non_negative("rope_theta", t)?;
+            if self.head_dim % 2 != 0 {
+                return Err(format!("a rotary embedding needs an even head_dim, not {}", self.head_dim));
+            }
+        }
+        Ok(())
+    }
+    fn rank(&self, inputs: &[usize]) -> std::result::Result<usize, String> {
+        for &r in &inputs[..3] {
+            at_least(3, r)?;
+        }
+        Ok(3)
+    }
+    fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        if self.heads == 0 {
+            return Ok(xs[0].f_narrow(-1, 0, 0)?);
+        }
+        let p = self.parts(xs)?;
+        merge(&p.probs.f_matmul(&p.v)?)
+    }
+    fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
+        let t = output[1];
+        2 * self.heads * t * t * self.head_dim
+    }
+    fn channels(&self) -> ChannelMap {
+        ChannelMap::New
+    }
+    fn channel_block(&self) -> Option<String> {
+        Some("it feeds or leaves an attention layer (prune heads instead)".into())
+    }
+    fn units(&self) -> Option<Units> {
+        // Query heads are units where each has its own key/value head; grouped heads (whose key
+        // and value rows are shared) are not prunable yet.
+        (self.kv_heads == self.heads).then_some(Units::Heads { heads: self.heads, head_dim: self.head_dim })
+    }
+    fn resize(&mut self, output: Option<i64>, _input: Option<i64>) {
+        if let Some(w) = output {
+            let mha = self.kv_heads == self.heads;
+            self.heads = w / self.head_dim;
+            if mha {
+                self.kv_heads = self.heads;
+            }
+        }
+    }
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        if self.heads == 0 {
+            let mut v: Vec<Option<Tensor>> = xs[..3].iter().map(|t| t.f_zeros_like().ok()).collect();
+            v.extend(xs[3..].iter().map(|_| None));
+            return Ok(v);
+        }
+        let p = self.parts(xs)?;
+        let ctx = p.probs.f_matmul(&p.v)?;
+        let rh = self.split(r, self.heads, "relevance")?;
+        let softmax = cx.softmax_rule();
+        let cp = softmax == SoftmaxRule::Cp;
+        // A·V: uniform split between A and V (denominator 2·ctx), or all to V under CP.
+        let g = rh.f_div(&cx.stabilize(&ctx.f_mul_scalar(if cp { 1.0 } else { 2.0 })?)?)?;
+        let rv = self.gather(&p.v.f_mul(&p.probs.f_transpose(-2, -1)?.f_matmul(&g)?)?)?;
+        let ra = p.probs.f_mul(&g.f_matmul(&p.v.f_transpose(-2, -1)?)?)?;
+        let scale = (self.head_dim as f64).sqrt();
+        let (gq, gk) = match softmax.apply(&p.x, &p.probs, &ra, cx.stabilizer())? {
+            None => (p.q.f_zeros_like()?, p.k.f_zeros_like()?),
+            Some(rx) => {
+                // Masked scores carry no relevance; the 1/√dh scaling is linear and keeps it.
+                let rz = rx.f_mul(&p.allowed.f_to_kind(rx.kind())?)?;
+                // q·kᵀ: uniform split (denominator 2·z); g_q, g_k are ∂/∂q and ∂/∂k of Σ R/z.
+                let gz = rz.f_div(&cx.stabilize(&p.z.f_mul_scalar(2.0)?)?)?.f_div_scalar(scale)?;
+                (gz.f_matmul(&p.k)?, gz.f_transpose(-2, -1)?.f_matmul(&p.q)?)
+            }
+        };
+        // Back through the repetition of k and the rotation: relevance is x ⊙ ∂ at the
+        // unrotated q and k.
+        let gk = self.gather(&gk)?;
+        let (gq, gk) = match &p.rot {
+            Some((c, s)) => (rotate_transposed(&gq, c, s)?, rotate_transposed(&gk, c, s)?),
+            None => (gq, gk),
+        };
+        let q0 = self.split(xs[0], self.heads, "q")?;
+        let k0 = self.split(xs[1], self.kv_heads, "k")?;
+        let mut v = vec![Some(merge(&q0.f_mul(&gq)?)?), Some(merge(&k0.f_mul(&gk)?)?), Some(merge(&rv)?)];
+        if xs.len() > 3 {
+            v.push(None); // the mask
+        }
+        Ok(v)
+    }
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
+        let q = cx.x(0);
+        if self.heads == 0 {
+            // No heads left: the context is empty, [batch, tokens, 0], as in the forward pass.
+            let zero = cx.ints("zero", &[0])?;
+            let axis = cx.ints("axis", &[2])?;
+            return Ok(cx.output("Slice", &[&q, &zero, &zero, &axis], &[]));
+        }
+        let (k, v) = (cx.x(1), cx.x(2));
+        let dh = self.head_dim;
+        let heads_of = |cx: &mut dyn OnnxContext, t: &str, n: i64| -> Result<String> {
+            let shape = cx.ints("heads", &[0, 0, n, dh])?;
+            let r = cx.step("Reshape", &[t, &shape], &[]);
+            Ok(cx.step("Transpose", &[&r], &[("perm", Attr::Ints(&[0, 2, 1, 3]))]))
+        };
+        let mut qh = heads_of(cx, &q, self.heads)?;
+        let mut kh = heads_of(cx, &k, self.kv_heads)?;
+        let vh = heads_of(cx, &v, self.kv_heads)?;
+        // Positions 0..T and the (T, T) causal pattern, from q's shape.
+        let shape = cx.step("Shape", &[&q], &[]);
+        let one_idx = cx.ints("one", &[1])?;
+        let t1 = cx.step("Gather", &[&shape, &one_idx], &[("axis", Attr::Int(0))]);
+        if let Some(theta) = self.rope_theta {
+            let half = dh / 2;
+            let inv: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf((2 * i) as f64 / dh as f64)) as f32).collect();
+            let inv = cx.tensor("inv_freq", &Tensor::from_slice(&inv).reshape([1, half]))?;
+            let t = cx.step("Squeeze", &[&t1], &[]);
+            let zero = cx.tensor("zero_i", &Tensor::from_slice(&[0i64]).reshape([] as [i64; 0]))?;
+            let step = cx.tensor("step_i", &Tensor::from_slice(&[1i64]).reshape([] as [i64; 0]))?;
+            let pos = cx.step("Range", &[&zero, &t, &step], &[]);
+            let pos = cx.step("Cast", &[&pos], &[("to", Attr::Int(FLOAT))]);
+            let axes = cx.ints("axes", &[1])?;
+            let pos = cx.step("Unsqueeze", &[&pos, &axes], &[]);
+            let freqs = cx.step("Mul", &[&pos, &inv], &[]);
+            let emb = cx.step("Concat", &[&freqs, &freqs], &[("axis", Attr::Int(-1))]);
+            let cos = cx.step("Cos", &[&emb], &[]);
+            let sin = cx.step("Sin", &[&emb], &[]);
+            let lo = cx.ints("lo", &[0])?;
+            let mid = cx.ints("mid", &[half])?;
+            let hi = cx.ints("hi", &[dh])?;
+            let last = cx.ints("last", &[-1])?;
+            let rotated = |cx: &mut dyn OnnxContext, x: &str| {
+                let x1 = cx.step("Slice", &[x, &lo, &mid, &last], &[]);
+                let x2 = cx.step("Slice", &[x, &mid, &hi, &last], &[]);
+                let neg = cx.step("Neg", &[&x2], &[]);
+                let turned = cx.step("Concat", &[&neg, &x1], &[("axis", Attr::Int(-1))]);
+                let a = cx.step("Mul", &[x, &cos], &[]);
+                let b = cx.step("Mul", &[&turned, &sin], &[]);
+                cx.step("Add", &[&a, &b], &[])
+            };
+            qh = rotated(cx, &qh);
+            kh = rotated(cx, &kh);
+        }
+        let repeat = |cx: &mut dyn OnnxContext, t: &str| -> Result<String> {
+            let g = self.group();
+            if g == 1 {
+                return Ok(t.to_string());
+            }
+            let axes = cx.ints("axes", &[2])?;
+            let u = cx.step("Unsqueeze", &[t, &axes], &[]);
+            let reps = cx.ints("reps", &[1, 1, g, 1, 1])?;
+            let e = cx.step("Expand", &[&u, &reps], &[]);
+            let shape = cx.ints("heads", &[0, self.heads, -1, dh])?;
+            Ok(cx.step("Reshape", &[&e, &shape], &[]))
+        };
+        let kh = repeat(cx, &kh)?;
+        let vh = repeat(cx, &vh)?;
+        let kt = cx.step("Transpose", &[&kh], &[("perm", Attr::Ints(&[0, 1, 3, 2]))]);
+        let scores = cx.step("MatMul", &[&qh, &kt], &[]);
+        let scale = cx.scalar("scale", (dh as f32).sqrt())?;
+        let scores = cx.step("Div", &[&scores, &scale], &[]);
+        // allowed = lower triangle (· key mask); scores where allowed, MASK_BIAS elsewhere.
+        let tt = cx.step("Concat", &[&t1, &t1], &[("axis", Attr::Int(0))]);
+        let ones = cx.step("ConstantOfShape", &[&tt], &[]);
+        let ones = cx.step("Cast", &[&ones], &[("to", Attr::Int(FLOAT))]);
+        let one = cx.scalar("one", 1.0)?;
+        let ones = cx.step("Add", &[&ones, &one], &[]);
+        let mut allowed = cx.step("Trilu", &[&ones], &[("upper", Attr::Int(0))]);
+        if cx.arity() > 3 {
+            let m = cx.x(3);
+            let mf = cx.step("Cast", &[&m], &[("to", Attr::Int(FLOAT))]);
+            let axes = cx.ints("axes", &[1, 2])?;
+            let mf = cx.step("Unsqueeze", &[&mf, &axes], &[]);
+            allowed = cx.step("Mul", &[&allowed, &mf], &[]);
+        }
+        let half = cx.scalar("half", 0.5)?;
+        let allowed = cx.step("Greater", &[&allowed, &half], &[]);
+        let big = cx.scalar("mask_bias", MASK_BIAS as f32)?;
+        let scores = cx.step("Where", &[&allowed, &scores, &big], &[]);
+        let probs = cx.step("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+        let ctx = cx.step("MatMul", &[&probs, &vh], &[]);
+        let ctx = cx.step("Transpose", &[&ctx], &[("perm", Attr::Ints(&[0, 2, 1, 3]))]);
+        let merge = cx.ints("merge", &[0, 0, self.heads * dh])?;
+        Ok(cx.output("Reshape", &[&ctx, &merge], &[]))
+    }
+
+    fn attends(&self) -> bool {
+        true
+    }
+    fn unit_spans(&self) -> Vec<super::UnitSpan> {
+        use super::{UnitAt, UnitSpan};
+        if self.units().is_none() {
+            return Vec::new();
+        }
+        let head = |at, silences| UnitSpan { at, size: self.head_dim, parts: 1, silences };
+        // As in [`super::Attention`]: the output projection's columns silence a head.
+        let mut spans = vec![head(UnitAt::Readers, true)];
+        spans.extend((0..3).map(|k| head(UnitAt::Input(k), false)));
+        spans.push(head(UnitAt::Output, false));
+        spans
+    }
+}

