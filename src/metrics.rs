@@ -151,3 +151,63 @@ pub fn random_inputs(graph: &Graph, batch: i64, seq_len: i64) -> Vec<tch::Tensor
         })
         .collect()
 }
+
+/// How well a language model predicts the next token, weighted by token: perplexity
+/// exp(mean NLL) and top-1 accuracy over every predicted position (a position whose target is
+/// padding does not count), as transformers' loss-based perplexity counts them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NextToken {
+    pub perplexity: f64,
+    /// Mean negative log-likelihood per predicted token (nats).
+    pub nll: f64,
+    /// Fraction of predicted tokens whose most likely prediction is the true next token.
+    pub accuracy: f64,
+    /// Predicted tokens counted.
+    pub tokens: i64,
+}
+
+/// [`NextToken`] of a decoder (inputs: token ids and attention mask; output: logits (B, T,
+/// vocab)) on sequences `ids` (N, T) with an optional right-padding `mask`, `batch_size`
+/// sequences at a time, calling `progress(sequences_done)` per batch.
+pub fn next_token(
+    graph: &Graph,
+    ids: &tch::Tensor,
+    mask: Option<&tch::Tensor>,
+    batch_size: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<NextToken> {
+    let n = ids.size()[0];
+    let device = graph.device();
+    let (mut nll, mut correct, mut tokens) = (0f64, 0i64, 0i64);
+    tch::no_grad(|| -> Result<()> {
+        let mut start = 0;
+        while start < n {
+            let len = (batch_size.max(1) as i64).min(n - start);
+            let x = ids.f_narrow(0, start, len)?.f_to_device(device)?;
+            let m = match mask {
+                Some(m) => m.f_narrow(0, start, len)?.f_to_device(device)?,
+                None => x.f_ones_like()?,
+            };
+            let logits = graph.forward(&[x.shallow_clone(), m.shallow_clone()], Mode::Eval)?;
+            let t = x.size()[1];
+            let pred = logits.f_narrow(1, 0, t - 1)?;
+            let target = x.f_narrow(1, 1, t - 1)?;
+            let valid = m.f_narrow(1, 1, t - 1)?.f_ne(0)?;
+            let logp = pred.f_log_softmax(-1, Kind::Float)?;
+            let token_nll = logp.f_gather(-1, &target.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?.f_neg()?;
+            let validf = valid.f_to_kind(Kind::Double)?;
+            nll += token_nll.f_to_kind(Kind::Double)?.f_mul(&validf)?.f_sum(Kind::Double)?.double_value(&[]);
+            let hits = pred.f_argmax(-1, false)?.f_eq_tensor(&target)?.f_logical_and(&valid)?;
+            correct += hits.f_sum(Kind::Int64)?.int64_value(&[]);
+            tokens += valid.f_sum(Kind::Int64)?.int64_value(&[]);
+            start += len;
+            progress(start as usize);
+        }
+        Ok(())
+    })?;
+    if tokens == 0 {
+        crate::bail!("no token to predict: every sequence is shorter than two real tokens");
+    }
+    let mean = nll / tokens as f64;
+    Ok(NextToken { perplexity: mean.exp(), nll: mean, accuracy: correct as f64 / tokens as f64, tokens })
+}

@@ -103,3 +103,62 @@ fn real_smollm2_matches_transformers() {
     let m = load_model("smollm2-135m", None, 0).unwrap();
     assert_eq!(m.graph.num_parameters(), 134_515_008);
 }
+
+/// Perplexity is transformers' loss-based perplexity on the same tokens (padding excluded).
+#[test]
+fn next_token_nll_equals_transformers_loss() {
+    let dir = common::oracle("llm_outputs.py", &["--family", "qwen2"]);
+    let io = dir.join("io.safetensors");
+    let m = load_model(&format!("hf:{}", dir.join("hf").display()), None, 0).unwrap();
+    let (ids, mask) = (common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask"));
+    let loss = common::read_tensor(&io, "loss").double_value(&[0]);
+    for batch in [1, 3] {
+        let s = relprune::metrics::next_token(&m.graph, &ids, Some(&mask), batch, &mut |_| {}).unwrap();
+        assert!((s.nll - loss).abs() < 1e-5 * loss, "batch {batch}: ours {} vs transformers {loss}", s.nll);
+        assert!((s.perplexity - loss.exp()).abs() < 1e-4 * loss.exp());
+        // 11 + 8 + 4 predicted real tokens.
+        assert_eq!(s.tokens, 23);
+    }
+}
+
+/// A folder of the tiny llama with a text file of its words.
+fn tiny_with_text(words: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = common::oracle("llm_outputs.py", &["--family", "llama", "--tied"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("model");
+    std::fs::create_dir(&folder).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(dir.join("hf").join(f), folder.join(f)).unwrap();
+    }
+    // Ten documents, blank-line separated: document i is test when i % 10 = 9.
+    let docs: Vec<String> = (0..10)
+        .map(|d| (0..words).map(|w| format!("w{}", (d * 7 + w * 3) % 64)).collect::<Vec<_>>().join(" "))
+        .collect();
+    std::fs::write(tmp.path().join("text.txt"), docs.join("\n\n")).unwrap();
+    (tmp, folder)
+}
+
+#[test]
+fn perplexity_on_text_follows_the_split_rule_and_refuses_bad_lengths() {
+    use relprune::data::corpus::{CorpusSpec, Part};
+    use relprune::workflow::language::{evaluate, LmEvalOptions};
+    use relprune::workflow::ModelSource;
+    let (tmp, folder) = tiny_with_text(40);
+    let source = ModelSource::named(format!("hf:{}", folder.display()));
+    let text = CorpusSpec::parse(&format!("text:{}", tmp.path().join("text.txt").display())).unwrap();
+    let opts = LmEvalOptions { corpus: text.clone(), part: Part::Test, seq_len: 8, ..Default::default() };
+    let r = evaluate(&source, &opts, &mut |_, _| {}).unwrap();
+    // The test part is document 9 alone: 40 words, 5 sequences of 8, 7 predictions each.
+    assert_eq!((r.sequences, r.score.tokens), (5, 35));
+    assert!(r.score.perplexity.is_finite() && r.score.perplexity > 1.0);
+    let too_long = LmEvalOptions { seq_len: 65, ..opts.clone() };
+    let err = evaluate(&source, &too_long, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("beyond the model's 64 positions"), "{err}");
+    let longer_than_text = LmEvalOptions { seq_len: 41, ..opts.clone() };
+    let err = evaluate(&source, &longer_than_text, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("shorter than one sequence"), "{err}");
+    std::fs::remove_file(folder.join("tokenizer.json")).unwrap();
+    let err = evaluate(&source, &opts, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+    assert!(CorpusSpec::parse("wikitext").unwrap_err().to_string().contains("text:PATH"));
+}

@@ -89,6 +89,15 @@ def _bool(field: str, v: Any) -> bool:
     return v
 
 
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """``check``, or ``None`` for an absent (null or defaulted) field."""
+
+    def optional(field: str, v: Any) -> Any:
+        return None if v is None else check(field, v)
+
+    return optional
+
+
 _POS = _int(1)
 _NAT = _int(0)
 _NON_NEGATIVE = _float(0.0)
@@ -316,6 +325,25 @@ class _LayerNorm2d(_Op):
         """LayerNorm over the channels (dimension −3) of a map."""
         y = F.layer_norm(xs[0].movedim(-3, -1), (self.channels,), p["weight"], p["bias"], self.eps)
         return y.movedim(-1, -3)
+
+
+@_op("rms_norm")
+class _RmsNorm(_Op):
+    fields = {"dim": _POS, "eps": _NON_NEGATIVE}
+
+    def params(self) -> list[_Param]:
+        """Weight over the last dimension."""
+        return [_Param("weight", (self.dim,))]
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """RMSNorm over the last dimension, x / √(mean(x²) + ε) · w, normalised in float32 or wider (LLaMA's)."""
+        x = xs[0]
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"input has last dimension {x.shape[-1]}, expected {self.dim}")
+        wide = torch.float64 if x.dtype == torch.float64 else torch.float32
+        xw = x.to(wide)
+        ms = xw.square().mean(-1, keepdim=True)
+        return (xw * ms.add(self.eps).rsqrt()).to(x.dtype) * p["weight"]
 
 
 @_op("scale")
@@ -670,6 +698,76 @@ class _Attention(_Op):
             scores = scores + mask.to(scores.dtype).neg().add(1.0).mul(_MASK_BIAS)[:, None, None, :]
         ctx = scores.softmax(-1).matmul(self._heads(v))
         return ctx.transpose(1, 2).reshape(ctx.shape[0], ctx.shape[2], width)
+
+
+@_op("causal_attention")
+class _CausalAttention(_Op):
+    fields = {"heads": _NAT, "kv_heads": _NAT, "head_dim": _POS, "rope_theta": _optional(_NON_NEGATIVE)}
+    #: No ``rope_theta``: no rotary embedding.
+    defaults = {"rope_theta": None}
+    arity = (3, 4)
+
+    def check(self) -> None:
+        """Bounded width, key/value heads that divide the query heads, an even head_dim under rotation."""
+        if self.heads * self.head_dim > _MAX_FIELD:
+            raise ValueError(f"heads·head_dim = {self.heads * self.head_dim} is outside 0..={_MAX_FIELD}")
+        if (self.kv_heads == 0) != (self.heads == 0) or (self.kv_heads > 0 and self.heads % self.kv_heads):
+            raise ValueError(f"{self.kv_heads} key/value heads do not divide {self.heads} query heads")
+        if self.rope_theta is not None and self.head_dim % 2:
+            raise ValueError(f"a rotary embedding needs an even head_dim, not {self.head_dim}")
+
+    def _heads(self, x: Tensor, n: int, what: str) -> Tensor:
+        # (B, T, n·dh) → (B, n, T, dh)
+        if x.dim() != 3 or x.shape[2] != n * self.head_dim:
+            raise ValueError(f"{what} input has shape {tuple(x.shape)}, expected (batch, tokens, {n * self.head_dim})")
+        return x.reshape(x.shape[0], x.shape[1], n, self.head_dim).transpose(1, 2)
+
+    def _rotation(self, tokens: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The cos and sin of position · frequency, (T, head_dim), frequencies in float32 or wider."""
+        wide = torch.float64 if dtype == torch.float64 else torch.float32
+        half = self.head_dim // 2
+        exps = torch.arange(0, 2 * half, 2, dtype=torch.long, device=device).to(wide) / self.head_dim
+        inv_freq = torch.full((half,), self.rope_theta, dtype=wide, device=device).pow(exps).reciprocal()
+        pos = torch.arange(tokens, dtype=torch.long, device=device).to(wide)
+        freqs = pos[:, None] * inv_freq[None, :]
+        emb = torch.cat([freqs, freqs], -1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """Causal softmax(q·kᵀ/√dh)·v per query head, heads concatenated: (B, T, heads·head_dim).
+
+        Query head h reads key/value head h // (heads / kv_heads). With ``rope_theta``, q and k
+        are first rotated by their position (rotary embedding, the half-split layout). A key
+        after the query, or padded in the optional (B, T) mask (1 real, 0 padding), has its
+        score replaced by −3.4e38; the softmax runs in float32 or wider. Without heads the
+        output is (B, T, 0).
+        """
+        if self.heads == 0:
+            return xs[0].narrow(-1, 0, 0)
+        q = self._heads(xs[0], self.heads, "q")
+        k = self._heads(xs[1], self.kv_heads, "k")
+        v = self._heads(xs[2], self.kv_heads, "v")
+        tokens = q.shape[2]
+        if self.rope_theta is not None:
+            cos, sin = self._rotation(tokens, q.dtype, q.device)
+            half = self.head_dim // 2
+
+            def rotate(x: Tensor) -> Tensor:
+                turned = torch.cat([x[..., half:].neg(), x[..., :half]], -1)
+                return x * cos + turned * sin
+
+            q, k = rotate(q), rotate(k)
+        group = self.heads // self.kv_heads
+        if group > 1:
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        allowed = torch.ones(tokens, tokens, dtype=torch.bool, device=q.device).tril()[None, None]
+        if len(xs) > 3:
+            allowed = allowed.logical_and(xs[3].ne(0)[:, None, None, :])
+        scores = q.matmul(k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(allowed.logical_not(), _MASK_BIAS)
+        wide = torch.float64 if scores.dtype == torch.float64 else torch.float32
+        ctx = scores.softmax(-1, dtype=wide).to(scores.dtype).matmul(v)
+        return ctx.transpose(1, 2).reshape(ctx.shape[0], ctx.shape[2], self.heads * self.head_dim)
 
 
 #: Every op type this module runs (``graph.json``'s ``type`` values).

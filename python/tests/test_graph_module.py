@@ -2,9 +2,10 @@
 
 Models are tiny and random-initialised (no downloads). Each model case exports a PyTorch model as
 the package does, prunes it with the binary (rate 0.3, so the folder holds a really pruned graph)
-and compares GraphModule's eval-mode output with the core's on the same inputs. Two hand-written
+and compares GraphModule's eval-mode output with the core's on the same inputs. Three hand-written
 graphs use every op type, including those no ONNX import yields (dropout, stochastic depth,
-channel slices, layer scale, token positions, attention without heads, ...).
+channel slices, layer scale, token positions, attention without heads, a decoder's RMSNorm and
+causal attention, ...).
 """
 
 import copy
@@ -412,9 +413,59 @@ def _token_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+def decoder_graph(b: Builder) -> tuple[list[int], int]:
+    """A LLaMA-style decoder: RMSNorm, causal attention (grouped heads with rotary embedding and the
+    mask; plain heads without either; no heads left), a SwiGLU MLP, next-token logits."""
+    ids = b.node("input_ids", "input", token_ids={"max_len": 12})
+    mask = b.node("attention_mask", "input", attention_mask={"max_len": 12})
+    h = b.node("embed", "embedding", (ids,), {"weight": b.r(30, 16)}, num=30, dim=16)
+
+    def linear(name: str, x: int, n_in: int, n_out: int, bias: bool = False) -> int:
+        params = {"weight": b.w(n_out, n_in)} | ({"bias": b.r(n_out)} if bias else {})
+        return b.node(name, "linear", (x,), params, in_features=n_in, out_features=n_out, bias=bias)
+
+    def norm(name: str, x: int) -> int:
+        return b.node(name, "rms_norm", (x,), {"weight": b.r(16, lo=0.5)}, dim=16, eps=1e-6)
+
+    def mlp(layer: str, h: int) -> int:
+        x = norm(f"{layer}.post_norm", h)
+        act = b.node(f"{layer}.act", "silu", (linear(f"{layer}.gate", x, 16, 24),))
+        up = b.node(f"{layer}.up_gate", "mul", (linear(f"{layer}.up", x, 16, 24), act))
+        return b.node(f"{layer}.mlp_res", "add", (h, linear(f"{layer}.down", up, 24, 16)))
+
+    # Layer 0: 2 query heads on 1 key/value head, rotary embedding, padded keys masked (Qwen2's biases).
+    x = norm("l0.in_norm", h)
+    q, k, v = linear("l0.q", x, 16, 8, True), linear("l0.k", x, 16, 4, True), linear("l0.v", x, 16, 4, True)
+    a = b.node("l0.attn", "causal_attention", (q, k, v, mask), heads=2, kv_heads=1, head_dim=4, rope_theta=10000.0)
+    h = mlp("l0", b.node("l0.attn_res", "add", (h, linear("l0.o", a, 8, 16))))
+    # Layer 1: plain multi-head attention, no rotation (the field left out), no mask.
+    x = norm("l1.in_norm", h)
+    q, k, v = (linear(f"l1.{n}", x, 16, 8) for n in "qkv")
+    a = b.node("l1.attn", "causal_attention", (q, k, v), heads=2, kv_heads=2, head_dim=4)
+    h = mlp("l1", b.node("l1.attn_res", "add", (h, linear("l1.o", a, 8, 16))))
+    # Layer 2: every head pruned away.
+    x = norm("l2.in_norm", h)
+    q, k, v = (linear(f"l2.{n}", x, 16, 0) for n in "qkv")
+    a = b.node("l2.attn", "causal_attention", (q, k, v, mask), heads=0, kv_heads=0, head_dim=4, rope_theta=500.0)
+    h = b.node("l2.attn_res", "add", (h, linear("l2.o", a, 0, 16)))
+    return [ids, mask], linear("lm_head", norm("norm", h), 16, 30)
+
+
+def _decoder_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    # Left padding (as decoders batch): real queries see padded keys unless the mask removes them;
+    # the all-padding first rows of the shorter sequences have no key left at all.
+    ids = torch.randint(1, 30, (3, 10), generator=torch.Generator().manual_seed(6))
+    mask = torch.ones(3, 10, dtype=torch.int64)
+    for i, length in enumerate((10, 7, 4)):
+        mask[i, : 10 - length] = 0
+        ids[i, : 10 - length] = 0
+    return ids, mask
+
+
 HAND = {
     "image": (image_graph, lambda: (_images(3, 10, seed=4),)),
     "tokens": (token_graph, _token_inputs),
+    "decoder": (decoder_graph, _decoder_inputs),
 }
 
 
@@ -584,3 +635,80 @@ def test_inputs_that_do_not_fit_are_value_errors_naming_the_input_or_node() -> N
     b = _bn_graph(momentum=0.1)
     del b.tensors["norm.num_batches_tracked"]
     assert "norm.num_batches_tracked" not in GraphModule(b.graph([0], 3), b.tensors).state_dict()
+
+
+def _attention_graph(**fields: Any) -> tuple[dict, dict]:
+    b = Builder()
+    ids = b.node("input_ids", "input", token_ids={"max_len": 8})
+    mask = b.node("attention_mask", "input", attention_mask={"max_len": 8})
+    e = b.node("emb", "embedding", (ids,), {"weight": b.r(10, 8)}, num=10, dim=8)
+    heads, kv, dh = fields.get("heads", 2), fields.get("kv_heads", 1), fields.get("head_dim", 4)
+    q, k, v = (
+        b.node(n, "linear", (e,), {"weight": b.w(w, 8)}, in_features=8, out_features=w, bias=False)
+        for n, w in (("q", heads * dh), ("k", kv * dh), ("v", kv * dh))
+    )
+    a = b.node("attn", "causal_attention", (q, k, v, mask), **fields)
+    return b.graph([ids, mask], a), b.tensors
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        (dict(heads=3, kv_heads=2, head_dim=4), "2 key/value heads do not divide 3 query heads"),
+        (dict(heads=2, kv_heads=0, head_dim=4), "0 key/value heads do not divide 2 query heads"),
+        (dict(heads=0, kv_heads=1, head_dim=4), "1 key/value heads do not divide 0 query heads"),
+        (dict(heads=2, kv_heads=1, head_dim=3, rope_theta=1e4), "needs an even head_dim, not 3"),
+        (dict(heads=2, kv_heads=1, head_dim=4, rope_theta=-1.0), "rope_theta = -1.0 is outside"),
+        (dict(heads=2, kv_heads=1, head_dim=4, rope_theta="10000"), "rope_theta must be a finite number"),
+        (dict(heads=2, head_dim=4), "lacks the field `kv_heads`"),
+    ],
+)
+def test_causal_attention_fields_are_checked_as_the_core_checks_them(fields: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        GraphModule(*_attention_graph(**fields))
+
+
+def test_causal_attention_matches_an_independent_reference() -> None:
+    # Float64: grouped heads by SDPA's enable_gqa, the rotation written from the half-split formula.
+    ids = torch.randint(0, 10, (2, 7), generator=torch.Generator().manual_seed(7))
+    mask = torch.tensor([[1] * 7, [0, 0, 1, 1, 1, 1, 1]])
+    for rope in (None, 100.0):
+        extra = {} if rope is None else {"rope_theta": rope}
+        graph, tensors = _attention_graph(heads=4, kv_heads=2, head_dim=6, **extra)
+        with torch.no_grad():
+            got = GraphModule(graph, tensors, dtype=torch.float64).eval()(ids, mask)
+        emb = nn.functional.embedding(ids, tensors["emb.weight"].double())
+        w = {n: tensors[f"{n}.weight"].double() for n in "qkv"}
+        split = lambda z, n: z.reshape(2, 7, n, 6).transpose(1, 2)  # noqa: E731
+        q, k, v = split(emb @ w["q"].T, 4), split(emb @ w["k"].T, 2), split(emb @ w["v"].T, 2)
+        if rope is not None:
+            angle = torch.arange(7.0, dtype=torch.float64)[:, None] * rope ** (
+                -torch.arange(0, 6, 2, dtype=torch.float64) / 6
+            )
+            cos, sin = angle.cos().repeat(1, 2), angle.sin().repeat(1, 2)
+            turn = lambda z: torch.cat([-z[..., 3:], z[..., :3]], -1)  # noqa: E731
+            q, k = q * cos + turn(q) * sin, k * cos + turn(k) * sin
+        allowed = torch.ones(7, 7, dtype=torch.bool).tril() & mask.bool()[:, None, None, :]
+        want = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+        want = want.transpose(1, 2).reshape(2, 7, 24)
+        # The fully masked first rows of sample 1: the core's softmax over equal scores is uniform, SDPA's NaN.
+        torch.testing.assert_close(got[0], want[0])
+        torch.testing.assert_close(got[1, 2:], want[1, 2:])
+        assert bool(got.isfinite().all())
+
+
+def test_rms_norm_matches_torch() -> None:
+    b = Builder()
+    ids = b.node("input_ids", "input", token_ids={"max_len": 8})
+    e = b.node("emb", "embedding", (ids,), {"weight": b.r(10, 8) * 5}, num=10, dim=8)
+    b.node("norm", "rms_norm", (e,), {"weight": b.r(8, lo=0.5)}, dim=8, eps=1e-5)
+    ids = torch.randint(0, 10, (2, 7), generator=torch.Generator().manual_seed(8))
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        module = GraphModule(b.graph([0], 2), b.tensors, dtype=dtype).eval()
+        with torch.no_grad():
+            got = module(ids)
+        assert got.dtype == dtype
+        x = nn.functional.embedding(ids, b.tensors["emb.weight"].double())
+        want = nn.functional.rms_norm(x, (8,), b.tensors["norm.weight"].double(), 1e-5)
+        tolerance = dict(atol=0.05, rtol=0.02) if dtype == torch.bfloat16 else {}
+        torch.testing.assert_close(got.double(), want, **tolerance)

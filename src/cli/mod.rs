@@ -7,6 +7,7 @@ mod curve;
 mod demo;
 mod info;
 mod optimize;
+mod perplexity;
 mod prune;
 mod ranges;
 mod run;
@@ -45,6 +46,8 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Run a model on inputs given as .npy arrays: print or save its outputs.
     Run(run::RunArgs),
+    /// A decoder language model's perplexity and next-token accuracy on text.
+    Perplexity(perplexity::PerplexityArgs),
     /// Optimise the LRP hyperparameters for pruning (Bayesian search, resumable, distributed).
     Optimize(optimize::OptimizeArgs),
     /// Inspect stored optimisation studies.
@@ -71,6 +74,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Compare(a) => curve::run_compare(a, &out),
         Command::Prune(a) => prune::run(a, &out),
         Command::Run(a) => run::run(a, &out),
+        Command::Perplexity(a) => perplexity::run(a, &out),
         Command::Optimize(a) => optimize::run_optimize(a, &out),
         Command::Study(a) => optimize::run_study_command(a, &out),
         Command::Space(a) => optimize::run_space(a, &out),

@@ -1,5 +1,6 @@
 //! Data: datasets, fixed splits, reference samples and class restriction.
 
+pub mod corpus;
 pub mod fashion_mnist;
 pub mod idx;
 pub mod image_cache;

@@ -7,10 +7,12 @@
 //! - [`study`]: optimise the attribution method, report the winner → [`study::StudyOutcome`].
 //! - [`scores`]: a criterion's per-unit scores, per layer → [`scores::ScoresReport`].
 //! - [`info`]: a model's layers, parameters and MACs → [`info::ModelInfo`].
+//! - [`language`]: a decoder's perplexity and next-token accuracy → [`language::LmEvaluation`].
 //! - [`source`]: where the model and data come from, and the [`Session`] they open into.
 
 pub mod curves;
 pub mod info;
+pub mod language;
 pub mod prune;
 pub mod scores;
 pub mod source;

