@@ -47,6 +47,19 @@ pub struct Task {
 impl Task {
     /// Draws the classes and references and cuts the evaluation split.
     pub fn prepare(splits: &Splits, num_classes: i64, spec: &TaskSpec) -> Result<Task> {
+        if splits.train.data.next_token() {
+            // Text for a language model: references are sequences drawn from the reference
+            // part, and there are no classes to restrict.
+            if spec.classes.is_some() {
+                crate::bail!("--classes restricts a classifier's classes; a language model's text has none");
+            }
+            let refs = crate::data::references::select_sequences(&splits.train, spec.refs_per_class, spec.seed)?;
+            let mut eval = splits.get(spec.split).clone();
+            if spec.eval_samples > 0 {
+                eval = eval.head(spec.eval_samples);
+            }
+            return Ok(Task { spec: spec.clone(), classes: None, refs, eval });
+        }
         let data_classes = splits.train.data.class_names().len() as i64;
         if data_classes != num_classes {
             crate::bail!(
@@ -79,7 +92,9 @@ impl Task {
     /// evaluation samples must be finite (see [`crate::evaluate::check_finite`]).
     pub fn check_model(&self, graph: &Graph) -> Result<()> {
         crate::data::check_model_inputs(graph, self.eval.data.as_ref())?;
-        let batch = self.eval.head(16).full_batch()?;
+        // Two sequences of text are as telling as 16 samples, and far larger.
+        let n = if self.eval.data.next_token() { 2 } else { 16 };
+        let batch = self.eval.head(n).full_batch()?;
         crate::evaluate::check_finite(graph, &batch.inputs)
     }
 
@@ -92,7 +107,11 @@ impl Task {
             self.refs.clone()
         } else {
             let seed = crate::util::derive_seed(self.spec.seed, &format!("reference-draw-{draw}"));
-            select_references(&splits.train, self.spec.refs_per_class, seed, self.classes.as_ref())?
+            if splits.train.data.next_token() {
+                crate::data::references::select_sequences(&splits.train, self.spec.refs_per_class, seed)?
+            } else {
+                select_references(&splits.train, self.spec.refs_per_class, seed, self.classes.as_ref())?
+            }
         };
         Ok(Task { spec: self.spec.clone(), classes: self.classes.clone(), refs, eval: self.eval.clone() })
     }

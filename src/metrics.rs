@@ -30,8 +30,20 @@ pub fn count_correct(
     opts: &EvalOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<i64> {
+    Ok(count_hits(graph, split, opts, progress)?.0)
+}
+
+/// Correct top-1 predictions on `split` and how many were made: one per sample, or one per
+/// next-token target for language-model text (targets below 0 are not counted).
+pub fn count_hits(
+    graph: &Graph,
+    split: &Subset,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(i64, i64)> {
     tch::no_grad(|| {
         let mut correct = 0i64;
+        let mut counted = 0i64;
         let mut done = 0usize;
         for batch in split.batches(opts.batch_size) {
             let batch = batch?;
@@ -41,11 +53,15 @@ pub fn count_correct(
                 None => (logits, batch.labels.shallow_clone()),
             };
             let pred = logits.f_argmax(-1, false)?;
-            correct += pred.f_eq_tensor(&labels.f_to_device(pred.device())?)?.f_sum(Kind::Int64)?.int64_value(&[]);
+            let labels = labels.f_to_device(pred.device())?;
+            let valid = labels.f_ge(0)?;
+            let hits = pred.f_eq_tensor(&labels)?.f_logical_and(&valid)?;
+            correct += hits.f_sum(Kind::Int64)?.int64_value(&[]);
+            counted += valid.f_sum(Kind::Int64)?.int64_value(&[]);
             done += batch.labels.size()[0] as usize;
             progress(done);
         }
-        Ok(correct)
+        Ok((correct, counted))
     })
 }
 
@@ -84,13 +100,13 @@ pub fn check_finite(graph: &Graph, inputs: &[tch::Tensor]) -> Result<()> {
     })
 }
 
-/// Top-1 accuracy in [0, 1] on `split`.
+/// Top-1 accuracy in [0, 1] on `split` (per next-token target for language-model text).
 pub fn accuracy(graph: &Graph, split: &Subset, opts: &EvalOptions) -> Result<f64> {
     if split.is_empty() {
         crate::bail!("cannot measure accuracy on an empty split");
     }
-    let correct = count_correct(graph, split, opts, &mut |_| {})?;
-    Ok(correct as f64 / split.len() as f64)
+    let (correct, counted) = count_hits(graph, split, opts, &mut |_| {})?;
+    Ok(correct as f64 / counted.max(1) as f64)
 }
 
 /// Forward latency of one batch.
@@ -138,6 +154,9 @@ pub fn latency(graph: &Graph, inputs: &[tch::Tensor], warmup: usize, runs: usize
 /// A random input batch of `batch` samples matching the graph's inputs (token models:
 /// `seq_len` tokens, all real).
 pub fn random_inputs(graph: &Graph, batch: i64, seq_len: i64) -> Vec<tch::Tensor> {
+    // Ordinary word ids (past BERT's special tokens), inside the vocabulary however small.
+    let vocab = token_vocabulary(graph).unwrap_or(1100);
+    let (lo, span) = if vocab >= 1100 { (1000, 100) } else { (0, vocab.max(1)) };
     crate::graph::stats::example_inputs(graph, seq_len)
         .into_iter()
         .map(|t| {
@@ -146,10 +165,24 @@ pub fn random_inputs(graph: &Graph, batch: i64, seq_len: i64) -> Vec<tch::Tensor
             match t.kind() {
                 Kind::Float => tch::Tensor::randn(s.as_slice(), (Kind::Float, graph.device())),
                 _ if t.int64_value(&[0, 0]) == 1 => tch::Tensor::ones(s.as_slice(), (Kind::Int64, graph.device())),
-                _ => tch::Tensor::randint(100, s.as_slice(), (Kind::Int64, graph.device())) + 1000,
+                _ => tch::Tensor::randint(span, s.as_slice(), (Kind::Int64, graph.device())) + lo,
             }
         })
         .collect()
+}
+
+/// The size of the table the token ids index: the rows of the first weight read from them.
+fn token_vocabulary(graph: &Graph) -> Option<i64> {
+    let ids =
+        graph.inputs().iter().copied().find(|&i| {
+            matches!(graph.node(i).op.kind().input_kind(), Some(crate::graph::InputKind::TokenIds { .. }))
+        })?;
+    graph
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.inputs.first() == Some(&ids))
+        .find_map(|(id, _)| graph.param(id, crate::graph::ops::Role::Weight).map(|w| w.size()[0]))
 }
 
 /// How well a language model predicts the next token, weighted by token: perplexity

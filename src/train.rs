@@ -106,6 +106,17 @@ impl Distill {
     }
 }
 
+/// Outputs and labels one row per target: a language model's (B, T, V) logits and (B, T)
+/// next-token targets become (B·T, V) and (B·T,); class outputs stay as they are.
+fn per_target(logits: Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+    if logits.dim() == 3 && labels.dim() == 2 {
+        let v = logits.size()[2];
+        Ok((logits.f_reshape([-1, v])?, labels.f_reshape([-1])?))
+    } else {
+        Ok((logits, labels.shallow_clone()))
+    }
+}
+
 /// The distillation loss of one batch (mean over samples); see [`Distill`].
 pub fn distill_loss(
     student: &Tensor,
@@ -309,19 +320,15 @@ pub fn train_with_teacher(
             if inputs[0].kind() == Kind::Float && inputs[0].dim() == 4 {
                 inputs[0] = augment(&inputs[0], &cfg.augment, &mut aug_rng)?;
             }
-            let logits = graph.forward(&inputs, Mode::Train)?;
+            let (logits, labels) = per_target(graph.forward(&inputs, Mode::Train)?, &batch.labels)?;
             let loss = match &teacher {
                 Some((t, d)) => {
-                    let soft = tch::no_grad(|| t.forward(&inputs, Mode::Eval))?;
-                    distill_loss(&logits, &soft, &batch.labels, d, cfg.label_smoothing)?
+                    let (soft, _) = per_target(tch::no_grad(|| t.forward(&inputs, Mode::Eval))?, &batch.labels)?;
+                    distill_loss(&logits, &soft, &labels, d, cfg.label_smoothing)?
                 }
-                None => logits.f_cross_entropy_loss(
-                    &batch.labels,
-                    None::<Tensor>,
-                    Reduction::Mean,
-                    -100,
-                    cfg.label_smoothing,
-                )?,
+                None => {
+                    logits.f_cross_entropy_loss(&labels, None::<Tensor>, Reduction::Mean, -100, cfg.label_smoothing)?
+                }
             };
             let lv = loss.double_value(&[]);
             if !lv.is_finite() {

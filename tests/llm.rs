@@ -162,3 +162,63 @@ fn perplexity_on_text_follows_the_split_rule_and_refuses_bad_lengths() {
     assert!(err.contains("tokenizer.json"), "{err}");
     assert!(CorpusSpec::parse("wikitext").unwrap_err().to_string().contains("text:PATH"));
 }
+
+/// Prunes the tiny `family` model's `component` at `rate` by the weight criterion (no data) and
+/// returns the output folder.
+fn prune_tiny(
+    family: &str,
+    tied: bool,
+    component: &str,
+    rate: f64,
+) -> (tempfile::TempDir, relprune::workflow::prune::PruneOutcome) {
+    use relprune::attribution::CriterionSpec;
+    use relprune::prune::compress::Amount;
+    use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};
+    use relprune::workflow::{DataSource, ModelSource};
+    let mut args = vec!["--family", family];
+    if tied {
+        args.push("--tied");
+    }
+    let dir = common::oracle("llm_outputs.py", &args);
+    let out = tempfile::tempdir().unwrap();
+    let mut config = PruneConfig::new(CriterionSpec::parse("weight", None, 0).unwrap(), Amount::Rate(rate));
+    config.latency_runs = 0;
+    let req = PruneRequest {
+        model: ModelSource::named(format!("hf:{}", dir.join("hf").display())),
+        data: DataSource::named("none"),
+        task: Default::default(),
+        component: Some(component.parse().unwrap()),
+        config,
+        out: out.path().join("run"),
+    };
+    let outcome = prune(&req, &mut relprune::train::Silent).unwrap();
+    (out, outcome)
+}
+
+/// The pruned folder loads in transformers (per-layer widths through its modeling file, equal
+/// widths without code) and gives relprune's logits; generate works.
+#[test]
+fn pruned_decoders_reload_in_transformers() {
+    for (family, tied, component, rate, remote) in [
+        ("llama", true, "neurons", 0.3, true),
+        ("mistral", true, "heads", 0.4, true),
+        ("qwen2", false, "neurons", 0.0, false),
+    ] {
+        let (_tmp, outcome) = prune_tiny(family, tied, component, rate);
+        let folder = &outcome.files.model_dir;
+        let hf = outcome.files.hf.as_ref().unwrap();
+        assert_eq!(hf.remote_code, remote, "{family}: widths {:?}", hf.widths);
+        let io = common::oracle("llm_outputs.py", &["--family", family]).join("io.safetensors");
+        let (ids, mask) = (common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask"));
+        let inputs = folder.parent().unwrap().join("inputs.safetensors");
+        Tensor::write_safetensors(&[("ids", &ids), ("mask", &mask)], &inputs).unwrap();
+        let theirs = common::oracle("hf_reload.py", &[folder.to_str().unwrap(), inputs.to_str().unwrap()]);
+        let ours = tch::no_grad(|| outcome.pruned.graph.forward(&[ids, mask.shallow_clone()], Mode::Eval)).unwrap();
+        let err = real_err(&ours, &common::read_tensor(&theirs.join("io.safetensors"), "logits"), &mask);
+        assert!(err < 1e-4, "{family} {component}: relative error {err:e} against the reloaded folder");
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(theirs.join("meta.json")).unwrap()).unwrap();
+        assert_eq!(meta["params"].as_i64().unwrap(), outcome.pruned.graph.num_parameters(), "{family}");
+        assert_eq!(common::read_tensor(&theirs.join("io.safetensors"), "generated").size(), vec![1, 9]);
+    }
+}

@@ -303,7 +303,7 @@ fn safetensors_header_mutants(valid: &[u8], seed: u64, n: usize) -> Vec<Mutant> 
     let hlen = u64::from_le_bytes(valid[..8].try_into().unwrap()) as usize;
     let header: serde_json::Map<String, Value> = serde_json::from_slice(&valid[8..8 + hlen]).unwrap();
     let data = &valid[8 + hlen..];
-    let names: Vec<String> = header.keys().cloned().collect();
+    let names: Vec<String> = header.keys().filter(|k| *k != "__metadata__").cloned().collect();
     let numbers: [u64; 8] = [0, 1, 3, 1 << 31, 1 << 32, 1 << 63, u64::MAX, data.len() as u64 + 1];
     let dtypes = ["F32", "U16", "U64", "F8_E4M3", "BOOL", "I64", "X", ""];
     let mut out = Vec::new();
@@ -365,6 +365,14 @@ fn check_safetensors(path: &Path) -> bool {
     }
 }
 
+/// A safetensors file's header (JSON) and data bytes.
+fn safetensors_parts(bytes: &[u8]) -> (serde_json::Map<String, Value>, &[u8]) {
+    let hlen = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + hlen]).unwrap(), &bytes[8 + hlen..])
+}
+
+/// Our file is tch's writer's (same entries, same data bytes in the same order) plus the
+/// metadata PyTorch's writer adds, `{"format": "pt"}`, which transformers requires.
 #[test]
 fn safetensors_round_trip_matches_tch_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -375,7 +383,12 @@ fn safetensors_round_trip_matches_tch_byte_for_byte() {
     let named: Vec<(String, Tensor)> = store.iter().map(|(k, t)| (k.clone(), t.contiguous())).collect();
     let theirs = dir.path().join("tch.safetensors");
     Tensor::write_safetensors(&named, &theirs).unwrap();
-    assert_eq!(std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap(), "same bytes as tch's writer");
+    let (ours_bytes, theirs_bytes) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
+    let ((mut ours_header, ours_data), (theirs_header, theirs_data)) =
+        (safetensors_parts(&ours_bytes), safetensors_parts(&theirs_bytes));
+    assert_eq!(ours_header.remove("__metadata__"), Some(serde_json::json!({"format": "pt"})));
+    assert_eq!(ours_header, theirs_header, "same entries as tch's writer");
+    assert_eq!(ours_data, theirs_data, "same data bytes as tch's writer");
     let back = ParamStore::read_safetensors(&ours).unwrap();
     assert_eq!(back.len(), store.len());
     for (k, t) in store.iter() {

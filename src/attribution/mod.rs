@@ -194,7 +194,16 @@ pub fn unit_values(t: &Tensor, layer: &ComponentLayer, mask: Option<&Tensor>, re
     }
 }
 
-/// One-hot (B, C) of `labels`, of the kind and on the device of `logits` (B, C).
+/// One-hot of `labels` over the last dimension of `logits`, of its kind and on its device:
+/// (B, C) for class labels (B,), or (B, T, V) for next-token targets (B, T), where a position
+/// whose target is negative ([`crate::data::corpus::IGNORE`]) gets none.
 pub fn one_hot(labels: &Tensor, logits: &Tensor) -> Result<Tensor> {
-    Ok(labels.f_to_device(logits.device())?.f_one_hot(logits.size()[1])?.f_to_kind(logits.kind())?)
+    let classes = *logits.size().last().unwrap_or(&0);
+    let labels = labels.f_to_device(logits.device())?;
+    if labels.dim() + 1 != logits.dim() {
+        crate::bail!("targets of shape {:?} do not fit outputs of shape {:?}", labels.size(), logits.size());
+    }
+    let valid = labels.f_ge(0)?;
+    let oh = labels.f_clamp_min(0)?.f_one_hot(classes)?.f_to_kind(logits.kind())?;
+    Ok(oh.f_mul(&valid.f_unsqueeze(-1)?.f_to_kind(logits.kind())?)?)
 }

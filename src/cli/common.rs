@@ -90,6 +90,10 @@ pub struct DataArgs {
     /// empty class folder is an error.
     #[arg(long)]
     pub skip_empty_classes: bool,
+    /// Tokens per sequence: of a language model's text (default 1024), and of the samples that
+    /// measure MACs and latency of token models (default 128) [range: 1..=the model's positions].
+    #[arg(long, value_parser = super::ranges::count(1, 1 << 20))]
+    pub seq_len: Option<usize>,
 }
 
 impl DataArgs {
@@ -100,6 +104,7 @@ impl DataArgs {
             preprocess: self.preprocess.clone(),
             fmnist_dir: self.fmnist_dir.clone(),
             skip_empty_classes: self.skip_empty_classes,
+            seq_len: self.seq_len,
         }
     }
 }

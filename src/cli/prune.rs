@@ -60,9 +60,6 @@ pub struct PruneArgs {
     /// large model on a CPU) [range: 0..=100000].
     #[arg(long, default_value_t = 20, value_parser = super::ranges::count(0, 100_000))]
     latency_runs: usize,
-    /// Tokens per sample for MACs and latency of token models [range: 1..=the model's positions].
-    #[arg(long, default_value_t = 128, value_parser = super::ranges::size(1, 1 << 20))]
-    seq_len: i64,
     /// Never prune this layer (a name from `relprune components`, or a module prefix such as
     /// `layer4` for every layer under it), nor the layers coupled to it; repeat for several.
     #[arg(long, value_name = "LAYER")]
@@ -185,7 +182,7 @@ impl PruneArgs {
             order: opts.order,
             attribution_batch: opts.attribution_batch,
             eval_batch: opts.eval_batch,
-            seq_len: self.seq_len,
+            seq_len: self.data.seq_len.map_or(128, |n| n as i64),
             finetune: self.finetune.config(self.task.seed),
             steps: self.steps,
             ignored: self.ignore.clone(),
@@ -244,15 +241,27 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
     let (b, a) = (&r.before, &r.after);
     out.say(row("parameters (M)", b.parameters as f64 / 1e6, a.parameters as f64 / 1e6));
     out.say(row("MACs per sample (M)", b.macs as f64 / 1e6, a.macs as f64 / 1e6));
-    if let (Some(x1), Some(y1), Some(x64), Some(y64)) =
-        (&b.latency_batch1, &a.latency_batch1, &b.latency_batch64, &a.latency_batch64)
-    {
+    if let (Some(x1), Some(y1)) = (&b.latency_batch1, &a.latency_batch1) {
         out.say(row("latency batch 1 (ms)", x1.median_ms, y1.median_ms));
-        out.say(row("latency batch 64 (ms)", x64.median_ms, y64.median_ms));
+        if let (Some(x64), Some(y64)) = (&b.latency_batch64, &a.latency_batch64) {
+            out.say(row("latency batch 64 (ms)", x64.median_ms, y64.median_ms));
+        }
+        if let (Some(x), Some(y)) = (b.tokens_per_second, a.tokens_per_second) {
+            out.say(row("tokens per second", x, y));
+        }
         out.say(format!("({} threads; latency = median of timed runs after warm-up)", x1.threads));
     }
-    if let (Some(x), Some(y)) = (b.accuracy, a.accuracy) {
-        out.say(row("accuracy", x, y));
+    match (&b.next_token, &a.next_token) {
+        (Some(x), Some(y)) => {
+            out.say(row("perplexity", x.perplexity, y.perplexity));
+            out.say(row("next-token accuracy", x.accuracy, y.accuracy));
+            out.say(format!("(on {} predicted tokens of the {:?} split)", x.tokens, args.task.split));
+        }
+        _ => {
+            if let (Some(x), Some(y)) = (b.accuracy, a.accuracy) {
+                out.say(row("accuracy", x, y));
+            }
+        }
     }
     if let (Some(x), Some(f)) = (b.accuracy, &r.finetune) {
         if let Some(y) = f.accuracy {

@@ -192,9 +192,10 @@ pub fn read_part(spec: &CorpusSpec, part: Part) -> Result<Vec<String>> {
     }
 }
 
-/// Token sequences of one corpus part: ids (N, seq_len).
+/// Token sequences of one corpus part, row after row.
 pub struct Sequences {
-    pub ids: Tensor,
+    pub ids: Vec<i64>,
+    pub seq_len: usize,
     /// Tokens of the whole part (before windowing).
     pub part_tokens: usize,
     /// What they are, for reports.
@@ -203,10 +204,14 @@ pub struct Sequences {
 
 impl Sequences {
     pub fn len(&self) -> usize {
-        self.ids.size()[0] as usize
+        self.ids.len() / self.seq_len
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// The ids as an int64 tensor (N, seq_len).
+    pub fn tensor(&self) -> Tensor {
+        Tensor::from_slice(&self.ids).reshape([self.len() as i64, self.seq_len as i64])
     }
 }
 
@@ -262,9 +267,75 @@ pub fn sequences(
         );
     }
     ids.truncate(n * seq_len);
-    Ok(Sequences {
-        ids: Tensor::from_slice(&ids).reshape([n as i64, seq_len as i64]),
-        part_tokens,
-        description: format!("{what}: {n} sequences of {seq_len} tokens"),
-    })
+    Ok(Sequences { ids, seq_len, part_tokens, description: format!("{what}: {n} sequences of {seq_len} tokens") })
+}
+
+/// Target id of a position with nothing to predict (the last token of a sequence): ignored by
+/// the loss, the accuracy and the initial relevance, as PyTorch's `ignore_index`.
+pub const IGNORE: i64 = -100;
+
+/// Token sequences as a dataset for a decoder: inputs token ids and an all-ones mask; the
+/// labels of a batch are the next-token targets (B, T), the last position [`IGNORE`]d. A
+/// sequence belongs to no class: [`Dataset::labels`] are all 0 of the one class "text".
+pub struct LmSequences {
+    /// The sequences, row after row (a tensor is not `Sync`).
+    ids: Vec<i64>,
+    seq_len: usize,
+    labels: Vec<i64>,
+    class_names: Vec<String>,
+    description: String,
+}
+
+impl LmSequences {
+    pub fn new(seqs: Sequences) -> Self {
+        let n = seqs.len();
+        LmSequences {
+            ids: seqs.ids,
+            seq_len: seqs.seq_len,
+            labels: vec![0; n],
+            class_names: vec!["text".into()],
+            description: seqs.description,
+        }
+    }
+}
+
+impl super::Dataset for LmSequences {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn labels(&self) -> &[i64] {
+        &self.labels
+    }
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    fn batch(&self, indices: &[usize]) -> Result<super::Batch> {
+        let t = self.seq_len;
+        let rows: Vec<i64> = indices.iter().flat_map(|&i| self.ids[i * t..(i + 1) * t].iter().copied()).collect();
+        let ids = Tensor::from_slice(&rows).reshape([indices.len() as i64, t as i64]);
+        let t = t as i64;
+        let next = ids.f_narrow(1, 1, t - 1)?;
+        let last = Tensor::f_full([ids.size()[0], 1], IGNORE, (tch::Kind::Int64, ids.device()))?;
+        let labels = Tensor::f_cat(&[&next, &last], 1)?;
+        Ok(super::Batch { inputs: vec![ids.shallow_clone(), ids.f_ones_like()?], labels })
+    }
+    fn next_token(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+/// A decoder's train / validation / test splits from a corpus: the reference part (attribution
+/// references and fine-tuning text), the validation part and the test part, each cut into
+/// sequences of `seq_len` tokens by the model's `tokenizer.json`.
+pub fn lm_splits(tokenizer: &Path, corpus: &CorpusSpec, seq_len: usize) -> Result<super::Splits> {
+    let tok = lm_tokenizer(tokenizer)?;
+    let part = |p: Part| -> Result<super::Subset> {
+        let what = format!("{} ({})", corpus.name(), p.name());
+        let seqs = sequences(&tok, &read_part(corpus, p)?, seq_len, None, &what)?;
+        Ok(super::Subset::all(std::sync::Arc::new(LmSequences::new(seqs))))
+    };
+    Ok(super::Splits { train: part(Part::Reference)?, val: part(Part::Validation)?, test: part(Part::Test)? })
 }

@@ -69,6 +69,11 @@ pub trait Dataset: Send + Sync {
     fn sample_shape(&self) -> Option<[i64; 3]> {
         None
     }
+    /// Whether the samples are token sequences whose labels are next-token targets (B, T)
+    /// (language-model text, [`corpus::LmSequences`]) rather than one class per sample.
+    fn next_token(&self) -> bool {
+        false
+    }
     /// One line saying what this is (for reports).
     fn describe(&self) -> String;
 }

@@ -43,3 +43,23 @@ pub fn select_references(split: &Subset, k: usize, seed: u64, classes: Option<&C
     }
     Ok(Subset { data: split.data.clone(), indices: chosen })
 }
+
+/// `k` samples of `split` drawn by `seed`, with no regard to labels: references from text for a
+/// language model, whose sequences have no class.
+pub fn select_sequences(split: &Subset, k: usize, seed: u64) -> Result<Subset> {
+    if k == 0 {
+        crate::bail!("at least one reference sequence is needed");
+    }
+    if split.len() < k {
+        crate::bail!(
+            "the reference text has {} sequence(s), fewer than the {k} references asked for; give more text, fewer \
+             references or a shorter --seq-len",
+            split.len()
+        );
+    }
+    let mut pool = split.indices.clone();
+    pool.sort_unstable();
+    pool.shuffle(&mut crate::util::rng(crate::util::derive_seed(seed, "refs/sequences")));
+    pool.truncate(k);
+    Ok(Subset { data: split.data.clone(), indices: pool })
+}

@@ -1,3 +1,4 @@
 //! Exporting graphs to other formats.
 
+pub mod hf;
 pub mod onnx;

@@ -214,6 +214,21 @@ impl Graph {
             .collect()
     }
 
+    /// Whether the graph is a language model: token ids in, one output row per token (B, T,
+    /// vocabulary) out.
+    pub fn is_language_model(&self) -> bool {
+        let tokens = self.input_kinds().iter().any(|k| matches!(k, InputKind::TokenIds { .. }));
+        tokens && output_ranks(&self.spec)[self.spec.output] == 3
+    }
+
+    /// The most tokens the graph's token input accepts (None without one).
+    pub fn max_tokens(&self) -> Option<i64> {
+        self.input_kinds().iter().find_map(|k| match k {
+            InputKind::TokenIds { max_len } => Some(*max_len),
+            _ => None,
+        })
+    }
+
     /// Number of output classes (the last dimension of the output), from the op feeding it.
     pub fn num_outputs(&self) -> Option<i64> {
         match self.spec.nodes[self.spec.output].op.kind().units() {

@@ -84,14 +84,13 @@ impl ParamStore {
             entries.push((name, dtype, crate::device::to_host(&t.detach()).contiguous()));
         }
         entries.sort_by(|(ln, ld, _), (rn, rd, _)| rd.alignment_rank.cmp(&ld.alignment_rank).then(ln.cmp(rn)));
-        let mut header = String::from("{");
+        // The metadata PyTorch's writer puts there; transformers refuses a file without it.
+        let mut header = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
         let mut offset = 0usize;
-        for (i, (name, dtype, t)) in entries.iter().enumerate() {
+        for (name, dtype, t) in &entries {
             let len = t.numel() * dtype.size;
             let shape: Vec<String> = t.size().iter().map(|d| d.to_string()).collect();
-            if i > 0 {
-                header.push(',');
-            }
+            header.push(',');
             header += &serde_json::to_string(name.as_str()).map_err(Error::json("safetensors header"))?;
             header += &format!(
                 ":{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",

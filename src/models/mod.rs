@@ -317,6 +317,14 @@ impl Architecture {
             },
             other => other,
         })?;
+        if llama::is_pruned_config(&raw) {
+            crate::bail!(
+                "{} holds a decoder pruned by relprune, with its own width per layer: load it as --model {} (its \
+                 graph.json), not hf:",
+                dir.display(),
+                dir.display()
+            );
+        }
         if raw.get("model_type").and_then(|t| t.as_str()) == Some("bert") {
             return Ok(Architecture::Bert(BertConfig::from_hf_folder(dir, Pooling::Cls)?));
         }
@@ -353,6 +361,9 @@ pub struct LoadedModel {
     pub dataset: Option<zoo::ZooData>,
     /// What an ONNX import recognised (ONNX files only).
     pub import: Option<crate::import::ImportReport>,
+    /// The Hugging Face folder it was read from (`hf:FOLDER`, prepared models): where its
+    /// tokenizer is.
+    pub folder: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -395,6 +406,7 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
             origin: format!("ONNX file {spec} ({}, opset {})", imported.report.producer, imported.report.opset),
             dataset: None,
             import: Some(imported.report),
+            folder: None,
         });
     }
     if path.join("graph.json").is_file() {
@@ -411,6 +423,8 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
             origin: format!("graph folder {spec}"),
             dataset,
             import: None,
+            // A pruned decoder's folder is a Hugging Face folder too, with its tokenizer.
+            folder: path.join("tokenizer.json").is_file().then(|| path.to_path_buf()),
         });
     }
     let arch = Architecture::parse(spec).map_err(|e| {
@@ -442,5 +456,12 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
             None => format!("weights {}", paths[0].display()),
         }
     };
-    Ok(LoadedModel { graph, name: arch.name(), origin, dataset: None, import: None })
+    Ok(LoadedModel {
+        graph,
+        name: arch.name(),
+        origin,
+        dataset: None,
+        import: None,
+        folder: folder.map(|f| f.to_path_buf()),
+    })
 }

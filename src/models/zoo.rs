@@ -326,6 +326,7 @@ pub fn load_in(zoo: &Path, name: &str) -> Result<(LoadedModel, Manifest)> {
             origin: format!("zoo {}", wpath.display()),
             dataset: Some(m.recipe.data),
             import: None,
+            folder: None,
         },
         m,
     ))

@@ -86,19 +86,15 @@ pub fn evaluate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LmEvaluation> {
     let m = source.load()?;
-    let max_len = m.graph.input_kinds().iter().find_map(|k| match k {
-        crate::graph::InputKind::TokenIds { max_len } => Some(*max_len),
-        _ => None,
-    });
-    let per_token = crate::graph::output_ranks(m.graph.spec())[m.graph.output()] == 3;
-    if max_len.is_none() || !per_token {
+    let max_len = m.graph.max_tokens();
+    if !m.graph.is_language_model() {
         crate::bail!("{} is not a language model (token ids in, next-token logits (B, T, vocab) out)", source.model);
     }
     let seqs = corpus_sequences(&source.model, max_len, opts, opts.part)?;
     let total = seqs.len();
     let start = std::time::Instant::now();
     let score =
-        crate::metrics::next_token(&m.graph, &seqs.ids, None, opts.batch_size, &mut |done| progress(done, total))?;
+        crate::metrics::next_token(&m.graph, &seqs.tensor(), None, opts.batch_size, &mut |done| progress(done, total))?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(LmEvaluation {
         model: m.name,

@@ -48,8 +48,15 @@ pub struct Measures {
     /// None when the latency was not measured (`latency_runs` 0).
     pub latency_batch1: Option<Latency>,
     pub latency_batch64: Option<Latency>,
-    /// On the task's evaluation samples (None without data).
+    /// A language model's tokens per second on one sequence (from the batch-1 latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// On the task's evaluation samples (None without data); a language model's next-token
+    /// accuracy.
     pub accuracy: Option<f64>,
+    /// A language model's perplexity and next-token accuracy on the evaluation sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<crate::metrics::NextToken>,
 }
 
 /// What fine-tuning did.
@@ -114,6 +121,9 @@ pub struct PruneFiles {
     pub report: PathBuf,
     /// `plan.json`: the [`Plan`], for slicing the unpruned model in another framework.
     pub plan: PathBuf,
+    /// A decoder's model folder is also a Hugging Face folder (`from_pretrained`): its widths
+    /// and whether it needs `trust_remote_code`.
+    pub hf: Option<crate::export::hf::HfFolder>,
 }
 
 /// What [`prune`] did: the model, its report and its files.
@@ -136,16 +146,22 @@ pub struct PruneRequest {
     pub out: PathBuf,
 }
 
-/// Size and speed of `g`, with its accuracy measured elsewhere (None without data).
+/// Size and speed of `g`, with its accuracy measured elsewhere (None without data). A language
+/// model is timed on one sequence only (64 sequences of its text length are no deployment
+/// shape, and their logits alone would fill the memory), with its tokens per second.
 pub fn measure(g: &Graph, accuracy: Option<f64>, seq_len: i64, runs: usize) -> Result<Measures> {
+    let lm = g.is_language_model();
+    let latency_batch1 = (runs > 0).then(|| latency(g, &random_inputs(g, 1, seq_len), 3, runs)).transpose()?;
     Ok(Measures {
         parameters: g.num_parameters(),
         macs: stats::macs(g, seq_len)?,
-        latency_batch1: (runs > 0).then(|| latency(g, &random_inputs(g, 1, seq_len), 3, runs)).transpose()?,
-        latency_batch64: (runs > 0)
+        tokens_per_second: latency_batch1.as_ref().filter(|_| lm).map(|l| seq_len as f64 / (l.median_ms / 1e3)),
+        latency_batch1,
+        latency_batch64: (runs > 0 && !lm)
             .then(|| latency(g, &random_inputs(g, 64, seq_len), 1, (runs / 4).max(3)))
             .transpose()?,
         accuracy,
+        next_token: None,
     })
 }
 
@@ -158,7 +174,12 @@ pub fn prune(req: &PruneRequest, observer: &mut dyn CompressObserver) -> Result<
         crate::bail!("criterion {} needs reference samples; give --data", spec.label());
     }
     let session = Session::open(&req.model, &req.data, &req.task, req.component)?;
-    let pruned = prune_session(&session, &req.config, &req.out.join("finetune-work"), observer)?;
+    let mut config = req.config.clone();
+    if session.model.graph.is_language_model() {
+        // A language model is measured at the length of the text it reads.
+        config.compress.seq_len = super::source::lm_seq_len(req.data.seq_len, &session.model.graph) as i64;
+    }
+    let pruned = prune_session(&session, &config, &req.out.join("finetune-work"), observer)?;
     let files = save(outdir, &session, &pruned)?;
     // The fine-tuned model is in place: its checkpoints are no longer needed for resuming.
     if pruned.report.finetune.is_some() {
@@ -187,10 +208,15 @@ pub fn prune_session(
     observer.stage(result.steps.len(), "measuring");
     let task = session.data.as_ref().map(|d| &d.task);
     let unpruned_accuracy = task.map(|t| accuracy(&model.graph, &t.eval, &t.eval_options(c.eval_batch))).transpose()?;
-    let before = measure(&model.graph, unpruned_accuracy, c.seq_len, cfg.latency_runs)?;
+    let mut before = measure(&model.graph, unpruned_accuracy, c.seq_len, cfg.latency_runs)?;
     // The pruned model's accuracy was measured by `compress`, right after its last surgery.
     let pruned = result.pruned.as_ref().unwrap_or(&result.graph);
-    let after = measure(pruned, last.and_then(|s| s.accuracy_pruned), c.seq_len, cfg.latency_runs)?;
+    let mut after = measure(pruned, last.and_then(|s| s.accuracy_pruned), c.seq_len, cfg.latency_runs)?;
+    if let Some(t) = task.filter(|_| model.graph.is_language_model()) {
+        let ids = t.eval.full_batch()?.inputs[0].shallow_clone();
+        before.next_token = Some(crate::metrics::next_token(&model.graph, &ids, None, 1, &mut |_| {})?);
+        after.next_token = Some(crate::metrics::next_token(pruned, &ids, None, 1, &mut |_| {})?);
+    }
     let finetune = c.finetune.clone().zip(last).and_then(|(config, step)| {
         Some(FinetuneOutcome { config, training: step.training.clone()?, accuracy: step.accuracy_finetuned })
     });
@@ -235,6 +261,12 @@ fn ratio(after: &Option<Latency>, before: &Option<Latency>) -> Option<f64> {
 fn save(outdir: OutputDir, session: &Session, pruned: &Pruned) -> Result<PruneFiles> {
     let r = &pruned.report;
     pruned.graph.save(&outdir.path().join("model"))?;
+    let hf = match &session.model.folder {
+        Some(source) if pruned.graph.is_language_model() => {
+            Some(crate::export::hf::write_decoder_folder(&pruned.graph, source, &outdir.path().join("model"))?)
+        }
+        _ => None,
+    };
     crate::util::write_json_atomic(
         &outdir.path().join("model").join("source.json"),
         &serde_json::json!({ "source": session.model.name, "dataset": session.model.dataset, "criterion": r.criterion, "rate": r.rate }),
@@ -253,6 +285,7 @@ fn save(outdir: OutputDir, session: &Session, pruned: &Pruned) -> Result<PruneFi
         onnx,
         report: outdir.final_path("prune.json"),
         plan: outdir.final_path("plan.json"),
+        hf,
     };
     outdir.commit(&["model", "model.onnx", "prune.json", "plan.json"])?;
     Ok(files)

@@ -51,11 +51,23 @@ pub struct DataSource {
     pub fmnist_dir: Option<PathBuf>,
     /// Image folders: accept class folders without images.
     pub skip_empty_classes: bool,
+    /// Language-model text: tokens per sequence (None: [`LM_SEQ_LEN`]).
+    pub seq_len: Option<usize>,
+}
+
+/// Tokens per sequence of language-model text when none is given (or the model's positions,
+/// when fewer).
+pub const LM_SEQ_LEN: usize = 1024;
+
+/// The sequence length of a language model's text: `given`, else [`LM_SEQ_LEN`] within the
+/// model's positions.
+pub fn lm_seq_len(given: Option<usize>, graph: &crate::graph::Graph) -> usize {
+    given.unwrap_or_else(|| graph.max_tokens().map_or(LM_SEQ_LEN, |m| LM_SEQ_LEN.min(m.max(1) as usize)))
 }
 
 impl Default for DataSource {
     fn default() -> Self {
-        DataSource { spec: "auto".into(), preprocess: None, fmnist_dir: None, skip_empty_classes: false }
+        DataSource { spec: "auto".into(), preprocess: None, fmnist_dir: None, skip_empty_classes: false, seq_len: None }
     }
 }
 
@@ -72,11 +84,41 @@ impl DataSource {
 
     /// The data for `model`: `auto` follows the model's own dataset.
     pub fn load_for(&self, model: &LoadedModel) -> Result<Splits> {
+        if model.graph.is_language_model() {
+            return self.load_text(model);
+        }
         match (self.spec.as_str(), model.dataset) {
             ("auto", Some(_)) if self.preprocess.is_some() => self.load(),
             ("auto", Some(d)) => d.splits(self.fmnist_dir.as_deref()),
             _ => self.load(),
         }
+    }
+
+    /// Text for a language model (`auto`: the prepared Wikipedia split), in sequences of
+    /// `seq_len` tokens of the model's own tokenizer.
+    fn load_text(&self, model: &LoadedModel) -> Result<Splits> {
+        use crate::data::corpus::{lm_splits, CorpusSpec};
+        let corpus = match self.spec.as_str() {
+            "auto" => CorpusSpec::Enwiki,
+            s => CorpusSpec::parse(s).map_err(|_| {
+                crate::Error::invalid(format!(
+                    "{} is a language model, which reads text: use --data enwiki, brown or text:PATH (not `{s}`)",
+                    model.name
+                ))
+            })?,
+        };
+        let seq_len = lm_seq_len(self.seq_len, &model.graph);
+        if let Some(m) = model.graph.max_tokens().filter(|&m| seq_len as i64 > m) {
+            crate::bail!("--seq-len {seq_len} is beyond the model's {m} positions; use at most {m}");
+        }
+        let folder = model.folder.as_ref().ok_or_else(|| {
+            crate::Error::invalid(format!(
+                "{} has no tokenizer to read text with; give the model as hf:FOLDER (a Hugging Face folder with \
+                 tokenizer.json)",
+                model.name
+            ))
+        })?;
+        lm_splits(&folder.join("tokenizer.json"), &corpus, seq_len)
     }
 
     /// The data named by the spec (`auto` means Fashion-MNIST here).

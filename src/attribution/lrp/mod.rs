@@ -337,8 +337,12 @@ pub fn relevances(
     tch::no_grad(|| -> Result<Vec<Option<Tensor>>> {
         let outs = graph.forward_all(inputs, Mode::Eval)?;
         let logits = &outs[graph.output()];
-        if logits.dim() != 2 {
-            crate::bail!("LRP needs a (batch, classes) output, the model gives {:?}", logits.size());
+        if logits.dim() != 2 && !(logits.dim() == 3 && labels.dim() == 2) {
+            crate::bail!(
+                "LRP needs a (batch, classes) output, or (batch, tokens, vocabulary) with next-token targets; the \
+                 model gives {:?}",
+                logits.size()
+            );
         }
         let mut init = one_hot(labels, logits)?;
         if config.initial == InitialRelevance::Logit {

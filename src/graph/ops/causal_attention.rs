@@ -100,17 +100,24 @@ impl CausalAttention {
             None => (q, k),
         };
         let (k, v) = (self.repeat(&k)?, self.repeat(&v)?);
-        let mut allowed =
-            Tensor::f_ones([tokens, tokens], (Kind::Bool, q.device()))?.f_tril(0)?.f_unsqueeze(0)?.f_unsqueeze(0)?;
-        if let Some(m) = xs.get(3) {
-            allowed = allowed.f_logical_and(&m.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)?;
-        }
+        let allowed = self.allowed(tokens, xs.get(3).copied(), q.device())?;
         let z = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((self.head_dim as f64).sqrt())?;
         let x = z.f_masked_fill(&allowed.f_logical_not()?, MASK_BIAS)?;
         // Softmax in float32 or wider, as transformers does.
         let wide = if x.kind() == Kind::Double { Kind::Double } else { Kind::Float };
         let probs = x.f_softmax(-1, wide)?.f_to_kind(x.kind())?;
         Ok(Parts { q, k, v, allowed, z, x, probs, rot })
+    }
+
+    /// Where each query may look, (1 or B, 1, T, T) booleans: earlier positions and itself, and
+    /// only real keys where a padding mask is given.
+    fn allowed(&self, tokens: i64, mask: Option<&Tensor>, device: tch::Device) -> Result<Tensor> {
+        let mut allowed =
+            Tensor::f_ones([tokens, tokens], (Kind::Bool, device))?.f_tril(0)?.f_unsqueeze(0)?.f_unsqueeze(0)?;
+        if let Some(m) = mask {
+            allowed = allowed.f_logical_and(&m.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)?;
+        }
+        Ok(allowed)
     }
 
     /// (B, KV, T, dh) → (B, H, T, dh): each key/value head once per query head of its group.
@@ -189,8 +196,30 @@ impl OpKind for CausalAttention {
         if self.heads == 0 {
             return Ok(xs[0].f_narrow(-1, 0, 0)?);
         }
-        let p = self.parts(xs)?;
-        merge(&p.probs.f_matmul(&p.v)?)
+        // libtorch's fused attention: what `parts` computes, without the (T, T) tensors kept.
+        // The mask is additive (0 or MASK_BIAS) rather than boolean, so that a query with no
+        // allowed key averages all values, as `parts` does, instead of giving NaN.
+        let q = self.split(xs[0], self.heads, "q")?;
+        let k = self.split(xs[1], self.kv_heads, "k")?;
+        let v = self.split(xs[2], self.kv_heads, "v")?;
+        let tokens = q.size()[2];
+        let (q, k) = match self.rotation(tokens, q.kind(), q.device())? {
+            Some((c, s)) => (rotate(&q, &c, &s)?, rotate(&k, &c, &s)?),
+            None => (q, k),
+        };
+        let bias = self.allowed(tokens, xs.get(3).copied(), q.device())?.f_logical_not()?;
+        let bias = Tensor::f_zeros(bias.size(), (q.kind(), q.device()))?.f_masked_fill(&bias, MASK_BIAS)?;
+        let ctx = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(&bias),
+            0.0,
+            false,
+            1.0 / (self.head_dim as f64).sqrt(),
+            self.kv_heads != self.heads,
+        )?;
+        merge(&ctx)
     }
     fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
         let t = output[1];

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Decoder LLMs: SmolLM2-135M on the Wikipedia test split, relprune beside transformers on the
+# same tokens (benchmarks/llm/hf_perplexity.py cuts them as relprune does).
+#   benchmarks/llm/run.sh      # 8 sequences of 1024 tokens, CPU
+# 1. unpruned: relprune perplexity vs transformers' loss-based perplexity, and forward tokens/s;
+# 2. `prune --component neurons --rate 0.2` by each criterion; the written folder reloaded by
+#    transformers (from_pretrained, trust_remote_code for per-layer widths) must give the
+#    report's perplexity.
+# Settings (environment): SEQUENCES (default 8), SEQ_LEN (1024), CRITERIA (default: lrp-epsilon
+# weight activation gradient taylor random), RATE (0.2), REFS (reference sequences, 4).
+# Results: benchmarks/llm/results/*.json; table: docs/benchmarks.md, section "llm".
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+"$root/scripts/setup.sh"
+. "$root/scripts/env.sh"
+export RELPRUNE_THREADS=2
+bin="$CARGO_TARGET_DIR/release/relprune"
+res="$here/results"
+mkdir -p "$res"
+n="${SEQUENCES:-8}" len="${SEQ_LEN:-1024}" rate="${RATE:-0.2}" refs="${REFS:-4}"
+text="$RELPRUNE_ENWIKI_DIR/test.txt"
+"$bin" --json perplexity --model smollm2-135m --data enwiki --split test --seq-len "$len" --sequences "$n" \
+  > "$res/unpruned-relprune.json"
+"$RELPRUNE_PYTHON" "$here/hf_perplexity.py" "$RELPRUNE_SMOLLM2_DIR" "$text" --seq-len "$len" --sequences "$n" \
+  --out "$res/unpruned-transformers.json"
+for c in ${CRITERIA:-lrp-epsilon weight activation gradient taylor random}; do
+  out="$res/prune-$c"
+  /usr/bin/time -f "%e %M" -o "$res/prune-$c.time" \
+    "$bin" --json prune --model smollm2-135m --data enwiki --seq-len "$len" --component neurons --rate "$rate" \
+    --criterion "$c" --refs-per-class "$refs" --attribution-batch 1 --eval-samples "$n" --latency-runs 3 \
+    --out "$out" > "$res/prune-$c.log"
+  "$RELPRUNE_PYTHON" "$here/hf_perplexity.py" "$out/model" "$text" --seq-len "$len" --sequences "$n" \
+    --out "$res/prune-$c-transformers.json"
+  rm -f "$out/model.onnx"
+done
+"$RELPRUNE_PYTHON" "$here/table.py" "$res"
