@@ -202,12 +202,17 @@ fn pruned_decoders_reload_in_transformers() {
     for (family, tied, component, rate, remote) in [
         ("llama", true, "neurons", 0.3, true),
         ("mistral", true, "heads", 0.4, true),
+        // Grouped heads: layer 0 loses a whole key/value group, layer 1 keeps groups of 2 and 1.
+        ("llama", false, "heads", 0.375, true),
         ("qwen2", false, "neurons", 0.0, false),
     ] {
         let (_tmp, outcome) = prune_tiny(family, tied, component, rate);
         let folder = &outcome.files.model_dir;
         let hf = outcome.files.hf.as_ref().unwrap();
         assert_eq!(hf.remote_code, remote, "{family}: widths {:?}", hf.widths);
+        if family == "llama" && component == "heads" {
+            assert_eq!((hf.widths.kv_heads.clone(), hf.widths.groups.clone()), (vec![1, 2], vec![vec![2], vec![2, 1]]));
+        }
         let io = common::oracle("llm_outputs.py", &["--family", family]).join("io.safetensors");
         let (ids, mask) = (common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask"));
         let inputs = folder.parent().unwrap().join("inputs.safetensors");

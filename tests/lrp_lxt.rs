@@ -95,3 +95,47 @@ fn bert_attn_lrp() {
     };
     compare(&m.graph, &batch, &config(GroupRules::all(eps()), SoftmaxRule::AttnLrp), &io);
 }
+
+/// A LLaMA-family decoder as LXT 2.1 patches it (`monkey_patch(modeling_llama)`): RMSNorm and
+/// SiLU by the identity rule, the gate·up product split in half (relprune's `gate=uniform`),
+/// q·kᵀ and A·V uniformly, linear layers by LRP-0, the rotary embedding passed through as the
+/// linear map it is; the initial relevance is the true next token's logit at every position.
+/// A query head's relevance is at its share of the context, grouped key/value heads or not.
+fn decoder_case(args: &[&str]) {
+    let mut all = vec!["--double"];
+    all.extend_from_slice(args);
+    let dir = common::oracle("lxt_relevance.py", &all);
+    let mut m = load_model(&format!("hf:{}", dir.join("hf").display()), None, 0).unwrap();
+    m.graph.set_kind(tch::Kind::Double);
+    let io = dir.join("io.safetensors");
+    let batch = Batch {
+        inputs: vec![common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask")],
+        labels: common::read_tensor(&io, "labels"),
+    };
+    let mut cfg = config(GroupRules::all(eps()), SoftmaxRule::AttnLrp);
+    cfg.gate = relprune::attribution::lrp::GateRule::Uniform;
+    for (kind, prefix) in [(ComponentKind::Heads, "H"), (ComponentKind::Neurons, "N")] {
+        let comps = ComponentSet::find(&m.graph, kind).unwrap();
+        let ours = Lrp { config: cfg.clone(), label: "t".into() }.attribute(&m.graph, &comps, &batch).unwrap();
+        for (l, r) in comps.layers.iter().zip(&ours) {
+            let theirs = common::read_tensor(&io, &format!("{prefix}.{}", l.name));
+            let err = common::rel_err(r, &theirs);
+            assert!(err <= 1e-6, "{args:?} {kind:?} `{}`: relative error {err:e}", l.name);
+        }
+    }
+}
+
+#[test]
+fn llama_attn_lrp_grouped_heads() {
+    decoder_case(&["--kind", "llama"]);
+}
+
+#[test]
+fn llama_attn_lrp_heads() {
+    decoder_case(&["--kind", "llama", "--kv-heads", "4"]);
+}
+
+#[test]
+fn qwen2_attn_lrp_with_qkv_biases() {
+    decoder_case(&["--kind", "qwen2"]);
+}

@@ -192,17 +192,17 @@ fn cases() -> Vec<Case> {
     let ids = b.input("ids", InputKind::TokenIds { max_len: 8 });
     let mask = b.input("mask", InputKind::AttentionMask { max_len: 8 });
     let mut t = b.add("emb", Op::Embedding(Embedding { num: 20, dim: 16 }), &[ids]);
-    for (i, (kv, rope)) in [(1, Some(10_000.0)), (2, None)].into_iter().enumerate() {
+    for (i, (heads, kv, rope)) in [(4, 2, Some(10_000.0)), (2, 2, None)].into_iter().enumerate() {
         let lin = |b: &mut GraphBuilder, name: &str, x: NodeId, i: i64, o: i64| {
             b.add(name.to_string(), Op::Linear(Linear { in_features: i, out_features: o, bias: false }), &[x])
         };
         let n = b.add(format!("l{i}.norm1"), Op::RmsNorm(RmsNorm { dim: 16, eps: 1e-6 }), &[t]);
-        let q = lin(&mut b, &format!("l{i}.q"), n, 16, 8);
+        let q = lin(&mut b, &format!("l{i}.q"), n, 16, 4 * heads);
         let k = lin(&mut b, &format!("l{i}.k"), n, 16, 4 * kv);
         let vv = lin(&mut b, &format!("l{i}.v"), n, 16, 4 * kv);
-        let att = CausalAttention { heads: 2, kv_heads: kv, head_dim: 4, rope_theta: rope };
+        let att = CausalAttention { heads, kv_heads: kv, head_dim: 4, rope_theta: rope, groups: Vec::new() };
         let a = b.add(format!("l{i}.attn"), Op::CausalAttention(att), &[q, k, vv, mask]);
-        let o = lin(&mut b, &format!("l{i}.o"), a, 8, 16);
+        let o = lin(&mut b, &format!("l{i}.o"), a, 4 * heads, 16);
         t = b.add(format!("l{i}.res1"), Op::Add(Add), &[o, t]);
         let n = b.add(format!("l{i}.norm2"), Op::RmsNorm(RmsNorm { dim: 16, eps: 1e-6 }), &[t]);
         let gate = lin(&mut b, &format!("l{i}.gate"), n, 16, 12);

@@ -18,17 +18,19 @@ print(
 )
 print()
 print(
-    "| criterion | parameters (M) | perplexity (report) | perplexity (transformers, reloaded) | "
-    "next-token accuracy | prune time (s) | peak memory (GB) |"
+    "| component | criterion | parameters (M) | perplexity (report) | perplexity (transformers, reloaded) | "
+    "next-token accuracy | tokens/s (batch 1) | prune time (s) | peak memory (GB) |"
 )
-print("|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|")
 for p in sorted(res.glob("prune-*-transformers.json")):
-    c = p.name[len("prune-") : -len("-transformers.json")]
-    report = json.loads((res / f"prune-{c}" / "prune.json").read_text())
+    tag = p.name[len("prune-") : -len("-transformers.json")]
+    component, criterion = tag.split("-", 1)
+    report = json.loads((res / f"prune-{tag}" / "prune.json").read_text())
     hf = json.loads(p.read_text())
-    secs, kb = (res / f"prune-{c}.time").read_text().split()
+    secs, kb = (res / f"prune-{tag}.time").read_text().split()
     nt = report["after"]["next_token"]
     print(
-        f"| {c} | {report['after']['parameters'] / 1e6:.1f} | {nt['perplexity']:.3f} | {hf['perplexity']:.3f} | "
-        f"{nt['accuracy']:.4f} | {float(secs):.0f} | {int(kb) / 1e6:.1f} |"
+        f"| {component} | {criterion} | {report['after']['parameters'] / 1e6:.1f} | {nt['perplexity']:.3f} | "
+        f"{hf['perplexity']:.3f} | {nt['accuracy']:.4f} | {report['after']['tokens_per_second']:.0f} | "
+        f"{float(secs):.0f} | {int(kb) / 1e6:.1f} |"
     )

@@ -103,6 +103,13 @@ _NAT = _int(0)
 _NON_NEGATIVE = _float(0.0)
 
 
+def _positive_list(field: str, v: Any) -> list[int]:
+    """A list of whole numbers of at least 1."""
+    if not isinstance(v, list):
+        raise ValueError(f"field `{field}` must be a list of whole numbers, got {v!r}")
+    return [_POS(field, x) for x in v]
+
+
 def _fields(cfg: Mapping[str, Any], spec: Mapping[str, Callable[[str, Any], Any]], what: str) -> dict[str, Any]:
     """``cfg``'s fields checked against ``spec``: unknown and missing fields are errors."""
     unknown = sorted(set(cfg) - set(spec))
@@ -702,16 +709,28 @@ class _Attention(_Op):
 
 @_op("causal_attention")
 class _CausalAttention(_Op):
-    fields = {"heads": _NAT, "kv_heads": _NAT, "head_dim": _POS, "rope_theta": _optional(_NON_NEGATIVE)}
-    #: No ``rope_theta``: no rotary embedding.
-    defaults = {"rope_theta": None}
+    fields = {
+        "heads": _NAT,
+        "kv_heads": _NAT,
+        "head_dim": _POS,
+        "rope_theta": _optional(_NON_NEGATIVE),
+        "groups": _positive_list,
+    }
+    #: No ``rope_theta``: no rotary embedding; no ``groups``: heads / kv_heads query heads each.
+    defaults = {"rope_theta": None, "groups": []}
     arity = (3, 4)
 
     def check(self) -> None:
-        """Bounded width, key/value heads that divide the query heads, an even head_dim under rotation."""
+        """Bounded width, query heads shared out over the key/value heads, even head_dim under rotation."""
         if self.heads * self.head_dim > _MAX_FIELD:
             raise ValueError(f"heads·head_dim = {self.heads * self.head_dim} is outside 0..={_MAX_FIELD}")
-        if (self.kv_heads == 0) != (self.heads == 0) or (self.kv_heads > 0 and self.heads % self.kv_heads):
+        if self.groups:
+            if len(self.groups) != self.kv_heads or sum(self.groups) != self.heads:
+                raise ValueError(
+                    f"groups {self.groups} must give each of the {self.kv_heads} key/value heads at least one "
+                    f"of the {self.heads} query heads"
+                )
+        elif (self.kv_heads == 0) != (self.heads == 0) or (self.kv_heads > 0 and self.heads % self.kv_heads):
             raise ValueError(f"{self.kv_heads} key/value heads do not divide {self.heads} query heads")
         if self.rope_theta is not None and self.head_dim % 2:
             raise ValueError(f"a rotary embedding needs an even head_dim, not {self.head_dim}")
@@ -736,7 +755,8 @@ class _CausalAttention(_Op):
     def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
         """Causal softmax(q·kᵀ/√dh)·v per query head, heads concatenated: (B, T, heads·head_dim).
 
-        Query head h reads key/value head h // (heads / kv_heads). With ``rope_theta``, q and k
+        Query head h reads key/value head h // (heads / kv_heads), or the key/value head whose
+        group of ``groups`` it falls in. With ``rope_theta``, q and k
         are first rotated by their position (rotary embedding, the half-split layout). A key
         after the query, or padded in the optional (B, T) mask (1 real, 0 padding), has its
         score replaced by −3.4e38; the softmax runs in float32 or wider. Without heads the
@@ -757,9 +777,12 @@ class _CausalAttention(_Op):
                 return x * cos + turned * sin
 
             q, k = rotate(q), rotate(k)
-        group = self.heads // self.kv_heads
-        if group > 1:
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        if self.kv_heads != self.heads:
+            sizes = self.groups or [self.heads // self.kv_heads] * self.kv_heads
+            index = torch.repeat_interleave(
+                torch.arange(self.kv_heads, device=k.device), torch.tensor(sizes, device=k.device)
+            )
+            k, v = k.index_select(1, index), v.index_select(1, index)
         allowed = torch.ones(tokens, tokens, dtype=torch.bool, device=q.device).tril()[None, None]
         if len(xs) > 3:
             allowed = allowed.logical_and(xs[3].ne(0)[:, None, None, :])

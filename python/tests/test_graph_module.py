@@ -443,6 +443,20 @@ def decoder_graph(b: Builder) -> tuple[list[int], int]:
     q, k, v = (linear(f"l1.{n}", x, 16, 8) for n in "qkv")
     a = b.node("l1.attn", "causal_attention", (q, k, v), heads=2, kv_heads=2, head_dim=4)
     h = mlp("l1", b.node("l1.attn_res", "add", (h, linear("l1.o", a, 8, 16))))
+    # Layer 1b: pruned groups, 2 query heads on the first key/value head and 1 on the second.
+    x = norm("l1b.in_norm", h)
+    q, k, v = linear("l1b.q", x, 16, 12), linear("l1b.k", x, 16, 8), linear("l1b.v", x, 16, 8)
+    a = b.node(
+        "l1b.attn",
+        "causal_attention",
+        (q, k, v, mask),
+        heads=3,
+        kv_heads=2,
+        head_dim=4,
+        rope_theta=100.0,
+        groups=[2, 1],
+    )
+    h = b.node("l1b.attn_res", "add", (h, linear("l1b.o", a, 12, 16)))
     # Layer 2: every head pruned away.
     x = norm("l2.in_norm", h)
     q, k, v = (linear(f"l2.{n}", x, 16, 0) for n in "qkv")

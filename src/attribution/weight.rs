@@ -40,7 +40,8 @@ impl WeightMagnitude {
     fn unit_sums(&self, graph: &Graph, l: &ComponentLayer) -> Result<Tensor> {
         let units = l.count as i64;
         let mut total = Tensor::zeros([units], (Kind::Double, graph.device()));
-        for h in graph.unit_holders(l.node) {
+        // Shared blocks (grouped key/value heads) belong to no one unit.
+        for h in graph.unit_holders(l.node).into_iter().filter(|h| !h.span.shared) {
             let parts = h.span.parts;
             for &n in &h.nodes {
                 let Some(w) = graph.param(n, Role::Weight) else { continue };

@@ -73,6 +73,7 @@ pub fn write_decoder_folder(graph: &Graph, source: &Path, dir: &Path) -> Result<
         obj.insert("intermediate_sizes".into(), serde_json::json!(widths.intermediate));
         obj.insert("attention_heads".into(), serde_json::json!(widths.heads));
         obj.insert("key_value_heads".into(), serde_json::json!(widths.kv_heads));
+        obj.insert("query_groups".into(), serde_json::json!(widths.groups));
         let code = MODELING.replace("{Family}", family).replace("{module}", module);
         crate::util::write_atomic(&dir.join(MODELING_FILE), code.as_bytes())?;
     } else {

@@ -301,7 +301,13 @@ pub fn build(cfg: &LlamaConfig, seed: u64) -> Result<Graph> {
         let q = lin(&mut b, format!("{p}.self_attn.q_proj"), x, d, h * dh, cfg.qkv_bias);
         let k = lin(&mut b, format!("{p}.self_attn.k_proj"), x, d, kv * dh, cfg.qkv_bias);
         let v = lin(&mut b, format!("{p}.self_attn.v_proj"), x, d, kv * dh, cfg.qkv_bias);
-        let attention = CausalAttention { heads: h, kv_heads: kv, head_dim: dh, rope_theta: Some(cfg.rope_theta) };
+        let attention = CausalAttention {
+            heads: h,
+            kv_heads: kv,
+            head_dim: dh,
+            rope_theta: Some(cfg.rope_theta),
+            groups: Vec::new(),
+        };
         let a = b.add(format!("{p}.self_attn"), Op::CausalAttention(attention), &[q, k, v, mask]);
         let o = lin(&mut b, format!("{p}.self_attn.o_proj"), a, h * dh, d, cfg.o_bias);
         t = b.add(format!("{p}.self_attn.residual"), Op::Add(Add), &[o, t]);
@@ -419,13 +425,20 @@ pub struct LayerWidths {
     pub heads: Vec<i64>,
     /// Key/value heads per layer.
     pub kv_heads: Vec<i64>,
+    /// Query heads of each key/value head, per layer (equal within a layer before pruning).
+    pub groups: Vec<Vec<i64>>,
 }
 
 impl LayerWidths {
     /// Whether every layer has the same widths (a stock config describes the model).
     pub fn uniform(&self) -> bool {
         let same = |v: &[i64]| v.windows(2).all(|w| w[0] == w[1]);
-        same(&self.intermediate) && same(&self.heads) && same(&self.kv_heads)
+        same(&self.intermediate) && same(&self.heads) && same(&self.kv_heads) && self.equal_groups()
+    }
+
+    /// Whether every key/value head of every layer serves the same number of query heads.
+    pub fn equal_groups(&self) -> bool {
+        self.groups.iter().all(|g| g.windows(2).all(|w| w[0] == w[1]))
     }
 }
 
@@ -439,12 +452,23 @@ pub fn layer_widths(cfg: &LlamaConfig, graph: &Graph) -> Result<LayerWidths> {
         })?;
         Ok(t.size()[dim])
     };
-    let mut w = LayerWidths { intermediate: Vec::new(), heads: Vec::new(), kv_heads: Vec::new() };
+    let mut w = LayerWidths { intermediate: Vec::new(), heads: Vec::new(), kv_heads: Vec::new(), groups: Vec::new() };
     for i in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{i}");
         w.intermediate.push(size(format!("{p}.mlp.down_proj"), 1)?);
-        w.heads.push(size(format!("{p}.self_attn.q_proj"), 0)? / cfg.head_dim);
-        w.kv_heads.push(size(format!("{p}.self_attn.k_proj"), 0)? / cfg.head_dim);
+        let (heads, kv) = (
+            size(format!("{p}.self_attn.q_proj"), 0)? / cfg.head_dim,
+            size(format!("{p}.self_attn.k_proj"), 0)? / cfg.head_dim,
+        );
+        w.heads.push(heads);
+        w.kv_heads.push(kv);
+        // Unequal groups are a field of the attention node (its graph.json form).
+        let attn = graph.find(&format!("{p}.self_attn")).map(|id| serde_json::to_value(&graph.node(id).op));
+        let groups: Vec<i64> = match attn {
+            Some(Ok(v)) => serde_json::from_value(v["groups"].clone()).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        w.groups.push(if groups.is_empty() && kv > 0 { vec![heads / kv; kv as usize] } else { groups });
     }
     Ok(w)
 }

@@ -240,7 +240,7 @@ pub fn prune(
                 // Every holder keeps the kept units' channels: a head's rows of the q, k, v
                 // projections, its columns of the output projection, its share of the context.
                 for h in holders {
-                    let kept = h.span.positions(layer.count as i64, &keep);
+                    let kept = node.op.kind().unit_positions(&h.span, layer.count as i64, &keep);
                     let side = if h.span.reads() { &mut in_keep } else { &mut out_keep };
                     for n in h.nodes {
                         side.insert(n, kept.clone());

@@ -109,7 +109,9 @@ def run(folder, inputs_path, out_path):
             allowed = torch.ones(T, T, dtype=torch.bool).tril()[None, None]
             if len(xs) > 3:
                 allowed = allowed & xs[3].bool()[:, None, None, :]
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+            groups = op.get("groups") or [h // kv] * kv
+            index = torch.repeat_interleave(torch.arange(kv), torch.tensor(groups, dtype=torch.long))
+            ctx = F.scaled_dot_product_attention(q, k[:, index], v[:, index], attn_mask=allowed)
             y = ctx.transpose(1, 2).reshape(x.shape[0], x.shape[1], h * dh)
         elif t == "embedding":
             y = F.embedding(x, P("weight"))

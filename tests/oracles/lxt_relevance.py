@@ -11,6 +11,16 @@ on identical weights and inputs. Runs in its own process (LXT patches classes gl
 --kind bert  HF BertForSequenceClassification (small, random weights), patched by
              lxt.efficient.monkey_patch(modeling_bert) (AttnLRP); Linear layers keep the
              gradient (LRP-0). Saved as a HF folder OUT/hf.
+--kind llama|qwen2
+             a tiny random HF decoder built as tests/oracles/llm_outputs.py's tiny() (4 heads;
+             --kv-heads, default 2 for llama, 1 for qwen2; eager attention), saved as OUT/hf, patched
+             by lxt.efficient.monkey_patch(modeling_llama / modeling_qwen2) (AttnLRP). With --double,
+             transformers' float32 RMSNorm, RoPE angles and softmax are replaced by float64 copies
+             (--hf-fp32 keeps them). Random ids (2, 10), mask of ones; the initial relevance is the
+             logit of the true next token at every position but the last; labels (B, T) hold those
+             targets, -100 at the last position. Also writes X.model.layers.{i}.mlp.down_proj.input
+             (B, T, units), X.embeddings (B, T, hidden) and X.logits_target (B,), the total initial
+             relevance, unsummed, for diagnosis.
 
 Initial relevance: LXT's convention, the true-class logit. Writes OUT/io.safetensors with the
 inputs, labels, H.<attention node> (B, heads) summed over tokens and head dims, and
@@ -30,6 +40,8 @@ p.add_argument("--rules", default="{}")
 p.add_argument("--double", action="store_true")
 p.add_argument("--stabilizer", type=float, default=1e-6, help="stabiliser of the z+, gamma and alpha-beta rules")
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--kv-heads", type=int, help="llama/qwen2: key-value heads (default 2 for llama, 1 for qwen2)")
+p.add_argument("--hf-fp32", action="store_true", help="llama/qwen2 with --double: keep transformers' float32 RMSNorm, RoPE and softmax")
 p.add_argument("--out", required=True)
 a = p.parse_args()
 torch.manual_seed(a.seed)
@@ -159,6 +171,98 @@ elif a.kind == "bert":
     y = m2(inputs_embeds=emb, attention_mask=mask).logits
     y.backward(torch.nn.functional.one_hot(labels, 3).to(y.dtype))
     tensors = {"ids": ids, "mask": mask, "labels": labels}
+elif a.kind in ("llama", "qwen2"):
+    import transformers
+    from lxt.efficient import monkey_patch
+    from lxt.efficient.rules import stop_gradient
+
+    if a.kind == "llama":
+        from transformers.models.llama import modeling_llama as hf
+        norm, rotary = hf.LlamaRMSNorm, hf.LlamaRotaryEmbedding
+    else:
+        from transformers.models.qwen2 import modeling_qwen2 as hf
+        norm, rotary = hf.Qwen2RMSNorm, hf.Qwen2RotaryEmbedding
+    # tests/oracles/llm_outputs.py's tiny(): every tensor random, norm weights and biases too.
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                  attn_implementation="eager")
+    if a.kind == "llama":
+        cfg = transformers.LlamaConfig(num_attention_heads=4, num_key_value_heads=a.kv_heads or 2, head_dim=8,
+                                       rope_theta=100000.0, **common)
+        m = transformers.LlamaForCausalLM(cfg)
+    else:
+        cfg = transformers.Qwen2Config(num_attention_heads=4, num_key_value_heads=a.kv_heads or 1, rope_theta=10000.0,
+                                       **common)
+        m = transformers.Qwen2ForCausalLM(cfg)
+    with torch.no_grad():
+        for name, t in m.named_parameters():
+            if t.dim() == 1 and name.endswith("norm.weight"):
+                t.uniform_(0.5, 1.5)
+            elif t.dim() == 1:
+                t.normal_(0, 0.1)
+            else:
+                t.normal_(0, 0.2)
+    m.eval().save_pretrained(out / "hf", safe_serialization=True)
+    if a.double and not a.hf_fp32:
+        # transformers computes RMSNorm (and LXT's rms_norm_forward), the RoPE angles and the
+        # softmax in float32 even in a float64 model; these copies keep float64 and are otherwise
+        # the same functions (the rules are untouched: LXT wraps eager_attention_forward below).
+        def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kw):
+            key = hf.repeat_kv(key, module.num_key_value_groups)
+            value = hf.repeat_kv(value, module.num_key_value_groups)
+            w = torch.matmul(query, key.transpose(2, 3)) * scaling
+            if attention_mask is not None:
+                w = w + attention_mask[:, :, :, : key.shape[-2]]
+            w = torch.softmax(w, -1)
+            return torch.matmul(w, value).transpose(1, 2).contiguous(), w
+
+        def rms_norm_forward(self, x):
+            return self.weight * (x * stop_gradient(torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)))
+
+        @torch.no_grad()
+        def rotary_forward(self, x, position_ids):
+            d = 2 * self.inv_freq.numel()
+            inv = 1.0 / self.config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+            freqs = position_ids[:, :, None].double() * inv
+            emb = torch.cat((freqs, freqs), -1)
+            return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(x.dtype)
+
+        hf.eager_attention_forward = eager_attention_forward
+        rotary.forward = rotary_forward
+    # AttnLRP (lxt/efficient/models/{llama,qwen2}.py): gated MLP (identity rule on the activation,
+    # uniform rule on gate·up), RMSNorm with detached rms, query/key/value gradients ÷ 4, 4, 2 in
+    # every attention function; Linear layers, RoPE, residual adds and embeddings keep the gradient.
+    monkey_patch(hf)
+    if a.double and not a.hf_fp32:
+        norm.forward = rms_norm_forward
+    if a.double:
+        m = m.double()
+    m.requires_grad_(False)
+    heads = cfg.num_attention_heads
+
+    def keep(name, t):
+        t.register_hook(lambda g: captured.__setitem__(name, (t * g).detach()))
+
+    for name, mod in m.named_modules():
+        if name.endswith("mlp.gate_proj") or name.endswith("mlp.up_proj"):
+            mod.register_forward_hook(lambda mod, i, o, name=name: capture(name, o))
+        if name.endswith("self_attn.o_proj"):
+            mod.register_forward_pre_hook(lambda mod, i, name=name: capture(name.removesuffix(".o_proj"), i[0], heads=heads))
+        if name.endswith("mlp.down_proj"):
+            mod.register_forward_pre_hook(lambda mod, i, name=name: keep(f"X.{name}.input", i[0]))
+    b, t = 2, 10
+    ids = torch.randint(0, cfg.vocab_size, (b, t))
+    mask = torch.ones(b, t, dtype=torch.long)
+    labels = torch.cat([ids[:, 1:], torch.full((b, 1), -100)], 1)
+    emb = m.get_input_embeddings()(ids).detach().requires_grad_(True)
+    logits = m(inputs_embeds=emb, attention_mask=mask, use_cache=False).logits
+    target = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1).sum(1)
+    target.sum().backward()
+    captured["X.embeddings"] = (emb * emb.grad).detach()
+    captured["X.logits_target"] = target.detach()
+    tensors = {"ids": ids, "mask": mask, "labels": labels}
+    r_in, r_out = captured["X.embeddings"].sum((1, 2)), target.detach()
+    print(f"relevance at the embeddings {r_in.tolist()}, initial {r_out.tolist()}, ratio {(r_in / r_out).tolist()}")
 else:
     raise SystemExit(f"unknown kind {a.kind}")
 tensors.update({k: v.contiguous() for k, v in captured.items()})

@@ -220,7 +220,7 @@ impl OpKind for Attention {
     }
     fn unit_spans(&self) -> Vec<super::UnitSpan> {
         use super::{UnitAt, UnitSpan};
-        let head = |at, parts, silences| UnitSpan { at, size: self.head_dim, parts, silences };
+        let head = |at, parts, silences| UnitSpan { at, size: self.head_dim, parts, silences, shared: false };
         // A head is silenced by its columns of the output projection alone (zeroing q or k
         // rows leaves a uniform softmax). Readers first: the weight criterion sums in this order.
         let mut spans = vec![head(UnitAt::Readers, 1, true)];

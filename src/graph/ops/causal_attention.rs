@@ -1,7 +1,8 @@
 //! Causal scaled dot-product attention of a decoder (LLaMA, Qwen2, Mistral): inputs q
 //! (B, T, heads·head_dim), k and v (B, T, kv_heads·head_dim) and an optional (B, T) padding mask
 //! of the keys. Query head h reads key/value head h / (heads / kv_heads) (grouped-query
-//! attention; kv_heads = heads is plain multi-head attention). With `rope_theta`, q and k are
+//! attention; kv_heads = heads is plain multi-head attention); after pruning, the groups may
+//! differ in size (`groups`: query heads per key/value head, in order). With `rope_theta`, q and k are
 //! rotated by their position first (rotary position embedding, Hugging Face's half-split
 //! layout). Output (B, T, heads·head_dim), before the output projection.
 //!
@@ -37,6 +38,10 @@ pub struct CausalAttention {
     /// Base of the rotary embedding's frequencies (None: no rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_theta: Option<f64>,
+    /// Query heads of each key/value head, in order, where they differ (pruned groups); empty:
+    /// heads / kv_heads each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<i64>,
 }
 
 /// The tensors of one attention evaluation, kept for LRP.
@@ -56,12 +61,23 @@ struct Parts {
 }
 
 impl CausalAttention {
-    fn group(&self) -> i64 {
-        if self.kv_heads > 0 {
-            self.heads / self.kv_heads
+    /// Query heads of each key/value head.
+    pub fn group_sizes(&self) -> Vec<i64> {
+        if self.groups.is_empty() {
+            vec![if self.kv_heads > 0 { self.heads / self.kv_heads } else { 0 }; self.kv_heads.max(0) as usize]
         } else {
-            1
+            self.groups.clone()
         }
+    }
+
+    /// The key/value head each query head reads.
+    fn kv_index(&self) -> Vec<i64> {
+        self.group_sizes().iter().enumerate().flat_map(|(j, &g)| std::iter::repeat_n(j as i64, g as usize)).collect()
+    }
+
+    /// Whether every key/value head serves the same number of query heads.
+    fn uniform(&self) -> bool {
+        self.groups.windows(2).all(|w| w[0] == w[1])
     }
 
     /// (B, T, n·dh) → (B, n, T, dh).
@@ -122,19 +138,23 @@ impl CausalAttention {
 
     /// (B, KV, T, dh) → (B, H, T, dh): each key/value head once per query head of its group.
     fn repeat(&self, t: &Tensor) -> Result<Tensor> {
-        let g = self.group();
-        Ok(if g == 1 { t.shallow_clone() } else { t.f_repeat_interleave_self_int(g, 1, None)? })
+        if self.kv_heads == self.heads {
+            return Ok(t.shallow_clone());
+        }
+        let index = Tensor::from_slice(&self.kv_index()).f_to_device(t.device())?;
+        Ok(t.f_index_select(1, &index)?)
     }
 
     /// (B, H, T, dh) → (B, KV, T, dh): the sum over each group's query heads (the transpose of
     /// [`Self::repeat`]).
     fn gather(&self, t: &Tensor) -> Result<Tensor> {
-        let g = self.group();
-        if g == 1 {
+        if self.kv_heads == self.heads {
             return Ok(t.shallow_clone());
         }
         let s = t.size();
-        Ok(t.f_reshape([s[0], self.kv_heads, g, s[2], s[3]])?.f_sum_dim_intlist(2, false, t.kind())?)
+        let index = Tensor::from_slice(&self.kv_index()).f_to_device(t.device())?;
+        let zeros = Tensor::f_zeros([s[0], self.kv_heads, s[2], s[3]], (t.kind(), t.device()))?;
+        Ok(zeros.f_index_add(1, &index, t)?)
     }
 }
 
@@ -164,7 +184,8 @@ fn merge(x: &Tensor) -> Result<Tensor> {
 impl OpKind for CausalAttention {
     fn describe(&self) -> String {
         let rope = self.rope_theta.map(|t| format!(", rotary θ = {t}")).unwrap_or_default();
-        format!("{} heads × {} on {} key/value heads, causal{rope}", self.heads, self.head_dim, self.kv_heads)
+        let groups = if self.uniform() { String::new() } else { format!(" (groups {:?})", self.groups) };
+        format!("{} heads × {} on {} key/value heads{groups}, causal{rope}", self.heads, self.head_dim, self.kv_heads)
     }
     fn arity(&self) -> Arity {
         Arity::Between(3, 4)
@@ -175,8 +196,18 @@ impl OpKind for CausalAttention {
         check_range("kv_heads", self.kv_heads, 0, MAX_FIELD)?;
         check_size("head_dim", self.head_dim)?;
         check_range("heads·head_dim", self.heads * self.head_dim, 0, MAX_FIELD)?;
-        if (self.kv_heads == 0) != (self.heads == 0) || (self.kv_heads > 0 && self.heads % self.kv_heads != 0) {
-            return Err(format!("{} key/value heads do not divide {} query heads", self.kv_heads, self.heads));
+        if self.groups.is_empty() {
+            if (self.kv_heads == 0) != (self.heads == 0) || (self.kv_heads > 0 && self.heads % self.kv_heads != 0) {
+                return Err(format!("{} key/value heads do not divide {} query heads", self.kv_heads, self.heads));
+            }
+        } else if self.groups.len() as i64 != self.kv_heads
+            || self.groups.iter().any(|&g| g < 1)
+            || self.groups.iter().sum::<i64>() != self.heads
+        {
+            return Err(format!(
+                "groups {:?} must give each of the {} key/value heads at least one of the {} query heads",
+                self.groups, self.kv_heads, self.heads
+            ));
         }
         if let Some(t) = self.rope_theta {
             check_non_negative("rope_theta", t)?;
@@ -209,16 +240,11 @@ impl OpKind for CausalAttention {
         };
         let bias = self.allowed(tokens, xs.get(3).copied(), q.device())?.f_logical_not()?;
         let bias = Tensor::f_zeros(bias.size(), (q.kind(), q.device()))?.f_masked_fill(&bias, MASK_BIAS)?;
-        let ctx = Tensor::f_scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(&bias),
-            0.0,
-            false,
-            1.0 / (self.head_dim as f64).sqrt(),
-            self.kv_heads != self.heads,
-        )?;
+        // Equal groups: libtorch repeats the key/value heads itself; unequal ones are spelled out.
+        let (k, v) = if self.uniform() { (k, v) } else { (self.repeat(&k)?, self.repeat(&v)?) };
+        let gqa = self.uniform() && self.kv_heads != self.heads;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let ctx = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(&bias), 0.0, false, scale, gqa)?;
         merge(&ctx)
     }
     fn macs(&self, _inputs: &[Vec<i64>], output: &[i64]) -> i64 {
@@ -232,18 +258,34 @@ impl OpKind for CausalAttention {
         Some("it feeds or leaves an attention layer (prune heads instead)".into())
     }
     fn units(&self) -> Option<Units> {
-        // Query heads are units where each has its own key/value head; grouped heads (whose key
-        // and value rows are shared) are not prunable yet.
-        (self.kv_heads == self.heads).then_some(Units::Heads { heads: self.heads, head_dim: self.head_dim })
+        // The query heads; a key/value head goes once no query head reads it.
+        Some(Units::Heads { heads: self.heads, head_dim: self.head_dim })
     }
-    fn resize(&mut self, output: Option<i64>, _input: Option<i64>) {
-        if let Some(w) = output {
-            let mha = self.kv_heads == self.heads;
-            self.heads = w / self.head_dim;
-            if mha {
-                self.kv_heads = self.heads;
+    fn reindex(&mut self, output: Option<&[i64]>, _input: Option<&[i64]>) {
+        let Some(kept) = output else { return };
+        let index = self.kv_index();
+        let heads: Vec<i64> = kept.iter().filter(|&&c| c % self.head_dim == 0).map(|&c| c / self.head_dim).collect();
+        let mut sizes = vec![0i64; self.kv_heads.max(0) as usize];
+        for &h in &heads {
+            if let Some(&j) = index.get(h as usize) {
+                sizes[j as usize] += 1;
             }
         }
+        sizes.retain(|&g| g > 0);
+        self.heads = heads.len() as i64;
+        self.kv_heads = sizes.len() as i64;
+        self.groups = if sizes.windows(2).all(|w| w[0] == w[1]) { Vec::new() } else { sizes };
+    }
+    fn unit_positions(&self, span: &super::UnitSpan, units: i64, which: &[i64]) -> Vec<i64> {
+        if !span.shared {
+            return span.positions(units, which);
+        }
+        // The key/value heads that a kept query head still reads, in order.
+        let index = self.kv_index();
+        let mut kv: Vec<i64> = which.iter().filter_map(|&u| index.get(u as usize).copied()).collect();
+        kv.sort_unstable();
+        kv.dedup();
+        kv.iter().flat_map(|&j| j * self.head_dim..(j + 1) * self.head_dim).collect()
     }
     fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
         if self.heads == 0 {
@@ -339,17 +381,13 @@ impl OpKind for CausalAttention {
             qh = rotated(cx, &qh);
             kh = rotated(cx, &kh);
         }
+        let index = self.kv_index();
         let repeat = |cx: &mut dyn OnnxContext, t: &str| -> Result<String> {
-            let g = self.group();
-            if g == 1 {
+            if self.kv_heads == self.heads {
                 return Ok(t.to_string());
             }
-            let axes = cx.ints("axes", &[2])?;
-            let u = cx.step("Unsqueeze", &[t, &axes], &[]);
-            let reps = cx.ints("reps", &[1, 1, g, 1, 1])?;
-            let e = cx.step("Expand", &[&u, &reps], &[]);
-            let shape = cx.ints("heads", &[0, self.heads, -1, dh])?;
-            Ok(cx.step("Reshape", &[&e, &shape], &[]))
+            let idx = cx.ints("kv_index", &index)?;
+            Ok(cx.step("Gather", &[t, &idx], &[("axis", Attr::Int(1))]))
         };
         let kh = repeat(cx, &kh)?;
         let vh = repeat(cx, &vh)?;
@@ -387,14 +425,16 @@ impl OpKind for CausalAttention {
     }
     fn unit_spans(&self) -> Vec<super::UnitSpan> {
         use super::{UnitAt, UnitSpan};
-        if self.units().is_none() {
-            return Vec::new();
-        }
-        let head = |at, silences| UnitSpan { at, size: self.head_dim, parts: 1, silences };
-        // As in [`super::Attention`]: the output projection's columns silence a head.
-        let mut spans = vec![head(UnitAt::Readers, true)];
-        spans.extend((0..3).map(|k| head(UnitAt::Input(k), false)));
-        spans.push(head(UnitAt::Output, false));
-        spans
+        let head = |at, silences, shared| UnitSpan { at, size: self.head_dim, parts: 1, silences, shared };
+        // As in [`super::Attention`]: the output projection's columns silence a head. Key and
+        // value rows are shared by a group of query heads unless each has its own.
+        let shared = self.kv_heads != self.heads;
+        vec![
+            head(UnitAt::Readers, true, false),
+            head(UnitAt::Input(0), false, false),
+            head(UnitAt::Input(1), false, shared),
+            head(UnitAt::Input(2), false, shared),
+            head(UnitAt::Output, false, false),
+        ]
     }
 }

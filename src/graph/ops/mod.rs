@@ -448,9 +448,17 @@ pub trait OpKind {
     /// a unit is found through these spans ([`crate::graph::Graph::unit_holders`]), which is how
     /// masking, surgery and the weight criterion treat filters, neurons and heads alike. By
     /// default a channel unit is one output channel of the op itself.
+    /// Channel positions at `span` (one of [`OpKind::unit_spans`]) that the units `which` of
+    /// `units` need, in order: by default their own blocks ([`UnitSpan::positions`]); an op with
+    /// a `shared` span says which shared blocks the kept units still use.
+    fn unit_positions(&self, span: &UnitSpan, units: i64, which: &[i64]) -> Vec<i64> {
+        span.positions(units, which)
+    }
     fn unit_spans(&self) -> Vec<UnitSpan> {
         match self.units() {
-            Some(Units::Channels(_)) => vec![UnitSpan { at: UnitAt::Output, size: 1, parts: 1, silences: true }],
+            Some(Units::Channels(_)) => {
+                vec![UnitSpan { at: UnitAt::Output, size: 1, parts: 1, silences: true, shared: false }]
+            }
             _ => Vec::new(),
         }
     }
@@ -558,6 +566,10 @@ pub struct UnitSpan {
     /// Whether zeroing a unit's parameters here alone removes its contribution (what masking
     /// zeroes): a head's output-projection columns do, its q / k rows do not.
     pub silences: bool,
+    /// Whether the channels here are blocks shared by several units (the key/value heads of
+    /// grouped-query attention): no unit owns them, and which ones the kept units still need
+    /// is the op's to say ([`OpKind::unit_positions`]).
+    pub shared: bool,
 }
 
 impl UnitSpan {
