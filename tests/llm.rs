@@ -227,3 +227,38 @@ fn pruned_decoders_reload_in_transformers() {
         assert_eq!(common::read_tensor(&theirs.join("io.safetensors"), "generated").size(), vec![1, 9]);
     }
 }
+
+/// Wanda-sp and FLAP score neurons and heads (grouped heads included) as their definitions do,
+/// computed independently with PyTorch hooks on the same folder and tokens.
+#[test]
+fn wanda_sp_and_flap_match_their_definitions() {
+    use relprune::attribution::CriterionSpec;
+    use relprune::data::corpus::{LmSequences, Sequences};
+    use relprune::data::Subset;
+    use relprune::prune::components::{ComponentKind, ComponentSet};
+    let dir = common::oracle("llm_outputs.py", &["--family", "llama"]);
+    let folder = dir.join("hf");
+    let ids: Vec<i64> = (0..36).map(|i| (i * 7 + 3) % 64).collect();
+    let ids_file = dir.join("criteria-ids.safetensors");
+    Tensor::write_safetensors(&[("ids", &Tensor::from_slice(&ids).reshape([3, 12]))], &ids_file).unwrap();
+    let theirs = common::oracle("llm_criteria.py", &[folder.to_str().unwrap(), ids_file.to_str().unwrap()]);
+    let io = theirs.join("io.safetensors");
+    let mut m = load_model(&format!("hf:{}", folder.display()), None, 0).unwrap();
+    m.graph.set_kind(Kind::Double);
+    let seqs = Sequences { ids, seq_len: 12, part_tokens: 36, description: "test".into() };
+    let refs = Subset::all(std::sync::Arc::new(LmSequences::new(seqs)));
+    for (name, key) in [("wanda-sp", "wanda"), ("flap", "flap")] {
+        for (kind, prefix) in [(ComponentKind::Neurons, "N"), (ComponentKind::Heads, "H")] {
+            let comps = ComponentSet::find(&m.graph, kind).unwrap();
+            let crit = CriterionSpec::from_name(name, None, 0).unwrap().build(2).unwrap();
+            let scores = crit.score(&m.graph, &comps, &refs).unwrap();
+            for l in &comps.layers {
+                let ours = Tensor::from_slice(&scores.values[l.offset..l.offset + l.count]);
+                let want = common::read_tensor(&io, &format!("{key}.{prefix}.{}", l.name));
+                let err = common::rel_err(&ours, &want);
+                // transformers normalises (RMSNorm) in float32 even in a float64 model.
+                assert!(err < 1e-5, "{name} {kind:?} `{}`: relative error {err:e}", l.name);
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod lrp;
 pub mod normalize;
 pub mod options;
 pub mod random;
+pub mod reader_input;
 pub mod spec;
 pub mod weight;
 

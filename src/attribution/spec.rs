@@ -5,6 +5,7 @@ use super::integrated_gradients::IntegratedGradients;
 use super::lrp::{GroupRules, Lrp, LrpConfig, Rule};
 use super::normalize::{normalize_per_layer, LayerNormalization, RankingUse};
 use super::random::Random;
+use super::reader_input::{ReaderInput, ReaderMetric};
 use super::weight::{WeightMagnitude, WeightNorm};
 use super::{Criterion, Normalized, PerSample, Scores};
 use crate::error::{Error, Result};
@@ -59,6 +60,16 @@ pub enum CriterionSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         normalize: Option<LayerNormalization>,
     },
+    /// Wanda-sp: the reader's |weight| column sums times the input's L2 norm per channel.
+    WandaSp {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
+    },
+    /// FLAP's fluctuation: the reader's squared column norms times the input's variance.
+    Flap {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        normalize: Option<LayerNormalization>,
+    },
     /// Integrated Gradients with a zero baseline at the latent read points.
     IntegratedGradients {
         #[serde(default = "twenty")]
@@ -92,6 +103,8 @@ pub const CRITERION_NAMES: &[&str] = &[
     "gradient",
     "taylor",
     "integrated-gradients",
+    "wanda-sp",
+    "flap",
 ];
 
 /// The default comparison: the LRP presets and every baseline.
@@ -163,6 +176,8 @@ impl CriterionSpec {
             "activation" => CriterionSpec::Activation { normalize },
             "gradient" => CriterionSpec::Gradient { absolute: true, normalize },
             "taylor" => CriterionSpec::Taylor { absolute: true, normalize },
+            "wanda-sp" => CriterionSpec::WandaSp { normalize },
+            "flap" => CriterionSpec::Flap { normalize },
             "integrated-gradients" | "ig" => {
                 CriterionSpec::IntegratedGradients { steps: 20, absolute: true, normalize }
             }
@@ -217,6 +232,8 @@ impl CriterionSpec {
             | CriterionSpec::Activation { normalize }
             | CriterionSpec::Gradient { normalize, .. }
             | CriterionSpec::Taylor { normalize, .. }
+            | CriterionSpec::WandaSp { normalize }
+            | CriterionSpec::Flap { normalize }
             | CriterionSpec::IntegratedGradients { normalize, .. } => *normalize,
         }
     }
@@ -230,6 +247,8 @@ impl CriterionSpec {
             | CriterionSpec::Activation { normalize }
             | CriterionSpec::Gradient { normalize, .. }
             | CriterionSpec::Taylor { normalize, .. }
+            | CriterionSpec::WandaSp { normalize }
+            | CriterionSpec::Flap { normalize }
             | CriterionSpec::IntegratedGradients { normalize, .. } => normalize,
         }
     }
@@ -315,6 +334,8 @@ impl CriterionSpec {
             CriterionSpec::Activation { .. } => "activation".into(),
             CriterionSpec::Gradient { .. } => "gradient".into(),
             CriterionSpec::Taylor { .. } => "taylor".into(),
+            CriterionSpec::WandaSp { .. } => "wanda-sp".into(),
+            CriterionSpec::Flap { .. } => "flap".into(),
             CriterionSpec::IntegratedGradients { .. } => "integrated-gradients".into(),
         }
     }
@@ -335,6 +356,8 @@ impl CriterionSpec {
             CriterionSpec::Activation { .. } => Box::new(PerSample::new(Activation, true, b)),
             CriterionSpec::Gradient { absolute, .. } => Box::new(PerSample::new(Gradient, absolute, b)),
             CriterionSpec::Taylor { absolute, .. } => Box::new(PerSample::new(Taylor, absolute, b)),
+            CriterionSpec::WandaSp { .. } => Box::new(ReaderInput { metric: ReaderMetric::Wanda, batch_size: b }),
+            CriterionSpec::Flap { .. } => Box::new(ReaderInput { metric: ReaderMetric::Fluctuation, batch_size: b }),
             CriterionSpec::IntegratedGradients { steps, absolute, .. } => {
                 Box::new(PerSample::new(IntegratedGradients { steps }, absolute, b))
             }
