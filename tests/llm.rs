@@ -196,7 +196,8 @@ fn prune_tiny(
 }
 
 /// The pruned folder loads in transformers (per-layer widths through its modeling file, equal
-/// widths without code) and gives relprune's logits; generate works.
+/// widths without code) and gives relprune's logits; generate works; the ONNX export gives them
+/// in onnxruntime.
 #[test]
 fn pruned_decoders_reload_in_transformers() {
     for (family, tied, component, rate, remote) in [
@@ -225,6 +226,17 @@ fn pruned_decoders_reload_in_transformers() {
             serde_json::from_str(&std::fs::read_to_string(theirs.join("meta.json")).unwrap()).unwrap();
         assert_eq!(meta["params"].as_i64().unwrap(), outcome.pruned.graph.num_parameters(), "{family}");
         assert_eq!(common::read_tensor(&theirs.join("io.safetensors"), "generated").size(), vec![1, 9]);
+        // The ONNX export (no KV cache) gives the same logits in onnxruntime.
+        let onnx = outcome.files.onnx.as_ref().unwrap();
+        let onnx_in = folder.parent().unwrap().join("onnx-in.safetensors");
+        Tensor::write_safetensors(&[("in0", &common::read_tensor(&io, "ids")), ("in1", &mask)], &onnx_in).unwrap();
+        let onnx_out = folder.parent().unwrap().join("onnx-out.safetensors");
+        common::run_oracle(
+            "onnx_run.py",
+            &[onnx.to_str().unwrap(), onnx_in.to_str().unwrap(), onnx_out.to_str().unwrap()],
+        );
+        let err = real_err(&ours, &common::read_tensor(&onnx_out, "y"), &mask);
+        assert!(err < 1e-4, "{family} {component}: relative error {err:e} against onnxruntime");
     }
 }
 

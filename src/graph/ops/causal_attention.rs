@@ -353,10 +353,15 @@ impl OpKind for CausalAttention {
         if let Some(theta) = self.rope_theta {
             let half = dh / 2;
             let inv: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf((2 * i) as f64 / dh as f64)) as f32).collect();
-            let inv = cx.tensor("inv_freq", &Tensor::from_slice(&inv).reshape([1, half]))?;
+            // Initializer names are the model's: one per attention layer.
+            let named = |cx: &mut dyn OnnxContext, base: &str, t: &Tensor| {
+                let name = cx.fresh(base);
+                cx.tensor(&name, t)
+            };
+            let inv = named(cx, "inv_freq", &Tensor::from_slice(&inv).reshape([1, half]))?;
             let t = cx.step("Squeeze", &[&t1], &[]);
-            let zero = cx.tensor("zero_i", &Tensor::from_slice(&[0i64]).reshape([] as [i64; 0]))?;
-            let step = cx.tensor("step_i", &Tensor::from_slice(&[1i64]).reshape([] as [i64; 0]))?;
+            let zero = named(cx, "zero", &Tensor::from_slice(&[0i64]).reshape([] as [i64; 0]))?;
+            let step = named(cx, "one", &Tensor::from_slice(&[1i64]).reshape([] as [i64; 0]))?;
             let pos = cx.step("Range", &[&zero, &t, &step], &[]);
             let pos = cx.step("Cast", &[&pos], &[("to", Attr::Int(FLOAT))]);
             let axes = cx.ints("axes", &[1])?;
