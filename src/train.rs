@@ -303,7 +303,9 @@ pub fn train_with_teacher(
     graph.set_requires_grad(true);
     let params = graph.trainable();
     let n_train = splits.train.len();
-    let steps_per_epoch = n_train.div_ceil(cfg.batch_size);
+    // Long token sequences cap the batch (Dataset::max_batch), as everywhere else.
+    let batch_size = cfg.batch_size.min(splits.train.data.max_batch()).max(1);
+    let steps_per_epoch = n_train.div_ceil(batch_size);
 
     for epoch in history.len()..cfg.epochs {
         let t0 = std::time::Instant::now();
@@ -313,7 +315,7 @@ pub fn train_with_teacher(
         let mut aug_rng = crate::util::rng(crate::util::derive_seed(cfg.seed, &format!("augment/{epoch}")));
         observer.epoch_started(epoch, steps_per_epoch);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
-        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+        for (b, chunk) in order.chunks(batch_size).enumerate() {
             let idx: Vec<usize> = chunk.iter().map(|&i| splits.train.indices[i]).collect();
             let batch = splits.train.data.batch(&idx)?.to_device(graph.device())?;
             let mut inputs = batch.inputs;

@@ -69,6 +69,12 @@ pub trait Dataset: Send + Sync {
     fn sample_shape(&self) -> Option<[i64; 3]> {
         None
     }
+    /// The most samples one batch may hold, whatever batch size is asked for: long token
+    /// sequences cap it, since a language model's activations, relevances and (B, T, vocabulary)
+    /// logits grow with every sequence ([`corpus::LmSequences`]). The default: no cap.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
     /// Whether the samples are token sequences whose labels are next-token targets (B, T)
     /// (language-model text, [`corpus::LmSequences`]) rather than one class per sample.
     fn next_token(&self) -> bool {
@@ -143,12 +149,13 @@ impl Subset {
         let labels = self.data.labels();
         Subset { data: self.data.clone(), indices: self.indices.iter().copied().filter(|&i| keep(labels[i])).collect() }
     }
-    /// Batches of at most `size` samples, in order. The dataset is first asked to prepare the
+    /// Batches of at most `size` samples (and at most [`Dataset::max_batch`]), in order. The
+    /// dataset is first asked to prepare the
     /// subset ([`Dataset::prepare`]); where it asks for it ([`Dataset::prefetch`]), batches are
     /// built on a background thread, one ahead of the consumer, so that loading the next batch
     /// overlaps with the work on the current one. The first error ends the sequence.
     pub fn batches(&self, size: usize) -> impl Iterator<Item = Result<Batch>> + '_ {
-        let size = size.max(1);
+        let size = size.min(self.data.max_batch()).max(1);
         if self.data.prefetch() {
             let b: Box<dyn Iterator<Item = Result<Batch>>> =
                 Box::new(Prefetch::start(self.data.clone(), self.indices.clone(), size));
