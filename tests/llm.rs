@@ -274,3 +274,21 @@ fn wanda_sp_and_flap_match_their_definitions() {
         }
     }
 }
+
+/// Batches of long token sequences hold at most 1,024 tokens whatever size is asked for (ten
+/// 1,024-token sequences of SmolLM2 in one LRP batch went past 24 GB).
+#[test]
+fn text_batches_are_capped_by_tokens() {
+    use relprune::data::corpus::{LmSequences, Sequences, MAX_BATCH_TOKENS};
+    use relprune::data::Subset;
+    for (seq_len, want) in [(1024usize, 1usize), (256, 4), (8, 128)] {
+        let n = 10;
+        let ids: Vec<i64> = (0..(n * seq_len) as i64).map(|i| i % 50).collect();
+        let seqs = Sequences { ids, seq_len, part_tokens: n * seq_len, description: "t".into() };
+        let split = Subset::all(std::sync::Arc::new(LmSequences::new(seqs)));
+        let sizes: Vec<i64> = split.batches(64).map(|b| b.unwrap().inputs[0].size()[0]).collect();
+        assert_eq!(sizes[0] as usize, want.min(n), "seq_len {seq_len}: {sizes:?}");
+        assert!(sizes.iter().all(|&s| s as usize * seq_len <= MAX_BATCH_TOKENS.max(seq_len)));
+        assert_eq!(sizes.iter().sum::<i64>(), n as i64);
+    }
+}
