@@ -6,6 +6,7 @@ use crate::data::Subset;
 use crate::error::Result;
 use crate::graph::Graph;
 pub use crate::metrics::{accuracy, check_finite, count_correct, latency, random_inputs, EvalOptions, Latency};
+use crate::metrics::{evaluate_split, Hits};
 
 /// Summary figures of an accuracy-vs-rate curve: A_PR (the paper's objective), the trapezoid AUC
 /// (what its released code printed) and Top-PR.
@@ -19,6 +20,11 @@ pub struct CurveSummary {
     pub top_pr_95: f64,
     /// Highest rate up to which every accuracy is within 1 point of the unpruned accuracy.
     pub top_pr_1pt: f64,
+    /// Language models: the mean over the grid of ln(perplexity), each capped at ln(vocabulary)
+    /// (a model worse than guessing uniformly counts as guessing). Reported beside A_PR, which
+    /// for a language model is the mean next-token accuracy; see [`Curve::perplexities`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_log_perplexity: Option<f64>,
 }
 
 /// Accuracy at each pruning rate.
@@ -45,6 +51,12 @@ pub struct Curve {
     /// What `rates` measure.
     #[serde(default)]
     pub axis: CurveAxis,
+    /// Language models: next-token perplexity at each rate (`accuracies` are then next-token
+    /// top-1 accuracies). Empty for classifiers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub perplexities: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpruned_perplexity: Option<f64>,
 }
 
 impl CurveAxis {
@@ -77,8 +89,22 @@ pub fn summarize(rates: &[f64], acc: &[f64], unpruned: f64) -> CurveSummary {
         auc_trapezoid: auc,
         top_pr_95: top(&|a| a >= 0.95 * unpruned - 1e-12),
         top_pr_1pt: top(&|a| a >= unpruned - 0.01 - 1e-12),
+        mean_log_perplexity: None,
     }
 }
+
+/// The mean over the grid of ln(perplexity), each capped at ln(`vocab`): bounded, so that a
+/// few exploded points (perplexity 10⁴ or 10⁵ is noise among broken models) do not decide it.
+pub fn mean_log_perplexity(perplexities: &[f64], vocab: usize) -> f64 {
+    let cap = (vocab.max(2) as f64).ln();
+    perplexities.iter().map(|p| if p.is_finite() { p.ln().min(cap) } else { cap }).sum::<f64>()
+        / perplexities.len().max(1) as f64
+}
+
+/// A language model counts as broken (`stop_at_chance` stops its curve) once its perplexity is
+/// this many times the unpruned one: 4.6 nats per token worse, where the literature's pruned
+/// models stay within a few times the original and collapsed ones reach 10³–10⁵.
+pub const BROKEN_PERPLEXITY_FACTOR: f64 = 100.0;
 
 /// Options of a curve measurement.
 #[derive(Clone, Debug)]
@@ -86,7 +112,9 @@ pub struct CurveOptions {
     pub rates: Vec<f64>,
     pub eval: EvalOptions,
     /// Stop once two consecutive rates are at chance (≤ chance + 1 point) and fill the rest
-    /// with chance.
+    /// with chance. A language model stops once two consecutive rates are broken (perplexity
+    /// [`BROKEN_PERPLEXITY_FACTOR`] times the unpruned one) and fills the rest with the
+    /// higher rate's measurement.
     pub stop_at_chance: bool,
     /// The order the rates are measured in.
     pub visit: RateVisit,
@@ -234,23 +262,23 @@ impl CurvePruning<'_> {
         })
     }
 
-    /// Accuracy with a selection removed.
-    fn accuracy(
+    /// Accuracy (and a language model's next-token scores) with a selection removed.
+    fn measure(
         &self,
         graph: &mut Graph,
         comps: &crate::prune::components::ComponentSet,
         sel: &PointSelection,
         split: &Subset,
         eval: &EvalOptions,
-    ) -> Result<f64> {
+    ) -> Result<Hits> {
         match self {
             CurvePruning::Masks(_) => {
                 let guard = crate::prune::masking::apply_mask(graph, comps, &sel.components)?;
-                accuracy(&guard, split, eval)
+                evaluate_split(&guard, split, eval)
             }
             CurvePruning::Physical(r) | CurvePruning::Budget { ranking: r, .. } => {
                 let (small, _) = crate::prune::surgery::prune(graph, comps, r, &sel.groups)?;
-                accuracy(&small, split, eval)
+                evaluate_split(&small, split, eval)
             }
         }
     }
@@ -280,16 +308,19 @@ pub fn accuracy_curve(
         None => graph.num_outputs().unwrap_or(1) as usize,
     };
     let chance = 1.0 / classes as f64;
+    let text = split.data.next_token();
     let n = opts.rates.len();
-    let mut accuracies: Vec<Option<f64>> = vec![None; n];
+    let mut points: Vec<Option<Point>> = vec![None; n];
     let mut pruned = vec![0; n];
     let mut pruned_per_layer = vec![Vec::new(); n];
     let mut kept: Vec<Option<f64>> = vec![None; n];
-    let mut unpruned = None;
-    // Rates above `chance_from` are filled with chance once two neighbouring measured rates (in
-    // rate order) are both at chance: ascending, the rule "two consecutive rates at chance".
+    // A language model's stopping rule is relative to the unpruned perplexity: measured first.
+    let mut unpruned: Option<Point> =
+        if text { Some(Point::of(&evaluate_split(graph, split, &opts.eval)?)) } else { None };
+    let broken = |p: &Point, unpruned: &Option<Point>| p.is_broken(unpruned.as_ref(), chance);
+    // Rates above `chance_from` are filled once two neighbouring measured rates (in rate order)
+    // are both broken: ascending, the rule "two consecutive rates at chance".
     let mut chance_from: Option<usize> = None;
-    let at_chance = |a: f64| a <= chance + 0.01;
     for i in opts.visit.order(n) {
         let rate = opts.rates[i];
         let sel = pruning.select(graph, comps, rate)?;
@@ -299,21 +330,24 @@ pub fn accuracy_curve(
         if opts.stop_at_chance && chance_from.is_some_and(|c| i > c) {
             continue;
         }
-        let acc = if sel.components.is_empty() {
-            *unpruned.get_or_insert(accuracy(graph, split, &opts.eval)?)
+        let point = if sel.components.is_empty() {
+            match unpruned {
+                Some(u) => u,
+                None => *unpruned.insert(Point::of(&evaluate_split(graph, split, &opts.eval)?)),
+            }
         } else {
-            pruning.accuracy(graph, comps, &sel, split, &opts.eval)?
+            Point::of(&pruning.measure(graph, comps, &sel, split, &opts.eval)?)
         };
-        accuracies[i] = Some(acc);
-        if progress(i, acc).is_break() {
+        points[i] = Some(point);
+        if progress(i, point.accuracy).is_break() {
             return Err(crate::Error::Interrupted(format!("curve stopped by the caller after rate {rate}")));
         }
-        if at_chance(acc) {
-            let below = (0..i).rev().find_map(|j| accuracies[j].map(|a| (j, a)));
-            let above = (i + 1..n).find_map(|j| accuracies[j].map(|a| (j, a)));
+        if broken(&point, &unpruned) {
+            let below = (0..i).rev().find_map(|j| points[j].map(|p| (j, p)));
+            let above = (i + 1..n).find_map(|j| points[j].map(|p| (j, p)));
             let pair_top = match (below, above) {
-                (Some((_, a)), _) if at_chance(a) => Some(i),
-                (_, Some((j, a))) if at_chance(a) => Some(j),
+                (Some((_, p)), _) if broken(&p, &unpruned) => Some(i),
+                (_, Some((j, p))) if broken(&p, &unpruned) => Some(j),
                 _ => None,
             };
             if let Some(top) = pair_top {
@@ -325,26 +359,63 @@ pub fn accuracy_curve(
         Some(c) if opts.stop_at_chance && c + 1 < n => Some(c + 1),
         _ => None,
     };
-    let accuracies: Vec<f64> = accuracies.into_iter().map(|a| a.unwrap_or(chance)).collect();
+    // Classifiers fill with chance; a language model with its broken measurement at the fill's
+    // start (chance means nothing over a vocabulary).
+    let fill = match chance_from.filter(|_| text) {
+        Some(c) => points[c].expect("the pair's top is measured"),
+        None => Point { accuracy: chance, perplexity: None },
+    };
+    let points: Vec<Point> = points.into_iter().map(|p| p.unwrap_or(fill)).collect();
+    let accuracies: Vec<f64> = points.iter().map(|p| p.accuracy).collect();
     let kept: Vec<f64> =
         if kept.iter().all(Option::is_some) { kept.into_iter().flatten().collect() } else { Vec::new() };
     let unpruned = match unpruned {
         Some(u) => u,
-        None => accuracy(graph, split, &opts.eval)?,
+        None => Point::of(&evaluate_split(graph, split, &opts.eval)?),
     };
-    let summary = summarize(&opts.rates, &accuracies, unpruned);
+    let mut summary = summarize(&opts.rates, &accuracies, unpruned.accuracy);
+    let perplexities: Vec<f64> =
+        if text { points.iter().map(|p| p.perplexity.unwrap_or(f64::NAN)).collect() } else { Vec::new() };
+    if text {
+        summary.mean_log_perplexity = Some(mean_log_perplexity(&perplexities, classes));
+    }
     Ok(Curve {
         rates: opts.rates.clone(),
         accuracies,
         pruned,
         pruned_per_layer,
-        unpruned_accuracy: unpruned,
+        unpruned_accuracy: unpruned.accuracy,
         chance,
         filled_from,
         summary,
         kept,
         axis: CurveAxis::Rate,
+        perplexities,
+        unpruned_perplexity: unpruned.perplexity,
     })
+}
+
+/// One measured point of a curve.
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    accuracy: f64,
+    perplexity: Option<f64>,
+}
+
+impl Point {
+    fn of(hits: &Hits) -> Point {
+        Point { accuracy: hits.accuracy(), perplexity: hits.next_token().map(|s| s.perplexity) }
+    }
+
+    /// Whether the model is broken at this point: a classifier at chance (within a point), a
+    /// language model at [`BROKEN_PERPLEXITY_FACTOR`] times its unpruned perplexity (or a
+    /// non-finite one).
+    fn is_broken(&self, unpruned: Option<&Point>, chance: f64) -> bool {
+        match (self.perplexity, unpruned.and_then(|u| u.perplexity)) {
+            (Some(ppl), Some(base)) => ppl.is_nan() || ppl >= BROKEN_PERPLEXITY_FACTOR * base,
+            _ => self.accuracy <= chance + 0.01,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -365,6 +436,22 @@ mod tests {
         }
         assert_eq!(RateVisit::CoarseFirst.order(20)[..9], [0, 19, 9, 4, 14, 2, 6, 11, 16]);
         assert_eq!(RateVisit::Ascending.order(4), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn broken_means_chance_for_classifiers_and_exploded_perplexity_for_language_models() {
+        let class = |a| Point { accuracy: a, perplexity: None };
+        assert!(class(0.105).is_broken(None, 0.1) && !class(0.12).is_broken(None, 0.1));
+        let lm = |a, p| Point { accuracy: a, perplexity: Some(p) };
+        let base = lm(0.4, 20.0);
+        // Next-token accuracy near 1 / vocabulary is never reached; perplexity decides.
+        assert!(!lm(0.05, 1999.0).is_broken(Some(&base), 1e-5));
+        assert!(lm(0.05, 2000.0).is_broken(Some(&base), 1e-5));
+        assert!(lm(0.05, f64::NAN).is_broken(Some(&base), 1e-5));
+        assert!(
+            (mean_log_perplexity(&[20.0, 1e9, f64::INFINITY], 64) - (20f64.ln() + 2.0 * 64f64.ln()) / 3.0).abs()
+                < 1e-12
+        );
     }
 
     #[test]

@@ -30,20 +30,38 @@ pub fn count_correct(
     opts: &EvalOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<i64> {
-    Ok(count_hits(graph, split, opts, progress)?.0)
+    Ok(count_hits(graph, split, opts, progress)?.correct)
 }
 
-/// Correct top-1 predictions on `split` and how many were made: one per sample, or one per
-/// next-token target for language-model text (targets below 0 are not counted).
-pub fn count_hits(
-    graph: &Graph,
-    split: &Subset,
-    opts: &EvalOptions,
-    progress: &mut dyn FnMut(usize),
-) -> Result<(i64, i64)> {
+/// What one pass over a split counts: correct top-1 predictions, how many were made (one per
+/// sample, or one per next-token target for language-model text; targets below 0 are not
+/// counted), and for text the summed negative log-likelihood of the targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Hits {
+    pub correct: i64,
+    pub counted: i64,
+    /// Summed NLL (nats) of the counted targets; `None` for classifiers.
+    pub nll: Option<f64>,
+}
+
+impl Hits {
+    /// Top-1 accuracy in [0, 1].
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.counted.max(1) as f64
+    }
+
+    /// The next-token scores of language-model text (None for classifiers).
+    pub fn next_token(&self) -> Option<NextToken> {
+        let mean = self.nll? / self.counted.max(1) as f64;
+        Some(NextToken { perplexity: mean.exp(), nll: mean, accuracy: self.accuracy(), tokens: self.counted })
+    }
+}
+
+/// [`Hits`] on `split`, calling `progress(samples_done)` per batch.
+pub fn count_hits(graph: &Graph, split: &Subset, opts: &EvalOptions, progress: &mut dyn FnMut(usize)) -> Result<Hits> {
+    let text = split.data.next_token();
     tch::no_grad(|| {
-        let mut correct = 0i64;
-        let mut counted = 0i64;
+        let mut hits = Hits { nll: text.then_some(0.0), ..Hits::default() };
         let mut done = 0usize;
         for batch in split.batches(opts.batch_size) {
             let batch = batch?;
@@ -55,14 +73,26 @@ pub fn count_hits(
             let pred = logits.f_argmax(-1, false)?;
             let labels = labels.f_to_device(pred.device())?;
             let valid = labels.f_ge(0)?;
-            let hits = pred.f_eq_tensor(&labels)?.f_logical_and(&valid)?;
-            correct += hits.f_sum(Kind::Int64)?.int64_value(&[]);
-            counted += valid.f_sum(Kind::Int64)?.int64_value(&[]);
+            let correct = pred.f_eq_tensor(&labels)?.f_logical_and(&valid)?;
+            hits.correct += correct.f_sum(Kind::Int64)?.int64_value(&[]);
+            hits.counted += valid.f_sum(Kind::Int64)?.int64_value(&[]);
+            if let Some(nll) = hits.nll.as_mut() {
+                *nll += target_nll(&logits, &labels, &valid)?;
+            }
             done += batch.labels.size()[0] as usize;
             progress(done);
         }
-        Ok((correct, counted))
+        Ok(hits)
     })
+}
+
+/// Summed NLL of `labels` under `logits` (.., vocab) where `valid`, accumulated in float64.
+fn target_nll(logits: &tch::Tensor, labels: &tch::Tensor, valid: &tch::Tensor) -> Result<f64> {
+    let logp = logits.f_log_softmax(-1, Kind::Float)?;
+    let target = labels.f_clamp_min(0)?.f_unsqueeze(-1)?;
+    let nll = logp.f_gather(-1, &target, false)?.f_squeeze_dim(-1)?.f_neg()?;
+    let validf = valid.f_to_kind(Kind::Double)?;
+    Ok(nll.f_to_kind(Kind::Double)?.f_mul(&validf)?.f_sum(Kind::Double)?.double_value(&[]))
 }
 
 /// Checks that the model's outputs on `inputs` are finite. A model with NaN or infinite
@@ -102,11 +132,15 @@ pub fn check_finite(graph: &Graph, inputs: &[tch::Tensor]) -> Result<()> {
 
 /// Top-1 accuracy in [0, 1] on `split` (per next-token target for language-model text).
 pub fn accuracy(graph: &Graph, split: &Subset, opts: &EvalOptions) -> Result<f64> {
+    Ok(evaluate_split(graph, split, opts)?.accuracy())
+}
+
+/// Accuracy, and the next-token scores for language-model text, in one pass over `split`.
+pub fn evaluate_split(graph: &Graph, split: &Subset, opts: &EvalOptions) -> Result<Hits> {
     if split.is_empty() {
         crate::bail!("cannot measure accuracy on an empty split");
     }
-    let (correct, counted) = count_hits(graph, split, opts, &mut |_| {})?;
-    Ok(correct as f64 / counted.max(1) as f64)
+    count_hits(graph, split, opts, &mut |_| {})
 }
 
 /// Forward latency of one batch.

@@ -25,6 +25,20 @@ pub struct FinetuneConfig {
     /// Distil from the unpruned model.
     pub distill: Option<Distill>,
     pub seed: u64,
+    /// An epoch of this many optimiser steps or tokens instead of one pass over the train split
+    /// (a language model's text: a pass is far longer than recovery needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_length: Option<EpochLength>,
+}
+
+/// The length of a fine-tuning epoch given in steps or in tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochLength {
+    /// Optimiser steps (batches).
+    Steps(usize),
+    /// Tokens read (rounded up to whole batches): steps = ⌈tokens / (batch × sequence length)⌉.
+    Tokens(usize),
 }
 
 impl Default for FinetuneConfig {
@@ -37,6 +51,7 @@ impl Default for FinetuneConfig {
             val_samples: 2000,
             distill: None,
             seed: 0,
+            epoch_length: None,
         }
     }
 }
@@ -65,6 +80,20 @@ impl FinetuneConfig {
             val_samples: self.val_samples,
             head_only: false,
             keep_start: true,
+            steps_per_epoch: match self.epoch_length {
+                Some(EpochLength::Steps(n)) => Some(n),
+                // Resolved by `finetune`, which sees the data's sequence length.
+                _ => None,
+            },
+        }
+    }
+
+    /// "2 epoch(s)", or "2 × 100 steps" / "2 × 50000 tokens" with an epoch length.
+    pub fn describe_length(&self) -> String {
+        match self.epoch_length {
+            None => format!("{} epoch(s)", self.epochs),
+            Some(EpochLength::Steps(n)) => format!("{} × {n} steps", self.epochs),
+            Some(EpochLength::Tokens(n)) => format!("{} × {n} tokens", self.epochs),
         }
     }
 }
@@ -94,6 +123,12 @@ pub fn finetune(
         crate::bail!("fine-tuning needs train and validation samples of the task's classes");
     }
     let mut recipe = cfg.recipe(pruned);
+    if let Some(EpochLength::Tokens(tokens)) = cfg.epoch_length {
+        let sample = task_splits.train.head(1).full_batch()?;
+        let per_sample = sample.inputs[0].numel().max(1);
+        let batch = recipe.batch_size.min(task_splits.train.data.max_batch()).min(task_splits.train.len()).max(1);
+        recipe.steps_per_epoch = Some(tokens.div_ceil(batch * per_sample).max(1));
+    }
     if recipe.augment.crop_padding > 0 {
         // Padding shows black: the smallest normalised value of the data (Fashion-MNIST's
         // background; for per-channel normalised colour images, the darkest channel).

@@ -40,6 +40,8 @@ pub struct LinePlot<'a> {
     pub reference: Option<(&'a str, f64)>,
     /// Marked points: a dashed drop line to the x axis, a triangle and a label.
     pub marks: &'a [PlotMark],
+    /// The y values are log10 of what is shown: a log axis, its ticks labelled 10^y.
+    pub y_log10: bool,
 }
 
 fn plot_err(e: impl std::fmt::Display) -> Error {
@@ -62,13 +64,20 @@ pub fn line_plot(path: &Path, plot: &LinePlot) -> Result<()> {
                 .y_label_area_size(56)
                 .build_cartesian_2d(plot.x_range.0..plot.x_range.1, plot.y_range.0..plot.y_range.1)
                 .map_err(plot_err)?;
-            chart
-                .configure_mesh()
-                .x_desc(plot.x_label)
-                .y_desc(plot.y_label)
-                .label_style(("sans-serif", 14))
-                .draw()
-                .map_err(plot_err)?;
+            let pow10 = |v: &f64| {
+                let x = 10f64.powf(*v);
+                match x {
+                    x if x >= 100.0 => format!("{x:.0}"),
+                    x if x >= 10.0 => format!("{x:.1}"),
+                    x => format!("{x:.2}"),
+                }
+            };
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(plot.x_label).y_desc(plot.y_label).label_style(("sans-serif", 14));
+            if plot.y_log10 {
+                mesh.y_label_formatter(&pow10);
+            }
+            mesh.draw().map_err(plot_err)?;
             if let Some((label, y)) = plot.reference {
                 chart
                     .draw_series(LineSeries::new(
@@ -181,7 +190,8 @@ pub struct CurvesReport {
     pub results: Vec<crate::experiment::CurveResult>,
 }
 
-/// Writes `<dir>/<stem>.json` and `<dir>/<stem>.png` (accuracy vs. rate, one line per result).
+/// Writes `<dir>/<stem>.json` and `<dir>/<stem>.png` (accuracy vs. rate, one line per result),
+/// and for language models `<dir>/<stem>-perplexity.png` (perplexity vs. rate, log axis).
 pub fn write_curves(dir: &Path, stem: &str, report: &CurvesReport) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     let json = dir.join(format!("{stem}.json"));
@@ -217,31 +227,76 @@ pub fn write_curves(dir: &Path, stem: &str, report: &CurvesReport) -> Result<(st
         * if marks.is_empty() { 1.0 } else { 1.1 };
     let unpruned = report.results.first().map(|r| r.curve.unpruned_accuracy).unwrap_or(1.0);
     let kind = report.results.first().map(|r| r.component.to_string()).unwrap_or_default();
-    let title = format!(
-        "{} — {} pruned ({}, {} eval samples)",
-        report.header.model,
-        kind,
-        match &report.header.classes {
-            Some(c) => format!("classes {c:?}"),
-            None => "all classes".into(),
-        },
-        report.header.eval_samples
-    );
+    let lm = report.results.iter().any(|r| !r.curve.perplexities.is_empty());
+    let title = if lm {
+        format!("{} — {} pruned ({} eval sequences)", report.header.model, kind, report.header.eval_samples)
+    } else {
+        format!(
+            "{} — {} pruned ({}, {} eval samples)",
+            report.header.model,
+            kind,
+            match &report.header.classes {
+                Some(c) => format!("classes {c:?}"),
+                None => "all classes".into(),
+            },
+            report.header.eval_samples
+        )
+    };
     line_plot(
         &png,
         &LinePlot {
             title: &title,
             x_label: report.results.first().map_or("pruning rate", |r| r.curve.axis.label()),
-            y_label: "top-1 accuracy",
+            y_label: if lm { "next-token top-1 accuracy" } else { "top-1 accuracy" },
             x_range: (0.0, max_rate.max(0.05)),
-            y_range: (0.0, 1.0),
+            y_range: (0.0, if lm { (unpruned * 1.15).clamp(0.05, 1.0) } else { 1.0 }),
             series: &series,
             reference: Some(("unpruned", unpruned)),
             marks: &marks,
+            y_log10: false,
         },
     )?;
+    if lm {
+        perplexity_plot(&dir.join(format!("{stem}-perplexity.png")), &title, report)?;
+    }
     crate::util::write_json_atomic(&json, report)?;
     Ok((json, png))
+}
+
+/// A language model's perplexity against the rate, on a log axis (from 1 to the largest
+/// measured perplexity, capped at 10⁶).
+fn perplexity_plot(path: &Path, title: &str, report: &CurvesReport) -> Result<()> {
+    let log = |p: f64| if p.is_nan() { 6.0 } else { p.clamp(1.0, 1e6).log10() };
+    let series: Vec<Series> = report
+        .results
+        .iter()
+        .filter(|r| !r.curve.perplexities.is_empty())
+        .map(|r| Series {
+            label: format!(
+                "{} (mean ln ppl {:.2})",
+                r.criterion,
+                r.curve.summary.mean_log_perplexity.unwrap_or(f64::NAN)
+            ),
+            points: r.curve.rates.iter().copied().zip(r.curve.perplexities.iter().map(|&p| log(p))).collect(),
+        })
+        .collect();
+    let top = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| y.is_finite()).fold(1.0, f64::max);
+    let max_rate = report.results.iter().flat_map(|r| r.curve.rates.iter().copied()).fold(0.0, f64::max);
+    let unpruned = report.results.iter().find_map(|r| r.curve.unpruned_perplexity).map(log);
+    line_plot(
+        path,
+        &LinePlot {
+            title,
+            x_label: report.results.first().map_or("pruning rate", |r| r.curve.axis.label()),
+            y_label: "perplexity (log scale)",
+            x_range: (0.0, max_rate.max(0.05)),
+            y_range: (0.0, (top * 1.05).max(0.5)),
+            series: &series,
+            reference: unpruned.map(|u| ("unpruned", u)),
+            marks: &[],
+            y_log10: true,
+        },
+    )
 }
 
 /// A horizontal bar chart (e.g. parameter importances), written atomically as PNG.

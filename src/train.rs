@@ -56,6 +56,11 @@ pub struct TrainConfig {
     /// says so).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_start: bool,
+    /// An epoch is this many batches, drawn in turn from a stream of seeded permutations of the
+    /// train split, instead of one pass over it: a language model's text is far longer than a
+    /// recovery run needs, and validation and checkpoints still come once per epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_per_epoch: Option<usize>,
 }
 
 /// One epoch's figures.
@@ -64,6 +69,10 @@ pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
     pub val_accuracy: f64,
+    /// A language model's validation perplexity (its `val_accuracy` is next-token accuracy,
+    /// which picks the kept epoch as it ranks curves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_perplexity: Option<f64>,
     pub seconds: f64,
 }
 
@@ -171,8 +180,8 @@ struct OptimState {
 
 impl TrainConfig {
     fn check(&self) -> Result<()> {
-        if self.epochs == 0 || self.batch_size == 0 {
-            crate::bail!("epochs and batch size must be positive");
+        if self.epochs == 0 || self.batch_size == 0 || self.steps_per_epoch == Some(0) {
+            crate::bail!("epochs, steps per epoch and batch size must be positive");
         }
         let lr = match self.optimizer {
             Optimizer::Sgd { lr, .. } | Optimizer::AdamW { lr, .. } => lr,
@@ -305,17 +314,17 @@ pub fn train_with_teacher(
     let n_train = splits.train.len();
     // Long token sequences cap the batch (Dataset::max_batch), as everywhere else.
     let batch_size = cfg.batch_size.min(splits.train.data.max_batch()).max(1);
-    let steps_per_epoch = n_train.div_ceil(batch_size);
+    let steps_per_epoch = cfg.steps_per_epoch.unwrap_or_else(|| n_train.div_ceil(batch_size));
 
     for epoch in history.len()..cfg.epochs {
         let t0 = std::time::Instant::now();
         // Dropout draws from libtorch's generator: seed it per epoch so a resumed run matches.
         tch::manual_seed(crate::util::derive_seed(cfg.seed, &format!("torch/{epoch}")) as i64);
-        let order = crate::data::permutation(n_train, crate::util::derive_seed(cfg.seed, &format!("epoch/{epoch}")));
+        let batches = epoch_batches(n_train, batch_size, cfg.seed, epoch, cfg.steps_per_epoch);
         let mut aug_rng = crate::util::rng(crate::util::derive_seed(cfg.seed, &format!("augment/{epoch}")));
         observer.epoch_started(epoch, steps_per_epoch);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
-        for (b, chunk) in order.chunks(batch_size).enumerate() {
+        for (b, chunk) in batches.iter().enumerate() {
             let idx: Vec<usize> = chunk.iter().map(|&i| splits.train.indices[i]).collect();
             let batch = splits.train.data.batch(&idx)?.to_device(graph.device())?;
             let mut inputs = batch.inputs;
@@ -344,11 +353,13 @@ pub fn train_with_teacher(
             seen += chunk.len();
             observer.batch_done(b, lv);
         }
-        let val_acc = accuracy(graph, &val, &EvalOptions::default())?;
+        let val_hits = crate::metrics::evaluate_split(graph, &val, &EvalOptions::default())?;
+        let val_acc = val_hits.accuracy();
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / seen as f64,
             val_accuracy: val_acc,
+            val_perplexity: val_hits.next_token().map(|s| s.perplexity),
             seconds: t0.elapsed().as_secs_f64(),
         };
         observer.epoch_done(&record);
@@ -398,6 +409,34 @@ pub fn train_with_teacher(
         start_val_accuracy: start_val,
         kept_start,
     })
+}
+
+/// The train-split positions of each batch of `epoch`: one pass over a seeded permutation in
+/// batches of `batch` (the last one smaller), or with `steps` set, `steps` full batches taken
+/// in turn from a stream of seeded permutations (pass k: the permutation of "epoch/k"), so that
+/// epochs of any length cover the text evenly and a resumed run draws the same batches.
+fn epoch_batches(n: usize, batch: usize, seed: u64, epoch: usize, steps: Option<usize>) -> Vec<Vec<usize>> {
+    let pass = |k: usize| crate::data::permutation(n, crate::util::derive_seed(seed, &format!("epoch/{k}")));
+    let Some(steps) = steps else {
+        return pass(epoch).chunks(batch).map(<[usize]>::to_vec).collect();
+    };
+    let per_batch = batch.min(n).max(1);
+    let start = epoch * steps * per_batch;
+    let (mut k, mut order) = (start / n, pass(start / n));
+    (0..steps)
+        .map(|b| {
+            (0..per_batch)
+                .map(|j| {
+                    let at = start + b * per_batch + j;
+                    if at / n != k {
+                        k = at / n;
+                        order = pass(k);
+                    }
+                    order[at % n]
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn save_resume(graph: &Graph, opt: &OptimState, paths: &TrainPaths) -> Result<()> {
@@ -566,7 +605,13 @@ fn train_head(
         if epoch == 0 {
             seconds += feature_seconds;
         }
-        let record = EpochRecord { epoch, train_loss: loss_sum / seen as f64, val_accuracy: val_acc, seconds };
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            val_accuracy: val_acc,
+            val_perplexity: None,
+            seconds,
+        };
         observer.epoch_done(&record);
         history.push(record);
         if val_acc > best_val {
@@ -588,4 +633,39 @@ fn train_head(
         start_val_accuracy: None,
         kept_start: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epoch_batches;
+
+    #[test]
+    fn a_pass_per_epoch_covers_the_split_once() {
+        let b = epoch_batches(10, 4, 7, 2, None);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        let mut all: Vec<usize> = b.concat();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn epochs_of_steps_walk_a_stream_of_passes() {
+        // 3 steps of 4 over 10 samples: epochs 0 and 1 read positions 0..12 and 12..24 of the
+        // stream, so pass 0 is read whole before pass 1 starts, and pass 1 whole by epoch 1.
+        let (e0, e1) = (epoch_batches(10, 4, 7, 0, Some(3)), epoch_batches(10, 4, 7, 1, Some(3)));
+        assert!(e0.iter().chain(&e1).all(|b| b.len() == 4));
+        let stream: Vec<usize> = e0.concat().into_iter().chain(e1.concat()).collect();
+        let mut pass0 = stream[..10].to_vec();
+        pass0.sort();
+        assert_eq!(pass0, (0..10).collect::<Vec<_>>());
+        // The first pass is the same permutation as one-pass epochs use for epoch 0.
+        assert_eq!(stream[..10], epoch_batches(10, 4, 7, 0, None).concat()[..]);
+        let mut pass1 = stream[10..20].to_vec();
+        pass1.sort();
+        assert_eq!(pass1, (0..10).collect::<Vec<_>>());
+        // Deterministic: a resumed run draws the same batches.
+        assert_eq!(e1, epoch_batches(10, 4, 7, 1, Some(3)));
+        // A batch larger than the split is the split.
+        assert_eq!(epoch_batches(3, 8, 1, 0, Some(2)).iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3]);
+    }
 }

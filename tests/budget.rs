@@ -115,6 +115,7 @@ fn an_accuracy_budget_never_exceeds_its_drop_on_validation() {
         val_samples: 200,
         head_only: false,
         keep_start: false,
+        steps_per_epoch: None,
     };
     relprune::train::train(&mut g, &splits, &cfg, &tmp.path().join("work"), &mut relprune::train::Silent).unwrap();
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();

@@ -292,3 +292,128 @@ fn text_batches_are_capped_by_tokens() {
         assert_eq!(sizes.iter().sum::<i64>(), n as i64);
     }
 }
+
+/// The tiny llama's session on its text, sequences of 8 tokens.
+fn tiny_session(
+    tmp: &tempfile::TempDir,
+    folder: &std::path::Path,
+    kind: relprune::prune::components::ComponentKind,
+) -> relprune::workflow::source::Session {
+    use relprune::experiment::TaskSpec;
+    use relprune::workflow::{source::Session, ModelSource};
+    let model = ModelSource::named(format!("hf:{}", folder.display()));
+    let data = text_source(tmp);
+    let task = TaskSpec { refs_per_class: 2, eval_samples: 0, ..Default::default() };
+    Session::open(&model, &data, &task, Some(kind)).unwrap()
+}
+
+fn text_source(tmp: &tempfile::TempDir) -> relprune::workflow::DataSource {
+    let mut data = relprune::workflow::DataSource::named(format!("text:{}", tmp.path().join("text.txt").display()));
+    data.seq_len = Some(8);
+    data
+}
+
+/// A language model's curve gives next-token accuracy and perplexity at every rate in one pass
+/// each: at rate 0 they are the perplexity command's figures, and the bounded summary is the
+/// mean of the capped log-perplexities.
+#[test]
+fn language_model_curves_measure_perplexity_and_next_token_accuracy() {
+    use relprune::attribution::CriterionSpec;
+    use relprune::data::corpus::{CorpusSpec, Part};
+    use relprune::experiment::RunOptions;
+    use relprune::prune::components::ComponentKind;
+    use relprune::workflow::language::{evaluate, LmEvalOptions};
+    use relprune::workflow::{curves::curves, ModelSource};
+    let (tmp, folder) = tiny_with_text(40);
+    let mut session = tiny_session(&tmp, &folder, ComponentKind::Neurons);
+    let rates = vec![0.0, 0.25, 0.5, 0.75];
+    let opts = RunOptions { rates: rates.clone(), ..Default::default() };
+    let spec = CriterionSpec::parse("weight", None, 0).unwrap();
+    let report = curves(&mut session, &[spec], &opts, &mut ()).unwrap();
+    let c = &report.results[0].curve;
+    let text = CorpusSpec::parse(&format!("text:{}", tmp.path().join("text.txt").display())).unwrap();
+    let lm = LmEvalOptions { corpus: text, part: Part::Test, seq_len: 8, ..Default::default() };
+    let e = evaluate(&ModelSource::named(format!("hf:{}", folder.display())), &lm, &mut |_, _| {}).unwrap();
+    assert_eq!(c.perplexities.len(), rates.len());
+    assert!((c.perplexities[0] - e.score.perplexity).abs() < 1e-9 * e.score.perplexity, "{c:?} vs {e:?}");
+    assert_eq!(c.unpruned_perplexity, Some(c.perplexities[0]));
+    assert!((c.accuracies[0] - e.score.accuracy).abs() < 1e-12);
+    // Pruning changes the model: every later point is measured on its own masked model.
+    assert!(c.perplexities[1..].iter().all(|p| p.is_finite() && (p - c.perplexities[0]).abs() > 1e-6), "{c:?}");
+    let cap = 64f64.ln();
+    let want = c.perplexities.iter().map(|p| p.ln().min(cap)).sum::<f64>() / rates.len() as f64;
+    assert!((c.summary.mean_log_perplexity.unwrap() - want).abs() < 1e-12);
+    assert!((c.summary.a_pr - c.accuracies.iter().sum::<f64>() / rates.len() as f64).abs() < 1e-12);
+}
+
+/// Recovery fine-tuning of a pruned decoder on text, in epochs of given steps or tokens,
+/// distilled from the unpruned model: the report gives perplexity before and after and per
+/// epoch, and the kept weights give the reported figures.
+#[test]
+fn pruned_decoders_fine_tune_on_text_by_steps_or_tokens() {
+    use relprune::attribution::CriterionSpec;
+    use relprune::prune::compress::{Amount, CompressObserver};
+    use relprune::recovery::{EpochLength, FinetuneConfig};
+    use relprune::train::{Distill, TrainObserver};
+    use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};
+    use relprune::workflow::ModelSource;
+    #[derive(Default)]
+    struct Batches(Vec<usize>);
+    impl TrainObserver for Batches {
+        fn epoch_started(&mut self, _epoch: usize, batches: usize) {
+            self.0.push(batches);
+        }
+    }
+    impl CompressObserver for Batches {}
+    let (tmp, folder) = tiny_with_text(60);
+    // 2 sequences × 8 tokens a batch: 40 tokens are 3 steps.
+    for (length, steps) in [(EpochLength::Steps(4), 4), (EpochLength::Tokens(40), 3)] {
+        let mut config = PruneConfig::new(CriterionSpec::parse("weight", None, 0).unwrap(), Amount::Rate(0.5));
+        config.latency_runs = 0;
+        config.compress.finetune = Some(FinetuneConfig {
+            epochs: 2,
+            lr: Some(3e-3),
+            batch_size: 2,
+            val_samples: 0,
+            distill: Some(Distill { temperature: 2.0, alpha: 0.5 }),
+            epoch_length: Some(length),
+            ..Default::default()
+        });
+        let out = tempfile::tempdir().unwrap();
+        let req = PruneRequest {
+            model: ModelSource::named(format!("hf:{}", folder.display())),
+            data: text_source(&tmp),
+            task: relprune::experiment::TaskSpec { refs_per_class: 2, eval_samples: 0, ..Default::default() },
+            component: Some("neurons".parse().unwrap()),
+            config,
+            out: out.path().join("run"),
+        };
+        let mut seen = Batches::default();
+        let outcome = prune(&req, &mut seen).unwrap();
+        assert_eq!(seen.0, vec![steps, steps], "{length:?}");
+        let r = &outcome.pruned.report;
+        let ft = r.finetune.as_ref().unwrap();
+        assert_eq!(ft.training.history.len(), 2);
+        assert!(ft.training.history.iter().all(|e| e.val_perplexity.is_some_and(|p| p.is_finite() && p > 1.0)));
+        let (before, after) = (r.after.next_token.as_ref().unwrap(), ft.next_token.as_ref().unwrap());
+        assert_eq!(after.tokens, before.tokens);
+        // The folder written holds the fine-tuned weights: reloaded, they give its perplexity.
+        let text =
+            relprune::data::corpus::CorpusSpec::parse(&format!("text:{}", tmp.path().join("text.txt").display()));
+        let lm =
+            relprune::workflow::language::LmEvalOptions { corpus: text.unwrap(), seq_len: 8, ..Default::default() };
+        let saved = ModelSource::named(outcome.files.model_dir.display().to_string());
+        let s = relprune::workflow::language::evaluate(&saved, &lm, &mut |_, _| {}).unwrap().score;
+        assert!((s.perplexity - after.perplexity).abs() < 1e-5 * after.perplexity, "{s:?} vs {after:?}");
+        assert_eq!(
+            ft.config.describe_length(),
+            format!(
+                "2 × {} {}",
+                match length {
+                    EpochLength::Steps(n) | EpochLength::Tokens(n) => n,
+                },
+                if steps == 4 { "steps" } else { "tokens" }
+            )
+        );
+    }
+}

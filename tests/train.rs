@@ -47,6 +47,7 @@ fn config(epochs: usize) -> TrainConfig {
         val_samples: 0,
         head_only: false,
         keep_start: false,
+        steps_per_epoch: None,
     }
 }
 

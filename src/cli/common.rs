@@ -390,6 +390,15 @@ pub fn summary_table(results: &[relprune::experiment::CurveResult]) -> String {
             r.timings.curve_seconds
         );
     }
+    if results.iter().any(|r| r.curve.summary.mean_log_perplexity.is_some()) {
+        s += "(a language model: A_PR is the mean next-token accuracy over the grid)\n";
+        s += &format!("{:<28} {:>12} {:>12}\n", "criterion", "mean ln ppl", "ppl at max");
+        for r in results {
+            if let (Some(m), Some(last)) = (r.curve.summary.mean_log_perplexity, r.curve.perplexities.last()) {
+                s += &format!("{:<28} {m:>12.3} {last:>12.1}\n", r.criterion);
+            }
+        }
+    }
     s
 }
 
@@ -412,6 +421,10 @@ pub fn rate_table(r: &relprune::experiment::CurveResult) -> String {
     } else {
         format!("{:>6} {:>8} {:>9}", "rate", "pruned", "accuracy")
     };
+    let lm = !r.curve.perplexities.is_empty();
+    if lm {
+        s += &format!(" {:>11}", "perplexity");
+    }
     for g in &groups {
         s += &format!(" {:>6}", g.name());
     }
@@ -422,6 +435,9 @@ pub fn rate_table(r: &relprune::experiment::CurveResult) -> String {
             s += &format!(" {k:>6.3}");
         }
         s += &format!(" {n:>8} {:>8.2}%", 100.0 * acc);
+        if let Some(p) = r.curve.perplexities.get(i) {
+            s += &format!(" {p:>11.2}");
+        }
         if let Some(per_layer) = r.curve.pruned_per_layer.get(i) {
             for g in &groups {
                 let (removed, units) = r

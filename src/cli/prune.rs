@@ -97,6 +97,14 @@ struct FinetuneArgs {
     /// Fine-tune on the first N train samples of the task (0: all) [range: 0..=10^8].
     #[arg(long, default_value_t = 0, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
     ft_samples: usize,
+    /// An epoch is N optimiser steps rather than a pass over the train split (a language
+    /// model's text is far longer than recovery needs) [range: 1..=10^8].
+    #[arg(long, value_name = "N", conflicts_with = "ft_tokens", value_parser = super::ranges::count(1, super::ranges::MAX_COUNT))]
+    ft_steps: Option<usize>,
+    /// An epoch reads N tokens (rounded up to whole batches) rather than the whole train split
+    /// [range: 1..=10^12].
+    #[arg(long, value_name = "N", value_parser = super::ranges::count(1, 1_000_000_000_000))]
+    ft_tokens: Option<usize>,
 }
 
 impl FinetuneArgs {
@@ -111,6 +119,11 @@ impl FinetuneArgs {
                 alpha: self.distill_alpha,
             }),
             seed,
+            epoch_length: match (self.ft_steps, self.ft_tokens) {
+                (Some(n), _) => Some(relprune::recovery::EpochLength::Steps(n)),
+                (None, Some(n)) => Some(relprune::recovery::EpochLength::Tokens(n)),
+                (None, None) => None,
+            },
             ..Default::default()
         })
     }
@@ -263,9 +276,14 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
             }
         }
     }
+    if let (Some(x), Some(f)) = (&b.next_token, &r.finetune) {
+        if let Some(y) = &f.next_token {
+            out.say(row(&format!("perplexity after {} ft", f.config.describe_length()), x.perplexity, y.perplexity));
+        }
+    }
     if let (Some(x), Some(f)) = (b.accuracy, &r.finetune) {
         if let Some(y) = f.accuracy {
-            out.say(row(&format!("… after {} epoch(s) ft", f.config.epochs), x, y));
+            out.say(row(&format!("… after {} ft", f.config.describe_length()), x, y));
         }
     }
     if let Some(t) = r.finetune.as_ref().map(|f| &f.training).filter(|t| t.kept_start) {

@@ -336,7 +336,10 @@ impl Graph {
         let loaded = ParamStore::read_safetensors(&weights)?;
         let mut g = Graph { spec, params: ParamStore::default() };
         let mut store = ParamStore::default();
-        let used = g.bind(&loaded, &mut store, &weights)?;
+        let mut used = g.bind(&loaded, &mut store, &weights)?;
+        // A tied tensor (a decoder's LM head reading the embedding) is bound by two nodes.
+        used.sort();
+        used.dedup();
         if used.len() != loaded.len() {
             crate::bail!(
                 "{} holds {} tensors but {} describes only {}; the description does not match its weights file",

@@ -94,6 +94,7 @@ fn fmnist_cnn_recipe(architecture: &str, lr: f64) -> Recipe {
             val_samples: 0,
             head_only: false,
             keep_start: false,
+            steps_per_epoch: None,
         },
         base: None,
     }
@@ -131,6 +132,7 @@ fn vit_recipe() -> Recipe {
             val_samples: 0,
             head_only: false,
             keep_start: false,
+            steps_per_epoch: None,
         },
         base: None,
     }
@@ -151,6 +153,7 @@ fn minilm_spam_recipe() -> Recipe {
             val_samples: 0,
             head_only: true,
             keep_start: false,
+            steps_per_epoch: None,
         },
         base: Some(BaseWeights::AllMinilmL6V2),
     }

@@ -104,6 +104,7 @@ pub fn write_gain_plot(path: &Path, name: &str, trials: &[Trial], noise: Option<
             series: &series,
             reference: Some(("no gain", 0.0)),
             marks: &[],
+            y_log10: false,
         },
     )?;
     Ok(())
@@ -173,6 +174,7 @@ pub fn write_history_plot(path: &Path, name: &str, trials: &[Trial]) -> Result<(
             series: &series,
             reference: None,
             marks: &[],
+            y_log10: false,
         },
     )?;
     Ok(())

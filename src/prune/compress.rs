@@ -82,6 +82,11 @@ pub struct StepRecord {
     /// On the task's evaluation samples: right after this step's surgery, and after its fine-tuning.
     pub accuracy_pruned: Option<f64>,
     pub accuracy_finetuned: Option<f64>,
+    /// A language model's perplexity and next-token accuracy, measured in the same passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token_pruned: Option<crate::metrics::NextToken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token_finetuned: Option<crate::metrics::NextToken>,
     pub training: Option<TrainReport>,
 }
 
@@ -208,15 +213,17 @@ pub fn compress(
         };
         observer.stage(i, "removing");
         let (mut small, surgery) = prune(now, &comps, &ranking, &sel)?;
-        let accuracy_pruned = match &data {
-            Some(d) => Some(crate::evaluate::accuracy(&small, &d.task.eval, &d.task.eval_options(cfg.eval_batch))?),
+        let hits_pruned = match &data {
+            Some(d) => {
+                Some(crate::metrics::evaluate_split(&small, &d.task.eval, &d.task.eval_options(cfg.eval_batch))?)
+            }
             None => None,
         };
         // Only the last step's pre-fine-tuning weights are reported; copied only when they change.
         if i == steps && cfg.finetune.is_some() {
             pruned_last = Some(small.deep_clone());
         }
-        let (training, accuracy_finetuned) = match (&cfg.finetune, &data) {
+        let (training, hits_finetuned) = match (&cfg.finetune, &data) {
             (Some(ft), Some(d)) => {
                 observer.stage(i, "fine-tuning");
                 // Keyed by what determines this step's model and recipe: a rerun resumes.
@@ -226,8 +233,8 @@ pub fn compress(
                 );
                 let work = work_dir.join(format!("step{i}-{key:016x}"));
                 let report = finetune(&mut small, graph, d.splits, d.task.classes.as_ref(), ft, &work, observer)?;
-                let acc = crate::evaluate::accuracy(&small, &d.task.eval, &d.task.eval_options(cfg.eval_batch))?;
-                (Some(report), Some(acc))
+                let hits = crate::metrics::evaluate_split(&small, &d.task.eval, &d.task.eval_options(cfg.eval_batch))?;
+                (Some(report), Some(hits))
             }
             _ => (None, None),
         };
@@ -237,8 +244,10 @@ pub fn compress(
             components_left: comps.total - surgery.removed_components,
             budget,
             surgery,
-            accuracy_pruned,
-            accuracy_finetuned,
+            accuracy_pruned: hits_pruned.map(|h| h.accuracy()),
+            accuracy_finetuned: hits_finetuned.map(|h| h.accuracy()),
+            next_token_pruned: hits_pruned.and_then(|h| h.next_token()),
+            next_token_finetuned: hits_finetuned.and_then(|h| h.next_token()),
             training,
         });
         current = Some(small);

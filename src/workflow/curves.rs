@@ -47,8 +47,8 @@ pub fn curves(
     Ok(CurvesReport { header: RunHeader::new(&session.model, &data.task), results })
 }
 
-/// Measures the curves into `outdir` as `<stem>.json` and `<stem>.png`, staged and moved into
-/// place together (create the [`OutputDir`] before loading anything: it checks the folder).
+/// Measures the curves into `outdir` as `<stem>.json` and `<stem>.png` (and a language
+/// model's `<stem>-perplexity.png`), staged and moved into place together (create the [`OutputDir`] before loading anything: it checks the folder).
 /// Returns the report and the two files' final paths.
 pub fn curves_to(
     outdir: OutputDir,
@@ -62,6 +62,8 @@ pub fn curves_to(
     write_curves(outdir.path(), stem, &report)?;
     let json = format!("{stem}.json");
     let png = format!("{stem}.png");
-    let files = outdir.commit(&[&json, &png])?;
+    // Named so that a stale one goes: written only for language models.
+    let perplexity = format!("{stem}-perplexity.png");
+    let files = outdir.commit(&[&json, &png, &perplexity])?;
     Ok((report, files))
 }

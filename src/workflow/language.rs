@@ -47,17 +47,20 @@ pub struct LmEvaluation {
     pub tokens_per_second: f64,
 }
 
-/// The folder of a decoder given as `hf:FOLDER` or a prepared name, whose `tokenizer.json`
-/// turns text into ids.
+/// The folder of a decoder given as `hf:FOLDER`, a folder relprune wrote, or a prepared name,
+/// whose `tokenizer.json` turns text into ids.
 pub fn model_folder(spec: &str) -> Result<PathBuf> {
     if let Some(found) = crate::models::llama::prepared_folder(spec) {
         return found;
     }
     match spec.strip_prefix("hf:") {
         Some(f) => Ok(PathBuf::from(f)),
+        // A model folder relprune wrote (a pruned decoder) carries its tokenizer.
+        None if std::path::Path::new(spec).join("tokenizer.json").is_file() => Ok(PathBuf::from(spec)),
         None => Err(Error::invalid(format!(
             "`{spec}` has no tokenizer: a language model's text needs one, so give the model as hf:FOLDER (a \
-             Hugging Face folder with tokenizer.json) or a prepared name (smollm2-135m)"
+             Hugging Face folder with tokenizer.json), a folder relprune wrote for a decoder, or a prepared name \
+             (smollm2-135m)"
         ))),
     }
 }

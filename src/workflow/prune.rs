@@ -6,7 +6,7 @@ use super::source::{DataSource, ModelSource, Session};
 use crate::attribution::normalize::{LayerNormalization, RankingUse};
 use crate::attribution::CriterionSpec;
 use crate::error::{Error, Result};
-use crate::evaluate::{accuracy, latency, random_inputs, Latency};
+use crate::evaluate::{latency, random_inputs, Latency};
 use crate::experiment::TaskSpec;
 use crate::graph::{stats, Graph};
 use crate::prune::budget::{BudgetChoice, Selection};
@@ -66,6 +66,9 @@ pub struct FinetuneOutcome {
     pub training: TrainReport,
     /// On the task's evaluation samples, after fine-tuning.
     pub accuracy: Option<f64>,
+    /// A language model's perplexity and next-token accuracy after fine-tuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<crate::metrics::NextToken>,
 }
 
 /// Everything `prune` reports: the content of `prune.json`.
@@ -207,18 +210,22 @@ pub fn prune_session(
     let last = result.steps.last();
     observer.stage(result.steps.len(), "measuring");
     let task = session.data.as_ref().map(|d| &d.task);
-    let unpruned_accuracy = task.map(|t| accuracy(&model.graph, &t.eval, &t.eval_options(c.eval_batch))).transpose()?;
-    let mut before = measure(&model.graph, unpruned_accuracy, c.seq_len, cfg.latency_runs)?;
+    let unpruned = task
+        .map(|t| crate::metrics::evaluate_split(&model.graph, &t.eval, &t.eval_options(c.eval_batch)))
+        .transpose()?;
+    let mut before = measure(&model.graph, unpruned.map(|h| h.accuracy()), c.seq_len, cfg.latency_runs)?;
+    before.next_token = unpruned.and_then(|h| h.next_token());
     // The pruned model's accuracy was measured by `compress`, right after its last surgery.
     let pruned = result.pruned.as_ref().unwrap_or(&result.graph);
     let mut after = measure(pruned, last.and_then(|s| s.accuracy_pruned), c.seq_len, cfg.latency_runs)?;
-    if let Some(t) = task.filter(|_| model.graph.is_language_model()) {
-        let ids = t.eval.full_batch()?.inputs[0].shallow_clone();
-        before.next_token = Some(crate::metrics::next_token(&model.graph, &ids, None, 1, &mut |_| {})?);
-        after.next_token = Some(crate::metrics::next_token(pruned, &ids, None, 1, &mut |_| {})?);
-    }
+    after.next_token = last.and_then(|s| s.next_token_pruned.clone());
     let finetune = c.finetune.clone().zip(last).and_then(|(config, step)| {
-        Some(FinetuneOutcome { config, training: step.training.clone()?, accuracy: step.accuracy_finetuned })
+        Some(FinetuneOutcome {
+            config,
+            training: step.training.clone()?,
+            accuracy: step.accuracy_finetuned,
+            next_token: step.next_token_finetuned.clone(),
+        })
     });
     let surgery = SurgeryReport {
         removed_units: result.steps.iter().map(|s| s.surgery.removed_units).sum(),

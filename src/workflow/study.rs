@@ -348,6 +348,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
         "summary.json",
         "test-compare.json",
         "test-compare.png",
+        "test-compare-perplexity.png",
     ])?;
     Ok(outcome)
 }
