@@ -327,3 +327,15 @@ pub fn cache_dir() -> std::path::PathBuf {
         std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/relprune")
     })
 }
+
+/// A folder setup prepares from the package registries: `$var`, else `rel` under
+/// [`cache_dir`], accepted once setup marked it complete (`.complete`, written last). The error
+/// names `what`, the folder and `hint` (how to get it).
+pub fn prepared_dir(var: &str, rel: &str, what: String, hint: String) -> Result<std::path::PathBuf> {
+    let dir = std::env::var_os(var).map(std::path::PathBuf::from).unwrap_or_else(|| cache_dir().join(rel));
+    if dir.join(".complete").is_file() {
+        Ok(dir)
+    } else {
+        Err(Error::DataNotFound { what, path: dir, hint })
+    }
+}

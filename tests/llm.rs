@@ -171,6 +171,16 @@ fn prune_tiny(
     component: &str,
     rate: f64,
 ) -> (tempfile::TempDir, relprune::workflow::prune::PruneOutcome) {
+    prune_tiny_by(family, tied, component, rate, relprune::prune::budget::Selection::Relevance)
+}
+
+fn prune_tiny_by(
+    family: &str,
+    tied: bool,
+    component: &str,
+    rate: f64,
+    selection: relprune::prune::budget::Selection,
+) -> (tempfile::TempDir, relprune::workflow::prune::PruneOutcome) {
     use relprune::attribution::CriterionSpec;
     use relprune::prune::compress::Amount;
     use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};
@@ -183,6 +193,7 @@ fn prune_tiny(
     let out = tempfile::tempdir().unwrap();
     let mut config = PruneConfig::new(CriterionSpec::parse("weight", None, 0).unwrap(), Amount::Rate(rate));
     config.latency_runs = 0;
+    config.compress.selection = selection;
     let req = PruneRequest {
         model: ModelSource::named(format!("hf:{}", dir.join("hf").display())),
         data: DataSource::named("none"),
@@ -208,36 +219,82 @@ fn pruned_decoders_reload_in_transformers() {
         ("qwen2", false, "neurons", 0.0, false),
     ] {
         let (_tmp, outcome) = prune_tiny(family, tied, component, rate);
-        let folder = &outcome.files.model_dir;
         let hf = outcome.files.hf.as_ref().unwrap();
         assert_eq!(hf.remote_code, remote, "{family}: widths {:?}", hf.widths);
         if family == "llama" && component == "heads" {
             assert_eq!((hf.widths.kv_heads.clone(), hf.widths.groups.clone()), (vec![1, 2], vec![vec![2], vec![2, 1]]));
         }
-        let io = common::oracle("llm_outputs.py", &["--family", family]).join("io.safetensors");
-        let (ids, mask) = (common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask"));
-        let inputs = folder.parent().unwrap().join("inputs.safetensors");
-        Tensor::write_safetensors(&[("ids", &ids), ("mask", &mask)], &inputs).unwrap();
-        let theirs = common::oracle("hf_reload.py", &[folder.to_str().unwrap(), inputs.to_str().unwrap()]);
-        let ours = tch::no_grad(|| outcome.pruned.graph.forward(&[ids, mask.shallow_clone()], Mode::Eval)).unwrap();
-        let err = real_err(&ours, &common::read_tensor(&theirs.join("io.safetensors"), "logits"), &mask);
-        assert!(err < 1e-4, "{family} {component}: relative error {err:e} against the reloaded folder");
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(theirs.join("meta.json")).unwrap()).unwrap();
-        assert_eq!(meta["params"].as_i64().unwrap(), outcome.pruned.graph.num_parameters(), "{family}");
-        assert_eq!(common::read_tensor(&theirs.join("io.safetensors"), "generated").size(), vec![1, 9]);
-        // The ONNX export (no KV cache) gives the same logits in onnxruntime.
-        let onnx = outcome.files.onnx.as_ref().unwrap();
-        let onnx_in = folder.parent().unwrap().join("onnx-in.safetensors");
-        Tensor::write_safetensors(&[("in0", &common::read_tensor(&io, "ids")), ("in1", &mask)], &onnx_in).unwrap();
-        let onnx_out = folder.parent().unwrap().join("onnx-out.safetensors");
-        common::run_oracle(
-            "onnx_run.py",
-            &[onnx.to_str().unwrap(), onnx_in.to_str().unwrap(), onnx_out.to_str().unwrap()],
-        );
-        let err = real_err(&ours, &common::read_tensor(&onnx_out, "y"), &mask);
-        assert!(err < 1e-4, "{family} {component}: relative error {err:e} against onnxruntime");
+        reloads_with_relprune_logits(family, component, &outcome);
     }
+}
+
+/// Uniform removal (every layer, and with grouped heads every key/value group, loses the same
+/// share) keeps equal widths: the folder is a stock one that transformers loads without code.
+#[test]
+fn uniform_selection_writes_stock_folders() {
+    use relprune::prune::budget::Selection;
+    // The tiny models: 2 layers of 48 neurons; 4 query heads on 2 key/value heads (llama) or
+    // on 1 (qwen2). A head rate applies per key/value group: 0.3 of 2 removes none.
+    for (family, component, rate, widths, kv) in [
+        ("llama", "neurons", 0.3, vec![34, 34], vec![2, 2]),
+        ("llama", "heads", 0.5, vec![2, 2], vec![2, 2]),
+        ("qwen2", "heads", 0.5, vec![2, 2], vec![1, 1]),
+        ("llama", "heads", 0.3, vec![4, 4], vec![2, 2]),
+    ] {
+        let (_tmp, outcome) = prune_tiny_by(family, false, component, rate, Selection::Uniform);
+        let hf = outcome.files.hf.as_ref().unwrap();
+        assert!(!hf.remote_code, "{family} {component}: {:?}", hf.widths);
+        let got = if component == "neurons" { hf.widths.intermediate.clone() } else { hf.widths.heads.clone() };
+        assert_eq!(got, widths, "{family} {component}");
+        assert_eq!(hf.widths.kv_heads, kv, "{family} {component}: a key/value group is never emptied");
+        reloads_with_relprune_logits(family, component, &outcome);
+    }
+}
+
+/// `--selection kv-groups` removes whole key/value groups (a key/value head with its query
+/// heads): the groups left are whole, and the folder reloads with equal logits.
+#[test]
+fn kv_group_selection_removes_whole_groups() {
+    use relprune::prune::budget::Selection;
+    // 2 layers × 2 groups of 2 query heads; half the heads are two whole groups.
+    let (_tmp, outcome) = prune_tiny_by("llama", true, "heads", 0.5, Selection::KvGroups);
+    let w = &outcome.files.hf.as_ref().unwrap().widths;
+    assert_eq!(w.kv_heads.iter().sum::<i64>(), 2, "{w:?}");
+    assert_eq!(w.heads.iter().sum::<i64>(), 4, "{w:?}");
+    let sizes: Vec<i64> = (0..2)
+        .flat_map(|l| if w.groups[l].is_empty() { vec![2; w.kv_heads[l] as usize] } else { w.groups[l].clone() })
+        .collect();
+    assert!(sizes.iter().all(|&g| g == 2), "{w:?}");
+    assert_eq!(outcome.pruned.report.surgery.removed_components, 4);
+    reloads_with_relprune_logits("llama", "heads", &outcome);
+}
+
+/// The pruned folder of `outcome` loads in transformers and gives relprune's logits, its
+/// parameter count, and greedy generation; its ONNX export gives the logits in onnxruntime.
+fn reloads_with_relprune_logits(family: &str, component: &str, outcome: &relprune::workflow::prune::PruneOutcome) {
+    let folder = &outcome.files.model_dir;
+    let io = common::oracle("llm_outputs.py", &["--family", family]).join("io.safetensors");
+    let (ids, mask) = (common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask"));
+    let inputs = folder.parent().unwrap().join("inputs.safetensors");
+    Tensor::write_safetensors(&[("ids", &ids), ("mask", &mask)], &inputs).unwrap();
+    let theirs = common::oracle("hf_reload.py", &[folder.to_str().unwrap(), inputs.to_str().unwrap()]);
+    let ours = tch::no_grad(|| outcome.pruned.graph.forward(&[ids, mask.shallow_clone()], Mode::Eval)).unwrap();
+    let err = real_err(&ours, &common::read_tensor(&theirs.join("io.safetensors"), "logits"), &mask);
+    assert!(err < 1e-4, "{family} {component}: relative error {err:e} against the reloaded folder");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(theirs.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["params"].as_i64().unwrap(), outcome.pruned.graph.num_parameters(), "{family}");
+    let stock = !outcome.files.hf.as_ref().unwrap().remote_code;
+    assert_eq!(meta["class"].as_str().unwrap().starts_with("Relprune"), !stock, "{family}: {meta}");
+    assert_eq!(common::read_tensor(&theirs.join("io.safetensors"), "generated").size(), vec![1, 9]);
+    // The ONNX export (no KV cache) gives the same logits in onnxruntime.
+    let onnx = outcome.files.onnx.as_ref().unwrap();
+    let onnx_in = folder.parent().unwrap().join("onnx-in.safetensors");
+    Tensor::write_safetensors(&[("in0", &common::read_tensor(&io, "ids")), ("in1", &mask)], &onnx_in).unwrap();
+    let onnx_out = folder.parent().unwrap().join("onnx-out.safetensors");
+    common::run_oracle("onnx_run.py", &[onnx.to_str().unwrap(), onnx_in.to_str().unwrap(), onnx_out.to_str().unwrap()]);
+    let err = real_err(&ours, &common::read_tensor(&onnx_out, "y"), &mask);
+    assert!(err < 1e-4, "{family} {component}: relative error {err:e} against onnxruntime");
 }
 
 /// Wanda-sp and FLAP score neurons and heads (grouped heads included) as their definitions do,

@@ -114,6 +114,9 @@ fn decoder_case(args: &[&str]) {
     };
     let mut cfg = config(GroupRules::all(eps()), SoftmaxRule::AttnLrp);
     cfg.gate = relprune::attribution::lrp::GateRule::Uniform;
+    if args.contains(&"predicted") {
+        cfg.target = relprune::attribution::lrp::ExplainedTarget::Predicted;
+    }
     for (kind, prefix) in [(ComponentKind::Heads, "H"), (ComponentKind::Neurons, "N")] {
         let comps = ComponentSet::find(&m.graph, kind).unwrap();
         let ours = Lrp { config: cfg.clone(), label: "t".into() }.attribute(&m.graph, &comps, &batch).unwrap();
@@ -133,6 +136,12 @@ fn llama_attn_lrp_grouped_heads() {
 #[test]
 fn llama_attn_lrp_heads() {
     decoder_case(&["--kind", "llama", "--kv-heads", "4"]);
+}
+
+/// The predicted next token's logit as the initial relevance (`target=predicted`).
+#[test]
+fn llama_attn_lrp_predicted_token() {
+    decoder_case(&["--kind", "llama", "--target", "predicted"]);
 }
 
 #[test]

@@ -464,3 +464,58 @@ fn a_pruned_graph_shares_no_parameter_with_its_source() {
         assert!(t.equal(g.params().get(k).unwrap()), "{k} of the source changed with the pruned graph");
     }
 }
+
+/// Uniform removal (`--selection uniform`): every dependency group loses ⌊rate · width⌋ of its
+/// units, its least relevant (by pooled score) first, nested across rates; prefixes of its
+/// order stay balanced, and the pruned model computes what the masked one does.
+#[test]
+fn uniform_selection_takes_the_same_share_of_every_group() {
+    use std::collections::BTreeMap;
+    let g = Architecture::parse("resnet18:size=32,width=8").unwrap().build(1).unwrap();
+    let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
+    let scores = random_scores(comps.total, 3);
+    let ranking = GroupRanking::new(&g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
+    let ranking = relprune::prune::budget::Selection::Uniform.arrange(ranking, &g, &comps);
+    let mut previous: Vec<(usize, usize)> = Vec::new();
+    for rate in [0.2, 0.5, 0.9] {
+        let sel = ranking.selection(rate).unwrap();
+        let mut per: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &(gi, u) in &sel {
+            per.entry(gi).or_default().push(u);
+        }
+        for (gi, grp) in ranking.groups.iter().enumerate() {
+            let want = (grp.units as f64 * rate + 1e-9).floor() as usize;
+            let got = per.get(&gi).map_or(&[][..], |v| &v[..]);
+            assert_eq!(got.len(), want, "rate {rate}, group {gi} of {} units", grp.units);
+            // Its least relevant units, the most relevant kept.
+            let mut by_score: Vec<usize> = (0..grp.units).collect();
+            by_score.sort_by(|&a, &b| ranking.pooled[gi][a].total_cmp(&ranking.pooled[gi][b]));
+            let mut got_sorted = got.to_vec();
+            got_sorted.sort();
+            let mut least = by_score[..want].to_vec();
+            least.sort();
+            assert_eq!(got_sorted, least, "rate {rate}, group {gi}");
+        }
+        assert!(previous.iter().all(|p| sel.contains(p)), "selections are nested");
+        previous = sel.clone();
+        let (small, _) = prune(&g, &comps, &ranking, &sel).unwrap();
+        let x = inputs(&g);
+        let masked = {
+            let mut gm = g.deep_clone();
+            let guard = apply_mask(&mut gm, &comps, &ranking.component_indices(&comps, &sel)).unwrap();
+            tch::no_grad(|| guard.forward(&x, Mode::Eval)).unwrap()
+        };
+        let physical = tch::no_grad(|| small.forward(&x, Mode::Eval)).unwrap();
+        assert!(common::rel_err(&physical, &masked) < 1e-5, "rate {rate}");
+    }
+    // Any prefix of the order is within one unit of the same share in every group.
+    let prefix = ranking.prefix(ranking.order.len() / 3);
+    let mut counts = vec![0usize; ranking.groups.len()];
+    for &(gi, _) in &prefix {
+        counts[gi] += 1;
+    }
+    for (gi, grp) in ranking.groups.iter().enumerate() {
+        let share = counts[gi] as f64 / grp.units as f64;
+        assert!((share - 1.0 / 3.0).abs() <= 1.0 / grp.units as f64 + 1e-9, "group {gi}: {share}");
+    }
+}

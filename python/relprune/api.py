@@ -71,12 +71,15 @@ def prune(
         target: a size budget: ``"macs=0.5"`` or ``{"macs": 0.5}`` keeps half the MACs;
             ``params=``, ``latency=`` likewise.
         max_drop: an accuracy budget in percentage points.
-        selection: ``relevance`` or ``cost-aware``.
+        selection: ``relevance``, ``cost-aware``, ``uniform`` (every layer loses the same share) or
+            ``kv-groups`` (whole key/value groups of grouped-query attention).
         normalize: per-layer scaling before the global ranking (``none``, ``mean``, ``lamp``, …).
         round_to: keep every pruned width a multiple of this.
         ignored: modules (or their names) never pruned, with the layers coupled to them.
         finetune: epochs of recovery fine-tuning in the core (or a dict of the CLI's fine-tuning
-            options: ``{"epochs": 1, "lr": 0.01, "batch": 128, "distill": True}``).
+            options: ``{"epochs": 1, "lr": 0.01, "batch": 128, "distill": True}``; ``steps`` or
+            ``tokens`` make an epoch that many optimiser steps or tokens, ``val_samples`` the
+            validation samples that pick the kept epoch).
         device: where the core works (default: the model's device).
         inplace: prune ``model`` itself instead of a copy (a model that cannot be sliced is then an
             error, as no other module can take its place).
@@ -296,6 +299,7 @@ def _finetune_args(finetune: int | Mapping[str, Any] | None) -> list[str]:
         raise TypeError(f"finetune must be a number of epochs or a dict of options, not {type(finetune).__name__}")
     opts = {"epochs": finetune} if isinstance(finetune, int) else dict(finetune)
     flags = {"epochs": "--finetune", "lr": "--ft-lr", "batch": "--ft-batch", "samples": "--ft-samples",
+             "val_samples": "--ft-val-samples", "steps": "--ft-steps", "tokens": "--ft-tokens",
              "temperature": "--distill-temperature", "alpha": "--distill-alpha"}  # fmt: skip
     unknown = sorted(set(opts) - set(flags) - {"distill"})
     if unknown:

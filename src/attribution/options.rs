@@ -6,13 +6,13 @@
 //!
 //! Keys: `all`, `low`, `mid`, `high`, `fc` or `d1`…`dN` = a rule (`epsilon[:ε]`, `gamma[:γ]`,
 //! `zplus`, `alphabeta[:α:β]`); `softmax` and `{low,mid,high}_softmax` = attn_lrp | cp | zplus |
-//! zplus_bias; `initial` = one_hot | logit; `batch_norm` = merge | pass; `gate` = constant |
+//! zplus_bias; `initial` = one_hot | logit; `target` = true | predicted; `batch_norm` = merge | pass; `gate` = constant |
 //! uniform; `stabilizer` = a positive number; `sum_first[=true|false]`; `signed` or
 //! `absolute=true|false`; `normalize` = none | max | l2 | sum | mean | lamp. `signed` / `absolute`
 //! apply to every criterion with a sign choice and `normalize` to every criterion, the rest to
 //! LRP only. A key given twice is an error, never "the last one wins".
 
-use super::lrp::{BatchNormTreatment, GateRule, InitialRelevance, SoftmaxRule};
+use super::lrp::{BatchNormTreatment, ExplainedTarget, GateRule, InitialRelevance, SoftmaxRule};
 use super::normalize::LayerNormalization;
 use super::CriterionSpec;
 use crate::error::{Error, Result};
@@ -21,7 +21,8 @@ use crate::prune::components::DepthGroup;
 pub use crate::util::parse_pairs;
 
 /// The keys, for messages.
-const KEYS: &str = "all, low, mid, high, fc, d1…dN (rules), softmax, {low,mid,high}_softmax, initial, batch_norm, \
+const KEYS: &str =
+    "all, low, mid, high, fc, d1…dN (rules), softmax, {low,mid,high}_softmax, initial, target, batch_norm, \
                     gate, stabilizer, sum_first, signed, absolute, normalize";
 
 /// Applies options to `spec`, in order (`all=…` first, then single groups, overrides).
@@ -45,6 +46,10 @@ pub fn apply(spec: &mut CriterionSpec, pairs: &[(String, String)]) -> Result<()>
                     "initial" => {
                         lrp.initial =
                             named(k, v, &[("one_hot", InitialRelevance::OneHot), ("logit", InitialRelevance::Logit)])?
+                    }
+                    "target" => {
+                        lrp.target =
+                            named(k, v, &[("true", ExplainedTarget::True), ("predicted", ExplainedTarget::Predicted)])?
                     }
                     "batch_norm" => {
                         lrp.batch_norm =
@@ -140,7 +145,7 @@ mod tests {
     fn every_key_lands_in_its_field() {
         let CriterionSpec::Lrp { lrp, absolute, .. } =
             lrp("low=zplus;mid=gamma:0.3,high=epsilon:0.01,fc=alphabeta,softmax=cp,high_softmax=zplus,initial=logit,\
-             batch_norm=pass,gate=uniform,stabilizer=1e-4,sum_first,signed,normalize=lamp")
+             target=predicted,batch_norm=pass,gate=uniform,stabilizer=1e-4,sum_first,signed,normalize=lamp")
             .unwrap()
         else {
             panic!()
@@ -152,6 +157,7 @@ mod tests {
         assert_eq!(lrp.softmax, SoftmaxRule::Cp);
         assert_eq!(lrp.softmax_by_group[&DepthGroup::High], SoftmaxRule::Zplus);
         assert_eq!(lrp.initial, InitialRelevance::Logit);
+        assert_eq!(lrp.target, ExplainedTarget::Predicted);
         assert_eq!(lrp.batch_norm, BatchNormTreatment::Pass);
         assert_eq!(lrp.gate, GateRule::Uniform);
         assert_eq!(lrp.stabilizer, 1e-4);

@@ -241,8 +241,11 @@ pub struct AxisArgs {
     /// that much, found by bisection). One criterion then compares with another at equal cost.
     #[arg(long, default_value = "rate")]
     pub axis: relprune::evaluate::CurveAxis,
-    /// Group order on a macs / params axis: `relevance` (least relevant first) or `cost-aware`
-    /// (least relevance per MAC / parameter saved first).
+    /// Group order: `relevance` (least relevant first, globally), `cost-aware` (least relevance
+    /// per MAC / parameter saved first; on a macs / params axis or for --target marks),
+    /// `uniform` (every layer loses the same share of its units) or `kv-groups` (whole
+    /// key/value groups of grouped-query attention); the last two are measured on the
+    /// physically pruned models.
     #[arg(long, default_value = "relevance")]
     pub selection: relprune::prune::budget::Selection,
     /// Budget targets to mark on the curves (repeatable): `macs=0.5`, `params=0.5` or
@@ -267,7 +270,7 @@ impl AxisArgs {
         mut opts: relprune::experiment::RunOptions,
     ) -> anyhow::Result<relprune::experiment::RunOptions> {
         if self.axis == relprune::evaluate::CurveAxis::Rate
-            && self.selection != relprune::prune::budget::Selection::Relevance
+            && self.selection == relprune::prune::budget::Selection::CostAware
             && self.targets.is_empty()
         {
             anyhow::bail!(

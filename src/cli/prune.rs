@@ -37,8 +37,12 @@ pub struct PruneArgs {
     /// split stays within this many percentage points of the unpruned model's [range: ≥ 0].
     #[arg(long, value_name = "POINTS", value_parser = super::ranges::non_negative)]
     max_drop: Option<f64>,
-    /// Order of removal: `relevance` (least relevant first, the paper's) or `cost-aware` (least
-    /// relevance per MAC saved first; per parameter with --target params=…).
+    /// Order of removal: `relevance` (least relevant first, the paper's global ranking),
+    /// `cost-aware` (least relevance per MAC saved first; per parameter with --target
+    /// params=…) or `uniform` (every layer loses the same share of its units, each its least
+    /// relevant: equal widths stay equal, and a pruned decoder keeps a stock config that loads
+    /// without custom code) or `kv-groups` (heads of grouped-query attention go as whole
+    /// key/value groups, least relevant group first).
     #[arg(long, default_value = "relevance")]
     selection: relprune::prune::budget::Selection,
     /// Keep every pruned layer's width a multiple of K (hardware-friendly widths, as
@@ -97,6 +101,10 @@ struct FinetuneArgs {
     /// Fine-tune on the first N train samples of the task (0: all) [range: 0..=10^8].
     #[arg(long, default_value_t = 0, value_parser = super::ranges::count(0, super::ranges::MAX_COUNT))]
     ft_samples: usize,
+    /// Validation samples (a language model's: sequences) that pick the kept epoch
+    /// [range: 1..=10^8].
+    #[arg(long, default_value_t = 2000, value_parser = super::ranges::count(1, super::ranges::MAX_COUNT))]
+    ft_val_samples: usize,
     /// An epoch is N optimiser steps rather than a pass over the train split (a language
     /// model's text is far longer than recovery needs) [range: 1..=10^8].
     #[arg(long, value_name = "N", conflicts_with = "ft_tokens", value_parser = super::ranges::count(1, super::ranges::MAX_COUNT))]
@@ -114,6 +122,7 @@ impl FinetuneArgs {
             lr: self.ft_lr,
             batch_size: self.ft_batch,
             train_samples: self.ft_samples,
+            val_samples: self.ft_val_samples,
             distill: self.distill.then_some(relprune::train::Distill {
                 temperature: self.distill_temperature,
                 alpha: self.distill_alpha,
@@ -124,7 +133,6 @@ impl FinetuneArgs {
                 (None, Some(n)) => Some(relprune::recovery::EpochLength::Tokens(n)),
                 (None, None) => None,
             },
-            ..Default::default()
         })
     }
 }

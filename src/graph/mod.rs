@@ -221,12 +221,9 @@ impl Graph {
         tokens && output_ranks(&self.spec)[self.spec.output] == 3
     }
 
-    /// The most tokens the graph's token input accepts (None without one).
+    /// The most tokens the graph's token inputs accept (None without one).
     pub fn max_tokens(&self) -> Option<i64> {
-        self.input_kinds().iter().find_map(|k| match k {
-            InputKind::TokenIds { max_len } => Some(*max_len),
-            _ => None,
-        })
+        stats::max_tokens(self)
     }
 
     /// Number of output classes (the last dimension of the output), from the op feeding it.

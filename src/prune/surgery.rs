@@ -16,8 +16,8 @@ use crate::prune::components::{coupled_groups, ComponentKind, ComponentSet, Coup
 use crate::prune::dependency::channel_spaces;
 use crate::prune::plan::Plan;
 use crate::prune::ranking::{check_rate, PruneOrder};
-use std::collections::HashSet;
 use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 use tch::Tensor;
 
 /// Group units ranked by pooled score.
@@ -32,6 +32,12 @@ pub struct GroupRanking {
     /// Keep every group's width a multiple of this (hardware-friendly widths, as Torch-Pruning's
     /// `round_to`); 1 = any width. Applied to every selection this ranking makes.
     pub round_to: usize,
+    /// Uniform removal ([`GroupRanking::with_uniform`]): each offered unit's (rank within its
+    /// block, from 1; block size).
+    pub uniform: Option<HashMap<(usize, usize), (usize, usize)>>,
+    /// Whole blocks ([`GroupRanking::with_whole_blocks`]): the order in runs of one block
+    /// each, by run length; a selection takes whole runs.
+    pub runs: Option<Vec<usize>>,
 }
 
 impl GroupRanking {
@@ -73,7 +79,88 @@ impl GroupRanking {
             total_components: comps.total,
             pooled: all_pooled,
             round_to: 1,
+            uniform: None,
+            runs: None,
         })
+    }
+
+    /// Each group's units in blocks ([`crate::graph::ops::OpKind::unit_blocks`]; one block
+    /// where the op has none), as sizes in unit order.
+    fn blocks(&self, graph: &Graph, comps: &ComponentSet) -> Vec<Vec<usize>> {
+        self.groups
+            .iter()
+            .map(|g| {
+                let sizes = match g.members[..] {
+                    [m] => graph.node(comps.layers[m].node).op.kind().unit_blocks(),
+                    _ => Vec::new(),
+                };
+                if sizes.is_empty() || sizes.iter().sum::<usize>() != g.units {
+                    vec![g.units]
+                } else {
+                    sizes
+                }
+            })
+            .collect()
+    }
+
+    /// Removal by whole blocks: where a group's op has blocks (grouped-query attention: the
+    /// query heads of one key/value head), they go whole, least relevant first by the mean of
+    /// their units' pooled scores; a group without blocks offers its units one by one, as
+    /// before. A selection then takes the longest prefix of whole blocks within its budget.
+    pub fn with_whole_blocks(mut self, graph: &Graph, comps: &ComponentSet) -> Self {
+        let blocks = self.blocks(graph, comps);
+        let mut runs: Vec<(f64, Vec<(usize, usize)>)> = Vec::new();
+        let mut members: HashMap<(usize, usize), Vec<(usize, usize)>> = HashMap::new();
+        for &(g, u) in &self.order {
+            if blocks[g].len() > 1 {
+                let b = block_index(&blocks[g], u);
+                members.entry((g, b)).or_default().push((g, u));
+            } else {
+                runs.push((self.pooled[g][u], vec![(g, u)]));
+            }
+        }
+        for ((g, b), units) in members {
+            // Only blocks whose every unit is offered can go whole.
+            if units.len() == blocks[g][b] {
+                let mean = units.iter().map(|&(g, u)| self.pooled[g][u]).sum::<f64>() / units.len() as f64;
+                runs.push((mean, units));
+            }
+        }
+        let first = |r: &Vec<(usize, usize)>| r[0];
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0).then(first(&a.1).cmp(&first(&b.1))));
+        self.order = runs.iter().flat_map(|r| r.1.iter().copied()).collect();
+        self.runs = Some(runs.iter().map(|r| r.1.len()).collect());
+        self
+    }
+
+    /// Uniform removal, Torch-Pruning's local pruning: every block of every group loses the
+    /// same share of its units, its least relevant first (in this ranking's order). A block is
+    /// a group's units, or with grouped-query attention the query heads of one key/value head
+    /// ([`crate::graph::ops::OpKind::unit_blocks`]), so that equal groups stay equal. The units
+    /// are reordered by their rank within their block as a share of the block, and
+    /// [`GroupRanking::selection`] then takes ⌊rate · size⌋ units of every block: layers of equal
+    /// widths keep equal widths.
+    pub fn with_uniform(mut self, graph: &Graph, comps: &ComponentSet) -> Self {
+        let blocks = self.blocks(graph, comps);
+        let mut taken: HashMap<(usize, usize), usize> = HashMap::new();
+        // (unit, (rank within its block, block size), block)
+        type Entry = ((usize, usize), (usize, usize), usize);
+        let mut entries: Vec<Entry> = Vec::with_capacity(self.order.len());
+        for &(g, u) in &self.order {
+            let b = block_index(&blocks[g], u);
+            let rank = taken.entry((g, b)).or_default();
+            *rank += 1;
+            entries.push(((g, u), (*rank, blocks[g][b]), b));
+        }
+        // Rank as a share of the block (compared exactly: r1·s2 against r2·s1).
+        entries.sort_by(|a, b| {
+            let ((ga, _), (ra, sa), ba) = *a;
+            let ((gb, _), (rb, sb), bb) = *b;
+            (ra * sb).cmp(&(rb * sa)).then((ga, ba, ra).cmp(&(gb, bb, rb)))
+        });
+        self.order = entries.iter().map(|e| e.0).collect();
+        self.uniform = Some(entries.into_iter().map(|(unit, rank, _)| (unit, rank)).collect());
+        self
     }
 
     /// Keeps every group's width a multiple of `k` in the selections made from now on.
@@ -148,10 +235,34 @@ impl GroupRanking {
             .collect()
     }
 
-    /// The longest prefix of the order removing at most floor(N·rate) components.
+    /// The longest prefix of the order removing at most floor(N·rate) components; with uniform
+    /// removal, ⌊rate · size⌋ units of every block.
     pub fn selection(&self, rate: f64) -> Result<Vec<(usize, usize)>> {
         check_rate(rate)?;
+        if let Some(ranks) = &self.uniform {
+            let sel: Vec<(usize, usize)> = self
+                .order
+                .iter()
+                .copied()
+                .filter(|unit| {
+                    ranks.get(unit).is_some_and(|&(r, size)| r as f64 <= (size as f64 * rate + 1e-9).floor())
+                })
+                .collect();
+            return Ok(self.rounded(&sel));
+        }
         let target = ((self.total_components as f64) * rate + 1e-9).floor() as usize;
+        if let Some(runs) = &self.runs {
+            let (mut used, mut at) = (0, 0);
+            for &n in runs {
+                let k: usize = self.order[at..at + n].iter().map(|&(g, _)| self.groups[g].members.len()).sum();
+                if used + k > target {
+                    break;
+                }
+                used += k;
+                at += n;
+            }
+            return Ok(self.rounded(&self.order[..at]));
+        }
         let mut used = 0;
         let mut sel = Vec::new();
         for &(g, u) in &self.order {
@@ -167,7 +278,19 @@ impl GroupRanking {
 
     /// The first `k` units of the order (the nested selections a budget search walks through).
     pub fn prefix(&self, k: usize) -> Vec<(usize, usize)> {
-        self.rounded(&self.order[..k.min(self.order.len())])
+        let mut k = k.min(self.order.len());
+        if let Some(runs) = &self.runs {
+            // Whole blocks only: the longest run boundary within k.
+            let mut at = 0;
+            for &n in runs {
+                if at + n > k {
+                    break;
+                }
+                at += n;
+            }
+            k = at;
+        }
+        self.rounded(&self.order[..k])
     }
 
     /// Components removed by a selection (each unit counts once per member layer).
@@ -184,6 +307,18 @@ impl GroupRanking {
         v.sort_unstable();
         v
     }
+}
+
+/// The block of `blocks` (sizes in unit order) that holds unit `u`.
+fn block_index(blocks: &[usize], u: usize) -> usize {
+    let mut end = 0;
+    blocks
+        .iter()
+        .position(|&b| {
+            end += b;
+            u < end
+        })
+        .unwrap_or(0)
 }
 
 /// What surgery did.

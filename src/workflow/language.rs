@@ -65,17 +65,9 @@ pub fn model_folder(spec: &str) -> Result<PathBuf> {
     }
 }
 
-/// Tokenises the corpus part for the model given by `spec`, checking the length against the
-/// model's positions first.
-pub fn corpus_sequences(
-    spec: &str,
-    max_len: Option<i64>,
-    opts: &LmEvalOptions,
-    part: Part,
-) -> Result<corpus::Sequences> {
-    if let Some(m) = max_len.filter(|&m| opts.seq_len as i64 > m) {
-        crate::bail!("--seq-len {} is beyond the model's {m} positions; use at most {m}", opts.seq_len);
-    }
+/// Tokenises the corpus part for the model given by `spec` (its length checked against the
+/// model's positions by the caller: [`crate::graph::stats::check_seq_len`]).
+fn corpus_sequences(spec: &str, opts: &LmEvalOptions, part: Part) -> Result<corpus::Sequences> {
     let tokenizer = corpus::lm_tokenizer(&model_folder(spec)?.join("tokenizer.json"))?;
     let docs = corpus::read_part(&opts.corpus, part)?;
     let what = format!("{} ({})", opts.corpus.name(), part.name());
@@ -89,11 +81,11 @@ pub fn evaluate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LmEvaluation> {
     let m = source.load()?;
-    let max_len = m.graph.max_tokens();
     if !m.graph.is_language_model() {
         crate::bail!("{} is not a language model (token ids in, next-token logits (B, T, vocab) out)", source.model);
     }
-    let seqs = corpus_sequences(&source.model, max_len, opts, opts.part)?;
+    crate::graph::stats::check_seq_len(&m.graph, opts.seq_len as i64)?;
+    let seqs = corpus_sequences(&source.model, opts, opts.part)?;
     let total = seqs.len();
     let start = std::time::Instant::now();
     let score =

@@ -108,9 +108,7 @@ impl DataSource {
             })?,
         };
         let seq_len = lm_seq_len(self.seq_len, &model.graph);
-        if let Some(m) = model.graph.max_tokens().filter(|&m| seq_len as i64 > m) {
-            crate::bail!("--seq-len {seq_len} is beyond the model's {m} positions; use at most {m}");
-        }
+        crate::graph::stats::check_seq_len(&model.graph, seq_len as i64)?;
         let folder = model.folder.as_ref().ok_or_else(|| {
             crate::Error::invalid(format!(
                 "{} has no tokenizer to read text with; give the model as hf:FOLDER (a Hugging Face folder with \

@@ -17,7 +17,8 @@ on identical weights and inputs. Runs in its own process (LXT patches classes gl
              by lxt.efficient.monkey_patch(modeling_llama / modeling_qwen2) (AttnLRP). With --double,
              transformers' float32 RMSNorm, RoPE angles and softmax are replaced by float64 copies
              (--hf-fp32 keeps them). Random ids (2, 10), mask of ones; the initial relevance is the
-             logit of the true next token at every position but the last; labels (B, T) hold those
+             logit of the true next token (--target predicted: the predicted one) at every position
+             but the last; labels (B, T) hold the true
              targets, -100 at the last position. Also writes X.model.layers.{i}.mlp.down_proj.input
              (B, T, units), X.embeddings (B, T, hidden) and X.logits_target (B,), the total initial
              relevance, unsummed, for diagnosis.
@@ -40,6 +41,8 @@ p.add_argument("--rules", default="{}")
 p.add_argument("--double", action="store_true")
 p.add_argument("--stabilizer", type=float, default=1e-6, help="stabiliser of the z+, gamma and alpha-beta rules")
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--target", choices=["true", "predicted"], default="true",
+               help="llama/qwen2: explain the true next token's logit, or the predicted token's")
 p.add_argument("--kv-heads", type=int, help="llama/qwen2: key-value heads (default 2 for llama, 1 for qwen2)")
 p.add_argument("--hf-fp32", action="store_true", help="llama/qwen2 with --double: keep transformers' float32 RMSNorm, RoPE and softmax")
 p.add_argument("--out", required=True)
@@ -256,7 +259,10 @@ elif a.kind in ("llama", "qwen2"):
     labels = torch.cat([ids[:, 1:], torch.full((b, 1), -100)], 1)
     emb = m.get_input_embeddings()(ids).detach().requires_grad_(True)
     logits = m(inputs_embeds=emb, attention_mask=mask, use_cache=False).logits
-    target = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1).sum(1)
+    if a.target == "predicted":
+        target = logits[:, :-1].max(-1).values.sum(1)
+    else:
+        target = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1).sum(1)
     target.sum().backward()
     captured["X.embeddings"] = (emb * emb.grad).detach()
     captured["X.logits_target"] = target.detach()

@@ -206,6 +206,34 @@ pub enum InitialRelevance {
     Logit,
 }
 
+/// Which output the initial relevance explains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainedTarget {
+    /// The true class (a language model: the true next token at every position).
+    #[default]
+    True,
+    /// The model's own top prediction (a language model: its predicted next token), as LXT's
+    /// examples explain generation.
+    Predicted,
+}
+
+impl ExplainedTarget {
+    fn is_true(&self) -> bool {
+        *self == ExplainedTarget::True
+    }
+
+    /// The targets to explain: `labels`, or the top prediction where a label is given (a
+    /// negative label, a position without a target, stays without one).
+    pub fn labels(self, labels: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        let labels = labels.f_to_device(logits.device())?;
+        match self {
+            ExplainedTarget::True => Ok(labels),
+            ExplainedTarget::Predicted => Ok(logits.f_argmax(-1, false)?.f_where_self(&labels.f_ge(0)?, &labels)?),
+        }
+    }
+}
+
 /// How BatchNorm is treated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -231,6 +259,9 @@ pub struct LrpConfig {
     pub softmax_by_group: std::collections::BTreeMap<DepthGroup, SoftmaxRule>,
     #[serde(default)]
     pub initial: InitialRelevance,
+    /// Which output's relevance is propagated.
+    #[serde(default, skip_serializing_if = "ExplainedTarget::is_true")]
+    pub target: ExplainedTarget,
     #[serde(default)]
     pub batch_norm: BatchNormTreatment,
     /// How relevance passes multiplicative gates.
@@ -270,6 +301,7 @@ impl LrpConfig {
             softmax: SoftmaxRule::default(),
             softmax_by_group: Default::default(),
             initial: InitialRelevance::default(),
+            target: ExplainedTarget::default(),
             batch_norm: BatchNormTreatment::default(),
             gate: GateRule::default(),
             stabilizer: default_stabilizer(),
@@ -344,7 +376,7 @@ pub fn relevances(
                 logits.size()
             );
         }
-        let mut init = one_hot(labels, logits)?;
+        let mut init = one_hot(&config.target.labels(labels, logits)?, logits)?;
         if config.initial == InitialRelevance::Logit {
             init = init.f_mul(logits)?;
         }

@@ -276,6 +276,9 @@ impl OpKind for CausalAttention {
         self.kv_heads = sizes.len() as i64;
         self.groups = if sizes.windows(2).all(|w| w[0] == w[1]) { Vec::new() } else { sizes };
     }
+    fn unit_blocks(&self) -> Vec<usize> {
+        self.group_sizes().iter().map(|&g| g as usize).collect()
+    }
     fn unit_positions(&self, span: &super::UnitSpan, units: i64, which: &[i64]) -> Vec<i64> {
         if !span.shared {
             return span.positions(units, which);

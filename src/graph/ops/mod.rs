@@ -444,16 +444,22 @@ pub trait OpKind {
     fn max_tokens(&self) -> Option<i64> {
         None
     }
-    /// Where each of the op's units lives in the channels around it: every parameter that holds
-    /// a unit is found through these spans ([`crate::graph::Graph::unit_holders`]), which is how
-    /// masking, surgery and the weight criterion treat filters, neurons and heads alike. By
-    /// default a channel unit is one output channel of the op itself.
     /// Channel positions at `span` (one of [`OpKind::unit_spans`]) that the units `which` of
     /// `units` need, in order: by default their own blocks ([`UnitSpan::positions`]); an op with
     /// a `shared` span says which shared blocks the kept units still use.
     fn unit_positions(&self, span: &UnitSpan, units: i64, which: &[i64]) -> Vec<i64> {
         span.positions(units, which)
     }
+    /// The op's units as consecutive blocks that a uniform selection shrinks alike, by size in
+    /// unit order (grouped-query attention: the query heads of each key/value head, so that
+    /// equal groups stay equal); empty: one block of every unit.
+    fn unit_blocks(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// Where each of the op's units lives in the channels around it: every parameter that holds
+    /// a unit is found through these spans ([`crate::graph::Graph::unit_holders`]), which is how
+    /// masking, surgery and the weight criterion treat filters, neurons and heads alike. By
+    /// default a channel unit is one output channel of the op itself.
     fn unit_spans(&self) -> Vec<UnitSpan> {
         match self.units() {
             Some(Units::Channels(_)) => {
