@@ -296,7 +296,7 @@ pub fn mark_targets(
         if let Some(costs) = &costs {
             crate::prune::budget::order_by_cost(&mut ranking, costs, target.measure);
         }
-        let ranking = opts.selection.arrange(ranking, graph, comps);
+        let ranking = opts.selection.arrange(ranking, graph, comps)?;
         marks.push(crate::prune::budget::BudgetMark::measure(
             graph,
             comps,
@@ -341,7 +341,7 @@ pub fn measure_curve_until(
             let costs = crate::prune::budget::unit_costs(graph, comps, &ranking, CURVE_SEQ_LEN)?;
             crate::prune::budget::order_by_cost(&mut ranking, &costs, measure);
         }
-        let ranking = opts.selection.arrange(ranking, graph, comps);
+        let ranking = opts.selection.arrange(ranking, graph, comps)?;
         let pruning = CurvePruning::Budget { ranking: &ranking, measure, seq_len: CURVE_SEQ_LEN };
         let mut curve = accuracy_curve(graph, comps, pruning, &task.eval, &copts, step)?;
         curve.axis = opts.axis;
@@ -349,7 +349,7 @@ pub fn measure_curve_until(
     } else if opts.physical || grouped {
         // A selection made per group is measured on the physically pruned models.
         let ranking = crate::prune::surgery::GroupRanking::new(graph, comps, scores, opts.order)?;
-        let ranking = opts.selection.arrange(ranking, graph, comps);
+        let ranking = opts.selection.arrange(ranking, graph, comps)?;
         accuracy_curve(graph, comps, CurvePruning::Physical(&ranking), &task.eval, &copts, step)
     } else {
         let ranking = Ranking::new(scores, opts.order);

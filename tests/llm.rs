@@ -269,6 +269,23 @@ fn kv_group_selection_removes_whole_groups() {
     reloads_with_relprune_logits("llama", "heads", &outcome);
 }
 
+/// `--selection layers` removes whole sub-blocks (as ShortGPT and SLEB do): an MLP with all its
+/// neurons, an attention module with all its heads; the folder reloads with equal logits.
+#[test]
+fn layer_selection_removes_whole_sub_blocks() {
+    use relprune::prune::budget::Selection;
+    for (component, rate, field) in [("neurons", 0.5, "intermediate"), ("heads", 0.5, "heads")] {
+        let (_tmp, outcome) = prune_tiny_by("llama", true, component, rate, Selection::Layers);
+        let w = &outcome.files.hf.as_ref().unwrap().widths;
+        let widths = if field == "intermediate" { &w.intermediate } else { &w.heads };
+        let mut sorted = widths.clone();
+        sorted.sort();
+        let full = if field == "intermediate" { 48 } else { 4 };
+        assert_eq!(sorted, vec![0, full], "{component}: one of the two sub-blocks goes whole: {w:?}");
+        reloads_with_relprune_logits("llama", component, &outcome);
+    }
+}
+
 /// The pruned folder of `outcome` loads in transformers and gives relprune's logits, its
 /// parameter count, and greedy generation; its ONNX export gives the logits in onnxruntime.
 fn reloads_with_relprune_logits(family: &str, component: &str, outcome: &relprune::workflow::prune::PruneOutcome) {
@@ -472,5 +489,21 @@ fn pruned_decoders_fine_tune_on_text_by_steps_or_tokens() {
                 if steps == 4 { "steps" } else { "tokens" }
             )
         );
+    }
+}
+
+/// `components` names a decoder's units by its own modules: an MLP's neurons are the group of
+/// its gate and up projections, named `model.layers.i.mlp`; heads by `model.layers.i.self_attn`.
+#[test]
+fn components_are_named_by_the_models_modules() {
+    use relprune::prune::components::{coupled_groups, ComponentKind, ComponentSet};
+    let dir = common::oracle("llm_outputs.py", &["--family", "llama"]);
+    let m = load_model(&format!("hf:{}", dir.join("hf").display()), None, 0).unwrap();
+    for (kind, module, units) in [(ComponentKind::Neurons, "mlp", 48), (ComponentKind::Heads, "self_attn", 4)] {
+        let comps = ComponentSet::find(&m.graph, kind).unwrap();
+        let groups = coupled_groups(&m.graph, &comps).unwrap();
+        let named: Vec<(String, usize)> = groups.iter().map(|g| (g.name(&comps), g.units)).collect();
+        let want: Vec<(String, usize)> = (0..2).map(|i| (format!("model.layers.{i}.{module}"), units)).collect();
+        assert_eq!(named, want, "{kind:?}");
     }
 }

@@ -475,7 +475,7 @@ fn uniform_selection_takes_the_same_share_of_every_group() {
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let scores = random_scores(comps.total, 3);
     let ranking = GroupRanking::new(&g, &comps, &scores, PruneOrder::LeastRelevantFirst).unwrap();
-    let ranking = relprune::prune::budget::Selection::Uniform.arrange(ranking, &g, &comps);
+    let ranking = relprune::prune::budget::Selection::Uniform.arrange(ranking, &g, &comps).unwrap();
     let mut previous: Vec<(usize, usize)> = Vec::new();
     for rate in [0.2, 0.5, 0.9] {
         let sel = ranking.selection(rate).unwrap();

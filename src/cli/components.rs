@@ -1,8 +1,10 @@
-//! `relprune components`: the prunable units of a model, per layer and depth group.
+//! `relprune components`: the prunable units of a model, per dependency group (layers that lose
+//! their units together: a gated MLP's gate and up projections, residual-coupled convs) and
+//! depth group, named by the model's own modules.
 
 use super::common::{ModelArgs, Output};
 use clap::Args;
-use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::components::{coupled_groups, ComponentKind, ComponentSet};
 
 #[derive(Args)]
 pub struct ComponentsArgs {
@@ -28,10 +30,24 @@ pub fn run(args: ComponentsArgs, out: &Output) -> anyhow::Result<()> {
         }
     }
     for s in &sets {
-        out.say(format!("{} ({} in {} layers)", s.kind, s.total, s.layers.len()));
-        out.say(format!("  {:<34} {:>6} {:>8}  read at", "layer", "group", "units"));
-        for l in &s.layers {
-            out.say(format!("  {:<34} {:>6} {:>8}  {}", l.name, l.group.name(), l.count, m.graph.node(l.read_at).name));
+        let groups = coupled_groups(&m.graph, s)?;
+        let units: usize = groups.iter().map(|g| g.units).sum();
+        out.say(format!(
+            "{} ({} units in {} groups; {} components in {} layers)",
+            s.kind,
+            units,
+            groups.len(),
+            s.total,
+            s.layers.len()
+        ));
+        out.say(format!("  {:<34} {:>6} {:>8}  layers", "group", "depth", "units"));
+        for g in &groups {
+            let members: Vec<&str> = g.members.iter().map(|&i| s.layers[i].name.as_str()).collect();
+            let name = g.name(s);
+            let layers = if members == [name.as_str()] { String::new() } else { members.join(" + ") };
+            let blocked = g.blocked.as_ref().map_or(String::new(), |b| format!("  (not removable: {b})"));
+            let depth = s.layers[g.members[0]].group.name();
+            out.say(format!("  {name:<34} {depth:>6} {:>8}  {layers}{blocked}", g.units));
         }
     }
     out.emit(&sets)

@@ -38,25 +38,34 @@ pub enum Selection {
     /// head that reads it), least relevant first by the mean of their query heads; units
     /// without such blocks go one by one. See [`GroupRanking::with_whole_blocks`].
     KvGroups,
+    /// Whole layers: a dependency group goes with all its units (an MLP's every neuron, an
+    /// attention module's every head: the sub-blocks ShortGPT and SLEB remove), least relevant
+    /// first by the mean of its units. Conv layers keep a channel, so they cannot go whole.
+    Layers,
 }
 
-crate::from_str_by_serde!(Selection: "relevance, cost-aware, uniform or kv-groups");
+crate::from_str_by_serde!(Selection: "relevance, cost-aware, uniform, kv-groups or layers");
 
 impl Selection {
     /// Whether the selection is made per dependency group (whole blocks, equal shares), so a
     /// curve measures it on physically pruned models rather than on component masks.
     pub fn by_groups(self) -> bool {
-        matches!(self, Selection::Uniform | Selection::KvGroups)
+        matches!(self, Selection::Uniform | Selection::KvGroups | Selection::Layers)
     }
 
     /// `ranking` arranged as this selection says where no costs are needed (uniform removal,
-    /// whole key/value groups); the cost-aware order is [`order_by_cost`]'s.
-    pub fn arrange(self, ranking: GroupRanking, graph: &Graph, comps: &ComponentSet) -> GroupRanking {
-        match self {
+    /// whole key/value groups or layers); the cost-aware order is [`order_by_cost`]'s.
+    pub fn arrange(self, ranking: GroupRanking, graph: &Graph, comps: &ComponentSet) -> Result<GroupRanking> {
+        Ok(match self {
             Selection::Uniform => ranking.with_uniform(graph, comps),
-            Selection::KvGroups => ranking.with_whole_blocks(graph, comps),
+            Selection::KvGroups => ranking.with_whole_blocks(graph, comps, false),
+            Selection::Layers if comps.kind == crate::prune::components::ComponentKind::Filters => crate::bail!(
+                "--selection layers removes whole MLPs (--component neurons) or attention modules (--component \
+                 heads); a conv layer keeps at least one channel, so it cannot go whole"
+            ),
+            Selection::Layers => ranking.with_whole_blocks(graph, comps, true),
             Selection::Relevance | Selection::CostAware => ranking,
-        }
+        })
     }
 }
 

@@ -288,6 +288,29 @@ pub struct CoupledGroup {
     pub classes: Vec<usize>,
 }
 
+impl CoupledGroup {
+    /// The group's name in the model's own terms: its layer's name, or for coupled layers the
+    /// module they share (`model.layers.3.mlp` for a gated MLP's gate and up projections; the
+    /// first member's name where they share none).
+    pub fn name(&self, comps: &ComponentSet) -> String {
+        let names: Vec<&str> = self.members.iter().map(|&m| comps.layers[m].name.as_str()).collect();
+        let Some((first, rest)) = names.split_first() else { return String::new() };
+        if rest.is_empty() {
+            return first.to_string();
+        }
+        let parts: Vec<&str> = first.split('.').collect();
+        let shared = (0..parts.len())
+            .rev()
+            .find(|&k| rest.iter().all(|n| n.split('.').take(k).eq(parts[..k].iter().copied())))
+            .unwrap_or(0);
+        if shared == 0 {
+            first.to_string()
+        } else {
+            parts[..shared].join(".")
+        }
+    }
+}
+
 /// The dependency groups of a component set: layers whose channels are one class index by
 /// index (filters coupled through residual additions or gates) share a group; every other layer
 /// (and every attention layer's heads) is a group of its own. Layers whose channels are tied to

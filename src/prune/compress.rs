@@ -169,7 +169,7 @@ pub fn compress(
             let costs = unit_costs(now, &comps, &ranking, cfg.seq_len)?;
             order_by_cost(&mut ranking, &costs, m);
         }
-        let ranking = cfg.selection.arrange(ranking, now, &comps);
+        let ranking = cfg.selection.arrange(ranking, now, &comps)?;
         observer.stage(i, "selecting");
         let removed_so_far = total - comps.total;
         let (sel, budget) = match cfg.amount {

@@ -104,15 +104,17 @@ impl GroupRanking {
     }
 
     /// Removal by whole blocks: where a group's op has blocks (grouped-query attention: the
-    /// query heads of one key/value head), they go whole, least relevant first by the mean of
-    /// their units' pooled scores; a group without blocks offers its units one by one, as
-    /// before. A selection then takes the longest prefix of whole blocks within its budget.
-    pub fn with_whole_blocks(mut self, graph: &Graph, comps: &ComponentSet) -> Self {
-        let blocks = self.blocks(graph, comps);
+    /// query heads of one key/value head), or with `whole_groups` every group as one block,
+    /// they go whole, least relevant first by the mean of their units' pooled scores; a group
+    /// without blocks offers its units one by one, as before. A selection then takes the
+    /// longest prefix of whole blocks within its budget.
+    pub fn with_whole_blocks(mut self, graph: &Graph, comps: &ComponentSet, whole_groups: bool) -> Self {
+        let blocks =
+            if whole_groups { self.groups.iter().map(|g| vec![g.units]).collect() } else { self.blocks(graph, comps) };
         let mut runs: Vec<(f64, Vec<(usize, usize)>)> = Vec::new();
         let mut members: HashMap<(usize, usize), Vec<(usize, usize)>> = HashMap::new();
         for &(g, u) in &self.order {
-            if blocks[g].len() > 1 {
+            if whole_groups || blocks[g].len() > 1 {
                 let b = block_index(&blocks[g], u);
                 members.entry((g, b)).or_default().push((g, u));
             } else {
