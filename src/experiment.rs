@@ -329,7 +329,13 @@ pub fn measure_curve_until(
         stop_at_chance: opts.stop_at_chance,
         visit: opts.visit,
     };
-    let grouped = opts.selection.by_groups();
+    // A gated MLP's neuron is one unit counted in two layers (its gate and up projections, one
+    // dependency group): component-level masks would rank the two apart (a gate that LRP's
+    // constant gate rule gives no relevance would go first, everywhere), so such a set is
+    // measured at group level, as `prune` ranks it.
+    let grouped = opts.selection.by_groups()
+        || (comps.kind == ComponentKind::Neurons
+            && crate::prune::components::coupled_groups(graph, comps)?.iter().any(|g| g.members.len() > 1));
     let measure = match opts.axis {
         CurveAxis::Rate => None,
         CurveAxis::Macs => Some(crate::prune::budget::Measure::Macs),

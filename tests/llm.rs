@@ -418,6 +418,23 @@ fn language_model_curves_measure_perplexity_and_next_token_accuracy() {
     let want = c.perplexities.iter().map(|p| p.ln().min(cap)).sum::<f64>() / rates.len() as f64;
     assert!((c.summary.mean_log_perplexity.unwrap() - want).abs() < 1e-12);
     assert!((c.summary.a_pr - c.accuracies.iter().sum::<f64>() / rates.len() as f64).abs() < 1e-12);
+    // A neuron is one unit of its gate and up projections: the curve selects by group, so its
+    // point at 0.5 is the model `prune --rate 0.5` ships.
+    use relprune::prune::compress::Amount;
+    use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};
+    let mut config = PruneConfig::new(CriterionSpec::parse("weight", None, 0).unwrap(), Amount::Rate(0.5));
+    config.latency_runs = 0;
+    let out = tempfile::tempdir().unwrap();
+    let req = PruneRequest {
+        model: ModelSource::named(format!("hf:{}", folder.display())),
+        data: text_source(&tmp),
+        task: relprune::experiment::TaskSpec { refs_per_class: 2, eval_samples: 0, ..Default::default() },
+        component: Some(ComponentKind::Neurons),
+        config,
+        out: out.path().join("run"),
+    };
+    let shipped = prune(&req, &mut relprune::train::Silent).unwrap().pruned.report.after.next_token.unwrap();
+    assert!((shipped.perplexity - c.perplexities[2]).abs() < 1e-9 * shipped.perplexity, "{shipped:?} vs {c:?}");
 }
 
 /// Recovery fine-tuning of a pruned decoder on text, in epochs of given steps or tokens,

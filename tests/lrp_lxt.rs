@@ -107,6 +107,13 @@ fn decoder_case(args: &[&str]) {
     let dir = common::oracle("lxt_relevance.py", &all);
     let mut m = load_model(&format!("hf:{}", dir.join("hf").display()), None, 0).unwrap();
     m.graph.set_kind(tch::Kind::Double);
+    let worst = compare_decoder(&m.graph, &dir, args.contains(&"predicted"));
+    assert!(worst <= 1e-6, "{args:?}: relative error {worst:e}");
+}
+
+/// The largest relative error, over the neuron and head layers, of relprune's LRP against the
+/// oracle's relevances in `dir` (LXT's configuration: LRP-ε, AttnLRP softmax, gate=uniform).
+fn compare_decoder(graph: &relprune::graph::Graph, dir: &std::path::Path, predicted: bool) -> f64 {
     let io = dir.join("io.safetensors");
     let batch = Batch {
         inputs: vec![common::read_tensor(&io, "ids"), common::read_tensor(&io, "mask")],
@@ -114,18 +121,34 @@ fn decoder_case(args: &[&str]) {
     };
     let mut cfg = config(GroupRules::all(eps()), SoftmaxRule::AttnLrp);
     cfg.gate = relprune::attribution::lrp::GateRule::Uniform;
-    if args.contains(&"predicted") {
+    if predicted {
         cfg.target = relprune::attribution::lrp::ExplainedTarget::Predicted;
     }
+    let mut worst = 0f64;
     for (kind, prefix) in [(ComponentKind::Heads, "H"), (ComponentKind::Neurons, "N")] {
-        let comps = ComponentSet::find(&m.graph, kind).unwrap();
-        let ours = Lrp { config: cfg.clone(), label: "t".into() }.attribute(&m.graph, &comps, &batch).unwrap();
+        let comps = ComponentSet::find(graph, kind).unwrap();
+        let ours = Lrp { config: cfg.clone(), label: "t".into() }.attribute(graph, &comps, &batch).unwrap();
         for (l, r) in comps.layers.iter().zip(&ours) {
             let theirs = common::read_tensor(&io, &format!("{prefix}.{}", l.name));
             let err = common::rel_err(r, &theirs);
-            assert!(err <= 1e-6, "{args:?} {kind:?} `{}`: relative error {err:e}", l.name);
+            if err > worst {
+                eprintln!("{kind:?} `{}`: relative error {err:e}", l.name);
+            }
+            worst = worst.max(err);
         }
     }
+    worst
+}
+
+/// The real SmolLM2-135M in float32, as LXT computes it on transformers' own model (30 layers,
+/// grouped heads, tied LM head): relevances agree to float32 precision.
+#[test]
+fn smollm2_attn_lrp_in_float32() {
+    let folder = relprune::models::llama::prepared_folder("smollm2-135m").unwrap().unwrap();
+    let dir = common::oracle("lxt_relevance.py", &["--kind", "llama", "--folder", folder.to_str().unwrap()]);
+    let m = load_model("smollm2-135m", None, 0).unwrap();
+    let worst = compare_decoder(&m.graph, &dir, false);
+    assert!(worst <= 1e-3, "relative error {worst:e}");
 }
 
 #[test]

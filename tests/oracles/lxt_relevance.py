@@ -45,6 +45,7 @@ p.add_argument("--target", choices=["true", "predicted"], default="true",
                help="llama/qwen2: explain the true next token's logit, or the predicted token's")
 p.add_argument("--kv-heads", type=int, help="llama/qwen2: key-value heads (default 2 for llama, 1 for qwen2)")
 p.add_argument("--hf-fp32", action="store_true", help="llama/qwen2 with --double: keep transformers' float32 RMSNorm, RoPE and softmax")
+p.add_argument("--folder", help="llama: a real model folder instead of the tiny random one (float32)")
 p.add_argument("--out", required=True)
 a = p.parse_args()
 torch.manual_seed(a.seed)
@@ -185,27 +186,33 @@ elif a.kind in ("llama", "qwen2"):
     else:
         from transformers.models.qwen2 import modeling_qwen2 as hf
         norm, rotary = hf.Qwen2RMSNorm, hf.Qwen2RotaryEmbedding
-    # tests/oracles/llm_outputs.py's tiny(): every tensor random, norm weights and biases too.
-    common = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                  max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                  attn_implementation="eager")
-    if a.kind == "llama":
-        cfg = transformers.LlamaConfig(num_attention_heads=4, num_key_value_heads=a.kv_heads or 2, head_dim=8,
-                                       rope_theta=100000.0, **common)
-        m = transformers.LlamaForCausalLM(cfg)
+    if a.folder:
+        # A real model (SmolLM2), in float32 as transformers loads it.
+        m = transformers.AutoModelForCausalLM.from_pretrained(a.folder, dtype=torch.float32,
+                                                              attn_implementation="eager")
+        cfg = m.config
     else:
-        cfg = transformers.Qwen2Config(num_attention_heads=4, num_key_value_heads=a.kv_heads or 1, rope_theta=10000.0,
-                                       **common)
-        m = transformers.Qwen2ForCausalLM(cfg)
-    with torch.no_grad():
-        for name, t in m.named_parameters():
-            if t.dim() == 1 and name.endswith("norm.weight"):
-                t.uniform_(0.5, 1.5)
-            elif t.dim() == 1:
-                t.normal_(0, 0.1)
-            else:
-                t.normal_(0, 0.2)
-    m.eval().save_pretrained(out / "hf", safe_serialization=True)
+        # tests/oracles/llm_outputs.py's tiny(): every tensor random, norm weights and biases too.
+        common = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                      attn_implementation="eager")
+        if a.kind == "llama":
+            cfg = transformers.LlamaConfig(num_attention_heads=4, num_key_value_heads=a.kv_heads or 2, head_dim=8,
+                                           rope_theta=100000.0, **common)
+            m = transformers.LlamaForCausalLM(cfg)
+        else:
+            cfg = transformers.Qwen2Config(num_attention_heads=4, num_key_value_heads=a.kv_heads or 1, rope_theta=10000.0,
+                                           **common)
+            m = transformers.Qwen2ForCausalLM(cfg)
+        with torch.no_grad():
+            for name, t in m.named_parameters():
+                if t.dim() == 1 and name.endswith("norm.weight"):
+                    t.uniform_(0.5, 1.5)
+                elif t.dim() == 1:
+                    t.normal_(0, 0.1)
+                else:
+                    t.normal_(0, 0.2)
+        m.eval().save_pretrained(out / "hf", safe_serialization=True)
     if a.double and not a.hf_fp32:
         # transformers computes RMSNorm (and LXT's rms_norm_forward), the RoPE angles and the
         # softmax in float32 even in a float64 model; these copies keep float64 and are otherwise

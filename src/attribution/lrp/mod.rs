@@ -466,18 +466,21 @@ impl LrpContext for LrpCx<'_> {
     }
     /// With `batch_norm: merge`, a BatchNorm that solely follows the layer is folded into its
     /// weights first (zennit's canonizer, computed on the fly).
-    fn affine_rule(&self, op: &dyn AffineOp, x: &Tensor, r: &Tensor) -> Result<Tensor> {
+    fn affine_rule(&self, op: &dyn AffineOp, x: &Tensor, out: &Tensor, r: &Tensor) -> Result<Tensor> {
         let (graph, id) = (self.graph, self.id);
-        let (weight, bias) = match graph.following_batchnorm(id) {
+        // The layer's own output is its z unless a BatchNorm is merged into its weights.
+        let (weight, bias, z) = match graph.following_batchnorm(id) {
             Some(bn) if self.config.batch_norm == BatchNormTreatment::Merge => {
-                canonize::merge_batchnorm(graph, id, bn)?
+                let (w, b) = canonize::merge_batchnorm(graph, id, bn)?;
+                (w, b, None)
             }
             _ => (
                 graph.require_param(id, Role::Weight)?.shallow_clone(),
                 graph.param(id, Role::Bias).map(|b| b.shallow_clone()),
+                Some(out),
             ),
         };
         let group = self.group.ok_or_else(|| Error::invalid("layer has no depth group"))?;
-        self.config.rules.rule_at(group, self.slot).apply(&Affine { op, weight, bias }, x, r, self.config.stabilizer)
+        self.config.rules.rule_at(group, self.slot).apply(&Affine { op, weight, bias }, x, z, r, self.config.stabilizer)
     }
 }

@@ -91,14 +91,18 @@ impl Rule {
     }
 
     /// Relevance at the input `x` of `layer` given relevance `r` at its output; `stabilizer`
-    /// is added (with the sign of the denominator) by every rule but ε.
-    pub fn apply(&self, layer: &Affine, x: &Tensor, r: &Tensor, stabilizer: f64) -> Result<Tensor> {
+    /// is added (with the sign of the denominator) by every rule but ε. `z`, when given, is the
+    /// layer's output on `x` with these weights (the forward pass's), which ε then reuses.
+    pub fn apply(&self, layer: &Affine, x: &Tensor, z: Option<&Tensor>, r: &Tensor, stabilizer: f64) -> Result<Tensor> {
         let k = layer.op;
         let (w, b) = (&layer.weight, layer.bias.as_ref());
         let size = x.size();
         match *self {
             Rule::Epsilon { epsilon } => {
-                let z = k.affine_forward(x, w, b)?;
+                let z = match z {
+                    Some(z) => z.shallow_clone(),
+                    None => k.affine_forward(x, w, b)?,
+                };
                 let s = r.f_div(&stabilize(&z, epsilon)?)?;
                 Ok(x.f_mul(&k.affine_transpose(&s, w, &size)?)?)
             }

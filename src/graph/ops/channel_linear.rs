@@ -82,8 +82,8 @@ impl OpKind for ChannelLinear {
     fn takes_rule(&self) -> bool {
         true
     }
-    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(cx.affine_rule(self, xs[0], r)?)])
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.affine_rule(self, xs[0], out, r)?)])
     }
     fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let t = cx.step("Transpose", &[cx.x(0)], &[("perm", Attr::Ints(&[0, 2, 3, 1]))]);

@@ -40,8 +40,8 @@ pub trait LrpContext {
     /// R_in = x · fᵀ(R / stab(f(x))), with `z` = f(x).
     fn norm_rule(&self, x: &Tensor, z: &Tensor, r: &Tensor, f: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor>;
     /// The depth group's rule applied to the node, an affine layer `op`: relevance at its input
-    /// `x` from the relevance `r` at its output.
-    fn affine_rule(&self, op: &dyn AffineOp, x: &Tensor, r: &Tensor) -> Result<Tensor>;
+    /// `x` from the relevance `r` at its output `out` (the forward pass's, reused as z).
+    fn affine_rule(&self, op: &dyn AffineOp, x: &Tensor, out: &Tensor, r: &Tensor) -> Result<Tensor>;
 }
 
 /// Vector–Jacobian product: the gradient of ⟨f(x), g⟩ with respect to x. Rules that send

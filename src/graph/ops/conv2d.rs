@@ -186,8 +186,8 @@ impl OpKind for Conv2d {
     fn takes_rule(&self) -> bool {
         true
     }
-    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(cx.affine_rule(self, xs[0], r)?)])
+    fn lrp(&self, cx: &dyn LrpContext, xs: &[&Tensor], out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(cx.affine_rule(self, xs[0], out, r)?)])
     }
     fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let mut ins = vec![cx.x(0), cx.param(Role::Weight)?];

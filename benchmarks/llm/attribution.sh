@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Attribution speed and memory on SmolLM2-135M: relprune's LRP (LXT's AttnLRP configuration:
+# gate=uniform, initial=logit, LRP-ε with ε = 1e-6) against LXT 2.1's efficient mode in
+# transformers, one sequence per pass, same sequence length and count, in one run, 2 threads.
+#   benchmarks/llm/attribution.sh     # SEQUENCES (default 2) sequences of SEQ_LEN (1024) tokens
+# relprune's time is the curve report's scoring_seconds (the LRP passes and the per-unit sums,
+# not the loading); LXT's is the loop of forward + backward passes. Peak memory is each
+# process's maximum resident set (model and text included).
+# Results: benchmarks/llm/results/attribution-*.json; table: docs/benchmarks.md, section "llm".
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+"$root/scripts/setup.sh"
+. "$root/scripts/env.sh"
+export RELPRUNE_THREADS=2
+bin="$CARGO_TARGET_DIR/release/relprune"
+res="$here/results"
+mkdir -p "$res"
+n="${SEQUENCES:-2}" len="${SEQ_LEN:-1024}"
+for comp in neurons heads; do
+  /usr/bin/time -f "%e %M" -o "$res/attribution-relprune-$comp.time" \
+    "$bin" --json curve --model smollm2-135m --data enwiki --seq-len "$len" --component "$comp" \
+    --criterion "lrp-epsilon:gate=uniform,initial=logit" --refs-per-class "$n" --attribution-batch 1 \
+    --rates 0 --eval-samples 1 --out "$res/attribution-relprune-$comp" > "$res/attribution-relprune-$comp.json"
+  rm -rf "$res/attribution-relprune-$comp"
+done
+"$RELPRUNE_PYTHON" "$here/lxt_attribution.py" "$RELPRUNE_SMOLLM2_DIR" "$RELPRUNE_ENWIKI_DIR/test.txt" \
+  --seq-len "$len" --sequences "$n" --out "$res/attribution-lxt.json"
