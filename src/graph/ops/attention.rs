@@ -284,6 +284,19 @@ impl SoftmaxRule {
         })
     }
 
+    /// Under AttnLRP the relevance at the softmax input is x ⊙ h with h = r − s ⊙ Σr. For a
+    /// caller that divides that relevance by x again (the uniform rule of q·kᵀ, whose z is x),
+    /// this turns `r` into h in place and says so (true), sparing the T × T product and the
+    /// stabilised division (LXT's gradient form); false, `r` untouched, for the other rules.
+    pub fn factor_in_place(self, s: &Tensor, r: &mut Tensor) -> Result<bool> {
+        if self != SoftmaxRule::AttnLrp {
+            return Ok(false);
+        }
+        let total = r.f_sum_dim_intlist(-1, true, r.kind())?;
+        let _ = r.f_sub_(&s.f_mul(&total)?)?;
+        Ok(true)
+    }
+
     /// Relevance at the softmax input `x` given relevance `r` at its output `s` (all
     /// (…, T) over keys); None under CP.
     pub fn apply(self, x: &Tensor, s: &Tensor, r: &Tensor, eps: f64) -> Result<Option<Tensor>> {

@@ -52,8 +52,7 @@ struct Parts {
     v: Tensor,
     /// Where a query may look: (1 or B, 1, T, T) booleans.
     allowed: Tensor,
-    /// Scaled scores before masking, the masked scores and the softmax.
-    z: Tensor,
+    /// The scaled, masked scores and their softmax.
     x: Tensor,
     probs: Tensor,
     /// cos and sin of the rotation, (T, dh), when there is one.
@@ -117,12 +116,13 @@ impl CausalAttention {
         };
         let (k, v) = (self.repeat(&k)?, self.repeat(&v)?);
         let allowed = self.allowed(tokens, xs.get(3).copied(), q.device())?;
-        let z = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((self.head_dim as f64).sqrt())?;
-        let x = z.f_masked_fill(&allowed.f_logical_not()?, MASK_BIAS)?;
+        // Built in place: the T × T tensors dominate the cost of LRP through attention.
+        let mut x = q.f_matmul(&k.f_transpose(-2, -1)?)?;
+        let _ = x.f_div_scalar_((self.head_dim as f64).sqrt())?.f_masked_fill_(&allowed.f_logical_not()?, MASK_BIAS)?;
         // Softmax in float32 or wider, as transformers does.
         let wide = if x.kind() == Kind::Double { Kind::Double } else { Kind::Float };
         let probs = x.f_softmax(-1, wide)?.f_to_kind(x.kind())?;
-        Ok(Parts { q, k, v, allowed, z, x, probs, rot })
+        Ok(Parts { q, k, v, allowed, x, probs, rot })
     }
 
     /// Where each query may look, (1 or B, 1, T, T) booleans: earlier positions and itself, and
@@ -304,17 +304,31 @@ impl OpKind for CausalAttention {
         // A·V: uniform split between A and V (denominator 2·ctx), or all to V under CP.
         let g = rh.f_div(&cx.stabilize(&ctx.f_mul_scalar(if cp { 1.0 } else { 2.0 })?)?)?;
         let rv = self.gather(&p.v.f_mul(&p.probs.f_transpose(-2, -1)?.f_matmul(&g)?)?)?;
-        let ra = p.probs.f_mul(&g.f_matmul(&p.v.f_transpose(-2, -1)?)?)?;
+        let mut ra = g.f_matmul(&p.v.f_transpose(-2, -1)?)?;
+        let _ = ra.f_mul_(&p.probs)?;
         let scale = (self.head_dim as f64).sqrt();
-        let (gq, gk) = match softmax.apply(&p.x, &p.probs, &ra, cx.stabilizer())? {
-            None => (p.q.f_zeros_like()?, p.k.f_zeros_like()?),
-            Some(rx) => {
-                // Masked scores carry no relevance; the 1/√dh scaling is linear and keeps it.
-                let rz = rx.f_mul(&p.allowed.f_to_kind(rx.kind())?)?;
-                // q·kᵀ: uniform split (denominator 2·z); g_q, g_k are ∂/∂q and ∂/∂k of Σ R/z.
-                let gz = rz.f_div(&cx.stabilize(&p.z.f_mul_scalar(2.0)?)?)?.f_div_scalar(scale)?;
-                (gz.f_matmul(&p.k)?, gz.f_transpose(-2, -1)?.f_matmul(&p.q)?)
+        // q·kᵀ: uniform split (denominator 2·z); g_q, g_k are ∂/∂q and ∂/∂k of Σ R/z, with
+        // gz = R/(2z)/√dh (the 1/√dh scaling is linear and keeps relevance); masked scores
+        // carry none.
+        let gz = if softmax.factor_in_place(&p.probs, &mut ra)? {
+            // AttnLRP: the relevance at the scores is x ⊙ h, and an allowed score x is z, so
+            // R/2z is h/2.
+            let _ = ra.f_mul_(&p.allowed.f_to_kind(ra.kind())?.f_mul_scalar(0.5 / scale)?)?;
+            Some(ra)
+        } else {
+            match softmax.apply(&p.x, &p.probs, &ra, cx.stabilizer())? {
+                None => None,
+                Some(rx) => {
+                    let rz = rx.f_mul(&p.allowed.f_to_kind(rx.kind())?)?;
+                    // z is x where allowed; elsewhere rz is 0, and 1 keeps the division finite.
+                    let z = p.x.f_masked_fill(&p.allowed.f_logical_not()?, 1.0)?;
+                    Some(rz.f_div(&cx.stabilize(&z.f_mul_scalar(2.0)?)?)?.f_div_scalar(scale)?)
+                }
             }
+        };
+        let (gq, gk) = match gz {
+            Some(gz) => (gz.f_matmul(&p.k)?, gz.f_transpose(-2, -1)?.f_matmul(&p.q)?),
+            None => (p.q.f_zeros_like()?, p.k.f_zeros_like()?),
         };
         // Back through the repetition of k and the rotation: relevance is x ⊙ ∂ at the
         // unrotated q and k.
