@@ -44,7 +44,8 @@ pub struct CausalAttention {
     pub groups: Vec<i64>,
 }
 
-/// The tensors of one attention evaluation, kept for LRP.
+/// The tensors of one attention evaluation that LRP reads whole (the scores are built per
+/// chunk of queries: [`CausalAttention::scores`]).
 struct Parts {
     /// Rotated queries (B, H, T, dh) and keys/values repeated per query head (B, H, T, dh).
     q: Tensor,
@@ -52,12 +53,14 @@ struct Parts {
     v: Tensor,
     /// Where a query may look: (1 or B, 1, T, T) booleans.
     allowed: Tensor,
-    /// The scaled, masked scores and their softmax.
-    x: Tensor,
-    probs: Tensor,
     /// cos and sin of the rotation, (T, dh), when there is one.
     rot: Option<(Tensor, Tensor)>,
 }
+
+/// Score elements (batch × heads × queries × keys) LRP builds at once: longer sequences are
+/// attributed in chunks of query rows, each row's softmax being its own (2²⁴ elements: 64 MB in
+/// float32, a whole 1,024-token sequence of a 9-head layer).
+const SCORE_CHUNK: i64 = 1 << 24;
 
 impl CausalAttention {
     /// Query heads of each key/value head.
@@ -116,13 +119,90 @@ impl CausalAttention {
         };
         let (k, v) = (self.repeat(&k)?, self.repeat(&v)?);
         let allowed = self.allowed(tokens, xs.get(3).copied(), q.device())?;
-        // Built in place: the T × T tensors dominate the cost of LRP through attention.
+        Ok(Parts { q, k, v, allowed, rot })
+    }
+
+    /// The scaled, masked scores x and their softmax for the queries `q` (B, H, rows, dh) whose
+    /// keys `allowed` (…, rows, T) says, built in place: these T-wide tensors dominate the cost
+    /// of LRP through attention.
+    fn scores(&self, q: &Tensor, k: &Tensor, allowed: &Tensor) -> Result<(Tensor, Tensor)> {
         let mut x = q.f_matmul(&k.f_transpose(-2, -1)?)?;
         let _ = x.f_div_scalar_((self.head_dim as f64).sqrt())?.f_masked_fill_(&allowed.f_logical_not()?, MASK_BIAS)?;
         // Softmax in float32 or wider, as transformers does.
         let wide = if x.kind() == Kind::Double { Kind::Double } else { Kind::Float };
         let probs = x.f_softmax(-1, wide)?.f_to_kind(x.kind())?;
-        Ok(Parts { q, k, v, allowed, x, probs, rot })
+        Ok((x, probs))
+    }
+
+    /// LRP through the op ([`OpKind::lrp`]) with the scores built `rows` query rows at a time
+    /// (any chunking gives the same relevances).
+    fn lrp_by_rows(&self, cx: &dyn LrpContext, xs: &[&Tensor], r: &Tensor, rows: i64) -> Result<Vec<Option<Tensor>>> {
+        let p = self.parts(xs)?;
+        let rh = self.split(r, self.heads, "relevance")?;
+        let softmax = cx.softmax_rule();
+        let cp = softmax == SoftmaxRule::Cp;
+        let scale = (self.head_dim as f64).sqrt();
+        let s = p.q.size();
+        let rows = rows.clamp(1, s[2].max(1));
+        // Per query row everything is local but the sums over rows into v and k.
+        let (mut va, mut gq_parts, mut gk) = (p.v.f_zeros_like()?, Vec::new(), p.k.f_zeros_like()?);
+        let mut start = 0;
+        while start < s[2] {
+            let n = rows.min(s[2] - start);
+            let q_c = p.q.f_narrow(2, start, n)?;
+            let allowed_c = p.allowed.f_narrow(2, start, n)?;
+            let (x, probs) = self.scores(&q_c, &p.k, &allowed_c)?;
+            let ctx = probs.f_matmul(&p.v)?;
+            // A·V: uniform split between A and V (denominator 2·ctx), or all to V under CP.
+            let g =
+                rh.f_narrow(2, start, n)?.f_div(&cx.stabilize(&ctx.f_mul_scalar(if cp { 1.0 } else { 2.0 })?)?)?;
+            let _ = va.f_add_(&probs.f_transpose(-2, -1)?.f_matmul(&g)?)?;
+            let mut ra = g.f_matmul(&p.v.f_transpose(-2, -1)?)?;
+            let _ = ra.f_mul_(&probs)?;
+            // q·kᵀ: uniform split (denominator 2·z); g_q, g_k are ∂/∂q and ∂/∂k of Σ R/z, with
+            // gz = R/(2z)/√dh (the 1/√dh scaling is linear and keeps relevance); masked scores
+            // carry none.
+            let gz = if softmax.factor_in_place(&probs, &mut ra)? {
+                // AttnLRP: the relevance at the scores is x ⊙ h, and an allowed score x is z,
+                // so R/2z is h/2.
+                let _ = ra.f_mul_(&allowed_c.f_to_kind(ra.kind())?.f_mul_scalar(0.5 / scale)?)?;
+                Some(ra)
+            } else {
+                match softmax.apply(&x, &probs, &ra, cx.stabilizer())? {
+                    None => None,
+                    Some(rx) => {
+                        let rz = rx.f_mul(&allowed_c.f_to_kind(rx.kind())?)?;
+                        // z is x where allowed; elsewhere rz is 0, and 1 keeps the division finite.
+                        let z = x.f_masked_fill(&allowed_c.f_logical_not()?, 1.0)?;
+                        Some(rz.f_div(&cx.stabilize(&z.f_mul_scalar(2.0)?)?)?.f_div_scalar(scale)?)
+                    }
+                }
+            };
+            match gz {
+                Some(gz) => {
+                    gq_parts.push(gz.f_matmul(&p.k)?);
+                    let _ = gk.f_add_(&gz.f_transpose(-2, -1)?.f_matmul(&q_c)?)?;
+                }
+                None => gq_parts.push(q_c.f_zeros_like()?),
+            }
+            start += n;
+        }
+        let gq = Tensor::f_cat(&gq_parts, 2)?;
+        let rv = self.gather(&p.v.f_mul(&va)?)?;
+        // Back through the repetition of k and the rotation: relevance is x ⊙ ∂ at the
+        // unrotated q and k.
+        let gk = self.gather(&gk)?;
+        let (gq, gk) = match &p.rot {
+            Some((c, s)) => (rotate_transposed(&gq, c, s)?, rotate_transposed(&gk, c, s)?),
+            None => (gq, gk),
+        };
+        let q0 = self.split(xs[0], self.heads, "q")?;
+        let k0 = self.split(xs[1], self.kv_heads, "k")?;
+        let mut v = vec![Some(merge(&q0.f_mul(&gq)?)?), Some(merge(&k0.f_mul(&gk)?)?), Some(merge(&rv)?)];
+        if xs.len() > 3 {
+            v.push(None); // the mask
+        }
+        Ok(v)
     }
 
     /// Where each query may look, (1 or B, 1, T, T) booleans: earlier positions and itself, and
@@ -296,54 +376,9 @@ impl OpKind for CausalAttention {
             v.extend(xs[3..].iter().map(|_| None));
             return Ok(v);
         }
-        let p = self.parts(xs)?;
-        let ctx = p.probs.f_matmul(&p.v)?;
-        let rh = self.split(r, self.heads, "relevance")?;
-        let softmax = cx.softmax_rule();
-        let cp = softmax == SoftmaxRule::Cp;
-        // A·V: uniform split between A and V (denominator 2·ctx), or all to V under CP.
-        let g = rh.f_div(&cx.stabilize(&ctx.f_mul_scalar(if cp { 1.0 } else { 2.0 })?)?)?;
-        let rv = self.gather(&p.v.f_mul(&p.probs.f_transpose(-2, -1)?.f_matmul(&g)?)?)?;
-        let mut ra = g.f_matmul(&p.v.f_transpose(-2, -1)?)?;
-        let _ = ra.f_mul_(&p.probs)?;
-        let scale = (self.head_dim as f64).sqrt();
-        // q·kᵀ: uniform split (denominator 2·z); g_q, g_k are ∂/∂q and ∂/∂k of Σ R/z, with
-        // gz = R/(2z)/√dh (the 1/√dh scaling is linear and keeps relevance); masked scores
-        // carry none.
-        let gz = if softmax.factor_in_place(&p.probs, &mut ra)? {
-            // AttnLRP: the relevance at the scores is x ⊙ h, and an allowed score x is z, so
-            // R/2z is h/2.
-            let _ = ra.f_mul_(&p.allowed.f_to_kind(ra.kind())?.f_mul_scalar(0.5 / scale)?)?;
-            Some(ra)
-        } else {
-            match softmax.apply(&p.x, &p.probs, &ra, cx.stabilizer())? {
-                None => None,
-                Some(rx) => {
-                    let rz = rx.f_mul(&p.allowed.f_to_kind(rx.kind())?)?;
-                    // z is x where allowed; elsewhere rz is 0, and 1 keeps the division finite.
-                    let z = p.x.f_masked_fill(&p.allowed.f_logical_not()?, 1.0)?;
-                    Some(rz.f_div(&cx.stabilize(&z.f_mul_scalar(2.0)?)?)?.f_div_scalar(scale)?)
-                }
-            }
-        };
-        let (gq, gk) = match gz {
-            Some(gz) => (gz.f_matmul(&p.k)?, gz.f_transpose(-2, -1)?.f_matmul(&p.q)?),
-            None => (p.q.f_zeros_like()?, p.k.f_zeros_like()?),
-        };
-        // Back through the repetition of k and the rotation: relevance is x ⊙ ∂ at the
-        // unrotated q and k.
-        let gk = self.gather(&gk)?;
-        let (gq, gk) = match &p.rot {
-            Some((c, s)) => (rotate_transposed(&gq, c, s)?, rotate_transposed(&gk, c, s)?),
-            None => (gq, gk),
-        };
-        let q0 = self.split(xs[0], self.heads, "q")?;
-        let k0 = self.split(xs[1], self.kv_heads, "k")?;
-        let mut v = vec![Some(merge(&q0.f_mul(&gq)?)?), Some(merge(&k0.f_mul(&gk)?)?), Some(merge(&rv)?)];
-        if xs.len() > 3 {
-            v.push(None); // the mask
-        }
-        Ok(v)
+        let s = xs[0].size();
+        let rows = SCORE_CHUNK / (s[0] * self.heads * s[1]).max(1);
+        self.lrp_by_rows(cx, xs, r, rows)
     }
     fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
         let q = cx.x(0);
@@ -458,5 +493,74 @@ impl OpKind for CausalAttention {
             head(UnitAt::Input(2), false, shared),
             head(UnitAt::Output, false, false),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{AffineOp, GateRule, Role};
+    use super::*;
+
+    /// An LRP context with only what attention reads: the softmax rule and the stabiliser.
+    struct Cx(SoftmaxRule);
+
+    impl LrpContext for Cx {
+        fn param(&self, _: Role) -> Result<&Tensor> {
+            unreachable!("attention has no parameters")
+        }
+        fn stabilizer(&self) -> f64 {
+            1e-9
+        }
+        fn stabilize(&self, z: &Tensor) -> Result<Tensor> {
+            let sign = z.f_ge(0.0)?.f_to_kind(z.kind())?.f_mul_scalar(2.0)?.f_sub_scalar(1.0)?;
+            Ok(z.f_add(&sign.f_mul_scalar(1e-9)?)?)
+        }
+        fn gate_rule(&self) -> GateRule {
+            GateRule::default()
+        }
+        fn softmax_rule(&self) -> SoftmaxRule {
+            self.0
+        }
+        fn norm_rule(
+            &self,
+            _: &Tensor,
+            _: &Tensor,
+            _: &Tensor,
+            _: &dyn Fn(&Tensor) -> Result<Tensor>,
+        ) -> Result<Tensor> {
+            unreachable!()
+        }
+        fn affine_rule(&self, _: &dyn AffineOp, _: &Tensor, _: &Tensor, _: &Tensor) -> Result<Tensor> {
+            unreachable!()
+        }
+    }
+
+    /// Long sequences are attributed a few query rows at a time; the relevances do not depend
+    /// on the chunking, for every softmax rule, with grouped heads, rotation and padding.
+    #[test]
+    fn relevance_does_not_depend_on_the_query_chunks() {
+        tch::manual_seed(3);
+        let op = CausalAttention { heads: 4, kv_heads: 2, head_dim: 8, rope_theta: Some(10_000.0), groups: vec![3, 1] };
+        let f = (Kind::Double, tch::Device::Cpu);
+        let (q, k, v) = (Tensor::randn([2, 10, 32], f), Tensor::randn([2, 10, 16], f), Tensor::randn([2, 10, 16], f));
+        let mask = Tensor::from_slice(&[1i64; 20]).view([2, 10]);
+        let _ = mask.get(1).narrow(0, 7, 3).fill_(0);
+        let r = Tensor::randn([2, 10, 32], f);
+        let xs = [&q, &k, &v, &mask];
+        for rule in [SoftmaxRule::AttnLrp, SoftmaxRule::Zplus, SoftmaxRule::Cp] {
+            let whole = op.lrp_by_rows(&Cx(rule), &xs, &r, 10).unwrap();
+            for rows in [1, 3, 4] {
+                let chunked = op.lrp_by_rows(&Cx(rule), &xs, &r, rows).unwrap();
+                for (i, (a, b)) in whole.iter().zip(&chunked).enumerate() {
+                    match (a, b) {
+                        (Some(a), Some(b)) => {
+                            assert!(a.allclose(b, 1e-12, 1e-12, false), "{rule:?}, {rows} rows, input {i}")
+                        }
+                        (None, None) => {}
+                        _ => panic!("{rule:?}: input {i} differs in having relevance"),
+                    }
+                }
+            }
+        }
     }
 }
