@@ -30,7 +30,7 @@ pub fn example_inputs(graph: &Graph, seq_len: i64) -> Vec<Tensor> {
 pub fn check_seq_len(graph: &Graph, seq_len: i64) -> Result<()> {
     if let Some(max_len) = max_tokens(graph) {
         if seq_len > max_len {
-            crate::bail!("--seq-len {seq_len} is beyond the model's {max_len} positions; use at most {max_len}");
+            crate::bail!("--seq-len {seq_len} is beyond the model's {max_len} positions: it takes 1 to {max_len} tokens per sample");
         }
         if seq_len < 1 {
             crate::bail!("--seq-len {seq_len}: this model takes 1 to {max_len} tokens per sample");

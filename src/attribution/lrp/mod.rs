@@ -378,7 +378,7 @@ pub fn relevances(
         }
         let mut init = one_hot(&config.target.labels(labels, logits)?, logits)?;
         if config.initial == InitialRelevance::Logit {
-            init = init.f_mul(logits)?;
+            let _ = init.f_mul_(logits)?;
         }
         let groups = depth_groups(graph);
         let depth = Depth { slots: depth_slots(&groups, config.rules.depth.len()), groups };

@@ -4,7 +4,7 @@
 use super::affine::Affine;
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// A rule for Conv2d / Linear layers, with its parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,6 +99,16 @@ impl Rule {
         let size = x.size();
         match *self {
             Rule::Epsilon { epsilon } => {
+                if let Some((index, rt)) = one_per_row(r)? {
+                    // One target per row (an LM head under a next-token target): only its z.
+                    let zt = match z {
+                        Some(z) => z.f_gather(-1, &index, false)?,
+                        None => k.affine_forward(x, w, b)?.f_gather(-1, &index, false)?,
+                    };
+                    if let Some(c) = k.sparse_transpose(&index, &rt.f_div(&stabilize(&zt, epsilon)?)?, w)? {
+                        return Ok(x.f_mul(&c)?);
+                    }
+                }
                 let z = match z {
                     Some(z) => z.shallow_clone(),
                     None => k.affine_forward(x, w, b)?,
@@ -162,4 +172,55 @@ impl Rule {
 pub fn stabilize(z: &Tensor, eps: f64) -> Result<Tensor> {
     let sign = z.f_ge(0.0)?.f_to_kind(z.kind())?.f_mul_scalar(2.0)?.f_sub_scalar(1.0)?;
     Ok(z.f_add(&sign.f_mul_scalar(eps)?)?)
+}
+
+/// Output widths from which ε looks for relevance with one nonzero per row (an LM head).
+const SPARSE_FROM: i64 = 4096;
+
+/// Where a wide relevance `r` (…, out) has at most one nonzero per row: its index and value
+/// there, (…, 1) each (a row without one gives index 0, value 0).
+fn one_per_row(r: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+    if r.dim() < 2 || r.numel() == 0 || r.size().last().is_none_or(|&n| n < SPARSE_FROM) {
+        return Ok(None);
+    }
+    let nonzero = r.f_ne(0.0)?;
+    if nonzero.f_sum_dim_intlist(-1, false, Kind::Int64)?.f_max()?.int64_value(&[]) > 1 {
+        return Ok(None);
+    }
+    let index = nonzero.f_to_kind(Kind::Uint8)?.f_argmax(-1, true)?;
+    let value = r.f_gather(-1, &index, false)?;
+    Ok(Some((index, value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ops::Linear;
+
+    /// ε on a wide layer whose relevance has one target per row (or none) takes only those
+    /// targets' z and rows of W: the dense rule's values, with z recomputed or given.
+    #[test]
+    fn epsilon_with_one_target_per_row_equals_the_dense_rule() {
+        tch::manual_seed(1);
+        let f = (Kind::Double, tch::Device::Cpu);
+        let (out, inp) = (SPARSE_FROM + 7, 6);
+        let op = Linear::new(inp, out);
+        let (w, b) = (Tensor::randn([out, inp], f), Tensor::randn([out], f));
+        let x = Tensor::randn([2, 3, inp], f);
+        let index = Tensor::from_slice(&[3i64, 4100, 0, 17, 2, 4000]).view([2, 3, 1]);
+        let r = Tensor::zeros([2, 3, out], f).scatter(-1, &index, &Tensor::randn([2, 3, 1], f));
+        let _ = r.get(1).get(1).fill_(0.0);
+        let z = x.linear(&w, Some(&b));
+        let want = &x * (&r / stabilize(&z, 1e-6).unwrap()).matmul(&w);
+        let layer = Affine { op: &op, weight: w.shallow_clone(), bias: Some(b.shallow_clone()) };
+        let rule = Rule::Epsilon { epsilon: 1e-6 };
+        for given in [None, Some(&z)] {
+            let got = rule.apply(&layer, &x, given, &r, 1e-9).unwrap();
+            assert!(got.allclose(&want, 1e-12, 1e-12, false), "z given: {}", given.is_some());
+        }
+        assert!(one_per_row(&r).unwrap().is_some());
+        // Two targets in a row: the dense rule.
+        let two = &r + Tensor::zeros_like(&r).index_fill(-1, &Tensor::from_slice(&[5i64]), 1.0);
+        assert!(one_per_row(&two).unwrap().is_none());
+    }
 }

@@ -21,6 +21,12 @@ pub trait AffineOp {
     /// The γ of LRP-γ when the rule names none: the paper's defaults are 0.25 for convolutions
     /// and 0.05 for linear layers.
     fn default_gamma(&self) -> f64;
+    /// Wᵀ·g for a `g` (…, out) that is zero but at `index` (…, 1), where it holds `values`
+    /// (…, 1): relevance starting at one target per row, e.g. the next token over a vocabulary.
+    /// None where the op has nothing cheaper than the dense product.
+    fn sparse_transpose(&self, _index: &Tensor, _values: &Tensor, _w: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 /// What an op's LRP rule sees besides its tensors: its node's parameters, the configured

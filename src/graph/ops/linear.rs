@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::graph::MAX_FIELD;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// A linear layer's sizes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,29 +31,19 @@ impl AffineOp for Linear {
         Ok(x.f_linear(w, b)?)
     }
     fn affine_transpose(&self, g: &Tensor, w: &Tensor, _x_size: &[i64]) -> Result<Tensor> {
-        // A wide output whose `g` has at most one nonzero per row (relevance starting at one
-        // target, e.g. the next token over a vocabulary) needs one row of W per position, not a
-        // product with all of them: the same values, without the vocabulary-sized product.
-        if self.out_features >= SPARSE_FROM && g.dim() >= 2 {
-            let per_row = g.f_ne(0)?.f_sum_dim_intlist(-1, false, Kind::Int64)?;
-            if per_row.numel() > 0 && per_row.f_max()?.int64_value(&[]) <= 1 {
-                let idx = g.f_abs()?.f_argmax(-1, true)?;
-                let val = g.f_gather(-1, &idx, false)?;
-                let rows = w.f_index_select(0, &idx.f_flatten(0, -1)?)?;
-                let mut shape = g.size();
-                *shape.last_mut().expect("g has dimensions") = w.size()[1];
-                return Ok(rows.f_reshape(&shape)?.f_mul(&val)?);
-            }
-        }
         Ok(g.f_matmul(w)?)
     }
     fn default_gamma(&self) -> f64 {
         0.05
     }
+    /// One row of W per position instead of a product with all of them (an LM head's 49k).
+    fn sparse_transpose(&self, index: &Tensor, values: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+        let rows = w.f_index_select(0, &index.f_flatten(0, -1)?)?;
+        let mut shape = index.size();
+        *shape.last_mut().expect("index has dimensions") = w.size()[1];
+        Ok(Some(rows.f_reshape(&shape)?.f_mul(values)?))
+    }
 }
-
-/// Output widths from which [`Linear`]'s transpose looks for one-hot rows (an LM head).
-const SPARSE_FROM: i64 = 4096;
 
 impl OpKind for Linear {
     fn describe(&self) -> String {
@@ -144,24 +134,21 @@ impl OpKind for Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
-    /// One target per row (a next-token relevance) gathers rows of W; anything else multiplies.
-    /// Both give g·W.
+    /// Rows of W for one target per position are the dense product's values.
     #[test]
-    fn the_transpose_of_one_hot_rows_is_a_gather_of_the_same_values() {
+    fn the_sparse_transpose_is_the_dense_product() {
         tch::manual_seed(0);
-        let lin = Linear::new(8, SPARSE_FROM + 3);
-        let w = Tensor::randn([SPARSE_FROM + 3, 8], (Kind::Float, tch::Device::Cpu));
-        let target = Tensor::from_slice(&[5i64, 4000, 17, 0, 4098, 9]).view([2, 3]);
-        let g = target.one_hot(SPARSE_FROM + 3).to_kind(Kind::Float)
-            * Tensor::randn([2, 3, 1], (Kind::Float, tch::Device::Cpu));
-        // A position without a target has no relevance.
-        let _ = g.get(1).get(2).fill_(0.0);
-        let dense = g.matmul(&w);
-        let sparse = lin.affine_transpose(&g, &w, &[2, 3, 8]).unwrap();
-        assert_eq!(sparse.size(), vec![2, 3, 8]);
+        let (out, inp) = (5003, 8);
+        let lin = Linear::new(inp, out);
+        let w = Tensor::randn([out, inp], (Kind::Float, tch::Device::Cpu));
+        let index = Tensor::from_slice(&[5i64, 4000, 17, 0, 4998, 9]).view([2, 3, 1]);
+        let values = Tensor::randn([2, 3, 1], (Kind::Float, tch::Device::Cpu));
+        let g = Tensor::zeros([2, 3, out], (Kind::Float, tch::Device::Cpu)).scatter(-1, &index, &values);
+        let dense = lin.affine_transpose(&g, &w, &[2, 3, inp]).unwrap();
+        let sparse = lin.sparse_transpose(&index, &values, &w).unwrap().unwrap();
+        assert_eq!(sparse.size(), vec![2, 3, inp]);
         assert!(sparse.allclose(&dense, 0.0, 0.0, false), "{sparse} vs {dense}");
-        let two = &g + Tensor::zeros_like(&g).index_fill(-1, &Tensor::from_slice(&[1i64]), 1.0);
-        assert!(lin.affine_transpose(&two, &w, &[2, 3, 8]).unwrap().allclose(&two.matmul(&w), 1e-6, 1e-6, false));
     }
 }
