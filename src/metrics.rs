@@ -260,10 +260,7 @@ pub fn next_token(
             let pred = logits.f_narrow(1, 0, t - 1)?;
             let target = x.f_narrow(1, 1, t - 1)?;
             let valid = m.f_narrow(1, 1, t - 1)?.f_ne(0)?;
-            let logp = pred.f_log_softmax(-1, Kind::Float)?;
-            let token_nll = logp.f_gather(-1, &target.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?.f_neg()?;
-            let validf = valid.f_to_kind(Kind::Double)?;
-            nll += token_nll.f_to_kind(Kind::Double)?.f_mul(&validf)?.f_sum(Kind::Double)?.double_value(&[]);
+            nll += target_nll(&pred, &target, &valid)?;
             let hits = pred.f_argmax(-1, false)?.f_eq_tensor(&target)?.f_logical_and(&valid)?;
             correct += hits.f_sum(Kind::Int64)?.int64_value(&[]);
             tokens += valid.f_sum(Kind::Int64)?.int64_value(&[]);

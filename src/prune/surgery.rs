@@ -32,12 +32,22 @@ pub struct GroupRanking {
     /// Keep every group's width a multiple of this (hardware-friendly widths, as Torch-Pruning's
     /// `round_to`); 1 = any width. Applied to every selection this ranking makes.
     pub round_to: usize,
+    /// How a selection reads the order.
+    pub arrangement: Arrangement,
+}
+
+/// How [`GroupRanking::selection`] and [`GroupRanking::prefix`] read the order.
+#[derive(Clone, Debug, Default)]
+pub enum Arrangement {
+    /// Its longest prefix within the budget (the global ranking).
+    #[default]
+    Prefix,
     /// Uniform removal ([`GroupRanking::with_uniform`]): each offered unit's (rank within its
     /// block, from 1; block size).
-    pub uniform: Option<HashMap<(usize, usize), (usize, usize)>>,
+    Uniform(HashMap<(usize, usize), (usize, usize)>),
     /// Whole blocks ([`GroupRanking::with_whole_blocks`]): the order in runs of one block
     /// each, by run length; a selection takes whole runs.
-    pub runs: Option<Vec<usize>>,
+    Runs(Vec<usize>),
 }
 
 impl GroupRanking {
@@ -79,8 +89,7 @@ impl GroupRanking {
             total_components: comps.total,
             pooled: all_pooled,
             round_to: 1,
-            uniform: None,
-            runs: None,
+            arrangement: Arrangement::Prefix,
         })
     }
 
@@ -131,7 +140,7 @@ impl GroupRanking {
         let first = |r: &Vec<(usize, usize)>| r[0];
         runs.sort_by(|a, b| a.0.total_cmp(&b.0).then(first(&a.1).cmp(&first(&b.1))));
         self.order = runs.iter().flat_map(|r| r.1.iter().copied()).collect();
-        self.runs = Some(runs.iter().map(|r| r.1.len()).collect());
+        self.arrangement = Arrangement::Runs(runs.iter().map(|r| r.1.len()).collect());
         self
     }
 
@@ -161,7 +170,7 @@ impl GroupRanking {
             (ra * sb).cmp(&(rb * sa)).then((ga, ba, ra).cmp(&(gb, bb, rb)))
         });
         self.order = entries.iter().map(|e| e.0).collect();
-        self.uniform = Some(entries.into_iter().map(|(unit, rank, _)| (unit, rank)).collect());
+        self.arrangement = Arrangement::Uniform(entries.into_iter().map(|(unit, rank, _)| (unit, rank)).collect());
         self
     }
 
@@ -241,29 +250,24 @@ impl GroupRanking {
     /// removal, ⌊rate · size⌋ units of every block.
     pub fn selection(&self, rate: f64) -> Result<Vec<(usize, usize)>> {
         check_rate(rate)?;
-        if let Some(ranks) = &self.uniform {
-            let sel: Vec<(usize, usize)> = self
-                .order
-                .iter()
-                .copied()
-                .filter(|unit| {
-                    ranks.get(unit).is_some_and(|&(r, size)| r as f64 <= (size as f64 * rate + 1e-9).floor())
-                })
-                .collect();
-            return Ok(self.rounded(&sel));
-        }
         let target = ((self.total_components as f64) * rate + 1e-9).floor() as usize;
-        if let Some(runs) = &self.runs {
-            let (mut used, mut at) = (0, 0);
-            for &n in runs {
-                let k: usize = self.order[at..at + n].iter().map(|&(g, _)| self.groups[g].members.len()).sum();
-                if used + k > target {
-                    break;
-                }
-                used += k;
-                at += n;
+        match &self.arrangement {
+            Arrangement::Uniform(ranks) => {
+                let sel: Vec<(usize, usize)> = self
+                    .order
+                    .iter()
+                    .copied()
+                    .filter(|unit| {
+                        ranks.get(unit).is_some_and(|&(r, size)| r as f64 <= (size as f64 * rate + 1e-9).floor())
+                    })
+                    .collect();
+                return Ok(self.rounded(&sel));
             }
-            return Ok(self.rounded(&self.order[..at]));
+            Arrangement::Runs(runs) => {
+                let at = self.runs_within(runs, target, |s| self.components_in(s));
+                return Ok(self.rounded(&self.order[..at]));
+            }
+            Arrangement::Prefix => {}
         }
         let mut used = 0;
         let mut sel = Vec::new();
@@ -280,19 +284,27 @@ impl GroupRanking {
 
     /// The first `k` units of the order (the nested selections a budget search walks through).
     pub fn prefix(&self, k: usize) -> Vec<(usize, usize)> {
-        let mut k = k.min(self.order.len());
-        if let Some(runs) = &self.runs {
+        let k = match &self.arrangement {
             // Whole blocks only: the longest run boundary within k.
-            let mut at = 0;
-            for &n in runs {
-                if at + n > k {
-                    break;
-                }
-                at += n;
-            }
-            k = at;
-        }
+            Arrangement::Runs(runs) => self.runs_within(runs, k, <[(usize, usize)]>::len),
+            _ => k.min(self.order.len()),
+        };
         self.rounded(&self.order[..k])
+    }
+
+    /// The length of the longest prefix of whole `runs` of the order whose `cost` stays
+    /// within `budget`.
+    fn runs_within(&self, runs: &[usize], budget: usize, cost: impl Fn(&[(usize, usize)]) -> usize) -> usize {
+        let (mut used, mut at) = (0, 0);
+        for &n in runs {
+            let c = cost(&self.order[at..at + n]);
+            if used + c > budget {
+                break;
+            }
+            used += c;
+            at += n;
+        }
+        at
     }
 
     /// Components removed by a selection (each unit counts once per member layer).
