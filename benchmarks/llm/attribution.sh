@@ -8,14 +8,7 @@
 # process's maximum resident set (model and text included).
 # Results: benchmarks/llm/results/attribution-*.json; table: docs/benchmarks.md, section "llm".
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-"$root/scripts/setup.sh"
-. "$root/scripts/env.sh"
-export RELPRUNE_THREADS=2
-bin="$CARGO_TARGET_DIR/release/relprune"
-res="$here/results"
-mkdir -p "$res"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 n="${SEQUENCES:-2}" len="${SEQ_LEN:-1024}"
 for comp in neurons heads; do
   /usr/bin/time -f "%e %M" -o "$res/attribution-relprune-$comp.time" \

@@ -7,14 +7,7 @@
 # (0,0.1,0.2,0.3,0.4,0.5).
 # Results: benchmarks/llm/results/curves-{neurons,heads}.json (+ PNG plots); table: docs/benchmarks.md.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-"$root/scripts/setup.sh"
-. "$root/scripts/env.sh"
-export RELPRUNE_THREADS=2
-bin="$CARGO_TARGET_DIR/release/relprune"
-res="$here/results"
-mkdir -p "$res"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 n="${SEQUENCES:-8}" len="${SEQ_LEN:-512}" refs="${REFS:-4}"
 criteria="${CRITERIA:-lrp-epsilon,taylor,gradient,weight,activation,wanda-sp,flap,random}"
 for comp in neurons heads; do

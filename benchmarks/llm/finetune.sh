@@ -5,14 +5,7 @@
 # tokens before pruning, after it and after fine-tuning, validation on 8 sequences.
 # Results: benchmarks/llm/results/finetune-LR.json; table: docs/benchmarks.md, section "llm".
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-"$root/scripts/setup.sh"
-. "$root/scripts/env.sh"
-export RELPRUNE_THREADS=2
-bin="$CARGO_TARGET_DIR/release/relprune"
-res="$here/results"
-mkdir -p "$res"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 for lr in ${LRS:-1e-4 2e-5}; do
   /usr/bin/time -f "%e %M" -o "$res/finetune-$lr.time" \
     "$bin" --json prune --model smollm2-135m --data enwiki --seq-len 512 --component neurons --rate 0.2 \

@@ -12,14 +12,7 @@
 # (0.2), REFS (reference sequences, 4).
 # Results: benchmarks/llm/results/*.json; table: docs/benchmarks.md, section "llm".
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-"$root/scripts/setup.sh"
-. "$root/scripts/env.sh"
-export RELPRUNE_THREADS=2
-bin="$CARGO_TARGET_DIR/release/relprune"
-res="$here/results"
-mkdir -p "$res"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 n="${SEQUENCES:-8}" len="${SEQ_LEN:-1024}" rate="${RATE:-0.2}" refs="${REFS:-4}"
 text="$RELPRUNE_ENWIKI_DIR/test.txt"
 "$bin" --json perplexity --model smollm2-135m --data enwiki --split test --seq-len "$len" --sequences "$n" \
