@@ -231,32 +231,88 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &bytes)
 }
 
-/// Checks that `path` is a regular file (after links): a FIFO would block a read forever and a
-/// device such as /dev/zero never ends, so neither is read as a file the user named.
-pub fn regular_file(path: &Path) -> Result<()> {
+/// Checks that `path` is a regular file (after links) and returns its length: a FIFO would
+/// block a read forever and a device such as /dev/zero never ends, so neither is read as a file
+/// the user named.
+pub fn regular_file(path: &Path) -> Result<u64> {
     let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
     if !meta.file_type().is_file() {
         let what = if meta.is_dir() { "a folder" } else { "not a regular file (a FIFO, socket or device)" };
         crate::bail!("{} is {what}; give a file", path.display());
     }
-    Ok(())
+    Ok(meta.len())
 }
 
-/// The bytes of the regular file `path` (see [`regular_file`]).
+/// The most bytes a text file relprune reads may hold (JSON, YAML, rules, tokenizers, corpora):
+/// far above any real one, and a bound on what a sparse or hostile file makes it allocate.
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+
+/// `n` bytes for people: `512 B`, `3.2 MiB`, `64.0 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The memory the kernel says a new allocation can still get (`MemAvailable` of
+/// /proc/meminfo), or None where that is unknown.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses an allocation of `bytes` that a file asked for (`what` says which) when it exceeds
+/// the memory available: libtorch and the allocator would otherwise abort the process.
+pub fn check_affordable(bytes: u64, what: impl std::fmt::Display) -> Result<()> {
+    match available_memory() {
+        Some(free) if bytes > free => crate::bail!(
+            "{what} needs {}, more than the {} of memory this machine has available",
+            human_bytes(bytes),
+            human_bytes(free)
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a file's length before it is read whole: at most `limit` bytes (`why` says why) and
+/// no more than the memory available. A sparse file may claim terabytes it does not hold.
+pub fn check_length(path: &Path, len: u64, limit: u64, why: &str) -> Result<()> {
+    if len > limit {
+        crate::bail!("{} is {}, more than {} ({why})", path.display(), human_bytes(len), human_bytes(limit));
+    }
+    check_affordable(len, format_args!("reading {}", path.display()))
+}
+
+/// The bytes of the regular file `path` (see [`regular_file`]), if the memory available holds
+/// them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    regular_file(path)?;
+    let len = regular_file(path)?;
+    check_length(path, len, u64::MAX, "")?;
     std::fs::read(path).map_err(Error::io("read", path))
 }
 
-/// The text of the regular file `path` (see [`regular_file`]).
+/// The text of the regular file `path` (see [`regular_file`]), at most [`MAX_TEXT_BYTES`].
 pub fn read_text(path: &Path) -> Result<String> {
-    regular_file(path)?;
+    let len = regular_file(path)?;
+    check_length(path, len, MAX_TEXT_BYTES, "the limit for a text file")?;
     std::fs::read_to_string(path).map_err(Error::io("read", path))
 }
 
-/// Reads and parses a JSON file.
+/// Reads and parses a JSON file (a text file: at most [`MAX_TEXT_BYTES`]).
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = read_file(path)?;
+    let len = regular_file(path)?;
+    check_length(path, len, MAX_TEXT_BYTES, "the limit for a text file")?;
+    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
     serde_json::from_slice(&bytes).map_err(Error::json(path.display().to_string()))
 }
 

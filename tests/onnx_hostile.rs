@@ -448,3 +448,53 @@ fn refusals_name_the_construct_and_give_no_generic_hint() {
         assert!(!msg.contains("opset_version") && !msg.contains("dynamo=True"), "{op}: {msg}");
     }
 }
+
+/// Every size field of an initializer, at edge values: its dims (with typed, raw and external
+/// data), and the offset and length of its external data. Each is imported or refused with one
+/// line, never a panic, never an allocation of what the field declares, in bounded time.
+#[test]
+fn initializer_size_fields_are_bounded() {
+    const EDGES: [i64; 9] = [0, -1, 1, 3, 1 << 31, 1 << 32, 1 << 40, i64::MAX, i64::MIN];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("w.bin"), weight_bytes()).unwrap();
+    let mut cases: Vec<(String, pb::TensorProto)> = Vec::new();
+    for e in EDGES {
+        for dims in [vec![e, 3, 3, 3], vec![4, e, 3, 3], vec![e, e, 1, 1], vec![4, 3, 3, 3, e]] {
+            let mut typed = floats("w", &[4, 3, 3, 3]);
+            typed.dims = dims.clone();
+            let mut raw = typed.clone();
+            raw.float_data.clear();
+            raw.raw_data = Some(weight_bytes());
+            let mut ext =
+                pb::ModelProto::decode(external_model("w.bin").as_slice()).unwrap().graph.unwrap().initializer[0]
+                    .clone();
+            ext.dims = dims.clone();
+            cases.push((format!("typed dims {dims:?}"), typed));
+            cases.push((format!("raw dims {dims:?}"), raw));
+            cases.push((format!("external dims {dims:?}"), ext));
+        }
+        for key in ["offset", "length"] {
+            let mut ext =
+                pb::ModelProto::decode(external_model("w.bin").as_slice()).unwrap().graph.unwrap().initializer[0]
+                    .clone();
+            ext.external_data.push(pb::StringStringEntryProto { key: Some(key.into()), value: Some(e.to_string()) });
+            cases.push((format!("external {key} {e}"), ext));
+        }
+    }
+    let mut failures = Vec::new();
+    for (what, w) in cases {
+        let mut m = pb::ModelProto::decode(external_model("w.bin").as_slice()).unwrap();
+        m.graph.as_mut().unwrap().initializer = vec![w];
+        let started = std::time::Instant::now();
+        match import_error(dir.path(), &m.encode_to_vec()) {
+            Ok(msg) if msg.lines().count() == 1 => {}
+            Ok(msg) => failures.push(format!("{what}: {msg}")),
+            Err(e) if e == "imported" => {}
+            Err(e) => failures.push(format!("{what}: {e}")),
+        }
+        if started.elapsed().as_secs() > 5 {
+            failures.push(format!("{what}: took {:?}", started.elapsed()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -767,3 +767,254 @@ fn search_space_yaml_known_bad_inputs_are_errors() {
         assert!(e.contains(&cause), "{text:?}: {e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Size fields: a file's own length and every size it declares are bounded before anything is
+// allocated, so a sparse file, a decompression bomb or a config declaring billions of values
+// gives an error at once instead of an abort.
+
+/// Peak resident memory of this test process so far (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// The most memory any size-field case may leave this process at (libtorch included).
+const PEAK_LIMIT: u64 = 4 << 30;
+
+/// Runs `f` in a worker, failing on a panic, on an answer later than 10 s and on a peak memory
+/// past [`PEAK_LIMIT`]; returns the error message (failing if `f` succeeds).
+fn refused(what: &str, f: impl FnOnce() -> relprune::Result<()> + Send + 'static) -> String {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(catch_unwind(AssertUnwindSafe(f)).map(|r| r.map_err(|e| e.to_string())));
+    });
+    let r = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what}: no answer within 10 s"));
+    let e = r.unwrap_or_else(|_| panic!("{what}: panicked")).err().unwrap_or_else(|| panic!("{what}: accepted"));
+    assert!(peak_rss() < PEAK_LIMIT, "{what}: peak memory {} bytes", peak_rss());
+    assert_eq!(e.lines().count(), 1, "{what}: {e}");
+    e
+}
+
+/// A sparse file of 64 GiB (it takes no disk): every reader of a whole file refuses it by its
+/// length, naming it, without reading it.
+#[test]
+fn every_whole_file_reader_refuses_a_sparse_64_gib_file() {
+    use relprune::attribution::CriterionSpec;
+    use relprune::data::preprocess::Preprocess;
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = |name: &str| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::File::create(&p).unwrap().set_len(64 << 30).unwrap();
+        p
+    };
+    let graph = sparse("g/graph.json");
+    let config = sparse("hf/config.json");
+    std::fs::write(dir.path().join("hf/model.safetensors"), b"").unwrap();
+    let weights = sparse("w.safetensors");
+    let tokenizer = sparse("tokenizer.json");
+    let onnx = sparse("m.onnx");
+    let npy = sparse("x.npy");
+    let idx = sparse("train-images-idx3-ubyte");
+    let rules = sparse("rules.yaml");
+    let preprocess = sparse("preprocess.yaml");
+    let text = sparse("corpus.txt");
+    type Reader = Box<dyn FnOnce() -> relprune::Result<()> + Send>;
+    let cases: Vec<(&str, Reader)> = vec![
+        ("graph.json", Box::new(move || Graph::load(graph.parent().unwrap()).map(|_| ()))),
+        (
+            "config.json",
+            Box::new(move || Architecture::parse(&format!("hf:{}", config.parent().unwrap().display())).map(|_| ())),
+        ),
+        ("safetensors", Box::new(move || ParamStore::read_safetensors(&weights).map(|_| ()))),
+        ("tokenizer.json", Box::new(move || relprune::data::text::read_tokenizer(&tokenizer).map(|_| ()))),
+        ("ONNX", Box::new(move || relprune::import::import(&onnx).map(|_| ()))),
+        (".npy", Box::new(move || relprune::data::npy::read(&npy).map(|_| ()))),
+        ("IDX", Box::new(move || read_idx(&idx).map(|_| ()))),
+        ("rules file", Box::new(move || CriterionSpec::from_file(&rules).map(|_| ()))),
+        ("preprocessing file", Box::new(move || Preprocess::from_yaml_file(&preprocess).map(|_| ()))),
+        (
+            "text corpus",
+            Box::new(move || {
+                let spec = relprune::data::corpus::CorpusSpec::parse(&format!("text:{}", text.display()))?;
+                relprune::data::corpus::read_part(&spec, relprune::data::corpus::Part::Test).map(|_| ())
+            }),
+        ),
+    ];
+    for (what, read) in cases {
+        let e = refused(what, read);
+        assert!(e.contains("64.0 GiB") || e.contains("68719476736"), "{what}: {e}");
+    }
+}
+
+/// The IDX header is inflated first and the data it declares bounds what is inflated: a gzip
+/// stream that would inflate to 1 GiB past a small declared array stops one byte past it.
+#[test]
+fn a_gzip_idx_that_inflates_past_its_header_is_refused_without_inflating_it() {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&encode_idx(&[4, 2, 2], &[7; 16])).unwrap();
+    let zeros = vec![0u8; 1 << 24];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x-idx3-ubyte.gz");
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let e = refused("gzip bomb", move || read_idx(&path).map(|_| ()));
+    assert!(e.contains("inflates past the 16 bytes of data its header declares"), "{e}");
+}
+
+/// Edge values a size field is set to: zero, negative, just past 2^31 and 2^32, the i64
+/// extremes, and sizes whose products overflow.
+const EDGE_SIZES: [i64; 10] = [0, -1, 1, 3, 1 << 24, (1 << 31) + 1, 1 << 32, 1 << 40, i64::MAX, i64::MIN];
+
+/// A tiny LLaMA folder (config.json and model.safetensors written by relprune itself).
+fn tiny_llama_folder(dir: &Path) -> serde_json::Value {
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 11, "hidden_size": 8,
+        "intermediate_size": 6, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 4, "max_position_embeddings": 16, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+        "hidden_act": "silu", "tie_word_embeddings": true
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    let arch = Architecture::parse(&format!("hf:{}", dir.display()));
+    let g = arch.expect("the tiny config reads").build(0).unwrap();
+    g.save_safetensors(&dir.join("model.safetensors")).unwrap();
+    config
+}
+
+/// A tiny BERT folder (BertModel, mean pooling).
+fn tiny_bert_folder(dir: &Path) -> serde_json::Value {
+    let config = serde_json::json!({
+        "architectures": ["BertModel"], "model_type": "bert", "vocab_size": 13, "hidden_size": 8,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12,
+        "max_position_embeddings": 10, "type_vocab_size": 2
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    let g = Architecture::parse(&format!("hf:{}", dir.display())).unwrap().build(0).unwrap();
+    g.save_safetensors(&dir.join("model.safetensors")).unwrap();
+    config
+}
+
+/// Every integer field of a Hugging Face config.json, at every edge value: the folder loads
+/// (and runs) or is refused with an error, never a panic, an abort or an allocation of what the
+/// config declares beyond what its weights hold.
+#[test]
+fn hf_config_size_fields_are_bounded_before_building() {
+    for (family, write) in
+        [("llama", tiny_llama_folder as fn(&Path) -> Value), ("bert", tiny_bert_folder as fn(&Path) -> Value)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_path_buf();
+        let valid = write(&folder);
+        let spec = format!("hf:{}", folder.display());
+        relprune::models::load_model(&spec, None, 0).expect("the valid folder loads");
+        let fields: Vec<String> =
+            valid.as_object().unwrap().iter().filter(|(_, v)| v.is_i64()).map(|(k, _)| k.clone()).collect();
+        let mut mutants = Vec::new();
+        for f in &fields {
+            for v in EDGE_SIZES {
+                let mut c = valid.clone();
+                c[f] = v.into();
+                mutants.push(Mutant { what: format!("{family} {f} = {v}"), bytes: serde_json::to_vec(&c).unwrap() });
+            }
+        }
+        let (config, spec2) = (folder.join("config.json"), spec.clone());
+        let tally = run_all("config.json sizes", mutants, move |bytes| {
+            std::fs::write(&config, bytes).unwrap();
+            match relprune::models::load_model(&spec2, None, 0) {
+                Ok(m) => {
+                    let ids = Tensor::zeros([1, 3], (Kind::Int64, Device::Cpu));
+                    let mask = Tensor::ones([1, 3], (Kind::Int64, Device::Cpu));
+                    let _ = tch::no_grad(|| m.graph.forward(&[ids, mask], Mode::Eval));
+                    true
+                }
+                Err(e) => {
+                    assert_eq!(e.to_string().lines().count(), 1, "{e}");
+                    false
+                }
+            }
+        });
+        assert!(peak_rss() < PEAK_LIMIT, "{family}: peak memory {} bytes", peak_rss());
+        assert!(tally.err >= fields.len() * 6, "{family}: {tally:?}");
+    }
+}
+
+/// The shape in a .npy header at every edge value, with every element type: read or refused,
+/// never a panic or an allocation of the declared size.
+#[test]
+fn npy_header_shapes_are_bounded_before_reading() {
+    // The data: what the shape declares where that is small, else 96 bytes.
+    let header = |descr: &str, dims: &[i64]| -> Vec<u8> {
+        let item = match descr {
+            "|u1" | "|b1" => 1,
+            "<f2" => 2,
+            "<f4" | ">f4" => 4,
+            _ => 8,
+        };
+        let declared = dims.iter().try_fold(item, |a: i64, &d| if d < 0 { None } else { a.checked_mul(d) });
+        let data = declared.filter(|&n| n <= 4096).unwrap_or(96) as usize;
+        let shape = match dims {
+            [d] => format!("({d},)"),
+            _ => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        };
+        let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + dict.len() + 1) % 64 != 0 {
+            dict.push(' ');
+        }
+        dict.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        out.extend_from_slice(dict.as_bytes());
+        out.extend(std::iter::repeat_n(0u8, data));
+        out
+    };
+    let mut mutants = Vec::new();
+    let mut rng = relprune::util::rng(77);
+    for descr in ["<f4", "<f8", "<i8", "|u1", ">f4", "<f2", "|b1", "<c8"] {
+        for a in EDGE_SIZES {
+            for dims in [vec![a], vec![2, a], vec![a, a, 3]] {
+                mutants.push(Mutant { what: format!("{descr} shape {dims:?}"), bytes: header(descr, &dims) });
+            }
+        }
+        for _ in 0..10 {
+            let dims: Vec<i64> = (0..rng.random_range(1..5)).map(|_| EDGE_SIZES[rng.random_range(0..10)]).collect();
+            mutants.push(Mutant { what: format!("{descr} shape {dims:?}"), bytes: header(descr, &dims) });
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.npy");
+    let tally = run_all(".npy shapes", mutants, move |bytes| {
+        std::fs::write(&path, bytes).unwrap();
+        relprune::data::npy::read(&path).is_ok()
+    });
+    assert!(peak_rss() < PEAK_LIMIT, "peak memory {} bytes", peak_rss());
+    assert!(tally.err > 200 && tally.ok >= 8, "{tally:?}");
+}
+
+/// An image whose header declares 60000 × 60000 pixels is refused by the decoder's limits
+/// before its pixels are allocated.
+#[test]
+fn an_image_declaring_billions_of_pixels_is_refused_before_decoding() {
+    let mut png = Vec::new();
+    image::RgbImage::new(1, 1).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    // IHDR's width and height are bytes 16..24; its CRC covers bytes 12..29.
+    png[16..20].copy_from_slice(&60000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&60000u32.to_be_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join("train").join(class)).unwrap();
+        std::fs::write(dir.path().join("train").join(class).join("x.png"), &png).unwrap();
+    }
+    let root = dir.path().to_path_buf();
+    let e = refused("60000×60000 PNG", move || {
+        let f = relprune::data::image_folder::ImageFolder::open(&root.join("train"), 36, 32)?;
+        f.batch(&[0]).map(|_| ())
+    });
+    assert!(e.to_lowercase().contains("limit"), "{e}");
+}

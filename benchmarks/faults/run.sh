@@ -193,6 +193,53 @@ expect_error bomb "ONNX input declared 3x60000x60000"            "limit"        
 expect_error bomb ".npz member inflating to 512 MiB"             "bytes"        timeout 60 "$BIN" --threads 1 curve --model "$TINY" --data "tensors:$W/t-bomb" --refs-per-class 1 --out "$W/o20"
 expect_error bomb "a label of 2^31 without classes.txt"          "limit"        timeout 60 "$BIN" --threads 1 curve --model "$TINY" --data "tensors:$W/t-label" --refs-per-class 1 --out "$W/o21"
 expect_error bomb "classes.txt of 10^6 lines (linear, then named)" "1000000 classes"      timeout 60 "$BIN" --threads 1 curve --model "$TINY" --data "tensors:$W/t-classes" --refs-per-class 1 --out "$W/o22"
+# Size fields: sparse files, a gzip bomb, an external tensor of 24 GiB, configs declaring billions of values.
+"$PY" - "$W" <<'EOF'
+import gzip, json, os, shutil, struct, sys
+import onnx, torch, transformers
+w = sys.argv[1]
+def sparse(path, size=64 << 30):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f: f.truncate(size)
+sparse(f"{w}/sparse-onnx/m.onnx"); sparse(f"{w}/sparse-graph/graph.json"); sparse(f"{w}/sparse.safetensors")
+sparse(f"{w}/sparse-rules.yaml")
+m = onnx.load(f"{w}/base.onnx"); t = next(t for t in m.graph.initializer if len(t.dims) == 4)
+os.makedirs(f"{w}/ext-big"); t.ClearField("raw_data"); del t.dims[:]; t.dims.extend([8, 3, 1 << 28, 1])
+t.data_location = onnx.TensorProto.EXTERNAL; del t.external_data[:]
+for k, v in [("location", "w.bin"), ("offset", "0"), ("length", str(8 * 3 * (1 << 28) * 4))]:
+    e = t.external_data.add(); e.key, e.value = k, v
+open(f"{w}/ext-big/m.onnx", "wb").write(m.SerializeToString()); sparse(f"{w}/ext-big/w.bin", 8 * 3 * (1 << 28) * 4)
+shutil.copytree(f"{w}/fmnist", f"{w}/idx-bomb"); os.remove(f"{w}/idx-bomb/train-images-idx3-ubyte")
+with gzip.open(f"{w}/idx-bomb/train-images-idx3-ubyte.gz", "wb", compresslevel=9) as f:
+    f.write(bytes([0, 0, 8, 3]) + struct.pack(">III", 600, 8, 8) + bytes(600 * 64))
+    for _ in range(256): f.write(bytes(1 << 24))  # 4 GiB past the declared data
+torch.manual_seed(0)
+cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True)
+transformers.LlamaForCausalLM(cfg).save_pretrained(f"{w}/llama")
+bert = transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=48, max_position_embeddings=32)
+transformers.BertModel(bert).save_pretrained(f"{w}/bert")
+sparse(f"{w}/sparse-hf/config.json"); shutil.copy(f"{w}/llama/model.safetensors", f"{w}/sparse-hf/")
+for name, base, field, value in [("hf-inter", "llama", "intermediate_size", 1 << 24),
+                                 ("hf-layers", "llama", "num_hidden_layers", 1 << 24),
+                                 ("bert-heads", "bert", "num_attention_heads", 0)]:
+    shutil.copytree(f"{w}/{base}", f"{w}/{name}")
+    c = json.load(open(f"{w}/{name}/config.json")); c[field] = value
+    json.dump(c, open(f"{w}/{name}/config.json", "w"))
+EOF
+# A process capped at 8 GiB of address space: an allocation of what a file declares fails there.
+capped() { bash -c 'ulimit -v 8388608; exec "$@"' _ "$@"; }
+expect_error bomb "sparse 64 GiB .onnx file"                   "GiB"         capped timeout 60 "$BIN" --threads 1 info --model "$W/sparse-onnx/m.onnx"
+expect_error bomb "sparse 64 GiB graph.json"                   "GiB"         capped timeout 60 "$BIN" --threads 1 info --model "$W/sparse-graph"
+expect_error bomb "sparse 64 GiB config.json"                  "GiB"         capped timeout 60 "$BIN" --threads 1 info --model "hf:$W/sparse-hf"
+expect_error bomb "sparse 64 GiB --weights"                    "GiB"         capped timeout 60 "$BIN" --threads 1 info --model "$TINY" --weights "$W/sparse.safetensors"
+expect_error bomb "sparse 64 GiB rules file"                   "GiB"         capped timeout 60 "$BIN" --threads 1 prune --model "$TINY" --data none --criterion "file:$W/sparse-rules.yaml" --rate 0.1 --out "$W/o30"
+expect_error bomb "ONNX external tensor of 24 GiB (sparse)"    "GiB"         capped timeout 60 "$BIN" --threads 1 info --model "$W/ext-big/m.onnx"
+expect_error bomb "gzip IDX inflating 4 GiB past its header"   "inflates"    capped timeout 120 "$BIN" --threads 1 curve --model "$TINY" --fmnist-dir "$W/idx-bomb" --refs-per-class 1 --out "$W/o31"
+expect_error bomb "config.json intermediate_size 2^24"         "declares"    capped timeout 60 "$BIN" --threads 1 info --model "hf:$W/hf-inter"
+expect_error bomb "config.json num_hidden_layers 2^24"         "4096"        capped timeout 60 "$BIN" --threads 1 info --model "hf:$W/hf-layers"
+expect_error crash "BERT config.json num_attention_heads 0"    "num_attention_heads" timeout 60 "$BIN" --threads 1 info --model "hf:$W/bert-heads"
 expect_error trace "Conv group not dividing the channels"        "groups"       "$BIN" --threads 1 info --model "$W/bad-group.onnx"
 expect_error ssa "two nodes writing one value"                   "defines"      "$BIN" --threads 1 info --model "$W/non-ssa.onnx"
 # --- unclear errors ------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
-/// Most bytes of text read from one file or folder (far above any evaluation corpus).
-pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+// Most bytes of text read from one file or folder (far above any evaluation corpus).
+use crate::util::MAX_TEXT_BYTES;
 
 /// Where a language-model corpus comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,16 +85,6 @@ fn prepared(var: &str, rel: &str, what: &str) -> Result<PathBuf> {
     crate::util::prepared_dir(var, rel, what.into(), hint)
 }
 
-/// Reads a UTF-8 text file of at most [`MAX_TEXT_BYTES`].
-fn read_text(path: &Path) -> Result<String> {
-    crate::util::regular_file(path)?;
-    let len = std::fs::metadata(path).map_err(Error::io("read", path))?.len();
-    if len > MAX_TEXT_BYTES {
-        crate::bail!("{} has {len} bytes; relprune reads at most {MAX_TEXT_BYTES} bytes of text", path.display());
-    }
-    crate::util::read_text(path)
-}
-
 /// Documents of a file: blocks separated by blank lines.
 fn file_documents(text: &str) -> Vec<String> {
     let mut docs = Vec::new();
@@ -130,7 +120,7 @@ fn documents(path: &Path) -> Result<Vec<String>> {
         let mut total = 0u64;
         let mut docs = Vec::new();
         for f in files {
-            let t = read_text(&f)?;
+            let t = crate::util::read_text(&f)?;
             total += t.len() as u64;
             if total > MAX_TEXT_BYTES {
                 crate::bail!("{} holds more than {MAX_TEXT_BYTES} bytes of text", path.display());
@@ -141,7 +131,7 @@ fn documents(path: &Path) -> Result<Vec<String>> {
         }
         Ok(docs)
     } else if path.exists() {
-        Ok(file_documents(&read_text(path)?))
+        Ok(file_documents(&crate::util::read_text(path)?))
     } else {
         Err(Error::DataNotFound {
             what: "text".into(),
@@ -169,12 +159,12 @@ pub fn read_part(spec: &CorpusSpec, part: Part) -> Result<Vec<String>> {
     match (spec, part) {
         (CorpusSpec::Enwiki, Part::Validation | Part::Test) => {
             let dir = prepared("RELPRUNE_ENWIKI_DIR", "data/enwiki", "the Wikipedia evaluation text")?;
-            Ok(file_documents(&read_text(&dir.join(format!("{}.txt", part.name())))?))
+            Ok(file_documents(&crate::util::read_text(&dir.join(format!("{}.txt", part.name())))?))
         }
         (CorpusSpec::Enwiki, Part::Reference) => read_part(&CorpusSpec::Brown, Part::Reference),
         (CorpusSpec::Brown, _) => {
             let dir = prepared("RELPRUNE_BROWN_DIR", "data/brown", "the Brown corpus")?;
-            let text = read_text(&dir.join("reference.txt"))?;
+            let text = crate::util::read_text(&dir.join("reference.txt"))?;
             // One sentence per line: documents of 20 sentences, so the rule spreads every genre.
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             let docs = lines.chunks(20).map(|c| c.join(" ")).collect();
@@ -215,11 +205,7 @@ pub fn lm_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
         hint: "save the tokenizer into the model folder: AutoTokenizer.from_pretrained(...).save_pretrained(folder)"
             .into(),
     })?;
-    let mut t = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::CorruptData {
-        what: "tokenizer".into(),
-        path: path.into(),
-        reason: format!("unknown or unsupported tokenizer format: {e}"),
-    })?;
+    let mut t = super::text::read_tokenizer(path)?;
     t.with_padding(None);
     t.with_truncation(None).map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
     Ok(t)

@@ -18,16 +18,36 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
 /// Reads an IDX file of type unsigned byte (0x08), gzip-compressed or not.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let raw = crate::util::read_file(path)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| corrupt(path, format!("gzip stream is damaged: {e}")))?;
-        out
-    } else {
-        raw
-    };
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) { inflate(path, &raw)? } else { raw };
     parse_idx(&bytes).map_err(|reason| corrupt(path, reason))
+}
+
+/// Inflates a gzip-compressed IDX file: the header first, then at most the bytes it declares
+/// (plus one, to tell a too-long stream from an exact one), so a small file that would inflate
+/// to gigabytes is refused before they are allocated.
+fn inflate(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
+    let damaged = |e: std::io::Error| corrupt(path, format!("gzip stream is damaged: {e}"));
+    let mut stream = flate2::read::GzDecoder::new(raw);
+    let mut out = Vec::new();
+    (&mut stream).take(4).read_to_end(&mut out).map_err(damaged)?;
+    let ndim = out.get(3).copied().unwrap_or(0) as u64;
+    (&mut stream).take(4 * ndim).read_to_end(&mut out).map_err(damaged)?;
+    let declared = out
+        .get(4..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .try_fold(1u64, |acc, c| acc.checked_mul(u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64));
+    // A header parse_idx will refuse: read no data, and let it say why.
+    let Some(data) = declared.filter(|_| out.len() as u64 == 4 + 4 * ndim) else {
+        return Ok(out);
+    };
+    crate::util::check_affordable(data, "the data its header declares").map_err(|e| corrupt(path, e.to_string()))?;
+    let header = out.len() as u64;
+    stream.take(data + 1).read_to_end(&mut out).map_err(damaged)?;
+    if out.len() as u64 > header + data {
+        return Err(corrupt(path, format!("it inflates past the {data} bytes of data its header declares")));
+    }
+    Ok(out)
 }
 
 /// Parses IDX bytes (already decompressed). The header's dimensions are checked against the

@@ -467,6 +467,7 @@ fn read_npz(path: &Path) -> Result<(Tensor, Tensor, Option<Tensor>)> {
                 "its header declares {data} bytes of data, more than the limit of {MAX_NPY_BYTES} for an array"
             )));
         }
+        crate::util::check_affordable(data, format_args!("array `{name}` of {}", path.display()))?;
         // One byte more than declared, to tell a too-long member from an exact one.
         (&mut member).take(data + 1).read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
         parse_npy(&bytes).map_err(bad)

@@ -19,6 +19,16 @@ pub struct TextTokenizer {
     pub max_len: usize,
 }
 
+/// Reads a Hugging Face `tokenizer.json` (a text file, so bounded like one before parsing).
+pub fn read_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let text = crate::util::read_text(path)?;
+    text.parse().map_err(|e| Error::CorruptData {
+        what: "tokenizer".into(),
+        path: path.into(),
+        reason: format!("unknown or unsupported tokenizer format: {e}"),
+    })
+}
+
 impl TextTokenizer {
     pub fn from_file(path: &Path, max_len: usize) -> Result<Self> {
         if !path.is_file() {
@@ -28,11 +38,7 @@ impl TextTokenizer {
                 hint: "a Hugging Face model folder holds it next to model.safetensors".into(),
             });
         }
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::CorruptData {
-            what: "tokenizer".into(),
-            path: path.into(),
-            reason: format!("unknown or unsupported tokenizer format: {e}"),
-        })?;
+        let mut inner = read_tokenizer(path)?;
         inner.with_padding(None);
         inner
             .with_truncation(Some(tokenizers::TruncationParams { max_length: max_len, ..Default::default() }))

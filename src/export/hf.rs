@@ -87,11 +87,8 @@ pub fn write_decoder_folder(graph: &Graph, source: &Path, dir: &Path) -> Result<
         if !from.exists() {
             continue;
         }
-        crate::util::regular_file(&from)?;
-        let len = std::fs::metadata(&from).map_err(Error::io("read", &from))?.len();
-        if len > MAX_COPIED_BYTES {
-            crate::bail!("{} has {len} bytes; a tokenizer file is expected to be far smaller", from.display());
-        }
+        let len = crate::util::regular_file(&from)?;
+        crate::util::check_length(&from, len, MAX_COPIED_BYTES, "a tokenizer file is far smaller")?;
         crate::util::write_atomic(&dir.join(name), &crate::util::read_file(&from)?)?;
     }
     Ok(HfFolder { widths, remote_code })

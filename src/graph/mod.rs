@@ -13,7 +13,7 @@ pub mod stats;
 
 pub mod ops;
 
-pub use builder::GraphBuilder;
+pub use builder::{GraphBuilder, MAX_PARAMETERS};
 pub use ops::{
     AdaptiveAvgPool2d, Add, Attention, AvgPool2d, BatchNorm2d, ChannelMap, ClassToken, Concat, Conv2d, Dropout,
     Embedding, Flatten, Gelu, Hardsigmoid, Hardswish, Hardtanh, InputKind, LayerNorm, Linear, MaxPool2d, MeanPool, Mul,
@@ -318,9 +318,7 @@ impl Graph {
     /// Loads a graph written by [`Graph::save`]; the weights must match the description.
     pub fn load(dir: &Path) -> Result<Self> {
         let spec_path = dir.join("graph.json");
-        crate::util::regular_file(&spec_path)?;
-        let text = std::fs::read(&spec_path).map_err(Error::io("read graph description", &spec_path))?;
-        let spec: GraphSpec = serde_json::from_slice(&text).map_err(Error::json(spec_path.display().to_string()))?;
+        let spec: GraphSpec = crate::util::read_json(&spec_path)?;
         if spec.format != GRAPH_FORMAT {
             crate::bail!(
                 "{} has graph format {}, this relprune reads format {GRAPH_FORMAT}",

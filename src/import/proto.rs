@@ -121,9 +121,18 @@ pub struct OnnxModel {
 /// The opsets this importer is tested on.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
+/// The most bytes a protobuf message, so an ONNX file, may hold (2 GiB).
+const MAX_PROTOBUF_BYTES: u64 = 1 << 31;
+
 /// Reads and decodes `path` (and its external-data files).
 pub fn read(path: &Path) -> Result<OnnxModel> {
-    crate::util::regular_file(path)?;
+    let len = crate::util::regular_file(path)?;
+    crate::util::check_length(
+        path,
+        len,
+        MAX_PROTOBUF_BYTES,
+        "protobuf's limit; larger models keep their weights as external data",
+    )?;
     let bytes = std::fs::read(path).map_err(Error::io("read the ONNX file", path))?;
     let not_onnx = |why: String| {
         Error::invalid(format!(
@@ -228,14 +237,17 @@ fn module_scope(list: &str) -> Option<String> {
     (!module.is_empty()).then(|| module.to_string())
 }
 
-/// External-data files, read once each.
+/// External-data files, opened once each; each tensor reads only its own range.
 struct ExternalFiles<'a> {
     dir: &'a Path,
-    open: HashMap<String, Vec<u8>>,
+    open: HashMap<String, (std::fs::File, u64)>,
 }
 
 impl ExternalFiles<'_> {
-    fn bytes(&mut self, entries: &[pb::StringStringEntryProto]) -> Result<&[u8]> {
+    /// The `expected` bytes of one tensor: its file must be a regular file inside the model's
+    /// folder and hold the range; the range is checked before anything is allocated.
+    fn bytes(&mut self, entries: &[pb::StringStringEntryProto], expected: u64) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
         let get = |k: &str| entries.iter().find(|e| e.key.as_deref() == Some(k)).and_then(|e| e.value.clone());
         let location = get("location").ok_or_else(|| Error::invalid("external data without a location"))?;
         // The location is relative to the model's folder and must stay inside it.
@@ -263,22 +275,34 @@ impl ExternalFiles<'_> {
                     real.display()
                 );
             }
-            crate::util::regular_file(&real)?;
-            let data = std::fs::read(&real).map_err(missing)?;
-            self.open.insert(location.clone(), data);
+            let len = crate::util::regular_file(&real)?;
+            let file = std::fs::File::open(&real).map_err(missing)?;
+            self.open.insert(location.clone(), (file, len));
         }
-        let data = &self.open[&location];
-        let offset: usize = get("offset").map(|s| s.parse().unwrap_or(usize::MAX)).unwrap_or(0);
-        let length: usize = match get("length") {
-            Some(s) => s.parse().map_err(|_| Error::invalid(format!("external data length `{s}`")))?,
-            None => data.len().saturating_sub(offset),
+        let (file, len) = &self.open[&location];
+        let number = |key: &str| -> Result<Option<u64>> {
+            get(key)
+                .map(|s| {
+                    s.parse().map_err(|_| Error::invalid(format!("external data {key} `{s}` is not a byte count")))
+                })
+                .transpose()
         };
-        let end = offset.checked_add(length).filter(|&e| e <= data.len()).ok_or_else(|| {
-            Error::invalid(format!(
-                "external data range {offset}+{length} is past the end of `{location}` (truncated?)"
-            ))
-        })?;
-        Ok(&data[offset..end])
+        let offset = number("offset")?.unwrap_or(0);
+        let length = number("length")?.unwrap_or(expected);
+        if length != expected {
+            crate::bail!(
+                "external data length {length} in `{location}`, but the tensor's shape needs {expected} bytes"
+            );
+        }
+        if offset.checked_add(length).is_none_or(|end| end > *len) {
+            crate::bail!(
+                "external data range {offset}+{length} is past the end of `{location}` ({len} bytes; truncated?)"
+            );
+        }
+        crate::util::check_affordable(length, format_args!("external data in `{location}`"))?;
+        let mut out = vec![0u8; length as usize];
+        file.read_exact_at(&mut out, offset).map_err(|e| Error::invalid(format!("external data `{location}`: {e}")))?;
+        Ok(out)
     }
 }
 
@@ -323,8 +347,14 @@ fn decode_tensor(t: &pb::TensorProto, ext: &mut ExternalFiles) -> Result<Tensor>
         crate::bail!("negative dimension in {dims:?}");
     }
     let numel = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d as usize)).unwrap_or(usize::MAX);
-    let raw: Option<&[u8]> =
-        if t.data_location == Some(1) { Some(ext.bytes(&t.external_data)?) } else { t.raw_data.as_deref() };
+    let external;
+    let raw: Option<&[u8]> = if t.data_location == Some(1) {
+        let expected = numel.checked_mul(width).ok_or_else(|| Error::invalid(format!("shape {dims:?} overflows")))?;
+        external = ext.bytes(&t.external_data, expected as u64)?;
+        Some(&external)
+    } else {
+        t.raw_data.as_deref()
+    };
     let tensor = if let Some(raw) = raw {
         if raw.len() != numel.saturating_mul(width) {
             crate::bail!("{} bytes of data for shape {dims:?} ({numel} values of {width} bytes)", raw.len());

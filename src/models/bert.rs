@@ -119,6 +119,21 @@ impl BertConfig {
     }
 
     pub fn check(&self) -> Result<()> {
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+            ("num_classes", self.num_classes.unwrap_or(1)),
+        ] {
+            if !(1..=crate::graph::MAX_FIELD).contains(&v) {
+                crate::bail!("{field} = {v} is outside 1..={}", crate::graph::MAX_FIELD);
+            }
+        }
+        super::check_layers_and_parameters(self.num_hidden_layers, self.num_parameters())?;
         if self.hidden_size % self.num_attention_heads != 0 {
             crate::bail!(
                 "{} heads do not divide the width {}; check num_attention_heads in config.json",
@@ -136,6 +151,20 @@ impl BertConfig {
             crate::bail!("a classifier needs pooling (cls or mean)");
         }
         Ok(())
+    }
+}
+
+impl BertConfig {
+    /// The parameter values of the built graph, from the sizes alone (see
+    /// `LlamaConfig::num_parameters`).
+    pub fn num_parameters(&self) -> u128 {
+        let n = |v: i64| v.max(0) as u128;
+        let (d, i) = (n(self.hidden_size), n(self.intermediate_size));
+        let embeddings = (n(self.vocab_size) + n(self.max_position_embeddings) + n(self.type_vocab_size)) * d + 2 * d;
+        let layer = 4 * (d * d + d) + 2 * d * i + i + d + 4 * d;
+        let pooler = if self.pooling == Pooling::Cls { d * d + d } else { 0 };
+        let classifier = self.num_classes.map_or(0, |c| (d + 1) * n(c));
+        embeddings + n(self.num_hidden_layers) * layer + pooler + classifier
     }
 }
 
@@ -239,4 +268,33 @@ pub fn minilm_dir() -> Result<PathBuf> {
                the package's model/ folder"
             .into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_parameters_are_the_built_graphs() {
+        for (pooling, classes) in [(Pooling::Cls, Some(3)), (Pooling::Mean, None), (Pooling::None, None)] {
+            let c = BertConfig {
+                vocab_size: 13,
+                hidden_size: 8,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                intermediate_size: 12,
+                max_position_embeddings: 10,
+                type_vocab_size: 2,
+                layer_norm_eps: 1e-12,
+                hidden_act: "gelu".into(),
+                pooling,
+                num_classes: classes,
+                max_len: 10,
+                key_prefix: String::new(),
+            };
+            assert_eq!(c.num_parameters(), build(&c, 0).unwrap().num_parameters() as u128, "{pooling:?}");
+            let zero_heads = BertConfig { num_attention_heads: 0, ..c.clone() };
+            assert!(zero_heads.check().unwrap_err().to_string().contains("num_attention_heads = 0"));
+        }
+    }
 }

@@ -249,6 +249,7 @@ impl LlamaConfig {
                 crate::bail!("{field} = {v} is outside 1..={}", crate::graph::MAX_FIELD);
             }
         }
+        super::check_layers_and_parameters(self.num_hidden_layers, self.num_parameters())?;
         if self.num_attention_heads % self.num_key_value_heads != 0 {
             crate::bail!(
                 "{} key/value heads do not divide {} attention heads (num_key_value_heads)",
@@ -269,6 +270,22 @@ impl LlamaConfig {
             crate::bail!("rope_theta {} must be a finite positive number", self.rope_theta);
         }
         Ok(())
+    }
+
+    /// The parameter values of the built graph (a tied head counted once), from the sizes
+    /// alone: what a config declares is bounded before anything is built or allocated. Exact
+    /// in u128 for fields within `1..=MAX_FIELD` (tested against the built graph).
+    pub fn num_parameters(&self) -> u128 {
+        let n = |v: i64| v.max(0) as u128;
+        let (v, d, i, l) =
+            (n(self.vocab_size), n(self.hidden_size), n(self.intermediate_size), n(self.num_hidden_layers));
+        let q = n(self.num_attention_heads) * n(self.head_dim);
+        let kv = n(self.num_key_value_heads) * n(self.head_dim);
+        let on = |b: bool, x: u128| if b { x } else { 0 };
+        let attention = d * (q + 2 * kv) + on(self.qkv_bias, q + 2 * kv) + q * d + on(self.o_bias, d);
+        let mlp = 3 * d * i + on(self.mlp_bias, 2 * i + d);
+        let heads = if self.tie_word_embeddings { 1 } else { 2 };
+        heads * v * d + l * (attention + mlp + 2 * d) + d
     }
 
     /// The Hugging Face architecture name of this family's causal LM.
@@ -463,4 +480,50 @@ pub fn layer_widths(cfg: &LlamaConfig, graph: &Graph) -> Result<LayerWidths> {
         w.groups.push(if groups.is_empty() && kv > 0 { vec![heads / kv; kv as usize] } else { groups });
     }
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(family: &str, tied: bool, bias: bool) -> LlamaConfig {
+        LlamaConfig {
+            family: family.into(),
+            vocab_size: 11,
+            hidden_size: 8,
+            intermediate_size: 6,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 4,
+            max_position_embeddings: 16,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1e4,
+            tie_word_embeddings: tied,
+            qkv_bias: bias,
+            o_bias: bias,
+            mlp_bias: bias,
+            max_len: 16,
+        }
+    }
+
+    #[test]
+    fn declared_parameters_are_the_built_graphs() {
+        for (tied, bias) in [(true, false), (false, true), (false, false)] {
+            let c = tiny("llama", tied, bias);
+            let built = build(&c, 0).unwrap().num_parameters();
+            assert_eq!(c.num_parameters(), built as u128, "tied {tied}, bias {bias}");
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_building() {
+        let mut c = tiny("llama", true, false);
+        c.num_hidden_layers = 1 << 20;
+        assert!(c.check().unwrap_err().to_string().contains("more than the limit of 4096"));
+        let mut c = tiny("llama", true, false);
+        c.intermediate_size = crate::graph::MAX_FIELD;
+        c.hidden_size = crate::graph::MAX_FIELD;
+        assert!(c.check().unwrap_err().to_string().contains("parameter values, more than the limit"));
+    }
 }

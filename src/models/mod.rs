@@ -54,6 +54,51 @@ pub enum Architecture {
 }
 
 /// Architecture names accepted by [`Architecture::parse`].
+/// Refuses a folder whose `config.json` declares more parameters than its weight files can hold
+/// (two bytes each at the least), before the graph is built: the sizes in a config are the
+/// file's word, and building allocates them.
+fn check_weights_hold(arch: &Architecture, folder: &std::path::Path, files: &[std::path::PathBuf]) -> Result<()> {
+    let declared = match arch {
+        Architecture::Llama(c) => c.num_parameters(),
+        Architecture::Bert(c) => c.num_parameters(),
+        _ => return Ok(()),
+    };
+    let mut bytes: u128 = 0;
+    for f in files {
+        bytes += crate::util::regular_file(f).map_err(|_| crate::error::Error::DataNotFound {
+            what: "the model's weights".into(),
+            path: f.clone(),
+            hint: "a Hugging Face folder holds the safetensors files its config describes".into(),
+        })? as u128;
+    }
+    if declared * 2 > bytes {
+        crate::bail!(
+            "{}: config.json declares {declared} parameter values, but the weight files hold {} (at least 2 bytes \
+             per value); the config does not describe these weights",
+            folder.display(),
+            crate::util::human_bytes(bytes as u64)
+        );
+    }
+    Ok(())
+}
+
+/// The most layers a configuration read from a file may declare (the largest published
+/// transformers have a few hundred): bounds the graph's node list before it is built.
+pub const MAX_LAYERS: i64 = 4096;
+
+/// Refuses a configuration that declares more than [`MAX_LAYERS`] layers or more than
+/// `MAX_PARAMETERS` parameter values, before any node or tensor exists.
+fn check_layers_and_parameters(layers: i64, parameters: u128) -> Result<()> {
+    if layers > MAX_LAYERS {
+        crate::bail!("num_hidden_layers = {layers} is more than the limit of {MAX_LAYERS}");
+    }
+    let limit = crate::graph::MAX_PARAMETERS;
+    if parameters > limit as u128 {
+        crate::bail!("the configuration declares {parameters} parameter values, more than the limit of {limit}");
+    }
+    Ok(())
+}
+
 pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, resnet152, \
     vgg11, vgg13, vgg16, vgg19 (each also with _bn), cifar_ variants of all of them \
     (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \
@@ -428,6 +473,10 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         });
     }
     let arch = Architecture::parse(spec).map_err(|e| {
+        // A Hugging Face folder's refusal is about its files, not about which names exist.
+        if spec.starts_with("hf:") || spec.starts_with("hf-bert:") {
+            return e;
+        }
         let zoo_names: Vec<&str> = zoo::ZOO.iter().map(|e| e.name).collect();
         let folder = if path.is_dir() {
             format!("; {spec} is a folder but holds no graph.json (write one with `relprune prune`)")
@@ -436,7 +485,6 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         };
         crate::error::Error::invalid(format!("{e}; zoo models: {}{folder}", zoo_names.join(", ")))
     })?;
-    let mut graph = arch.build(seed)?;
     let folder = spec.strip_prefix("hf:").or_else(|| spec.strip_prefix("hf-bert:")).map(std::path::Path::new);
     let folder_weights = match folder {
         Some(f) if weights.is_some() => {
@@ -446,6 +494,10 @@ pub fn load_model(spec: &str, weights: Option<&std::path::Path>, seed: u64) -> R
         Some(f) => vec![f.join("model.safetensors")],
         None => weights.map(|w| vec![w.to_path_buf()]).unwrap_or_default(),
     };
+    if let Some(f) = folder {
+        check_weights_hold(&arch, f, &folder_weights)?;
+    }
+    let mut graph = arch.build(seed)?;
     let origin = if folder_weights.is_empty() {
         format!("random initialisation (seed {seed})")
     } else {
