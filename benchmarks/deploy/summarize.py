@@ -39,6 +39,7 @@ def rows_in_doc(doc):
 
 
 optimized = {}
+chosen = {}
 rows = rows_in_doc(doc)
 from_doc = {k: set(t) for k, t in rows.items()}
 for f in sorted(res.glob("*.json")):
@@ -68,7 +69,13 @@ for f in sorted(res.glob("*.json")):
         if d.get("normalize", "none") != "none":
             order += f", per-layer {d['normalize']}"
         criterion = d["criterion"]
-        if "optimized" in parts:
+        if "default" in parts:
+            # The default command: the criterion it chose, and what choosing cost.
+            w = d["choice"]["candidates"][d["choice"]["chosen"]]
+            criterion = f"default → {w['criterion']}"
+            chosen.setdefault((model, target), {})[ft] = (d["choice"]["seconds"], d.get("wall_seconds"),
+                                                          len(d["choice"]["candidates"]))
+        elif "optimized" in parts:
             # The study's winner (its rules are listed under the table).
             optimized[model] = criterion
             criterion = "optimised LRP"
@@ -107,6 +114,14 @@ for (model, target), table in sorted(rows.items(), key=lambda kv: (kv[0][0], -fl
     if model in optimized and target == min((t for m, t in rows if m == model), key=float):
         out += ["", f"Optimised LRP for {model}: `relprune optimize --axis macs --rates 0:0.7:0.1 --pruner halving` "
                 f"on the validation split (see run.sh); its winner: `{optimized[model]}`."]
+    if (model, target) in chosen:
+        runs = chosen[(model, target)]
+        cost = "; ".join(f"{ft}: choosing {c:.1f} s of {w:.0f} s" + (" (whole run, fine-tuning and the full test "
+                         "split included)" if ft == "plain" else "") for ft, (c, w, _) in sorted(runs.items(), reverse=True)
+                         if w is not None)
+        n = next(iter(runs.values()))[2]
+        out += ["", f"The default command (`relprune prune --model {model} --target macs={target}`, no criterion "
+                f"options) tried {n} candidates on the validation split; {cost}."]
     if any(n.endswith("†") for n in table):
         out += ["", "† Torch-Pruning row bisected on its own MACs counter (before the shared one; it counts "
                 "BatchNorm too, 1.2 % more MACs on the unpruned model), so its MACs column is its own."]

@@ -34,7 +34,8 @@ def prune(
     example_inputs: Inputs,
     *,
     data: _data.Data = None,
-    criterion: str = "lrp-epsilon",
+    criterion: str = "auto",
+    optimize: int | None = None,
     rules: str | None = None,
     component: str | None = None,
     rate: float | None = None,
@@ -62,9 +63,16 @@ def prune(
         data: ``(x, y)`` tensors, a ``{"train": (x, y), "val": …, "test": …}`` dict, a
             ``Dataset`` / ``DataLoader`` of ``(x, y)``, or a CLI data spec string. Attribution
             criteria draw their reference samples from it; accuracy is measured on it.
-        criterion: ``lrp-epsilon`` (default), ``lrp`` (with ``rules``), ``lrp-zplus``,
-            ``gradient``, ``taylor``, ``activation``, ``weight``, ``random``, …, or
-            ``file:RULES.yaml`` from :func:`relprune.optimize`.
+        criterion: ``auto`` (default: LRP-ε, LRP-ε-plus, gradient and Taylor, each with and
+            without the per-layer mean, in the relevance and cost-aware orders, are tried at the
+            budget on the validation split and the best prunes; ``report["choice"]`` holds the
+            table and the winner; a given ``normalize`` or ``selection`` stays fixed; a language
+            model, ``max_drop`` and several steps use ``lrp-epsilon``), or ``lrp-epsilon``,
+            ``lrp`` (with ``rules``), ``lrp-zplus``, ``gradient``, ``taylor``, ``activation``,
+            ``weight``, ``random``, …, or ``file:RULES.yaml`` from :func:`relprune.optimize`.
+        optimize: run a study of this many trials of the LRP composite (the paper's method) on the
+            validation split, its objective the accuracy over removals up to the budget, and prune
+            with the winner (``report.chosen`` names the trial and its rules file).
         rules: LRP rules for ``criterion="lrp"`` (``"low=zplus,mid=epsilon,high=epsilon"``).
         component: ``filters``, ``neurons`` or ``heads`` (default: the model's natural kind).
         rate: fraction of components to remove. One of ``rate``, ``target``, ``max_drop``.
@@ -122,6 +130,10 @@ def prune(
             args += ["--component", component]
         if selection is not None:
             args += ["--selection", selection]
+        if optimize is not None:
+            if isinstance(optimize, bool) or not isinstance(optimize, int):
+                raise TypeError(f"optimize must be a number of trials, not {type(optimize).__name__}")
+            args += ["--optimize", str(optimize)]
         if round_to is not None:
             args += ["--round-to", str(round_to)]
         for name in names:

@@ -44,6 +44,9 @@ class PruneReport:
     split of ``data``; with ``(x, y)`` the given samples), ``after`` right after surgery; the
     fine-tuned accuracy is ``finetuned_accuracy``. ``finetune_kept_pruned``: fine-tuning did not
     beat the pruned model on validation, so the pruned weights were kept (a warning says so).
+    ``chosen``: how the criterion was chosen, when it was not given: the candidates tried on the
+    validation split and the winner (``{"candidates": [...], "chosen": i, ...}``), or the study
+    behind ``optimize=N`` (``{"study": ..., "trial": ..., "rules_file": ...}``); None otherwise.
     ``raw`` is the core's whole ``prune.json``.
     """
 
@@ -58,6 +61,7 @@ class PruneReport:
     finetuned_accuracy: float | None
     finetune_kept_pruned: bool
     emptied: tuple[str, ...]
+    chosen: dict[str, Any] | None
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
@@ -76,6 +80,7 @@ class PruneReport:
             finetuned_accuracy=None if ft is None else ft.get("accuracy"),
             finetune_kept_pruned=bool(ft and ft["training"].get("kept_start")),
             emptied=tuple(d["surgery"]["emptied"]),
+            chosen=d.get("choice") or d.get("study"),
             raw=d,
         )
 

@@ -4,8 +4,9 @@
 use super::common::{progress, DataArgs, ModelArgs, Output, TaskArgs};
 use clap::Args;
 use relprune::attribution::CriterionSpec;
+use relprune::prune::choose::ChooseConfig;
 use relprune::prune::compress::{Amount, CompressConfig};
-use relprune::workflow::prune::{prune, PruneConfig, PruneOutcome, PruneRequest};
+use relprune::workflow::prune::{prune, CriterionChoice, OptimizeConfig, PruneConfig, PruneOutcome, PruneRequest};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -17,9 +18,18 @@ pub struct PruneArgs {
     data: DataArgs,
     #[command(flatten)]
     task: TaskArgs,
-    /// Criterion (as for `curve`), or `file:RULES.yaml` from `relprune optimize`.
-    #[arg(long, default_value = "lrp-epsilon")]
+    /// Criterion (as for `curve`), or `file:RULES.yaml` from `relprune optimize`, or `auto`: try
+    /// LRP-ε, LRP-ε-plus, gradient and Taylor, each with the per-layer mean and without, in the
+    /// relevance and the cost-aware order, at the budget on the validation split, and prune with
+    /// the best (a given --normalize or --selection is kept fixed). A language model, --max-drop
+    /// and --steps use lrp-epsilon instead.
+    #[arg(long, default_value = "auto")]
     criterion: String,
+    /// Run an N-trial study of the LRP composite (the paper's method) on the validation split, with
+    /// the accuracy over removals up to this budget as its objective, then prune with the winner.
+    /// The study is kept (and resumed) in OUT/study/ [range: 1..=10000].
+    #[arg(long, value_name = "N", value_parser = super::ranges::count(1, 10_000))]
+    optimize: Option<usize>,
     /// LRP rules for `--criterion lrp` (as for `curve`: `low=…,mid=…,high=…,fc=…`, `d1=…,…,dN=…`,
     /// or a rules file).
     #[arg(long)]
@@ -43,8 +53,9 @@ pub struct PruneArgs {
     /// relevant: equal widths stay equal, and a pruned decoder keeps a stock config that loads
     /// without custom code) or `kv-groups` (heads of grouped-query attention go as whole
     /// key/value groups, least relevant group first).
-    #[arg(long, default_value = "relevance")]
-    selection: relprune::prune::budget::Selection,
+    /// Default: relevance (with `--criterion auto`, the better of relevance and cost-aware).
+    #[arg(long)]
+    selection: Option<relprune::prune::budget::Selection>,
     /// Keep every pruned layer's width a multiple of K (hardware-friendly widths, as
     /// Torch-Pruning's `round_to`); a layer narrower than K keeps its width [range: 1..=4096].
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::ranges::count(1, 4096))]
@@ -187,8 +198,31 @@ impl FinetuneBar {
 impl PruneArgs {
     /// The library request these options describe (the criterion checked first).
     fn request(&self) -> anyhow::Result<PruneRequest> {
-        let spec = CriterionSpec::parse(&self.criterion, self.rules.as_deref(), self.task.seed)?
-            .with_normalization(self.normalize)?;
+        let criterion = if let Some(trials) = self.optimize {
+            if self.criterion != "auto" || self.rules.is_some() || self.normalize.is_some() {
+                anyhow::bail!(
+                    "--optimize chooses the criterion and its normalisation; drop --criterion, --rules and --normalize"
+                );
+            }
+            CriterionChoice::Optimize(OptimizeConfig { trials, ..Default::default() })
+        } else if self.criterion == "auto" {
+            if self.rules.is_some() {
+                anyhow::bail!("--rules sets an LRP criterion's rules; give --criterion lrp with it");
+            }
+            let mut choose = ChooseConfig::default();
+            if let Some(n) = self.normalize {
+                choose.normalizations = vec![n];
+            }
+            if let Some(s) = self.selection {
+                choose.selections = vec![s];
+            }
+            CriterionChoice::Auto(choose)
+        } else {
+            CriterionChoice::Given(
+                CriterionSpec::parse(&self.criterion, self.rules.as_deref(), self.task.seed)?
+                    .with_normalization(self.normalize)?,
+            )
+        };
         let opts = self.task.run_options()?;
         let amount = match (self.rate, self.target, self.max_drop) {
             (Some(r), _, _) => Amount::Rate(r),
@@ -198,7 +232,7 @@ impl PruneArgs {
         };
         let compress = CompressConfig {
             amount,
-            selection: self.selection,
+            selection: self.selection.unwrap_or_default(),
             round_to: self.round_to,
             order: opts.order,
             attribution_batch: opts.attribution_batch,
@@ -213,7 +247,7 @@ impl PruneArgs {
             data: self.data.source(),
             task: self.task.task_spec(),
             component: self.task.component,
-            config: PruneConfig { criterion: spec, compress, latency_runs: self.latency_runs },
+            config: PruneConfig { criterion, compress, latency_runs: self.latency_runs },
             out: self.out.clone(),
         })
     }
@@ -236,6 +270,42 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
         "{}: removed {} of {} {} ({} units after coupling) by {} at rate {}",
         r.model, r.surgery.removed_components, r.components, r.component, r.surgery.removed_units, r.criterion, r.rate
     ));
+    if let Some(c) = &r.choice {
+        out.say(format!(
+            "criterion chosen on the validation split ({} samples each, the best {} again on {}; {:.1} s):",
+            c.first_samples,
+            c.candidates.iter().filter(|k| k.final_accuracy.is_some()).count(),
+            c.final_samples,
+            c.seconds
+        ));
+        out.say(format!(
+            "  {:<18} {:<6} {:<11} {:>6} {:>9} {:>9}",
+            "criterion", "norm", "selection", "kept", "first", "final"
+        ));
+        for (i, k) in c.candidates.iter().enumerate() {
+            out.say(format!(
+                "{} {:<18} {:<6} {:<11} {:>6} {:>9.4} {:>9}",
+                if i == c.chosen { "*" } else { " " },
+                k.criterion,
+                k.normalize.to_string(),
+                k.selection.to_string(),
+                k.kept.map_or("-".into(), |v| format!("{v:.3}")),
+                k.first_accuracy,
+                k.final_accuracy.map_or("-".into(), |v| format!("{v:.4}"))
+            ));
+        }
+        out.say(format!("  reproduce: {}", c.winner().options()));
+    }
+    if let Some(st) = &r.study {
+        out.say(format!(
+            "criterion: trial {} of study `{}` ({} trials), validation A_PR {:.4} up to the budget; rules in {}",
+            st.trial,
+            st.study,
+            st.trials,
+            st.validation_a_pr.unwrap_or(f64::NAN),
+            st.rules_file.display()
+        ));
+    }
     if let Some(b) = &r.budget {
         out.say(match (b.val_accuracy, args.target) {
             (Some((v0, v1)), _) => format!(

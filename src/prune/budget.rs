@@ -46,6 +46,14 @@ pub enum Selection {
 
 crate::from_str_by_serde!(Selection: "relevance, cost-aware, uniform, kv-groups or layers");
 
+/// The name `--selection` takes (`cost-aware`).
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(|s| s.replace('_', "-")));
+        f.write_str(&name.unwrap_or_default())
+    }
+}
+
 impl Selection {
     /// Whether the selection is made per dependency group (whole blocks, equal shares), so a
     /// curve measures it on physically pruned models rather than on component masks.

@@ -3,7 +3,7 @@
 //! step or in N equal steps with fine-tuning between (re-scoring the pruned model each time).
 //! `relprune prune` is this function plus option parsing and reports.
 
-use crate::attribution::CriterionSpec;
+use crate::attribution::{CriterionSpec, Scores};
 use crate::data::{SplitName, Splits, Subset};
 use crate::error::Result;
 use crate::experiment::{score, Task, TaskSpec};
@@ -119,6 +119,31 @@ pub trait CompressObserver: TrainObserver {
 /// No progress reports.
 impl CompressObserver for crate::train::Silent {}
 
+/// The order in which `cfg` removes the units of `comps`: `raw` scores normalised as `spec`
+/// ranks for deployment, widths rounded, ignored layers kept, in `cfg.selection`'s arrangement
+/// (cost-aware: by relevance per unit of the budget's measure, MACs for a rate).
+pub fn deploy_ranking(
+    graph: &Graph,
+    comps: &ComponentSet,
+    spec: &CriterionSpec,
+    raw: &Scores,
+    cfg: &CompressConfig,
+) -> Result<GroupRanking> {
+    let scores = spec.ranking_scores(raw, comps, crate::attribution::normalize::RankingUse::Deploy);
+    let mut ranking = GroupRanking::new(graph, comps, &scores, cfg.order)?
+        .with_round_to(cfg.round_to)?
+        .with_ignored(comps, &cfg.ignored)?;
+    if cfg.selection == Selection::CostAware {
+        let m = match cfg.amount {
+            Amount::Target(t) => t.measure,
+            _ => Measure::Macs,
+        };
+        let costs = unit_costs(graph, comps, &ranking, cfg.seq_len)?;
+        order_by_cost(&mut ranking, &costs, m);
+    }
+    cfg.selection.arrange(ranking, graph, comps)
+}
+
 /// Prunes `graph` (not modified) as `cfg` says. Without data only data-free criteria can
 /// score, and neither an accuracy budget nor fine-tuning is possible.
 pub fn compress(
@@ -157,19 +182,7 @@ pub fn compress(
             Some(d) => score(now, &comps, d.task, spec, cfg.attribution_batch)?,
             None => spec.build(cfg.attribution_batch)?.score(now, &comps, &Subset::empty())?,
         };
-        let scores = spec.ranking_scores(&scores, &comps, crate::attribution::normalize::RankingUse::Deploy);
-        let mut ranking = GroupRanking::new(now, &comps, &scores, cfg.order)?
-            .with_round_to(cfg.round_to)?
-            .with_ignored(&comps, &cfg.ignored)?;
-        if cfg.selection == Selection::CostAware {
-            let m = match cfg.amount {
-                Amount::Target(t) => t.measure,
-                _ => Measure::Macs,
-            };
-            let costs = unit_costs(now, &comps, &ranking, cfg.seq_len)?;
-            order_by_cost(&mut ranking, &costs, m);
-        }
-        let ranking = cfg.selection.arrange(ranking, now, &comps)?;
+        let ranking = deploy_ranking(now, &comps, spec, &scores, cfg)?;
         observer.stage(i, "selecting");
         let removed_so_far = total - comps.total;
         let (sel, budget) = match cfg.amount {

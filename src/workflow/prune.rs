@@ -3,6 +3,7 @@
 //! a reloadable graph folder and as ONNX. `relprune prune` is [`prune`] plus option parsing.
 
 use super::source::{DataSource, ModelSource, Session};
+use super::study::{EarlyStopping, StudyConfig, StudyName};
 use crate::attribution::normalize::{LayerNormalization, RankingUse};
 use crate::attribution::CriterionSpec;
 use crate::error::{Error, Result};
@@ -10,6 +11,7 @@ use crate::evaluate::{latency, random_inputs, Latency};
 use crate::experiment::TaskSpec;
 use crate::graph::{stats, Graph};
 use crate::prune::budget::{BudgetChoice, Selection};
+use crate::prune::choose::{choose, Choice, ChooseConfig};
 use crate::prune::components::ComponentKind;
 use crate::prune::compress::{compress, Amount, CompressConfig, CompressObserver, StepRecord, TaskData};
 use crate::prune::plan::Plan;
@@ -20,11 +22,77 @@ use crate::util::OutputDir;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// How the criterion is decided.
+#[derive(Clone, Debug)]
+pub enum CriterionChoice {
+    /// This criterion (its normalisation, or the deployment default), in `compress.selection`.
+    Given(CriterionSpec),
+    /// The best candidate on the validation split at the budget: its criterion, normalisation
+    /// and selection (`compress.selection` is replaced by the winner's). Where no choice is
+    /// made — a language model, an accuracy budget, several steps — LRP-ε.
+    Auto(ChooseConfig),
+    /// The winner of a study on the validation split whose objective is the accuracy over
+    /// removals up to the budget (see [`budget_study`]): the paper's method, in one command.
+    Optimize(OptimizeConfig),
+}
+
+/// A study for `prune --optimize`: `trials` trials of the default search space with successive
+/// halving, on `val_samples` validation samples; its files (resumable) in `OUT/study/`.
+#[derive(Clone, Debug)]
+pub struct OptimizeConfig {
+    pub trials: usize,
+    pub val_samples: usize,
+}
+
+impl Default for OptimizeConfig {
+    fn default() -> Self {
+        OptimizeConfig { trials: 20, val_samples: 1000 }
+    }
+}
+
+/// The study `prune --optimize` runs for `amount`: the accuracy curve's area over removals of
+/// 0 up to the budget (in steps of 0.1, and the budget itself), on the budget's axis: MACs or
+/// parameters removed for a size target, components for a rate. The winner's per-layer
+/// normalisation is fixed to the raw ranking its curves were measured with, unless it fixes one.
+pub fn budget_study(amount: Amount, opt: &OptimizeConfig, seed: u64, out: &Path) -> Result<StudyConfig> {
+    use crate::evaluate::CurveAxis;
+    let (axis, removed) = match amount {
+        Amount::Rate(r) => (CurveAxis::Rate, r),
+        Amount::Target(t) => match t.measure {
+            crate::prune::budget::Measure::Macs => (CurveAxis::Macs, 1.0 - t.ratio),
+            crate::prune::budget::Measure::Params => (CurveAxis::Params, 1.0 - t.ratio),
+            _ => crate::bail!("--optimize needs a rate or a MACs or parameter target (a study cannot measure latency)"),
+        },
+        Amount::MaxDrop(_) => crate::bail!("--optimize needs a rate or a MACs or parameter target, not --max-drop"),
+    };
+    let mut rates: Vec<f64> = (0..).map(|i| i as f64 / 10.0).take_while(|r| *r < removed - 1e-9).collect();
+    rates.push(removed);
+    Ok(StudyConfig {
+        opts: crate::experiment::RunOptions { rates, axis, ..Default::default() },
+        normalize: None,
+        trials: opt.trials,
+        sampler_seed: Some(seed),
+        early_stopping: EarlyStopping::Halving,
+        val_samples: opt.val_samples,
+        noise_draws: 0,
+        name: StudyName::Keyed("prune".into()),
+        report: Vec::new(),
+        out: out.to_path_buf(),
+        ..Default::default()
+    })
+}
+
+impl From<CriterionSpec> for CriterionChoice {
+    fn from(spec: CriterionSpec) -> Self {
+        CriterionChoice::Given(spec)
+    }
+}
+
 /// Everything [`prune`] needs besides the model and data.
 #[derive(Clone, Debug)]
 pub struct PruneConfig {
-    /// How components are scored (its normalisation, or the deployment default).
-    pub criterion: CriterionSpec,
+    /// How components are scored.
+    pub criterion: CriterionChoice,
     /// How much to remove, in which order, in how many steps, with which fine-tuning.
     pub compress: CompressConfig,
     /// Timed forward passes for the batch-1 latency (after 3 warm-up passes); batch 64 uses a
@@ -35,8 +103,12 @@ pub struct PruneConfig {
 
 impl PruneConfig {
     /// `criterion` removing `amount`, everything else at its default.
-    pub fn new(criterion: CriterionSpec, amount: Amount) -> Self {
-        PruneConfig { criterion, compress: CompressConfig { amount, ..Default::default() }, latency_runs: 20 }
+    pub fn new(criterion: impl Into<CriterionChoice>, amount: Amount) -> Self {
+        PruneConfig {
+            criterion: criterion.into(),
+            compress: CompressConfig { amount, ..Default::default() },
+            latency_runs: 20,
+        }
     }
 }
 
@@ -78,6 +150,12 @@ pub struct PruneReport {
     /// The device it was pruned, fine-tuned and measured on (`cpu`, `cuda:0`, …).
     pub device: String,
     pub criterion: String,
+    /// The candidates tried and the one chosen, when the criterion was chosen on validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<Choice>,
+    /// The study whose winner is the criterion, with `--optimize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<StudyChoice>,
     pub component: ComponentKind,
     /// Components of this kind in the unpruned model.
     pub components: usize,
@@ -102,6 +180,18 @@ pub struct PruneReport {
     pub macs_ratio: f64,
     pub latency_ratio_batch1: Option<f64>,
     pub latency_ratio_batch64: Option<f64>,
+}
+
+/// The study behind `prune --optimize`'s criterion.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StudyChoice {
+    pub study: String,
+    /// The winning trial and its validation A_PR over removals up to the budget.
+    pub trial: i64,
+    pub validation_a_pr: Option<f64>,
+    pub trials: usize,
+    /// Its rules (`--criterion file:` reproduces the choice).
+    pub rules_file: PathBuf,
 }
 
 /// The pruned model and its report.
@@ -172,17 +262,42 @@ pub fn measure(g: &Graph, accuracy: Option<f64>, seq_len: i64, runs: usize) -> R
 /// checked is checked before any work: the output folder, the criterion against the data.
 pub fn prune(req: &PruneRequest, observer: &mut dyn CompressObserver) -> Result<PruneOutcome> {
     let outdir = OutputDir::new(&req.out)?;
-    let spec = &req.config.criterion;
-    if req.data.is_none() && spec.needs_references() {
-        crate::bail!("criterion {} needs reference samples; give --data", spec.label());
+    match &req.config.criterion {
+        CriterionChoice::Given(spec) if req.data.is_none() && spec.needs_references() => {
+            crate::bail!("criterion {} needs reference samples; give --data", spec.label())
+        }
+        CriterionChoice::Auto(_) | CriterionChoice::Optimize(_) if req.data.is_none() => crate::bail!(
+            "without --criterion the criterion is chosen on the validation split, which needs --data; or give a \
+             data-free --criterion (weight)"
+        ),
+        _ => {}
     }
-    let session = Session::open(&req.model, &req.data, &req.task, req.component)?;
+    let mut session = Session::open(&req.model, &req.data, &req.task, req.component)?;
     let mut config = req.config.clone();
+    let mut study = None;
+    if let CriterionChoice::Optimize(opt) = &req.config.criterion {
+        let cfg = budget_study(config.compress.amount, opt, req.task.seed, &req.out.join("study"))?;
+        observer.stage(0, &format!("optimising the criterion ({} trials)", opt.trials));
+        let outcome = super::study::run_study(&mut session, &cfg, &mut ())?;
+        let mut best = outcome.best.criterion.clone();
+        if best.normalization().is_none() {
+            best = best.with_normalization(Some(LayerNormalization::None))?;
+        }
+        config.criterion = CriterionChoice::Given(best);
+        study = Some(StudyChoice {
+            study: outcome.study,
+            trial: outcome.best.trial,
+            validation_a_pr: outcome.best.validation_a_pr,
+            trials: opt.trials,
+            rules_file: outcome.rules_file,
+        });
+    }
     if session.model.graph.is_language_model() {
         // A language model is measured at the length of the text it reads.
         config.compress.seq_len = super::source::lm_seq_len(req.data.seq_len, &session.model.graph) as i64;
     }
-    let pruned = prune_session(&session, &config, &req.out.join("finetune-work"), observer)?;
+    let mut pruned = prune_session(&session, &config, &req.out.join("finetune-work"), observer)?;
+    pruned.report.study = study;
     let files = save(outdir, &session, &pruned)?;
     // The fine-tuned model is in place: its checkpoints are no longer needed for resuming.
     if pruned.report.finetune.is_some() {
@@ -199,9 +314,28 @@ pub fn prune_session(
     work_dir: &Path,
     observer: &mut dyn CompressObserver,
 ) -> Result<Pruned> {
-    let (model, comps, spec, c) = (&session.model, &session.comps, &cfg.criterion, &cfg.compress);
-    stats::check_seq_len(&model.graph, c.seq_len)?;
+    let (model, comps) = (&session.model, &session.comps);
+    stats::check_seq_len(&model.graph, cfg.compress.seq_len)?;
     let data = session.data.as_ref().map(|d| TaskData { task: &d.task, splits: &d.splits });
+    let seed = session.data.as_ref().map_or(0, |d| d.task.spec.seed);
+    let mut c = cfg.compress.clone();
+    let (spec, choice) = match &cfg.criterion {
+        CriterionChoice::Given(spec) => (spec.clone(), None),
+        CriterionChoice::Optimize(_) => crate::bail!("a study's criterion is chosen by `prune`, before the session"),
+        CriterionChoice::Auto(_)
+            if model.graph.is_language_model() || c.steps > 1 || matches!(c.amount, Amount::MaxDrop(_)) =>
+        {
+            (CriterionSpec::parse("lrp-epsilon", None, seed)?, None)
+        }
+        CriterionChoice::Auto(options) => {
+            let d = data.as_ref().expect("checked by prune: a chosen criterion needs data");
+            observer.stage(0, "choosing the criterion");
+            let choice = choose(&model.graph, comps, d, &c, options, seed)?;
+            c.selection = choice.winner().selection;
+            (choice.spec(seed)?, Some(choice))
+        }
+    };
+    let (spec, c) = (&spec, &c);
     let result = compress(&model.graph, comps.kind, spec, data, c, work_dir, observer)?;
     let rate = match c.amount {
         Amount::Rate(r) => r,
@@ -238,6 +372,8 @@ pub fn prune_session(
         model: model.name.clone(),
         device: crate::device::name(model.graph.device()),
         criterion: spec.label(),
+        choice,
+        study: None,
         component: comps.kind,
         components: comps.total,
         rate,

@@ -1,0 +1,200 @@
+//! The default criterion: chosen on the validation split at the user's budget. The best
+//! criterion, per-layer normalisation and selection differ by model and budget
+//! (docs/benchmarks.md, "deploy"), so `prune` without `--criterion` tries each candidate at the
+//! budget: one scoring pass per criterion, then per candidate one selection, one surgery and a
+//! validation pass on a small subset; the best few are measured again on more validation
+//! samples, and the best of those wins. The test split is never looked at.
+
+use super::compress::{deploy_ranking, Amount, CompressConfig, TaskData};
+use crate::attribution::normalize::{normalize_per_layer, LayerNormalization};
+use crate::attribution::CriterionSpec;
+use crate::data::SplitName;
+use crate::error::Result;
+use crate::experiment::{score, Task, TaskSpec};
+use crate::graph::Graph;
+use crate::prune::budget::{select_for_target, Selection};
+use crate::prune::components::ComponentSet;
+use crate::prune::surgery::prune;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// What is tried, and on how many validation samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChooseConfig {
+    /// Criteria, as `--criterion` names them (a normalisation in the name is refused: the
+    /// normalisations tried are `normalizations`).
+    pub criteria: Vec<String>,
+    pub normalizations: Vec<LayerNormalization>,
+    pub selections: Vec<Selection>,
+    /// Validation samples every candidate is measured on.
+    pub first_samples: usize,
+    /// Candidates measured again, on `final_samples` validation samples.
+    pub finalists: usize,
+    pub final_samples: usize,
+}
+
+/// LRP-ε, the ε-plus preset, gradient and Taylor; the per-layer mean or no normalisation; the
+/// paper's global order or cost-aware: 16 candidates, the four best measured again on 1,000
+/// validation samples.
+impl Default for ChooseConfig {
+    fn default() -> Self {
+        ChooseConfig {
+            criteria: ["lrp-epsilon", "lrp-epsilon-plus", "gradient", "taylor"].map(String::from).to_vec(),
+            normalizations: vec![LayerNormalization::Mean, LayerNormalization::None],
+            selections: vec![Selection::Relevance, Selection::CostAware],
+            first_samples: 250,
+            finalists: 4,
+            final_samples: 1000,
+        }
+    }
+}
+
+/// One candidate and what it scored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Candidate {
+    pub criterion: String,
+    pub normalize: LayerNormalization,
+    pub selection: Selection,
+    /// The kept fraction of the budget's measure (None for a rate).
+    pub kept: Option<f64>,
+    /// Validation accuracy on the first samples, and on the final samples for a finalist.
+    pub first_accuracy: f64,
+    pub final_accuracy: Option<f64>,
+    /// Selection, surgery and validation (its criterion's scoring is counted once, in the first
+    /// candidate of that criterion).
+    pub seconds: f64,
+}
+
+impl Candidate {
+    /// The options that prune with this candidate directly.
+    pub fn options(&self) -> String {
+        format!("--criterion {} --normalize {} --selection {}", self.criterion, self.normalize, self.selection)
+    }
+}
+
+/// Every candidate's figures and the one chosen.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Choice {
+    pub candidates: Vec<Candidate>,
+    /// Index of the winner in `candidates`.
+    pub chosen: usize,
+    pub first_samples: usize,
+    pub final_samples: usize,
+    pub seconds: f64,
+}
+
+impl Choice {
+    pub fn winner(&self) -> &Candidate {
+        &self.candidates[self.chosen]
+    }
+
+    /// The winner as a criterion with its normalisation fixed.
+    pub fn spec(&self, seed: u64) -> Result<CriterionSpec> {
+        let w = self.winner();
+        CriterionSpec::parse(&w.criterion, None, seed)?.with_normalization(Some(w.normalize))
+    }
+}
+
+/// Tries every candidate of `choose` at `cfg`'s budget on the validation split of `data` and
+/// returns their figures with the best: highest validation accuracy on the final samples among
+/// the finalists (ties: the earlier candidate, LRP-ε with the per-layer mean first).
+pub fn choose(
+    graph: &Graph,
+    comps: &ComponentSet,
+    data: &TaskData<'_>,
+    cfg: &CompressConfig,
+    choose: &ChooseConfig,
+    seed: u64,
+) -> Result<Choice> {
+    let started = Instant::now();
+    if choose.criteria.is_empty() || choose.normalizations.is_empty() || choose.selections.is_empty() {
+        crate::bail!("choosing a criterion needs at least one criterion, normalisation and selection");
+    }
+    if !matches!(cfg.amount, Amount::Rate(_) | Amount::Target(_)) || cfg.steps > 1 {
+        crate::bail!("the criterion is chosen for one step at a rate or a size target; give --criterion");
+    }
+    let val_spec = TaskSpec {
+        split: SplitName::Val,
+        eval_samples: choose.final_samples.max(choose.first_samples),
+        ..data.task.spec.clone()
+    };
+    let val = Task::prepare(data.splits, graph.num_outputs().unwrap_or(0), &val_spec)?;
+    let first = val.eval.head(choose.first_samples);
+    let opts = val.eval_options(cfg.eval_batch);
+    let mut candidates = Vec::new();
+    let mut graphs = Vec::new();
+    for name in &choose.criteria {
+        let base = CriterionSpec::parse(name, None, seed)?;
+        if base.normalization().is_some() {
+            crate::bail!("candidate `{name}` fixes its normalisation; the normalisations tried are listed apart");
+        }
+        let t0 = Instant::now();
+        let raw = score(graph, comps, data.task, &base, cfg.attribution_batch)?;
+        let mut scoring = t0.elapsed().as_secs_f64();
+        for &normalize in &choose.normalizations {
+            // As the criterion fixing this normalisation would score (`Criterion::score`).
+            let spec = base.clone().with_normalization(Some(normalize))?;
+            let scores = normalize_per_layer(&raw, comps, normalize);
+            for &selection in &choose.selections {
+                let t = Instant::now();
+                let c = CompressConfig { selection, ..cfg.clone() };
+                let ranking = deploy_ranking(graph, comps, &spec, &scores, &c)?;
+                let (sel, kept) = match cfg.amount {
+                    Amount::Rate(r) => (ranking.selection(r)?, None),
+                    Amount::Target(target) => {
+                        let b = select_for_target(graph, comps, &ranking, target, cfg.seq_len)?;
+                        (b.selection.clone(), Some(b.ratio))
+                    }
+                    Amount::MaxDrop(_) => unreachable!("refused above"),
+                };
+                let (small, _) = prune(graph, comps, &ranking, &sel)?;
+                let hits = crate::metrics::evaluate_split(&small, &first, &opts)?;
+                candidates.push(Candidate {
+                    criterion: name.clone(),
+                    normalize,
+                    selection,
+                    kept,
+                    first_accuracy: hits.accuracy(),
+                    final_accuracy: None,
+                    seconds: t.elapsed().as_secs_f64() + std::mem::take(&mut scoring),
+                });
+                graphs.push(Some(small));
+                // Only the models that may still be finalists are kept.
+                for j in ranked(&candidates).into_iter().skip(choose.finalists.max(1)) {
+                    graphs[j] = None;
+                }
+            }
+        }
+    }
+    let order = ranked(&candidates);
+    let finalists = &order[..choose.finalists.clamp(1, order.len())];
+    for &i in finalists {
+        let t = Instant::now();
+        let small = graphs[i].as_ref().expect("a finalist's model is kept");
+        let hits = crate::metrics::evaluate_split(small, &val.eval, &opts)?;
+        candidates[i].final_accuracy = Some(hits.accuracy());
+        candidates[i].seconds += t.elapsed().as_secs_f64();
+    }
+    let chosen = finalists
+        .iter()
+        .copied()
+        .max_by(|&a, &b| {
+            let (fa, fb) = (candidates[a].final_accuracy, candidates[b].final_accuracy);
+            fa.unwrap_or(0.0).total_cmp(&fb.unwrap_or(0.0)).then(b.cmp(&a))
+        })
+        .expect("at least one finalist");
+    Ok(Choice {
+        candidates,
+        chosen,
+        first_samples: first.len(),
+        final_samples: val.eval.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Candidate indices by first-round accuracy, best first; the earlier candidate on ties.
+fn ranked(candidates: &[Candidate]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&a, &b| candidates[b].first_accuracy.total_cmp(&candidates[a].first_accuracy).then(a.cmp(&b)));
+    order
+}
