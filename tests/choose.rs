@@ -141,3 +141,38 @@ fn optimize_prunes_with_the_studys_winner_and_resumes() {
         assert_eq!(given["after"][k], first["after"][k], "{k}");
     }
 }
+
+/// With fine-tuning, the finalists are fine-tuned a few steps before the final comparison and the
+/// winner is the best of them after that probe; `--probe-steps 0` compares them as pruned.
+#[test]
+fn with_fine_tuning_the_finalists_are_compared_after_a_recovery_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::synthetic_fmnist(tmp.path(), 600, 100);
+    let run = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+            .args(["--threads", "1", "--json", "prune", "--model", "cifar_resnet18:width=4,in=1,size=8,classes=10"])
+            .args(["--target", "macs=0.7", "--refs-per-class", "2", "--eval-samples", "100", "--latency-runs", "0"])
+            .args(["--finetune", "1", "--ft-samples", "200", "--fmnist-dir"])
+            .arg(tmp.path())
+            .arg("--out")
+            .arg(tmp.path().join("o"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let probed = run(&["--probe-steps", "3"]);
+    let c = &probed["choice"];
+    assert_eq!(c["probe_steps"], 3);
+    let cands = c["candidates"].as_array().unwrap();
+    let finalists: Vec<&Value> = cands.iter().filter(|k| !k["final_accuracy"].is_null()).collect();
+    assert!(finalists.iter().all(|k| k["probe_accuracy"].is_f64()), "{c}");
+    assert!(cands.iter().filter(|k| k["final_accuracy"].is_null()).all(|k| k.get("probe_accuracy").is_none()));
+    let best = finalists.iter().map(|k| k["probe_accuracy"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    assert_eq!(cands[c["chosen"].as_u64().unwrap() as usize]["probe_accuracy"].as_f64().unwrap(), best);
+    assert!(!tmp.path().join("o").join("finetune-work").exists(), "probe checkpoints are removed");
+    let plain = run(&["--probe-steps", "0"]);
+    assert_eq!(plain["choice"]["probe_steps"], 0);
+    assert!(plain["choice"]["candidates"].as_array().unwrap().iter().all(|k| k.get("probe_accuracy").is_none()));
+}

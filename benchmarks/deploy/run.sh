@@ -25,7 +25,8 @@
 #   MODELS="fmnist-vgg16bn fmnist-mobilenetv2" CRITERIA=gradient ORDERS="relevance/mean cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
 #   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA=gradient ORDERS="relevance/none cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
 #   MODELS=fmnist-resnet18 CRITERIA=gradient ORDERS="cost-aware/none" TP_IMPORTANCES=" " benchmarks/deploy/run.sh
-# The default command's rows (2026-12-07, after `prune` learnt to choose its criterion):
+# The default command's rows (2026-12-07, after `prune` learnt to choose its criterion; the
+# `default0` rows came from the build before the recovery probe existed, which is --probe-steps 0):
 #   MODELS="fmnist-resnet18 fmnist-vgg16bn fmnist-mobilenetv2" CRITERIA=" " ORDERS=" " TP_IMPORTANCES=" " benchmarks/deploy/run.sh
 #   MODELS=fmnist-vit TARGETS="0.7 0.5 0.4" CRITERIA=" " ORDERS=" " TP_IMPORTANCES=" " benchmarks/deploy/run.sh
 # The ViT is pruned in its MLP neurons, which hold 63 % of its MACs: no neuron pruning goes below
@@ -43,8 +44,9 @@ CRITERIA="${CRITERIA:-lrp-epsilon taylor gradient}"
 ORDERS="${ORDERS:-relevance/none cost-aware/none relevance/mean}"
 TP_IMPORTANCES="${TP_IMPORTANCES:-l1 l2 taylor lamp bn_scale}"
 FT_SAMPLES="${FT_SAMPLES:-2000}"
-# DEFAULT=1 adds the default command's rows (`prune --target` with no criterion options).
-DEFAULT="${DEFAULT:-1}"
+# The default command's rows (`prune --target` with no criterion options): `default`, and
+# `default0` without the recovery probe (--probe-steps 0).
+DEFAULT_ROWS="${DEFAULT_ROWS:-default default0}"
 # The criterion `optimized` is the LRP composite `relprune optimize` finds for this model on its
 # validation split, on the MACs axis (0 to 70 % of the MACs removed) with successive halving;
 # the study runs once per model and its rules file is reused (its own per-layer normalisation
@@ -68,12 +70,15 @@ for model in $MODELS; do
   for t in $TARGETS; do
     # The default command: no --criterion, --selection or --normalize (the criterion is chosen on
     # the validation split at the budget); its wall time is added to the row's file.
-    if [ "$DEFAULT" = 1 ]; then
+    # `default`: the default command; `default0`: the same with --probe-steps 0 (finalists
+    # compared as pruned, without the recovery probe), to measure what the probe pays.
+    for variant in $DEFAULT_ROWS; do
       for ft in plain distill; do
-        f="$out/$model-$t-default-$ft.json"
+        f="$out/$model-$t-$variant-$ft.json"
         [ -f "$f" ] && continue
         extra=(); [ "$ft" = distill ] && extra=(--distill)
-        echo "relprune $model macs=$t default $ft" >&2
+        [ "$variant" = default0 ] && extra+=(--probe-steps 0)
+        echo "relprune $model macs=$t $variant $ft" >&2
         start=$(date +%s.%N)
         "$BIN" --threads 2 --json prune --model "$model" --target "macs=$t" \
           --eval-samples 0 --finetune 1 --ft-samples "$FT_SAMPLES" "${extra[@]}" --latency-runs 20 \
@@ -81,7 +86,7 @@ for model in $MODELS; do
         "$RELPRUNE_PYTHON" -c 'import json, sys, time; d = json.load(open(sys.argv[1])); d["wall_seconds"] = time.time() - float(sys.argv[2]); json.dump(d, open(sys.argv[1], "w"))' \
           "$f.tmp" "$start" && mv "$f.tmp" "$f"
       done
-    fi
+    done
     for c in $CRITERIA; do
       crit="$c"
       [ "$c" = optimized ] && crit="file:$(optimized_rules "$model")"

@@ -34,6 +34,8 @@ def rows_in_doc(doc):
         val = lambda c: None if c == "—" else float(c)
         r = dict(macs=val(cells[1]), params=val(cells[2]), acc=val(cells[3]), ft=val(cells[4]), ftd=val(cells[5]),
                  b1=val(cells[6]), b64=val(cells[7]), unpruned=unpruned)
+        if cells[0].startswith("relprune default"):
+            continue  # the default command's rows always come from their files (kept in git)
         found.setdefault(key, {})[cells[0]] = {k: v for k, v in r.items() if v is not None}
     return found
 
@@ -69,12 +71,13 @@ for f in sorted(res.glob("*.json")):
         if d.get("normalize", "none") != "none":
             order += f", per-layer {d['normalize']}"
         criterion = d["criterion"]
-        if "default" in parts:
+        if "default" in parts or "default0" in parts:
             # The default command: the criterion it chose, and what choosing cost.
             w = d["choice"]["candidates"][d["choice"]["chosen"]]
-            criterion = f"default → {w['criterion']}"
-            chosen.setdefault((model, target), {})[ft] = (d["choice"]["seconds"], d.get("wall_seconds"),
-                                                          len(d["choice"]["candidates"]))
+            probe = "default" in parts
+            criterion = f"default{'' if probe else ' without probe'} → {w['criterion']}"
+            chosen.setdefault((model, target), {})[(probe, ft)] = (d["choice"]["seconds"], d.get("wall_seconds"),
+                                                                   len(d["choice"]["candidates"]))
         elif "optimized" in parts:
             # The study's winner (its rules are listed under the table).
             optimized[model] = criterion
@@ -116,12 +119,15 @@ for (model, target), table in sorted(rows.items(), key=lambda kv: (kv[0][0], -fl
                 f"on the validation split (see run.sh); its winner: `{optimized[model]}`."]
     if (model, target) in chosen:
         runs = chosen[(model, target)]
-        cost = "; ".join(f"{ft}: choosing {c:.1f} s of {w:.0f} s" + (" (whole run, fine-tuning and the full test "
-                         "split included)" if ft == "plain" else "") for ft, (c, w, _) in sorted(runs.items(), reverse=True)
+        cost = "; ".join(f"{'with' if probe else 'without'} the probe, {ft}: choosing {c:.1f} s of {w:.0f} s"
+                         for (probe, ft), (c, w, _) in sorted(runs.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
                          if w is not None)
         n = next(iter(runs.values()))[2]
-        out += ["", f"The default command (`relprune prune --model {model} --target macs={target}`, no criterion "
-                f"options) tried {n} candidates on the validation split; {cost}."]
+        out += ["", f"The default command (`relprune prune --model {model} --target macs={target} --finetune 1`, "
+                f"no criterion options) tried {n} candidates on the validation split; the finalists are fine-tuned "
+                f"25 steps before the final comparison (the probe). Without `--finetune` there is no probe, so the "
+                f"default command's model is the no-fine-tuning column of the \"without probe\" row. Time of each "
+                f"whole run (the full test split and fine-tuning included): {cost}."]
     if any(n.endswith("†") for n in table):
         out += ["", "† Torch-Pruning row bisected on its own MACs counter (before the shared one; it counts "
                 "BatchNorm too, 1.2 % more MACs on the unpruned model), so its MACs column is its own."]

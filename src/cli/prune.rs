@@ -30,6 +30,11 @@ pub struct PruneArgs {
     /// The study is kept (and resumed) in OUT/study/ [range: 1..=10000].
     #[arg(long, value_name = "N", value_parser = super::ranges::count(1, 10_000))]
     optimize: Option<usize>,
+    /// With `--criterion auto` and --finetune: fine-tune each finalist this many optimiser steps
+    /// before comparing them, so the choice is the candidate that recovers best; 0 compares them
+    /// as pruned [range: 0..=100000].
+    #[arg(long, value_name = "STEPS", default_value_t = 25, value_parser = super::ranges::count(0, 100_000))]
+    probe_steps: usize,
     /// LRP rules for `--criterion lrp` (as for `curve`: `low=…,mid=…,high=…,fc=…`, `d1=…,…,dN=…`,
     /// or a rules file).
     #[arg(long)]
@@ -216,6 +221,7 @@ impl PruneArgs {
             if let Some(s) = self.selection {
                 choose.selections = vec![s];
             }
+            choose.probe_steps = self.probe_steps;
             CriterionChoice::Auto(choose)
         } else {
             CriterionChoice::Given(
@@ -278,20 +284,25 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
             c.final_samples,
             c.seconds
         ));
+        if c.probe_steps > 0 {
+            out.say(format!("  (finalists fine-tuned {} steps before the final measure: `probe`)", c.probe_steps));
+        }
         out.say(format!(
-            "  {:<18} {:<6} {:<11} {:>6} {:>9} {:>9}",
-            "criterion", "norm", "selection", "kept", "first", "final"
+            "  {:<18} {:<6} {:<11} {:>6} {:>9} {:>9} {:>9}",
+            "criterion", "norm", "selection", "kept", "first", "final", "probe"
         ));
+        let cell = |v: Option<f64>| v.map_or("-".into(), |v: f64| format!("{v:.4}"));
         for (i, k) in c.candidates.iter().enumerate() {
             out.say(format!(
-                "{} {:<18} {:<6} {:<11} {:>6} {:>9.4} {:>9}",
+                "{} {:<18} {:<6} {:<11} {:>6} {:>9.4} {:>9} {:>9}",
                 if i == c.chosen { "*" } else { " " },
                 k.criterion,
                 k.normalize.to_string(),
                 k.selection.to_string(),
                 k.kept.map_or("-".into(), |v| format!("{v:.3}")),
                 k.first_accuracy,
-                k.final_accuracy.map_or("-".into(), |v| format!("{v:.4}"))
+                cell(k.final_accuracy),
+                cell(k.probe_accuracy)
             ));
         }
         out.say(format!("  reproduce: {}", c.winner().options()));

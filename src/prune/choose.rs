@@ -3,7 +3,8 @@
 //! (docs/benchmarks.md, "deploy"), so `prune` without `--criterion` tries each candidate at the
 //! budget: one scoring pass per criterion, then per candidate one selection, one surgery and a
 //! validation pass on a small subset; the best few are measured again on more validation
-//! samples, and the best of those wins. The test split is never looked at.
+//! samples — after a short recovery probe where the model will be fine-tuned — and the best of
+//! those wins. The test split is never looked at.
 
 use super::compress::{deploy_ranking, Amount, CompressConfig, TaskData};
 use crate::attribution::normalize::{normalize_per_layer, LayerNormalization};
@@ -15,6 +16,7 @@ use crate::graph::Graph;
 use crate::prune::budget::{select_for_target, Selection};
 use crate::prune::components::ComponentSet;
 use crate::prune::surgery::prune;
+use crate::recovery::{EpochLength, FinetuneConfig};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -31,6 +33,10 @@ pub struct ChooseConfig {
     /// Candidates measured again, on `final_samples` validation samples.
     pub finalists: usize,
     pub final_samples: usize,
+    /// With fine-tuning: each finalist is fine-tuned this many optimiser steps (the recipe's
+    /// settings otherwise) before its final measure, so the choice is the one that recovers best
+    /// (0: finalists are compared as pruned).
+    pub probe_steps: usize,
 }
 
 /// LRP-ε, the ε-plus preset, gradient and Taylor; the per-layer mean or no normalisation; the
@@ -45,6 +51,7 @@ impl Default for ChooseConfig {
             first_samples: 250,
             finalists: 4,
             final_samples: 1000,
+            probe_steps: 25,
         }
     }
 }
@@ -60,6 +67,9 @@ pub struct Candidate {
     /// Validation accuracy on the first samples, and on the final samples for a finalist.
     pub first_accuracy: f64,
     pub final_accuracy: Option<f64>,
+    /// A finalist's final-sample accuracy after the recovery probe (with fine-tuning only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_accuracy: Option<f64>,
     /// Selection, surgery and validation (its criterion's scoring is counted once, in the first
     /// candidate of that criterion).
     pub seconds: f64,
@@ -80,6 +90,9 @@ pub struct Choice {
     pub chosen: usize,
     pub first_samples: usize,
     pub final_samples: usize,
+    /// Optimiser steps of each finalist's recovery probe (0: none; the winner is the best as
+    /// pruned).
+    pub probe_steps: usize,
     pub seconds: f64,
 }
 
@@ -97,7 +110,8 @@ impl Choice {
 
 /// Tries every candidate of `choose` at `cfg`'s budget on the validation split of `data` and
 /// returns their figures with the best: highest validation accuracy on the final samples among
-/// the finalists (ties: the earlier candidate, LRP-ε with the per-layer mean first).
+/// the finalists, after the recovery probe where `cfg` fine-tunes (ties: the earlier candidate,
+/// LRP-ε with the per-layer mean first). Probe checkpoints go to `work_dir` and are removed.
 pub fn choose(
     graph: &Graph,
     comps: &ComponentSet,
@@ -105,6 +119,7 @@ pub fn choose(
     cfg: &CompressConfig,
     choose: &ChooseConfig,
     seed: u64,
+    work_dir: &std::path::Path,
 ) -> Result<Choice> {
     let started = Instant::now();
     if choose.criteria.is_empty() || choose.normalizations.is_empty() || choose.selections.is_empty() {
@@ -156,6 +171,7 @@ pub fn choose(
                     kept,
                     first_accuracy: hits.accuracy(),
                     final_accuracy: None,
+                    probe_accuracy: None,
                     seconds: t.elapsed().as_secs_f64() + std::mem::take(&mut scoring),
                 });
                 graphs.push(Some(small));
@@ -166,6 +182,12 @@ pub fn choose(
             }
         }
     }
+    // The recovery probe: the user's recipe, one epoch of `probe_steps` steps.
+    let probe = cfg.finetune.as_ref().filter(|_| choose.probe_steps > 0).map(|ft| FinetuneConfig {
+        epochs: 1,
+        epoch_length: Some(EpochLength::Steps(choose.probe_steps)),
+        ..ft.clone()
+    });
     let order = ranked(&candidates);
     let finalists = &order[..choose.finalists.clamp(1, order.len())];
     for &i in finalists {
@@ -173,21 +195,36 @@ pub fn choose(
         let small = graphs[i].as_ref().expect("a finalist's model is kept");
         let hits = crate::metrics::evaluate_split(small, &val.eval, &opts)?;
         candidates[i].final_accuracy = Some(hits.accuracy());
+        if let Some(ft) = probe.as_ref() {
+            let mut recovered = small.deep_clone();
+            let work = work_dir.join(format!("probe-{i}"));
+            crate::recovery::finetune(
+                &mut recovered,
+                graph,
+                data.splits,
+                data.task.classes.as_ref(),
+                ft,
+                &work,
+                &mut crate::train::Silent,
+            )?;
+            let _ = std::fs::remove_dir_all(&work);
+            candidates[i].probe_accuracy =
+                Some(crate::metrics::evaluate_split(&recovered, &val.eval, &opts)?.accuracy());
+        }
         candidates[i].seconds += t.elapsed().as_secs_f64();
     }
+    let measure = |c: &Candidate| c.probe_accuracy.or(c.final_accuracy).unwrap_or(0.0);
     let chosen = finalists
         .iter()
         .copied()
-        .max_by(|&a, &b| {
-            let (fa, fb) = (candidates[a].final_accuracy, candidates[b].final_accuracy);
-            fa.unwrap_or(0.0).total_cmp(&fb.unwrap_or(0.0)).then(b.cmp(&a))
-        })
+        .max_by(|&a, &b| measure(&candidates[a]).total_cmp(&measure(&candidates[b])).then(b.cmp(&a)))
         .expect("at least one finalist");
     Ok(Choice {
         candidates,
         chosen,
         first_samples: first.len(),
         final_samples: val.eval.len(),
+        probe_steps: if probe.is_some() { choose.probe_steps } else { 0 },
         seconds: started.elapsed().as_secs_f64(),
     })
 }
