@@ -119,7 +119,7 @@ impl BertConfig {
     }
 
     pub fn check(&self) -> Result<()> {
-        for (field, v) in [
+        super::check_sizes(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_hidden_layers", self.num_hidden_layers),
@@ -128,11 +128,7 @@ impl BertConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
             ("num_classes", self.num_classes.unwrap_or(1)),
-        ] {
-            if !(1..=crate::graph::MAX_FIELD).contains(&v) {
-                crate::bail!("{field} = {v} is outside 1..={}", crate::graph::MAX_FIELD);
-            }
-        }
+        ])?;
         super::check_layers_and_parameters(self.num_hidden_layers, self.num_parameters())?;
         if self.hidden_size % self.num_attention_heads != 0 {
             crate::bail!(

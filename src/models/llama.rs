@@ -235,7 +235,7 @@ impl LlamaConfig {
 
     /// Checks the sizes before anything is built.
     pub fn check(&self) -> Result<()> {
-        for (field, v) in [
+        super::check_sizes(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("intermediate_size", self.intermediate_size),
@@ -244,11 +244,7 @@ impl LlamaConfig {
             ("num_key_value_heads", self.num_key_value_heads),
             ("head_dim", self.head_dim),
             ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if !(1..=crate::graph::MAX_FIELD).contains(&v) {
-                crate::bail!("{field} = {v} is outside 1..={}", crate::graph::MAX_FIELD);
-            }
-        }
+        ])?;
         super::check_layers_and_parameters(self.num_hidden_layers, self.num_parameters())?;
         if self.num_attention_heads % self.num_key_value_heads != 0 {
             crate::bail!(

@@ -86,6 +86,16 @@ fn check_weights_hold(arch: &Architecture, folder: &std::path::Path, files: &[st
 /// transformers have a few hundred): bounds the graph's node list before it is built.
 pub const MAX_LAYERS: i64 = 4096;
 
+/// Refuses a configuration's size field outside `1..=MAX_FIELD`, naming it.
+fn check_sizes(fields: &[(&str, i64)]) -> Result<()> {
+    for &(field, v) in fields {
+        if !(1..=crate::graph::MAX_FIELD).contains(&v) {
+            crate::bail!("{field} = {v} is outside 1..={}", crate::graph::MAX_FIELD);
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a configuration that declares more than [`MAX_LAYERS`] layers or more than
 /// `MAX_PARAMETERS` parameter values, before any node or tensor exists.
 fn check_layers_and_parameters(layers: i64, parameters: u128) -> Result<()> {
