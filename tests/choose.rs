@@ -44,7 +44,12 @@ fn the_default_chooses_on_validation_and_its_choice_reproduces() {
     let finalists: Vec<&Value> = candidates.iter().filter(|c| !c["final_accuracy"].is_null()).collect();
     assert_eq!(finalists.len(), 4);
     // The finalists are the four best of the first round; the winner is the best finalist.
-    let mut first: Vec<f64> = candidates.iter().map(|c| c["first_accuracy"].as_f64().unwrap()).collect();
+    // Candidates whose removal equals an earlier one's are not measured again and never finalists.
+    let mut first: Vec<f64> = candidates
+        .iter()
+        .filter(|c| c.get("same_as").is_none())
+        .map(|c| c["first_accuracy"].as_f64().unwrap())
+        .collect();
     first.sort_by(|a, b| b.total_cmp(a));
     assert!(finalists.iter().all(|c| c["first_accuracy"].as_f64().unwrap() >= first[3]));
     let winner = &candidates[choice["chosen"].as_u64().unwrap() as usize];

@@ -288,21 +288,23 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
             out.say(format!("  (finalists fine-tuned {} steps before the final measure: `probe`)", c.probe_steps));
         }
         out.say(format!(
-            "  {:<18} {:<6} {:<11} {:>6} {:>9} {:>9} {:>9}",
+            "     {:<18} {:<6} {:<11} {:>6} {:>9} {:>9} {:>9}",
             "criterion", "norm", "selection", "kept", "first", "final", "probe"
         ));
         let cell = |v: Option<f64>| v.map_or("-".into(), |v: f64| format!("{v:.4}"));
         for (i, k) in c.candidates.iter().enumerate() {
             out.say(format!(
-                "{} {:<18} {:<6} {:<11} {:>6} {:>9.4} {:>9} {:>9}",
+                "{} {:>2} {:<18} {:<6} {:<11} {:>6} {:>9.4} {:>9} {:>9}{}",
                 if i == c.chosen { "*" } else { " " },
+                i + 1,
                 k.criterion,
                 k.normalize.to_string(),
                 k.selection.to_string(),
                 k.kept.map_or("-".into(), |v| format!("{v:.3}")),
                 k.first_accuracy,
                 cell(k.final_accuracy),
-                cell(k.probe_accuracy)
+                cell(k.probe_accuracy),
+                k.same_as.map_or(String::new(), |j| format!("  (the same removal as {})", j + 1))
             ));
         }
         out.say(format!("  reproduce: {}", c.winner().options()));

@@ -70,6 +70,9 @@ pub struct Candidate {
     /// A finalist's final-sample accuracy after the recovery probe (with fine-tuning only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_accuracy: Option<f64>,
+    /// The candidate whose removal this one equals: its first-round figure, never a finalist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<usize>,
     /// Selection, surgery and validation (its criterion's scoring is counted once, in the first
     /// candidate of that criterion).
     pub seconds: f64,
@@ -136,8 +139,9 @@ pub fn choose(
     let val = Task::prepare(data.splits, graph.num_outputs().unwrap_or(0), &val_spec)?;
     let first = val.eval.head(choose.first_samples);
     let opts = val.eval_options(cfg.eval_batch);
-    let mut candidates = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     let mut graphs = Vec::new();
+    let mut removals: Vec<Vec<(usize, usize)>> = Vec::new();
     for name in &choose.criteria {
         let base = CriterionSpec::parse(name, None, seed)?;
         if base.normalization().is_some() {
@@ -162,7 +166,23 @@ pub fn choose(
                     }
                     Amount::MaxDrop(_) => unreachable!("refused above"),
                 };
+                // The same removal as an earlier candidate (the cost-aware order equals the
+                // relevance order where every unit costs the same): its figures, not measured again.
+                if let Some(j) = removals.iter().position(|r| *r == sel) {
+                    let same = Candidate {
+                        normalize,
+                        selection,
+                        same_as: Some(j),
+                        seconds: t.elapsed().as_secs_f64() + std::mem::take(&mut scoring),
+                        ..candidates[j].clone()
+                    };
+                    candidates.push(same);
+                    graphs.push(None);
+                    removals.push(sel);
+                    continue;
+                }
                 let (small, _) = prune(graph, comps, &ranking, &sel)?;
+                removals.push(sel);
                 let hits = crate::metrics::evaluate_split(&small, &first, &opts)?;
                 candidates.push(Candidate {
                     criterion: name.clone(),
@@ -172,6 +192,7 @@ pub fn choose(
                     first_accuracy: hits.accuracy(),
                     final_accuracy: None,
                     probe_accuracy: None,
+                    same_as: None,
                     seconds: t.elapsed().as_secs_f64() + std::mem::take(&mut scoring),
                 });
                 graphs.push(Some(small));
@@ -229,9 +250,10 @@ pub fn choose(
     })
 }
 
-/// Candidate indices by first-round accuracy, best first; the earlier candidate on ties.
+/// Indices of the candidates with a removal of their own by first-round accuracy, best first;
+/// the earlier candidate on ties.
 fn ranked(candidates: &[Candidate]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].same_as.is_none()).collect();
     order.sort_by(|&a, &b| candidates[b].first_accuracy.total_cmp(&candidates[a].first_accuracy).then(a.cmp(&b)));
     order
 }
