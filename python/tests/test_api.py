@@ -135,6 +135,12 @@ def test_prune_returns_the_users_module_smaller_and_trainable(name: str) -> None
         ratio = _macs(pruned, x) / _macs(model, x)
         assert ratio == pytest.approx(result.report.macs_ratio, rel=1e-6)
     assert result.report.macs_ratio <= float(options.get("target", "macs=0.5").split("=")[1])
+    # No criterion given: the core chose one on the validation split and says which.
+    chosen = result.report.chosen
+    assert chosen is not None and len(chosen["candidates"]) == 16
+    winner = chosen["candidates"][chosen["chosen"]]
+    assert result.report.criterion.startswith(winner["criterion"])
+    assert result.report.normalize == winner["normalize"]
     if "latency_runs" in options:  # measured by the core, before and after, at batch 1 and 64
         for m in (result.report.before, result.report.after):
             assert m.latency_ms_batch1 > 0 and m.latency_ms_batch64 > m.latency_ms_batch1
