@@ -293,26 +293,33 @@ pub fn check_length(path: &Path, len: u64, limit: u64, why: &str) -> Result<()> 
     check_affordable(len, format_args!("reading {}", path.display()))
 }
 
+/// The bytes of the regular file `path` (see [`regular_file`]), its length checked first by
+/// [`check_length`] against `limit` (`why` says whose limit it is).
+pub fn read_at_most(path: &Path, limit: u64, why: &str) -> Result<Vec<u8>> {
+    let len = regular_file(path)?;
+    check_length(path, len, limit, why)?;
+    std::fs::read(path).map_err(Error::io("read", path))
+}
+
 /// The bytes of the regular file `path` (see [`regular_file`]), if the memory available holds
 /// them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let len = regular_file(path)?;
-    check_length(path, len, u64::MAX, "")?;
-    std::fs::read(path).map_err(Error::io("read", path))
+    read_at_most(path, u64::MAX, "no limit but the memory available")
 }
+
+/// Why a text file is refused past [`MAX_TEXT_BYTES`].
+const TEXT_LIMIT: &str = "the limit for a text file";
 
 /// The text of the regular file `path` (see [`regular_file`]), at most [`MAX_TEXT_BYTES`].
 pub fn read_text(path: &Path) -> Result<String> {
     let len = regular_file(path)?;
-    check_length(path, len, MAX_TEXT_BYTES, "the limit for a text file")?;
+    check_length(path, len, MAX_TEXT_BYTES, TEXT_LIMIT)?;
     std::fs::read_to_string(path).map_err(Error::io("read", path))
 }
 
 /// Reads and parses a JSON file (a text file: at most [`MAX_TEXT_BYTES`]).
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let len = regular_file(path)?;
-    check_length(path, len, MAX_TEXT_BYTES, "the limit for a text file")?;
-    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
+    let bytes = read_at_most(path, MAX_TEXT_BYTES, TEXT_LIMIT)?;
     serde_json::from_slice(&bytes).map_err(Error::json(path.display().to_string()))
 }
 

@@ -100,6 +100,10 @@ fn choosing_needs_data_and_an_accuracy_budget_keeps_lrp_epsilon() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("validation split") && e.contains("--criterion"), "{e}");
     assert!(!tmp.path().join("o").exists());
+    // A probe where nothing is chosen would be silently ignored: refused instead.
+    let o = run(&["--data", "none", "--rate", "0.2", "--criterion", "weight", "--probe-steps", "3"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--probe-steps applies where prune chooses"), "{e}");
     common::synthetic_fmnist(tmp.path(), 600, 100);
     let o = run(&["--fmnist-dir", tmp.path().to_str().unwrap(), "--max-drop", "50"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -32,9 +32,9 @@ pub struct PruneArgs {
     optimize: Option<usize>,
     /// With `--criterion auto` and --finetune: fine-tune each finalist this many optimiser steps
     /// before comparing them, so the choice is the candidate that recovers best; 0 compares them
-    /// as pruned [range: 0..=100000].
-    #[arg(long, value_name = "STEPS", default_value_t = 25, value_parser = super::ranges::count(0, 100_000))]
-    probe_steps: usize,
+    /// as pruned [default: 25] [range: 0..=100000].
+    #[arg(long, value_name = "STEPS", value_parser = super::ranges::count(0, 100_000))]
+    probe_steps: Option<usize>,
     /// LRP rules for `--criterion lrp` (as for `curve`: `low=…,mid=…,high=…,fc=…`, `d1=…,…,dN=…`,
     /// or a rules file).
     #[arg(long)]
@@ -203,6 +203,11 @@ impl FinetuneBar {
 impl PruneArgs {
     /// The library request these options describe (the criterion checked first).
     fn request(&self) -> anyhow::Result<PruneRequest> {
+        if self.probe_steps.is_some() && (self.criterion != "auto" || self.optimize.is_some()) {
+            anyhow::bail!(
+                "--probe-steps applies where prune chooses the criterion; drop it, or drop --criterion / --optimize"
+            );
+        }
         let criterion = if let Some(trials) = self.optimize {
             if self.criterion != "auto" || self.rules.is_some() || self.normalize.is_some() {
                 anyhow::bail!(
@@ -221,7 +226,9 @@ impl PruneArgs {
             if let Some(s) = self.selection {
                 choose.selections = vec![s];
             }
-            choose.probe_steps = self.probe_steps;
+            if let Some(steps) = self.probe_steps {
+                choose.probe_steps = steps;
+            }
             CriterionChoice::Auto(choose)
         } else {
             CriterionChoice::Given(

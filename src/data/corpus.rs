@@ -16,11 +16,9 @@
 //! `seq_len` is dropped.
 
 use crate::error::{Error, Result};
+use crate::util::MAX_TEXT_BYTES;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
-
-// Most bytes of text read from one file or folder (far above any evaluation corpus).
-use crate::util::MAX_TEXT_BYTES;
 
 /// Where a language-model corpus comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -87,9 +87,8 @@ pub fn write_decoder_folder(graph: &Graph, source: &Path, dir: &Path) -> Result<
         if !from.exists() {
             continue;
         }
-        let len = crate::util::regular_file(&from)?;
-        crate::util::check_length(&from, len, MAX_COPIED_BYTES, "a tokenizer file is far smaller")?;
-        crate::util::write_atomic(&dir.join(name), &crate::util::read_file(&from)?)?;
+        let bytes = crate::util::read_at_most(&from, MAX_COPIED_BYTES, "a tokenizer file is far smaller")?;
+        crate::util::write_atomic(&dir.join(name), &bytes)?;
     }
     Ok(HfFolder { widths, remote_code })
 }

@@ -126,14 +126,11 @@ const MAX_PROTOBUF_BYTES: u64 = 1 << 31;
 
 /// Reads and decodes `path` (and its external-data files).
 pub fn read(path: &Path) -> Result<OnnxModel> {
-    let len = crate::util::regular_file(path)?;
-    crate::util::check_length(
+    let bytes = crate::util::read_at_most(
         path,
-        len,
         MAX_PROTOBUF_BYTES,
         "protobuf's limit; larger models keep their weights as external data",
     )?;
-    let bytes = std::fs::read(path).map_err(Error::io("read the ONNX file", path))?;
     let not_onnx = |why: String| {
         Error::invalid(format!(
             "{} is not a readable ONNX model ({why}); export one with torch.onnx.export(model, example, \"model.onnx\")",

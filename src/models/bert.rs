@@ -148,9 +148,7 @@ impl BertConfig {
         }
         Ok(())
     }
-}
 
-impl BertConfig {
     /// The parameter values of the built graph, from the sizes alone (see
     /// `LlamaConfig::num_parameters`).
     pub fn num_parameters(&self) -> u128 {

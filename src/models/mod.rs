@@ -53,7 +53,6 @@ pub enum Architecture {
     Llama(LlamaConfig),
 }
 
-/// Architecture names accepted by [`Architecture::parse`].
 /// Refuses a folder whose `config.json` declares more parameters than its weight files can hold
 /// (two bytes each at the least), before the graph is built: the sizes in a config are the
 /// file's word, and building allocates them.
@@ -109,6 +108,7 @@ fn check_layers_and_parameters(layers: i64, parameters: u128) -> Result<()> {
     Ok(())
 }
 
+/// Architecture names accepted by [`Architecture::parse`].
 pub const KNOWN_ARCHITECTURES: &str = "resnet18, resnet34, resnet50, resnet101, resnet152, \
     vgg11, vgg13, vgg16, vgg19 (each also with _bn), cifar_ variants of all of them \
     (e.g. cifar_resnet18, cifar_vgg16_bn), vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, vit (custom), \

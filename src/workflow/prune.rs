@@ -22,6 +22,10 @@ use crate::util::OutputDir;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Why a criterion cannot be chosen without data.
+const CHOOSING_NEEDS_DATA: &str = "without --criterion the criterion is chosen on the validation split, which needs \
+                                   --data; or give a data-free --criterion (weight)";
+
 /// How the criterion is decided.
 #[derive(Clone, Debug)]
 pub enum CriterionChoice {
@@ -34,6 +38,12 @@ pub enum CriterionChoice {
     /// The winner of a study on the validation split whose objective is the accuracy over
     /// removals up to the budget (see [`budget_study`]): the paper's method, in one command.
     Optimize(OptimizeConfig),
+}
+
+impl From<CriterionSpec> for CriterionChoice {
+    fn from(spec: CriterionSpec) -> Self {
+        CriterionChoice::Given(spec)
+    }
 }
 
 /// A study for `prune --optimize`: `trials` trials of the default search space with successive
@@ -83,12 +93,6 @@ pub fn budget_study(amount: Amount, opt: &OptimizeConfig, seed: u64, out: &Path)
         out: out.to_path_buf(),
         ..Default::default()
     })
-}
-
-impl From<CriterionSpec> for CriterionChoice {
-    fn from(spec: CriterionSpec) -> Self {
-        CriterionChoice::Given(spec)
-    }
 }
 
 /// Everything [`prune`] needs besides the model and data.
@@ -269,10 +273,9 @@ pub fn prune(req: &PruneRequest, observer: &mut dyn CompressObserver) -> Result<
         CriterionChoice::Given(spec) if req.data.is_none() && spec.needs_references() => {
             crate::bail!("criterion {} needs reference samples; give --data", spec.label())
         }
-        CriterionChoice::Auto(_) | CriterionChoice::Optimize(_) if req.data.is_none() => crate::bail!(
-            "without --criterion the criterion is chosen on the validation split, which needs --data; or give a \
-             data-free --criterion (weight)"
-        ),
+        CriterionChoice::Auto(_) | CriterionChoice::Optimize(_) if req.data.is_none() => {
+            return Err(Error::invalid(CHOOSING_NEEDS_DATA))
+        }
         _ => {}
     }
     let mut session = Session::open(&req.model, &req.data, &req.task, req.component)?;
@@ -331,7 +334,7 @@ pub fn prune_session(
             (CriterionSpec::parse("lrp-epsilon", None, seed)?, None)
         }
         CriterionChoice::Auto(options) => {
-            let d = data.as_ref().expect("checked by prune: a chosen criterion needs data");
+            let d = data.as_ref().ok_or_else(|| Error::invalid(CHOOSING_NEEDS_DATA))?;
             observer.stage(0, "choosing the criterion");
             let choice = choose(&model.graph, comps, d, &c, options, seed, work_dir)?;
             c.selection = choice.winner().selection;
