@@ -83,6 +83,7 @@ fn cases() -> Vec<Case> {
         unary("batch_norm2d", Op::BatchNorm2d(BatchNorm2d::new(8))),
         unary("relu", Op::Relu(Relu)),
         unary("hardtanh", Op::Hardtanh(Hardtanh::relu6())),
+        unary("leaky_relu", Op::LeakyRelu(LeakyRelu { negative_slope: 0.1 })),
         unary("silu", Op::Silu(Silu)),
         unary("sigmoid", Op::Sigmoid(Sigmoid)),
         unary("hardsigmoid", Op::Hardsigmoid(Hardsigmoid)),
@@ -105,9 +106,35 @@ fn cases() -> Vec<Case> {
             }),
         ),
         unary("adaptive_avg_pool2d", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [3, 3] })),
+        unary("pad2d (asymmetric)", Op::Pad2d(Pad2d::zeros([0, 1, 2, 0]))),
+        map_case("pad2d (−∞) before max pooling", |b, _, r| {
+            let p = b.add("pad", Op::Pad2d(Pad2d { pads: [0, 0, 1, 1], fill: Fill::NegInfinity }), &[r]);
+            (
+                b.add(
+                    "op",
+                    Op::MaxPool2d(MaxPool2d { kernel: [2, 2], stride: [2, 2], padding: [0, 0], ceil_mode: false }),
+                    &[p],
+                ),
+                8,
+            )
+        }),
+        // A ReLU after the norm: the global mean of a normalised map alone is its shift.
+        map_case("group_norm", |b, _, r| {
+            let n = b.add("op", Op::GroupNorm(GroupNorm { groups: 2, channels: 8, eps: 1e-5 }), &[r]);
+            (b.add("act", Op::Relu(Relu), &[n]), 8)
+        }),
+        map_case("group_norm (instance norm: its channels prune)", |b, _, r| {
+            let n = b.add("op", Op::GroupNorm(GroupNorm { groups: 8, channels: 8, eps: 1e-5 }), &[r]);
+            (b.add("act", Op::Relu(Relu), &[n]), 8)
+        }),
         map_case("add", |b, x, r| {
             let c2 = conv(b, "c2", 3, 8, x);
             (b.add("op", Op::Add(Add), &[r, c2]), 8)
+        }),
+        map_case("sub (PoolFormer's pooling minus its input)", |b, _, r| {
+            let pool = AvgPool2d { count_include_pad: false, ..AvgPool2d::new([3, 3], [1, 1], [1, 1]) };
+            let p = b.add("pool", Op::AvgPool2d(pool), &[r]);
+            (b.add("op", Op::Sub(Sub), &[p, r]), 8)
         }),
         map_case("mul (squeeze-and-excitation gate)", |b, _, r| {
             let p = b.add("se.pool", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d::global()), &[r]);

@@ -98,6 +98,21 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return optional
 
 
+def _spatial_list(n: int) -> Callable[[str, Any], list[int]]:
+    def check(field: str, v: Any) -> list[int]:
+        if not isinstance(v, list) or len(v) != n:
+            raise ValueError(f"{field} must be a list of {n} whole numbers, not {v!r}")
+        return [_int(0, _MAX_SPATIAL)(field, x) for x in v]
+
+    return check
+
+
+def _fill(field: str, v: Any) -> str:
+    if v not in ("zero", "neg_infinity"):
+        raise ValueError(f"{field} must be \"zero\" or \"neg_infinity\", not {v!r}")
+    return v
+
+
 _POS = _int(1)
 _NAT = _int(0)
 _NON_NEGATIVE = _float(0.0)
@@ -334,6 +349,24 @@ class _LayerNorm2d(_Op):
         return y.movedim(-1, -3)
 
 
+@_op("group_norm")
+class _GroupNorm(_Op):
+    fields = {"groups": _POS, "channels": _POS, "eps": _NON_NEGATIVE}
+
+    def check(self) -> None:
+        """The channels split into the groups."""
+        if self.channels % self.groups:
+            raise ValueError(f"{self.channels} channels do not split into {self.groups} groups")
+
+    def params(self) -> list[_Param]:
+        """Weight and bias per channel."""
+        return [_Param("weight", (self.channels,)), _Param("bias", (self.channels,))]
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """``F.group_norm`` over a map."""
+        return F.group_norm(xs[0], self.groups, p["weight"], p["bias"], self.eps)
+
+
 @_op("rms_norm")
 class _RmsNorm(_Op):
     fields = {"dim": _POS, "eps": _NON_NEGATIVE}
@@ -435,6 +468,15 @@ class _Hardtanh(_Op):
         return torch.clamp(xs[0], self.min_val, self.max_val)
 
 
+@_op("leaky_relu")
+class _LeakyRelu(_Op):
+    fields = {"negative_slope": _float()}
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """``F.leaky_relu`` with the node's slope."""
+        return F.leaky_relu(xs[0], self.negative_slope)
+
+
 @_op("max_pool2d")
 class _MaxPool2d(_Op):
     fields = {"kernel": _pair(1), "stride": _pair(1), "padding": _pair(0), "ceil_mode": _bool}
@@ -467,6 +509,18 @@ class _AvgPool2d(_Op):
         )
 
 
+@_op("pad2d")
+class _Pad2d(_Op):
+    fields = {"pads": _spatial_list(4), "fill": _fill}
+    defaults = {"fill": "zero"}
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """Constant padding of height and width, pads (top, left, bottom, right)."""
+        top, left, bottom, right = self.pads
+        value = -math.inf if self.fill == "neg_infinity" else 0.0
+        return F.pad(xs[0], (left, right, top, bottom), value=value)
+
+
 @_op("adaptive_avg_pool2d")
 class _AdaptiveAvgPool2d(_Op):
     fields = {"output": _pair(1)}
@@ -483,6 +537,15 @@ class _Flatten(_Op):
     def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
         """Dimensions from ``start_dim`` on, flattened into one."""
         return xs[0].flatten(self.start_dim, -1)
+
+
+@_op("sub")
+class _Sub(_Op):
+    arity = (2, 2)
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """The first input minus the second."""
+        return xs[0] - xs[1]
 
 
 @_op("add")

@@ -20,6 +20,10 @@ pub enum Fused {
     Hardswish,
     /// LayerNorm over the last dimension; `gamma` / `beta` are value names (None: 1 / 0).
     LayerNorm { eps: f64, gamma: Option<String>, beta: Option<String> },
+    /// GroupNorm over a map: an instance norm of the map reshaped to (N, groups, −1), then
+    /// the per-channel affine map (or InstanceNormalization on the map itself). `gamma` /
+    /// `beta` are value names of C values (None: 1 / 0).
+    GroupNorm { groups: i64, eps: f64, gamma: Option<String>, beta: Option<String> },
     /// Multi-head self-attention from the projections to the merged heads.
     Attention {
         heads: i64,
@@ -53,6 +57,7 @@ impl Unit {
             Fused::Silu => "silu".into(),
             Fused::Hardswish => "hardswish".into(),
             Fused::LayerNorm { .. } => "layer_norm".into(),
+            Fused::GroupNorm { groups, .. } => format!("group_norm ({groups} groups)"),
             Fused::Attention { heads, .. } => format!("attention ({heads} heads)"),
         };
         format!("{what} ← {} ONNX nodes ({})", ops.len(), summarize(&ops))
@@ -92,6 +97,7 @@ pub fn find(g: &OnnxGraph) -> Result<Vec<Unit>> {
             "Erf" => numeric(g, i, &|x| Ok(x.f_gelu("none")?), Fused::Gelu { tanh: false })?,
             "Tanh" => numeric(g, i, &|x| Ok(x.f_gelu("tanh")?), Fused::Gelu { tanh: true })?,
             "Sqrt" => layer_norm(g, i)?,
+            "InstanceNormalization" => group_norm(g, i)?,
             "Sigmoid" => gate(g, i, Fused::Silu),
             "HardSigmoid" if ops::is_pytorch_hardsigmoid(n) => gate(g, i, Fused::Hardswish),
             _ => None,
@@ -276,6 +282,53 @@ fn layer_norm(g: &OnnxGraph, i: usize) -> Result<Option<Unit>> {
         let bt = beta.as_ref().map(|v| g.values[v].f_flatten(0, -1)).transpose()?;
         let want = xv.f_layer_norm([c].as_slice(), gt.as_ref(), bt.as_ref(), eps, false)?;
         Ok(close(&want, yv).then_some(Fused::LayerNorm { eps, gamma, beta }))
+    })
+}
+
+/// GroupNorm as PyTorch exports it: Reshape to (N, G, −1), InstanceNormalization (scale 1,
+/// shift 0), Reshape back, Mul by γ, Add β; or InstanceNormalization on the map itself
+/// (InstanceNorm2d, its scale and shift per channel).
+fn group_norm(g: &OnnxGraph, i: usize) -> Result<Option<Unit>> {
+    let inorm = &g.model.nodes[i];
+    let eps = inorm.float("epsilon", 1e-5) as f64;
+    let (scale, shift) = (&inorm.inputs[1], &inorm.inputs[2]);
+    if !(g.is_const(scale) && g.is_const(shift)) {
+        return Ok(None);
+    }
+    let inner = &g.values[&inorm.inputs[0]];
+    if inner.dim() == 4 {
+        // InstanceNorm2d: one group per channel, the instance norm's own affine map.
+        let (x, y) = (&inorm.inputs[0], &inorm.outputs[0]);
+        let kind =
+            Fused::GroupNorm { groups: inner.size()[1], eps, gamma: Some(scale.clone()), beta: Some(shift.clone()) };
+        return Ok(Some(Unit { kind, input: x.clone(), output: y.clone(), nodes: [i].into() }));
+    }
+    let plain =
+        |v: &str, want: f64| g.values[v].f_sub_scalar(want).is_ok_and(|d| d.abs().max().double_value(&[]) == 0.0);
+    if inner.dim() != 3 || !plain(scale, 1.0) || !plain(shift, 0.0) {
+        return Ok(None);
+    }
+    let groups = inner.size()[1];
+    region_around(g, i, 2, 10, &|xv, yv, nodes| {
+        if xv.dim() != 4 || xv.size()[1] % groups != 0 {
+            return Ok(None);
+        }
+        let c = xv.size()[1];
+        let (mut gamma, mut beta) = (None, None);
+        for &k in nodes {
+            let n = &g.model.nodes[k];
+            for v in n.inputs.iter().filter(|v| g.is_const(v) && g.values[*v].is_floating_point()) {
+                match (n.op.as_str(), g.values[v].numel() as i64) {
+                    ("Mul", n) if n == c => gamma = Some(v.clone()),
+                    ("Add", n) if n == c => beta = Some(v.clone()),
+                    _ => {}
+                }
+            }
+        }
+        let gt = gamma.as_ref().map(|v| g.values[v].f_flatten(0, -1)).transpose()?;
+        let bt = beta.as_ref().map(|v| g.values[v].f_flatten(0, -1)).transpose()?;
+        let want = xv.f_group_norm(groups, gt.as_ref(), bt.as_ref(), eps, false)?;
+        Ok(close(&want, yv).then(|| Fused::GroupNorm { groups, eps, gamma: gamma.clone(), beta: beta.clone() }))
     })
 }
 

@@ -207,6 +207,25 @@ impl<'g> Lower<'g> {
                 };
                 self.layer_norm(&u.output, &base, &u.input, *eps, gt, bt, at, &from)?;
             }
+            Fused::GroupNorm { groups, eps, gamma, beta } => {
+                let x = self.canonical(&u.input, at, "a GroupNorm")?;
+                let canon = self.canon[x].clone();
+                if canon.len() != 4 {
+                    return Err(self.unsupported(at, "GroupNorm over something other than a map"));
+                }
+                let c = canon[1];
+                let param = |v: &Option<String>, fill: f64| -> Result<(Option<String>, Tensor)> {
+                    Ok(match v {
+                        Some(v) => (g.const_origin(v), g.values[v].f_flatten(0, -1)?),
+                        None => (None, Tensor::f_full([c], fill, (Kind::Float, crate::device::HOST))?),
+                    })
+                };
+                let (gt, bt) = (param(gamma, 1.0)?, param(beta, 0.0)?);
+                let op = Op::GroupNorm(GroupNorm { groups: *groups, channels: c, eps: *eps });
+                let params = vec![(Role::Weight, gt.0, gt.1), (Role::Bias, bt.0, bt.1)];
+                let id = self.add(&base, op, &[x], params, canon, &from);
+                self.bind(&u.output, id, None);
+            }
             Fused::Attention { heads, projections, mask } => {
                 let mut ins = Vec::new();
                 let mut in_view = None;

@@ -286,6 +286,11 @@ pub struct CoupledGroup {
     /// Channel class of each unit (empty for heads).
     #[serde(skip)]
     pub classes: Vec<usize>,
+    /// Proper subsets of the units that some layer holds alone, as unit indices: the parts of
+    /// a split (Res2Net's chunks, a channel slice). Each must keep a unit, or that layer would
+    /// be left with no channels.
+    #[serde(skip)]
+    pub segments: Vec<Vec<usize>>,
 }
 
 impl CoupledGroup {
@@ -322,7 +327,13 @@ pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<Coupled
             .layers
             .iter()
             .enumerate()
-            .map(|(i, l)| CoupledGroup { members: vec![i], units: l.count, blocked: None, classes: Vec::new() })
+            .map(|(i, l)| CoupledGroup {
+                members: vec![i],
+                units: l.count,
+                blocked: None,
+                classes: Vec::new(),
+                segments: Vec::new(),
+            })
             .collect());
     }
     let sp = channel_spaces(graph)?;
@@ -331,9 +342,34 @@ pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<Coupled
         let classes = sp.classes(l.node);
         match groups.iter_mut().find(|g| g.classes == classes) {
             Some(g) => g.members.push(i),
-            None => {
-                groups.push(CoupledGroup { members: vec![i], units: l.count, blocked: sp.blocked_at(l.node), classes })
-            }
+            None => groups.push(CoupledGroup {
+                members: vec![i],
+                units: l.count,
+                blocked: sp.blocked_at(l.node),
+                classes,
+                segments: Vec::new(),
+            }),
+        }
+    }
+    // The channels of any node that come from one group alone, where they are part of it.
+    let mut unit_of: std::collections::HashMap<usize, (usize, usize)> = std::collections::HashMap::new();
+    for (gi, g) in groups.iter().enumerate() {
+        for (u, &c) in g.classes.iter().enumerate() {
+            unit_of.entry(c).or_insert((gi, u));
+        }
+    }
+    for id in 0..graph.nodes().len() {
+        let held: Option<Vec<(usize, usize)>> = sp.classes(id).iter().map(|c| unit_of.get(c).copied()).collect();
+        let Some(held) = held.filter(|h| !h.is_empty()) else { continue };
+        let gi = held[0].0;
+        if held.iter().any(|&(g, _)| g != gi) {
+            continue;
+        }
+        let mut units: Vec<usize> = held.iter().map(|&(_, u)| u).collect();
+        units.sort_unstable();
+        units.dedup();
+        if units.len() < groups[gi].units && !groups[gi].segments.contains(&units) {
+            groups[gi].segments.push(units);
         }
     }
     // A class claimed by two groups, or twice by one, cannot be removed unit by unit.

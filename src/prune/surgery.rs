@@ -5,9 +5,9 @@
 //! coupled group competes with single layers on the same scale); the global ranking then takes
 //! the longest prefix of group units whose component count does not exceed floor(N·rate).
 //! A conv layer always keeps at least one channel: the ranking leaves out the most relevant unit
-//! of every filter group (and surgery refuses a selection that would empty one). MLP neurons
-//! and attention heads may all go (the block then only adds its bias to the residual stream),
-//! which the report says.
+//! of every filter group, and of every part of one that a layer holds alone (a split's chunk),
+//! and surgery refuses a selection that would empty one. MLP neurons and attention heads may all
+//! go (the block then only adds its bias to the residual stream), which the report says.
 
 use crate::attribution::Scores;
 use crate::error::Result;
@@ -66,13 +66,18 @@ impl GroupRanking {
                         / g.members.len() as f64
                 })
                 .collect();
-            // Filters: the group's most relevant channel is never offered (a conv keeps ≥ 1 channel).
-            let keep = match comps.kind {
-                ComponentKind::Filters => (0..g.units).max_by(|&a, &b| pooled[a].total_cmp(&pooled[b]).then(b.cmp(&a))),
-                _ => None,
-            };
+            // Filters: the group's most relevant channel is never offered (a conv keeps ≥ 1
+            // channel), nor the most relevant of each part a layer holds alone (a split's chunk).
+            let mut keep: HashSet<usize> = HashSet::new();
+            if comps.kind == ComponentKind::Filters {
+                let all: Vec<usize> = (0..g.units).collect();
+                for part in std::iter::once(&all).chain(&g.segments) {
+                    let best = part.iter().copied().max_by(|&a, &b| pooled[a].total_cmp(&pooled[b]).then(b.cmp(&a)));
+                    keep.extend(best);
+                }
+            }
             for (u, &s) in pooled.iter().enumerate() {
-                if Some(u) != keep {
+                if !keep.contains(&u) {
                     units.push((s, gi, u));
                 }
             }

@@ -6,6 +6,7 @@ usage: graph_torch.py GRAPH_DIR INPUTS.safetensors OUTPUT.safetensors [GRAPH_DIR
 INPUTS holds the graph inputs as "in0", "in1", ...; OUTPUT gets "y" (float64 compute).
 """
 import json
+import math
 import sys
 
 import torch
@@ -36,6 +37,8 @@ def run(folder, inputs_path, out_path):
             y = F.batch_norm(x, P("running_mean"), P("running_var"), P("weight"), P("bias"), False, 0.0, op["eps"])
         elif t == "relu":
             y = F.relu(x)
+        elif t == "leaky_relu":
+            y = F.leaky_relu(x, op["negative_slope"])
         elif t == "hardtanh":
             y = F.hardtanh(x, op["min_val"], op["max_val"])
         elif t == "silu":
@@ -61,6 +64,11 @@ def run(folder, inputs_path, out_path):
             y = F.linear(x, P("weight"), P("bias") if op["bias"] else None)
         elif t == "channel_linear":
             y = F.linear(x.permute(0, 2, 3, 1), P("weight"), P("bias") if op["bias"] else None).permute(0, 3, 1, 2)
+        elif t == "group_norm":
+            y = F.group_norm(x, op["groups"], P("weight"), P("bias"), op["eps"])
+        elif t == "pad2d":
+            top, left, bottom, right = op["pads"]
+            y = F.pad(x, (left, right, top, bottom), value=-math.inf if op.get("fill") == "neg_infinity" else 0.0)
         elif t == "layer_norm2d":
             y = F.layer_norm(x.permute(0, 2, 3, 1), (op["channels"],), P("weight"), P("bias"), op["eps"]).permute(0, 3, 1, 2)
         elif t == "channel_slice":
@@ -71,6 +79,8 @@ def run(folder, inputs_path, out_path):
             y = torch.flatten(x, op["start_dim"])
         elif t == "add":
             y = sum(xs[1:], xs[0])
+        elif t == "sub":
+            y = xs[0] - xs[1]
         elif t == "mul":
             y = xs[0] * xs[1]
         elif t == "concat":

@@ -150,3 +150,33 @@ impl OpKind for Hardtanh {
         Ok(cx.output("Clip", &[cx.x(0), lo, hi], &[]))
     }
 }
+
+/// max(x, 0) + negative_slope · min(x, 0) (PyTorch's LeakyReLU; darknet / CSP backbones).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakyRelu {
+    pub negative_slope: f64,
+}
+
+impl OpKind for LeakyRelu {
+    fn describe(&self) -> String {
+        format!("slope {}", self.negative_slope)
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.negative_slope.is_finite() {
+            Ok(())
+        } else {
+            Err(format!("negative_slope {} must be finite", self.negative_slope))
+        }
+    }
+    fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        let x = xs[0];
+        Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul_scalar(self.negative_slope)?)?)
+    }
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        pass(r)
+    }
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
+        Ok(cx.output("LeakyRelu", &[cx.x(0)], &[("alpha", Attr::Float(self.negative_slope as f32))]))
+    }
+}

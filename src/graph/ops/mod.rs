@@ -31,6 +31,7 @@ mod conv2d;
 mod dropout;
 mod embedding;
 mod flatten;
+mod group_norm;
 mod input;
 mod layer_norm;
 mod layer_norm2d;
@@ -38,6 +39,7 @@ mod linear;
 mod max_pool2d;
 mod mean_pool;
 mod mul;
+mod pad2d;
 mod patches_to_tokens;
 mod position_embedding;
 mod rms_norm;
@@ -45,9 +47,10 @@ mod scale;
 mod segment_embedding;
 mod select_token;
 mod stochastic_depth;
+mod sub;
 mod token_position_embedding;
 
-pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, Relu, Sigmoid, Silu, Tanh};
+pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, Relu, Sigmoid, Silu, Tanh};
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
 pub use add::Add;
 pub use attention::{Attention, SoftmaxRule};
@@ -63,6 +66,7 @@ pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use group_norm::GroupNorm;
 pub use input::InputKind;
 pub use layer_norm::LayerNorm;
 pub use layer_norm2d::LayerNorm2d;
@@ -70,6 +74,7 @@ pub use linear::Linear;
 pub use max_pool2d::MaxPool2d;
 pub use mean_pool::MeanPool;
 pub use mul::{GateRule, Mul};
+pub use pad2d::{Fill, Pad2d};
 pub use patches_to_tokens::PatchesToTokens;
 pub use position_embedding::PositionEmbedding;
 pub use rms_norm::RmsNorm;
@@ -77,6 +82,7 @@ pub use scale::Scale;
 pub use segment_embedding::SegmentEmbedding;
 pub use select_token::SelectToken;
 pub use stochastic_depth::StochasticDepth;
+pub use sub::Sub;
 pub use token_position_embedding::TokenPositionEmbedding;
 
 /// Registers the op kinds: the enum (its JSON form is `{"type": "<name>", ...fields}`), the list
@@ -125,6 +131,8 @@ ops! {
     Relu(Relu) = "relu",
     /// Clamp to [min_val, max_val]; ReLU6 is (0, 6).
     Hardtanh(Hardtanh) = "hardtanh",
+    /// max(x, 0) + negative_slope · min(x, 0).
+    LeakyRelu(LeakyRelu) = "leaky_relu",
     Silu(Silu) = "silu",
     Sigmoid(Sigmoid) = "sigmoid",
     Hardsigmoid(Hardsigmoid) = "hardsigmoid",
@@ -132,6 +140,8 @@ ops! {
     MaxPool2d(MaxPool2d) = "max_pool2d",
     AvgPool2d(AvgPool2d) = "avg_pool2d",
     AdaptiveAvgPool2d(AdaptiveAvgPool2d) = "adaptive_avg_pool2d",
+    /// Constant padding of height and width, possibly asymmetric (TensorFlow's "same").
+    Pad2d(Pad2d) = "pad2d",
     Linear(Linear) = "linear",
     /// A linear layer over the channels of a map (ConvNeXt).
     ChannelLinear(ChannelLinear) = "channel_linear",
@@ -140,6 +150,8 @@ ops! {
     Flatten(Flatten) = "flatten",
     Add(Add) = "add",
     Mul(Mul) = "mul",
+    /// x₀ − x₁ (PoolFormer's `pool(x) − x`).
+    Sub(Sub) = "sub",
     Concat(Concat) = "concat",
     /// A contiguous range of channels (split / chunk, one node per part).
     ChannelSlice(ChannelSlice) = "channel_slice",
@@ -149,6 +161,8 @@ ops! {
     LayerNorm(LayerNorm) = "layer_norm",
     /// LayerNorm over the channels of a map (ConvNeXt's LayerNorm2d).
     LayerNorm2d(LayerNorm2d) = "layer_norm2d",
+    /// GroupNorm over a map (InstanceNorm2d with one channel per group).
+    GroupNorm(GroupNorm) = "group_norm",
     Gelu(Gelu) = "gelu",
     Tanh(Tanh) = "tanh",
     Attention(Attention) = "attention",

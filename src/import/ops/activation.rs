@@ -3,7 +3,7 @@
 
 use super::{float_attr, one, Arity, OpDef, BASE};
 use crate::error::Result;
-use crate::graph::ops::{Gelu, Hardsigmoid, Hardswish, Hardtanh, Relu, Sigmoid, Tanh};
+use crate::graph::ops::{Gelu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, Relu, Sigmoid, Tanh};
 use crate::graph::Op;
 use crate::import::eval::{axis, float_scalar};
 use crate::import::lower::Lower;
@@ -15,6 +15,19 @@ pub(super) const OPS: &[OpDef] = &[
         lower: Some(|l, i| l.activation(i, |_, _| Ok(Op::Relu(Relu)))),
         doc: "relu",
         eval: |a| one(a.x(0)?.f_relu()?),
+        ..BASE
+    },
+    OpDef {
+        name: "LeakyRelu",
+        doc: "leaky_relu",
+        attrs: |n| float_attr(n, "alpha"),
+        eval: |a| {
+            let (x, slope) = (a.x(0)?, a.n.float("alpha", 0.01) as f64);
+            one(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul_scalar(slope)?)?)
+        },
+        lower: Some(|l, i| {
+            l.activation(i, |_, n| Ok(Op::LeakyRelu(LeakyRelu { negative_slope: n.float("alpha", 0.01) as f64 })))
+        }),
         ..BASE
     },
     OpDef {

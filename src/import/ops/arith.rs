@@ -60,6 +60,14 @@ pub(super) const MAPPED: &[OpDef] = &[
         lower: Some(|l, i| l.mul_op(i)),
         ..BASE
     },
+    OpDef {
+        name: "Sub",
+        doc: "sub of two tensors laid out alike (PoolFormer's pool(x) − x); constant shape arithmetic is folded",
+        inputs: Arity::exactly(2),
+        eval: |a| binary(a, Tensor::f_sub),
+        lower: Some(|l, i| l.sub_op(i)),
+        ..BASE
+    },
     // `Where(condition, a, b)`.
     OpDef {
         name: "Where",
@@ -84,13 +92,18 @@ pub(super) const SHAPE_ARITHMETIC: &[OpDef] = &[
     unary("Not", |a| one(a.x(0)?.f_logical_not()?)),
     unary("Neg", |a| one(a.x(0)?.f_neg()?)),
     unary("Abs", |a| one(a.x(0)?.f_abs()?)),
-    two("Sub", FOLDED, |a| binary(a, Tensor::f_sub)),
     two("Div", FOLDED, |a| binary(a, |x, y| if is_int(x) { x.f_div_tensor_mode(y, "trunc") } else { x.f_div(y) })),
     // The exponent keeps its own type; the result has the base's.
     two("Pow", FOLDED, |a| one(a.x(0)?.f_pow(a.x(1)?)?.f_to_kind(a.x(0)?.kind())?)),
     unary("Sqrt", |a| one(a.x(0)?.f_sqrt()?)),
     unary("Reciprocal", |a| one(a.x(0)?.f_reciprocal()?)),
     unary("Exp", |a| one(a.x(0)?.f_exp()?)),
+    // "Same" padding computed from the input size (TensorFlow ports), sinusoidal position
+    // tables built from a grid (EdgeNeXt).
+    unary("Ceil", |a| one(a.x(0)?.f_ceil()?)),
+    unary("Floor", |a| one(a.x(0)?.f_floor()?)),
+    unary("Sin", |a| one(a.x(0)?.f_sin()?)),
+    unary("Cos", |a| one(a.x(0)?.f_cos()?)),
     unary("Log", |a| one(a.x(0)?.f_log()?)),
     // Two operands only (ONNX allows more; exporters' shape arithmetic uses two).
     two("Max", FOLDED, |a| binary(a, Tensor::f_maximum)),
@@ -152,6 +165,26 @@ impl Lower<'_> {
             (false, true) => self.add_constant(n, a, b),
             (true, true) => unreachable!("constant sums are folded"),
         }
+    }
+
+    /// A difference of two tensors laid out alike.
+    fn sub_op(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let (a, b) = (&n.inputs[0], &n.inputs[1]);
+        if g.is_const(a) || g.is_const(b) {
+            return Err(self.unsupported(n, "subtracting a constant from data, or data from a constant"));
+        }
+        let (ba, bb) = (self.bound(a, n)?, self.bound(b, n)?);
+        let (ia, ib) = (self.index(ba), self.index(bb));
+        if ia.size() != ib.size() || !ia.equal(&ib) || self.canon[ba.id] != self.canon[bb.id] {
+            return Err(self.unsupported(n, "a difference of tensors laid out differently (broadcast)"));
+        }
+        let (x, y, v) = (ba.id, bb.id, ba.view.as_ref().map(|t| t.shallow_clone()));
+        let canon = self.canon[x].clone();
+        let id = self.add(&g.module_name(n), Op::Sub(Sub), &[x, y], Vec::new(), canon, &n.name);
+        self.bind(&n.outputs[0], id, v);
+        Ok(())
     }
 
     /// Data `dv` plus constant `cv`: the bias of the affine layer that computes `dv`, else a

@@ -11,7 +11,7 @@ use tch::Tensor;
 pub(super) const OPS: &[OpDef] = &[
     OpDef {
         name: "Conv",
-        doc: "conv2d (2-d, symmetric or SAME padding, groups, dilation)",
+        doc: "conv2d (2-d, groups, dilation; asymmetric or SAME padding adds a pad2d before it)",
         inputs: Arity::range(2, 3),
         attrs: conv_attrs,
         eval: conv,
@@ -33,7 +33,63 @@ pub(super) const OPS: &[OpDef] = &[
         lower: Some(|l, i| l.batch_norm(i)),
         ..BASE
     },
+    OpDef {
+        name: "Pad",
+        doc: "pad2d: constant padding of a map's height and width, possibly asymmetric (TensorFlow's \"same\"); \
+              identity when every pad is 0",
+        inputs: Arity::range(1, 4),
+        attrs: |n| match n.str("mode").unwrap_or("constant") {
+            "constant" => float_attr(n, "value"),
+            m => crate::bail!("`{m}` padding is not supported (only constant padding)"),
+        },
+        eval: |a| {
+            let (t, pads, value) = pad_args(a)?;
+            let rank = t.dim();
+            // torch lists (begin, end) from the last axis backwards.
+            let torch_pads: Vec<i64> = (0..rank).rev().flat_map(|d| [pads[d], pads[d + rank]]).collect();
+            let shape: Vec<i64> = (0..rank).map(|d| t.size()[d] + pads[d] + pads[d + rank]).collect();
+            super::bounded("Pad's output", &shape)?;
+            one(t.f_pad(torch_pads.as_slice(), "constant", value)?)
+        },
+        lower: Some(|l, i| l.pad(i)),
+        ..BASE
+    },
 ];
+
+/// Pad's input, its pads for every axis (begins, then ends) and the border value, from the
+/// inputs (opset 11+, with optional axes since 18) or the attributes (before 11).
+fn pad_args<'a>(a: &Args<'a>) -> Result<(&'a Tensor, Vec<i64>, f64)> {
+    let t = a.x(0)?;
+    let rank = t.dim();
+    let given = match a.opt(1) {
+        Some(p) => crate::import::eval::int_list(p)?,
+        None => a.n.ints("pads").map(<[i64]>::to_vec).unwrap_or_default(),
+    };
+    let value = match a.opt(2) {
+        Some(v) if v.numel() == 1 => crate::import::eval::float_scalar(v)?,
+        Some(v) => crate::bail!("Pad's constant_value has {} values, not one", v.numel()),
+        None => a.n.float("value", 0.0) as f64,
+    };
+    let axes: Vec<usize> = match a.opt(3) {
+        Some(x) => crate::import::eval::int_list(x)?
+            .iter()
+            .map(|&ax| crate::import::eval::axis(ax, rank).map(|v| v as usize))
+            .collect::<Result<_>>()?,
+        None => (0..rank).collect(),
+    };
+    if given.len() != 2 * axes.len() {
+        crate::bail!("{} pads for {} axes; Pad needs two per axis", given.len(), axes.len());
+    }
+    let mut pads = vec![0; 2 * rank];
+    for (k, &ax) in axes.iter().enumerate() {
+        pads[ax] = given[k];
+        pads[ax + rank] = given[k + axes.len()];
+    }
+    if let Some(p) = pads.iter().find(|p| p.unsigned_abs() > crate::graph::MAX_SPATIAL as u64) {
+        crate::bail!("a pad of {p} is beyond the {} the importer reads", crate::graph::MAX_SPATIAL);
+    }
+    Ok((t, pads, value))
+}
 
 pub(super) const POOLING: &[OpDef] = &[
     OpDef {
@@ -64,9 +120,16 @@ pub(super) const POOLING: &[OpDef] = &[
     },
     OpDef {
         name: "GlobalAveragePool",
-        doc: "adaptive_avg_pool2d to 1×1",
-        eval: |a| one(a.x(0)?.f_adaptive_avg_pool2d([1, 1])?),
-        lower: Some(|l, i| l.pool(i, |_, _| Ok(Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [1, 1] })))),
+        doc: "adaptive_avg_pool2d to 1×1; mean_pool of tokens seen as (N, C, T) (a 1-d pooler, Swin)",
+        eval: |a| {
+            let t = a.x(0)?;
+            if t.dim() < 3 {
+                crate::bail!("needs (N, C, …), gets rank {}", t.dim());
+            }
+            let spatial: Vec<i64> = (2..t.dim() as i64).collect();
+            one(t.f_mean_dim(spatial.as_slice(), true, t.kind())?)
+        },
+        lower: Some(|l, i| l.global_average(i)),
         ..BASE
     },
 ];
@@ -178,9 +241,18 @@ impl Lower<'_> {
             return Err(self.unsupported(n, "only 2-d convolutions are supported"));
         }
         let pads = conv_pads(n, &g.values[&n.inputs[0]], w).map_err(|e| self.unsupported(n, &e.to_string()))?;
-        let pad = symmetric_pads(&pads, 2).ok_or_else(|| {
-            self.unsupported(n, &format!("asymmetric padding {pads:?} (export with symmetric padding)"))
-        })?;
+        // Asymmetric padding (SAME_UPPER): the convolution keeps the symmetric part, a pad2d
+        // before it adds the rest.
+        let pad = [pads[0].min(pads[2]), pads[1].min(pads[3])];
+        let extra = [pads[0] - pad[0], pads[1] - pad[1], pads[2] - pad[0], pads[3] - pad[1]];
+        let x = if extra.iter().any(|&p| p != 0) {
+            let canon = self.canon[x].clone();
+            let (h, w) = (canon[2] + extra[0] + extra[2], canon[3] + extra[1] + extra[3]);
+            let op = Op::Pad2d(Pad2d::zeros(extra));
+            self.add(&format!("{base}.pad"), op, &[x], Vec::new(), vec![canon[0], canon[1], h, w], &from)
+        } else {
+            x
+        };
         let s = w.size();
         let groups = n.int("group", 1);
         let bias = self.cval(n, 2);
@@ -230,6 +302,61 @@ impl Lower<'_> {
         let id = self.add(&base, op, &[x], params, g.values[&out].size(), &from);
         self.bind(&out, id, None);
         Ok(())
+    }
+
+    /// Constant padding of a map's height and width: pad2d (nothing when every pad is 0, as
+    /// exporters write for "same" padding that the input size makes empty).
+    fn pad(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let xs: Vec<Option<&Tensor>> =
+            n.inputs.iter().map(|v| if v.is_empty() { None } else { Some(&g.values[v]) }).collect();
+        let (_, pads, value) = pad_args(&Args::new(n, &xs)).map_err(|e| self.unsupported(n, &e.to_string()))?;
+        if pads.iter().all(|&p| p == 0) {
+            let b = self.bound(&n.inputs[0], n)?;
+            let (id, v) = (b.id, b.view.as_ref().map(|t| t.shallow_clone()));
+            self.env.insert(n.outputs[0].clone(), crate::import::lower::Bound { id, view: v });
+            return Ok(());
+        }
+        let x = self.canonical(&n.inputs[0], n, "padding")?;
+        let rank = pads.len() / 2;
+        if rank != 4 || self.canon[x].len() != 4 || pads[..2] != [0, 0] || pads[4..6] != [0, 0] {
+            return Err(self.unsupported(n, "padding other than of a map's height and width"));
+        }
+        if pads.iter().any(|&p| p < 0) {
+            return Err(self.unsupported(n, "negative padding (a crop)"));
+        }
+        let fill = match value {
+            0.0 => Fill::Zero,
+            f64::NEG_INFINITY => Fill::NegInfinity,
+            v => return Err(self.unsupported(n, &format!("padding with {v} (0 and −∞ are supported)"))),
+        };
+        let op = Op::Pad2d(Pad2d { pads: [pads[2], pads[3], pads[6], pads[7]], fill });
+        let out = &n.outputs[0];
+        let id = self.add(&g.module_name(n), op, &[x], Vec::new(), g.values[out].size(), &n.name);
+        self.bind(out, id, None);
+        Ok(())
+    }
+
+    /// A global average: of a map, adaptive_avg_pool2d to 1×1; of tokens transposed to
+    /// (N, C, T), the mean over the tokens.
+    fn global_average(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let b = self.bound(&n.inputs[0], n)?;
+        let (id, idx, canon) = (b.id, self.index(b), self.canon[b.id].clone());
+        if canon.len() == 3 && idx.size() == [canon[0], canon[2], canon[1]] {
+            if !idx.equal(&crate::import::view::identity(&canon).transpose(1, 2)) {
+                return Err(self.unsupported(n, "a mean over something other than the tokens"));
+            }
+            let out = &n.outputs[0];
+            let pooled = vec![canon[0], canon[2]];
+            let pid = self.add(&g.module_name(n), Op::MeanPool(MeanPool), &[id], Vec::new(), pooled.clone(), &n.name);
+            let v = crate::import::view::identity(&pooled).reshape(g.values[out].size().as_slice());
+            self.bind(out, pid, Some(v));
+            return Ok(());
+        }
+        self.pool(i, |_, _| Ok(Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [1, 1] })))
     }
 
     /// Pooling: the relprune op `op` makes of the node.

@@ -104,12 +104,22 @@ fn slice(a: &Args) -> Result<Vec<Tensor>> {
     for i in 0..starts.len() {
         let (ax, dim) = dim_of(&t, axes[i])?;
         let step = steps[i];
-        if step <= 0 {
-            crate::bail!("only positive Slice steps are supported");
+        if step == 0 {
+            crate::bail!("a Slice step of 0");
         }
-        let norm = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
-        let (s, e) = (norm(starts[i]), norm(ends[i]));
-        t = t.f_slice(ax, s, e.max(s), step)?;
+        if step > 0 {
+            let norm = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
+            let (s, e) = (norm(starts[i]), norm(ends[i]));
+            t = t.f_slice(ax, s, e.max(s), step)?;
+        } else {
+            // ONNX: a negative step walks down from start (clamped to 0 ..= dim − 1) to just
+            // above end (clamped to −1 ..= dim − 1); exporters reverse pad lists so.
+            let from_end = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+            let (s, e) = (from_end(starts[i]).clamp(0, (dim - 1).max(0)), from_end(ends[i]).clamp(-1, dim - 1));
+            let picked: Vec<i64> =
+                if dim == 0 { Vec::new() } else { (e + 1..=s).rev().step_by(step.unsigned_abs() as usize).collect() };
+            t = t.f_index_select(ax, &Tensor::from_slice(&picked))?;
+        }
     }
     one(t)
 }

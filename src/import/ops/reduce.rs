@@ -35,6 +35,30 @@ pub(super) const MAPPED: &[OpDef] = &[
         lower: Some(|l, i| l.layer_normalization(i)),
         ..BASE
     },
+    OpDef {
+        name: "InstanceNormalization",
+        doc: "with the Reshapes, Mul and Add around it: group_norm (PyTorch's GroupNorm; InstanceNorm2d alone)",
+        inputs: Arity::exactly(3),
+        attrs: |n| float_attr(n, "epsilon"),
+        eval: |a| {
+            let (t, s, b) = (a.x(0)?, a.x(1)?, a.x(2)?);
+            if t.dim() < 3 || s.numel() as i64 != t.size()[1] || b.numel() as i64 != t.size()[1] {
+                crate::bail!(
+                    "needs (N, C, …) with C scales and shifts, gets {:?}, {:?}, {:?}",
+                    t.size(),
+                    s.size(),
+                    b.size()
+                );
+            }
+            let eps = a.n.float("epsilon", 1e-5) as f64;
+            one(t.f_instance_norm(Some(s), Some(b), None::<&Tensor>, None::<&Tensor>, true, 0.0, eps, false)?)
+        },
+        lower: Some(|l, i| {
+            let n = &l.g.model.nodes[i];
+            Err(l.unsupported(n, "an instance norm that is not PyTorch's GroupNorm or InstanceNorm2d over a map"))
+        }),
+        ..BASE
+    },
 ];
 
 pub(super) const POSITIONS: &[OpDef] = &[OpDef {
