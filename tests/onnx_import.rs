@@ -30,6 +30,8 @@ const MODELS: &[&str] = &[
     "roberta",
     "sequential",
     "tiny_vit",
+    "constructs_cnn",
+    "constructs_vit",
 ];
 
 /// Checks one exported case: outputs equal onnxruntime's (to 1e-4 of the output's scale) on
@@ -123,8 +125,8 @@ fn import_error(file: &Path) -> String {
 fn bad_files_give_clear_errors() {
     let dir = common::oracle("onnx_bad.py", &[]);
     let e = import_error(&dir.join("unsupported.onnx"));
-    assert!(e.contains("Resize node `/1/Resize`") && e.contains("node 2 of the file"), "{e}");
-    assert!(e.contains("not supported") && e.contains("backbone"), "hint missing: {e}");
+    assert!(e.contains("ConvTranspose node `/1/ConvTranspose`") && e.contains("node 1 of the file"), "{e}");
+    assert!(e.contains("transposed convolutions are not supported"), "hint missing: {e}");
     let e = import_error(&dir.join("two_outputs.onnx"));
     assert!(e.contains("2 outputs") && e.contains("only the logits"), "{e}");
     let e = import_error(&dir.join("no_weights.onnx"));

@@ -30,7 +30,8 @@ use tch::{Kind, Tensor};
 
 /// Every case this file uses, in one oracle run (cached); `--state-dict` adds the PyTorch
 /// weights for the native models.
-const CASES: &str = "resnet18,vit_b_16,resnet18@dynamo,tiny_vit,bert,mobilenet_v2,densenet121,sequential";
+const CASES: &str = "resnet18,vit_b_16,resnet18@dynamo,tiny_vit,bert,mobilenet_v2,densenet121,sequential,\
+                     constructs_cnn,constructs_cnn@dynamo,constructs_vit";
 
 fn oracle() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -234,6 +235,16 @@ fn masked_equals_physical_on_imported_densenet121() {
     let single = g.nodes().iter().filter(|n| matches!(n.op, Op::Concat(_)) && n.inputs.len() == 1).count();
     assert_eq!(single, 0, "single-input Concats are the identity and are not mapped");
     masked_equals_physical("densenet121", &[ComponentKind::Filters]);
+}
+
+/// The constructs of timm's other architectures: padding, GroupNorm and InstanceNorm (whose
+/// channels prune), PoolFormer's difference, a scalar affine map, resizing; distillation and
+/// register tokens, layer scale on tokens.
+#[test]
+fn masked_equals_physical_on_imported_constructs() {
+    masked_equals_physical("constructs_cnn", &[ComponentKind::Filters]);
+    masked_equals_physical("constructs_cnn@dynamo", &[ComponentKind::Filters]);
+    masked_equals_physical("constructs_vit", &[ComponentKind::Heads, ComponentKind::Neurons]);
 }
 
 #[test]

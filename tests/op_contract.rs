@@ -107,6 +107,18 @@ fn cases() -> Vec<Case> {
         ),
         unary("adaptive_avg_pool2d", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [3, 3] })),
         unary("pad2d (asymmetric)", Op::Pad2d(Pad2d::zeros([0, 1, 2, 0]))),
+        unary(
+            "resize2d (nearest)",
+            Op::Resize2d(Resize2d { output: [12, 9], mode: ResizeMode::Nearest, align_corners: false }),
+        ),
+        unary(
+            "resize2d (bilinear)",
+            Op::Resize2d(Resize2d { output: [9, 12], mode: ResizeMode::Bilinear, align_corners: false }),
+        ),
+        unary(
+            "resize2d (bicubic, corners aligned)",
+            Op::Resize2d(Resize2d { output: [10, 10], mode: ResizeMode::Bicubic, align_corners: true }),
+        ),
         map_case("pad2d (−∞) before max pooling", |b, _, r| {
             let p = b.add("pad", Op::Pad2d(Pad2d { pads: [0, 0, 1, 1], fill: Fill::NegInfinity }), &[r]);
             (
@@ -131,9 +143,10 @@ fn cases() -> Vec<Case> {
             let c2 = conv(b, "c2", 3, 8, x);
             (b.add("op", Op::Add(Add), &[r, c2]), 8)
         }),
+        unary("scale with shift", Op::Scale(Scale { channels: 8, last: false, bias: true })),
         map_case("sub (PoolFormer's pooling minus its input)", |b, _, r| {
             let pool = AvgPool2d { count_include_pad: false, ..AvgPool2d::new([3, 3], [1, 1], [1, 1]) };
-            let p = b.add("pool", Op::AvgPool2d(pool), &[r]);
+            let p = b.add("mix", Op::AvgPool2d(pool), &[r]);
             (b.add("op", Op::Sub(Sub), &[p, r]), 8)
         }),
         map_case("mul (squeeze-and-excitation gate)", |b, _, r| {
@@ -152,7 +165,7 @@ fn cases() -> Vec<Case> {
             let h = b.add("act", Op::Gelu(Gelu { tanh: false }), &[h]);
             let h =
                 b.add("pw2", Op::ChannelLinear(ChannelLinear { in_channels: 16, out_channels: 8, bias: false }), &[h]);
-            let h = b.add("scale", Op::Scale(Scale { channels: 8 }), &[h]);
+            let h = b.add("scale", Op::Scale(Scale::map(8)), &[h]);
             (b.add("op", Op::Add(Add), &[h, r]), 8)
         }),
         map_case("channel split into two convs, concatenated", |b, _, r| {
@@ -178,24 +191,34 @@ fn cases() -> Vec<Case> {
     let a = b.add("act", Op::Relu(Relu), &[h]);
     let out = b.add("fc", Op::Linear(Linear { in_features: 6, out_features: 4, bias: false }), &[a]);
     v.push(finish("flatten into linear", b, out));
-    // A vision transformer block: patches, class token, positions, LayerNorm, attention.
+    // A vision transformer block: patches, class token, positions, LayerNorm, attention, layer scale.
     let mut b = GraphBuilder::new();
     let x = image_input(&mut b);
     let p = b.add("patch", Op::Conv2d(Conv2d::new(3, 8, 2).stride(2)), &[x]);
     let t = b.add("tokens", Op::PatchesToTokens(PatchesToTokens), &[p]);
-    let t = b.add("cls", Op::ClassToken(ClassToken { dim: 8 }), &[t]);
+    let t = b.add("cls", Op::ClassToken(ClassToken::new(8)), &[t]);
     let t = b.add("pos", Op::PositionEmbedding(PositionEmbedding { max_len: 10, dim: 8, leading_one: true }), &[t]);
+    // Register tokens after the positions (DINOv2 with registers).
+    let t = b.add("reg", Op::ClassToken(ClassToken { dim: 8, tokens: 2 }), &[t]);
     let n = b.add("ln", Op::LayerNorm(LayerNorm { dim: 8, eps: 1e-6 }), &[t]);
     let qkv = b.add("qkv", Op::Linear(Linear { in_features: 8, out_features: 24, bias: false }), &[n]);
     let att = b.add("attn", Op::Attention(Attention { heads: 2, head_dim: 4, packed: true }), &[qkv]);
     let o = b.add("proj", Op::Linear(Linear { in_features: 8, out_features: 8, bias: false }), &[att]);
+    // Layer scale on tokens (CaiT, DeiT III, BEiT).
+    let o = b.add("ls1", Op::Scale(Scale { channels: 8, last: true, bias: false }), &[o]);
     let s = b.add("res", Op::Add(Add), &[o, t]);
+    // Token mixing (MLP-Mixer): 9 patches, the class token and 2 register tokens.
+    let s = b.add("mix", Op::TokenLinear(TokenLinear { in_tokens: 12, out_tokens: 12, bias: false }), &[s]);
     let h = b.add("mlp.0", Op::Linear(Linear { in_features: 8, out_features: 16, bias: false }), &[s]);
     let h = b.add("mlp.1", Op::Gelu(Gelu { tanh: false }), &[h]);
     let h = b.add("mlp.2", Op::Linear(Linear { in_features: 16, out_features: 8, bias: false }), &[h]);
     let s = b.add("res2", Op::Add(Add), &[h, s]);
     let c = b.add("select", Op::SelectToken(SelectToken { index: 0 }), &[s]);
-    let out = b.add("head", Op::Linear(Linear { in_features: 8, out_features: 4, bias: false }), &[c]);
+    // The patch tokens' mean beside the class token (DINOv2's classifier), concatenated features.
+    let patches = b.add("patches", Op::TokenSlice(TokenSlice { start: 3, length: 9 }), &[s]);
+    let mean = b.add("mean", Op::MeanPool(MeanPool), &[patches]);
+    let c = b.add("features", Op::Concat(Concat { dim: 1 }), &[c, mean]);
+    let out = b.add("head", Op::Linear(Linear { in_features: 16, out_features: 4, bias: false }), &[c]);
     v.push(finish("vision transformer block", b, out));
     // A text encoder: embeddings, separate q / k / v with a padding mask, mean pooling.
     let mut b = GraphBuilder::new();

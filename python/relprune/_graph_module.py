@@ -107,10 +107,16 @@ def _spatial_list(n: int) -> Callable[[str, Any], list[int]]:
     return check
 
 
-def _fill(field: str, v: Any) -> str:
-    if v not in ("zero", "neg_infinity"):
-        raise ValueError(f"{field} must be \"zero\" or \"neg_infinity\", not {v!r}")
-    return v
+def _choice(*names: str) -> Callable[[str, Any], str]:
+    def check(field: str, v: Any) -> str:
+        if v not in names:
+            raise ValueError(f"{field} must be one of {', '.join(names)}, not {v!r}")
+        return v
+
+    return check
+
+
+_fill = _choice("zero", "neg_infinity")
 
 
 _POS = _int(1)
@@ -388,15 +394,18 @@ class _RmsNorm(_Op):
 
 @_op("scale")
 class _Scale(_Op):
-    fields = {"channels": _POS}
+    fields = {"channels": _POS, "last": _bool, "bias": _bool}
+    defaults = {"last": False, "bias": False}
 
     def params(self) -> list[_Param]:
-        """One factor per channel, shaped (C, 1, 1)."""
-        return [_Param("weight", (self.channels, 1, 1))]
+        """One factor (and shift) per channel, shaped (C, 1, 1) for a map, (C) when the channels are last."""
+        shape = (self.channels,) if self.last else (self.channels, 1, 1)
+        return [_Param("weight", shape)] + ([_Param("bias", shape)] if self.bias else [])
 
     def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
-        """The input times its per-channel factors (layer scale)."""
-        return xs[0] * p["weight"]
+        """The input times its per-channel factors (layer scale), plus the shift."""
+        y = xs[0] * p["weight"]
+        return y + p["bias"] if self.bias else y
 
 
 class _Pointwise(_Op):
@@ -521,6 +530,40 @@ class _Pad2d(_Op):
         return F.pad(xs[0], (left, right, top, bottom), value=value)
 
 
+@_op("token_slice")
+class _TokenSlice(_Op):
+    fields = {"start": _NAT, "length": _POS}
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """Tokens ``start .. start + length`` of (B, T, D)."""
+        return xs[0][:, self.start : self.start + self.length]
+
+
+@_op("token_linear")
+class _TokenLinear(_Op):
+    fields = {"in_tokens": _POS, "out_tokens": _POS, "bias": _bool}
+
+    def params(self) -> list[_Param]:
+        """Weight (out_tokens, in_tokens), bias per output token."""
+        w = [_Param("weight", (self.out_tokens, self.in_tokens))]
+        return w + ([_Param("bias", (self.out_tokens,))] if self.bias else [])
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """A linear layer over the token axis of (B, T, C)."""
+        return F.linear(xs[0].transpose(1, 2), p["weight"], p.get("bias")).transpose(1, 2)
+
+
+@_op("resize2d")
+class _Resize2d(_Op):
+    fields = {"output": _pair(1), "mode": _choice("nearest", "bilinear", "bicubic"), "align_corners": _bool}
+    defaults = {"align_corners": False}
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """``F.interpolate`` to the fixed output size."""
+        align = self.align_corners if self.mode != "nearest" else None
+        return F.interpolate(xs[0], size=self.output, mode=self.mode, align_corners=align)
+
+
 @_op("adaptive_avg_pool2d")
 class _AdaptiveAvgPool2d(_Op):
     fields = {"output": _pair(1)}
@@ -617,16 +660,17 @@ class _StochasticDepth(_Op):
 
 @_op("class_token")
 class _ClassToken(_Op):
-    fields = {"dim": _POS}
+    fields = {"dim": _POS, "tokens": _POS}
+    defaults = {"tokens": 1}
 
     def params(self) -> list[_Param]:
-        """The learned token, shaped (1, 1, dim)."""
-        return [_Param("weight", (1, 1, self.dim))]
+        """The learned tokens, shaped (1, tokens, dim)."""
+        return [_Param("weight", (1, self.tokens, self.dim))]
 
     def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
-        """The token prepended to every sequence: (B, T, D) → (B, T + 1, D)."""
+        """The tokens prepended to every sequence: (B, T, D) → (B, T + tokens, D)."""
         x = xs[0]
-        return torch.cat([p["weight"].expand(x.shape[0], 1, self.dim), x], 1)
+        return torch.cat([p["weight"].expand(x.shape[0], self.tokens, self.dim), x], 1)
 
 
 @_op("position_embedding")

@@ -335,7 +335,19 @@ def image_graph(b: Builder) -> tuple[list[int], int]:
     ad = b.node("sum", "add", (mu, sg, si))
     th = b.node("tanh", "tanh", (ad,))
     re_ = b.node("relu", "relu", (th,))
-    aap = b.node("pool", "adaptive_avg_pool2d", (re_,), output=[4, 3])  # 6 → 4: overlapping windows
+    lk = b.node("leaky", "leaky_relu", (re_,), negative_slope=0.2)
+    gn = b.node(
+        "gn", "group_norm", (lk,), {"weight": b.r(10, lo=0.5), "bias": b.r(10)}, groups=2, channels=10, eps=1e-5
+    )
+    pd = b.node("pad", "pad2d", (gn,), pads=[0, 1, 2, 0])  # 6×6 → 8×7
+    pi = b.node("pad_inf", "pad2d", (pd,), pads=[0, 0, 1, 1], fill="neg_infinity")  # → 9×8
+    mx = b.node("pad_pool", "max_pool2d", (pi,), kernel=[2, 2], stride=[1, 1], padding=[0, 0], ceil_mode=False)
+    rz = b.node("resize", "resize2d", (mx,), output=[6, 6], mode="bicubic", align_corners=True)
+    df = b.node("diff", "sub", (rz, re_))
+    af = b.node(
+        "affine", "scale", (df,), {"weight": b.r(10, 1, 1, lo=0.5), "bias": b.r(10, 1, 1)}, channels=10, bias=True
+    )
+    aap = b.node("pool", "adaptive_avg_pool2d", (af,), output=[4, 3])  # 6 → 4: overlapping windows
     fl = b.node("flat", "flatten", (aap,), start_dim=1)
     fc = b.node(
         "fc", "linear", (fl,), {"weight": b.w(5, 120), "bias": b.r(5)}, in_features=120, out_features=5, bias=True
@@ -346,7 +358,8 @@ def image_graph(b: Builder) -> tuple[list[int], int]:
     pt = b.node("eval.tokens", "patches_to_tokens", (pc,))
     ct = b.node("cls", "class_token", (pt,), {"weight": b.r(1, 1, 16)}, keys={"weight": "cls_token"}, dim=16)
     pe = b.node("pos", "position_embedding", (ct,), {"weight": b.r(1, 6, 16)}, max_len=6, dim=16, leading_one=True)
-    lt = b.node("ln", "layer_norm", (pe,), {"weight": b.r(16, lo=0.5), "bias": b.r(16)}, dim=16, eps=1e-5)
+    rg = b.node("reg", "class_token", (pe,), {"weight": b.r(1, 2, 16)}, dim=16, tokens=2)
+    lt = b.node("ln", "layer_norm", (rg,), {"weight": b.r(16, lo=0.5), "bias": b.r(16)}, dim=16, eps=1e-5)
     qkv = b.node(
         "attn.qkv",
         "linear",
@@ -358,10 +371,14 @@ def image_graph(b: Builder) -> tuple[list[int], int]:
     )
     at = b.node("attn", "attention", (qkv,), heads=2, head_dim=4, packed=True)
     pr = b.node("attn.proj", "linear", (at,), {"weight": b.w(16, 8)}, in_features=8, out_features=16, bias=False)
-    rs = b.node("res", "add", (pr, pe))
+    ls = b.node("attn.ls", "scale", (pr,), {"weight": b.r(16, lo=0.5)}, channels=16, last=True)
+    rs = b.node("res", "add", (ls, rg))
+    rs = b.node(
+        "mix", "token_linear", (rs,), {"weight": b.w(7, 7), "bias": b.r(7)}, in_tokens=7, out_tokens=7, bias=True
+    )
     first = b.node("first", "select_token", (rs,), index=0)
     last = b.node("last", "select_token", (rs,), index=-1)
-    mean = b.node("mean", "mean_pool", (rs,))
+    mean = b.node("mean", "mean_pool", (b.node("patches", "token_slice", (rs,), start=3, length=4),))
     tok = b.node("tok", "add", (first, last, mean))
     hd = b.node("head", "linear", (tok,), {"weight": b.w(5, 16)}, in_features=16, out_features=5, bias=False)
     return [x], b.node("out", "add", (fc, hd))

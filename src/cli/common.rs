@@ -162,7 +162,8 @@ pub fn thousands(n: i64) -> String {
 /// The task and curve settings shared by `curve`, `compare` and `optimize`.
 #[derive(Args, Clone, Debug)]
 pub struct TaskArgs {
-    /// Which components to prune (default: filters for CNNs, neurons for transformers).
+    /// Which components to prune (default: filters for CNNs, neurons for transformers and for
+    /// all-MLP models whose filters cannot be removed).
     #[arg(long)]
     pub component: Option<relprune::prune::components::ComponentKind>,
     /// Restrict the task to K classes drawn by --seed (the paper's 3-class tasks) [range: 2..=the

@@ -80,6 +80,7 @@ fn attribute(name: &str, a: &Attr) -> pb::AttributeProto {
         Attr::Int(v) => (p.i, p.r#type) = (Some(*v), Some(AttributeType::Int as i32)),
         Attr::Ints(v) => (p.ints, p.r#type) = (v.to_vec(), Some(AttributeType::Ints as i32)),
         Attr::Float(v) => (p.f, p.r#type) = (Some(*v), Some(AttributeType::Float as i32)),
+        Attr::Str(v) => (p.s, p.r#type) = (Some(v.as_bytes().to_vec()), Some(AttributeType::String as i32)),
     }
     p
 }

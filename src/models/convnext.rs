@@ -78,7 +78,7 @@ pub fn build(cfg: &ConvNextConfig, seed: u64) -> Result<Graph> {
             let fc2 = ChannelLinear { in_channels: 4 * dim, out_channels: dim, bias: true };
             y = b.add(format!("{p}.block.5"), Op::ChannelLinear(fc2), &[y]);
             let key = format!("{p}.layer_scale");
-            y = b.add_keyed(format!("{p}.scale"), Op::Scale(Scale { channels: dim }), &[y], &[(Role::Weight, &key)]);
+            y = b.add_keyed(format!("{p}.scale"), Op::Scale(Scale::map(dim)), &[y], &[(Role::Weight, &key)]);
             let sd = sd_max * block_id as f64 / (total as f64 - 1.0);
             y = b.add(format!("{p}.stochastic_depth"), Op::StochasticDepth(StochasticDepth { p: sd }), &[y]);
             x = b.add(format!("{p}.add"), Op::Add(Add), &[y, x]);

@@ -92,7 +92,7 @@ pub fn build(cfg: &VitConfig, seed: u64) -> Result<Graph> {
     let conv = Conv2d::new(cfg.in_channels, d, cfg.patch_size).stride(cfg.patch_size).bias(true);
     let mut t = b.add("conv_proj", Op::Conv2d(conv), &[x]);
     t = b.add("patches", Op::PatchesToTokens(PatchesToTokens), &[t]);
-    t = b.add_keyed("class_token", Op::ClassToken(ClassToken { dim: d }), &[t], &[(Role::Weight, "class_token")]);
+    t = b.add_keyed("class_token", Op::ClassToken(ClassToken::new(d)), &[t], &[(Role::Weight, "class_token")]);
     t = b.add_keyed(
         "encoder.pos_embedding",
         Op::PositionEmbedding(PositionEmbedding { max_len: cfg.seq_len(), dim: d, leading_one: true }),

@@ -231,10 +231,19 @@ impl ComponentSet {
         (l, index - l.offset)
     }
 
-    /// The default kind for a graph: heads-and-neurons models (with attention) → neurons,
-    /// otherwise filters.
+    /// The default kind for a graph: heads-and-neurons models (with attention) → neurons;
+    /// otherwise filters, unless no filter can be removed and neurons can (an all-MLP model
+    /// such as MLP-Mixer, whose only convolution feeds LayerNorms).
     pub fn default_kind(graph: &Graph) -> ComponentKind {
         if graph.nodes().iter().any(|n| matches!(n.op.kind().units(), Some(Units::Heads { .. }))) {
+            return ComponentKind::Neurons;
+        }
+        let removable = |kind| {
+            ComponentSet::find(graph, kind)
+                .and_then(|c| coupled_groups(graph, &c))
+                .is_ok_and(|groups| groups.iter().any(|g| g.blocked.is_none()))
+        };
+        if !removable(ComponentKind::Filters) && removable(ComponentKind::Neurons) {
             ComponentKind::Neurons
         } else {
             ComponentKind::Filters

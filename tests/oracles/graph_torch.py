@@ -66,6 +66,13 @@ def run(folder, inputs_path, out_path):
             y = F.linear(x.permute(0, 2, 3, 1), P("weight"), P("bias") if op["bias"] else None).permute(0, 3, 1, 2)
         elif t == "group_norm":
             y = F.group_norm(x, op["groups"], P("weight"), P("bias"), op["eps"])
+        elif t == "token_slice":
+            y = x[:, op["start"]:op["start"] + op["length"]]
+        elif t == "token_linear":
+            y = F.linear(x.transpose(1, 2), P("weight"), P("bias") if op["bias"] else None).transpose(1, 2)
+        elif t == "resize2d":
+            align = op.get("align_corners", False) if op["mode"] != "nearest" else None
+            y = F.interpolate(x, size=op["output"], mode=op["mode"], align_corners=align)
         elif t == "pad2d":
             top, left, bottom, right = op["pads"]
             y = F.pad(x, (left, right, top, bottom), value=-math.inf if op.get("fill") == "neg_infinity" else 0.0)
@@ -74,7 +81,7 @@ def run(folder, inputs_path, out_path):
         elif t == "channel_slice":
             y = x.narrow(1 if x.dim() == 4 else x.dim() - 1, op["start"], op["length"])
         elif t == "scale":
-            y = x * P("weight")
+            y = x * P("weight") + (P("bias") if op.get("bias") else 0)
         elif t == "flatten":
             y = torch.flatten(x, op["start_dim"])
         elif t == "add":
@@ -139,7 +146,7 @@ def run(folder, inputs_path, out_path):
         elif t == "patches_to_tokens":
             y = x.flatten(2).transpose(1, 2)
         elif t == "class_token":
-            y = torch.cat([P("weight").expand(x.shape[0], -1, -1), x], 1)
+            y = torch.cat([P("weight").expand(x.shape[0], -1, -1), x], 1)  # one or more tokens
         elif t == "select_token":
             y = x[:, op["index"]]
         elif t == "mean_pool":

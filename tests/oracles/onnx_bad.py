@@ -1,7 +1,7 @@
 """Oracle: ONNX files an importer must refuse with a clear error.
 
 usage: onnx_bad.py --out DIR
-writes DIR/unsupported.onnx (an nn.Upsample, i.e. a Resize node, between two convs),
+writes DIR/unsupported.onnx (an nn.ConvTranspose2d between two convs),
 DIR/two_outputs.onnx (a model returning two tensors), DIR/no_weights.onnx (only a ReLU and a
 flatten: no initializers) and DIR/dynamic_size.onnx (height and width exported as dynamic).
 """
@@ -35,7 +35,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     x = torch.randn(1, 3, 16, 16)
-    up = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 3),
+    up = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ConvTranspose2d(4, 4, 2, stride=2), nn.Conv2d(4, 4, 3),
                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     export(up, x, out / "unsupported.onnx")
     export(TwoOutputs(), x, out / "two_outputs.onnx")

@@ -80,7 +80,7 @@ TORCHVISION = {
     "convnext_tiny": CNN_SIZE,
 }
 HF = ("bert", "distilbert", "roberta")
-OTHER = ("sequential", "tiny_vit")
+OTHER = ("sequential", "tiny_vit", "constructs_cnn", "constructs_vit")
 CASES = tuple(TORCHVISION) + HF + OTHER
 BATCH = 2
 SEQ = 16
@@ -133,6 +133,68 @@ def perturb(model):
                 normal(p, 0.1)
 
 
+class ConstructsCNN(nn.Module):
+    """One of each map construct of timm's other architectures, in a small CNN: TensorFlow's
+    asymmetric "same" padding, GroupNorm, LeakyReLU, PoolFormer's pool(x) − x, InstanceNorm2d, a
+    learnable scalar affine map (HGNetV2), nearest upsampling of a branch (HRNet) and a bilinear
+    resized gate (GhostNetV2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2)
+        self.gn = nn.GroupNorm(4, 16)
+        self.act = nn.LeakyReLU(0.1)
+        self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.inorm = nn.InstanceNorm2d(16, affine=True)
+        self.scale = nn.Parameter(torch.tensor([1.5]))
+        self.shift = nn.Parameter(torch.tensor([0.1]))
+        self.down = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.fuse = nn.Conv2d(32, 16, 1)
+        self.gate = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, 10)
+        with torch.no_grad():
+            for norm in (self.gn, self.inorm):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        x = self.stem(nn.functional.pad(x, (0, 1, 0, 1)))
+        x = self.act(self.gn(x))
+        x = x + (self.pool(x) - x)
+        x = self.inorm(x) * self.scale + self.shift
+        up = nn.functional.interpolate(self.fuse(self.down(x)), scale_factor=2, mode="nearest")
+        x = x + up
+        g = self.gate(nn.functional.avg_pool2d(x, 2))
+        x = x * torch.sigmoid(nn.functional.interpolate(g, size=(16, 16), mode="bilinear", align_corners=False))
+        return self.fc(x.mean((2, 3)))
+
+
+class ConstructsViT(nn.Module):
+    """A vision transformer with DeiT's distillation token and two heads averaged, register
+    tokens after the positions (DINOv2 with registers) and layer scale (timm's blocks)."""
+
+    def __init__(self, dim=32):
+        super().__init__()
+        from timm.models.vision_transformer import Block
+        self.patch = nn.Conv2d(3, dim, 8, 8)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.2)
+        self.dist = nn.Parameter(torch.randn(1, 1, dim) * 0.2)
+        self.reg = nn.Parameter(torch.randn(1, 2, dim) * 0.2)
+        self.pos = nn.Parameter(torch.randn(1, 18, dim) * 0.2)
+        self.block = Block(dim, 4, mlp_ratio=2.0, qkv_bias=True, init_values=0.5)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+        self.head_dist = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        b = t.shape[0]
+        t = torch.cat([self.cls.expand(b, -1, -1), self.dist.expand(b, -1, -1), t], 1) + self.pos
+        t = torch.cat([self.reg.expand(b, -1, -1), t], 1)
+        t = self.norm(self.block(t))
+        return (self.head(t[:, 2]) + self.head_dist(t[:, 3])) / 2
+
+
 def build(name):
     """(module, example inputs, input names, num_classes)"""
     torch.manual_seed(0)
@@ -147,6 +209,10 @@ def build(name):
         model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
                                   hidden_dim=64, mlp_dim=128, num_classes=10)
         return model, (torch.randn(BATCH, 3, 32, 32, generator=g),), ["input"], 10
+    if name == "constructs_cnn":
+        return ConstructsCNN(), (torch.randn(BATCH, 3, 32, 32, generator=g),), ["input"], 10
+    if name == "constructs_vit":
+        return ConstructsViT(), (torch.randn(BATCH, 3, 32, 32, generator=g),), ["input"], 10
     if name == "sequential":
         model = nn.Sequential(
             nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),

@@ -72,6 +72,7 @@ pub enum Attr<'a> {
     Int(i64),
     Ints(&'a [i64]),
     Float(f32),
+    Str(&'a str),
 }
 
 /// What an op's export sees: its inputs' value names and shapes, its parameters, and the model

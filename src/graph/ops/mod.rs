@@ -42,13 +42,16 @@ mod mul;
 mod pad2d;
 mod patches_to_tokens;
 mod position_embedding;
+mod resize2d;
 mod rms_norm;
 mod scale;
 mod segment_embedding;
 mod select_token;
 mod stochastic_depth;
 mod sub;
+mod token_linear;
 mod token_position_embedding;
+mod token_slice;
 
 pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, Relu, Sigmoid, Silu, Tanh};
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
@@ -77,13 +80,16 @@ pub use mul::{GateRule, Mul};
 pub use pad2d::{Fill, Pad2d};
 pub use patches_to_tokens::PatchesToTokens;
 pub use position_embedding::PositionEmbedding;
+pub use resize2d::{Resize2d, ResizeMode};
 pub use rms_norm::RmsNorm;
 pub use scale::Scale;
 pub use segment_embedding::SegmentEmbedding;
 pub use select_token::SelectToken;
 pub use stochastic_depth::StochasticDepth;
 pub use sub::Sub;
+pub use token_linear::TokenLinear;
 pub use token_position_embedding::TokenPositionEmbedding;
+pub use token_slice::TokenSlice;
 
 /// Registers the op kinds: the enum (its JSON form is `{"type": "<name>", ...fields}`), the list
 /// of names, and the single dispatch to [`OpKind`].
@@ -140,9 +146,13 @@ ops! {
     MaxPool2d(MaxPool2d) = "max_pool2d",
     AvgPool2d(AvgPool2d) = "avg_pool2d",
     AdaptiveAvgPool2d(AdaptiveAvgPool2d) = "adaptive_avg_pool2d",
+    /// Resizing a map to a fixed size (nearest, bilinear, bicubic).
+    Resize2d(Resize2d) = "resize2d",
     /// Constant padding of height and width, possibly asymmetric (TensorFlow's "same").
     Pad2d(Pad2d) = "pad2d",
     Linear(Linear) = "linear",
+    /// A linear layer over the token axis (MLP-Mixer's token mixing).
+    TokenLinear(TokenLinear) = "token_linear",
     /// A linear layer over the channels of a map (ConvNeXt).
     ChannelLinear(ChannelLinear) = "channel_linear",
     /// A learned factor per channel (layer scale).
@@ -178,6 +188,8 @@ ops! {
     PatchesToTokens(PatchesToTokens) = "patches_to_tokens",
     ClassToken(ClassToken) = "class_token",
     SelectToken(SelectToken) = "select_token",
+    /// A contiguous range of tokens.
+    TokenSlice(TokenSlice) = "token_slice",
     MeanPool(MeanPool) = "mean_pool",
 }
 

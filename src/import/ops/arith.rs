@@ -61,6 +61,14 @@ pub(super) const MAPPED: &[OpDef] = &[
         ..BASE
     },
     OpDef {
+        name: "Div",
+        doc: "division by a constant: scale by its reciprocal; constant shape arithmetic is folded",
+        inputs: Arity::exactly(2),
+        eval: |a| binary(a, |x, y| if is_int(x) { x.f_div_tensor_mode(y, "trunc") } else { x.f_div(y) }),
+        lower: Some(|l, i| l.div_op(i)),
+        ..BASE
+    },
+    OpDef {
         name: "Sub",
         doc: "sub of two tensors laid out alike (PoolFormer's pool(x) − x); constant shape arithmetic is folded",
         inputs: Arity::exactly(2),
@@ -92,7 +100,6 @@ pub(super) const SHAPE_ARITHMETIC: &[OpDef] = &[
     unary("Not", |a| one(a.x(0)?.f_logical_not()?)),
     unary("Neg", |a| one(a.x(0)?.f_neg()?)),
     unary("Abs", |a| one(a.x(0)?.f_abs()?)),
-    two("Div", FOLDED, |a| binary(a, |x, y| if is_int(x) { x.f_div_tensor_mode(y, "trunc") } else { x.f_div(y) })),
     // The exponent keeps its own type; the result has the base's.
     two("Pow", FOLDED, |a| one(a.x(0)?.f_pow(a.x(1)?)?.f_to_kind(a.x(0)?.kind())?)),
     unary("Sqrt", |a| one(a.x(0)?.f_sqrt()?)),
@@ -150,12 +157,7 @@ impl Lower<'_> {
         }
         match (g.is_const(a), g.is_const(b)) {
             (false, false) => {
-                let (ba, bb) = (self.bound(a, n)?, self.bound(b, n)?);
-                let (ia, ib) = (self.index(ba), self.index(bb));
-                if ia.size() != ib.size() || !ia.equal(&ib) || self.canon[ba.id] != self.canon[bb.id] {
-                    return Err(self.unsupported(n, "a sum of tensors laid out differently (broadcast)"));
-                }
-                let (x, y, v) = (ba.id, bb.id, ba.view.as_ref().map(|t| t.shallow_clone()));
+                let (x, y, v) = self.aligned(n, a, b, "a sum")?;
                 let canon = self.canon[x].clone();
                 let id = self.add(&g.module_name(n), Op::Add(Add), &[x, y], Vec::new(), canon, &n.name);
                 self.bind(&n.outputs[0], id, v);
@@ -167,6 +169,24 @@ impl Lower<'_> {
         }
     }
 
+    /// The nodes of two data values laid out alike, and their common view: as bound, or else
+    /// both made canonical (tokens on one side and a map's patches seen as tokens on the other,
+    /// around a token-mixing block).
+    fn aligned(&mut self, n: &ONode, a: &str, b: &str, what: &str) -> Result<(NodeId, NodeId, Option<Tensor>)> {
+        let (ba, bb) = (self.bound(a, n)?, self.bound(b, n)?);
+        let (ia, ib) = (self.index(ba), self.index(bb));
+        if ia.size() == ib.size() && ia.equal(&ib) && self.canon[ba.id] == self.canon[bb.id] {
+            return Ok((ba.id, bb.id, ba.view.as_ref().map(|t| t.shallow_clone())));
+        }
+        if ba.view.is_some() || bb.view.is_some() {
+            let (x, y) = (self.canonical(a, n, what)?, self.canonical(b, n, what)?);
+            if self.canon[x] == self.canon[y] {
+                return Ok((x, y, None));
+            }
+        }
+        Err(self.unsupported(n, &format!("{what} of tensors laid out differently (broadcast)")))
+    }
+
     /// A difference of two tensors laid out alike.
     fn sub_op(&mut self, i: usize) -> Result<()> {
         let g = self.g;
@@ -175,12 +195,7 @@ impl Lower<'_> {
         if g.is_const(a) || g.is_const(b) {
             return Err(self.unsupported(n, "subtracting a constant from data, or data from a constant"));
         }
-        let (ba, bb) = (self.bound(a, n)?, self.bound(b, n)?);
-        let (ia, ib) = (self.index(ba), self.index(bb));
-        if ia.size() != ib.size() || !ia.equal(&ib) || self.canon[ba.id] != self.canon[bb.id] {
-            return Err(self.unsupported(n, "a difference of tensors laid out differently (broadcast)"));
-        }
-        let (x, y, v) = (ba.id, bb.id, ba.view.as_ref().map(|t| t.shallow_clone()));
+        let (x, y, v) = self.aligned(n, a, b, "a difference")?;
         let canon = self.canon[x].clone();
         let id = self.add(&g.module_name(n), Op::Sub(Sub), &[x, y], Vec::new(), canon, &n.name);
         self.bind(&n.outputs[0], id, v);
@@ -196,15 +211,36 @@ impl Lower<'_> {
         let (id, idx) = (bnd.id, self.index(bnd));
         let canon = self.canon[id].clone();
         let ch = canon[view::channel_dim(&canon)];
+        if c.f_abs()?.f_max()?.double_value(&[]) == 0.0 {
+            // Adding zeros (a branch that is absent, written `out = 0 + …`): the value itself.
+            let v = bnd.view.as_ref().map(|t| t.shallow_clone());
+            self.env.insert(n.outputs[0].clone(), crate::import::lower::Bound { id, view: v });
+            return Ok(());
+        }
         let per_channel = c.numel() as i64 == ch && view::channels_last(&idx, &canon)
             || (canon.len() == 4
                 && bnd.view.is_none()
                 && c.size().iter().rev().take(2).all(|&d| d == 1)
                 && c.numel() as i64 == ch);
-        if per_channel && self.takes_bias(id, dv) {
+        // One shift per token of tokens seen transposed, (B, C, T): a token linear layer's bias.
+        let per_token = canon.len() == 3
+            && c.size().last() == Some(&canon[1])
+            && c.numel() as i64 == canon[1]
+            && idx.size() == [canon[0], canon[2], canon[1]]
+            && idx.equal(&view::identity(&canon).transpose(1, 2));
+        if per_token && self.takes_bias(id, dv) {
             return self.absorb_bias(n, id, dv, cv);
         }
-        if bnd.view.is_some() || canon.len() != 3 {
+        // One shift for every channel of a scaled value (HGNetV2's learnable affine block).
+        let shared = c.numel() == 1 && self.nodes[id].op.kind().bias_flag().is_some();
+        if (per_channel || shared) && self.takes_bias(id, dv) {
+            return self.absorb_bias(n, id, dv, cv);
+        }
+        // Tokens seen as a map's patches (a ViT without class token, CaiT, DINOv2 with register
+        // tokens): the table is added to the tokens.
+        let id = if bnd.view.is_some() { self.canonical(dv, n, "a position table")? } else { id };
+        let canon = self.canon[id].clone();
+        if canon.len() != 3 {
             return Err(self.unsupported(n, "adding a constant that is neither a bias nor a position or segment table"));
         }
         let (t, dim) = (canon[1], canon[2]);
@@ -247,16 +283,26 @@ impl Lower<'_> {
 
     /// Constant `cv` becomes the bias of node `id` (MatMul + Add), which computes `dv`.
     fn absorb_bias(&mut self, n: &ONode, id: NodeId, dv: &str, cv: &str) -> Result<()> {
+        *self.nodes[id].op.kind_mut().bias_flag_mut().expect("takes_bias checked the op") = true;
+        let shape = self.nodes[id].op.kind().params().into_iter().find(|p| p.role == Role::Bias).map(|p| p.shape);
+        let shape = shape.expect("an op with a bias flag declares its bias");
+        let mut bias = self.g.values[cv].f_flatten(0, -1)?;
+        let count: i64 = shape.iter().product();
+        // A shift shared by every channel is the user's parameter no more: it gets the node's name.
+        let own = bias.numel() as i64 == count;
+        if !own || shape.len() > 1 {
+            bias = bias.f_expand([count], false)?.f_contiguous()?.f_reshape(shape.as_slice())?;
+        }
         let key = self
             .g
             .const_origin(cv)
+            .filter(|_| own)
             .map(|k| user_name(&k).to_string())
             .filter(|k| meaningful(k) && !self.keys.contains(k))
             .unwrap_or_else(|| format!("{}.bias", self.nodes[id].name));
         self.keys.insert(key.clone());
-        self.params.insert(key.clone(), self.g.values[cv].f_flatten(0, -1)?);
+        self.params.insert(key.clone(), bias);
         self.nodes[id].params.insert(Role::Bias, key);
-        *self.nodes[id].op.kind_mut().bias_flag_mut().expect("takes_bias checked the op") = true;
         let v = self.env[dv].view.as_ref().map(|t| t.shallow_clone());
         // The value before the bias is no longer what the node computes.
         self.checked.retain(|c| c != dv);
@@ -330,24 +376,46 @@ impl Lower<'_> {
             return Ok(());
         }
         let (dv, cv) = if g.is_const(a) { (b, a) } else { (a, b) };
-        let bnd = self.bound(dv, n)?;
-        let (id, canon) = (bnd.id, self.canon[bnd.id].clone());
-        let c = &g.values[cv];
-        if canon.len() != 4 || bnd.view.is_some() || !(c.numel() as i64 == canon[1] || c.numel() == 1) {
-            return Err(self.unsupported(n, "multiplying by a constant other than a per-channel scale of a map"));
+        self.scale_by(n, dv, &g.values[cv], g.const_origin(cv))
+    }
+
+    /// Data divided by a constant: a scale by its reciprocal (DeiT's mean of two heads' logits).
+    fn div_op(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let (a, b) = (&n.inputs[0], &n.inputs[1]);
+        if g.is_const(a) || !g.is_const(b) {
+            return Err(self.unsupported(n, "a division other than of data by a constant"));
         }
-        let w = c.f_flatten(0, -1)?.f_expand([canon[1]], false)?.f_contiguous()?.f_reshape([canon[1], 1, 1])?;
-        let origin = g.const_origin(cv);
+        let c = g.values[b].f_to_kind(Kind::Float)?.f_reciprocal()?;
+        self.scale_by(n, a, &c, None)
+    }
+
+    /// Data `dv` times constant `c` (from initializer `origin`, if any): a scale per channel.
+    fn scale_by(&mut self, n: &ONode, dv: &str, c: &Tensor, origin: Option<String>) -> Result<()> {
+        let g = self.g;
+        let (out, from, base) = (&n.outputs[0], n.name.clone(), g.module_name(n));
+        let bnd = self.bound(dv, n)?;
+        let (id, canon, idx) = (bnd.id, self.canon[bnd.id].clone(), self.index(bnd));
+        let view = bnd.view.as_ref().map(|t| t.shallow_clone());
+        let ch = canon[view::channel_dim(&canon)];
+        // A factor per channel (or one for all), broadcast along the channels as the value is
+        // laid out: a map as it is (C, 1, 1), or anything whose last axis is the channels.
+        let along = if view.is_none() && canon.len() == 4 {
+            c.size().iter().rev().take(2).all(|&d| d == 1)
+        } else {
+            view::channels_last(&idx, &canon) && (c.numel() == 1 || c.size().last() == Some(&ch))
+        };
+        if !(along && (c.numel() as i64 == ch || c.numel() == 1)) {
+            return Err(self.unsupported(n, "multiplying by a constant other than a factor per channel"));
+        }
+        let scale = Scale { channels: ch, last: canon.len() != 4, bias: false };
+        let w =
+            c.f_flatten(0, -1)?.f_expand([ch], false)?.f_contiguous()?.f_reshape(scale.params()[0].shape.as_slice())?;
         let base = origin.as_deref().map(strip_role).unwrap_or(base);
-        let nid = self.add(
-            &base,
-            Op::Scale(Scale { channels: canon[1] }),
-            &[id],
-            vec![(Role::Weight, origin, w)],
-            canon,
-            &from,
-        );
-        self.bind(out, nid, None);
+        let origin = origin.filter(|_| c.numel() as i64 == ch);
+        let nid = self.add(&base, Op::Scale(scale), &[id], vec![(Role::Weight, origin, w)], canon, &from);
+        self.bind(out, nid, view);
         Ok(())
     }
 }

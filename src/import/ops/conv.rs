@@ -56,6 +56,60 @@ pub(super) const OPS: &[OpDef] = &[
     },
 ];
 
+/// What a Resize node does, in relprune's terms, and the scales it gives (None: sizes).
+struct ResizeArgs {
+    op: Resize2d,
+    scales: Option<[f64; 2]>,
+}
+
+/// Reads a Resize node: a 4-d input resized in height and width only, by the modes PyTorch's
+/// `F.interpolate` exports (others are refused, naming the attributes).
+fn resize_args<'a>(a: &Args<'a>) -> Result<(&'a Tensor, ResizeArgs)> {
+    let (n, t) = (a.n, a.x(0)?);
+    if t.dim() != 4 {
+        crate::bail!("resizes a tensor of rank {}; relprune resizes maps (N, C, H, W)", t.dim());
+    }
+    let mode = n.str("mode").unwrap_or("nearest");
+    let transform = n.str("coordinate_transformation_mode").unwrap_or("half_pixel");
+    let (h, w) = (t.size()[2], t.size()[3]);
+    let sizes = a.opt(3).filter(|s| s.numel() > 0).map(crate::import::eval::int_list).transpose()?;
+    let scales = a.opt(2).filter(|s| s.numel() > 0).map(|s| s.f_to_kind(tch::Kind::Double)).transpose()?;
+    let (output, scales) = match (sizes, scales) {
+        (Some(s), _) if s.len() == 4 && s[..2] == t.size()[..2] => ([s[2], s[3]], None),
+        (None, Some(s)) if s.numel() == 4 => {
+            let v: Vec<f64> = Vec::<f64>::try_from(&s)?;
+            if v[0] != 1.0 || v[1] != 1.0 || !v[2..].iter().all(|x| x.is_finite() && *x > 0.0) {
+                crate::bail!("Resize scales {v:?}; relprune resizes height and width only");
+            }
+            ([(h as f64 * v[2]).floor() as i64, (w as f64 * v[3]).floor() as i64], Some([v[2], v[3]]))
+        }
+        _ => crate::bail!("Resize needs 4 sizes or 4 scales, with batch and channels unchanged"),
+    };
+    super::bounded("Resize's output", &[t.size()[0], t.size()[1], output[0], output[1]])?;
+    let half_pixel = matches!(transform, "half_pixel" | "pytorch_half_pixel");
+    let (mode, align_corners) = match (mode, transform) {
+        ("nearest", "asymmetric") if n.str("nearest_mode") == Some("floor") => (ResizeMode::Nearest, false),
+        ("linear", _) if half_pixel => (ResizeMode::Bilinear, false),
+        ("linear", "align_corners") => (ResizeMode::Bilinear, true),
+        ("cubic", "align_corners") | ("cubic", _)
+            if (half_pixel || transform == "align_corners")
+                && (n.float("cubic_coeff_a", -0.75) + 0.75).abs() < 1e-6
+                && n.int("exclude_outside", 0) == 0 =>
+        {
+            (ResizeMode::Bicubic, transform == "align_corners")
+        }
+        _ => crate::bail!(
+            "Resize with mode `{mode}`, coordinate transformation `{transform}` and nearest mode `{}` is not \
+             PyTorch's F.interpolate (nearest, bilinear or bicubic)",
+            n.str("nearest_mode").unwrap_or("round_prefer_floor")
+        ),
+    };
+    if output.iter().any(|&d| d < 1) {
+        crate::bail!("Resize to {output:?}: an empty map");
+    }
+    Ok((t, ResizeArgs { op: Resize2d { output, mode, align_corners }, scales }))
+}
+
 /// Pad's input, its pads for every axis (begins, then ends) and the border value, from the
 /// inputs (opset 11+, with optional axes since 18) or the attributes (before 11).
 fn pad_args<'a>(a: &Args<'a>) -> Result<(&'a Tensor, Vec<i64>, f64)> {
@@ -116,6 +170,25 @@ pub(super) const POOLING: &[OpDef] = &[
             one(a.x(0)?.f_avg_pool2d(k.as_slice(), stride.as_slice(), pads.as_slice(), ceil, include, None::<i64>)?)
         },
         lower: Some(|l, i| l.pool(i, avg_pool)),
+        ..BASE
+    },
+    OpDef {
+        name: "Resize",
+        doc: "resize2d: nearest (PyTorch's: asymmetric, floor), bilinear or bicubic (half-pixel or aligned \
+              corners) resizing of a map's height and width; constant tables are folded (interpolated position \
+              tables)",
+        inputs: Arity::range(1, 4),
+        attrs: |n| float_attr(n, "cubic_coeff_a"),
+        eval: |a| {
+            let (t, r) = resize_args(a)?;
+            let (sh, sw) = (r.scales.map(|s| s[0]), r.scales.map(|s| s[1]));
+            one(match r.op.mode {
+                ResizeMode::Nearest => t.f_upsample_nearest2d(r.op.output, sh, sw)?,
+                ResizeMode::Bilinear => t.f_upsample_bilinear2d(r.op.output, r.op.align_corners, sh, sw)?,
+                ResizeMode::Bicubic => t.f_upsample_bicubic2d(r.op.output, r.op.align_corners, sh, sw)?,
+            })
+        },
+        lower: Some(|l, i| l.resize(i)),
         ..BASE
     },
     OpDef {
@@ -334,6 +407,20 @@ impl Lower<'_> {
         let op = Op::Pad2d(Pad2d { pads: [pads[2], pads[3], pads[6], pads[7]], fill });
         let out = &n.outputs[0];
         let id = self.add(&g.module_name(n), op, &[x], Vec::new(), g.values[out].size(), &n.name);
+        self.bind(out, id, None);
+        Ok(())
+    }
+
+    /// Resizing a map's height and width: resize2d.
+    fn resize(&mut self, i: usize) -> Result<()> {
+        let g = self.g;
+        let n = &g.model.nodes[i];
+        let xs: Vec<Option<&Tensor>> =
+            n.inputs.iter().map(|v| if v.is_empty() { None } else { Some(&g.values[v]) }).collect();
+        let (_, r) = resize_args(&Args::new(n, &xs)).map_err(|e| self.unsupported(n, &e.to_string()))?;
+        let x = self.canonical(&n.inputs[0], n, "resizing")?;
+        let out = &n.outputs[0];
+        let id = self.add(&g.module_name(n), Op::Resize2d(r.op), &[x], Vec::new(), g.values[out].size(), &n.name);
         self.bind(out, id, None);
         Ok(())
     }

@@ -8,13 +8,14 @@ use crate::graph::{InputKind, NodeId, Op, Role};
 use crate::import::eval;
 use crate::import::eval::{axis, int_list};
 use crate::import::lower::{strip_role, Bound, Lower};
+use crate::import::view;
 use tch::{Kind, Tensor};
 
 pub(super) const OPS: &[OpDef] = &[
     OpDef {
         name: "Concat",
-        doc: "concat of maps' channels (DenseNet); a class token before the tokens (ViT); constant shape \
-              arithmetic is folded",
+        doc: "concat of maps' channels (DenseNet) or of features; learned tokens before the tokens (ViT's class token, DeiT's \
+              distillation token, register tokens): class_token; constant shape arithmetic is folded",
         inputs: Arity::at_least(1),
         eval: |a| {
             let ts = a.given();
@@ -228,37 +229,43 @@ impl Lower<'_> {
             return Ok(());
         }
         let consts: Vec<&String> = n.inputs.iter().filter(|v| g.is_const(v)).collect();
-        if consts.is_empty() && rank == 4 && ax == 1 {
+        if consts.is_empty() && (rank == 4 || rank == 2) && ax == 1 {
             let ids: Vec<NodeId> =
                 n.inputs.iter().map(|v| self.canonical(v, n, "a channel concatenation")).collect::<Result<_>>()?;
             let id = self.add(&base, Op::Concat(Concat { dim: 1 }), &ids, Vec::new(), g.values[out].size(), &from);
             self.bind(out, id, None);
             return Ok(());
         }
-        if rank == 3 && ax == 1 && n.inputs.len() == 2 && g.is_const(&n.inputs[0]) && !g.is_const(&n.inputs[1]) {
-            let tok = &g.values[&n.inputs[0]];
-            let x = self.canonical(&n.inputs[1], n, "a class token")?;
+        // Learned tokens before the tokens: constants first, then the data (a class token; a
+        // distillation token or register tokens after it). One class_token per constant, the
+        // last prepended first.
+        let (last, prefix) = n.inputs.split_last().expect("a Concat has inputs");
+        if rank == 3 && ax == 1 && !prefix.is_empty() && prefix.iter().all(|v| g.is_const(v)) && !g.is_const(last) {
+            let mut x = self.canonical(last, n, "learned tokens")?;
             let dim = self.canon[x][2];
-            if tok.size()[1] == 1 && tok.size()[2] == dim {
+            let mut made = Vec::new();
+            for v in prefix.iter().rev() {
+                let tok = &g.values[v];
                 let row = tok.f_narrow(0, 0, 1)?;
-                if tok.f_sub(&row)?.f_abs()?.f_max()?.double_value(&[]) == 0.0 {
-                    let origin = g.const_origin(&n.inputs[0]);
-                    let base = origin.as_deref().map(strip_role).unwrap_or(base);
-                    let op = Op::ClassToken(ClassToken { dim });
-                    let id = self.add(
-                        &base,
-                        op,
-                        &[x],
-                        vec![(Role::Weight, origin, row.f_contiguous()?)],
-                        g.values[out].size(),
-                        &from,
-                    );
-                    self.bind(out, id, None);
-                    return Ok(());
+                let same = tok.f_sub(&row)?.f_abs()?.f_max()?.double_value(&[]) == 0.0;
+                if tok.dim() != 3 || tok.size()[2] != dim || !same {
+                    made.clear();
+                    break;
                 }
+                let origin = g.const_origin(v);
+                let base = origin.as_deref().map(strip_role).unwrap_or_else(|| base.clone());
+                let op = Op::ClassToken(ClassToken { dim, tokens: tok.size()[1] });
+                let mut canon = self.canon[x].clone();
+                canon[1] += tok.size()[1];
+                x = self.add(&base, op, &[x], vec![(Role::Weight, origin, row.f_contiguous()?)], canon, &from);
+                made.push(x);
+            }
+            if let Some(&id) = made.last() {
+                self.bind(out, id, None);
+                return Ok(());
             }
         }
-        Err(self.unsupported(n, "a concatenation other than of maps' channels or a class token before the tokens"))
+        Err(self.unsupported(n, "a concatenation other than of maps' channels or learned tokens before the tokens"))
     }
 
     /// A Split (`slice` false) or Slice of a map's channels: one channel_slice per output.
@@ -271,14 +278,34 @@ impl Lower<'_> {
         let base = g.module_name(n);
         let xv = &g.values[&n.inputs[0]];
         let axis_of = |o: &Tensor| -> Option<usize> { (0..xv.dim()).find(|&d| xv.size()[d] != o.size()[d]) };
+        // A range of tokens (the patch tokens after a class token).
+        if slice && canon.len() == 3 && axis_of(&g.values[&n.outputs[0]]) == Some(1) {
+            let ov = &g.values[&n.outputs[0]];
+            let starts = eval::int_list(&g.values[&n.inputs[1]])?;
+            let steps = n.inputs.get(4).filter(|v| !v.is_empty()).map(|v| eval::int_list(&g.values[v])).transpose()?;
+            let Some(&first) = starts.first().filter(|_| steps.is_none_or(|s| s.iter().all(|&s| s == 1))) else {
+                return Err(self.unsupported(n, "a strided slice of tokens"));
+            };
+            let start = if first < 0 { (first + canon[1]).max(0) } else { first.min(canon[1]) };
+            let length = ov.size()[1];
+            if length < 1 || !xv.f_narrow(1, start, length)?.equal(ov) {
+                return Err(self.unsupported(n, "a slice of tokens that is not a contiguous range"));
+            }
+            let c = vec![canon[0], length, canon[2]];
+            let id = self.add(&base, Op::TokenSlice(TokenSlice { start, length }), &[x], Vec::new(), c, &from);
+            self.bind(&n.outputs[0], id, None);
+            return Ok(());
+        }
+        // Channels: dimension 1 of a map, the last of tokens or features (gMLP's gate split).
+        let cd = view::channel_dim(&canon);
         let mut start = 0;
         for (k, o) in n.outputs.iter().enumerate() {
             let ov = &g.values[o];
             let ax = axis_of(ov);
-            if canon.len() != 4 || !(ax == Some(1) || ax.is_none()) {
-                return Err(self.unsupported(n, "a slice of something other than a map's channels"));
+            if canon.len() < 2 || !(ax == Some(cd) || ax.is_none()) {
+                return Err(self.unsupported(n, "a slice of something other than the channels"));
             }
-            let len = ov.size()[1];
+            let len = ov.size()[cd];
             if slice {
                 let starts = eval::int_list(&g.values[&n.inputs[1]])?;
                 let steps =
@@ -289,15 +316,15 @@ impl Lower<'_> {
                 let Some(&first) = starts.first() else {
                     return Err(self.unsupported(n, "a slice without starts"));
                 };
-                start = first.clamp(0, canon[1]);
+                start = if first < 0 { (first + canon[cd]).max(0) } else { first.min(canon[cd]) };
             }
             // The slice must be exactly those channels.
-            if !xv.f_narrow(1, start, len)?.equal(ov) {
+            if !xv.f_narrow(cd as i64, start, len)?.equal(ov) {
                 return Err(self.unsupported(n, "a slice that is not a contiguous channel range"));
             }
             let name = if n.outputs.len() > 1 { format!("{base}.{k}") } else { base.clone() };
             let mut c = canon.clone();
-            c[1] = len;
+            c[cd] = len;
             let id = self.add(&name, Op::ChannelSlice(ChannelSlice { start, length: len }), &[x], Vec::new(), c, &from);
             self.bind(o, id, None);
             start += len;

@@ -34,8 +34,8 @@ pub(super) const OPS: &[OpDef] = &[
     },
     OpDef {
         name: "MatMul",
-        doc: "linear with a constant weight (+ the following Add as its bias); inside attention: the score and \
-              value products",
+        doc: "linear with a constant weight (+ the following Add as its bias); token_linear over tokens seen \
+              transposed (MLP-Mixer); inside attention: the score and value products",
         inputs: Arity::exactly(2),
         eval: |a| {
             let (x, y) = promote(a.x(0)?, a.x(1)?)?;
@@ -76,10 +76,34 @@ impl Lower<'_> {
         let bias = if gemm { n.inputs.get(2).filter(|v| !v.is_empty()) } else { None };
         let (out_f, in_f) = (weight.size()[0], weight.size()[1]);
         let b = self.bound(&n.inputs[0], n)?;
-        let (mut x, idx) = (b.id, self.index(b));
+        let (mut x, mut idx) = (b.id, self.index(b));
         let mut canon = self.canon[x].clone();
         let from = n.name.clone();
         let base = weight_base(g, n, 1).unwrap_or_else(|| g.module_name(n));
+        // A map seen as (B, C, H·W) is its patch tokens transposed.
+        if canon.len() == 4 && idx.equal(&view::identity(&canon).reshape([canon[0], canon[1], -1])) {
+            let tokens = vec![canon[0], canon[2] * canon[3], canon[1]];
+            let name = format!("{}.patches_to_tokens", self.nodes[x].name);
+            x = self.add(&name, Op::PatchesToTokens(PatchesToTokens), &[x], Vec::new(), tokens.clone(), &from);
+            canon = tokens;
+            idx = view::identity(&canon).transpose(1, 2);
+        }
+        // Tokens seen transposed, (B, C, T): a linear layer over the tokens.
+        if canon.len() == 3 && idx.size() == [canon[0], canon[2], canon[1]] {
+            if !idx.equal(&view::identity(&canon).transpose(1, 2)) {
+                return Err(self.unsupported(n, "a linear layer over something other than the features or tokens"));
+            }
+            if canon[1] != in_f {
+                return Err(self.unsupported(n, "a linear layer over tokens whose weight does not match their count"));
+            }
+            let origin = if gemm { None } else { g.transposed_origin(wname) };
+            let op = Op::TokenLinear(TokenLinear { in_tokens: in_f, out_tokens: out_f, bias: false });
+            let out_canon = vec![canon[0], out_f, canon[2]];
+            let v = view::identity(&out_canon).transpose(1, 2);
+            let id = self.add(&base, op, &[x], vec![(Role::Weight, origin, weight)], out_canon, &from);
+            self.bind(out, id, Some(v));
+            return Ok(());
+        }
         // A flattened map first becomes features.
         let flattened = view::is_flatten_of_map(&idx, &canon);
         if flattened {

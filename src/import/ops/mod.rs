@@ -200,11 +200,7 @@ pub fn rows() -> Vec<(String, &'static str)> {
 /// Operators relprune knows and refuses, with the reason; any other unknown operator gets the
 /// last line.
 const REFUSED: &[(&[&str], &str)] = &[
-    (
-        &["Resize", "Upsample"],
-        "resizing feature maps (HRNet-style fusion inside the backbone, or a segmentation / detection head) is not \
-         supported",
-    ),
+    (&["Upsample"], "Upsample (opsets before 10) is not supported: export at opset 11 or later, which writes Resize"),
     (&["LSTM", "GRU", "RNN", "Loop", "If", "Scan"], "recurrent and control-flow graphs are not supported"),
     (&["ConvTranspose"], "transposed convolutions are not supported"),
     (

@@ -13,7 +13,8 @@ use tch::{Kind, Tensor};
 pub(super) const MAPPED: &[OpDef] = &[
     OpDef {
         name: "ReduceMean",
-        doc: "over height and width: adaptive_avg_pool2d to 1×1; with Sub / Pow / Sqrt / Div: layer_norm",
+        doc: "over height and width: adaptive_avg_pool2d to 1×1; over the tokens: mean_pool; with Sub / Pow / Sqrt / \
+              Div: layer_norm",
         inputs: Arity::range(1, 2),
         eval: |a| reduce(a, |t, axes, keep| t.f_mean_dim(axes, keep, t.kind())),
         lower: Some(|l, i| l.reduce_mean(i)),
@@ -141,8 +142,16 @@ impl Lower<'_> {
         };
         let mut axes: Vec<i64> = axes.iter().map(|&a| eval::axis(a, rank)).collect::<Result<_>>()?;
         axes.sort_unstable();
+        if rank == 3 && axes == [1] {
+            // The mean of the tokens (a pooled classifier: MLP-Mixer, ResMLP, BEiT).
+            let pooled = vec![self.canon[x][0], self.canon[x][2]];
+            let id = self.add(&base, Op::MeanPool(MeanPool), &[x], Vec::new(), pooled.clone(), &from);
+            let v = view::identity(&pooled).reshape(g.values[&out].size().as_slice());
+            self.bind(&out, id, Some(v));
+            return Ok(());
+        }
         if rank != 4 || axes != [2, 3] {
-            return Err(self.unsupported(n, "a mean over axes other than a map's height and width"));
+            return Err(self.unsupported(n, "a mean over axes other than a map's height and width or the tokens"));
         }
         let canon = vec![self.canon[x][0], self.canon[x][1], 1, 1];
         let id = self.add(

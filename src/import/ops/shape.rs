@@ -38,9 +38,21 @@ pub(super) const OPS: &[OpDef] = &[
     OpDef { name: "Range", doc: FOLDED, inputs: Arity::exactly(3), eval: range, ..BASE },
     OpDef {
         name: "Cast",
-        doc: FOLDED,
+        doc: "folded into constants; on float32 data to float32, nothing",
         attrs: |n| kind_of(n.int("to", 1)).map(|_| ()),
         eval: |a| one(a.x(0)?.f_to_kind(kind_of(a.n.int("to", 1))?)?),
+        // Data cast to float32 (a dtype guard around an interpolation) is the value itself.
+        lower: Some(|l, i| {
+            let n = &l.g.model.nodes[i];
+            let float = |v: &str| l.g.values[v].kind() == Kind::Float;
+            if !(float(&n.inputs[0]) && float(&n.outputs[0])) {
+                return Err(l.unsupported(n, "a cast of data to another type than float32"));
+            }
+            let b = l.bound(&n.inputs[0], n)?;
+            let (id, v) = (b.id, b.view.as_ref().map(|t| t.shallow_clone()));
+            l.env.insert(n.outputs[0].clone(), crate::import::lower::Bound { id, view: v });
+            Ok(())
+        }),
         keeps_values: true,
         ..BASE
     },
@@ -49,6 +61,21 @@ pub(super) const OPS: &[OpDef] = &[
         doc: FOLDED,
         inputs: Arity::exactly(2),
         eval: |a| one(a.x(0)?.f_to_kind(a.x(1)?.kind())?),
+        ..BASE
+    },
+    OpDef {
+        name: "Tile",
+        doc: FOLDED,
+        inputs: Arity::exactly(2),
+        eval: |a| {
+            let (t, reps) = (a.x(0)?, int_list(a.x(1)?)?);
+            if reps.len() != t.dim() || reps.iter().any(|&r| r < 0) {
+                crate::bail!("Tile repeats {reps:?} for a tensor of rank {}", t.dim());
+            }
+            let shape: Vec<i64> = t.size().iter().zip(&reps).map(|(d, r)| d.saturating_mul(*r)).collect();
+            bounded("Tile's output", &shape)?;
+            one(t.f_repeat(reps.as_slice())?)
+        },
         ..BASE
     },
     OpDef {
