@@ -108,6 +108,10 @@ fn cases() -> Vec<Case> {
         unary("adaptive_avg_pool2d", Op::AdaptiveAvgPool2d(AdaptiveAvgPool2d { output: [3, 3] })),
         unary("pad2d (asymmetric)", Op::Pad2d(Pad2d::zeros([0, 1, 2, 0]))),
         unary(
+            "map_position_embedding",
+            Op::MapPositionEmbedding(MapPositionEmbedding { channels: 8, height: 6, width: 6 }),
+        ),
+        unary(
             "resize2d (nearest)",
             Op::Resize2d(Resize2d { output: [12, 9], mode: ResizeMode::Nearest, align_corners: false }),
         ),
@@ -288,6 +292,7 @@ fn conserves(op: &Op) -> bool {
         Op::Input(_)
             | Op::Embedding(_)
             | Op::PositionEmbedding(_)
+            | Op::MapPositionEmbedding(_)
             | Op::TokenPositionEmbedding(_)
             | Op::SegmentEmbedding(_)
             | Op::ClassToken(_)

@@ -207,7 +207,7 @@ def export(model, inputs, names, path: pathlib.Path) -> None:
 
 
 def ort(path: pathlib.Path, arrays: list[np.ndarray]) -> np.ndarray:
-    """onnxruntime's first output for the arrays, on the CPU."""
+    """Onnxruntime's first output for the arrays, on the CPU."""
     import onnxruntime as rt
 
     opts = rt.SessionOptions()
@@ -218,11 +218,19 @@ def ort(path: pathlib.Path, arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def first_line(text: str) -> str:
-    """The error line of relprune's stderr, without its prefixes."""
+    """The error line of relprune's stderr, without its prefixes and the file's path."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     errs = [ln for ln in lines if ln.startswith("error") or ln.startswith("relprune: error")]
     line = (errs or lines or ["(no message)"])[0]
-    return line.removeprefix("relprune: ").removeprefix("error: ")
+    return re.sub(r"^\S*\.onnx: ", "", line.removeprefix("relprune: ").removeprefix("error: "))
+
+
+def construct(reason: str) -> str:
+    """What a refusal names: the message after the node it is about, up to the pointer to the docs."""
+    reason = re.sub(r"^\S*\.onnx: ", "", reason)
+    found = re.search(r"\(node \d+ of the file\): (.*)", reason)
+    why = found.group(1) if found else reason
+    return re.split(r"\. What relprune reads| \(it reads | \(\w+ is not an operator|: target MACs", why)[0]
 
 
 def relprune(bin_: str, threads: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -274,7 +282,7 @@ def check(bin_: str, threads: str, source: str, name: str, work: pathlib.Path) -
     t0 = time.time()
 
     def prune(target: float) -> subprocess.CompletedProcess:
-        """prune at MACs `target` with the weight criterion and no data."""
+        """Prune at MACs `target` with the weight criterion and no data."""
         return relprune(
             bin_,
             threads,
@@ -351,10 +359,11 @@ def table(rows: list[dict]) -> str:
         kept = f"{r['macs_ratio']:.3f}" if r.get("macs_ratio") else ""
         if kept and r.get("target", 0.5) != 0.5:
             kept += f" (least possible {r['target']:.2f})"
-        lines.append(f"| {r['source']} | {r['model']} | {r['status']} | {kept} | {r['reason'].replace('|', '/')} |")
-    reasons = collections.Counter(r["reason"].split(":")[0][:80] for r in rows if r["status"] != "covered")
+        reason = re.sub(r"^\S*\.onnx: ", "", r["reason"]).replace("|", "/")
+        lines.append(f"| {r['source']} | {r['model']} | {r['status']} | {kept} | {reason} |")
+    reasons = collections.Counter(construct(r["reason"]) for r in rows if r["status"] != "covered")
     if reasons:
-        lines += ["", "Refusals by first words of the message:", ""]
+        lines += ["", "What the others stop at, most frequent first:", ""]
         lines += [f"- {n} × {why}" for why, n in reasons.most_common()]
     return "\n".join(lines)
 

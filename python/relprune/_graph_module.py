@@ -530,6 +530,19 @@ class _Pad2d(_Op):
         return F.pad(xs[0], (left, right, top, bottom), value=value)
 
 
+@_op("map_position_embedding")
+class _MapPositionEmbedding(_Op):
+    fields = {"channels": _POS, "height": _POS, "width": _POS}
+
+    def params(self) -> list[_Param]:
+        """The table, shaped (1, channels, height, width)."""
+        return [_Param("weight", (1, self.channels, self.height, self.width))]
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """The map plus its position table."""
+        return xs[0] + p["weight"]
+
+
 @_op("token_slice")
 class _TokenSlice(_Op):
     fields = {"start": _NAT, "length": _POS}

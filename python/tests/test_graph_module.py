@@ -347,7 +347,10 @@ def image_graph(b: Builder) -> tuple[list[int], int]:
     af = b.node(
         "affine", "scale", (df,), {"weight": b.r(10, 1, 1, lo=0.5), "bias": b.r(10, 1, 1)}, channels=10, bias=True
     )
-    aap = b.node("pool", "adaptive_avg_pool2d", (af,), output=[4, 3])  # 6 → 4: overlapping windows
+    mp = b.node(
+        "map_pos", "map_position_embedding", (af,), {"weight": b.r(1, 10, 6, 6)}, channels=10, height=6, width=6
+    )
+    aap = b.node("pool", "adaptive_avg_pool2d", (mp,), output=[4, 3])  # 6 → 4: overlapping windows
     fl = b.node("flat", "flatten", (aap,), start_dim=1)
     fc = b.node(
         "fc", "linear", (fl,), {"weight": b.w(5, 120), "bias": b.r(5)}, in_features=120, out_features=5, bias=True

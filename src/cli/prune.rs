@@ -107,8 +107,9 @@ struct FinetuneArgs {
     /// Weight of the soft-target loss; 1 − it weighs the hard labels [range: 0..=1].
     #[arg(long, default_value_t = 0.5, value_parser = super::ranges::unit_interval)]
     distill_alpha: f64,
-    /// Peak learning rate of fine-tuning (default: 0.01 with SGD for CNNs, 1e-4 with AdamW for
-    /// transformers) [range: > 0].
+    /// Peak learning rate of fine-tuning (default: 0.01 with SGD for CNNs, 0.001 for CNNs without
+    /// normalisation layers, such as a BatchNorm-folded export, 1e-4 with AdamW for transformers)
+    /// [range: > 0].
     #[arg(long, value_parser = super::ranges::positive)]
     ft_lr: Option<f64>,
     /// Fine-tuning batch size [range: 1..=65536].

@@ -182,6 +182,11 @@ impl Graph {
         self.spec.nodes.iter().any(|n| n.op.kind().attends())
     }
 
+    /// Whether some node normalises activations by their statistics.
+    pub fn has_normalization(&self) -> bool {
+        self.spec.nodes.iter().any(|n| n.op.kind().normalizes())
+    }
+
     /// Whether some node multiplies by a computed gate (squeeze-and-excitation).
     pub fn has_gates(&self) -> bool {
         self.spec.nodes.iter().any(|n| n.op.kind().gates())

@@ -417,8 +417,7 @@ fn evaluate(model: proto::OnnxModel, examples: &[(String, InputKind, Tensor)]) -
                 xs.push(Some(t));
                 consumers.entry(v.clone()).or_default().push(i);
             }
-            let def =
-                ops::def(n).map_err(|e| Error::invalid(format!("{}: {e}{}", n.describe(), hint_suffix(&n.op))))?;
+            let def = ops::def(n).map_err(|e| Error::invalid(format!("{}: {e}", n.describe())))?;
             ops::check(def, n)?;
             let outs = (def.eval)(&ops::Args::new(n, &xs))
                 .map_err(|e| Error::invalid(format!("{}: {e}{}", n.describe(), hint_suffix(&n.op))))?;

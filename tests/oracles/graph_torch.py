@@ -66,6 +66,8 @@ def run(folder, inputs_path, out_path):
             y = F.linear(x.permute(0, 2, 3, 1), P("weight"), P("bias") if op["bias"] else None).permute(0, 3, 1, 2)
         elif t == "group_norm":
             y = F.group_norm(x, op["groups"], P("weight"), P("bias"), op["eps"])
+        elif t == "map_position_embedding":
+            y = x + P("weight")
         elif t == "token_slice":
             y = x[:, op["start"]:op["start"] + op["length"]]
         elif t == "token_linear":

@@ -99,6 +99,9 @@ impl OpKind for BatchNorm2d {
         Ok(cx.output("BatchNormalization", &ins, &[("epsilon", Attr::Float(self.eps as f32))]))
     }
 
+    fn normalizes(&self) -> bool {
+        true
+    }
     fn batch_norm_eps(&self) -> Option<f64> {
         Some(self.eps)
     }

@@ -63,6 +63,9 @@ impl OpKind for GroupNorm {
             _ => Tensor::zeros(shape, (Kind::Float, crate::device::HOST)),
         }
     }
+    fn normalizes(&self) -> bool {
+        true
+    }
     fn channel_block(&self) -> Option<String> {
         (self.groups != self.channels).then(|| "a GroupNorm normalises over the channels of each group".into())
     }

@@ -43,6 +43,9 @@ impl OpKind for LayerNorm {
             _ => Tensor::zeros(shape, (Kind::Float, crate::device::HOST)),
         }
     }
+    fn normalizes(&self) -> bool {
+        true
+    }
     fn channel_block(&self) -> Option<String> {
         Some("a LayerNorm normalises over it".into())
     }

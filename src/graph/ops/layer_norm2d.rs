@@ -46,6 +46,9 @@ impl OpKind for LayerNorm2d {
             _ => Tensor::zeros(shape, (Kind::Float, crate::device::HOST)),
         }
     }
+    fn normalizes(&self) -> bool {
+        true
+    }
     fn channel_block(&self) -> Option<String> {
         Some("a LayerNorm normalises over its channels".into())
     }

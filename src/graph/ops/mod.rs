@@ -36,6 +36,7 @@ mod input;
 mod layer_norm;
 mod layer_norm2d;
 mod linear;
+mod map_position_embedding;
 mod max_pool2d;
 mod mean_pool;
 mod mul;
@@ -74,6 +75,7 @@ pub use input::InputKind;
 pub use layer_norm::LayerNorm;
 pub use layer_norm2d::LayerNorm2d;
 pub use linear::Linear;
+pub use map_position_embedding::MapPositionEmbedding;
 pub use max_pool2d::MaxPool2d;
 pub use mean_pool::MeanPool;
 pub use mul::{GateRule, Mul};
@@ -182,6 +184,8 @@ ops! {
     CausalAttention(CausalAttention) = "causal_attention",
     Embedding(Embedding) = "embedding",
     PositionEmbedding(PositionEmbedding) = "position_embedding",
+    /// A learned (1, C, H, W) table added to a map.
+    MapPositionEmbedding(MapPositionEmbedding) = "map_position_embedding",
     /// Positions counted from the token ids, padding-aware (RoBERTa).
     TokenPositionEmbedding(TokenPositionEmbedding) = "token_position_embedding",
     SegmentEmbedding(SegmentEmbedding) = "segment_embedding",
@@ -464,6 +468,11 @@ pub trait OpKind {
     /// which a canonizer folds into the layer before it (None: the op is no such layer).
     fn batch_norm_eps(&self) -> Option<f64> {
         None
+    }
+    /// Whether the op normalises activations by their statistics (BatchNorm, LayerNorm,
+    /// GroupNorm, RMSNorm): a network with none trains stably only at smaller learning rates.
+    fn normalizes(&self) -> bool {
+        false
     }
     /// The length of a table indexed by token position: the most tokens the op accepts (None
     /// where the op does not index by position, or counts positions otherwise).

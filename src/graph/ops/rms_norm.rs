@@ -46,6 +46,9 @@ impl OpKind for RmsNorm {
     fn init(&self, _role: Role, shape: &[i64], _rng: &mut ChaCha8Rng) -> Tensor {
         ones(shape)
     }
+    fn normalizes(&self) -> bool {
+        true
+    }
     fn channel_block(&self) -> Option<String> {
         Some("an RMSNorm normalises over it".into())
     }

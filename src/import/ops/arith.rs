@@ -236,6 +236,19 @@ impl Lower<'_> {
         if (per_channel || shared) && self.takes_bias(id, dv) {
             return self.absorb_bias(n, id, dv, cv);
         }
+        // A table with a plane per channel added to a map (Visformer).
+        if canon.len() == 4 && bnd.view.is_none() && c.size() == [1, canon[1], canon[2], canon[3]] {
+            let op = Op::MapPositionEmbedding(MapPositionEmbedding {
+                channels: canon[1],
+                height: canon[2],
+                width: canon[3],
+            });
+            let origin = g.const_origin(cv);
+            let base = origin.as_deref().map(strip_role).unwrap_or_else(|| g.module_name(n));
+            let id = self.add(&base, op, &[id], vec![(Role::Weight, origin, c.shallow_clone())], canon, &n.name);
+            self.bind(&n.outputs[0], id, None);
+            return Ok(());
+        }
         // Tokens seen as a map's patches (a ViT without class token, CaiT, DINOv2 with register
         // tokens): the table is added to the tokens.
         let id = if bnd.view.is_some() { self.canonical(dv, n, "a position table")? } else { id };

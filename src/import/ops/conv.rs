@@ -209,6 +209,13 @@ pub(super) const POOLING: &[OpDef] = &[
 
 /// Strides and dilations positive, pads four and not negative, groups positive.
 fn conv_attrs(n: &ONode) -> Result<()> {
+    if let Some(k) = n.ints("kernel_shape").filter(|k| k.len() != 2) {
+        crate::bail!(
+            "a {}-d convolution is not supported: relprune reads 2-d convolutions (1-d ones are ECA's channel \
+             attention, 3-d ones lambda layers)",
+            k.len()
+        );
+    }
     ints_attr(n, "strides", 2, 1)?;
     ints_attr(n, "dilations", 2, 1)?;
     ints_attr(n, "pads", 4, 0)?;

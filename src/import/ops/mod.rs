@@ -180,7 +180,17 @@ pub fn lookup(op: &str) -> Option<&'static OpDef> {
 pub fn def(n: &ONode) -> Result<&'static OpDef> {
     lookup(&n.op).ok_or_else(|| {
         let known: Vec<&str> = all().map(|d| d.name).collect();
-        Error::invalid(format!("{} is not an operator relprune can read (it reads {})", n.op, known.join(", ")))
+        match hint(&n.op) {
+            // The construct first, in the user's terms; the list after.
+            Some(why) => Error::invalid(format!(
+                "{why} ({} is not an operator relprune reads; it reads {})",
+                n.op,
+                known.join(", ")
+            )),
+            None => {
+                Error::invalid(format!("{} is not an operator relprune can read (it reads {})", n.op, known.join(", ")))
+            }
+        }
     })
 }
 
@@ -203,6 +213,11 @@ const REFUSED: &[(&[&str], &str)] = &[
     (&["Upsample"], "Upsample (opsets before 10) is not supported: export at opset 11 or later, which writes Resize"),
     (&["LSTM", "GRU", "RNN", "Loop", "If", "Scan"], "recurrent and control-flow graphs are not supported"),
     (&["ConvTranspose"], "transposed convolutions are not supported"),
+    (
+        &["ReduceL2", "LpNormalization"],
+        "L2 norms of activations (ConvNeXt-V2's global response normalisation, cosine attention in Swin-V2, \
+         cross-covariance attention in XCiT and EdgeNeXt) are not supported",
+    ),
     (
         &["QuantizeLinear", "DequantizeLinear", "QLinearConv"],
         "quantized models are not supported; export the float model",
