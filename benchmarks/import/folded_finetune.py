@@ -161,6 +161,31 @@ def main() -> None:
         rows.append(row)
     res = ROOT / "benchmarks/import/results/folded_finetune.json"
     res.write_text(json.dumps({"threads": 2, "rows": rows}, indent=1) + "\n")
+    lines = [
+        "## Fine-tuning a BatchNorm-folded export (`benchmarks/import/folded_finetune.sh`)",
+        "",
+        "A 5-conv CNN with BatchNorm trained 2 epochs on Fashion-MNIST (PyTorch, seeded), exported with the "
+        "exporter's defaults (BatchNorm folded into the convolutions) and as docs/import-onnx.md documents "
+        "(BatchNorm kept); each pruned by `relprune prune --criterion lrp-epsilon --target macs=0.5 --finetune 1`. "
+        "Accuracy on the evaluation samples prune measures by default (2,000 of the test split). x86_64, 2 cores, "
+        "2 threads.",
+        "",
+        "| export | recipe | before | pruned | fine-tuned | pruned model handed back | train loss | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['export']} | {r['recipe']} | | | {r['error'].removeprefix('error: ')} | | | |")
+            continue
+        loss = ", ".join(f"{v:.3f}" for v in r["train_loss"])
+        lines.append(
+            f"| {r['export']} | {r['recipe']} | {r['accuracy_before']:.4f} | {r['accuracy_pruned']:.4f} | "
+            f"{r['accuracy_finetuned']:.4f} | {'yes' if r['kept_start'] else 'no'} | {loss} | {r['seconds']} |"
+        )
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from docsection import write_section
+
+    write_section(ROOT / "docs/benchmarks.md", "import-folded", "\n".join(lines), after="import")
 
 
 if __name__ == "__main__":

@@ -211,12 +211,6 @@ impl Lower<'_> {
         let (id, idx) = (bnd.id, self.index(bnd));
         let canon = self.canon[id].clone();
         let ch = canon[view::channel_dim(&canon)];
-        if c.f_abs()?.f_max()?.double_value(&[]) == 0.0 {
-            // Adding zeros (a branch that is absent, written `out = 0 + …`): the value itself.
-            let v = bnd.view.as_ref().map(|t| t.shallow_clone());
-            self.env.insert(n.outputs[0].clone(), crate::import::lower::Bound { id, view: v });
-            return Ok(());
-        }
         let per_channel = c.numel() as i64 == ch && view::channels_last(&idx, &canon)
             || (canon.len() == 4
                 && bnd.view.is_none()
@@ -235,6 +229,16 @@ impl Lower<'_> {
         let shared = c.numel() == 1 && self.nodes[id].op.kind().bias_flag().is_some();
         if (per_channel || shared) && self.takes_bias(id, dv) {
             return self.absorb_bias(n, id, dv, cv);
+        }
+        // Adding literal zeros (a branch that is absent, written `out = 0 + …`: MobileOne): the
+        // value itself. Zeros from an initializer are a parameter (a freshly initialised bias)
+        // and were taken above where they are one.
+        let literal = g.const_origin(cv).is_none_or(|o| !g.model.inits.contains_key(&o));
+        let same_shape = g.values[&n.outputs[0]].size() == g.values[dv].size();
+        if literal && same_shape && c.f_abs()?.f_max()?.double_value(&[]) == 0.0 {
+            let v = self.env[dv].view.as_ref().map(|t| t.shallow_clone());
+            self.env.insert(n.outputs[0].clone(), crate::import::lower::Bound { id, view: v });
+            return Ok(());
         }
         // A table with a plane per channel added to a map (Visformer).
         if canon.len() == 4 && bnd.view.is_none() && c.size() == [1, canon[1], canon[2], canon[3]] {
