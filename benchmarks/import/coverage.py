@@ -66,6 +66,21 @@ BATCH = 2
 TOKENS = 16
 
 
+def Logits(model, *names: str):  # noqa: N802 — it builds a module, as a class would
+    """A Hugging Face model as a module that takes its inputs by position and returns only the logits."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, *xs):
+            return self.m(**dict(zip(names, xs, strict=True))).logits
+
+    return Logits(model)
+
+
 def hf_model(name: str):
     """A small randomly initialised Hugging Face classifier and its example inputs."""
     import torch
@@ -94,43 +109,15 @@ def hf_model(name: str):
         cfg = cfg_cls(**sizes, **small)
         model = getattr(tf, f"{name}ForSequenceClassification")(cfg)
 
-        class Logits(torch.nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
-
-            def forward(self, input_ids, attention_mask):
-                return self.m(input_ids=input_ids, attention_mask=attention_mask).logits
-
         ids = torch.randint(1, 1000, (BATCH, TOKENS))
         mask = torch.ones(BATCH, TOKENS, dtype=torch.long)
-        return Logits(model).eval(), (ids, mask), ["input_ids", "attention_mask"]
+        return Logits(model, "input_ids", "attention_mask").eval(), (ids, mask), ["input_ids", "attention_mask"]
     cfg_cls = getattr(tf, f"{name}Config")
+    vit = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, image_size=32)
     cfgs = {
-        "ViT": dict(
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=256,
-            image_size=32,
-            patch_size=8,
-        ),
-        "DeiT": dict(
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=256,
-            image_size=32,
-            patch_size=8,
-        ),
-        "Beit": dict(
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=256,
-            image_size=32,
-            patch_size=8,
-        ),
+        "ViT": dict(vit, patch_size=8),
+        "DeiT": dict(vit, patch_size=8),
+        "Beit": dict(vit, patch_size=8),
         "Dinov2": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8),
         "ConvNext": dict(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1]),
         "ConvNextV2": dict(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1]),
@@ -161,15 +148,7 @@ def hf_model(name: str):
     )
     model = getattr(tf, cls)(cfg)
 
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, pixel_values):
-            return self.m(pixel_values=pixel_values).logits
-
-    return Logits(model).eval(), (torch.randn(BATCH, 3, size, size),), ["pixel_values"]
+    return Logits(model, "pixel_values").eval(), (torch.randn(BATCH, 3, size, size),), ["pixel_values"]
 
 
 def timm_model(name: str):
