@@ -79,6 +79,16 @@ pub fn is_flatten_of_map(index: &Tensor, canon: &[i64]) -> bool {
         && index.equal(&identity(canon).reshape([canon[0], -1]))
 }
 
+/// The view of tokens transposed: (B, C, T) of canonical (B, T, C), `x.transpose(1, 2)`.
+pub fn transposed_tokens(canon: &[i64]) -> Tensor {
+    identity(canon).transpose(1, 2)
+}
+
+/// Whether the view is tokens transposed (what a token-mixing layer or a 1-d pooler reads).
+pub fn is_transposed_tokens(index: &Tensor, canon: &[i64]) -> bool {
+    canon.len() == 3 && index.size() == [canon[0], canon[2], canon[1]] && index.equal(&transposed_tokens(canon))
+}
+
 /// Whether the view is a map's patches as tokens: (B, H·W, C), `x.flatten(2).transpose(1, 2)`.
 pub fn is_patches_to_tokens(index: &Tensor, canon: &[i64]) -> bool {
     canon.len() == 4

@@ -220,8 +220,7 @@ impl Lower<'_> {
         let per_token = canon.len() == 3
             && c.size().last() == Some(&canon[1])
             && c.numel() as i64 == canon[1]
-            && idx.size() == [canon[0], canon[2], canon[1]]
-            && idx.equal(&view::identity(&canon).transpose(1, 2));
+            && view::is_transposed_tokens(&idx, &canon);
         if per_token && self.takes_bias(id, dv) {
             return self.absorb_bias(n, id, dv, cv);
         }

@@ -440,7 +440,7 @@ impl Lower<'_> {
         let b = self.bound(&n.inputs[0], n)?;
         let (id, idx, canon) = (b.id, self.index(b), self.canon[b.id].clone());
         if canon.len() == 3 && idx.size() == [canon[0], canon[2], canon[1]] {
-            if !idx.equal(&crate::import::view::identity(&canon).transpose(1, 2)) {
+            if !crate::import::view::is_transposed_tokens(&idx, &canon) {
                 return Err(self.unsupported(n, "a mean over something other than the tokens"));
             }
             let out = &n.outputs[0];

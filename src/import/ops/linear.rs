@@ -86,11 +86,11 @@ impl Lower<'_> {
             let name = format!("{}.patches_to_tokens", self.nodes[x].name);
             x = self.add(&name, Op::PatchesToTokens(PatchesToTokens), &[x], Vec::new(), tokens.clone(), &from);
             canon = tokens;
-            idx = view::identity(&canon).transpose(1, 2);
+            idx = view::transposed_tokens(&canon);
         }
         // Tokens seen transposed, (B, C, T): a linear layer over the tokens.
         if canon.len() == 3 && idx.size() == [canon[0], canon[2], canon[1]] {
-            if !idx.equal(&view::identity(&canon).transpose(1, 2)) {
+            if !view::is_transposed_tokens(&idx, &canon) {
                 return Err(self.unsupported(n, "a linear layer over something other than the features or tokens"));
             }
             if canon[1] != in_f {
@@ -99,7 +99,7 @@ impl Lower<'_> {
             let origin = if gemm { None } else { g.transposed_origin(wname) };
             let op = Op::TokenLinear(TokenLinear { in_tokens: in_f, out_tokens: out_f, bias: false });
             let out_canon = vec![canon[0], out_f, canon[2]];
-            let v = view::identity(&out_canon).transpose(1, 2);
+            let v = view::transposed_tokens(&out_canon);
             let id = self.add(&base, op, &[x], vec![(Role::Weight, origin, weight)], out_canon, &from);
             self.bind(out, id, Some(v));
             return Ok(());
