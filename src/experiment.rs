@@ -8,7 +8,7 @@ use crate::data::{select_references, ClassSubset, SplitName, Splits, Subset};
 use crate::error::Result;
 use crate::evaluate::{accuracy_curve, Curve, CurveAxis, CurveOptions, CurvePruning, EvalOptions};
 use crate::graph::Graph;
-use crate::prune::components::{ComponentKind, ComponentSet};
+use crate::prune::components::{ComponentKind, ComponentSet, Components};
 use crate::prune::ranking::{PruneOrder, Ranking};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -177,7 +177,7 @@ pub struct Timings {
 pub struct CurveResult {
     pub criterion: String,
     pub spec: CriterionSpec,
-    pub component: ComponentKind,
+    pub component: Components,
     pub components: usize,
     /// The component layers (name, depth group, units), in the order of
     /// [`Curve::pruned_per_layer`].
@@ -243,7 +243,7 @@ pub fn run_criterion(
     Ok(CurveResult {
         criterion: spec.label(),
         spec: spec.clone(),
-        component: comps.kind,
+        component: comps.kinds.clone(),
         components: comps.total,
         layers: LayerUnits::of(comps),
         curve,
@@ -334,7 +334,7 @@ pub fn measure_curve_until(
     // constant gate rule gives no relevance would go first, everywhere), so such a set is
     // measured at group level, as `prune` ranks it.
     let grouped = opts.selection.by_groups()
-        || (comps.kind == ComponentKind::Neurons
+        || (comps.kinds.contains(ComponentKind::Neurons)
             && crate::prune::components::coupled_groups(graph, comps)?.iter().any(|g| g.members.len() > 1));
     let measure = match opts.axis {
         CurveAxis::Rate => None,

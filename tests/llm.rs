@@ -228,6 +228,23 @@ fn pruned_decoders_reload_in_transformers() {
     }
 }
 
+/// Neurons and heads in one ranking (`--component neurons+heads`): both kinds lose units, each
+/// layer keeps its own MLP width and head count (grouped heads stay consistent), and the folder
+/// reloads in transformers and onnxruntime with relprune's logits.
+#[test]
+fn neurons_and_heads_prune_together() {
+    let (_tmp, outcome) = prune_tiny("llama", false, "neurons+heads", 0.3);
+    let report = &outcome.pruned.report;
+    let w = &outcome.files.hf.as_ref().unwrap().widths;
+    assert!(w.intermediate.iter().sum::<i64>() < 2 * 48, "{w:?}");
+    assert!(w.heads.iter().sum::<i64>() < 2 * 4, "{w:?}");
+    assert_eq!(report.component.to_string(), "neurons+heads");
+    // 2 × 48 neurons, each counted in its gate and up projections, and 2 × 4 heads: 30 % of the
+    // 200 components, within one neuron's two.
+    assert!((59..=60).contains(&report.surgery.removed_components), "{}", report.surgery.removed_components);
+    reloads_with_relprune_logits("llama", "neurons+heads", &outcome);
+}
+
 /// Uniform removal (every layer, and with grouped heads every key/value group, loses the same
 /// share) keeps equal widths: the folder is a stock one that transformers loads without code.
 #[test]
@@ -378,7 +395,7 @@ fn tiny_session(
     let model = ModelSource::named(format!("hf:{}", folder.display()));
     let data = text_source(tmp);
     let task = TaskSpec { refs_per_class: 2, eval_samples: 0, ..Default::default() };
-    Session::open(&model, &data, &task, Some(kind)).unwrap()
+    Session::open(&model, &data, &task, Some(kind.into())).unwrap()
 }
 
 fn text_source(tmp: &tempfile::TempDir) -> relprune::workflow::DataSource {
@@ -429,7 +446,7 @@ fn language_model_curves_measure_perplexity_and_next_token_accuracy() {
         model: ModelSource::named(format!("hf:{}", folder.display())),
         data: text_source(&tmp),
         task: relprune::experiment::TaskSpec { refs_per_class: 2, eval_samples: 0, ..Default::default() },
-        component: Some(ComponentKind::Neurons),
+        component: Some(ComponentKind::Neurons.into()),
         config,
         out: out.path().join("run"),
     };

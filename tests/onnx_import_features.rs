@@ -103,7 +103,7 @@ fn collapse(name: &str) -> String {
 fn assert_same_modules(imported: &ComponentSet, native: &ComponentSet) {
     let a: Vec<(&str, usize)> = imported.layers.iter().map(|l| (l.name.as_str(), l.count)).collect();
     let b: Vec<(&str, usize)> = native.layers.iter().map(|l| (l.name.as_str(), l.count)).collect();
-    assert_eq!(a.len(), b.len(), "{:?} components: imported {a:?}, native {b:?}", imported.kind);
+    assert_eq!(a.len(), b.len(), "{:?} components: imported {a:?}, native {b:?}", imported.kinds);
     for ((an, ac), (bn, bc)) in a.iter().zip(&b) {
         let c = collapse(an);
         assert!(c == *bn || c.starts_with(&format!("{bn}.")), "imported `{an}` paired with native `{bn}`");

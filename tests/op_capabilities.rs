@@ -264,7 +264,7 @@ fn head_spans_reach_the_projections() {
         let layer = comps.layers.iter().find(|l| l.node == att).unwrap();
         let key = |id, role| g.node(id).params[&role].clone();
         assert_eq!(
-            mask_targets(&g, layer, ComponentKind::Heads, &[1]).unwrap(),
+            mask_targets(&g, layer, &[1]).unwrap(),
             vec![(key(out, Role::Weight), 1, (8..16).collect::<Vec<i64>>())]
         );
 

@@ -8,7 +8,7 @@ use relprune::attribution::Scores;
 use relprune::graph::ops::*;
 use relprune::graph::{stats, Graph, Mode};
 use relprune::models::{load_model, Architecture};
-use relprune::prune::components::{ComponentKind, ComponentSet};
+use relprune::prune::components::{ComponentKind, ComponentSet, Components};
 use relprune::prune::masking::apply_mask;
 use relprune::prune::ranking::PruneOrder;
 use relprune::prune::surgery::{prune, GroupRanking};
@@ -62,9 +62,10 @@ fn perturb(g: &mut Graph) {
     }
 }
 
-fn check(mut g: Graph, kind: ComponentKind, rate: f64) -> (Graph, Graph) {
+fn check(mut g: Graph, kind: impl Into<Components>, rate: f64) -> (Graph, Graph) {
     perturb(&mut g);
-    let comps = ComponentSet::find(&g, kind).unwrap();
+    let kind = kind.into();
+    let comps = ComponentSet::find(&g, kind.clone()).unwrap();
     let ranking =
         GroupRanking::new(&g, &comps, &random_scores(comps.total, 3), PruneOrder::LeastRelevantFirst).unwrap();
     let sel = ranking.selection(rate).unwrap();
@@ -81,7 +82,7 @@ fn check(mut g: Graph, kind: ComponentKind, rate: f64) -> (Graph, Graph) {
     let pruned = tch::no_grad(|| small.forward(&x, Mode::Eval)).unwrap();
     let scale = masked.abs().max().double_value(&[]).max(1e-6);
     let err = (&pruned - &masked).abs().max().double_value(&[]) / scale;
-    assert!(err < 1e-4, "{kind:?} at rate {rate}: pruned vs masked relative error {err:e}");
+    assert!(err < 1e-4, "{kind} at rate {rate}: pruned vs masked relative error {err:e}");
     let after = tch::no_grad(|| g.forward(&x, Mode::Eval)).unwrap();
     assert!(before.equal(&after), "the input graph is untouched");
     assert_plan_describes_surgery(&g, &small, &report.plan);
@@ -146,6 +147,7 @@ fn vit_heads_and_neurons() {
     let g =
         Architecture::parse("vit:size=32,patch=8,layers=3,heads=4,dim=32,mlp=64,classes=10").unwrap().build(1).unwrap();
     check(g.deep_clone(), ComponentKind::Neurons, 0.5);
+    joint(g.deep_clone());
     let (_, small) = check(g.deep_clone(), ComponentKind::Heads, 0.5);
     let heads: Vec<i64> = small
         .nodes()
@@ -166,7 +168,34 @@ fn bert_heads_and_neurons() {
     let arch = "bert:vocab=100,dim=32,layers=2,heads=4,mlp=64,positions=16,max_len=16,pooling=cls,classes=3";
     let g = Architecture::parse(arch).unwrap().build(1).unwrap();
     check(g.deep_clone(), ComponentKind::Heads, 0.5);
+    joint(g.deep_clone());
     check(g, ComponentKind::Neurons, 0.5);
+}
+
+/// Neurons and heads in one set (`--component neurons+heads`): one numbering in forward order,
+/// the two kinds' groups side by side, and a selection that takes both kinds prunes physically
+/// as it masks.
+fn joint(g: Graph) {
+    let both: Components = "neurons+heads".parse().unwrap();
+    let comps = ComponentSet::find(&g, both.clone()).unwrap();
+    let (n, h) = (
+        ComponentSet::find(&g, ComponentKind::Neurons).unwrap(),
+        ComponentSet::find(&g, ComponentKind::Heads).unwrap(),
+    );
+    assert_eq!(comps.total, n.total + h.total);
+    assert!(comps.layers.windows(2).all(|w| w[0].node < w[1].node && w[1].offset == w[0].offset + w[0].count));
+    let kinds: Vec<ComponentKind> = comps.layers.iter().map(|l| l.kind).collect();
+    assert!(kinds.contains(&ComponentKind::Heads) && kinds.contains(&ComponentKind::Neurons));
+    let groups = relprune::prune::components::coupled_groups(&g, &comps).unwrap();
+    assert_eq!(
+        groups.len(),
+        relprune::prune::components::coupled_groups(&g, &n).unwrap().len() + h.layers.len(),
+        "every attention layer's heads are a group of their own"
+    );
+    let (_, small) = check(g.deep_clone(), both, 0.5);
+    let count = |g: &Graph, kind| ComponentSet::find(g, kind).unwrap().total;
+    assert!(count(&small, ComponentKind::Neurons) < n.total, "neurons were removed");
+    assert!(count(&small, ComponentKind::Heads) < h.total, "heads were removed");
 }
 
 #[test]
@@ -174,6 +203,7 @@ fn zoo_transformers() {
     for name in ["fmnist-vit", "minilm-spam"] {
         let g = load_model(name, None, 0).unwrap().graph;
         check(g.deep_clone(), ComponentKind::Heads, 0.5);
+        joint(g.deep_clone());
         check(g, ComponentKind::Neurons, 0.5);
     }
 }

@@ -74,7 +74,8 @@ def prune(
             validation split, its objective the accuracy over removals up to the budget, and prune
             with the winner (``report.chosen`` names the trial and its rules file).
         rules: LRP rules for ``criterion="lrp"`` (``"low=zplus,mid=epsilon,high=epsilon"``).
-        component: ``filters``, ``neurons`` or ``heads`` (default: the model's natural kind).
+        component: ``filters``, ``neurons`` or ``heads``, or several ranked together joined by
+            ``+`` (``neurons+heads``); default: the model's natural kind.
         rate: fraction of components to remove. One of ``rate``, ``target``, ``max_drop``.
         target: a size budget: ``"macs=0.5"`` or ``{"macs": 0.5}`` keeps half the MACs;
             ``params=``, ``latency=`` likewise.

@@ -78,6 +78,8 @@ MODELS = {
     # Neither heads nor MLP neurons alone can reach half this ViT's MACs.
     "vit-heads": (_vit, (3, 32, 32), 10, {"component": "heads", "target": "macs=0.8"}),
     "vit-neurons": (_vit, (3, 32, 32), 10, {"component": "neurons", "target": "macs=0.7"}),
+    # Both kinds in one ranking reach what neither reaches alone.
+    "vit-both": (_vit, (3, 32, 32), 10, {"component": "neurons+heads", "target": "macs=0.5"}),
     "sequential": (_sequential, (3, 16, 16), 4, {}),
     "custom": (Custom, (3, 16, 16), 5, {}),
 }
@@ -386,7 +388,10 @@ def _tokens(n: int, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
-@pytest.mark.parametrize("component, amount", [("heads", {"rate": 0.3}), ("neurons", {"target": "macs=0.7"})])
+@pytest.mark.parametrize(
+    "component, amount",
+    [("heads", {"rate": 0.3}), ("neurons", {"target": "macs=0.7"}), ("neurons+heads", {"target": "params=0.8"})],
+)
 def test_hugging_face_models_prune_by_lrp_on_token_tensors(family: str, component: str, amount: dict) -> None:
     model = _hf(family).eval()
     ids, mask, y = _tokens(40, 12)

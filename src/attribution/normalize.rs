@@ -5,7 +5,7 @@
 
 use super::Scores;
 use crate::error::{Error, Result};
-use crate::prune::components::{ComponentKind, ComponentSet};
+use crate::prune::components::{ComponentKind, ComponentSet, Components};
 
 /// How scores are scaled within each component layer before the global ranking, which decides
 /// how many units each layer loses. `none` is the paper's raw global ranking; the others divide
@@ -60,10 +60,13 @@ impl LayerNormalization {
     /// The one default, for a criterion that does not fix its normalisation. Curves rank raw
     /// (the paper's protocol). A shipped model's filters are ranked per-layer mean, neurons and
     /// heads raw: the better of the two for each kind in benchmarks/deploy at equal MACs, before
-    /// and after fine-tuning (docs/benchmarks.md, "deploy").
-    pub fn default_for(kind: ComponentKind, purpose: RankingUse) -> Self {
-        match (purpose, kind) {
-            (RankingUse::Deploy, ComponentKind::Filters) => LayerNormalization::Mean,
+    /// and after fine-tuning (docs/benchmarks.md, "deploy"). A set of several kinds is ranked
+    /// per-layer mean for both uses: raw scores of different kinds are on different scales (a
+    /// head's score sums its head_dim channels, a neuron's is one channel's), so a raw ranking
+    /// would take all of one kind before any of the other.
+    pub fn default_for(kinds: &Components, purpose: RankingUse) -> Self {
+        match (purpose, kinds.single()) {
+            (_, None) | (RankingUse::Deploy, Some(ComponentKind::Filters)) => LayerNormalization::Mean,
             _ => LayerNormalization::None,
         }
     }

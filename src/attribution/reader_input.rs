@@ -47,11 +47,9 @@ struct Reading {
 /// units' channel classes (the dependency analysis: a gate and an up projection tied by their
 /// product are both read by the down projection).
 fn readings(graph: &Graph, comps: &ComponentSet) -> Result<Vec<Vec<Reading>>> {
-    let channel_readers = if comps.kind == ComponentKind::Heads {
-        Vec::new()
-    } else {
+    let mut per_layer: Vec<Vec<Reading>> = (0..comps.layers.len()).map(|_| Vec::new()).collect();
+    if comps.layers.iter().any(|l| l.kind != ComponentKind::Heads) {
         let spaces = channel_spaces(graph)?;
-        let groups = coupled_groups(graph, comps)?;
         let readers: Vec<(NodeId, Vec<usize>)> = graph
             .nodes()
             .iter()
@@ -62,8 +60,7 @@ fn readings(graph: &Graph, comps: &ComponentSet) -> Result<Vec<Vec<Reading>>> {
             })
             .map(|(id, n)| (id, spaces.classes(n.inputs[0])))
             .collect();
-        let mut per_layer: Vec<Vec<Reading>> = (0..comps.layers.len()).map(|_| Vec::new()).collect();
-        for g in &groups {
+        for g in coupled_groups(graph, comps)?.iter().filter(|g| !g.classes.is_empty()) {
             for (node, classes) in &readers {
                 let channels: Vec<Vec<i64>> = g
                     .classes
@@ -77,31 +74,17 @@ fn readings(graph: &Graph, comps: &ComponentSet) -> Result<Vec<Vec<Reading>>> {
                 }
             }
         }
-        per_layer
-    };
-    if comps.kind != ComponentKind::Heads {
-        return Ok(channel_readers);
     }
-    Ok(comps
-        .layers
-        .iter()
-        .map(|l| {
-            let units: Vec<i64> = (0..l.count as i64).collect();
-            {
-                let kind = graph.node(l.node).op.kind();
-                graph
-                    .unit_holders(l.node)
-                    .into_iter()
-                    .filter(|h| h.span.reads())
-                    .flat_map(|h| {
-                        let per_unit: Vec<Vec<i64>> =
-                            units.iter().map(|&u| kind.unit_positions(&h.span, l.count as i64, &[u])).collect();
-                        h.nodes.into_iter().map(move |node| Reading { node, channels: per_unit.clone() })
-                    })
-                    .collect()
-            }
-        })
-        .collect())
+    for (l, readings) in comps.layers.iter().zip(&mut per_layer).filter(|(l, _)| l.kind == ComponentKind::Heads) {
+        let units: Vec<i64> = (0..l.count as i64).collect();
+        let kind = graph.node(l.node).op.kind();
+        for h in graph.unit_holders(l.node).into_iter().filter(|h| h.span.reads()) {
+            let per_unit: Vec<Vec<i64>> =
+                units.iter().map(|&u| kind.unit_positions(&h.span, l.count as i64, &[u])).collect();
+            readings.extend(h.nodes.into_iter().map(|node| Reading { node, channels: per_unit.clone() }));
+        }
+    }
+    Ok(per_layer)
 }
 
 /// Per-channel sums over the reference tokens of x, x² of a reader's input.

@@ -264,7 +264,7 @@ impl CriterionSpec {
 
     /// The normalisation a ranking for `purpose` uses: the criterion's own, else the default.
     pub fn normalization_for(&self, comps: &ComponentSet, purpose: RankingUse) -> LayerNormalization {
-        self.normalization().unwrap_or(LayerNormalization::default_for(comps.kind, purpose))
+        self.normalization().unwrap_or(LayerNormalization::default_for(&comps.kinds, purpose))
     }
 
     /// Scores of this criterion (from [`Criterion::score`] of [`Self::build`], which applies a
@@ -273,7 +273,7 @@ impl CriterionSpec {
     pub fn ranking_scores(&self, scores: &Scores, comps: &ComponentSet, purpose: RankingUse) -> Scores {
         match self.normalization() {
             Some(_) => scores.clone(),
-            None => normalize_per_layer(scores, comps, LayerNormalization::default_for(comps.kind, purpose)),
+            None => normalize_per_layer(scores, comps, LayerNormalization::default_for(&comps.kinds, purpose)),
         }
     }
 

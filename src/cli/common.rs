@@ -162,10 +162,11 @@ pub fn thousands(n: i64) -> String {
 /// The task and curve settings shared by `curve`, `compare` and `optimize`.
 #[derive(Args, Clone, Debug)]
 pub struct TaskArgs {
-    /// Which components to prune (default: filters for CNNs, neurons for transformers and for
+    /// Which components to prune: filters, neurons or heads, or several ranked together joined
+    /// by `+` (neurons+heads) (default: filters for CNNs, neurons for transformers and for
     /// all-MLP models whose filters cannot be removed).
     #[arg(long)]
-    pub component: Option<relprune::prune::components::ComponentKind>,
+    pub component: Option<relprune::prune::components::Components>,
     /// Restrict the task to K classes drawn by --seed (the paper's 3-class tasks) [range: 2..=the
     /// model's classes].
     #[arg(long, value_name = "K", value_parser = super::ranges::count(2, super::ranges::MAX_COUNT))]
@@ -258,8 +259,10 @@ pub struct AxisArgs {
     /// Scale scores within each layer before the global ranking: none, max, l2, sum, mean or
     /// lamp (as `prune --normalize`). It becomes part of each criterion (a rules file that fixes
     /// another is an error). Without it, a criterion that leaves it open draws its curve with the
-    /// paper's raw ranking, and its --target marks rank as `prune` does (mean for conv filters,
-    /// none for neurons and heads), so a mark is the model `prune --target` gives.
+    /// paper's raw ranking (the per-layer mean for several kinds together, whose raw scores are
+    /// on different scales), and its --target marks rank as `prune` does (mean for conv filters
+    /// and for several kinds, none for neurons or heads), so a mark is the model `prune --target`
+    /// gives.
     #[arg(long)]
     pub normalize: Option<relprune::prune::ranking::LayerNormalization>,
 }
@@ -292,7 +295,7 @@ pub fn open_session(
     data: &DataArgs,
     task: &TaskArgs,
 ) -> anyhow::Result<relprune::workflow::Session> {
-    Ok(relprune::workflow::Session::open(&model.source(), &data.source(), &task.task_spec(), task.component)?)
+    Ok(relprune::workflow::Session::open(&model.source(), &data.source(), &task.task_spec(), task.component.clone())?)
 }
 
 /// Curve progress on stderr: one bar per criterion over its rates, with the evaluation speed.

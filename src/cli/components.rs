@@ -4,7 +4,7 @@
 
 use super::common::{ModelArgs, Output};
 use clap::Args;
-use relprune::prune::components::{coupled_groups, ComponentKind, ComponentSet};
+use relprune::prune::components::{coupled_groups, ComponentKind, ComponentSet, Components};
 
 #[derive(Args)]
 pub struct ComponentsArgs {
@@ -12,14 +12,14 @@ pub struct ComponentsArgs {
     model: ModelArgs,
     /// Which kind to list (default: all kinds the model has).
     #[arg(long)]
-    component: Option<ComponentKind>,
+    component: Option<Components>,
 }
 
 pub fn run(args: ComponentsArgs, out: &Output) -> anyhow::Result<()> {
     let m = args.model.load()?;
-    let kinds = match args.component {
-        Some(k) => vec![k],
-        None => vec![ComponentKind::Filters, ComponentKind::Neurons, ComponentKind::Heads],
+    let kinds: Vec<Components> = match &args.component {
+        Some(k) => vec![k.clone()],
+        None => [ComponentKind::Filters, ComponentKind::Neurons, ComponentKind::Heads].map(Components::from).to_vec(),
     };
     let mut sets = Vec::new();
     for k in kinds {
@@ -34,7 +34,7 @@ pub fn run(args: ComponentsArgs, out: &Output) -> anyhow::Result<()> {
         let units: usize = groups.iter().map(|g| g.units).sum();
         out.say(format!(
             "{} ({} units in {} groups; {} components in {} layers)",
-            s.kind,
+            s.kinds,
             units,
             groups.len(),
             s.total,

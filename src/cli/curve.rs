@@ -64,7 +64,7 @@ pub fn run_curve(args: CurveArgs, out: &Output) -> anyhow::Result<()> {
         "{}: {} {} in {} layers; {} references, {} evaluation samples",
         session.model.name,
         comps.total,
-        comps.kind,
+        comps.kinds,
         comps.layers.len(),
         data.task.refs.len(),
         data.task.eval.len()
@@ -92,7 +92,7 @@ pub fn run_compare(args: CompareArgs, out: &Output) -> anyhow::Result<()> {
         "{}: {} {}; {} references, {} evaluation samples; {} criteria",
         session.model.name,
         comps.total,
-        comps.kind,
+        comps.kinds,
         data.task.refs.len(),
         data.task.eval.len(),
         specs.len()

@@ -65,7 +65,7 @@ pub fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         eval_samples: args.eval_samples,
         ..Default::default()
     };
-    let mut session = Session::with_model(model, &args.data.source(), &spec, Some(ComponentKind::Filters))?;
+    let mut session = Session::with_model(model, &args.data.source(), &spec, Some(ComponentKind::Filters.into()))?;
     test_accuracy(out, &session, &manifest)?;
     let (comps, task) = (&session.comps, &session.data()?.task);
     out.say(format!(

@@ -260,7 +260,7 @@ impl PruneArgs {
             model: self.model.source(),
             data: self.data.source(),
             task: self.task.task_spec(),
-            component: self.task.component,
+            component: self.task.component.clone(),
             config: PruneConfig { criterion, compress, latency_runs: self.latency_runs },
             out: self.out.clone(),
         })

@@ -67,10 +67,12 @@ impl Selection {
         Ok(match self {
             Selection::Uniform => ranking.with_uniform(graph, comps),
             Selection::KvGroups => ranking.with_whole_blocks(graph, comps, false),
-            Selection::Layers if comps.kind == crate::prune::components::ComponentKind::Filters => crate::bail!(
-                "--selection layers removes whole MLPs (--component neurons) or attention modules (--component \
+            Selection::Layers if comps.kinds.contains(crate::prune::components::ComponentKind::Filters) => {
+                crate::bail!(
+                    "--selection layers removes whole MLPs (--component neurons) or attention modules (--component \
                  heads); a conv layer keeps at least one channel, so it cannot go whole"
-            ),
+                )
+            }
             Selection::Layers => ranking.with_whole_blocks(graph, comps, true),
             Selection::Relevance | Selection::CostAware => ranking,
         })

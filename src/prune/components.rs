@@ -20,7 +20,7 @@ use crate::prune::dependency::{channel_spaces, ChannelSpaces};
 use serde::{Deserialize, Serialize};
 
 /// The kind of structural component.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentKind {
     /// Conv output channels.
@@ -40,6 +40,81 @@ impl std::fmt::Display for ComponentKind {
             ComponentKind::Neurons => "neurons",
             ComponentKind::Heads => "heads",
         })
+    }
+}
+
+/// The kinds of component a set holds: one (`neurons`), or several ranked and removed together
+/// under one budget (`neurons+heads`: a transformer's MLP neurons and attention heads). Written
+/// `KIND[+KIND…]` (`,` is read as `+`); the kinds are kept in a fixed order, each once, so equal
+/// sets print alike.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Components(Vec<ComponentKind>);
+
+impl Components {
+    /// The set of `kinds` (at least one; repeats are dropped).
+    pub fn new(kinds: impl IntoIterator<Item = ComponentKind>) -> Result<Self> {
+        let mut k: Vec<ComponentKind> = kinds.into_iter().collect();
+        k.sort_unstable();
+        k.dedup();
+        if k.is_empty() {
+            crate::bail!("no component kind given; use filters, neurons or heads (several joined by `+`)");
+        }
+        Ok(Components(k))
+    }
+
+    /// The kinds, in their fixed order.
+    pub fn kinds(&self) -> &[ComponentKind] {
+        &self.0
+    }
+
+    pub fn contains(&self, kind: ComponentKind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// The kind, where the set holds one.
+    pub fn single(&self) -> Option<ComponentKind> {
+        match self.0[..] {
+            [k] => Some(k),
+            _ => None,
+        }
+    }
+}
+
+impl From<ComponentKind> for Components {
+    fn from(kind: ComponentKind) -> Self {
+        Components(vec![kind])
+    }
+}
+
+impl std::fmt::Display for Components {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.0.iter().map(|k| k.to_string()).collect();
+        f.write_str(&names.join("+"))
+    }
+}
+
+impl std::str::FromStr for Components {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let kinds: Vec<ComponentKind> = s
+            .split(['+', ','])
+            .map(|k| k.trim().parse())
+            .collect::<Result<_>>()
+            .map_err(|e| crate::Error::invalid(format!("{e} (several kinds are joined by `+`: neurons+heads)")))?;
+        Components::new(kinds)
+    }
+}
+
+impl Serialize for Components {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Components {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -114,6 +189,8 @@ pub fn depth_groups(graph: &Graph) -> Vec<Option<DepthGroup>> {
 pub struct ComponentLayer {
     /// The node that owns the units (Conv2d, Linear or Attention).
     pub node: NodeId,
+    /// What its units are.
+    pub kind: ComponentKind,
     pub name: String,
     /// Number of units.
     pub count: usize,
@@ -151,10 +228,10 @@ impl Carrier {
     }
 }
 
-/// All units of one kind in a graph, in forward order, numbered globally.
+/// All units of the chosen kinds in a graph, in forward order, numbered globally.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ComponentSet {
-    pub kind: ComponentKind,
+    pub kinds: Components,
     pub layers: Vec<ComponentLayer>,
     pub total: usize,
 }
@@ -167,8 +244,26 @@ fn reads_channels(graph: &Graph, c: NodeId) -> bool {
 }
 
 impl ComponentSet {
-    /// Finds every unit of `kind` in `graph`.
-    pub fn find(graph: &Graph, kind: ComponentKind) -> Result<Self> {
+    /// Finds every unit of the given kinds in `graph` (a kind, or several: see [`Components`]).
+    /// Every kind asked for must be present.
+    pub fn find(graph: &Graph, kinds: impl Into<Components>) -> Result<Self> {
+        let kinds = kinds.into();
+        let mut layers: Vec<ComponentLayer> = Vec::new();
+        for &kind in kinds.kinds() {
+            layers.extend(Self::find_kind(graph, kind)?);
+        }
+        // One numbering in forward order (a node owns units of one kind only).
+        layers.sort_by_key(|l| l.node);
+        let mut offset = 0;
+        for l in &mut layers {
+            l.offset = offset;
+            offset += l.count;
+        }
+        Ok(ComponentSet { kinds, layers, total: offset })
+    }
+
+    /// The layers of one kind (their offsets count from 0).
+    fn find_kind(graph: &Graph, kind: ComponentKind) -> Result<Vec<ComponentLayer>> {
         let groups = depth_groups(graph);
         let consumers = graph.consumers();
         let ranks = output_ranks(graph.spec());
@@ -200,6 +295,7 @@ impl ComponentSet {
             let carriers = spaces.as_ref().map(|s| carriers(graph, s, id)).unwrap_or_default();
             layers.push(ComponentLayer {
                 node: id,
+                kind,
                 name: n.name.clone(),
                 count,
                 offset,
@@ -221,7 +317,7 @@ impl ComponentSet {
                 }
             );
         }
-        Ok(ComponentSet { kind, layers, total: offset })
+        Ok(layers)
     }
 
     /// The layer holding global unit `index`, and the unit's index within it.
@@ -331,25 +427,24 @@ impl CoupledGroup {
 /// other layers' channels at other positions (through a concatenation and an addition) are
 /// blocked, with the reason.
 pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<CoupledGroup>> {
-    if comps.kind == ComponentKind::Heads {
-        return Ok(comps
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| CoupledGroup {
-                members: vec![i],
-                units: l.count,
-                blocked: None,
-                classes: Vec::new(),
-                segments: Vec::new(),
-            })
-            .collect());
+    let mut groups: Vec<CoupledGroup> = Vec::new();
+    // Heads do not travel as channels: each attention layer's heads are a group of their own.
+    for (i, l) in comps.layers.iter().enumerate().filter(|(_, l)| l.kind == ComponentKind::Heads) {
+        groups.push(CoupledGroup {
+            members: vec![i],
+            units: l.count,
+            blocked: None,
+            classes: Vec::new(),
+            segments: Vec::new(),
+        });
+    }
+    if groups.len() == comps.layers.len() {
+        return Ok(groups);
     }
     let sp = channel_spaces(graph)?;
-    let mut groups: Vec<CoupledGroup> = Vec::new();
-    for (i, l) in comps.layers.iter().enumerate() {
+    for (i, l) in comps.layers.iter().enumerate().filter(|(_, l)| l.kind != ComponentKind::Heads) {
         let classes = sp.classes(l.node);
-        match groups.iter_mut().find(|g| g.classes == classes) {
+        match groups.iter_mut().find(|g| !g.classes.is_empty() && g.classes == classes) {
             Some(g) => g.members.push(i),
             None => groups.push(CoupledGroup {
                 members: vec![i],
@@ -398,5 +493,7 @@ pub fn coupled_groups(graph: &Graph, comps: &ComponentSet) -> Result<Vec<Coupled
             g.blocked = Some("its channels are tied to other layers' channels at different positions".into());
         }
     }
+    // In forward order of their first layers, heads and channels alike.
+    groups.sort_by_key(|g| g.members[0]);
     Ok(groups)
 }

@@ -10,7 +10,7 @@ use crate::experiment::{score, Task, TaskSpec};
 use crate::graph::Graph;
 use crate::prune::budget::{order_by_cost, select_for_max_drop, select_for_target, unit_costs, BudgetChoice};
 use crate::prune::budget::{Measure, Selection, Target};
-use crate::prune::components::{ComponentKind, ComponentSet};
+use crate::prune::components::{ComponentSet, Components};
 use crate::prune::plan::Plan;
 use crate::prune::ranking::PruneOrder;
 use crate::prune::surgery::{prune, GroupRanking, SurgeryReport};
@@ -148,7 +148,7 @@ pub fn deploy_ranking(
 /// score, and neither an accuracy budget nor fine-tuning is possible.
 pub fn compress(
     graph: &Graph,
-    kind: ComponentKind,
+    kinds: &Components,
     spec: &CriterionSpec,
     data: Option<TaskData<'_>>,
     cfg: &CompressConfig,
@@ -165,7 +165,7 @@ pub fn compress(
     if steps > 1 && matches!(cfg.amount, Amount::MaxDrop(_)) {
         crate::bail!("an accuracy budget is searched in one step; drop --steps or give --rate / --target");
     }
-    let total = ComponentSet::find(graph, kind)?.total;
+    let total = ComponentSet::find(graph, kinds.clone())?.total;
     let measure0 = match cfg.amount {
         Amount::Target(t) => t.measure.of(graph, cfg.seq_len)?,
         _ => 0,
@@ -177,7 +177,7 @@ pub fn compress(
     for i in 1..=steps {
         let now = current.as_ref().unwrap_or(graph);
         observer.stage(i, "scoring");
-        let comps = ComponentSet::find(now, kind)?;
+        let comps = ComponentSet::find(now, kinds.clone())?;
         let scores = match &data {
             Some(d) => score(now, &comps, d.task, spec, cfg.attribution_batch)?,
             None => spec.build(cfg.attribution_batch)?.score(now, &comps, &Subset::empty())?,

@@ -41,18 +41,14 @@ impl Drop for MaskGuard<'_> {
 }
 
 /// Which parameter slices (key, dimension, indices) zero the given units of a layer.
-pub fn mask_targets(
-    graph: &Graph,
-    layer: &ComponentLayer,
-    kind: ComponentKind,
-    units: &[i64],
-) -> Result<Vec<(String, i64, Vec<i64>)>> {
+pub fn mask_targets(graph: &Graph, layer: &ComponentLayer, units: &[i64]) -> Result<Vec<(String, i64, Vec<i64>)>> {
     let key =
         |id: NodeId, role: Role| {
             graph.node(id).params.get(&role).cloned().ok_or_else(|| {
                 Error::invalid(format!("node `{}` has no parameter `{role}` to mask", graph.node(id).name))
             })
         };
+    let kind = layer.kind;
     let mut out = Vec::new();
     match kind {
         ComponentKind::Filters | ComponentKind::Neurons => {
@@ -119,7 +115,7 @@ pub fn apply_mask<'g>(graph: &'g mut Graph, comps: &ComponentSet, selected: &[us
     let mut targets = Vec::new();
     for (offset, units) in &per_layer {
         let (layer, _) = comps.locate(*offset);
-        targets.extend(mask_targets(graph, layer, comps.kind, units)?);
+        targets.extend(mask_targets(graph, layer, units)?);
     }
     let mut guard = MaskGuard { graph, saved: Vec::new() };
     tch::no_grad(|| -> Result<()> {

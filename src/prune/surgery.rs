@@ -69,7 +69,7 @@ impl GroupRanking {
             // Filters: the group's most relevant channel is never offered (a conv keeps ≥ 1
             // channel), nor the most relevant of each part a layer holds alone (a split's chunk).
             let mut keep: HashSet<usize> = HashSet::new();
-            if comps.kind == ComponentKind::Filters {
+            if comps.layers[g.members[0]].kind == ComponentKind::Filters {
                 let all: Vec<usize> = (0..g.units).collect();
                 for part in std::iter::once(&all).chain(&g.segments) {
                     let best = part.iter().copied().max_by(|&a, &b| pooled[a].total_cmp(&pooled[b]).then(b.cmp(&a)));
@@ -202,8 +202,8 @@ impl GroupRanking {
                 let known: Vec<&str> = comps.layers.iter().map(|l| l.name.as_str()).take(12).collect();
                 crate::bail!(
                     "ignored layer `{name}` is not a prunable layer (of {}) or a module holding one; the {} are: {}{}",
-                    comps.kind,
-                    comps.kind,
+                    comps.kinds,
+                    comps.kinds,
                     known.join(", "),
                     if comps.layers.len() > known.len() { ", …" } else { "" }
                 );
@@ -375,69 +375,70 @@ pub fn prune(
     // Kept output channels, and kept channels of input 0, of every node that changes.
     let mut out_keep: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
     let mut in_keep: BTreeMap<NodeId, Vec<i64>> = BTreeMap::new();
-    match comps.kind {
-        ComponentKind::Heads => {
-            for (&g, units) in &removed {
-                let layer = &comps.layers[ranking.groups[g].members[0]];
-                let node = graph.node(layer.node);
-                let holders = graph.unit_holders(layer.node);
-                if holders.is_empty() {
-                    crate::bail!("`{}` ({}) has no {}", node.name, node.op.kind_name(), comps.kind);
-                }
-                let keep: Vec<i64> = (0..layer.count as i64).filter(|h| !units.contains(h)).collect();
-                report.plan.keep_units(&layer.name, layer.count as i64, keep.clone());
-                if keep.is_empty() {
-                    report.emptied.push(layer.name.clone());
-                }
-                report.removed_units += units.len();
-                report.removed_components += units.len();
-                // Every holder keeps the kept units' channels: a head's rows of the q, k, v
-                // projections, its columns of the output projection, its share of the context.
-                for h in holders {
-                    let kept = node.op.kind().unit_positions(&h.span, layer.count as i64, &keep);
-                    let side = if h.span.reads() { &mut in_keep } else { &mut out_keep };
-                    for n in h.nodes {
-                        side.insert(n, kept.clone());
-                    }
-                }
+    // Heads: each attention layer's own holders. Channels (filters, neurons): every node whose
+    // channels are of a removed class. The two never edit the same node's same side.
+    let is_heads = |g: usize| comps.layers[ranking.groups[g].members[0]].kind == ComponentKind::Heads;
+    for (&g, units) in removed.iter().filter(|(&g, _)| is_heads(g)) {
+        let layer = &comps.layers[ranking.groups[g].members[0]];
+        let node = graph.node(layer.node);
+        let holders = graph.unit_holders(layer.node);
+        if holders.is_empty() {
+            crate::bail!("`{}` ({}) has no heads", node.name, node.op.kind_name());
+        }
+        let keep: Vec<i64> = (0..layer.count as i64).filter(|h| !units.contains(h)).collect();
+        report.plan.keep_units(&layer.name, layer.count as i64, keep.clone());
+        if keep.is_empty() {
+            report.emptied.push(layer.name.clone());
+        }
+        report.removed_units += units.len();
+        report.removed_components += units.len();
+        // Every holder keeps the kept units' channels: a head's rows of the q, k, v
+        // projections, its columns of the output projection, its share of the context.
+        for h in holders {
+            let kept = node.op.kind().unit_positions(&h.span, layer.count as i64, &keep);
+            let side = if h.span.reads() { &mut in_keep } else { &mut out_keep };
+            for n in h.nodes {
+                side.insert(n, kept.clone());
             }
         }
-        ComponentKind::Filters | ComponentKind::Neurons => {
-            let sp = channel_spaces(graph)?;
-            let mut gone: HashSet<usize> = HashSet::new();
-            for (&g, units) in &removed {
-                let group = &ranking.groups[g];
-                report.removed_units += units.len();
-                report.removed_components += units.len() * group.members.len();
-                if units.len() == group.units {
-                    let names: Vec<&str> = group.members.iter().map(|&m| comps.layers[m].name.as_str()).collect();
-                    if comps.kind == ComponentKind::Filters {
-                        crate::bail!(
-                            "the selection removes every channel of {names:?}; keep at least one (lower the rate)"
-                        );
-                    }
-                    report.emptied.extend(names.iter().map(|s| s.to_string()));
+    }
+    if removed.keys().any(|&g| !is_heads(g)) {
+        let sp = channel_spaces(graph)?;
+        let mut gone: HashSet<usize> = HashSet::new();
+        for (&g, units) in removed.iter().filter(|(&g, _)| !is_heads(g)) {
+            let group = &ranking.groups[g];
+            report.removed_units += units.len();
+            report.removed_components += units.len() * group.members.len();
+            if units.len() == group.units {
+                let names: Vec<&str> = group.members.iter().map(|&m| comps.layers[m].name.as_str()).collect();
+                if comps.layers[group.members[0]].kind == ComponentKind::Filters {
+                    crate::bail!(
+                        "the selection removes every channel of {names:?}; keep at least one (lower the rate)"
+                    );
                 }
-                gone.extend(units.iter().map(|&u| group.classes[u as usize]));
-                let keep: Vec<i64> = (0..group.units as i64).filter(|u| !units.contains(u)).collect();
-                for &m in &group.members {
-                    report.plan.keep_units(&comps.layers[m].name, group.units as i64, keep.clone());
-                }
+                report.emptied.extend(names.iter().map(|s| s.to_string()));
             }
-            let kept = |id: NodeId| -> Option<Vec<i64>> {
-                let classes = sp.classes(id);
-                classes
-                    .iter()
-                    .any(|c| gone.contains(c))
-                    .then(|| (0..classes.len() as i64).filter(|&i| !gone.contains(&classes[i as usize])).collect())
-            };
-            for (id, node) in graph.nodes().iter().enumerate() {
-                if let Some(k) = kept(id) {
-                    out_keep.insert(id, k);
-                }
-                if let Some(k) = node.inputs.first().and_then(|&x| kept(x)) {
-                    in_keep.insert(id, k);
-                }
+            gone.extend(units.iter().map(|&u| group.classes[u as usize]));
+            let keep: Vec<i64> = (0..group.units as i64).filter(|u| !units.contains(u)).collect();
+            for &m in &group.members {
+                report.plan.keep_units(&comps.layers[m].name, group.units as i64, keep.clone());
+            }
+        }
+        let kept = |id: NodeId| -> Option<Vec<i64>> {
+            let classes = sp.classes(id);
+            classes
+                .iter()
+                .any(|c| gone.contains(c))
+                .then(|| (0..classes.len() as i64).filter(|&i| !gone.contains(&classes[i as usize])).collect())
+        };
+        for (id, node) in graph.nodes().iter().enumerate() {
+            let out = kept(id).and_then(|k| out_keep.insert(id, k));
+            let inp = node.inputs.first().and_then(|&x| kept(x)).and_then(|k| in_keep.insert(id, k));
+            if out.is_some() || inp.is_some() {
+                crate::bail!(
+                    "`{}` holds both heads and channels that the selection removes; prune the two kinds apart",
+                    node.name
+                );
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::experiment::TaskSpec;
 use crate::graph::{stats, Graph};
 use crate::prune::budget::{BudgetChoice, Selection};
 use crate::prune::choose::{choose, Choice, ChooseConfig};
-use crate::prune::components::ComponentKind;
+use crate::prune::components::Components;
 use crate::prune::compress::{compress, Amount, CompressConfig, CompressObserver, StepRecord, TaskData};
 use crate::prune::plan::Plan;
 use crate::prune::surgery::SurgeryReport;
@@ -163,7 +163,7 @@ pub struct PruneReport {
     /// The study whose winner is the criterion, with `--optimize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub study: Option<StudyChoice>,
-    pub component: ComponentKind,
+    pub component: Components,
     /// Components of this kind in the unpruned model.
     pub components: usize,
     /// The fraction of components removed (given, or found for a budget).
@@ -239,7 +239,7 @@ pub struct PruneRequest {
     pub data: DataSource,
     pub task: TaskSpec,
     /// Which components (None: the model's default kind).
-    pub component: Option<ComponentKind>,
+    pub component: Option<Components>,
     pub config: PruneConfig,
     /// Output folder: `model/`, `model.onnx`, `prune.json`; fine-tuning checkpoints in
     /// `finetune-work/` until the model is in place.
@@ -278,7 +278,7 @@ pub fn prune(req: &PruneRequest, observer: &mut dyn CompressObserver) -> Result<
         }
         _ => {}
     }
-    let mut session = Session::open(&req.model, &req.data, &req.task, req.component)?;
+    let mut session = Session::open(&req.model, &req.data, &req.task, req.component.clone())?;
     let mut config = req.config.clone();
     let mut study = None;
     if let CriterionChoice::Optimize(opt) = &req.config.criterion {
@@ -342,7 +342,7 @@ pub fn prune_session(
         }
     };
     let (spec, c) = (&spec, &c);
-    let result = compress(&model.graph, comps.kind, spec, data, c, work_dir, observer)?;
+    let result = compress(&model.graph, &comps.kinds, spec, data, c, work_dir, observer)?;
     let rate = match c.amount {
         Amount::Rate(r) => r,
         _ => result.removed_components as f64 / result.total_components.max(1) as f64,
@@ -380,7 +380,7 @@ pub fn prune_session(
         criterion: spec.label(),
         choice,
         study: None,
-        component: comps.kind,
+        component: comps.kinds.clone(),
         components: comps.total,
         rate,
         selection: c.selection,

@@ -5,7 +5,7 @@ use super::source::Session;
 use crate::attribution::normalize::RankingUse;
 use crate::attribution::{CriterionSpec, Scores};
 use crate::error::Result;
-use crate::prune::components::ComponentKind;
+use crate::prune::components::Components;
 use serde::{Deserialize, Serialize};
 
 /// One layer's scores, unit by unit.
@@ -20,7 +20,7 @@ pub struct LayerScores {
 pub struct ScoresReport {
     pub model: String,
     pub criterion: String,
-    pub component: ComponentKind,
+    pub component: Components,
     /// Whether the scores are scaled per layer as `prune` ranks them, or raw.
     pub ranked: bool,
     pub layers: Vec<LayerScores>,
@@ -45,7 +45,7 @@ pub fn scores(session: &Session, spec: &CriterionSpec, batch: usize, ranked: boo
     Ok(ScoresReport {
         model: session.model.name.clone(),
         criterion: spec.label(),
-        component: comps.kind,
+        component: comps.kinds.clone(),
         ranked,
         layers,
     })

@@ -7,7 +7,7 @@ use crate::device::DeviceChoice;
 use crate::error::Result;
 use crate::experiment::{Task, TaskSpec};
 use crate::models::{load_model, LoadedModel};
-use crate::prune::components::{ComponentKind, ComponentSet};
+use crate::prune::components::{ComponentSet, Components};
 use std::path::{Path, PathBuf};
 
 /// A model to load: a zoo name, an architecture (`resnet18`, `cifar_resnet18:width=16,…`), a
@@ -188,7 +188,7 @@ impl Session {
         model: &ModelSource,
         data: &DataSource,
         task: &TaskSpec,
-        component: Option<ComponentKind>,
+        component: Option<Components>,
     ) -> Result<Self> {
         Self::with_model(model.load()?, data, task, component)
     }
@@ -198,15 +198,15 @@ impl Session {
         model: LoadedModel,
         data: &DataSource,
         task: &TaskSpec,
-        component: Option<ComponentKind>,
+        component: Option<Components>,
     ) -> Result<Self> {
-        let kind = component.unwrap_or_else(|| ComponentSet::default_kind(&model.graph));
+        let kind = component.unwrap_or_else(|| ComponentSet::default_kind(&model.graph).into());
         if data.is_none() {
             // A model without data (e.g. random weights to measure speed): its outputs on random
             // inputs must still be finite.
             let inputs = crate::evaluate::random_inputs(&model.graph, 2, crate::experiment::CURVE_SEQ_LEN);
             crate::evaluate::check_finite(&model.graph, &inputs)?;
-            let comps = ComponentSet::find(&model.graph, kind)?;
+            let comps = ComponentSet::find(&model.graph, kind.clone())?;
             return Ok(Session { model, data: None, comps });
         }
         let splits = data.load_for(&model)?;
@@ -216,7 +216,7 @@ impl Session {
             .ok_or_else(|| crate::Error::invalid("the model's output is not a Linear classifier"))?;
         let t = Task::prepare(&splits, num_classes, task)?;
         t.check_model(&model.graph)?;
-        let comps = ComponentSet::find(&model.graph, kind)?;
+        let comps = ComponentSet::find(&model.graph, kind.clone())?;
         Ok(Session { model, data: Some(SessionData { splits, num_classes, task: t }), comps })
     }
 

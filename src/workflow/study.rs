@@ -182,7 +182,7 @@ fn definition(session: &Session, cfg: &StudyConfig, space: SearchSpace) -> Resul
     let task = val_task(session, cfg)?;
     let model = &session.model;
     let mut objective = serde_json::json!({
-        "model": model.name, "origin": model.origin, "component": session.comps.kind, "task": task,
+        "model": model.name, "origin": model.origin, "component": session.comps.kinds, "task": task,
         "rates": rates_text(&cfg.opts.rates), "objective": "A_PR on the validation split",
         // Intermediate values are A_PR estimates from coarse-first rates; studies from before
         // (ascending running means) cannot be mixed with them, so the order is part of the key.
@@ -239,7 +239,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
         StudyName::Derived => format!(
             "{}-{}-c{}-s{}",
             session.model.name,
-            session.comps.kind,
+            session.comps.kinds,
             task_spec.classes.map(|c| c.to_string()).unwrap_or("all".into()),
             task_spec.seed
         ),

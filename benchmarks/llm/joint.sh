@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# MLP neurons, attention heads, and both in one ranking (`--component neurons+heads`), at equal
+# parameters removed, on SmolLM2-135M: `relprune compare --axis params`, every point the
+# physically pruned model that removes at least that fraction of the parameters.
+#   benchmarks/llm/joint.sh    # SEQUENCES (8) test sequences of SEQ_LEN (512) tokens, REFS (4)
+# Settings: CRITERIA (lrp-epsilon,taylor), RATES (fractions of all parameters removed,
+# 0,0.05,0.1,0.15,0.2; heads alone: HEAD_RATES, 0,0.05,0.1,0.15, as all of attention is 20 % of
+# the parameters). Each set ranks with its default normalisation (none for one kind, the
+# per-layer mean for several); the joint set runs twice, least relevant first and cost-aware
+# (least relevance per parameter saved first).
+# Results: benchmarks/llm/results/joint-*.json (+ PNG plots); table: docs/benchmarks.md.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+n="${SEQUENCES:-8}" len="${SEQ_LEN:-512}" refs="${REFS:-4}"
+criteria="${CRITERIA:-lrp-epsilon,taylor}" rates="${RATES:-0,0.05,0.1,0.15,0.2}"
+run() {  # tag component selection rates
+  "$bin" --json compare --model smollm2-135m --data enwiki --seq-len "$len" --component "$2" \
+    --axis params --selection "$3" --criteria "$criteria" --rates "$4" --refs-per-class "$refs" \
+    --attribution-batch 1 --eval-samples "$n" --stop-at-chance --out "$res/joint-$1" > "$res/joint-$1.json"
+}
+run neurons neurons relevance "$rates"
+run heads heads relevance "${HEAD_RATES:-0,0.05,0.1,0.15}"
+run both neurons+heads relevance "$rates"
+run both-cost-aware neurons+heads cost-aware "$rates"
+"$RELPRUNE_PYTHON" "$here/table.py" "$res"
