@@ -444,7 +444,7 @@ fn baseline_once(kind: SamplerKind, space: &SearchSpace) {
                 })),
                 &mut objective,
                 12,
-                Some(&baseline),
+                std::slice::from_ref(&baseline),
                 &mut Quiet,
             )
             .unwrap();
@@ -505,7 +505,7 @@ fn study_file(tmp: &Path) -> PathBuf {
     let path = tmp.join("study.sqlite");
     let mut store = StudyStore::open(connect(path.to_str().unwrap()).unwrap(), "s", &def).unwrap();
     let mut objective = Fake { baseline: space.default_params(), evaluated_baseline: 0 };
-    run_worker(&mut store, &space, SamplerKind::Random.build(0).as_ref(), None, &mut objective, 30, None, &mut Quiet)
+    run_worker(&mut store, &space, SamplerKind::Random.build(0).as_ref(), None, &mut objective, 30, &[], &mut Quiet)
         .unwrap();
     drop(store);
     path

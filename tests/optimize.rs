@@ -63,7 +63,7 @@ fn run_synthetic(kind: SamplerKind, trials: usize) -> Vec<relprune::optimize::Tr
         None,
         &mut Synthetic { fail_on_zplus: false },
         trials,
-        None,
+        &[],
         &mut Quiet,
     )
     .unwrap();
@@ -103,7 +103,7 @@ fn grid_enumerates_and_studies_record_failures() {
     let mut store = StudyStore::open(connect(url.to_str().unwrap()).unwrap(), "g", &def(&space)).unwrap();
     let s = SamplerKind::Grid.build(0);
     let w =
-        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet)
+        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, &[], &mut Quiet)
             .unwrap();
     assert_eq!((w.completed, w.failed), (2, 2), "a failing trial is recorded and the study goes on");
     let trials = store.trials().unwrap();
@@ -116,11 +116,11 @@ fn grid_enumerates_and_studies_record_failures() {
     assert!(failed.iter().all(|t| t.message.as_deref().unwrap().contains("synthetic failure")));
     // The budget is spent: another worker does nothing; the grid cannot give a fifth point.
     let w =
-        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, None, &mut Quiet)
+        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 4, &[], &mut Quiet)
             .unwrap();
     assert_eq!(w.completed + w.failed + w.pruned, 0);
     let e =
-        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 5, None, &mut Quiet)
+        run_worker(&mut store, &space, s.as_ref(), None, &mut Synthetic { fail_on_zplus: true }, 5, &[], &mut Quiet)
             .unwrap_err();
     assert!(e.to_string().contains("all are tried"), "{e}");
 }
@@ -198,11 +198,30 @@ fn objective_is_deterministic_beats_default_and_rules_round_trip() {
             StudyStore::open(connect(dir.path().join("o.sqlite").to_str().unwrap()).unwrap(), "o", &def(&space))
                 .unwrap();
         let sampler = SamplerKind::Tpe.build(0);
-        run_worker(&mut store, &space, sampler.as_ref(), None, &mut obj, 8, Some(&default), &mut Quiet).unwrap();
+        // The study starts from the stand-alone criteria, each a point of the space.
+        let seeds = space.seeds();
+        let names: Vec<&str> = seeds.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["lrp-epsilon", "lrp-zplus", "lrp-epsilon-plus", "lrp-alpha2beta1", "gradient", "taylor"]);
+        assert_eq!(seeds[0].1, default);
+        let seed_params: Vec<_> = seeds.iter().map(|(_, p)| p.clone()).collect();
+        run_worker(&mut store, &space, sampler.as_ref(), None, &mut obj, 8, &seed_params, &mut Quiet).unwrap();
         let trials = store.trials().unwrap();
         let TrialOutcome::Complete(dv) = a else { panic!() };
         assert_eq!(trials[0].value, Some(dv), "the first trial is the default configuration");
-        assert!(best_trial(&trials).unwrap().value.unwrap() >= dv, "never worse than the default on validation");
+        let mut best_seed = f64::NEG_INFINITY;
+        for (i, (name, params)) in seeds.iter().enumerate() {
+            assert_eq!(&trials[i].params, params, "seed {i} is trial {i}");
+            let alone = CriterionSpec::parse(name, None, 0).unwrap();
+            let want = relprune::experiment::run_criterion(obj.graph, &comps, &t, &alone, &opts, &mut |_| {})
+                .unwrap()
+                .curve
+                .summary
+                .a_pr;
+            assert_eq!(trials[i].value, Some(want), "{name}: the seeded trial scores exactly as the criterion alone");
+            best_seed = best_seed.max(want);
+        }
+        assert_eq!(trials.len(), 8);
+        assert!(best_trial(&trials).unwrap().value.unwrap() >= best_seed, "never worse than a seed on validation");
     }
     // The best configuration written as a rules file reads back identically and scores identically.
     let (spec, _) = SearchSpace::criterion(&default).unwrap();
@@ -508,7 +527,7 @@ fn successive_halving_promotes_the_best_at_low_fidelity_and_resumes() {
     let pruner = Some(EarlyStop::Halving(h));
     let mut run = |budget| {
         let mut store = StudyStore::open(connect(path.to_str().unwrap()).unwrap(), "h", &def(&space)).unwrap();
-        run_worker(&mut store, &space, sampler.as_ref(), pruner, &mut objective, budget, None, &mut Quiet).unwrap();
+        run_worker(&mut store, &space, sampler.as_ref(), pruner, &mut objective, budget, &[], &mut Quiet).unwrap();
         store.trials().unwrap()
     };
     let first = run(20);

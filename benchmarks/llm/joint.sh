@@ -6,15 +6,18 @@
 # Settings: CRITERIA (lrp-epsilon,taylor), RATES (fractions of all parameters removed,
 # 0,0.05,0.1,0.15,0.2; heads alone: HEAD_RATES, 0,0.05,0.1,0.15, as all of attention is 20 % of
 # the parameters). Each set ranks with its default normalisation (none for one kind, the
-# per-layer mean for several); the joint set runs twice, least relevant first and cost-aware
-# (least relevance per parameter saved first).
+# per-layer mean for several); the joint set runs four times: least relevant first and
+# cost-aware (least relevance per parameter saved first), each with the per-layer mean and raw.
+# ONLY=tag,tag runs some of them (neurons, heads, both, both-cost-aware, both-raw,
+# both-raw-cost-aware).
 # Results: benchmarks/llm/results/joint-*.json (+ PNG plots); table: docs/benchmarks.md.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 n="${SEQUENCES:-8}" len="${SEQ_LEN:-512}" refs="${REFS:-4}"
 criteria="${CRITERIA:-lrp-epsilon,taylor}" rates="${RATES:-0,0.05,0.1,0.15,0.2}"
-run() {  # tag component selection rates
-  "$bin" --json compare --model smollm2-135m --data enwiki --seq-len "$len" --component "$2" \
+run() {  # tag component selection rates [options]
+  [[ -z "${ONLY:-}" || ",$ONLY," == *",$1,"* ]] || return 0
+  "$bin" --json compare --model smollm2-135m --data enwiki --seq-len "$len" --component "$2" ${5:-} \
     --axis params --selection "$3" --criteria "$criteria" --rates "$4" --refs-per-class "$refs" \
     --attribution-batch 1 --eval-samples "$n" --stop-at-chance --out "$res/joint-$1" > "$res/joint-$1.json"
 }
@@ -22,4 +25,6 @@ run neurons neurons relevance "$rates"
 run heads heads relevance "${HEAD_RATES:-0,0.05,0.1,0.15}"
 run both neurons+heads relevance "$rates"
 run both-cost-aware neurons+heads cost-aware "$rates"
+run both-raw neurons+heads relevance "$rates" "--normalize none"
+run both-raw-cost-aware neurons+heads cost-aware "$rates" "--normalize none"
 "$RELPRUNE_PYTHON" "$here/table.py" "$res"

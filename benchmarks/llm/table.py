@@ -77,6 +77,31 @@ for comp in ("neurons", "heads"):
             f"{c['summary']['mean_log_perplexity']:.3f} |"
         )
 
+# Neurons, heads or both at equal parameters removed (joint.sh).
+joint = [
+    ("neurons", "neurons"),
+    ("heads", "heads"),
+    ("both", "neurons+heads"),
+    ("both-cost-aware", "neurons+heads, cost-aware"),
+    ("both-raw", "neurons+heads, raw"),
+    ("both-raw-cost-aware", "neurons+heads, raw, cost-aware"),
+]
+found = [(tag, label, res / f"joint-{tag}.json") for tag, label in joint if (res / f"joint-{tag}.json").exists()]
+if found:
+    rates = max((json.loads(f.read_text())["results"][0]["curve"]["rates"] for _, _, f in found), key=len)
+    print()
+    print(
+        "| components | criterion | "
+        + " | ".join(f"ppl, {r:g} of params removed" for r in rates)
+        + " | next-token accuracy (mean) |"
+    )
+    print("|---|---|" + "---|" * (len(rates) + 1))
+    for _, label, f in found:
+        for r in json.loads(f.read_text())["results"]:
+            c = r["curve"]
+            cells = [f"{p:.1f}" for p in c["perplexities"]] + ["–"] * (len(rates) - len(c["perplexities"]))
+            print(f"| {label} | {r['criterion']} | " + " | ".join(cells) + f" | {c['summary']['a_pr']:.4f} |")
+
 # Recovery (finetune.sh).
 fts = sorted(res.glob("finetune-*.json"))
 if fts:

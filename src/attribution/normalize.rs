@@ -60,13 +60,13 @@ impl LayerNormalization {
     /// The one default, for a criterion that does not fix its normalisation. Curves rank raw
     /// (the paper's protocol). A shipped model's filters are ranked per-layer mean, neurons and
     /// heads raw: the better of the two for each kind in benchmarks/deploy at equal MACs, before
-    /// and after fine-tuning (docs/benchmarks.md, "deploy"). A set of several kinds is ranked
-    /// per-layer mean for both uses: raw scores of different kinds are on different scales (a
-    /// head's score sums its head_dim channels, a neuron's is one channel's), so a raw ranking
-    /// would take all of one kind before any of the other.
+    /// and after fine-tuning (docs/benchmarks.md, "deploy"). A set of several kinds ranks as its
+    /// kinds do (the mean where it holds filters): LRP's and Taylor's raw scores are relevance
+    /// mass on one scale whatever the kind, and on SmolLM2 at equal parameters the raw ranking of
+    /// neurons and heads beat the per-layer mean (docs/benchmarks.md, "llm").
     pub fn default_for(kinds: &Components, purpose: RankingUse) -> Self {
-        match (purpose, kinds.single()) {
-            (_, None) | (RankingUse::Deploy, Some(ComponentKind::Filters)) => LayerNormalization::Mean,
+        match purpose {
+            RankingUse::Deploy if kinds.contains(ComponentKind::Filters) => LayerNormalization::Mean,
             _ => LayerNormalization::None,
         }
     }

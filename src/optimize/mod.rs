@@ -208,11 +208,12 @@ pub trait StudyObserver {
 /// trial (sampling its parameters with every finished trial in view), evaluates it with
 /// intermediate reports, and records the outcome.
 ///
-/// `first` (the default configuration, plain LRP-ε) is the study's baseline: it is evaluated
-/// exactly once per study, whatever the kill pattern or sampler. Whichever worker claims a trial
-/// while no live or finished trial holds it evaluates it (a baseline trial whose worker died is
-/// interrupted and claimed again), and early stopping never stops it, so the best value is never
-/// below the baseline's.
+/// `seeds` (the stand-alone criteria of [`SearchSpace::seeds`]: plain LRP-ε first) are the
+/// study's baselines, its first trials in order: each is evaluated exactly once per study,
+/// whatever the kill pattern or sampler. Whichever worker claims a trial while no live or
+/// finished trial holds a seed evaluates the first such seed (a seed's trial whose worker died
+/// is interrupted and claimed again), and early stopping never stops one, so the best value is
+/// never below the best baseline's.
 pub fn run_worker(
     store: &mut StudyStore,
     space: &SearchSpace,
@@ -220,7 +221,7 @@ pub fn run_worker(
     early_stop: Option<EarlyStop>,
     objective: &mut dyn Objective,
     budget: usize,
-    first: Option<&Params>,
+    seeds: &[Params],
     observer: &mut dyn StudyObserver,
 ) -> Result<WorkerSummary> {
     let mut summary = WorkerSummary::default();
@@ -228,16 +229,15 @@ pub fn run_worker(
         let mut snapshot = Vec::new();
         let claimed = store.claim(budget, &mut |history, number| {
             snapshot = history.to_vec();
-            match first {
-                Some(p) if !history.iter().any(|t| t.state != TrialState::Interrupted && &t.params == p) => {
-                    Ok(p.clone())
-                }
-                _ => sampler.sample(space, history, number),
+            match seeds.iter().find(|p| !history.iter().any(|t| t.state != TrialState::Interrupted && &t.params == *p))
+            {
+                Some(p) => Ok(p.clone()),
+                None => sampler.sample(space, history, number),
             }
         })?;
         let Some(trial) = claimed else { break };
         observer.trial_started(&trial);
-        let baseline = first.is_some_and(|p| *p == trial.params);
+        let baseline = seeds.contains(&trial.params);
         let mut report_err = None;
         let outcome = objective.evaluate(&trial.params, &mut |step, value| {
             if let Err(e) = store.report(trial.id, step, value) {

@@ -1,7 +1,8 @@
 //! The search space: plain data (YAML) the user can edit. Each entry is a parameter of the
 //! attribution method; a list is a categorical choice, `{log: [lo, hi]}` / `{uniform: [lo, hi]}`
 //! a continuous range, a scalar a fixed value; `when: {other: value}` makes a parameter
-//! conditional (it exists only in trials where `other` took one of the given values).
+//! conditional (it exists only in trials where `other` took one of the given values; with
+//! several entries, where all hold).
 //!
 //! ```yaml
 //! low_rule: [epsilon, gamma, zplus, alphabeta]
@@ -19,7 +20,10 @@
 //! gates such as squeeze-and-excitation), `refs_per_class`, `normalize` (none, max, l2, sum,
 //! mean, lamp: per-layer scaling of the scores before the global ranking, which decides how many
 //! units each layer loses) and `sum_first` (with `absolute: true`, |Σ R| over the references
-//! instead of Σ |R|). Anything else is rejected.
+//! instead of Σ |R|), and `method` (lrp, gradient, taylor: the attribution method itself, so
+//! that the gradient and Taylor criteria are points of the space; with another method than
+//! lrp, every LRP-only parameter must be conditional on `method: lrp`). Anything else is
+//! rejected.
 
 use crate::attribution::lrp::{check_dense, depth_index, SoftmaxRule};
 use crate::attribution::normalize::LayerNormalization;
@@ -46,8 +50,9 @@ pub enum Domain {
 pub struct Param {
     pub name: String,
     pub domain: Domain,
-    /// Active only when the named (earlier) parameter takes one of these values.
-    pub when: Option<(String, Vec<Value>)>,
+    /// Active only when each named (earlier) parameter takes one of its values (empty: always).
+    #[serde(default)]
+    pub when: Vec<(String, Vec<Value>)>,
 }
 
 impl Param {
@@ -91,6 +96,13 @@ const MAX_YAML_BYTES: usize = 1 << 20;
 const MAX_FLOW_COLLECTIONS: usize = 4096;
 
 const RULES: [&str; 4] = ["epsilon", "gamma", "zplus", "alphabeta"];
+
+/// The attribution methods a space may choose between (`method`): LRP with the space's other
+/// parameters, or the gradient and Taylor criteria (which take `absolute` and `normalize` only).
+const METHODS: [&str; 3] = ["lrp", "gradient", "taylor"];
+
+/// Parameters every method takes; the others configure LRP only.
+const SHARED: [&str; 4] = ["method", "absolute", "normalize", "refs_per_class"];
 
 /// The group a per-group parameter name (`low_rule`, `d3_epsilon`) belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,10 +177,14 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
             Some(n) if n >= 1 => Ok(()),
             _ => bad("a positive integer"),
         },
+        "method" => match v.as_str() {
+            Some(m) if METHODS.contains(&m) => Ok(()),
+            _ => bad("lrp, gradient or taylor"),
+        },
         _ => Err(Error::invalid(format!(
             "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule or the equal depth groups \
              {{d1…dN}}_rule, {{group}}_epsilon, {{group}}_gamma, {{low,mid,high}}_softmax, softmax, absolute, initial, \
-             batch_norm, gate, refs_per_class, normalize, sum_first"
+             batch_norm, gate, refs_per_class, normalize, sum_first, method"
         ))),
     }
 }
@@ -209,10 +225,10 @@ impl SearchSpace {
 
     fn parse_param(name: String, v: Value) -> Result<Param> {
         let (domain, when) = match v {
-            Value::Array(choices) => (Domain::Categorical(choices), None),
+            Value::Array(choices) => (Domain::Categorical(choices), Vec::new()),
             Value::Object(map) => {
                 let mut domain = None;
-                let mut when = None;
+                let mut when = Vec::new();
                 for (k, val) in map {
                     match k.as_str() {
                         "log" | "uniform" => {
@@ -233,15 +249,18 @@ impl SearchSpace {
                             domain = Some(Domain::Categorical(c));
                         }
                         "when" => {
-                            let m = val.as_object().filter(|m| m.len() == 1).ok_or_else(|| {
-                                Error::invalid(format!("search space: `{name}.when` needs one `param: value(s)` entry"))
+                            let m = val.as_object().filter(|m| !m.is_empty()).ok_or_else(|| {
+                                Error::invalid(format!(
+                                    "search space: `{name}.when` needs `param: value(s)` entries (all must hold)"
+                                ))
                             })?;
-                            let (p, vals) = m.iter().next().expect("one entry");
-                            let vals = match vals {
-                                Value::Array(a) => a.clone(),
-                                v => vec![v.clone()],
-                            };
-                            when = Some((p.clone(), vals));
+                            when = m
+                                .iter()
+                                .map(|(p, vals)| match vals {
+                                    Value::Array(a) => (p.clone(), a.clone()),
+                                    v => (p.clone(), vec![v.clone()]),
+                                })
+                                .collect();
                         }
                         other => crate::bail!(
                             "search space: unknown key `{other}` in `{name}`; use log, uniform, choice and when"
@@ -252,7 +271,7 @@ impl SearchSpace {
                     .ok_or_else(|| Error::invalid(format!("search space: `{name}` needs log, uniform or choice")))?;
                 (domain, when)
             }
-            scalar => (Domain::Categorical(vec![scalar]), None),
+            scalar => (Domain::Categorical(vec![scalar]), Vec::new()),
         };
         Ok(Param { name, domain, when })
     }
@@ -291,7 +310,7 @@ impl SearchSpace {
                     free = true;
                 }
             }
-            if let Some((other, vals)) = &p.when {
+            for (other, vals) in &p.when {
                 let Some(o) = self.params.iter().find(|q| &q.name == other).filter(|_| seen.contains(&other.as_str()))
                 else {
                     crate::bail!("search space: `{}` depends on `{other}`, which must be listed before it", p.name);
@@ -317,7 +336,36 @@ impl SearchSpace {
         if !free {
             crate::bail!("the search space has no free parameter (every entry is fixed); nothing to optimise");
         }
+        self.check_methods()?;
         self.check_depth_groups()
+    }
+
+    /// Where `method` may be other than LRP, every LRP-only parameter is active only for LRP
+    /// (`when: {method: lrp}`, directly or through the parameter it depends on), so that no
+    /// trial of another method carries an option that method does not take.
+    fn check_methods(&self) -> Result<()> {
+        let others = self.params.iter().find(|p| p.name == "method").is_some_and(
+            |p| matches!(&p.domain, Domain::Categorical(c) if c.iter().any(|v| v.as_str() != Some("lrp"))),
+        );
+        if !others {
+            return Ok(());
+        }
+        let mut lrp_only: Vec<&str> = Vec::new();
+        for p in &self.params {
+            let gated = p.when.iter().any(|(o, vals)| {
+                (o == "method" && vals.iter().all(|v| v.as_str() == Some("lrp"))) || lrp_only.contains(&o.as_str())
+            });
+            if gated {
+                lrp_only.push(&p.name);
+            } else if !SHARED.contains(&p.name.as_str()) {
+                crate::bail!(
+                    "search space: `{}` configures LRP only, but `method` may be another method; add `when: {{method: \
+                     lrp}}` to it",
+                    p.name
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The equal depth groups, where used: a rule for each of d1…dN, and no low / mid / high
@@ -352,8 +400,11 @@ impl SearchSpace {
     /// unchanged without one: `optimize --normalize` makes the normalisation part of every trial.
     pub fn with_fixed_normalization(mut self, how: Option<LayerNormalization>) -> Result<Self> {
         let Some(how) = how else { return Ok(self) };
-        let fixed =
-            Param { name: "normalize".into(), domain: Domain::Categorical(vec![Value::from(how.name())]), when: None };
+        let fixed = Param {
+            name: "normalize".into(),
+            domain: Domain::Categorical(vec![Value::from(how.name())]),
+            when: vec![],
+        };
         match self.params.iter_mut().find(|p| p.name == "normalize") {
             Some(p) => *p = fixed,
             None => self.params.push(fixed),
@@ -364,34 +415,31 @@ impl SearchSpace {
 
     /// Whether parameter `p` is active given the values chosen so far.
     pub fn active(p: &Param, chosen: &Params) -> bool {
-        match &p.when {
-            None => true,
-            Some((other, vals)) => chosen.get(other).is_some_and(|v| vals.contains(v)),
-        }
+        p.when.iter().all(|(other, vals)| chosen.get(other).is_some_and(|v| vals.contains(v)))
     }
 
     /// The default space: a rule per depth group with its ε / γ, |R| vs signed R, for
     /// transformers the softmax treatment, and for models with multiplicative gates the gate
     /// rule.
     pub fn default_for(transformer: bool, gated: bool) -> Self {
-        let mut yaml = String::new();
+        let mut yaml = String::from("method: [lrp, gradient, taylor]\n");
         for g in ["low", "mid", "high", "fc"] {
             yaml += &format!(
-                "{g}_rule: [epsilon, gamma, zplus, alphabeta]\n\
+                "{g}_rule: {{choice: [epsilon, gamma, zplus, alphabeta], when: {{method: lrp}}}}\n\
                  {g}_epsilon: {{log: [1.0e-9, 1.0], when: {{{g}_rule: epsilon}}}}\n\
                  {g}_gamma: {{log: [1.0e-3, 10.0], when: {{{g}_rule: gamma}}}}\n"
             );
         }
         if transformer {
             for g in ["low", "mid", "high"] {
-                yaml += &format!("{g}_softmax: [attn_lrp, cp, zplus, zplus_bias]\n");
+                yaml += &format!("{g}_softmax: {{choice: [attn_lrp, cp, zplus, zplus_bias], when: {{method: lrp}}}}\n");
             }
         }
         if gated {
-            yaml += "gate: [constant, uniform]\n";
+            yaml += "gate: {choice: [constant, uniform], when: {method: lrp}}\n";
         }
         yaml += "absolute: [true, false]\n";
-        yaml += "sum_first: {choice: [false, true], when: {absolute: true}}\n";
+        yaml += "sum_first: {choice: [false, true], when: {absolute: true, method: lrp}}\n";
         yaml += "normalize: [none, mean, max]\n";
         Self::from_yaml(&yaml).expect("the default space is valid")
     }
@@ -409,22 +457,86 @@ impl SearchSpace {
                     format!("{}: [{low:e}, {high:e}]", if *log { "log" } else { "uniform" })
                 }
             };
-            out += &match (&p.domain, &p.when) {
-                (Domain::Float { .. }, Some((o, v))) => format!("{}: {{{dom}, when: {{{o}: {}}}}}\n", p.name, v[0]),
-                (Domain::Float { .. }, None) => format!("{}: {{{dom}}}\n", p.name),
-                (_, Some((o, v))) => format!("{}: {{choice: {dom}, when: {{{o}: {}}}}}\n", p.name, v[0]),
-                (_, None) => format!("{}: {dom}\n", p.name),
+            let list = |v: &[Value]| v.iter().map(|x| x.to_string().replace('"', "")).collect::<Vec<_>>().join(", ");
+            let conds: Vec<String> = p.when.iter().map(|(o, v)| format!("{o}: [{}]", list(v))).collect();
+            let when = if conds.is_empty() { String::new() } else { format!(", when: {{{}}}", conds.join(", ")) };
+            out += &match &p.domain {
+                Domain::Float { .. } => format!("{}: {{{dom}{when}}}\n", p.name),
+                _ if when.is_empty() => format!("{}: {dom}\n", p.name),
+                _ => format!("{}: {{choice: {dom}{when}}}\n", p.name),
             };
         }
         out
     }
 
     /// The parameters of the default configuration (LRP-ε everywhere, |R|) where the space
-    /// allows them; enqueued as a study's first trial.
+    /// allows them: the first of [`Self::seeds`].
     pub fn default_params(&self) -> Params {
+        self.point(&|_| None).expect("the default takes every value from the space")
+    }
+
+    /// The study's first trials: each stand-alone criterion that is a point of this space, by
+    /// name. LRP-ε (the default configuration); the presets `lrp-zplus`, `lrp-epsilon-plus` and
+    /// `lrp-alpha2beta1` where the space has their rules; `gradient` and `taylor` where `method`
+    /// offers them. Every other parameter takes its default (|R|, no normalisation), so each
+    /// seed scores as the criterion of that name does on a curve. `lrp-faithful` is not a point
+    /// of any space: its γ is per op (0.25 on convolutions, 0.05 on linear layers), a searched γ
+    /// one number. Seeds that coincide in a narrow space are listed once.
+    pub fn seeds(&self) -> Vec<(String, Params)> {
+        let rule = |name: &str, deep: &str, fc: &str| -> Option<Value> {
+            match group_param(name)? {
+                (GroupName::Group(DepthGroup::Fc), "rule") => Some(fc.into()),
+                (_, "rule") => Some(deep.into()),
+                _ => None,
+            }
+        };
+        let method = |m: &'static str| move |name: &str| (name == "method").then(|| Value::from(m));
+        let candidates: [(&str, Box<dyn Fn(&str) -> Option<Value>>); 6] = [
+            ("lrp-epsilon", Box::new(|_: &str| None)),
+            ("lrp-zplus", Box::new(move |n: &str| rule(n, "zplus", "zplus"))),
+            ("lrp-epsilon-plus", Box::new(move |n: &str| rule(n, "zplus", "epsilon"))),
+            ("lrp-alpha2beta1", Box::new(move |n: &str| rule(n, "alphabeta", "epsilon"))),
+            ("gradient", Box::new(method("gradient"))),
+            ("taylor", Box::new(method("taylor"))),
+        ];
+        // A preset sets every layer's rule: the space must search each group's (a group it
+        // leaves out keeps LRP-ε, which would be another criterion under the preset's name).
+        let has = |n: &str| self.params.iter().any(|p| p.name == n);
+        let all_rules = has("fc_rule")
+            && (["low_rule", "mid_rule", "high_rule"].iter().all(|n| has(n))
+                || self.params.iter().any(|p| matches!(group_param(&p.name), Some((GroupName::Depth(_), "rule")))));
+        let mut out: Vec<(String, Params)> = Vec::new();
+        for (name, pick) in candidates {
+            if name.starts_with("lrp-") && name != "lrp-epsilon" && !all_rules {
+                continue;
+            }
+            if let Some(p) = self.point(pick.as_ref()) {
+                if !out.iter().any(|(_, q)| *q == p) {
+                    out.push((name.to_string(), p));
+                }
+            }
+        }
+        out
+    }
+
+    /// The point of this space that takes `pick(name)`'s value where it gives one and the
+    /// default elsewhere, walking the parameters in order (so conditions follow the values
+    /// chosen); None where `pick` asks for a value the space does not hold.
+    fn point(&self, pick: &dyn Fn(&str) -> Option<Value>) -> Option<Params> {
         let mut p = Params::new();
         for param in &self.params {
             if !Self::active(param, &p) {
+                continue;
+            }
+            if let Some(want) = pick(&param.name) {
+                let allowed = match &param.domain {
+                    Domain::Categorical(c) => c.contains(&want),
+                    Domain::Float { low, high, .. } => want.as_f64().is_some_and(|x| (*low..=*high).contains(&x)),
+                };
+                if !allowed {
+                    return None;
+                }
+                p.insert(param.name.clone(), want);
                 continue;
             }
             let want: Value = match group_param(&param.name).map(|(_, w)| w).unwrap_or(&param.name) {
@@ -440,6 +552,7 @@ impl SearchSpace {
                 "gate" => "constant".into(),
                 "sum_first" => false.into(),
                 "normalize" => "none".into(),
+                "method" => "lrp".into(),
                 _ => 10.into(),
             };
             let v = match &param.domain {
@@ -454,11 +567,12 @@ impl SearchSpace {
             };
             p.insert(param.name.clone(), v);
         }
-        p
+        Some(p)
     }
 
-    /// The LRP criterion (and references per class, if searched) a trial's parameters describe.
-    /// The parameters are translated key by key into the options of
+    /// The criterion (and references per class, if searched) a trial's parameters describe:
+    /// LRP, or the gradient / Taylor criterion where `method` says so. The parameters are
+    /// translated key by key into the options of
     /// [`crate::attribution::options`] (a group's `_rule` with its `_epsilon` / `_gamma` becomes
     /// one rule, e.g. `low=gamma:0.3`), which parse, check and default them as `--rules` does.
     pub fn criterion(params: &Params) -> Result<(CriterionSpec, Option<usize>)> {
@@ -490,9 +604,79 @@ impl SearchSpace {
                 _ => pairs.push((name.clone(), text(v))),
             }
         }
-        let mut spec = CriterionSpec::Lrp { label: None, lrp: Default::default(), absolute: true };
+        let mut spec = match pairs.iter().position(|(k, _)| k == "method") {
+            Some(i) => {
+                let (_, m) = pairs.remove(i);
+                match m.as_str() {
+                    "lrp" => CriterionSpec::Lrp { label: None, lrp: Default::default(), absolute: true },
+                    "gradient" | "taylor" => CriterionSpec::from_name(&m, None, 0)?,
+                    other => crate::bail!("trial parameters: method `{other}`; use lrp, gradient or taylor"),
+                }
+            }
+            None => CriterionSpec::Lrp { label: None, lrp: Default::default(), absolute: true },
+        };
         crate::attribution::options::apply(&mut spec, &pairs)
             .map_err(|e| Error::invalid(format!("trial parameters: {e}")))?;
         Ok((spec, refs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_may_name_several_parameters_and_all_must_hold() {
+        let yaml = "method: [lrp, taylor]\nabsolute: [true, false]\n\
+                    sum_first: {choice: [false, true], when: {absolute: true, method: lrp}}\n";
+        let space = SearchSpace::from_yaml(yaml).unwrap();
+        let p = space.params.iter().find(|p| p.name == "sum_first").unwrap();
+        let chosen = |m: &str, a: bool| Params::from([("method".into(), m.into()), ("absolute".into(), a.into())]);
+        assert!(SearchSpace::active(p, &chosen("lrp", true)));
+        assert!(!SearchSpace::active(p, &chosen("lrp", false)));
+        assert!(!SearchSpace::active(p, &chosen("taylor", true)));
+        assert_eq!(SearchSpace::from_yaml(&space.to_yaml()).unwrap(), space, "{}", space.to_yaml());
+    }
+
+    #[test]
+    fn lrp_options_are_gated_on_lrp_where_another_method_is_searched() {
+        let err =
+            SearchSpace::from_yaml("method: [lrp, taylor]\nlow_rule: [epsilon, zplus]\n").unwrap_err().to_string();
+        assert!(err.contains("`low_rule` configures LRP only") && err.contains("when: {method: lrp}"), "{err}");
+        // Gated directly, or through the rule it depends on.
+        SearchSpace::from_yaml(
+            "method: [lrp, taylor]\nlow_rule: {choice: [epsilon, zplus], when: {method: lrp}}\n\
+             low_epsilon: {log: [1.0e-6, 1.0], when: {low_rule: epsilon}}\nnormalize: [none, mean]\n",
+        )
+        .unwrap();
+        // LRP alone needs no condition.
+        SearchSpace::from_yaml("method: lrp\nlow_rule: [epsilon, zplus]\n").unwrap();
+    }
+
+    #[test]
+    fn seeds_are_the_stand_alone_criteria_the_space_holds() {
+        // (A transformer's space sets each group's softmax treatment to the default one: the
+        // same scores, another description; its seeds are named alike.)
+        let seed_names = |s: &SearchSpace| s.seeds().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(
+            seed_names(&SearchSpace::default_for(true, true)),
+            seed_names(&SearchSpace::default_for(false, true))
+        );
+        let space = SearchSpace::default_for(false, true);
+        let seeds = space.seeds();
+        let names: Vec<&str> = seeds.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["lrp-epsilon", "lrp-zplus", "lrp-epsilon-plus", "lrp-alpha2beta1", "gradient", "taylor"]);
+        assert_eq!(seeds[0].1, space.default_params());
+        for (name, params) in &seeds {
+            let (spec, refs) = SearchSpace::criterion(params).unwrap();
+            let alone =
+                CriterionSpec::parse(name, None, 0).unwrap().with_normalization(Some(Default::default())).unwrap();
+            assert_eq!(spec.labelled("x"), alone.labelled("x"), "{name}");
+            assert_eq!(refs, None);
+        }
+        // A space that leaves groups' rules out holds no preset (those layers keep LRP-ε), and
+        // one without `method` neither gradient nor Taylor.
+        let narrow = SearchSpace::from_yaml("low_rule: [epsilon, zplus]\nabsolute: [true, false]\n").unwrap();
+        assert_eq!(seed_names(&narrow), ["lrp-epsilon"]);
     }
 }

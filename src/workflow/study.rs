@@ -141,6 +141,9 @@ pub struct StudyOutcome {
     pub budget: usize,
     pub definition: StudyDefinition,
     pub best: BestTrial,
+    /// The stand-alone criteria the study started from ([`SearchSpace::seeds`]), with their
+    /// validation values: the best trial is never below the best of them.
+    pub seeds: Vec<SeedTrial>,
     pub importance: Vec<(String, f64)>,
     pub noise: Option<ObjectiveNoise>,
     pub trials: Vec<Trial>,
@@ -151,6 +154,16 @@ pub struct StudyOutcome {
     pub validation_samples: usize,
     /// The winner's rules file (for `--rules FILE` or `prune --criterion file:FILE`).
     pub rules_file: PathBuf,
+}
+
+/// A stand-alone criterion evaluated as one of a study's first trials.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedTrial {
+    /// The criterion's name (`taylor`, `lrp-epsilon`).
+    pub criterion: String,
+    pub trial: i64,
+    /// Its objective on the validation split (None if it failed or has not finished).
+    pub validation_a_pr: Option<f64>,
 }
 
 /// What a study says while it runs.
@@ -264,6 +277,8 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
     let done =
         store.trials()?.iter().filter(|t| !matches!(t.state, TrialState::Interrupted | TrialState::Running)).count();
     progress.opened(&name, &redact(&storage), done, &sampler.name());
+    let seeds = space.seeds();
+    let seed_params: Vec<crate::optimize::space::Params> = seeds.iter().map(|(_, p)| p.clone()).collect();
     let first = space.default_params();
     let val = val_task(session, cfg)?;
     let data = session.data.as_ref().expect("checked by val_task");
@@ -284,7 +299,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
             cfg.early_stopping.build(),
             &mut objective,
             cfg.trials,
-            Some(&first),
+            &seed_params,
             progress,
         )?;
         (w, objective.eval_samples())
@@ -330,6 +345,17 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
             params: best.params.clone(),
             criterion: best_spec,
         },
+        seeds: seeds
+            .iter()
+            .filter_map(|(criterion, p)| {
+                let t = trials.iter().find(|t| t.state != TrialState::Interrupted && &t.params == p)?;
+                Some(SeedTrial {
+                    criterion: criterion.clone(),
+                    trial: t.number,
+                    validation_a_pr: t.value.filter(|_| t.state == TrialState::Complete),
+                })
+            })
+            .collect(),
         importance: imp,
         noise,
         trials: trials.clone(),
