@@ -84,6 +84,7 @@ fn cases() -> Vec<Case> {
         unary("relu", Op::Relu(Relu)),
         unary("hardtanh", Op::Hardtanh(Hardtanh::relu6())),
         unary("leaky_relu", Op::LeakyRelu(LeakyRelu { negative_slope: 0.1 })),
+        unary("pow", Op::Pow(Pow { exponent: 2.0 })),
         unary("silu", Op::Silu(Silu)),
         unary("sigmoid", Op::Sigmoid(Sigmoid)),
         unary("hardsigmoid", Op::Hardsigmoid(Hardsigmoid)),

@@ -5,11 +5,10 @@
 #   benchmarks/llm/joint.sh    # SEQUENCES (8) test sequences of SEQ_LEN (512) tokens, REFS (4)
 # Settings: CRITERIA (lrp-epsilon,taylor), RATES (fractions of all parameters removed,
 # 0,0.05,0.1,0.15,0.2; heads alone: HEAD_RATES, 0,0.05,0.1,0.15, as all of attention is 20 % of
-# the parameters). Each set ranks with its default normalisation (none for one kind, the
-# per-layer mean for several); the joint set runs four times: least relevant first and
-# cost-aware (least relevance per parameter saved first), each with the per-layer mean and raw.
-# ONLY=tag,tag runs some of them (neurons, heads, both, both-cost-aware, both-raw,
-# both-raw-cost-aware).
+# the parameters). Neurons and heads alone rank raw (their default); the joint set runs four
+# times: least relevant first and cost-aware (least relevance per parameter saved first), each
+# raw (its default) and with the per-layer mean. ONLY=tag,tag runs some of them (neurons,
+# heads, both-raw, both-raw-cost-aware, both-mean, both-mean-cost-aware).
 # Results: benchmarks/llm/results/joint-*.json (+ PNG plots); table: docs/benchmarks.md.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,8 +22,8 @@ run() {  # tag component selection rates [options]
 }
 run neurons neurons relevance "$rates"
 run heads heads relevance "${HEAD_RATES:-0,0.05,0.1,0.15}"
-run both neurons+heads relevance "$rates"
-run both-cost-aware neurons+heads cost-aware "$rates"
-run both-raw neurons+heads relevance "$rates" "--normalize none"
-run both-raw-cost-aware neurons+heads cost-aware "$rates" "--normalize none"
+run both-mean neurons+heads relevance "$rates" "--normalize mean"
+run both-mean-cost-aware neurons+heads cost-aware "$rates" "--normalize mean"
+run both-raw neurons+heads relevance "$rates"
+run both-raw-cost-aware neurons+heads cost-aware "$rates"
 "$RELPRUNE_PYTHON" "$here/table.py" "$res"

@@ -81,10 +81,10 @@ for comp in ("neurons", "heads"):
 joint = [
     ("neurons", "neurons"),
     ("heads", "heads"),
-    ("both", "neurons+heads"),
-    ("both-cost-aware", "neurons+heads, cost-aware"),
-    ("both-raw", "neurons+heads, raw"),
+    ("both-raw", "neurons+heads (raw, the default)"),
     ("both-raw-cost-aware", "neurons+heads, raw, cost-aware"),
+    ("both-mean", "neurons+heads, per-layer mean"),
+    ("both-mean-cost-aware", "neurons+heads, per-layer mean, cost-aware"),
 ]
 found = [(tag, label, res / f"joint-{tag}.json") for tag, label in joint if (res / f"joint-{tag}.json").exists()]
 if found:

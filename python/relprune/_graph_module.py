@@ -486,6 +486,15 @@ class _LeakyRelu(_Op):
         return F.leaky_relu(xs[0], self.negative_slope)
 
 
+@_op("pow")
+class _Pow(_Op):
+    fields = {"exponent": _float()}
+
+    def forward(self, xs: list[Tensor], p: Params, training: bool) -> Tensor:
+        """``torch.pow`` by the node's constant exponent."""
+        return torch.pow(xs[0], self.exponent)
+
+
 @_op("max_pool2d")
 class _MaxPool2d(_Op):
     fields = {"kernel": _pair(1), "stride": _pair(1), "padding": _pair(0), "ceil_mode": _bool}

@@ -90,7 +90,10 @@ class Study:
 
     ``rules`` is the winner's rules file (YAML text); prune with it by saving it and passing
     ``criterion="file:PATH"``, or use :meth:`save_rules`. ``test`` compares the winner with
-    the presets on the test split (never used to select anything).
+    the presets on the test split (never used to select anything). ``seeds`` gives the
+    validation A_PR of each stand-alone criterion the study started from (``lrp-epsilon``,
+    the LRP presets, ``gradient``, ``taylor``, as many as the trials allowed); the winner is
+    never below the best of them.
     """
 
     best_trial: int
@@ -99,6 +102,7 @@ class Study:
     rules: str
     trials: int
     test: Comparison
+    seeds: dict[str, float | None]
     raw: dict[str, Any] = field(repr=False)
 
     def save_rules(self, path: str | Path) -> Path:
@@ -204,6 +208,7 @@ def optimize(
         rules=rules,
         trials=len(result["trials"]),
         test=Comparison(tuple(Curve.from_json(r) for r in result["test"]["results"])),
+        seeds={s["criterion"]: s.get("validation_a_pr") for s in result["seeds"]},
         raw=result,
     )
 

@@ -337,6 +337,9 @@ def test_compare_and_optimize_return_typed_results_that_plot(tmp_path) -> None:
     assert len(cmp.plot().get_lines()) == 3  # two curves and chance
     study = relprune.optimize(model, x[:2], (x, y), trials=2, rates=[0.0, 0.3], out=tmp_path / "study")
     assert study.trials == 2 and study.best_params and study.rules.strip()
+    # The first trials are the stand-alone criteria: LRP-ε, then the first preset.
+    assert list(study.seeds) == ["lrp-epsilon", "lrp-zplus"]
+    assert study.best_validation_a_pr >= max(v for v in study.seeds.values() if v is not None)
     rules = study.save_rules(tmp_path / "best.yaml")
     # The winner's rules prune like any criterion.
     result = prune(model, x[:2], data=(x, y), criterion=f"file:{rules}", rate=0.2)

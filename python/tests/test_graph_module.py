@@ -335,7 +335,8 @@ def image_graph(b: Builder) -> tuple[list[int], int]:
     ad = b.node("sum", "add", (mu, sg, si))
     th = b.node("tanh", "tanh", (ad,))
     re_ = b.node("relu", "relu", (th,))
-    lk = b.node("leaky", "leaky_relu", (re_,), negative_slope=0.2)
+    sq = b.node("square", "pow", (re_,), exponent=2.0)
+    lk = b.node("leaky", "leaky_relu", (sq,), negative_slope=0.2)
     gn = b.node(
         "gn", "group_norm", (lk,), {"weight": b.r(10, lo=0.5), "bias": b.r(10)}, groups=2, channels=10, eps=1e-5
     )

@@ -259,9 +259,8 @@ pub struct AxisArgs {
     /// Scale scores within each layer before the global ranking: none, max, l2, sum, mean or
     /// lamp (as `prune --normalize`). It becomes part of each criterion (a rules file that fixes
     /// another is an error). Without it, a criterion that leaves it open draws its curve with the
-    /// paper's raw ranking (the per-layer mean for several kinds together, whose raw scores are
-    /// on different scales), and its --target marks rank as `prune` does (mean for conv filters
-    /// and for several kinds, none for neurons or heads), so a mark is the model `prune --target`
+    /// paper's raw ranking, and its --target marks rank as `prune` does (mean where the set
+    /// holds conv filters, none for neurons and heads), so a mark is the model `prune --target`
     /// gives.
     #[arg(long)]
     pub normalize: Option<relprune::prune::ranking::LayerNormalization>,

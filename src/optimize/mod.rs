@@ -203,6 +203,10 @@ pub trait StudyObserver {
     fn trial_finished(&mut self, _trial: &Trial, _state: TrialState, _value: Option<f64>, _best: Option<f64>) {}
 }
 
+/// Further proposals a worker asks for while the sampler proposes a configuration another
+/// trial holds (the last one is then evaluated, repeated or not).
+const RESAMPLES: i64 = 16;
+
 #[allow(clippy::too_many_arguments)] // each argument is one independent part of a study run
 /// Runs trials until the study holds `budget` trials (interrupted ones excluded): claims a
 /// trial (sampling its parameters with every finished trial in view), evaluates it with
@@ -229,11 +233,22 @@ pub fn run_worker(
         let mut snapshot = Vec::new();
         let claimed = store.claim(budget, &mut |history, number| {
             snapshot = history.to_vec();
-            match seeds.iter().find(|p| !history.iter().any(|t| t.state != TrialState::Interrupted && &t.params == *p))
-            {
-                Some(p) => Ok(p.clone()),
-                None => sampler.sample(space, history, number),
+            let held = |p: &Params| history.iter().any(|t| t.state != TrialState::Interrupted && &t.params == p);
+            if let Some(p) = seeds.iter().find(|p| !held(p)) {
+                return Ok(p.clone());
             }
+            // The objective is deterministic, so a proposal another trial holds would only
+            // repeat it (likely where a branch of the space is small: gradient and Taylor take
+            // two options). Draw again under derived numbers, which keeps the proposal a
+            // function of the seed, the number and the history.
+            let mut p = sampler.sample(space, history, number)?;
+            for k in 1..=RESAMPLES {
+                if !held(&p) {
+                    break;
+                }
+                p = sampler.sample(space, history, number + (k << 32))?;
+            }
+            Ok(p)
         })?;
         let Some(trial) = claimed else { break };
         observer.trial_started(&trial);

@@ -51,8 +51,26 @@ pub struct Param {
     pub name: String,
     pub domain: Domain,
     /// Active only when each named (earlier) parameter takes one of its values (empty: always).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "conditions")]
     pub when: Vec<(String, Vec<Value>)>,
+}
+
+/// A seed's choice of value for a parameter (None: the default's).
+type Pick = dyn Fn(&str) -> Option<Value>;
+
+/// Reads `when` as stored: a list of conditions, or as studies stored it before conditions could
+/// name several parameters (null, or one `[name, values]` pair), so an old study still opens
+/// (and is then compared with the current space).
+fn conditions<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<(String, Vec<Value>)>, D::Error> {
+    use serde::de::Error as _;
+    let v = Value::deserialize(d)?;
+    let one = |c: &Value| serde_json::from_value::<(String, Vec<Value>)>(c.clone());
+    match &v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(a) if a.len() == 2 && a[0].is_string() => one(&v).map(|c| vec![c]).map_err(D::Error::custom),
+        Value::Array(a) => a.iter().map(one).collect::<std::result::Result<_, _>>().map_err(D::Error::custom),
+        _ => Err(D::Error::custom(format!("a condition list, got {v}"))),
+    }
 }
 
 impl Param {
@@ -491,7 +509,7 @@ impl SearchSpace {
             }
         };
         let method = |m: &'static str| move |name: &str| (name == "method").then(|| Value::from(m));
-        let candidates: [(&str, Box<dyn Fn(&str) -> Option<Value>>); 6] = [
+        let candidates: [(&str, Box<Pick>); 6] = [
             ("lrp-epsilon", Box::new(|_: &str| None)),
             ("lrp-zplus", Box::new(move |n: &str| rule(n, "zplus", "zplus"))),
             ("lrp-epsilon-plus", Box::new(move |n: &str| rule(n, "zplus", "epsilon"))),
@@ -522,7 +540,7 @@ impl SearchSpace {
     /// The point of this space that takes `pick(name)`'s value where it gives one and the
     /// default elsewhere, walking the parameters in order (so conditions follow the values
     /// chosen); None where `pick` asks for a value the space does not hold.
-    fn point(&self, pick: &dyn Fn(&str) -> Option<Value>) -> Option<Params> {
+    fn point(&self, pick: &Pick) -> Option<Params> {
         let mut p = Params::new();
         for param in &self.params {
             if !Self::active(param, &p) {
@@ -636,6 +654,17 @@ mod tests {
         assert!(!SearchSpace::active(p, &chosen("lrp", false)));
         assert!(!SearchSpace::active(p, &chosen("taylor", true)));
         assert_eq!(SearchSpace::from_yaml(&space.to_yaml()).unwrap(), space, "{}", space.to_yaml());
+    }
+
+    #[test]
+    fn conditions_stored_by_older_studies_still_read() {
+        let read = |json: &str| serde_json::from_str::<Param>(json).unwrap().when;
+        let dom = r#""name": "low_epsilon", "domain": {"float": {"low": 1e-9, "high": 1.0, "log": true}}"#;
+        assert_eq!(read(&format!("{{{dom}, \"when\": null}}")), vec![]);
+        let old = read(&format!("{{{dom}, \"when\": [\"low_rule\", [\"epsilon\"]]}}"));
+        assert_eq!(old, vec![("low_rule".to_string(), vec![Value::from("epsilon")])]);
+        let p = serde_json::from_str::<Param>(&format!("{{{dom}, \"when\": [\"low_rule\", [\"epsilon\"]]}}")).unwrap();
+        assert_eq!(read(&serde_json::to_string(&p).unwrap()), old, "the current form reads back");
     }
 
     #[test]

@@ -231,6 +231,8 @@ impl Carrier {
 /// All units of the chosen kinds in a graph, in forward order, numbered globally.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ComponentSet {
+    /// (`kind` in JSON: `filters`, or `neurons+heads` for several.)
+    #[serde(rename = "kind")]
     pub kinds: Components,
     pub layers: Vec<ComponentLayer>,
     pub total: usize,

@@ -39,6 +39,8 @@ def run(folder, inputs_path, out_path):
             y = F.relu(x)
         elif t == "leaky_relu":
             y = F.leaky_relu(x, op["negative_slope"])
+        elif t == "pow":
+            y = torch.pow(x, op["exponent"])
         elif t == "hardtanh":
             y = F.hardtanh(x, op["min_val"], op["max_val"])
         elif t == "silu":

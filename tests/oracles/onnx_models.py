@@ -135,9 +135,9 @@ def perturb(model):
 
 class ConstructsCNN(nn.Module):
     """One of each map construct of timm's other architectures, in a small CNN: TensorFlow's
-    asymmetric "same" padding, GroupNorm, LeakyReLU, PoolFormer's pool(x) − x, InstanceNorm2d, a
-    learnable scalar affine map (HGNetV2), nearest upsampling of a branch (HRNet) and a bilinear
-    resized gate (GhostNetV2)."""
+    asymmetric "same" padding, GroupNorm, LeakyReLU, PoolFormer's pool(x) − x, PoolFormerV2's
+    StarReLU (s · relu(x)² + b), InstanceNorm2d, a learnable scalar affine map (HGNetV2), nearest
+    upsampling of a branch (HRNet) and a bilinear resized gate (GhostNetV2)."""
 
     def __init__(self):
         super().__init__()
@@ -148,6 +148,8 @@ class ConstructsCNN(nn.Module):
         self.inorm = nn.InstanceNorm2d(16, affine=True)
         self.scale = nn.Parameter(torch.tensor([1.5]))
         self.shift = nn.Parameter(torch.tensor([0.1]))
+        self.star_scale = nn.Parameter(torch.tensor(0.8))
+        self.star_bias = nn.Parameter(torch.tensor(-0.05))
         self.down = nn.Conv2d(16, 32, 3, stride=2, padding=1)
         self.fuse = nn.Conv2d(32, 16, 1)
         self.gate = nn.Conv2d(16, 16, 1)
@@ -161,6 +163,7 @@ class ConstructsCNN(nn.Module):
         x = self.stem(nn.functional.pad(x, (0, 1, 0, 1)))
         x = self.act(self.gn(x))
         x = x + (self.pool(x) - x)
+        x = self.star_scale * torch.relu(x) ** 2 + self.star_bias
         x = self.inorm(x) * self.scale + self.shift
         up = nn.functional.interpolate(self.fuse(self.down(x)), scale_factor=2, mode="nearest")
         x = x + up

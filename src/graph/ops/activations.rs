@@ -151,6 +151,39 @@ impl OpKind for Hardtanh {
     }
 }
 
+/// x raised to a constant power, elementwise (StarReLU's relu(x)² in PoolFormerV2 and the other
+/// MetaFormer baselines; their scale and shift are `scale` nodes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pow {
+    pub exponent: f64,
+}
+
+impl OpKind for Pow {
+    fn describe(&self) -> String {
+        format!("exponent {}", self.exponent)
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.exponent.is_finite() {
+            Ok(())
+        } else {
+            Err(format!("exponent {} must be finite", self.exponent))
+        }
+    }
+    fn forward(&self, _cx: &Ctx, xs: &[&Tensor]) -> Result<Tensor> {
+        Ok(xs[0].f_pow_tensor_scalar(self.exponent)?)
+    }
+    /// Elementwise, as an activation: relevance passes unchanged (LXT and zennit treat pointwise
+    /// nonlinearities so).
+    fn lrp(&self, _cx: &dyn LrpContext, _xs: &[&Tensor], _out: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        pass(r)
+    }
+    fn onnx(&self, cx: &mut dyn OnnxContext) -> Result<String> {
+        let e = cx.scalar("exponent", self.exponent as f32)?;
+        Ok(cx.output("Pow", &[cx.x(0), e], &[]))
+    }
+}
+
 /// max(x, 0) + negative_slope · min(x, 0) (PyTorch's LeakyReLU; darknet / CSP backbones).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

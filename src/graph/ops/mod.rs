@@ -54,7 +54,7 @@ mod token_linear;
 mod token_position_embedding;
 mod token_slice;
 
-pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, Relu, Sigmoid, Silu, Tanh};
+pub use activations::{Gelu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, Pow, Relu, Sigmoid, Silu, Tanh};
 pub use adaptive_avg_pool2d::AdaptiveAvgPool2d;
 pub use add::Add;
 pub use attention::{Attention, SoftmaxRule};
@@ -141,6 +141,8 @@ ops! {
     Hardtanh(Hardtanh) = "hardtanh",
     /// max(x, 0) + negative_slope · min(x, 0).
     LeakyRelu(LeakyRelu) = "leaky_relu",
+    /// x^exponent, a constant exponent.
+    Pow(Pow) = "pow",
     Silu(Silu) = "silu",
     Sigmoid(Sigmoid) = "sigmoid",
     Hardsigmoid(Hardsigmoid) = "hardsigmoid",

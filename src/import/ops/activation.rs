@@ -3,7 +3,7 @@
 
 use super::{float_attr, one, Arity, OpDef, BASE};
 use crate::error::Result;
-use crate::graph::ops::{Gelu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, Relu, Sigmoid, Tanh};
+use crate::graph::ops::{Gelu, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, Pow, Relu, Sigmoid, Tanh};
 use crate::graph::Op;
 use crate::import::eval::{axis, float_scalar};
 use crate::import::lower::Lower;
@@ -28,6 +28,15 @@ pub(super) const OPS: &[OpDef] = &[
         lower: Some(|l, i| {
             l.activation(i, |_, n| Ok(Op::LeakyRelu(LeakyRelu { negative_slope: n.float("alpha", 0.01) as f64 })))
         }),
+        ..BASE
+    },
+    OpDef {
+        name: "Pow",
+        doc: "pow (a data base raised to a constant scalar exponent: StarReLU's square); folded on constants",
+        inputs: Arity::exactly(2),
+        // The exponent keeps its own type; the result has the base's.
+        eval: |a| one(a.x(0)?.f_pow(a.x(1)?)?.f_to_kind(a.x(0)?.kind())?),
+        lower: Some(|l, i| l.activation(i, power)),
         ..BASE
     },
     OpDef {
@@ -118,6 +127,15 @@ fn hardsigmoid(l: &Lower, n: &ONode) -> Result<Op> {
 }
 
 /// Both bounds: hardtanh; only the lower bound 0: relu.
+fn power(l: &Lower, n: &ONode) -> Result<Op> {
+    let exponent = l
+        .cval(n, 1)
+        .filter(|t| t.numel() == 1)
+        .and_then(|t| t.f_to_kind(tch::Kind::Double).ok()?.f_flatten(0, -1).ok()?.f_double_value(&[0]).ok())
+        .ok_or_else(|| l.unsupported(n, "a power whose exponent is data or not one number"))?;
+    Ok(Op::Pow(Pow { exponent }))
+}
+
 fn clip(l: &Lower, n: &ONode) -> Result<Op> {
     let scalar = |k: usize, attr: &str| -> Option<f64> {
         l.cval(n, k)

@@ -100,8 +100,6 @@ pub(super) const SHAPE_ARITHMETIC: &[OpDef] = &[
     unary("Not", |a| one(a.x(0)?.f_logical_not()?)),
     unary("Neg", |a| one(a.x(0)?.f_neg()?)),
     unary("Abs", |a| one(a.x(0)?.f_abs()?)),
-    // The exponent keeps its own type; the result has the base's.
-    two("Pow", FOLDED, |a| one(a.x(0)?.f_pow(a.x(1)?)?.f_to_kind(a.x(0)?.kind())?)),
     unary("Sqrt", |a| one(a.x(0)?.f_sqrt()?)),
     unary("Reciprocal", |a| one(a.x(0)?.f_reciprocal()?)),
     unary("Exp", |a| one(a.x(0)?.f_exp()?)),
