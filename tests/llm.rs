@@ -181,6 +181,18 @@ fn prune_tiny_by(
     rate: f64,
     selection: relprune::prune::budget::Selection,
 ) -> (tempfile::TempDir, relprune::workflow::prune::PruneOutcome) {
+    prune_tiny_with(family, tied, component, rate, selection, "weight")
+}
+
+/// As [`prune_tiny_by`], by `criterion`.
+fn prune_tiny_with(
+    family: &str,
+    tied: bool,
+    component: &str,
+    rate: f64,
+    selection: relprune::prune::budget::Selection,
+    criterion: &str,
+) -> (tempfile::TempDir, relprune::workflow::prune::PruneOutcome) {
     use relprune::attribution::CriterionSpec;
     use relprune::prune::compress::Amount;
     use relprune::workflow::prune::{prune, PruneConfig, PruneRequest};
@@ -191,7 +203,7 @@ fn prune_tiny_by(
     }
     let dir = common::oracle("llm_outputs.py", &args);
     let out = tempfile::tempdir().unwrap();
-    let mut config = PruneConfig::new(CriterionSpec::parse("weight", None, 0).unwrap(), Amount::Rate(rate));
+    let mut config = PruneConfig::new(CriterionSpec::parse(criterion, None, 0).unwrap(), Amount::Rate(rate));
     config.latency_runs = 0;
     config.compress.selection = selection;
     let req = PruneRequest {
@@ -230,10 +242,14 @@ fn pruned_decoders_reload_in_transformers() {
 
 /// Neurons and heads in one ranking (`--component neurons+heads`): both kinds lose units, each
 /// layer keeps its own MLP width and head count (grouped heads stay consistent), and the folder
-/// reloads in transformers and onnxruntime with relprune's logits.
+/// reloads in transformers and onnxruntime with relprune's logits. (Ranked per-layer mean: the
+/// raw weight norm of a head, summed over its q and o columns, exceeds every neuron's, so a raw
+/// ranking would remove neurons only.)
 #[test]
 fn neurons_and_heads_prune_together() {
-    let (_tmp, outcome) = prune_tiny("llama", false, "neurons+heads", 0.3);
+    use relprune::prune::budget::Selection;
+    let (_tmp, outcome) =
+        prune_tiny_with("llama", false, "neurons+heads", 0.3, Selection::Relevance, "weight:normalize=mean");
     let report = &outcome.pruned.report;
     let w = &outcome.files.hf.as_ref().unwrap().widths;
     assert!(w.intermediate.iter().sum::<i64>() < 2 * 48, "{w:?}");
