@@ -720,7 +720,10 @@ fn search_space_yaml_mutations_never_panic() {
         let tally = run_all("search-space YAML", byte_mutants(yaml.as_bytes(), 40 + transformer as u64, 500), |b| {
             SearchSpace::from_yaml(&String::from_utf8_lossy(b)).is_ok()
         });
-        assert!(tally.err > 100 && tally.ok > 10, "{tally:?}");
+        // Most mutants are refused: every LRP option is conditional on `method: lrp`, so a
+        // mutated condition (its name, its value, its braces) fails validation. Both outcomes
+        // must still occur.
+        assert!(tally.err > 100 && tally.ok >= 5, "{tally:?}");
     }
 }
 
