@@ -144,13 +144,15 @@ fn optimise(
     ticks.0.finish_and_clear();
     let study = study?;
     let seconds = started.elapsed().as_secs_f64();
+    // The winner may be a seed the study started from (gradient, Taylor, an LRP preset).
+    let winner = study.best.criterion.label();
     let best = study.best.criterion.clone().labelled("lrp-optimised");
     let eval = session.data()?.task.eval.len();
     let optimised = curves(session, &[best], opts, &mut CurveBars::new(eval))?.results.remove(0);
     let eps = report.results.iter().find(|r| r.criterion == "lrp-epsilon").map_or(f64::NAN, |r| r.curve.summary.a_pr);
     out.say(format!(
-        "3. optimised LRP ({} trials of TPE with successive halving on the {} validation images, {seconds:.0} s; \
-         best validation A_PR {:.4}): test A_PR {:.4} vs LRP-ε {eps:.4} ({:+.4})",
+        "3. optimised attribution ({} trials of TPE with successive halving on the {} validation images, \
+         {seconds:.0} s; winner {winner}, validation A_PR {:.4}): test A_PR {:.4} vs LRP-ε {eps:.4} ({:+.4})",
         study.trials.len(),
         study.validation_samples,
         study.best.validation_a_pr.unwrap_or(f64::NAN),
