@@ -464,18 +464,16 @@ impl SearchSpace {
 
     /// YAML text of this space (what `from_yaml` reads).
     pub fn to_yaml(&self) -> String {
+        let list = |v: &[Value]| v.iter().map(|x| x.to_string().replace('"', "")).collect::<Vec<_>>().join(", ");
         let mut out = String::new();
         for p in &self.params {
             let dom = match &p.domain {
                 Domain::Categorical(c) if c.len() == 1 => c[0].to_string(),
-                Domain::Categorical(c) => {
-                    format!("[{}]", c.iter().map(|v| v.to_string().replace('"', "")).collect::<Vec<_>>().join(", "))
-                }
+                Domain::Categorical(c) => format!("[{}]", list(c)),
                 Domain::Float { low, high, log } => {
                     format!("{}: [{low:e}, {high:e}]", if *log { "log" } else { "uniform" })
                 }
             };
-            let list = |v: &[Value]| v.iter().map(|x| x.to_string().replace('"', "")).collect::<Vec<_>>().join(", ");
             let conds: Vec<String> = p.when.iter().map(|(o, v)| format!("{o}: [{}]", list(v))).collect();
             let when = if conds.is_empty() { String::new() } else { format!(", when: {{{}}}", conds.join(", ")) };
             out += &match &p.domain {
@@ -622,16 +620,11 @@ impl SearchSpace {
                 _ => pairs.push((name.clone(), text(v))),
             }
         }
-        let mut spec = match pairs.iter().position(|(k, _)| k == "method") {
-            Some(i) => {
-                let (_, m) = pairs.remove(i);
-                match m.as_str() {
-                    "lrp" => CriterionSpec::Lrp { label: None, lrp: Default::default(), absolute: true },
-                    "gradient" | "taylor" => CriterionSpec::from_name(&m, None, 0)?,
-                    other => crate::bail!("trial parameters: method `{other}`; use lrp, gradient or taylor"),
-                }
-            }
-            None => CriterionSpec::Lrp { label: None, lrp: Default::default(), absolute: true },
+        let method = pairs.iter().position(|(k, _)| k == "method").map(|i| pairs.remove(i).1);
+        let mut spec = match method.as_deref() {
+            None | Some("lrp") => CriterionSpec::Lrp { label: None, lrp: Default::default(), absolute: true },
+            Some(m @ ("gradient" | "taylor")) => CriterionSpec::from_name(m, None, 0)?,
+            Some(other) => crate::bail!("trial parameters: method `{other}`; use lrp, gradient or taylor"),
         };
         crate::attribution::options::apply(&mut spec, &pairs)
             .map_err(|e| Error::invalid(format!("trial parameters: {e}")))?;

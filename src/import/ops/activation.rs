@@ -126,21 +126,20 @@ fn hardsigmoid(l: &Lower, n: &ONode) -> Result<Op> {
     Ok(Op::Hardsigmoid(Hardsigmoid))
 }
 
-/// Both bounds: hardtanh; only the lower bound 0: relu.
+/// A constant scalar exponent: pow.
 fn power(l: &Lower, n: &ONode) -> Result<Op> {
     let exponent = l
         .cval(n, 1)
         .filter(|t| t.numel() == 1)
-        .and_then(|t| t.f_to_kind(tch::Kind::Double).ok()?.f_flatten(0, -1).ok()?.f_double_value(&[0]).ok())
+        .and_then(|t| float_scalar(t).ok())
         .ok_or_else(|| l.unsupported(n, "a power whose exponent is data or not one number"))?;
     Ok(Op::Pow(Pow { exponent }))
 }
 
+/// Both bounds: hardtanh; only the lower bound 0: relu.
 fn clip(l: &Lower, n: &ONode) -> Result<Op> {
     let scalar = |k: usize, attr: &str| -> Option<f64> {
-        l.cval(n, k)
-            .and_then(|t| t.f_flatten(0, -1).ok()?.f_double_value(&[0]).ok())
-            .or_else(|| n.attrs.get(attr).map(|_| n.float(attr, 0.0) as f64))
+        l.cval(n, k).and_then(|t| float_scalar(t).ok()).or_else(|| n.attrs.get(attr).map(|_| n.float(attr, 0.0) as f64))
     };
     match (scalar(1, "min"), scalar(2, "max")) {
         (Some(0.0), None) => Ok(Op::Relu(Relu)),
