@@ -8,8 +8,8 @@ mod common;
 use relprune::models::Architecture;
 use relprune::optimize::storage::{worker_id, Sql};
 use relprune::optimize::{
-    best_trial, connect, run_worker, Objective, Params, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
-    StudyStore, TrialOutcome, TrialState,
+    best_trial, connect, run_worker, ModelTraits, Objective, Params, SamplerKind, SearchSpace, StudyDefinition,
+    StudyObserver, StudyStore, TrialOutcome, TrialState,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -389,7 +389,7 @@ fn the_baseline_is_evaluated_exactly_once_whatever_the_kill_pattern_or_sampler()
             )
             .unwrap()
         } else {
-            SearchSpace::default_for(false, false)
+            SearchSpace::default_for(ModelTraits::default())
         };
         baseline_once(kind, &space);
     }
@@ -462,7 +462,7 @@ fn baseline_once(kind: SamplerKind, space: &SearchSpace) {
 
 #[test]
 fn non_finite_trial_values_in_storage_are_refused() {
-    let space = SearchSpace::default_for(false, false);
+    let space = SearchSpace::default_for(ModelTraits::default());
     let def = StudyDefinition { space: space.clone(), objective: serde_json::json!({"fake": 2}) };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("s.sqlite").display());
@@ -500,7 +500,7 @@ fn storage_that_would_not_persist_is_refused() {
 // --- Lost or damaged output ------------------------------------------------------------------------
 
 fn study_file(tmp: &Path) -> PathBuf {
-    let space = SearchSpace::default_for(false, false);
+    let space = SearchSpace::default_for(ModelTraits::default());
     let def = StudyDefinition { space: space.clone(), objective: serde_json::json!({"fake": 3}) };
     let path = tmp.join("study.sqlite");
     let mut store = StudyStore::open(connect(path.to_str().unwrap()).unwrap(), "s", &def).unwrap();
@@ -533,7 +533,7 @@ fn a_damaged_study_file_is_refused_before_any_write() {
     bytes[off + 3] = 0;
     bytes[off + 4] = 0;
     std::fs::write(&path, &bytes).unwrap();
-    let space = SearchSpace::default_for(false, false);
+    let space = SearchSpace::default_for(ModelTraits::default());
     let def = StudyDefinition { space, objective: serde_json::json!({"fake": 3}) };
     let e = connect(path.to_str().unwrap()).and_then(|c| StudyStore::open(c, "s", &def)).err().unwrap().to_string();
     assert!(e.contains("damaged") && e.contains("study.sqlite"), "{e}");
@@ -545,8 +545,10 @@ fn a_damaged_study_file_is_refused_before_any_write() {
         }
     }
     std::fs::write(&path, &bytes).unwrap();
-    let def =
-        StudyDefinition { space: SearchSpace::default_for(false, false), objective: serde_json::json!({"fake": 3}) };
+    let def = StudyDefinition {
+        space: SearchSpace::default_for(ModelTraits::default()),
+        objective: serde_json::json!({"fake": 3}),
+    };
     assert!(connect(path.to_str().unwrap()).and_then(|c| StudyStore::open(c, "s", &def)).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
@@ -918,7 +920,7 @@ fn a_stored_trial_with_invalid_parameters_is_named_before_any_work() {
     };
     let o = run("1");
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut bad = SearchSpace::default_for(false, false).default_params();
+    let mut bad = SearchSpace::default_for(ModelTraits::default()).default_params();
     bad.insert("low_rule".into(), "bogus".into());
     completed(&url, 1, &bad, 0.5);
     let started = std::time::Instant::now();

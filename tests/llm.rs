@@ -470,6 +470,44 @@ fn language_model_curves_measure_perplexity_and_next_token_accuracy() {
     assert!((shipped.perplexity - c.perplexities[2]).abs() < 1e-9 * shipped.perplexity, "{shipped:?} vs {c:?}");
 }
 
+/// A study on a decoder searches its own space (the softmax, the SwiGLU gate, which next token
+/// the relevance explains and its initial value), starts from the stand-alone criteria, and its
+/// winner's rules file scores on validation exactly as the study measured it.
+#[test]
+fn a_language_models_study_searches_the_explained_token() {
+    use relprune::attribution::CriterionSpec;
+    use relprune::experiment::RunOptions;
+    use relprune::prune::components::ComponentKind;
+    use relprune::workflow::study::{run_study, space_for, EarlyStopping, StudyConfig};
+    let (tmp, folder) = tiny_with_text(40);
+    let mut session = tiny_session(&tmp, &folder, ComponentKind::Neurons);
+    let out = tempfile::tempdir().unwrap();
+    let cfg = StudyConfig {
+        opts: RunOptions { rates: vec![0.0, 0.25, 0.5], ..Default::default() },
+        trials: 8,
+        early_stopping: EarlyStopping::None,
+        objective_draws: 1,
+        noise_draws: 0,
+        out: out.path().to_path_buf(),
+        ..Default::default()
+    };
+    let space = space_for(&session, &cfg).unwrap();
+    for name in ["target", "initial", "gate", "low_softmax", "method"] {
+        assert!(space.params.iter().any(|p| p.name == name), "{name} is searched: {}", space.to_yaml());
+    }
+    let outcome = run_study(&mut session, &cfg, &mut ()).unwrap();
+    assert_eq!(outcome.definition.space, space);
+    let seeds: Vec<&str> = outcome.seeds.iter().map(|s| s.criterion.as_str()).collect();
+    assert_eq!(seeds, ["lrp-epsilon", "lrp-zplus", "lrp-epsilon-plus", "lrp-alpha2beta1", "gradient", "taylor"]);
+    assert_eq!(outcome.trials.len(), 8);
+    assert!(outcome.trials.iter().all(|t| t.value.is_some_and(f64::is_finite)), "{:?}", outcome.trials);
+    let best = outcome.best.validation_a_pr.unwrap();
+    assert!(outcome.seeds.iter().all(|s| s.validation_a_pr.unwrap() <= best));
+    // The rules file is the winner: read back, it is the same criterion.
+    let back = CriterionSpec::from_file(&outcome.rules_file).unwrap();
+    assert_eq!(back.labelled("x"), outcome.best.criterion.labelled("x"));
+}
+
 /// Recovery fine-tuning of a pruned decoder on text, in epochs of given steps or tokens,
 /// distilled from the unpruned model: the report gives perplexity before and after and per
 /// epoch, and the kept weights give the reported figures.

@@ -10,8 +10,8 @@ use relprune::models::Architecture;
 use relprune::optimize::objective::PruningObjective;
 use relprune::optimize::storage::Sql;
 use relprune::optimize::{
-    best_trial, connect, run_worker, Objective, Params, SamplerKind, SearchSpace, StudyDefinition, StudyObserver,
-    StudyStore, TrialOutcome, TrialState,
+    best_trial, connect, run_worker, ModelTraits, Objective, Params, SamplerKind, SearchSpace, StudyDefinition,
+    StudyObserver, StudyStore, TrialOutcome, TrialState,
 };
 use relprune::prune::components::{ComponentKind, ComponentSet};
 use std::process::Command;
@@ -164,7 +164,7 @@ fn objective_is_deterministic_beats_default_and_rules_round_trip() {
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let task = TaskSpec { classes: None, seed: 1, refs_per_class: 3, split: SplitName::Val, eval_samples: 80 };
     let opts = RunOptions { rates: relprune::prune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
-    let space = SearchSpace::default_for(false, false);
+    let space = SearchSpace::default_for(ModelTraits::default());
     let default = space.default_params();
     {
         let mut obj = PruningObjective::new(&mut g, comps.clone(), &splits, 10, task.clone(), opts.clone()).unwrap();
@@ -410,7 +410,7 @@ fn objective_over_draws_is_the_mean_of_single_draws() {
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let task = TaskSpec { classes: Some(3), seed: 2, refs_per_class: 2, split: SplitName::Val, eval_samples: 60 };
     let opts = RunOptions { rates: relprune::prune::ranking::parse_rates("0:0.9:0.15").unwrap(), ..Default::default() };
-    let params = SearchSpace::default_for(false, false).default_params();
+    let params = SearchSpace::default_for(ModelTraits::default()).default_params();
     let t = Task::prepare(&splits, 10, &task).unwrap();
     let draws: Vec<Task> = (0..3).map(|d| t.with_reference_draw(&splits, d).unwrap()).collect();
     assert_eq!(draws[0].refs.indices, t.refs.indices);
@@ -452,7 +452,7 @@ fn normalize_and_sum_first_change_scores_as_documented_and_round_trip() {
     let comps = ComponentSet::find(&g, ComponentKind::Filters).unwrap();
     let task = TaskSpec { classes: None, seed: 1, refs_per_class: 2, split: SplitName::Val, eval_samples: 20 };
     let t = Task::prepare(&splits, 10, &task).unwrap();
-    let space = SearchSpace::default_for(false, false);
+    let space = SearchSpace::default_for(ModelTraits::default());
     let base = space.default_params();
     assert_eq!(base["normalize"], "none");
     assert_eq!(base["sum_first"], false);
@@ -574,7 +574,7 @@ fn per_group_softmax_acts_on_its_group_and_round_trips() {
     let comps = ComponentSet::find(&g, ComponentKind::Neurons).unwrap();
     let task = TaskSpec { classes: None, seed: 1, refs_per_class: 1, split: SplitName::Val, eval_samples: 10 };
     let t = Task::prepare(&splits, 10, &task).unwrap();
-    let space = SearchSpace::default_for(true, false);
+    let space = SearchSpace::default_for(ModelTraits { attention: true, ..Default::default() });
     let base = space.default_params();
     for grp in ["low", "mid", "high"] {
         assert_eq!(base[&format!("{grp}_softmax")], "attn_lrp");

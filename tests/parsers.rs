@@ -9,7 +9,7 @@ use relprune::data::idx::{encode_idx, parse_idx, read_idx};
 use relprune::data::Dataset;
 use relprune::graph::{Graph, InputKind, Mode, ParamStore};
 use relprune::models::Architecture;
-use relprune::optimize::SearchSpace;
+use relprune::optimize::{ModelTraits, SearchSpace};
 use relprune::Error;
 use serde_json::Value;
 use std::io::Write;
@@ -714,7 +714,8 @@ fn graph_json_with_rank_deficient_inputs_is_an_error() {
 #[test]
 fn search_space_yaml_mutations_never_panic() {
     for transformer in [false, true] {
-        let default = SearchSpace::default_for(transformer, transformer);
+        let default =
+            SearchSpace::default_for(ModelTraits { attention: transformer, gates: transformer, language_model: false });
         let yaml = default.to_yaml();
         assert_eq!(SearchSpace::from_yaml(&yaml).expect("the default space parses"), default);
         let tally = run_all("search-space YAML", byte_mutants(yaml.as_bytes(), 40 + transformer as u64, 500), |b| {

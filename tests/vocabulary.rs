@@ -8,7 +8,7 @@ use relprune::attribution::normalize::RankingUse;
 use relprune::attribution::CriterionSpec;
 use relprune::experiment::{score, Task, TaskSpec};
 use relprune::models::Architecture;
-use relprune::optimize::SearchSpace;
+use relprune::optimize::{ModelTraits, SearchSpace};
 use relprune::prune::components::{ComponentKind, ComponentSet};
 use relprune::prune::ranking::{normalize_per_layer, units_per_layer, LayerNormalization, PruneOrder, Ranking};
 use std::process::Command;
@@ -36,7 +36,7 @@ fn a_trial_its_rules_file_and_the_library_rank_alike() {
     common::synthetic_fmnist(tmp.path(), 600, 200);
     let dir = tmp.path().to_str().unwrap();
     // A trial as the study's objective reads it, with a non-default normalisation and |Σ R|.
-    let mut params = SearchSpace::default_for(false, false).default_params();
+    let mut params = SearchSpace::default_for(ModelTraits::default()).default_params();
     for (k, v) in [("low_rule", "zplus"), ("mid_rule", "gamma"), ("normalize", "lamp")] {
         params.insert(k.into(), v.into());
     }

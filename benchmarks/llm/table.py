@@ -11,7 +11,9 @@ ours = json.loads((res / "unpruned-relprune.json").read_text())
 theirs = json.loads((res / "unpruned-transformers.json").read_text())
 print("| SmolLM2-135M, unpruned | perplexity | next-token accuracy | tokens | forward tokens/s |")
 print("|---|---|---|---|---|")
-print(f"| relprune | {ours['perplexity']:.3f} | {ours['accuracy']:.4f} | {ours['tokens']} | {ours['tokens_per_second']:.0f} |")
+print(
+    f"| relprune | {ours['perplexity']:.3f} | {ours['accuracy']:.4f} | {ours['tokens']} | {ours['tokens_per_second']:.0f} |"
+)
 print(
     f"| transformers {theirs['transformers']} | {theirs['perplexity']:.3f} | {theirs['accuracy']:.4f} | "
     f"{theirs['tokens']} | {theirs['tokens_per_second']:.0f} |"
@@ -64,7 +66,9 @@ for comp in ("neurons", "heads"):
     d = json.loads(f.read_text())
     rates = d["results"][0]["curve"]["rates"]
     print()
-    print(f"| {comp}: criterion | " + " | ".join(f"ppl at {r:g}" for r in rates) + " | A_PR (next-token) | mean ln ppl |")
+    print(
+        f"| {comp}: criterion | " + " | ".join(f"ppl at {r:g}" for r in rates) + " | A_PR (next-token) | mean ln ppl |"
+    )
     print("|---|" + "---|" * (len(rates) + 2))
     for r in d["results"]:
         c = r["curve"]
@@ -106,7 +110,9 @@ if found:
 fts = sorted(res.glob("finetune-*.json"))
 if fts:
     print()
-    print("| fine-tuning lr | perplexity unpruned | pruned | fine-tuned | val perplexity | time (s) | peak memory (GB) |")
+    print(
+        "| fine-tuning lr | perplexity unpruned | pruned | fine-tuned | val perplexity | time (s) | peak memory (GB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for f in fts:
         d = json.loads(f.read_text())
@@ -118,3 +124,93 @@ if fts:
             f"{ft['next_token']['perplexity']:.2f} | {ft['training']['history'][-1]['val_perplexity']:.2f} | "
             f"{float(secs):.0f} | {int(kb) / 1e6:.1f} |"
         )
+
+# Peers at equal non-embedding parameters (peers.sh).
+TOTAL, EMBEDDING = 134_515_008, 49_152 * 576  # SmolLM2-135M: all parameters, the (tied) embedding
+peer_rows: list[tuple[str, dict[float, tuple[float, float, float]]]] = []  # label, keep goal -> (kept, ppl, acc)
+tp_files = sorted(res.glob("peers-tp-*.json"))
+for imp in ("magnitude", "taylor"):
+    for scope, what in (("example", "MLP channels + hidden size, as its example"), ("inner", "MLP channels")):
+        cells = {}
+        for f in tp_files:
+            d = json.loads(f.read_text())
+            if f.name.startswith(f"peers-tp-{imp}-{scope}-"):
+                cells[d["keep_goal"]] = (d["keep"], d["perplexity"], d["accuracy"])
+        if cells:
+            peer_rows.append((f"Torch-Pruning {imp} ({what})", cells))
+for tag, prefix in (("relprune", "relprune "), ("optimized", "relprune, the study's winner: ")):
+    f = res / f"peers-{tag}.json"
+    if not f.exists():
+        continue
+    for r in json.loads(f.read_text())["results"]:
+        c = r["curve"]
+        cells = {}
+        for rate, kept, ppl, acc in zip(c["rates"][1:], c["kept"][1:], c["perplexities"][1:], c["accuracies"][1:]):
+            keep = (kept * TOTAL - EMBEDDING) / (TOTAL - EMBEDDING)
+            goal = round(1 - rate * TOTAL / (TOTAL - EMBEDDING), 2)
+            cells[goal] = (keep, ppl, acc)
+        name = r["criterion"] if tag == "relprune" else r["criterion"].split("/")[-1]
+        peer_rows.append((prefix + name, cells))
+if peer_rows:
+    goals = sorted({g for _, cells in peer_rows for g in cells}, reverse=True)
+    print()
+    print(
+        "| method (SmolLM2-135M, no fine-tuning) | "
+        + " | ".join(f"ppl at {g:g} | acc. at {g:g}" for g in goals)
+        + " | non-embedding params kept |"
+    )
+    print("|---|" + "---|" * (2 * len(goals) + 1))
+    for label, cells in peer_rows:
+        vals = []
+        for g in goals:
+            kept, ppl, acc = cells.get(g, (float("nan"), float("nan"), float("nan")))
+            vals += [f"{ppl:.1f}", f"{acc:.4f}"]
+        kept = " / ".join(f"{cells[g][0]:.3f}" for g in goals if g in cells)
+        print(f"| {label} | " + " | ".join(vals) + f" | {kept} |")
+
+# Recovery at one budget (peers_finetune.sh): the same fine-tune for every method.
+fts = sorted(res.glob("peers-ft-*.json"))
+fts = [f for f in fts if not f.name.endswith("-pruned.json")]
+if fts:
+    print()
+    print(
+        "| method (0.8 of non-embedding params) | non-embedding params kept | ppl pruned | ppl fine-tuned | "
+        "acc. pruned | acc. fine-tuned | fine-tune time (s) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for f in fts:
+        d = json.loads(f.read_text())
+        tag = f.name[len("peers-ft-") : -len(".json")]
+        label = "Torch-Pruning " + tag[3:] if tag.startswith("tp-") else "relprune " + tag
+        ft = d["finetune"]
+        kept = (d["after"]["parameters"] - EMBEDDING) / (TOTAL - EMBEDDING)
+        print(
+            f"| {label} | {kept:.3f} | {d['after']['next_token']['perplexity']:.1f} | "
+            f"{ft['next_token']['perplexity']:.1f} | {d['after']['next_token']['accuracy']:.4f} | "
+            f"{ft['next_token']['accuracy']:.4f} | {ft['training']['wall_seconds']:.0f} |"
+        )
+
+# Noise of relprune's rows over reference draws (peers.sh, `draws`): seed 0 is the main run.
+draw_files = [res / "peers-relprune.json"] + sorted(res.glob("peers-draw*.json"))
+if len(draw_files) > 1 and all(f.exists() for f in draw_files):
+    by: dict[tuple[str, float], list[float]] = {}
+    for f in draw_files:
+        for r in json.loads(f.read_text())["results"]:
+            if r["criterion"] not in ("lrp-epsilon", "taylor"):
+                continue
+            c = r["curve"]
+            for rate, ppl in zip(c["rates"][1:], c["perplexities"][1:]):
+                goal = round(1 - rate * TOTAL / (TOTAL - EMBEDDING), 2)
+                by.setdefault((r["criterion"], goal), []).append(ppl)
+    goals = sorted({g for _, g in by}, reverse=True)
+    print()
+    print(f"| relprune, {len(draw_files)} reference draws | " + " | ".join(f"ppl at {g:g}" for g in goals) + " |")
+    print("|---|" + "---|" * len(goals))
+    for crit in ("lrp-epsilon", "taylor"):
+        cells = []
+        for g in goals:
+            v = by.get((crit, g), [])
+            mean = sum(v) / len(v)
+            se = (sum((x - mean) ** 2 for x in v) / (len(v) - 1) / len(v)) ** 0.5 if len(v) > 1 else float("nan")
+            cells.append(f"{mean:.1f} ± {se:.1f} ({', '.join(f'{x:.1f}' for x in v)})")
+        print(f"| {crit} | " + " | ".join(cells) + " |")

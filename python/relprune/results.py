@@ -46,7 +46,8 @@ class PruneReport:
     beat the pruned model on validation, so the pruned weights were kept (a warning says so).
     ``chosen``: how the criterion was chosen, when it was not given: the candidates tried on the
     validation split and the winner (``{"candidates": [...], "chosen": i, ...}``), or the study
-    behind ``optimize=N`` (``{"study": ..., "trial": ..., "rules_file": ...}``); None otherwise.
+    behind ``optimize=N`` (``{"study": ..., "trial": ..., "rules_file": ...}``, and ``"selection"`` where
+    the study chose the selection order); None otherwise.
     ``raw`` is the core's whole ``prune.json``.
     """
 

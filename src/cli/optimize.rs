@@ -5,7 +5,7 @@ use super::common::{open_session, print_curves, progress, AxisArgs, CurveBars, D
 use clap::{Args, Subcommand};
 use relprune::attribution::spec::DEFAULT_COMPARISON;
 use relprune::attribution::CriterionSpec;
-use relprune::optimize::{best_trial, SamplerKind, SearchSpace, StudyObserver, Trial, TrialState};
+use relprune::optimize::{best_trial, ModelTraits, SamplerKind, SearchSpace, StudyObserver, Trial, TrialState};
 use relprune::workflow::curves::CurveObserver;
 use relprune::workflow::study::{
     run_study, stored_study, write_trial_rules, EarlyStopping, StudyConfig, StudyName, StudyProgress, TrialChoice,
@@ -121,6 +121,10 @@ pub struct SpaceArgs {
     /// adds the gate rule).
     #[arg(long)]
     gated: bool,
+    /// Print the default space for language models (adds which next token the relevance
+    /// explains, and the initial relevance's value).
+    #[arg(long)]
+    language_model: bool,
 }
 
 /// Study progress: a bar over the trials, a line per trial, the header and the noise.
@@ -194,6 +198,8 @@ impl OptimizeArgs {
             opts: self.axis.apply(self.task.run_options()?)?,
             space,
             normalize: self.axis.normalize,
+            // `optimize` measures in the order its axis options give (`--selection`).
+            search_selection: false,
             trials: self.trials,
             sampler: self.sampler,
             sampler_seed: self.sampler_seed,
@@ -283,6 +289,7 @@ pub fn run_study_command(args: StudyArgs, out: &Output) -> anyhow::Result<()> {
 }
 
 pub fn run_space(args: SpaceArgs, _out: &Output) -> anyhow::Result<()> {
-    print!("{}", SearchSpace::default_for(args.transformer, args.gated).to_yaml());
+    let model = ModelTraits { attention: args.transformer, gates: args.gated, language_model: args.language_model };
+    print!("{}", SearchSpace::default_for(model).to_yaml());
     Ok(())
 }

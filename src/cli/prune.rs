@@ -215,7 +215,7 @@ impl PruneArgs {
                     "--optimize chooses the criterion and its normalisation; drop --criterion, --rules and --normalize"
                 );
             }
-            CriterionChoice::Optimize(OptimizeConfig { trials, ..Default::default() })
+            CriterionChoice::Optimize(OptimizeConfig { trials, selection: self.selection, ..Default::default() })
         } else if self.criterion == "auto" {
             if self.rules.is_some() {
                 anyhow::bail!("--rules sets an LRP criterion's rules; give --criterion lrp with it");
@@ -326,6 +326,9 @@ fn print_outcome(out: &Output, outcome: &PruneOutcome, args: &PruneArgs) {
             st.validation_a_pr.unwrap_or(f64::NAN),
             st.rules_file.display()
         ));
+        if let Some(s) = st.selection {
+            out.say(format!("  selection: {s} (chosen by the study; `--selection {s}` with the rules reproduces it)"));
+        }
     }
     if let Some(b) = &r.budget {
         out.say(match (b.val_accuracy, args.target) {

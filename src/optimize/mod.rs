@@ -35,7 +35,7 @@ impl SamplerKind {
         }
     }
 }
-pub use space::{Params, SearchSpace};
+pub use space::{ModelTraits, Params, SearchSpace};
 pub use storage::{connect, connect_existing, StudyDefinition, StudyStore};
 
 use crate::error::Result;

@@ -99,16 +99,25 @@ impl<'a> PruningObjective<'a> {
         self.tasks[&(self.task.refs_per_class, 0)].eval.len()
     }
 
+    /// The run options of a trial: the objective's, in the trial's selection order if it chose one.
+    fn trial_options(&self, params: &Params) -> Result<RunOptions> {
+        Ok(match SearchSpace::selection(params)? {
+            Some(selection) => RunOptions { selection, ..self.opts.clone() },
+            None => self.opts.clone(),
+        })
+    }
+
     /// The validation A_PR of `params` on each reference draw of `draws` (no pruning).
     pub fn per_draw(&mut self, params: &Params, draws: &[usize]) -> Result<Vec<f64>> {
         let (spec, refs) = SearchSpace::criterion(params)?;
+        let opts = self.trial_options(params)?;
         let mut values = Vec::with_capacity(draws.len());
         for &d in draws {
             self.task_for(refs, d)?;
             let task = &self.tasks[&(refs.unwrap_or(self.task.refs_per_class), d)];
             let scores = score(self.graph, &self.components, task, &spec, self.opts.attribution_batch)?;
             let scores = spec.ranking_scores(&scores, &self.components, RankingUse::Curve);
-            let curve = measure_curve_until(self.graph, &self.components, &scores, task, &self.opts, &mut |_, _| {
+            let curve = measure_curve_until(self.graph, &self.components, &scores, task, &opts, &mut |_, _| {
                 ControlFlow::Continue(())
             })?;
             values.push(curve.summary.a_pr);
@@ -120,6 +129,7 @@ impl<'a> PruningObjective<'a> {
 impl Objective for PruningObjective<'_> {
     fn evaluate(&mut self, params: &Params, report: &mut dyn FnMut(i64, f64) -> bool) -> Result<TrialOutcome> {
         let (spec, refs) = SearchSpace::criterion(params)?;
+        let opts = self.trial_options(params)?;
         let first = self.draws[0];
         self.task_for(refs, first)?;
         let k = refs.unwrap_or(self.task.refs_per_class);
@@ -128,7 +138,7 @@ impl Objective for PruningObjective<'_> {
         let scores = spec.ranking_scores(&scores, &self.components, RankingUse::Curve);
         let n = self.opts.rates.len();
         let (mut known, mut last) = (std::collections::BTreeMap::new(), 0.0);
-        let r = measure_curve_until(self.graph, &self.components, &scores, task, &self.opts, &mut |i, acc| {
+        let r = measure_curve_until(self.graph, &self.components, &scores, task, &opts, &mut |i, acc| {
             known.insert(i, acc);
             last = estimate_a_pr(n, &known);
             if report(known.len() as i64 - 1, last) {

@@ -16,6 +16,7 @@
 //! finer, `d1_rule` … `dN_rule` for N equal depth groups over the layers before the classifier
 //! (in place of low / mid / high; see [`GroupRules::depth`]), `{group}_epsilon`, `{group}_gamma`, `softmax` and `{group}_softmax` (the treatment of the
 //! attention layers fed by that group's projections), `absolute`, `initial` (one_hot, logit),
+//! `target` (true, predicted: which next token a language model's relevance explains),
 //! `batch_norm` (merge, pass), `gate` (constant, uniform: how relevance passes multiplicative
 //! gates such as squeeze-and-excitation), `refs_per_class`, `normalize` (none, max, l2, sum,
 //! mean, lamp: per-layer scaling of the scores before the global ranking, which decides how many
@@ -29,6 +30,7 @@ use crate::attribution::lrp::{check_dense, depth_index, SoftmaxRule};
 use crate::attribution::normalize::LayerNormalization;
 use crate::attribution::CriterionSpec;
 use crate::error::{Error, Result};
+use crate::prune::budget::Selection;
 use crate::prune::components::DepthGroup;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +38,24 @@ use std::collections::BTreeMap;
 
 /// Parameter values of one trial.
 pub type Params = BTreeMap<String, Value>;
+
+/// What a model calls for in the default space ([`SearchSpace::default_for`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelTraits {
+    /// It mixes tokens by attention: the softmax treatment is searched.
+    pub attention: bool,
+    /// It multiplies by computed gates (squeeze-and-excitation, SwiGLU): the gate rule is searched.
+    pub gates: bool,
+    /// It predicts the next token: which token the relevance explains is searched.
+    pub language_model: bool,
+}
+
+impl ModelTraits {
+    /// The traits of a graph.
+    pub fn of(graph: &crate::graph::Graph) -> Self {
+        Self { attention: graph.has_attention(), gates: graph.has_gates(), language_model: graph.is_language_model() }
+    }
+}
 
 /// Where a parameter's values come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +140,7 @@ const RULES: [&str; 4] = ["epsilon", "gamma", "zplus", "alphabeta"];
 const METHODS: [&str; 3] = ["lrp", "gradient", "taylor"];
 
 /// Parameters every method takes; the others configure LRP only.
-const SHARED: [&str; 4] = ["method", "absolute", "normalize", "refs_per_class"];
+const SHARED: [&str; 5] = ["method", "absolute", "normalize", "refs_per_class", "selection"];
 
 /// The group a per-group parameter name (`low_rule`, `d3_epsilon`) belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +195,12 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
             Some("one_hot" | "logit") => Ok(()),
             _ => bad("one_hot or logit"),
         },
+        "target" => match v {
+            // YAML reads `true` as a boolean; `predicted` stays text.
+            Value::Bool(true) => Ok(()),
+            _ if v.as_str().is_some_and(|t| t == "true" || t == "predicted") => Ok(()),
+            _ => bad("true or predicted"),
+        },
         "batch_norm" => match v.as_str() {
             Some("merge" | "pass") => Ok(()),
             _ => bad("merge or pass"),
@@ -186,6 +212,10 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
         "normalize" => match v.as_str() {
             Some("none" | "max" | "l2" | "sum" | "mean" | "lamp") => Ok(()),
             _ => bad("none, max, l2, sum, mean or lamp"),
+        },
+        "selection" => match v.as_str() {
+            Some("relevance" | "cost-aware") => Ok(()),
+            _ => bad("relevance or cost-aware"),
         },
         "sum_first" => match v {
             Value::Bool(_) => Ok(()),
@@ -201,8 +231,8 @@ fn check_value(name: &str, v: &Value) -> Result<()> {
         },
         _ => Err(Error::invalid(format!(
             "search space: unknown parameter `{name}`; known: {{low,mid,high,fc}}_rule or the equal depth groups \
-             {{d1…dN}}_rule, {{group}}_epsilon, {{group}}_gamma, {{low,mid,high}}_softmax, softmax, absolute, initial, \
-             batch_norm, gate, refs_per_class, normalize, sum_first, method"
+             {{d1…dN}}_rule, {{group}}_epsilon, {{group}}_gamma, {{low,mid,high}}_softmax, softmax, absolute, initial, target, \
+             batch_norm, gate, refs_per_class, normalize, sum_first, method, selection"
         ))),
     }
 }
@@ -436,10 +466,12 @@ impl SearchSpace {
         p.when.iter().all(|(other, vals)| chosen.get(other).is_some_and(|v| vals.contains(v)))
     }
 
-    /// The default space: a rule per depth group with its ε / γ, |R| vs signed R, for
-    /// transformers the softmax treatment, and for models with multiplicative gates the gate
-    /// rule.
-    pub fn default_for(transformer: bool, gated: bool) -> Self {
+    /// The default space: the method, a rule per depth group with its ε / γ, |R| vs signed R,
+    /// the normalisation, and what the model calls for: for transformers the softmax
+    /// treatment, for models with multiplicative gates the gate rule, for language models which
+    /// token the initial relevance explains (the true next token or the predicted one) and its
+    /// value (one-hot or the logit).
+    pub fn default_for(model: ModelTraits) -> Self {
         let mut yaml = String::from("method: [lrp, gradient, taylor]\n");
         for g in ["low", "mid", "high", "fc"] {
             yaml += &format!(
@@ -448,13 +480,17 @@ impl SearchSpace {
                  {g}_gamma: {{log: [1.0e-3, 10.0], when: {{{g}_rule: gamma}}}}\n"
             );
         }
-        if transformer {
+        if model.attention {
             for g in ["low", "mid", "high"] {
                 yaml += &format!("{g}_softmax: {{choice: [attn_lrp, cp, zplus, zplus_bias], when: {{method: lrp}}}}\n");
             }
         }
-        if gated {
+        if model.gates {
             yaml += "gate: {choice: [constant, uniform], when: {method: lrp}}\n";
+        }
+        if model.language_model {
+            yaml += "target: {choice: [true, predicted], when: {method: lrp}}\n";
+            yaml += "initial: {choice: [one_hot, logit], when: {method: lrp}}\n";
         }
         yaml += "absolute: [true, false]\n";
         yaml += "sum_first: {choice: [false, true], when: {absolute: true, method: lrp}}\n";
@@ -564,11 +600,13 @@ impl SearchSpace {
                 "softmax" => "attn_lrp".into(),
                 "absolute" => true.into(),
                 "initial" => "one_hot".into(),
+                "target" => true.into(),
                 "batch_norm" => "merge".into(),
                 "gate" => "constant".into(),
                 "sum_first" => false.into(),
                 "normalize" => "none".into(),
                 "method" => "lrp".into(),
+                "selection" => "relevance".into(),
                 _ => 10.into(),
             };
             let v = match &param.domain {
@@ -611,6 +649,8 @@ impl SearchSpace {
                 }
                 // Folded into their group's rule above.
                 Some((_, "epsilon" | "gamma")) => {}
+                // A pruning setting, not the criterion's: see [`SearchSpace::selection`].
+                _ if name == "selection" => {}
                 _ if name == "refs_per_class" => {
                     refs =
                         Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
@@ -629,6 +669,33 @@ impl SearchSpace {
         crate::attribution::options::apply(&mut spec, &pairs)
             .map_err(|e| Error::invalid(format!("trial parameters: {e}")))?;
         Ok((spec, refs))
+    }
+}
+
+impl SearchSpace {
+    /// The order a trial's units go in on a MACs or parameter axis (`selection`: relevance, or
+    /// cost-aware: least relevance per unit of cost first), where the trial chose one. It is a
+    /// setting of the pruning, not of the criterion, so a rules file does not hold it; `prune
+    /// --optimize` applies the winner's.
+    pub fn selection(params: &Params) -> Result<Option<Selection>> {
+        params
+            .get("selection")
+            .map(|v| match v.as_str() {
+                Some("relevance") => Ok(Selection::Relevance),
+                Some("cost-aware") => Ok(Selection::CostAware),
+                _ => Err(Error::invalid(format!("trial parameters: selection {v}; use relevance or cost-aware"))),
+            })
+            .transpose()
+    }
+
+    /// This space with the selection order as a choice (relevance, cost-aware), unless it has one.
+    pub fn with_selection_choice(mut self) -> Result<Self> {
+        if !self.params.iter().any(|p| p.name == "selection") {
+            let choice = vec![Value::from("relevance"), Value::from("cost-aware")];
+            self.params.push(Param { name: "selection".into(), domain: Domain::Categorical(choice), when: Vec::new() });
+        }
+        self.validate()?;
+        Ok(self)
     }
 }
 
@@ -681,10 +748,10 @@ mod tests {
         // same scores, another description; its seeds are named alike.)
         let seed_names = |s: &SearchSpace| s.seeds().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(
-            seed_names(&SearchSpace::default_for(true, true)),
-            seed_names(&SearchSpace::default_for(false, true))
+            seed_names(&SearchSpace::default_for(ModelTraits { attention: true, gates: true, language_model: false })),
+            seed_names(&SearchSpace::default_for(ModelTraits { gates: true, ..Default::default() }))
         );
-        let space = SearchSpace::default_for(false, true);
+        let space = SearchSpace::default_for(ModelTraits { gates: true, ..Default::default() });
         let seeds = space.seeds();
         let names: Vec<&str> = seeds.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["lrp-epsilon", "lrp-zplus", "lrp-epsilon-plus", "lrp-alpha2beta1", "gradient", "taylor"]);
@@ -700,5 +767,43 @@ mod tests {
         // one without `method` neither gradient nor Taylor.
         let narrow = SearchSpace::from_yaml("low_rule: [epsilon, zplus]\nabsolute: [true, false]\n").unwrap();
         assert_eq!(seed_names(&narrow), ["lrp-epsilon"]);
+    }
+
+    #[test]
+    fn a_language_models_space_searches_which_token_the_relevance_explains() {
+        let lm = SearchSpace::default_for(ModelTraits { attention: true, gates: true, language_model: true });
+        let names: Vec<&str> = lm.params.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"target") && names.contains(&"initial"), "{names:?}");
+        assert!(!SearchSpace::default_for(ModelTraits::default()).params.iter().any(|p| p.name == "target"));
+        assert_eq!(SearchSpace::from_yaml(&lm.to_yaml()).unwrap(), lm, "{}", lm.to_yaml());
+        // The seeds are the stand-alone criteria still: the true token, one-hot.
+        let seeds = lm.seeds();
+        assert_eq!(seeds[0].1["target"], Value::Bool(true));
+        let mut p = lm.default_params();
+        p.insert("target".into(), "predicted".into());
+        p.insert("initial".into(), "logit".into());
+        let (spec, _) = SearchSpace::criterion(&p).unwrap();
+        let CriterionSpec::Lrp { lrp, .. } = spec else { panic!("an LRP trial") };
+        assert_eq!(lrp.target, crate::attribution::lrp::ExplainedTarget::Predicted);
+        assert_eq!(lrp.initial, crate::attribution::lrp::InitialRelevance::Logit);
+        let bad = SearchSpace::from_yaml("target: [true, guessed]\n").unwrap_err().to_string();
+        assert!(bad.contains("true or predicted"), "{bad}");
+    }
+
+    #[test]
+    fn the_selection_order_is_a_pruning_setting_a_space_may_search() {
+        let space = SearchSpace::default_for(ModelTraits::default()).with_selection_choice().unwrap();
+        assert_eq!(space.clone().with_selection_choice().unwrap(), space, "added once");
+        let mut p = space.default_params();
+        assert_eq!(SearchSpace::selection(&p).unwrap(), Some(Selection::Relevance), "the default order");
+        let (plain, _) = SearchSpace::criterion(&p).unwrap();
+        p.insert("selection".into(), "cost-aware".into());
+        assert_eq!(SearchSpace::selection(&p).unwrap(), Some(Selection::CostAware));
+        assert_eq!(SearchSpace::criterion(&p).unwrap().0, plain, "the criterion is the same");
+        assert_eq!(SearchSpace::selection(&Params::new()).unwrap(), None);
+        // Every method takes it: it needs no condition on `method: lrp`.
+        SearchSpace::from_yaml("method: [lrp, taylor]\nselection: [relevance, cost-aware]\n").unwrap();
+        let bad = SearchSpace::from_yaml("selection: [uniform]\n").unwrap_err().to_string();
+        assert!(bad.contains("relevance or cost-aware"), "{bad}");
     }
 }

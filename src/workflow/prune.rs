@@ -52,11 +52,14 @@ impl From<CriterionSpec> for CriterionChoice {
 pub struct OptimizeConfig {
     pub trials: usize,
     pub val_samples: usize,
+    /// A selection order the user fixed; None: on a MACs or parameter budget the study searches
+    /// relevance against cost-aware, and `prune` uses the winner's.
+    pub selection: Option<Selection>,
 }
 
 impl Default for OptimizeConfig {
     fn default() -> Self {
-        OptimizeConfig { trials: 20, val_samples: 1000 }
+        OptimizeConfig { trials: 20, val_samples: 1000, selection: None }
     }
 }
 
@@ -81,8 +84,14 @@ pub fn budget_study(amount: Amount, opt: &OptimizeConfig, seed: u64, out: &Path)
     let mut rates: Vec<f64> = (0..).map(|i| i as f64 / 10.0).take_while(|r| *r < removed - 1e-9).collect();
     rates.push(removed);
     Ok(StudyConfig {
-        opts: crate::experiment::RunOptions { rates, axis, ..Default::default() },
+        opts: crate::experiment::RunOptions {
+            rates,
+            axis,
+            selection: opt.selection.unwrap_or_default(),
+            ..Default::default()
+        },
         normalize: None,
+        search_selection: opt.selection.is_none(),
         trials: opt.trials,
         sampler_seed: Some(seed),
         early_stopping: EarlyStopping::Halving,
@@ -197,8 +206,11 @@ pub struct StudyChoice {
     pub trial: i64,
     pub validation_a_pr: Option<f64>,
     pub trials: usize,
-    /// Its rules (`--criterion file:` reproduces the choice).
+    /// Its rules (`--criterion file:` reproduces the choice, with `--selection` where it chose one).
     pub rules_file: PathBuf,
+    /// The selection order it chose, where the study searched one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
 }
 
 /// The pruned model and its report.
@@ -290,12 +302,16 @@ pub fn prune(req: &PruneRequest, observer: &mut dyn CompressObserver) -> Result<
             best = best.with_normalization(Some(LayerNormalization::None))?;
         }
         config.criterion = CriterionChoice::Given(best);
+        if let Some(selection) = outcome.best.selection {
+            config.compress.selection = selection;
+        }
         study = Some(StudyChoice {
             study: outcome.study,
             trial: outcome.best.trial,
             validation_a_pr: outcome.best.validation_a_pr,
             trials: opt.trials,
             rules_file: outcome.rules_file,
+            selection: outcome.best.selection,
         });
     }
     if session.model.graph.is_language_model() {

@@ -14,8 +14,8 @@ use crate::optimize::objective::PruningObjective;
 use crate::optimize::storage::redact;
 use crate::optimize::study_report::{self, ObjectiveNoise};
 use crate::optimize::{
-    best_trial, connect, importance, run_worker, EarlyStop, MedianStop, SamplerKind, SearchSpace, StudyDefinition,
-    StudyObserver, StudyStore, SuccessiveHalving, Trial, TrialState, WorkerSummary,
+    best_trial, connect, importance, run_worker, EarlyStop, MedianStop, ModelTraits, SamplerKind, SearchSpace,
+    StudyDefinition, StudyObserver, StudyStore, SuccessiveHalving, Trial, TrialState, WorkerSummary,
 };
 use crate::report::{bar_plot, write_curves, RunHeader};
 use crate::util::OutputDir;
@@ -70,6 +70,9 @@ pub struct StudyConfig {
     pub space: Option<SearchSpace>,
     /// Fix the per-layer normalisation in every trial (replacing a searched one).
     pub normalize: Option<LayerNormalization>,
+    /// Search the selection order too (relevance or cost-aware) where the default space is used
+    /// on a MACs or parameter axis; otherwise every trial uses `opts.selection`.
+    pub search_selection: bool,
     /// Trial budget of the study (all workers together).
     pub trials: usize,
     pub sampler: SamplerKind,
@@ -97,6 +100,7 @@ impl Default for StudyConfig {
             opts: RunOptions::default(),
             space: None,
             normalize: None,
+            search_selection: false,
             trials: 30,
             sampler: SamplerKind::Tpe,
             sampler_seed: None,
@@ -121,6 +125,9 @@ pub struct BestTrial {
     pub validation_a_pr: Option<f64>,
     pub params: crate::optimize::space::Params,
     pub criterion: CriterionSpec,
+    /// Its selection order, where the space searched one (not part of the rules file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<crate::prune::budget::Selection>,
 }
 
 /// The winner's curve on the test split next to the report's criteria.
@@ -179,12 +186,17 @@ impl StudyProgress for () {}
 impl StudyObserver for () {}
 
 /// The default search space for the session's model (the softmax treatment where it has
-/// attention, the gate rule where it has multiplicative gates), with `normalize` fixed.
+/// attention, the gate rule where it has multiplicative gates), with `normalize` fixed, and the
+/// selection order searched where `cfg.search_selection` asks on a MACs or parameter axis (on
+/// the rate axis the order does not change a curve).
 pub fn space_for(session: &Session, cfg: &StudyConfig) -> Result<SearchSpace> {
     let g = &session.model.graph;
     let space = match &cfg.space {
         Some(s) => s.clone(),
-        None => SearchSpace::default_for(g.has_attention(), g.has_gates()),
+        None if cfg.search_selection && cfg.opts.axis != crate::evaluate::CurveAxis::Rate => {
+            SearchSpace::default_for(ModelTraits::of(g)).with_selection_choice()?
+        }
+        None => SearchSpace::default_for(ModelTraits::of(g)),
     };
     space.with_fixed_normalization(cfg.normalize)
 }
@@ -344,6 +356,7 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
             validation_a_pr: best.value,
             params: best.params.clone(),
             criterion: best_spec,
+            selection: SearchSpace::selection(&best.params)?,
         },
         seeds: seeds
             .iter()
