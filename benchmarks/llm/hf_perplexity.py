@@ -31,6 +31,32 @@ def documents(text: str) -> list[str]:
     return docs
 
 
+def token_rows(tok: transformers.PreTrainedTokenizerBase, path: str, seq_len: int, rows: int) -> torch.Tensor:
+    """The first `rows` windows of `seq_len` tokens of a text file, cut as relprune cuts them."""
+    need, ids = seq_len * rows, []
+    with open(path, encoding="utf-8") as f:
+        for i, d in enumerate(documents(f.read())):
+            ids += tok(d if i == 0 else "\n\n" + d, add_special_tokens=False)["input_ids"]
+            if len(ids) >= need:
+                break
+    return torch.tensor(ids[:need]).reshape(rows, seq_len)
+
+
+def score(model: torch.nn.Module, rows: torch.Tensor) -> dict[str, float]:
+    """Token-weighted perplexity, next-token top-1 accuracy and forward seconds, one sequence at a time."""
+    nll, hits, count, seconds = 0.0, 0, 0, 0.0
+    with torch.no_grad():
+        for row in rows:
+            t = time.perf_counter()
+            out = model(input_ids=row[None], labels=row[None])
+            seconds += time.perf_counter() - t
+            n = row.numel() - 1
+            nll += out.loss.double().item() * n
+            hits += (out.logits[0, :-1].argmax(-1) == row[1:]).sum().item()
+            count += n
+    return {"perplexity": math.exp(nll / count), "accuracy": hits / count, "tokens": count, "seconds": seconds}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -43,32 +69,15 @@ def main() -> None:
     tok = transformers.AutoTokenizer.from_pretrained(a.folder)
     model = transformers.AutoModelForCausalLM.from_pretrained(a.folder, trust_remote_code=True, dtype=torch.float32)
     model.eval()
-    need = a.seq_len * a.sequences
-    ids: list[int] = []
-    with open(a.text, encoding="utf-8") as f:
-        for i, d in enumerate(documents(f.read())):
-            ids += tok(d if i == 0 else "\n\n" + d, add_special_tokens=False)["input_ids"]
-            if len(ids) >= need:
-                break
-    x = torch.tensor(ids[:need]).reshape(a.sequences, a.seq_len)
-    nll, hits, count, seconds = 0.0, 0, 0, 0.0
-    with torch.no_grad():
-        for row in x:
-            t = time.perf_counter()
-            out = model(input_ids=row[None], labels=row[None])
-            seconds += time.perf_counter() - t
-            n = a.seq_len - 1
-            nll += out.loss.double().item() * n
-            hits += (out.logits[0, :-1].argmax(-1) == row[1:]).sum().item()
-            count += n
+    s = score(model, token_rows(tok, a.text, a.seq_len, a.sequences))
     result = {
         "folder": a.folder,
         "class": type(model).__name__,
         "parameters": sum(t.numel() for t in model.parameters()),
-        "perplexity": math.exp(nll / count),
-        "accuracy": hits / count,
-        "tokens": count,
-        "tokens_per_second": a.seq_len * a.sequences / seconds,
+        "perplexity": s["perplexity"],
+        "accuracy": s["accuracy"],
+        "tokens": s["tokens"],
+        "tokens_per_second": a.seq_len * a.sequences / s["seconds"],
         "transformers": transformers.__version__,
         "torch": torch.__version__,
     }

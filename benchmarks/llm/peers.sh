@@ -23,16 +23,7 @@ only() { [[ -z "${ONLY:-}" || ",$ONLY," == *",$1,"* ]]; }
 test_text="$RELPRUNE_ENWIKI_DIR/test.txt" calib_text="$RELPRUNE_BROWN_DIR/reference.txt"
 
 # The removal fractions of all parameters that leave each goal of the non-embedding ones.
-rates="$("$RELPRUNE_PYTHON" - "$RELPRUNE_SMOLLM2_DIR" $keeps <<'EOF'
-import json, math, sys
-from safetensors import safe_open
-cfg = json.load(open(sys.argv[1] + "/config.json"))
-with safe_open(sys.argv[1] + "/model.safetensors", "pt") as f:
-    total = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-emb = cfg["vocab_size"] * cfg["hidden_size"]
-print(",".join(["0"] + [f"{(1 - float(k)) * (total - emb) / total:.6f}" for k in sys.argv[2:]]))
-EOF
-)"
+rates="$("$RELPRUNE_PYTHON" "$here/non_embedding.py" "$RELPRUNE_SMOLLM2_DIR" --rates $keeps)"
 echo "params axis rates (fractions of all parameters removed): $rates"
 
 if only tp; then

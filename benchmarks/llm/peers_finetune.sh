@@ -13,9 +13,8 @@ set -euo pipefail
 n="${SEQUENCES:-8}" len="${SEQ_LEN:-512}" refs="${REFS:-4}" keep="${KEEP:-0.8}"
 ft=(--finetune 1 --ft-steps "${STEPS:-30}" --ft-batch 2 --ft-lr "${LR:-1e-4}" --ft-val-samples "$n")
 common=(--data enwiki --seq-len "$len" --eval-samples "$n" --latency-runs 0)
-# The fraction of all parameters that keeps `keep` of the non-embedding ones (134,515,008 in all,
-# 28,311,552 in the tied embedding).
-target="$(awk -v k="$keep" 'BEGIN { t = 134515008; e = 28311552; printf "%.6f", (e + k * (t - e)) / t }')"
+# The fraction of all parameters that keeps `keep` of the non-embedding ones.
+target="$("$RELPRUNE_PYTHON" "$here/non_embedding.py" "$RELPRUNE_SMOLLM2_DIR" --target "$keep")"
 
 read -r imp scope <<< "${TP:-taylor inner}"
 tp_dir="$res/peers-ft-tp-$imp-$scope"

@@ -23,7 +23,6 @@ import contextlib
 import copy
 import importlib.metadata
 import json
-import math
 import time
 from collections.abc import Iterator
 
@@ -31,18 +30,7 @@ import torch
 import torch_pruning as tp
 import transformers
 import transformers.models.llama.modeling_llama as llama
-from hf_perplexity import documents
-
-
-def token_rows(tok: transformers.PreTrainedTokenizerBase, path: str, seq_len: int, rows: int) -> torch.Tensor:
-    """The first `rows` windows of `seq_len` tokens of a text file (relprune's cut)."""
-    need, ids = seq_len * rows, []
-    with open(path, encoding="utf-8") as f:
-        for i, d in enumerate(documents(f.read())):
-            ids += tok(d if i == 0 else "\n\n" + d, add_special_tokens=False)["input_ids"]
-            if len(ids) >= need:
-                break
-    return torch.tensor(ids[:need]).reshape(rows, seq_len)
+from hf_perplexity import score, token_rows
 
 
 def non_embedding(model: torch.nn.Module) -> int:
@@ -108,19 +96,6 @@ def prune(model: torch.nn.Module, ratio: float, importance: tp.importance.Import
     del pruner
 
 
-def evaluate(model: torch.nn.Module, rows: torch.Tensor) -> dict[str, float]:
-    """Token-weighted perplexity and next-token top-1 accuracy, one sequence at a time."""
-    nll, hits, count = 0.0, 0, 0
-    with torch.no_grad():
-        for row in rows:
-            out = model(input_ids=row[None], labels=row[None])
-            n = row.numel() - 1
-            nll += out.loss.double().item() * n
-            hits += (out.logits[0, :-1].argmax(-1) == row[1:]).sum().item()
-            count += n
-    return {"perplexity": math.exp(nll / count), "accuracy": hits / count, "tokens": count}
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -170,6 +145,7 @@ def main() -> None:
     model.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - t
     model.eval()
+    test = score(model, token_rows(tok, a.test, a.seq_len, a.sequences))
     result = {
         "method": f"torch-pruning {a.importance} ({a.scope})",
         "keep_goal": a.keep,
@@ -182,7 +158,7 @@ def main() -> None:
         "hidden_size": model.config.hidden_size,
         "intermediate_size": model.config.intermediate_size,
         "prune_seconds": seconds,
-        **evaluate(model, token_rows(tok, a.test, a.seq_len, a.sequences)),
+        **{k: test[k] for k in ("perplexity", "accuracy", "tokens")},
         "transformers": transformers.__version__,
     }
     if a.save:

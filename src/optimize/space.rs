@@ -670,22 +670,18 @@ impl SearchSpace {
             .map_err(|e| Error::invalid(format!("trial parameters: {e}")))?;
         Ok((spec, refs))
     }
-}
 
-impl SearchSpace {
     /// The order a trial's units go in on a MACs or parameter axis (`selection`: relevance, or
     /// cost-aware: least relevance per unit of cost first), where the trial chose one. It is a
     /// setting of the pruning, not of the criterion, so a rules file does not hold it; `prune
     /// --optimize` applies the winner's.
     pub fn selection(params: &Params) -> Result<Option<Selection>> {
-        params
-            .get("selection")
-            .map(|v| match v.as_str() {
-                Some("relevance") => Ok(Selection::Relevance),
-                Some("cost-aware") => Ok(Selection::CostAware),
-                _ => Err(Error::invalid(format!("trial parameters: selection {v}; use relevance or cost-aware"))),
-            })
-            .transpose()
+        let Some(v) = params.get("selection") else { return Ok(None) };
+        // Selection's own parser; a space holds only the two orders a curve can be measured in.
+        match v.as_str().map(str::parse::<Selection>) {
+            Some(Ok(s @ (Selection::Relevance | Selection::CostAware))) => Ok(Some(s)),
+            _ => Err(Error::invalid(format!("trial parameters: selection {v}; use relevance or cost-aware"))),
+        }
     }
 
     /// This space with the selection order as a choice (relevance, cost-aware), unless it has one.
