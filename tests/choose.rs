@@ -162,6 +162,21 @@ fn optimize_prunes_with_the_studys_winner_and_resumes() {
     let fixed = run("fixed", &["--optimize", "3", "--selection", "cost-aware"]);
     assert!(fixed["study"]["selection"].is_null(), "{}", fixed["study"]);
     assert_eq!(fixed["selection"], "cost_aware", "the report's JSON spelling");
+    // A fixed order the model cannot take fails every trial: the error says why.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_relprune"))
+        .args(["--threads", "1", "prune", "--model", "cifar_resnet18:width=4,in=1,size=8,classes=10"])
+        .args(["--target", "macs=0.7", "--refs-per-class", "2", "--eval-samples", "100", "--latency-runs", "0"])
+        .args(["--optimize", "2", "--selection", "layers", "--fmnist-dir"])
+        .arg(tmp.path())
+        .arg("--out")
+        .arg(tmp.path().join("layers"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("the last failed with") && e.contains("keeps at least one channel"),
+        "{e}"
+    );
 }
 
 /// With fine-tuning, the finalists are fine-tuned a few steps before the final comparison and the

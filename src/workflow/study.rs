@@ -318,7 +318,12 @@ pub fn run_study(session: &mut Session, cfg: &StudyConfig, progress: &mut dyn St
     };
     let trials = store.trials()?;
     let best = best_trial(&trials).ok_or_else(|| {
-        crate::Error::invalid(format!("no trial of study `{name}` completed; see `relprune study show`"))
+        // Every trial failing usually means one cause (a setting the model cannot take): say it.
+        let why = trials.iter().rev().find_map(|t| t.message.as_deref().filter(|_| t.state == TrialState::Failed));
+        crate::Error::invalid(match why {
+            Some(m) => format!("no trial of study `{name}` completed; the last failed with: {m}"),
+            None => format!("no trial of study `{name}` completed; see `relprune study show`"),
+        })
     })?;
     let (best_spec, best_refs) = SearchSpace::criterion(&best.params)?;
     best_spec.to_file(&outdir.path().join("best-rules.yaml"))?;
