@@ -20,7 +20,7 @@ read -r imp scope <<< "${TP:-taylor inner}"
 tp_dir="$res/peers-ft-tp-$imp-$scope"
 "$RELPRUNE_PYTHON" "$here/tp_llm.py" "$RELPRUNE_SMOLLM2_DIR" "$RELPRUNE_ENWIKI_DIR/test.txt" \
   "$RELPRUNE_BROWN_DIR/reference.txt" --keep "$keep" --importance "$imp" --scope "$scope" --seq-len "$len" \
-  --sequences "$n" --calib "$refs" --save "$tp_dir-model" --out "$tp_dir-pruned.json"
+  --sequences "$n" --calib-sequences "$refs" --verify --save "$tp_dir-model" --out "$tp_dir-pruned.json"
 "$bin" --json prune --model "hf:$tp_dir-model" "${common[@]}" --component neurons --rate 0 "${ft[@]}" \
   --out "$tp_dir" > "$res/peers-ft-tp-$imp-$scope.json"
 rm -rf "$tp_dir-model" "$tp_dir/model.onnx"

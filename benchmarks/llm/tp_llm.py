@@ -12,7 +12,10 @@ relprune's `--component neurons` prunes).
 The pruning ratio is bisected so that the model keeps at most `--keep` of its non-embedding
 parameters (the count does not depend on the importance: the ratio is uniform per layer).
 
-usage: tp_llm.py FOLDER TEST_TEXT CALIB_TEXT --keep 0.8 --importance magnitude|taylor
+`--verify` (scope `inner`) also scores the dense model with the same MLP channels zeroed: equal
+perplexity shows Torch-Pruning's surgery is exact, so its rows measure its criterion.
+
+usage: tp_llm.py FOLDER TEST_TEXT CALIB_TEXT --keep 0.8 --importance magnitude|taylor [--verify]
        --scope example|inner [--ratio R] --seq-len 512 --sequences 8 --calib-sequences 4 --out RESULT.json
 """
 
@@ -96,6 +99,21 @@ def prune(model: torch.nn.Module, ratio: float, importance: tp.importance.Import
     del pruner
 
 
+def masked_like(base: torch.nn.Module, pruned: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the dense model with the MLP channels the pruned one lacks zeroed (`inner` scope):
+    the same function if Torch-Pruning removed exactly the channels it dropped, and nothing else."""
+    masked = copy.deepcopy(base)
+    with torch.no_grad():
+        for dense, small in zip(masked.model.layers, pruned.model.layers):
+            rows = {r.numpy().tobytes(): i for i, r in enumerate(dense.mlp.gate_proj.weight)}
+            kept = {rows[r.numpy().tobytes()] for r in small.mlp.gate_proj.weight}
+            drop = [i for i in range(len(rows)) if i not in kept]
+            dense.mlp.gate_proj.weight[drop] = 0
+            dense.mlp.up_proj.weight[drop] = 0
+            dense.mlp.down_proj.weight[:, drop] = 0
+    return masked
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -109,6 +127,7 @@ def main() -> None:
     p.add_argument("--calib-sequences", type=int, default=4, help="calibration sequences (Taylor's gradients)")
     p.add_argument("--ratio", type=float, help="the uniform ratio (skips the bisection; it prints the ratio found)")
     p.add_argument("--save", help="write the pruned folder here")
+    p.add_argument("--verify", action="store_true", help="`inner`: also score the dense model masked alike")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     torch.set_num_threads(2)
@@ -161,6 +180,12 @@ def main() -> None:
         **{k: test[k] for k in ("perplexity", "accuracy", "tokens")},
         "transformers": transformers.__version__,
     }
+    if a.verify:
+        if a.scope != "inner":
+            raise SystemExit("--verify compares MLP channels only: use it with --scope inner")
+        result["masked_perplexity"] = score(masked_like(base, model), token_rows(tok, a.test, a.seq_len, a.sequences))[
+            "perplexity"
+        ]
     if a.save:
         model.save_pretrained(a.save)
         tok.save_pretrained(a.save)
